@@ -1,0 +1,16 @@
+//! AArch64: entry, exception vectors, MMU, caches, PSCI, timer.
+
+pub mod esr;
+pub mod memory_plan;
+pub mod page_table;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod cpu;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod entry;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod exceptions;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod mmu;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod psci;

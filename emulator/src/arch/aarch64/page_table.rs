@@ -1,0 +1,375 @@
+//! Stage-1 translation tables, 4 KiB granule, 48-bit input addresses (four levels).
+//!
+//! Portable: it only writes descriptors into frames that a [`FrameAlloc`] hands out, so the host
+//! tests check the exact entries. Tables hold physical addresses, and frames are reached through
+//! their address as a pointer: identity on the target (MMU off, or identity mapped), and plain
+//! heap pointers on the host.
+
+pub const ENTRIES: usize = 512;
+pub type Table = [u64; ENTRIES];
+
+const VALID: u64 = 1 << 0;
+const TABLE_OR_PAGE: u64 = 1 << 1;
+const AP_EL0: u64 = 1 << 6;
+const AP_RO: u64 = 1 << 7;
+const SH_INNER: u64 = 3 << 8;
+const AF: u64 = 1 << 10;
+const PXN: u64 = 1 << 53;
+const UXN_OR_XN: u64 = 1 << 54;
+const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
+/// Bits that describe a mapping's attributes (everything but the address and the type bits).
+const ATTR_MASK: u64 = !ADDR_MASK & !(VALID | TABLE_OR_PAGE);
+
+/// Largest input address + 1 (T0SZ = 16).
+pub const VA_LIMIT: u64 = 1 << 48;
+
+/// MAIR indices; [`MAIR_VALUE`] programs them.
+pub const ATTR_NORMAL_WB: u64 = 0;
+pub const ATTR_DEVICE_NGNRE: u64 = 1;
+/// Attr0 = Normal write-back read/write-allocate, Attr1 = Device-nGnRE.
+pub const MAIR_VALUE: u64 = 0xff | (0x04 << 8);
+
+/// Which translation regime the descriptors are for: it decides the meaning of AP[1] and XN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regime {
+    /// EL1&0, and EL2&0 under VHE: two privilege levels, PXN and UXN.
+    TwoLevels,
+    /// EL2 without VHE: one privilege level, one XN bit, AP[1] is RES1.
+    El2Only,
+}
+
+/// Memory type of a mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemType {
+    Normal,
+    Device,
+}
+
+/// What a mapping allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attributes {
+    pub mem: MemType,
+    pub writable: bool,
+    pub executable: bool,
+}
+
+impl Attributes {
+    pub const RAM: Self = Attributes { mem: MemType::Normal, writable: true, executable: true };
+    pub const CODE: Self = Attributes { mem: MemType::Normal, writable: false, executable: true };
+    pub const RODATA: Self = Attributes { mem: MemType::Normal, writable: false, executable: false };
+    pub const DATA: Self = Attributes { mem: MemType::Normal, writable: true, executable: false };
+    pub const DEVICE: Self = Attributes { mem: MemType::Device, writable: true, executable: false };
+
+    fn bits(self, regime: Regime) -> u64 {
+        let mut b = AF;
+        b |= match self.mem {
+            MemType::Normal => (ATTR_NORMAL_WB << 2) | SH_INNER,
+            MemType::Device => ATTR_DEVICE_NGNRE << 2,
+        };
+        if !self.writable {
+            b |= AP_RO;
+        }
+        match regime {
+            Regime::TwoLevels => {
+                // EL0 never runs here; a page EL0 could write would be implicitly PXN.
+                b |= UXN_OR_XN;
+                if !self.executable {
+                    b |= PXN;
+                }
+            }
+            Regime::El2Only => {
+                b |= AP_EL0;
+                if !self.executable {
+                    b |= UXN_OR_XN;
+                }
+            }
+        }
+        b
+    }
+
+    fn from_bits(b: u64, regime: Regime) -> Self {
+        let mem = if (b >> 2) & 7 == ATTR_DEVICE_NGNRE { MemType::Device } else { MemType::Normal };
+        let executable = match regime {
+            Regime::TwoLevels => b & PXN == 0,
+            Regime::El2Only => b & UXN_OR_XN == 0,
+        };
+        Attributes { mem, writable: b & AP_RO == 0, executable }
+    }
+}
+
+/// Hands out zeroed, 4 KiB-aligned frames for tables.
+pub trait FrameAlloc {
+    fn alloc_zeroed(&mut self) -> Option<*mut Table>;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    Unaligned { va: u64, pa: u64, size: u64 },
+    OutOfRange { va: u64, size: u64 },
+    OutOfFrames,
+}
+
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unaligned { va, pa, size } => write!(f, "mapping va {va:#x} pa {pa:#x} size {size:#x} is not 4 KiB aligned"),
+            Self::OutOfRange { va, size } => write!(f, "mapping va {va:#x} size {size:#x} is beyond the 48-bit address space"),
+            Self::OutOfFrames => write!(f, "no memory left for page tables"),
+        }
+    }
+}
+
+impl core::error::Error for MapError {}
+
+/// One translation table tree.
+pub struct PageTables<A: FrameAlloc> {
+    root: *mut Table,
+    regime: Regime,
+    alloc: A,
+}
+
+/// Bytes one entry maps at `level` (0..=3).
+const fn entry_span(level: usize) -> u64 {
+    1 << (12 + 9 * (3 - level))
+}
+
+fn index(va: u64, level: usize) -> usize {
+    ((va >> (12 + 9 * (3 - level))) & 0x1ff) as usize
+}
+
+impl<A: FrameAlloc> PageTables<A> {
+    pub fn new(regime: Regime, mut alloc: A) -> Result<Self, MapError> {
+        let root = alloc.alloc_zeroed().ok_or(MapError::OutOfFrames)?;
+        Ok(PageTables { root, regime, alloc })
+    }
+
+    /// Physical address of the level-0 table, for TTBR0.
+    pub fn root_address(&self) -> u64 {
+        self.root as u64
+    }
+
+    pub fn regime(&self) -> Regime {
+        self.regime
+    }
+
+    /// Maps `[va, va + size)` to `[pa, pa + size)`. A later mapping replaces what an earlier one
+    /// said about the same addresses, splitting blocks where needed. Not for live tables: there
+    /// is no break-before-make here.
+    pub fn map(&mut self, va: u64, pa: u64, size: u64, attrs: Attributes) -> Result<(), MapError> {
+        if (va | pa | size) & 0xfff != 0 {
+            return Err(MapError::Unaligned { va, pa, size });
+        }
+        if va.checked_add(size).is_none_or(|end| end > VA_LIMIT) || pa.checked_add(size).is_none_or(|end| end > VA_LIMIT) {
+            return Err(MapError::OutOfRange { va, size });
+        }
+        let bits = attrs.bits(self.regime);
+        let root = self.root;
+        self.map_level(root, 0, va, pa, size, bits)
+    }
+
+    fn map_level(&mut self, table: *mut Table, level: usize, mut va: u64, mut pa: u64, mut size: u64, bits: u64) -> Result<(), MapError> {
+        let span = entry_span(level);
+        while size > 0 {
+            let i = index(va, level);
+            let chunk = (span - (va & (span - 1))).min(size);
+            // SAFETY: `table` is a frame from our allocator (or the root), reachable through its
+            // address, and no other reference to it is alive while we build.
+            let entry = unsafe { &mut (*table)[i] };
+            let whole = chunk == span && va % span == 0 && pa % span == 0;
+            if whole && level == 3 {
+                *entry = (pa & ADDR_MASK) | bits | VALID | TABLE_OR_PAGE;
+            } else if whole && (level == 1 || level == 2) {
+                *entry = (pa & ADDR_MASK) | bits | VALID;
+            } else {
+                let next = self.next_table(entry, level)?;
+                self.map_level(next, level + 1, va, pa, chunk, bits)?;
+            }
+            va += chunk;
+            pa += chunk;
+            size -= chunk;
+        }
+        Ok(())
+    }
+
+    /// The table an entry points to, created empty or split from a block as needed.
+    fn next_table(&mut self, entry: &mut u64, level: usize) -> Result<*mut Table, MapError> {
+        if *entry & VALID != 0 && *entry & TABLE_OR_PAGE != 0 {
+            return Ok((*entry & ADDR_MASK) as *mut Table);
+        }
+        let frame = self.alloc.alloc_zeroed().ok_or(MapError::OutOfFrames)?;
+        if *entry & VALID != 0 {
+            // Split a block into 512 entries of the next level with the same attributes.
+            let base = *entry & ADDR_MASK & !(entry_span(level) - 1);
+            let attrs = *entry & ATTR_MASK;
+            let child_span = entry_span(level + 1);
+            let kind = if level + 1 == 3 { VALID | TABLE_OR_PAGE } else { VALID };
+            for (j, e) in (0..ENTRIES).zip(0..) {
+                // SAFETY: `frame` is a fresh, exclusively owned table.
+                unsafe { (*frame)[j] = (base + e * child_span) | attrs | kind };
+            }
+        }
+        *entry = frame as u64 | VALID | TABLE_OR_PAGE;
+        Ok(frame)
+    }
+
+    /// Walks the tables for `va`: the physical address it maps to, its attributes and the level
+    /// of the leaf entry.
+    pub fn translate(&self, va: u64) -> Option<(u64, Attributes, usize)> {
+        let mut table = self.root;
+        for level in 0..4 {
+            // SAFETY: as in map_level; read only.
+            let entry = unsafe { (*table)[index(va, level)] };
+            if entry & VALID == 0 {
+                return None;
+            }
+            let leaf = level == 3 || entry & TABLE_OR_PAGE == 0;
+            if leaf {
+                let span = entry_span(level);
+                let pa = (entry & ADDR_MASK & !(span - 1)) + (va & (span - 1));
+                return Some((pa, Attributes::from_bits(entry, self.regime), level));
+            }
+            table = (entry & ADDR_MASK) as *mut Table;
+        }
+        None
+    }
+
+    /// True when some page of `[va, va + size)` is mapped already.
+    pub fn any_mapped(&self, va: u64, size: u64) -> bool {
+        let mut a = va & !0xfff;
+        while a < va + size {
+            if self.translate(a).is_some() {
+                return true;
+            }
+            a += 0x1000;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    #[repr(C, align(4096))]
+    struct Frame(Table);
+
+    #[derive(Default)]
+    struct HostFrames(Vec<Box<Frame>>);
+
+    impl FrameAlloc for &mut HostFrames {
+        fn alloc_zeroed(&mut self) -> Option<*mut Table> {
+            let mut f = Box::new(Frame([0; ENTRIES]));
+            let p = &mut f.0 as *mut Table;
+            self.0.push(f);
+            Some(p)
+        }
+    }
+
+    const GIB: u64 = 1 << 30;
+    const MIB2: u64 = 2 << 20;
+
+    #[test]
+    fn gigabyte_of_ram_is_one_level1_block() {
+        let mut frames = HostFrames::default();
+        let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
+        pt.map(GIB, GIB, GIB, Attributes::RAM).unwrap();
+        // Root + one level-1 table: the GiB is a single block entry.
+        assert_eq!(frames_len(&pt), 2);
+        let (pa, attrs, level) = pt.translate(GIB + 0x1234).unwrap();
+        assert_eq!((pa, attrs, level), (GIB + 0x1234, Attributes::RAM, 1));
+        // SAFETY: test-only read of the root table.
+        let root = unsafe { &*(pt.root_address() as *const Table) };
+        let l1 = unsafe { &*((root[0] & ADDR_MASK) as *const Table) };
+        assert_eq!(root[0] & 3, 3, "level-0 entry is a table");
+        // Block: address, AF, inner shareable, AttrIndx 0, UXN, valid, not a table.
+        assert_eq!(l1[1], GIB | AF | SH_INNER | UXN_OR_XN | VALID);
+        assert_eq!(pt.translate(0), None);
+        drop(pt);
+    }
+
+    fn frames_len<A: FrameAlloc>(pt: &PageTables<A>) -> usize {
+        // Count reachable tables.
+        fn count(t: *const Table, level: usize) -> usize {
+            if level == 3 {
+                return 1;
+            }
+            let t = unsafe { &*t };
+            1 + t.iter().filter(|e| *e & 3 == 3).map(|e| count((e & ADDR_MASK) as *const Table, level + 1)).sum::<usize>()
+        }
+        count(pt.root as *const Table, 0)
+    }
+
+    #[test]
+    fn unaligned_ranges_use_the_largest_blocks_that_fit() {
+        let mut frames = HostFrames::default();
+        let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
+        // 4 KiB before a 2 MiB boundary, then a whole 2 MiB block, then 4 KiB more.
+        let start = 0x4000_0000 + MIB2 - 0x1000;
+        pt.map(start, start, 0x1000 + MIB2 + 0x1000, Attributes::DATA).unwrap();
+        assert_eq!(pt.translate(start).unwrap().2, 3);
+        assert_eq!(pt.translate(start + 0x1000).unwrap().2, 2);
+        assert_eq!(pt.translate(start + 0x1000 + MIB2).unwrap().2, 3);
+        assert_eq!(pt.translate(start + 0x2000 + MIB2), None);
+        assert_eq!(pt.translate(start - 0x1000), None);
+    }
+
+    #[test]
+    fn later_mappings_split_blocks_and_keep_the_rest() {
+        let mut frames = HostFrames::default();
+        let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
+        pt.map(GIB, GIB, GIB, Attributes::RAM).unwrap();
+        let text = GIB + 0x123_4000;
+        pt.map(text, text, 0x3000, Attributes::CODE).unwrap();
+        pt.map(text + 0x3000, text + 0x3000, 0x2000, Attributes::DATA).unwrap();
+        assert_eq!(pt.translate(text).unwrap(), (text, Attributes::CODE, 3));
+        assert_eq!(pt.translate(text + 0x2fff).unwrap().1, Attributes::CODE);
+        assert_eq!(pt.translate(text + 0x3000).unwrap().1, Attributes::DATA);
+        assert_eq!(pt.translate(text + 0x5000).unwrap().1, Attributes::RAM);
+        assert_eq!(pt.translate(text - 0x1000).unwrap().1, Attributes::RAM);
+        // The rest of the GiB keeps its attributes, at 2 MiB granularity after the split.
+        assert_eq!(pt.translate(GIB + 0x3000_0000).unwrap(), (GIB + 0x3000_0000, Attributes::RAM, 2));
+        // Code is read-only and executable, data is writable and never executable.
+        assert!(!Attributes::CODE.writable && Attributes::CODE.executable);
+        assert!(Attributes::DATA.writable && !Attributes::DATA.executable);
+    }
+
+    #[test]
+    fn device_and_el2_descriptor_bits() {
+        let mut frames = HostFrames::default();
+        let mut pt = PageTables::new(Regime::El2Only, &mut frames).unwrap();
+        pt.map(0x900_0000, 0x900_0000, 0x1000, Attributes::DEVICE).unwrap();
+        let (_, attrs, level) = pt.translate(0x900_0000).unwrap();
+        assert_eq!((attrs, level), (Attributes::DEVICE, 3));
+        let bits = Attributes::DEVICE.bits(Regime::El2Only);
+        assert_eq!(bits, AF | (ATTR_DEVICE_NGNRE << 2) | AP_EL0 | UXN_OR_XN);
+        assert_eq!(Attributes::CODE.bits(Regime::El2Only) & (UXN_OR_XN | PXN), 0);
+        assert_eq!(Attributes::CODE.bits(Regime::TwoLevels) & (UXN_OR_XN | PXN), UXN_OR_XN);
+    }
+
+    #[test]
+    fn aliases_map_another_virtual_address_to_the_same_physical() {
+        let mut frames = HostFrames::default();
+        let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
+        pt.map(0x2000_0000, 0x7f00_0000, 0x4000, Attributes::DATA).unwrap();
+        assert_eq!(pt.translate(0x2000_1008).unwrap().0, 0x7f00_1008);
+        assert!(pt.any_mapped(0x1fff_f000, 0x2000));
+        assert!(!pt.any_mapped(0x2000_4000, 0x1000));
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        let mut frames = HostFrames::default();
+        let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
+        assert_eq!(pt.map(0x1001, 0, 0x1000, Attributes::RAM), Err(MapError::Unaligned { va: 0x1001, pa: 0, size: 0x1000 }));
+        assert!(matches!(pt.map(VA_LIMIT - 0x1000, 0, 0x2000, Attributes::RAM), Err(MapError::OutOfRange { .. })));
+        struct Empty;
+        impl FrameAlloc for Empty {
+            fn alloc_zeroed(&mut self) -> Option<*mut Table> {
+                None
+            }
+        }
+        assert!(matches!(PageTables::new(Regime::TwoLevels, Empty), Err(MapError::OutOfFrames)));
+    }
+}

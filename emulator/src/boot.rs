@@ -1,0 +1,252 @@
+//! The boot flow on the target: entry -> console -> validation -> banner -> MMU -> payload.
+
+use crate::abi::validate::{self, BlobPlacement, PhysMemory, Validated};
+use crate::abi::{memory_type_name, MIN_STACK_SIZE, PAGE_SIZE};
+use crate::arch::aarch64::cpu::{self, ExceptionLevel};
+use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
+use crate::arch::aarch64::mmu::{self, BumpFrames};
+use crate::arch::aarch64::page_table::PageTables;
+use crate::arch::aarch64::{entry, exceptions, psci};
+use crate::drivers::fdt::Fdt;
+use crate::efi::pe::PeImage;
+use crate::{console, fatal, println};
+use log::{info, warn};
+
+/// Physical memory read in place: the MMU is off or RAM is identity-mapped.
+struct RawMemory;
+
+impl PhysMemory for RawMemory {
+    fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        if addr == 0 || addr.checked_add(len as u64).is_none() {
+            return None;
+        }
+        // SAFETY: the validator only asks for ranges it has established to be RAM from the
+        // memory map (or the parameter block's own first bytes at x0, which the ABI promises);
+        // nothing writes them while the slice lives.
+        Some(unsafe { core::slice::from_raw_parts(addr as *const u8, len) })
+    }
+}
+
+/// Page-table frames the emulator may take from the start of the mempool.
+const MAX_TABLE_BYTES: u64 = 512 * 1024;
+
+#[unsafe(no_mangle)]
+extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -> ! {
+    cpu::set_entry_ticks(entry_ticks);
+    let el = ExceptionLevel::current();
+    psci::set_conduit(match el {
+        ExceptionLevel::El1 => psci::Conduit::Hvc,
+        ExceptionLevel::El2 { .. } => psci::Conduit::Smc,
+    });
+    let blob = entry::blob_layout();
+    exceptions::set_known_images((blob.base, blob.base + blob.mem_end), (0, 0));
+    start_console(param_addr);
+
+    let placement = BlobPlacement { start: blob.base, mem_size: blob.mem_end };
+    let v = match validate::validate(&RawMemory, param_addr, placement, &mut |w| warn!("{w}")) {
+        Ok(v) => v,
+        Err(e) => fatal!("{e}"),
+    };
+    exceptions::set_known_images((blob.base, blob.base + blob.mem_end), (v.kernel.start, v.kernel.end()));
+    let dtb = RawMemory.bytes(v.dtb.start, v.dtb.size as usize).unwrap();
+    let fdt = Fdt::new(dtb).unwrap_or_else(|e| fatal!("dtb: {e:?}"));
+    match fdt.psci_method() {
+        Some("hvc") => psci::set_conduit(psci::Conduit::Hvc),
+        Some("smc") => psci::set_conduit(psci::Conduit::Smc),
+        other => warn!("/psci method {other:?} is neither \"hvc\" nor \"smc\"; keeping {:?}", psci::conduit()),
+    }
+
+    banner(el, &blob, &v, &fdt);
+    let tables = enable_mmu(el, &blob, &v, &fdt);
+    info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.0, tables.0 * 4, tables.1);
+    debug_fault(&fdt);
+    kernel_summary(&v);
+
+    let us = cpu::micros_since_entry();
+    info!("time since entry: {}.{:03} ms (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
+    info!("no payload started: the UEFI core that would start it is not part of this build");
+    console::flush();
+    psci::system_off()
+}
+
+/// Points the console at the earlycon UART, before anything is validated: fatal errors need it.
+/// When the block names no UART, the DTB's `/chosen/stdout-path` is tried, so that even that
+/// error can be reported.
+fn start_console(param_addr: u64) {
+    let Ok(p) = validate::read_param(&RawMemory, param_addr) else {
+        return; // No readable block: nowhere to print. fatal!() below powers off.
+    };
+    let print = p.print_enabled == 1;
+    if p.earlycon_reg_base != 0 {
+        console::init(p.earlycon_reg_base, print);
+        return;
+    }
+    let uart = (p.dtb != 0 && p.dtb % 8 == 0)
+        .then(|| RawMemory.bytes(p.dtb, crate::drivers::fdt::HEADER_SIZE))
+        .flatten()
+        .and_then(|h| crate::drivers::fdt::total_size(h).ok())
+        .and_then(|total| Fdt::new(RawMemory.bytes(p.dtb, total)?).ok())
+        .and_then(|fdt| stdout_uart(&fdt));
+    if let Some(base) = uart {
+        console::init(base, print);
+    }
+}
+
+/// The `reg` of the node `/chosen/stdout-path` names.
+fn stdout_uart(fdt: &Fdt) -> Option<u64> {
+    let path = fdt.find("/chosen")?.property_str("stdout-path")?;
+    let path = path.split(':').next()?;
+    let path = if path.starts_with('/') { path } else { fdt.find("/aliases")?.property_str(path)? };
+    let node = fdt.find(path)?;
+    node.reg(fdt.root().cells()).next().map(|(base, _)| base)
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes >> 20
+}
+
+fn banner(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) {
+    let midr = cpu::midr();
+    println!();
+    info!("efi-emulator {} (ABI {}), running at {el}", crate::VERSION, crate::abi::ABI_VERSION);
+    info!("cpu: MIDR {midr:#010x} ({}), PSCI via {:?}", cpu::cpu_name(midr), psci::conduit());
+    info!(
+        "blob: {:#x}..{:#x} (file {} B, footprint {} KiB)",
+        blob.base,
+        blob.base + blob.mem_end,
+        blob.file_end,
+        blob.mem_end / 1024
+    );
+    let p = &v.param;
+    info!("param: {:#x}, sp {:#x} (stack {} KiB), load_address {:#x}", v.param_addr, p.sp, MIN_STACK_SIZE / 1024, p.load_address);
+    info!("  kernel image {:#x}..{:#x} ({} B)", v.kernel.start, v.kernel.end(), v.kernel.size);
+    info!("  dtb          {:#x}..{:#x} ({} B)", v.dtb.start, v.dtb.end(), v.dtb.size);
+    info!("  mempool      {:#x}..{:#x} ({} MiB)", v.mempool.start, v.mempool.end(), mib(v.mempool.size));
+    if let Some((start, end)) = fdt.initrd() {
+        info!("  initrd       {start:#x}..{end:#x} ({} B, from /chosen)", end - start);
+    }
+    info!(
+        "  noefi_boot {}, print_enabled {}, earlycon {} at {:#x} (+{:#x})",
+        p.noefi_boot,
+        p.print_enabled,
+        v.earlycon_name(),
+        p.earlycon_reg_base,
+        v.uart.size
+    );
+    match v.runtime_phys {
+        Some(phys) => info!(
+            "  firmware runtime services at {:#x} (physical {phys:#x}), revision {:#x}, supported mask {:#x}",
+            p.rt_info.runtime,
+            p.rt_info.runtime_version,
+            p.rt_info.runtime_supported_mask
+        ),
+        None => info!("  no firmware: runtime services will be the emulator's own"),
+    }
+    info!("  {} configuration tables to re-publish", p.rt_info.systab_nr_tables);
+    let mut cmdline = [0u8; 1536];
+    let mut n = 0;
+    for c in char::decode_utf16(v.cmdline_utf16().iter().copied()).map(|c| c.unwrap_or('?')) {
+        if n + c.len_utf8() > cmdline.len() {
+            break;
+        }
+        n += c.encode_utf8(&mut cmdline[n..]).len();
+    }
+    info!("  cmdline ({} B UTF-16): \"{}\"", p.sz_in_byte, core::str::from_utf8(&cmdline[..n]).unwrap_or("?"));
+
+    let mm = &p.rt_info.memmap;
+    info!("memory map: {} descriptors, desc_size {}, version {}", v.map.len(), mm.desc_size, mm.desc_ver);
+    info!("  {:>3}  {:<20} {:>18} {:>18} {:>10}  {:>18}  {}", "#", "type", "start", "end", "pages", "attributes", "virtual");
+    for (i, d) in v.map.iter().enumerate() {
+        let end = d.physical_start + d.number_of_pages * PAGE_SIZE;
+        info!(
+            "  {i:>3}  {:<20} {:>#18x} {:>#18x} {:>10}  {:>#18x}  {:#x}",
+            memory_type_name(d.r#type),
+            d.physical_start,
+            end,
+            d.number_of_pages,
+            d.attribute,
+            d.virtual_start
+        );
+    }
+}
+
+fn kernel_summary(v: &Validated) {
+    let file = RawMemory.bytes(v.kernel.start, v.kernel.size as usize).unwrap();
+    let pe = match PeImage::parse(file) {
+        Ok(pe) => pe,
+        Err(e) => fatal!("kernel image at {:#x}: {e}", v.kernel.start),
+    };
+    match pe.linux_image_size {
+        Some(size) => info!(
+            "kernel image: Linux arm64 Image with EFI stub {}.{}, image_size {size:#x}",
+            pe.major_image_version,
+            pe.minor_image_version
+        ),
+        None => info!("kernel image: PE32+ AArch64 EFI application"),
+    }
+    info!(
+        "  machine {:#06x}, entry {:#x}, SizeOfImage {:#x}, SectionAlignment {:#x}, FileAlignment {:#x}, ImageBase {:#x}",
+        pe.machine,
+        pe.entry_point,
+        pe.size_of_image,
+        pe.section_alignment,
+        pe.file_alignment,
+        pe.image_base
+    );
+    for s in pe.sections() {
+        let perm = s.permissions();
+        info!(
+            "  section {:<8} rva {:#010x} size {:#010x} file {:#010x}+{:#010x} {}",
+            s.name(),
+            s.virtual_address,
+            s.virtual_size,
+            s.raw_offset,
+            s.raw_size,
+            core::str::from_utf8(&perm).unwrap_or("???")
+        );
+    }
+}
+
+fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -> (u64, u64) {
+    let table_area = v.mempool.start;
+    let mut frames = BumpFrames { start: table_area, next: table_area, end: table_area + MAX_TABLE_BYTES.min(v.mempool.size / 2) };
+    let mut tables = PageTables::new(mmu::regime_for(el), &mut frames).unwrap_or_else(|e| fatal!("page tables: {e}"));
+    let mut note = |n: PlanNote| match n {
+        PlanNote::AliasCollides { index, virt } => {
+            warn!("memmap[{index}]: runtime virtual address {virt:#x} is already mapped; no alias for it")
+        }
+        PlanNote::DeviceInRam { base } => warn!("device tree node at {base:#x} overlaps RAM; left as RAM"),
+    };
+    if let Err(e) = memory_plan::build(&mut tables, v, fdt, blob, &mut note) {
+        fatal!("page tables: {e}");
+    }
+    let stack_bottom = v.param.sp - MIN_STACK_SIZE;
+    let written = [(blob.base, blob.mem_end), (stack_bottom, MIN_STACK_SIZE), (table_area, MAX_TABLE_BYTES.min(v.mempool.size / 2))];
+    mmu::enable(el, &tables, &written);
+    drop(tables);
+    ((frames.next - frames.start) / PAGE_SIZE, frames.start)
+}
+
+/// Test hook: `/chosen/efi-emulator,debug-fault` = "data-abort" or "undefined" makes the
+/// emulator fault on purpose, so the harness can check the fault dump.
+fn debug_fault(fdt: &Fdt) {
+    let Some(kind) = fdt.find("/chosen").and_then(|c| c.property_str("efi-emulator,debug-fault")) else {
+        return;
+    };
+    warn!("faulting on purpose: /chosen/efi-emulator,debug-fault = \"{kind}\"");
+    match kind {
+        // SAFETY: deliberately not sound: this address is outside the identity map, so the read
+        // takes a translation fault, which is the point of the hook.
+        "data-abort" => unsafe {
+            core::ptr::read_volatile(0x0000_dead_0000_0000 as *const u64);
+        },
+        // SAFETY: UDF raises an undefined-instruction exception, which the vectors report.
+        "undefined" => unsafe { core::arch::asm!("udf #0") },
+        other => warn!("unknown debug fault \"{other}\"; ignored"),
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    fatal!("panic: {info}")
+}

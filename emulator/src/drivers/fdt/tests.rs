@@ -1,0 +1,68 @@
+use super::edit::Tree;
+use super::*;
+use crate::abi::testkit::virt_dtb;
+
+#[test]
+fn reads_memory_psci_and_devices() {
+    let blob = virt_dtb(1 << 30, "smc");
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(fdt.memory().collect::<std::vec::Vec<_>>(), [(0x4000_0000, 1 << 30)]);
+    assert_eq!(fdt.psci_method(), Some("smc"));
+    let root = fdt.root();
+    assert_eq!(root.cells(), Cells { address: 2, size: 2 });
+    let gic = fdt.find("/intc").unwrap();
+    assert_eq!(gic.name, "intc@8000000");
+    assert_eq!(gic.reg(root.cells()).collect::<std::vec::Vec<_>>(), [(0x800_0000, 0x1_0000), (0x801_0000, 0x1_0000)]);
+    assert!(!fdt.find("/disabled@a000000").unwrap().is_enabled());
+    assert_eq!(fdt.find("/chosen").unwrap().property_str("stdout-path"), Some("/pl011@9000000"));
+    assert!(fdt.find("/nothing").is_none());
+    assert_eq!(fdt.initrd(), None);
+}
+
+#[test]
+fn edits_round_trip_through_the_writer() {
+    let blob = virt_dtb(1 << 30, "hvc");
+    let mut tree = Tree::parse(&blob).unwrap();
+    assert_eq!(Tree::parse(&tree.to_blob()).unwrap(), tree, "parse(serialize(t)) == t");
+    let chosen = tree.chosen_mut();
+    chosen.set_property("linux,initrd-start", 0x4800_0000u64.to_be_bytes().to_vec());
+    chosen.set_property("linux,initrd-end", 0x4810_0000u32.to_be_bytes().to_vec());
+    chosen.set_property("bootargs", b"console=ttyAMA0\0".to_vec());
+    let out = tree.to_blob();
+    let fdt = Fdt::new(&out).unwrap();
+    assert_eq!(fdt.initrd(), Some((0x4800_0000, 0x4810_0000)), "64- and 32-bit cells");
+    assert_eq!(fdt.find("/chosen").unwrap().property_str("bootargs"), Some("console=ttyAMA0"));
+    assert_eq!(fdt.psci_method(), Some("hvc"));
+}
+
+#[test]
+fn rejects_damaged_blobs_with_the_bad_value() {
+    let good = virt_dtb(1 << 30, "hvc");
+    let mut bad = good.clone();
+    bad[0] = 0;
+    assert_eq!(Fdt::new(&bad).err().unwrap().expected, "the FDT magic 0xd00dfeed");
+    assert_eq!(total_size(&good[..10]).err().unwrap().expected, "a 40-byte FDT header");
+    let mut bad = good.clone();
+    bad[20..24].copy_from_slice(&15u32.to_be_bytes());
+    assert_eq!(Fdt::new(&bad).err().unwrap().value, 15);
+    let mut bad = good.clone();
+    bad[4..8].copy_from_slice(&(32u32 << 20).to_be_bytes());
+    assert_eq!(Fdt::new(&bad).err().unwrap().value, 32 << 20);
+    // Truncated structure block: the walk notices and does not run off the end.
+    let mut bad = good.clone();
+    let size_struct = u32::from_be_bytes(bad[36..40].try_into().unwrap());
+    bad[36..40].copy_from_slice(&(size_struct - 8).to_be_bytes());
+    assert!(Fdt::new(&bad).is_err());
+    // A blob shorter than its totalsize.
+    assert_eq!(Fdt::new(&good[..good.len() - 1]).err().unwrap().expected, "at least totalsize bytes of DTB");
+}
+
+#[test]
+fn reads_a_real_qemu_virt_dtb_when_available() {
+    // The harness dumps QEMU's own DTB; unit tests use it when the cache has one.
+    let Some(path) = std::env::var_os("EFI_EMULATOR_QEMU_DTB") else { return };
+    let blob = std::fs::read(path).unwrap();
+    let fdt = Fdt::new(&blob).unwrap();
+    assert!(fdt.memory().count() >= 1);
+    assert!(fdt.psci_method().is_some());
+}

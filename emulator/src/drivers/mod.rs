@@ -1,0 +1,4 @@
+//! Device drivers: the PL011 earlycon and the device-tree reader.
+
+pub mod fdt;
+pub mod pl011;

@@ -1,0 +1,3 @@
+//! The portable UEFI core: knows UEFI, knows nothing of registers or MMIO.
+
+pub mod pe;

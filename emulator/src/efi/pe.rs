@@ -1,0 +1,254 @@
+//! PE/COFF headers of a UEFI image: enough to describe and, later, load it.
+//!
+//! Every offset read from the file is bounds-checked; a malformed image yields a [`PeError`]
+//! that names the field, the value found and what was expected.
+
+use core::fmt;
+
+pub const MACHINE_AARCH64: u16 = 0xaa64;
+pub const OPTIONAL_MAGIC_PE32_PLUS: u16 = 0x20b;
+pub const SUBSYSTEM_EFI_APPLICATION: u16 = 10;
+pub const SCN_MEM_EXECUTE: u32 = 0x2000_0000;
+pub const SCN_MEM_READ: u32 = 0x4000_0000;
+pub const SCN_MEM_WRITE: u32 = 0x8000_0000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeError {
+    pub field: &'static str,
+    pub value: u64,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for PeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad PE image: {} = {:#x}: expected {}", self.field, self.value, self.expected)
+    }
+}
+
+impl core::error::Error for PeError {}
+
+fn bad<T>(field: &'static str, value: impl Into<u64>, expected: &'static str) -> Result<T, PeError> {
+    Err(PeError { field, value: value.into(), expected })
+}
+
+fn u16_at(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().unwrap()))
+}
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().unwrap()))
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().unwrap()))
+}
+
+/// One section header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Section {
+    pub name: [u8; 8],
+    pub virtual_size: u32,
+    pub virtual_address: u32,
+    pub raw_size: u32,
+    pub raw_offset: u32,
+    pub characteristics: u32,
+}
+
+impl Section {
+    pub fn name(&self) -> &str {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(8);
+        core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+    /// `r-x`-style permissions.
+    pub fn permissions(&self) -> [u8; 3] {
+        let flag = |bit, c| if self.characteristics & bit != 0 { c } else { b'-' };
+        [flag(SCN_MEM_READ, b'r'), flag(SCN_MEM_WRITE, b'w'), flag(SCN_MEM_EXECUTE, b'x')]
+    }
+}
+
+/// The headers of a PE32+ AArch64 EFI application.
+#[derive(Clone, Copy, Debug)]
+pub struct PeImage<'a> {
+    file: &'a [u8],
+    pub machine: u16,
+    pub subsystem: u16,
+    pub entry_point: u32,
+    pub image_base: u64,
+    pub section_alignment: u32,
+    pub file_alignment: u32,
+    pub size_of_image: u32,
+    pub size_of_headers: u32,
+    pub major_image_version: u16,
+    pub minor_image_version: u16,
+    sections_offset: usize,
+    pub section_count: u16,
+    /// Size from the arm64 Linux `Image` header (`image_size` at +16), when the file has one.
+    pub linux_image_size: Option<u64>,
+}
+
+impl<'a> PeImage<'a> {
+    pub fn parse(file: &'a [u8]) -> Result<Self, PeError> {
+        let magic = u16_at(file, 0).ok_or(PeError { field: "file size", value: file.len() as u64, expected: "at least a DOS header" })?;
+        if magic != 0x5a4d {
+            return bad("DOS magic", magic, "\"MZ\" (0x5a4d)");
+        }
+        let lfanew = u32_at(file, 0x3c).ok_or(PeError { field: "file size", value: file.len() as u64, expected: "at least a DOS header" })? as usize;
+        if lfanew % 8 != 0 || lfanew.checked_add(24).is_none_or(|end| end > file.len()) {
+            return bad("e_lfanew", lfanew as u64, "an 8-byte-aligned offset of a PE header inside the file");
+        }
+        let sig = u32_at(file, lfanew).unwrap();
+        if sig != 0x0000_4550 {
+            return bad("PE signature", sig, "\"PE\\0\\0\"");
+        }
+        let coff = lfanew + 4;
+        let machine = u16_at(file, coff).unwrap();
+        if machine != MACHINE_AARCH64 {
+            return bad("Machine", machine, "0xaa64 (AArch64)");
+        }
+        let section_count = u16_at(file, coff + 2).unwrap();
+        let opt_size = u16_at(file, coff + 16).unwrap() as usize;
+        let opt = coff + 20;
+        let sections_offset = opt + opt_size;
+        if opt_size < 112 || sections_offset > file.len() {
+            return bad("SizeOfOptionalHeader", opt_size as u64, "at least 112 bytes, inside the file");
+        }
+        let opt_magic = u16_at(file, opt).unwrap();
+        if opt_magic != OPTIONAL_MAGIC_PE32_PLUS {
+            return bad("OptionalHeader.Magic", opt_magic, "0x20b (PE32+)");
+        }
+        let pe = PeImage {
+            file,
+            machine,
+            entry_point: u32_at(file, opt + 16).unwrap(),
+            image_base: u64_at(file, opt + 24).unwrap(),
+            section_alignment: u32_at(file, opt + 32).unwrap(),
+            file_alignment: u32_at(file, opt + 36).unwrap(),
+            major_image_version: u16_at(file, opt + 44).unwrap(),
+            minor_image_version: u16_at(file, opt + 46).unwrap(),
+            size_of_image: u32_at(file, opt + 56).unwrap(),
+            size_of_headers: u32_at(file, opt + 60).unwrap(),
+            subsystem: u16_at(file, opt + 68).unwrap(),
+            sections_offset,
+            section_count,
+            linux_image_size: (u32_at(file, 0x38) == Some(0x644d_5241)).then(|| u64_at(file, 16)).flatten(),
+        };
+        pe.check()?;
+        Ok(pe)
+    }
+
+    fn check(&self) -> Result<(), PeError> {
+        if self.subsystem != SUBSYSTEM_EFI_APPLICATION {
+            return bad("Subsystem", self.subsystem, "10 (EFI application)");
+        }
+        let sa = self.section_alignment;
+        if sa == 0 || !sa.is_power_of_two() || sa < 4096 {
+            return bad("SectionAlignment", sa, "a power of two >= 4096");
+        }
+        if self.size_of_image == 0 || self.size_of_image % sa != 0 {
+            return bad("SizeOfImage", self.size_of_image, "a non-zero multiple of SectionAlignment");
+        }
+        if self.size_of_headers as usize > self.file.len() || self.size_of_headers > self.size_of_image {
+            return bad("SizeOfHeaders", self.size_of_headers, "inside the file and the image");
+        }
+        let table_end = self.sections_offset + self.section_count as usize * 40;
+        if table_end > self.file.len() {
+            return bad("NumberOfSections", self.section_count, "a section table inside the file");
+        }
+        for s in self.sections() {
+            let end = s.virtual_address as u64 + s.virtual_size.max(s.raw_size) as u64;
+            if end > self.size_of_image as u64 {
+                return bad("section VirtualAddress + size", end, "inside SizeOfImage");
+            }
+            if s.raw_offset as u64 + s.raw_size as u64 > self.file.len() as u64 {
+                return bad("section PointerToRawData + SizeOfRawData", s.raw_offset as u64 + s.raw_size as u64, "inside the file");
+            }
+        }
+        if self.entry_point >= self.size_of_image {
+            return bad("AddressOfEntryPoint", self.entry_point, "inside SizeOfImage");
+        }
+        Ok(())
+    }
+
+    pub fn sections(&self) -> impl Iterator<Item = Section> + '_ {
+        (0..self.section_count as usize).map(|i| {
+            let o = self.sections_offset + i * 40;
+            let f = self.file;
+            Section {
+                name: f[o..o + 8].try_into().unwrap(),
+                virtual_size: u32_at(f, o + 8).unwrap(),
+                virtual_address: u32_at(f, o + 12).unwrap(),
+                raw_size: u32_at(f, o + 16).unwrap(),
+                raw_offset: u32_at(f, o + 20).unwrap(),
+                characteristics: u32_at(f, o + 36).unwrap(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal, valid PE32+ AArch64 EFI application with one section.
+    pub fn synthetic() -> std::vec::Vec<u8> {
+        let mut f = std::vec![0u8; 0x400];
+        f[0..2].copy_from_slice(b"MZ");
+        f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        f[0x40..0x44].copy_from_slice(b"PE\0\0");
+        let coff = 0x44;
+        f[coff..coff + 2].copy_from_slice(&MACHINE_AARCH64.to_le_bytes());
+        f[coff + 2..coff + 4].copy_from_slice(&1u16.to_le_bytes());
+        f[coff + 16..coff + 18].copy_from_slice(&240u16.to_le_bytes());
+        let opt = coff + 20;
+        f[opt..opt + 2].copy_from_slice(&OPTIONAL_MAGIC_PE32_PLUS.to_le_bytes());
+        f[opt + 16..opt + 20].copy_from_slice(&0x1000u32.to_le_bytes());
+        f[opt + 32..opt + 36].copy_from_slice(&0x1000u32.to_le_bytes());
+        f[opt + 36..opt + 40].copy_from_slice(&0x200u32.to_le_bytes());
+        f[opt + 56..opt + 60].copy_from_slice(&0x2000u32.to_le_bytes());
+        f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
+        f[opt + 68..opt + 70].copy_from_slice(&SUBSYSTEM_EFI_APPLICATION.to_le_bytes());
+        let s = opt + 240;
+        f[s..s + 5].copy_from_slice(b".text");
+        f[s + 8..s + 12].copy_from_slice(&0x200u32.to_le_bytes());
+        f[s + 12..s + 16].copy_from_slice(&0x1000u32.to_le_bytes());
+        f[s + 16..s + 20].copy_from_slice(&0x200u32.to_le_bytes());
+        f[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
+        f[s + 36..s + 40].copy_from_slice(&(SCN_MEM_READ | SCN_MEM_EXECUTE).to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn parses_synthetic_image() {
+        let f = synthetic();
+        let pe = PeImage::parse(&f).unwrap();
+        assert_eq!(pe.entry_point, 0x1000);
+        assert_eq!(pe.size_of_image, 0x2000);
+        let s: std::vec::Vec<_> = pe.sections().collect();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].name(), ".text");
+        assert_eq!(&s[0].permissions(), b"r-x");
+        assert_eq!(pe.linux_image_size, None);
+    }
+
+    #[test]
+    fn rejects_each_broken_field() {
+        let cases: &[(usize, &[u8], &str)] = &[
+            (0, b"ZM", "DOS magic"),
+            (0x3c, &0x3fffu32.to_le_bytes(), "e_lfanew"),
+            (0x44, &0x8664u16.to_le_bytes(), "Machine"),
+            (0x58, &0x10bu16.to_le_bytes(), "OptionalHeader.Magic"),
+            (0x58 + 68, &3u16.to_le_bytes(), "Subsystem"),
+            (0x58 + 32, &0x800u32.to_le_bytes(), "SectionAlignment"),
+            (0x58 + 56, &0x1800u32.to_le_bytes(), "SizeOfImage"),
+            (0x58 + 16, &0x2000u32.to_le_bytes(), "AddressOfEntryPoint"),
+            (0x46, &60000u16.to_le_bytes(), "NumberOfSections"),
+            (0x58 + 240 + 12, &0x1f00u32.to_le_bytes(), "section VirtualAddress + size"),
+            (0x58 + 240 + 20, &0x3f0u32.to_le_bytes(), "section PointerToRawData + SizeOfRawData"),
+        ];
+        for (off, bytes, field) in cases {
+            let mut f = synthetic();
+            f[*off..*off + bytes.len()].copy_from_slice(bytes);
+            let e = PeImage::parse(&f).unwrap_err();
+            assert_eq!(e.field, *field, "patching {off:#x}");
+        }
+        assert_eq!(PeImage::parse(&[]).unwrap_err().field, "file size");
+    }
+}

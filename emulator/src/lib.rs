@@ -1,0 +1,35 @@
+//! efi-emulator: UEFI boot services for PE/UEFI Linux kernels started by kexec on AArch64.
+//!
+//! ```text
+//! loader (kexec) --x0=param--> arch::aarch64::entry (asm: vectors, FP, relocate, .bss)
+//!   -> boot::efi_emulator_main: console, abi::validate, banner, MMU (memory_plan + page_table)
+//!   -> the UEFI core (efi/) starts the payload
+//! ```
+//!
+//! - `abi`: the hand-off contract (parameter block mirror, blob header, validation) and, with the
+//!   `loader` feature, a host library that builds parameter blocks like the kexec loader.
+//! - `efi`: the portable UEFI core.
+//! - `drivers`: PL011 and the device-tree reader.
+//! - `arch::aarch64`: entry, exceptions, MMU, PSCI, timer; page tables are built portably.
+//!
+//! Everything outside `arch::aarch64::{cpu, entry, exceptions, mmu, psci}`, `console` and `boot`
+//! builds on the host and is unit-tested there.
+#![cfg_attr(not(test), no_std)]
+
+#[cfg(any(test, feature = "loader"))]
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod abi;
+pub mod arch;
+pub mod drivers;
+pub mod efi;
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod boot;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod console;
+
+/// The emulator's version, as the banner prints it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,115 @@
+//! `cargo xtask build`: the bare-metal ELF, converted to the flat blob a loader copies.
+
+use crate::paths;
+use anyhow::{bail, ensure, Context, Result};
+use efi_emulator::abi::BlobHeader;
+use object::{Object, ObjectSegment, ObjectSymbol, RelocationFlags};
+use std::path::PathBuf;
+use std::process::Command;
+
+pub const TARGET: &str = "aarch64-unknown-none";
+const R_AARCH64_RELATIVE: u32 = 1027;
+
+/// The built blob.
+pub struct Blob {
+    pub bin: PathBuf,
+    pub elf: PathBuf,
+    pub bytes: Vec<u8>,
+    pub header: BlobHeader,
+    pub text: u64,
+    pub rodata: u64,
+    pub data: u64,
+    pub relocations: usize,
+}
+
+fn symbol(elf: &object::File, name: &str) -> Result<u64> {
+    elf.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).with_context(|| format!("symbol {name} missing from the blob ELF"))
+}
+
+/// Builds the emulator for the bare-metal target and writes `efi-emulator.bin` beside its ELF.
+pub fn build_blob(verbose: bool) -> Result<Blob> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(paths::root()).args(["build", "--release", "-p", "efi-emulator", "--bin", "efi-emulator", "--target", TARGET]);
+    if !verbose {
+        cmd.arg("--quiet");
+    }
+    crate::run_checked(&mut cmd).context("building the emulator blob (is the aarch64-unknown-none target installed? `cargo xtask setup`)")?;
+
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
+    let elf_path = target_dir.join(TARGET).join("release").join("efi-emulator");
+    let data = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
+    let elf = object::File::parse(&*data).context("parsing the blob ELF")?;
+
+    let file_end = symbol(&elf, "__file_end")?;
+    let mem_end = symbol(&elf, "__mem_end")?;
+    let text_end = symbol(&elf, "__text_end")?;
+    let rw_start = symbol(&elf, "__rw_start")?;
+    ensure!(symbol(&elf, "_start")? == 0, "_start must be at offset 0");
+
+    let mut flat = vec![0u8; file_end as usize];
+    for seg in elf.segments() {
+        let bytes = seg.data().context("segment data")?;
+        if bytes.is_empty() {
+            continue;
+        }
+        let at = seg.address() as usize;
+        ensure!(at + bytes.len() <= flat.len(), "segment at {at:#x} (+{:#x}) lies past __file_end {file_end:#x}", bytes.len());
+        flat[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+
+    let mut relocations = 0;
+    for (offset, reloc) in elf.dynamic_relocations().into_iter().flatten() {
+        match reloc.flags() {
+            RelocationFlags::Elf { r_type: R_AARCH64_RELATIVE } => relocations += 1,
+            other => bail!("dynamic relocation at {offset:#x} is {other:?}: the blob only applies R_AARCH64_RELATIVE"),
+        }
+    }
+
+    let header = BlobHeader::parse(&flat).context("the built blob's header")?;
+    ensure!(header.mem_size == mem_end, "header mem_size {:#x} != __mem_end {mem_end:#x}", header.mem_size);
+
+    let out = paths::out_dir();
+    std::fs::create_dir_all(&out)?;
+    let bin = out.join("efi-emulator.bin");
+    std::fs::write(&bin, &flat)?;
+    let elf_copy = out.join("efi-emulator.elf");
+    std::fs::copy(&elf_path, &elf_copy)?;
+
+    let h = paths::root().join("emulator/include/efi_emulator.h");
+    let rendered = efi_emulator::abi::c_header::render();
+    if std::fs::read_to_string(&h).ok().as_deref() != Some(rendered.as_str()) {
+        std::fs::create_dir_all(h.parent().unwrap())?;
+        std::fs::write(&h, rendered)?;
+        eprintln!("updated emulator/include/efi_emulator.h");
+    }
+
+    Ok(Blob { bin, elf: elf_copy, bytes: flat, header, text: text_end, rodata: rw_start - text_end, data: file_end - rw_start, relocations })
+}
+
+impl Blob {
+    /// The size report `cargo xtask build` prints.
+    pub fn report(&self) -> String {
+        format!(
+            "efi-emulator.bin: {} bytes (code {} + read-only {} + data {}), footprint {} bytes with .bss and boot stack, {} relocations, ABI {}\n  blob: {}\n  elf:  {}",
+            self.bytes.len(),
+            self.text,
+            self.rodata,
+            self.data,
+            self.header.mem_size,
+            self.relocations,
+            self.header.abi_version,
+            self.bin.display(),
+            self.elf.display()
+        )
+    }
+}
+
+impl Blob {
+    /// Loads an already built blob (the QEMU tests get it from `cargo xtask test`).
+    pub fn load(bin: &std::path::Path) -> Result<Blob> {
+        let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
+        let header = BlobHeader::parse(&bytes).with_context(|| format!("{}", bin.display()))?;
+        Ok(Blob { bin: bin.to_path_buf(), elf: bin.with_extension("elf"), bytes, header, text: 0, rodata: 0, data: 0, relocations: 0 })
+    }
+}

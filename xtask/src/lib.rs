@@ -1,0 +1,28 @@
+//! The efi-emulator task runner: build the blob, fetch payloads, run QEMU like kexec does.
+//!
+//! One QEMU runner serves `cargo xtask run`, the QEMU tests and the benchmark, so that what is
+//! tested is what a user runs.
+
+pub mod apt;
+pub mod build;
+pub mod cpio;
+pub mod paths;
+pub mod payloads;
+pub mod qemu;
+pub mod run;
+pub mod setup;
+pub mod trampoline;
+
+/// Runs a command, failing with its command line when it fails.
+pub fn run_checked(cmd: &mut std::process::Command) -> anyhow::Result<()> {
+    let status = cmd.status().map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.get_program()))?;
+    anyhow::ensure!(status.success(), "{cmd:?} failed: {status}");
+    Ok(())
+}
+
+/// Runs a command and returns its standard output.
+pub fn output_checked(cmd: &mut std::process::Command) -> anyhow::Result<String> {
+    let out = cmd.output().map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.get_program()))?;
+    anyhow::ensure!(out.status.success(), "{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

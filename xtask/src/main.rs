@@ -1,0 +1,160 @@
+//! `cargo xtask <command>`: see `cargo xtask --help`.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use xtask::trampoline::EntryEl;
+use xtask::{build, payloads, paths, run, setup};
+
+#[derive(Parser)]
+#[command(about = "Build, run and test efi-emulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the blob (target/efi-emulator/efi-emulator.bin) and efi_emulator.h.
+    Build {
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Install the host tools: QEMU >= 8, the aarch64-unknown-none target, dpkg-deb, cc.
+    Setup,
+    /// Download the Debian payloads into the cache and build the test initramfs.
+    Payloads,
+    /// Boot a PE kernel through the emulator under QEMU, laid out like kexec_file_load.
+    Run(RunArgs),
+    /// Everything: setup, build, payloads, host tests, QEMU tests.
+    Test {
+        /// Only the host unit tests.
+        #[arg(long)]
+        host_only: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The PE kernel (default: Debian's 6.12 arm64 kernel).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// The initrd (default: the busybox test initramfs).
+    #[arg(long, conflicts_with = "no_initrd")]
+    initrd: Option<PathBuf>,
+    /// Boot without an initrd.
+    #[arg(long)]
+    no_initrd: bool,
+    /// The kernel command line.
+    #[arg(long, default_value = run::DEFAULT_APPEND)]
+    append: String,
+    /// The exception level the emulator is entered at.
+    #[arg(long, value_enum, default_value = "1")]
+    el: EntryEl,
+    #[arg(long, default_value_t = 1)]
+    smp: u32,
+    #[arg(long, default_value = "1G")]
+    mem: String,
+    #[arg(long, default_value = "max")]
+    cpu: String,
+    /// Seconds before the run is stopped and counted as failed.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// Clear print_enabled: the emulator prints only fatal errors.
+    #[arg(long)]
+    quiet: bool,
+    /// Make the emulator fault on purpose after the MMU is on: data-abort or undefined.
+    #[arg(long)]
+    debug_fault: Option<String>,
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Build { verbose } => {
+            let blob = build::build_blob(verbose)?;
+            println!("{}", blob.report());
+        }
+        Cmd::Setup => setup::setup()?,
+        Cmd::Payloads => {
+            let p = payloads::ensure()?;
+            for k in &p.kernels {
+                println!("kernel {:<5} {} {}\n             {}", k.series, k.package, k.version, k.image.display());
+            }
+            for s in &p.stubs {
+                println!("systemd-stub {}\n             {}", s.version, s.path.display());
+            }
+            println!("initramfs    {}\nbusybox      {}", p.initramfs.display(), p.busybox.display());
+        }
+        Cmd::Run(a) => run_command(a)?,
+        Cmd::Test { host_only } => test(host_only)?,
+    }
+    Ok(())
+}
+
+fn run_command(a: RunArgs) -> Result<()> {
+    run::parse_mem(&a.mem)?;
+    setup::setup()?;
+    let blob = build::build_blob(false)?;
+    eprintln!("{}", blob.report());
+    let payloads = if a.kernel.is_none() || (a.initrd.is_none() && !a.no_initrd) { Some(payloads::ensure()?) } else { None };
+    let opts = run::RunOptions {
+        kernel: a.kernel,
+        initrd: a.initrd,
+        no_initrd: a.no_initrd,
+        append: a.append,
+        el: a.el,
+        smp: a.smp,
+        mem: a.mem,
+        cpu: a.cpu,
+        timeout: Duration::from_secs(a.timeout),
+        print: !a.quiet,
+        debug_fault: a.debug_fault,
+        echo: true,
+        tweak: None,
+    };
+    let prepared = run::prepare(&opts, &blob, payloads.as_ref())?;
+    eprintln!("kexec-style layout, entered at {} through the trampoline at {:#x}:", opts.el.name(), prepared.trampoline_addr);
+    eprint!("{}", prepared.image.describe());
+    eprintln!("--- serial console ---");
+    let t = xtask::qemu::run(&prepared.qemu_args, opts.timeout, true)?;
+    eprintln!("--- end of console ---");
+    for (name, at) in run::milestones(&t) {
+        eprintln!("{name:>17}: {:7.3} s after QEMU start", at.as_secs_f64());
+    }
+    let verdict = run::verdict(&t)?;
+    eprintln!("ok: {verdict}");
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(paths::root());
+    c
+}
+
+fn test(host_only: bool) -> Result<()> {
+    eprintln!("== host tests");
+    xtask::run_checked(cargo().args(["test", "--workspace", "--exclude", "qemu-tests"])).context("host tests")?;
+    if host_only {
+        return Ok(());
+    }
+    eprintln!("== setup");
+    setup::setup()?;
+    eprintln!("== build");
+    let blob = build::build_blob(false)?;
+    eprintln!("{}", blob.report());
+    eprintln!("== payloads");
+    payloads::ensure()?;
+    eprintln!("== QEMU tests");
+    xtask::run_checked(cargo().args(["test", "-p", "qemu-tests"]).env("EFI_EMULATOR_BLOB", &blob.bin)).context("QEMU tests")?;
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Starting QEMU and reading its serial console: line by line with timestamps from the start,
+//! until the guest powers off, a stop condition matches, or the timeout expires.
+
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const QEMU: &str = "qemu-system-aarch64";
+
+/// What a run printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    /// Console lines, each with the time since QEMU was started.
+    pub lines: Vec<(Duration, String)>,
+    pub exit: Option<ExitStatus>,
+    pub timed_out: bool,
+    pub elapsed: Duration,
+    pub command: String,
+}
+
+impl Transcript {
+    /// The first line containing `needle`, with its time.
+    pub fn find(&self, needle: &str) -> Option<&(Duration, String)> {
+        self.lines.iter().find(|(_, l)| l.contains(needle))
+    }
+    pub fn contains(&self, needle: &str) -> bool {
+        self.find(needle).is_some()
+    }
+    pub fn text(&self) -> String {
+        self.lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
+    }
+    /// A clean end: QEMU exited by itself with status 0 (PSCI SYSTEM_OFF) before the timeout.
+    pub fn powered_off(&self) -> bool {
+        !self.timed_out && self.exit.is_some_and(|s| s.success())
+    }
+}
+
+/// The QEMU version, e.g. (10, 0).
+pub fn version() -> Result<(u32, u32)> {
+    let out = crate::output_checked(Command::new(QEMU).arg("--version")).context("qemu-system-aarch64 is not installed: run `cargo xtask setup`")?;
+    let v = out.split_whitespace().nth(3).context("unexpected qemu --version output")?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
+}
+
+/// Runs QEMU with `args`, streaming its console to stderr when `echo` is set.
+pub fn run(args: &[String], timeout: Duration, echo: bool) -> Result<Transcript> {
+    let command = format!("{QEMU} {}", args.join(" "));
+    let start = Instant::now();
+    let mut child = Command::new(QEMU)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {QEMU} (install it with `cargo xtask setup`)"))?;
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let tx_err = tx.clone();
+    let reader = std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while r.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
+            let _ = tx.send((start.elapsed(), line));
+            buf.clear();
+        }
+    });
+    let err_reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx_err.send((start.elapsed(), format!("qemu: {line}")));
+        }
+    });
+    let mut lines = Vec::new();
+    let mut timed_out = false;
+    let deadline = start + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok((t, line)) => {
+                if echo {
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
+                lines.push((t, line));
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() >= deadline {
+                    timed_out = true;
+                    let _ = child.kill();
+                    break;
+                }
+            }
+        }
+    }
+    let exit = child.wait().ok();
+    let _ = reader.join();
+    let _ = err_reader.join();
+    // Lines that arrived between the kill and the end of the pipe.
+    lines.extend(rx.try_iter());
+    Ok(Transcript { lines, exit: if timed_out { None } else { exit }, timed_out, elapsed: start.elapsed(), command })
+}

@@ -1,0 +1,231 @@
+//! `cargo xtask run`: boots a PE kernel through the emulator under QEMU, laid out the way arm64
+//! `kexec_file_load` lays it out, entered the way `arm64_relocate_new_kernel` enters it.
+
+use crate::build::Blob;
+use crate::payloads::Payloads;
+use crate::qemu::{self, Transcript};
+use crate::trampoline::{self, EntryEl};
+use crate::paths;
+use anyhow::{bail, Context, Result};
+use efi_emulator::abi::loader::{self, BootSpec, KexecImage};
+use efi_emulator::drivers::fdt::Fdt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_APPEND: &str = "console=ttyAMA0 earlycon panic=-1";
+/// QEMU virt's PL011.
+const VIRT_UART: (u64, u64) = (0x0900_0000, 0x1000);
+/// QEMU keeps its own DTB in the first MiB of RAM when started without `-kernel`.
+const QEMU_DTB_AREA: u64 = 1 << 20;
+
+/// A change to the planned boot before it is placed: corrupting the parameter block in tests.
+pub type Tweak = Arc<dyn Fn(&mut KexecImage) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct RunOptions {
+    /// The PE file to boot (default: Debian's 6.12 kernel).
+    pub kernel: Option<PathBuf>,
+    /// The initrd (default: the busybox test initramfs).
+    pub initrd: Option<PathBuf>,
+    pub no_initrd: bool,
+    pub append: String,
+    pub el: EntryEl,
+    pub smp: u32,
+    pub mem: String,
+    pub cpu: String,
+    pub timeout: Duration,
+    /// `print_enabled` in the parameter block.
+    pub print: bool,
+    /// Sets `/chosen/efi-emulator,debug-fault` to make the emulator fault on purpose.
+    pub debug_fault: Option<String>,
+    /// Stream the console while it runs.
+    pub echo: bool,
+    pub tweak: Option<Tweak>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            kernel: None,
+            initrd: None,
+            no_initrd: false,
+            append: DEFAULT_APPEND.into(),
+            el: EntryEl::El1,
+            smp: 1,
+            mem: "1G".into(),
+            cpu: "max".into(),
+            timeout: Duration::from_secs(120),
+            print: true,
+            debug_fault: None,
+            echo: false,
+            tweak: None,
+        }
+    }
+}
+
+/// Parses `1G`, `1024M` or `1024` (MiB) into bytes.
+pub fn parse_mem(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "M"),
+    };
+    let n: u64 = num.parse().with_context(|| format!("memory size {s:?}"))?;
+    Ok(match unit.to_ascii_uppercase().as_str() {
+        "G" | "GB" | "GIB" => n << 30,
+        "M" | "MB" | "MIB" => n << 20,
+        other => bail!("memory size {s:?}: unknown unit {other:?} (use M or G)"),
+    })
+}
+
+fn machine(el: EntryEl) -> &'static str {
+    match el {
+        EntryEl::El1 => "virt",
+        EntryEl::El2 | EntryEl::El2Vhe => "virt,virtualization=on",
+    }
+}
+
+fn base_args(o: &RunOptions) -> Vec<String> {
+    ["-cpu", &o.cpu, "-m", &o.mem, "-smp", &o.smp.to_string(), "-nodefaults", "-display", "none", "-no-reboot"].iter().map(|s| s.to_string()).collect()
+}
+
+/// A fresh directory for one run's files (runs may go in parallel).
+fn run_dir() -> Result<PathBuf> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = paths::out_dir().join("runs").join(format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A planned boot, ready to start.
+pub struct Prepared {
+    pub image: KexecImage,
+    pub trampoline_addr: u64,
+    pub qemu_args: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Dumps QEMU's DTB for the machine, lays the segments out, writes them and the trampoline.
+pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Result<Prepared> {
+    let dir = run_dir()?;
+    let kernel_path = match (&o.kernel, payloads) {
+        (Some(k), _) => k.clone(),
+        (None, Some(p)) => p.kernel("6.12")?.image.clone(),
+        (None, None) => bail!("no kernel given and no payloads"),
+    };
+    let initrd_path = match (&o.initrd, payloads, o.no_initrd) {
+        (_, _, true) => None,
+        (Some(i), _, _) => Some(i.clone()),
+        (None, Some(p), _) => Some(p.initramfs.clone()),
+        (None, None, _) => None,
+    };
+    let kernel = std::fs::read(&kernel_path).with_context(|| format!("reading kernel {}", kernel_path.display()))?;
+    let initrd = initrd_path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))).transpose()?;
+
+    let dtb_path = dir.join("virt.dtb");
+    let mut dump = vec!["-M".to_string(), format!("{},dumpdtb={}", machine(o.el), dtb_path.display())];
+    dump.extend(base_args(o));
+    crate::output_checked(std::process::Command::new(qemu::QEMU).args(&dump)).context("dumping QEMU's device tree")?;
+    let dtb = std::fs::read(&dtb_path)?;
+
+    let mut extra_chosen = Vec::new();
+    if let Some(kind) = &o.debug_fault {
+        let mut v = kind.as_bytes().to_vec();
+        v.push(0);
+        extra_chosen.push(("efi-emulator,debug-fault".to_string(), v));
+    }
+    let spec = BootSpec {
+        kernel: &kernel,
+        initrd: initrd.as_deref(),
+        dtb: &dtb,
+        emulator: &blob.bytes,
+        cmdline: &o.append,
+        uart: VIRT_UART,
+        earlycon_name: "amba-pl011",
+        print: o.print,
+        skip_low: QEMU_DTB_AREA + 0x1000,
+        extra_chosen,
+    };
+    let mut image = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(tweak) = &o.tweak {
+        tweak(&mut image);
+    }
+    let ram_start = Fdt::new(&dtb).ok().and_then(|f| f.memory().next()).map(|(s, _)| s).context("QEMU's DTB has no /memory")?;
+    let trampoline_addr = ram_start + QEMU_DTB_AREA;
+
+    let mut args = vec!["-M".to_string(), machine(o.el).to_string()];
+    args.extend(base_args(o));
+    args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
+    for (addr, bytes, name) in image.segments(&spec) {
+        let file = dir.join(format!("{name}.bin"));
+        std::fs::write(&file, bytes)?;
+        args.extend(["-device".into(), format!("loader,file={},addr={addr:#x},force-raw=on", file.display())]);
+    }
+    let tramp = dir.join("trampoline.bin");
+    std::fs::write(&tramp, trampoline::build(o.el, image.param_addr, image.emulator.start))?;
+    args.extend(["-device".into(), format!("loader,file={},addr={trampoline_addr:#x},force-raw=on,cpu-num=0", tramp.display())]);
+    Ok(Prepared { image, trampoline_addr, qemu_args: args, dir })
+}
+
+/// Prepares and runs one boot.
+pub fn boot(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Result<Transcript> {
+    let prepared = prepare(o, blob, payloads)?;
+    qemu::run(&prepared.qemu_args, o.timeout, o.echo)
+}
+
+/// How a run ended, in words; `Err` when it is a failure.
+pub fn verdict(t: &Transcript) -> Result<&'static str> {
+    if let Some((_, line)) = t.find("efi-emulator: fatal:") {
+        bail!("the emulator stopped with an error: {line}");
+    }
+    if t.timed_out {
+        bail!("timed out after {:.1} s without a power-off", t.elapsed.as_secs_f64());
+    }
+    match t.exit {
+        Some(s) if s.success() => {}
+        other => bail!("QEMU exited with {other:?}"),
+    }
+    if t.contains(crate::payloads::MARKER) {
+        Ok("the payload reached userspace and powered off")
+    } else if t.contains("no payload started") {
+        Ok("the emulator stopped cleanly before starting the payload")
+    } else {
+        bail!("QEMU powered off without the userspace marker or the emulator's stop line")
+    }
+}
+
+/// Times of the milestones a boot passes, from QEMU's start.
+pub fn milestones(t: &Transcript) -> Vec<(&'static str, Duration)> {
+    let marks = [
+        ("emulator banner", "efi-emulator 0."),
+        ("MMU on", "mmu: identity map on"),
+        ("emulator stop", "no payload started"),
+        ("EFI stub", "EFI stub: "),
+        ("userspace marker", crate::payloads::MARKER),
+    ];
+    let mut out: Vec<_> = marks.iter().filter_map(|(name, needle)| t.find(needle).map(|(d, _)| (*name, *d))).collect();
+    out.push(("QEMU exit", t.elapsed));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_mem("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_mem("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_mem("2048").unwrap(), 2048 << 20);
+        assert!(parse_mem("1T").is_err());
+        assert!(parse_mem("x").is_err());
+    }
+}

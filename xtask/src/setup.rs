@@ -1,0 +1,116 @@
+//! `cargo xtask setup`: the host tools the runs and tests need, installed when missing.
+//!
+//! - QEMU >= 8 (`qemu-system-aarch64`), from bookworm-backports when the distribution's is older;
+//! - the `aarch64-unknown-none` Rust target;
+//! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check).
+
+use crate::qemu;
+use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
+use std::process::Command;
+
+const MIN_QEMU: (u32, u32) = (8, 0);
+
+fn os_release() -> String {
+    std::fs::read_to_string("/etc/os-release").unwrap_or_default()
+}
+
+fn os_field(name: &str) -> Option<String> {
+    os_release().lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_string()))
+}
+
+fn is_root() -> bool {
+    crate::output_checked(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
+}
+
+fn apt_get(args: &[&str]) -> Result<()> {
+    let mut cmd = if is_root() { Command::new("apt-get") } else { let mut c = Command::new("sudo"); c.arg("apt-get"); c };
+    cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+    crate::run_checked(&mut cmd)
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().is_ok_and(|o| o.status.success())
+}
+
+pub fn setup() -> Result<()> {
+    rust_target()?;
+    let debian = os_field("ID").as_deref() == Some("debian") || os_field("ID_LIKE").is_some_and(|l| l.contains("debian"));
+    if !debian {
+        let qemu_ok = qemu::version().is_ok_and(|v| v >= MIN_QEMU);
+        ensure!(
+            qemu_ok && have("dpkg-deb") && have("apt-get"),
+            "this host is not Debian-like ({}): install qemu-system-aarch64 >= 8 yourself; the payloads are Debian packages and need apt-get and dpkg-deb",
+            os_field("PRETTY_NAME").unwrap_or_else(|| "unknown OS".into())
+        );
+        return Ok(());
+    }
+    let mut packages: Vec<&str> = Vec::new();
+    if !have("dpkg-deb") {
+        packages.push("dpkg");
+    }
+    if !Path::new(crate::apt::KEYRING).exists() {
+        packages.push("debian-archive-keyring");
+    }
+    if !have("cc") {
+        packages.push("gcc");
+    }
+    let qemu_ok = qemu::version().is_ok_and(|v| v >= MIN_QEMU);
+    if packages.is_empty() && qemu_ok {
+        let (major, minor) = qemu::version()?;
+        eprintln!("setup: QEMU {major}.{minor}, aarch64-unknown-none, dpkg-deb and cc are present");
+        return Ok(());
+    }
+    apt_get(&["-q", "update"])?;
+    if !packages.is_empty() {
+        apt_get(&[&["-y", "-q", "install"][..], &packages].concat())?;
+    }
+    if !qemu_ok {
+        install_qemu()?;
+    }
+    let (major, minor) = qemu::version()?;
+    ensure!((major, minor) >= MIN_QEMU, "QEMU {major}.{minor} is installed, but {}.{} or newer is needed", MIN_QEMU.0, MIN_QEMU.1);
+    eprintln!("setup: QEMU {major}.{minor} ready");
+    Ok(())
+}
+
+/// The distribution's QEMU when it is new enough, otherwise the one from `<codename>-backports`.
+fn install_qemu() -> Result<()> {
+    let candidate = crate::output_checked(Command::new("apt-cache").args(["policy", "qemu-system-arm"]))?;
+    let version = candidate.lines().find_map(|l| l.trim().strip_prefix("Candidate:")).map(str::trim).unwrap_or("");
+    let major: u32 = version.split(':').next_back().unwrap_or("").split('.').next().unwrap_or("0").parse().unwrap_or(0);
+    if major >= MIN_QEMU.0 {
+        return apt_get(&["-y", "-q", "install", "qemu-system-arm"]);
+    }
+    let codename = os_field("VERSION_CODENAME").context("no VERSION_CODENAME in /etc/os-release")?;
+    let backports = format!("{codename}-backports");
+    let listed = std::fs::read_dir("/etc/apt/sources.list.d")
+        .map(|d| d.flatten().any(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains(&backports)))
+        .unwrap_or(false)
+        || std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default().contains(&backports);
+    if !listed {
+        let mirror = crate::apt::host_mirror()?;
+        let source = format!("Types: deb\nURIs: {mirror}\nSuites: {backports}\nComponents: main\nSigned-By: {}\n", crate::apt::KEYRING);
+        let path = "/etc/apt/sources.list.d/efi-emulator-backports.sources";
+        eprintln!("setup: adding {backports} to apt ({path}) for a QEMU >= {}", MIN_QEMU.0);
+        if is_root() {
+            std::fs::write(path, source)?;
+        } else {
+            bail!("QEMU {version} is too old and {backports} is not configured: as root, write {path} with:\n{source}");
+        }
+        apt_get(&["-q", "update"])?;
+    }
+    apt_get(&["-y", "-q", "install", "-t", &backports, "qemu-system-arm"])
+}
+
+fn rust_target() -> Result<()> {
+    let installed = crate::output_checked(Command::new("rustup").args(["target", "list", "--installed"]));
+    match installed {
+        Ok(list) if list.lines().any(|l| l.trim() == crate::build::TARGET) => Ok(()),
+        Ok(_) => crate::run_checked(Command::new("rustup").args(["target", "add", crate::build::TARGET])),
+        Err(_) => {
+            eprintln!("setup: no rustup; make sure the {} target is installed", crate::build::TARGET);
+            Ok(())
+        }
+    }
+}
