@@ -73,8 +73,8 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
 /// When the block names no UART, the DTB's `/chosen/stdout-path` is tried, so that even that
 /// error can be reported.
 fn start_console(param_addr: u64) {
-    let Ok(p) = validate::read_param(&RawMemory, param_addr) else {
-        return; // No readable block: nowhere to print. fatal!() below powers off.
+    let Ok(p) = validate::peek_param(&RawMemory, param_addr) else {
+        return; // No block at all: nowhere to print. fatal!() below powers off.
     };
     let print = p.print_enabled == 1;
     if p.earlycon_reg_base != 0 {
@@ -109,7 +109,7 @@ fn banner(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) {
     let midr = cpu::midr();
     println!();
     info!("efi-emulator {} (ABI {}), running at {el}", crate::VERSION, crate::abi::ABI_VERSION);
-    info!("cpu: MIDR {midr:#010x} ({}), PSCI via {:?}", cpu::cpu_name(midr), psci::conduit());
+    info!("cpu: MIDR {midr:#010x} ({}), PSCI via {}", cpu::cpu_name(midr), psci::conduit().name());
     info!(
         "blob: {:#x}..{:#x} (file {} B, footprint {} KiB)",
         blob.base,

@@ -1,1 +1,38 @@
+//! Shared set-up of the QEMU tests: the blob and the payloads, prepared once per test binary.
+//!
+//! `cargo xtask test` builds the blob and passes it in `EFI_EMULATOR_BLOB`; run directly,
+//! the tests build it themselves. Payloads come from the cache (downloaded when missing).
 
+use std::sync::OnceLock;
+use std::time::Duration;
+use xtask::build::Blob;
+use xtask::payloads::Payloads;
+use xtask::qemu::Transcript;
+use xtask::run::{self, RunOptions};
+
+pub use xtask::trampoline::EntryEl;
+
+pub fn blob() -> &'static Blob {
+    static BLOB: OnceLock<Blob> = OnceLock::new();
+    BLOB.get_or_init(|| match std::env::var_os("EFI_EMULATOR_BLOB") {
+        Some(path) => Blob::load(path.as_ref()).expect("EFI_EMULATOR_BLOB"),
+        None => xtask::build::build_blob(false).expect("building the blob"),
+    })
+}
+
+pub fn payloads() -> &'static Payloads {
+    static PAYLOADS: OnceLock<Payloads> = OnceLock::new();
+    PAYLOADS.get_or_init(|| xtask::payloads::ensure().expect("payloads (run `cargo xtask payloads`)"))
+}
+
+/// Boots with `opts`, and prints the console when the caller's assertions fail later.
+pub fn boot(opts: RunOptions) -> Transcript {
+    let t = run::boot(&opts, blob(), Some(payloads())).expect("starting QEMU");
+    eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
+    t
+}
+
+/// Default options with a short timeout: nothing here should take long.
+pub fn options(el: EntryEl) -> RunOptions {
+    RunOptions { el, timeout: Duration::from_secs(60), ..RunOptions::default() }
+}

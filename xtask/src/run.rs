@@ -165,8 +165,16 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     args.extend(base_args(o));
     args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
     for (addr, bytes, name) in image.segments(&spec) {
-        let file = dir.join(format!("{name}.bin"));
-        std::fs::write(&file, bytes)?;
+        // The kernel and initrd are placed raw: QEMU reads them from where they are.
+        let file = match name {
+            "kernel" => kernel_path.clone(),
+            "initrd" => initrd_path.clone().context("initrd segment without a file")?,
+            _ => {
+                let file = dir.join(format!("{name}.bin"));
+                std::fs::write(&file, bytes)?;
+                file
+            }
+        };
         args.extend(["-device".into(), format!("loader,file={},addr={addr:#x},force-raw=on", file.display())]);
     }
     let tramp = dir.join("trampoline.bin");

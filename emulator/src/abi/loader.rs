@@ -10,6 +10,7 @@ use super::validate::Extent;
 use super::*;
 use crate::drivers::fdt::edit::Tree;
 use crate::drivers::fdt::Fdt;
+use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -218,16 +219,16 @@ impl KexecImage {
         out
     }
 
-    /// Segments to place: (address, bytes), in kexec order.
-    pub fn segments<'a>(&'a self, spec: &'a BootSpec) -> Vec<(u64, Vec<u8>, &'static str)> {
+    /// Segments to place: (address, bytes, name), in kexec order.
+    pub fn segments<'a>(&'a self, spec: &'a BootSpec) -> Vec<(u64, Cow<'a, [u8]>, &'static str)> {
         let mut s = Vec::new();
-        s.push((self.kernel.start, spec.kernel.to_vec(), "kernel"));
+        s.push((self.kernel.start, Cow::Borrowed(spec.kernel), "kernel"));
         if let (Some(e), Some(bytes)) = (self.initrd, spec.initrd) {
-            s.push((e.start, bytes.to_vec(), "initrd"));
+            s.push((e.start, Cow::Borrowed(bytes), "initrd"));
         }
-        s.push((self.dtb_addr, self.dtb.clone(), "dtb"));
-        s.push((self.emulator.start, spec.emulator.to_vec(), "emulator"));
-        s.push((self.param_addr, self.param_bytes(), "param"));
+        s.push((self.dtb_addr, Cow::Borrowed(&self.dtb[..]), "dtb"));
+        s.push((self.emulator.start, Cow::Borrowed(spec.emulator), "emulator"));
+        s.push((self.param_addr, Cow::Owned(self.param_bytes()), "param"));
         s
     }
 

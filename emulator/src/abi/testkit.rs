@@ -91,7 +91,7 @@ pub struct FakeMemory {
 impl FakeMemory {
     pub fn of(image: &KexecImage, fixture: &Fixture) -> Self {
         let spec = fixture.spec();
-        FakeMemory { regions: image.segments(&spec).into_iter().map(|(a, b, _)| (a, b)).collect() }
+        FakeMemory { regions: image.segments(&spec).into_iter().map(|(a, b, _)| (a, b.into_owned())).collect() }
     }
 }
 

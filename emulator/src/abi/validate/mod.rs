@@ -208,6 +208,12 @@ pub fn read_param(mem: &dyn PhysMemory, param_addr: u64) -> Result<EfiEmulatorPa
     if param_addr == 0 || param_addr % PAGE_SIZE != 0 {
         return Err(err("param (x0)", param_addr, "a non-zero, 4 KiB-aligned physical address"));
     }
+    peek_param(mem, param_addr)
+}
+
+/// Reads the fixed part of a block wherever it is, aligned or not: only to find the console
+/// that reports what is wrong with it.
+pub fn peek_param(mem: &dyn PhysMemory, param_addr: u64) -> Result<EfiEmulatorParam, ParamError> {
     let bytes = mem.bytes(param_addr, PARAM_SIZE).ok_or(err("param (x0)", param_addr, "readable memory"))?;
     // SAFETY: `bytes` holds PARAM_SIZE bytes; every field is an integer type, so any bit
     // pattern is a valid value; read_unaligned does not require alignment.

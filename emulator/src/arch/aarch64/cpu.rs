@@ -68,7 +68,7 @@ pub fn cpu_name(midr: u64) -> &'static str {
         (0x41, 0xd40) => "Arm Neoverse-V1",
         (0x41, 0xd49) => "Arm Neoverse-N2",
         (0x41, 0xd4f) => "Arm Neoverse-V2",
-        (0x41, 0xd0f) => "Arm AEMv8 / QEMU max",
+        (0x00, 0x051) => "QEMU max",
         (0x41, _) => "Arm",
         (0x51, _) => "Qualcomm",
         (0x61, _) => "Apple",

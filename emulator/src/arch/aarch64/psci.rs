@@ -11,6 +11,15 @@ pub enum Conduit {
     Smc = 2,
 }
 
+impl Conduit {
+    pub fn name(self) -> &'static str {
+        match self {
+            Conduit::Hvc => "hvc",
+            Conduit::Smc => "smc",
+        }
+    }
+}
+
 static CONDUIT: AtomicU8 = AtomicU8::new(Conduit::Hvc as u8);
 
 pub fn set_conduit(c: Conduit) {
