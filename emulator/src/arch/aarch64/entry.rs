@@ -6,9 +6,9 @@
 //!
 //! x18: the precompiled `core` for `aarch64-unknown-none` treats x18 as an ordinary scratch
 //! register, so emulator code may clobber it. We do not rebuild `core` with x18 reserved (that
-//! needs a nightly toolchain); instead every entry *from a payload* into emulator code goes
-//! through a shim that saves x18 on entry and restores it before returning (the service and
-//! runtime-service shims). Nothing here returns to a caller, so entry itself needs no shim.
+//! needs a nightly toolchain); instead every entry *from a payload* into emulator code must go
+//! through a shim that saves x18 on entry and restores it before returning (the boot and runtime
+//! service shims of the UEFI core). Nothing here returns to a caller, so entry needs no shim.
 
 use super::memory_plan::BlobLayout;
 use crate::abi::{ABI_VERSION, BLOB_FLAG_POSITION_INDEPENDENT, BLOB_HEADER_SIZE, MIN_STACK_SIZE};
