@@ -99,6 +99,15 @@ fn run_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// QEMU's own device tree for the machine `o` describes, as the guest would get it.
+pub fn dump_dtb(o: &RunOptions, dir: &std::path::Path) -> Result<Vec<u8>> {
+    let path = dir.join("virt.dtb");
+    let mut dump = vec!["-M".to_string(), format!("{},dumpdtb={}", machine(o.el), path.display())];
+    dump.extend(base_args(o));
+    crate::output_checked(std::process::Command::new(qemu::QEMU).args(&dump)).context("dumping QEMU's device tree")?;
+    Ok(std::fs::read(&path)?)
+}
+
 /// A planned boot, ready to start.
 pub struct Prepared {
     pub image: KexecImage,
@@ -130,11 +139,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     let kernel = std::fs::read(&kernel_path).with_context(|| format!("reading kernel {}", kernel_path.display()))?;
     let initrd = initrd_path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))).transpose()?;
 
-    let dtb_path = dir.join("virt.dtb");
-    let mut dump = vec!["-M".to_string(), format!("{},dumpdtb={}", machine(o.el), dtb_path.display())];
-    dump.extend(base_args(o));
-    crate::output_checked(std::process::Command::new(qemu::QEMU).args(&dump)).context("dumping QEMU's device tree")?;
-    let dtb = std::fs::read(&dtb_path)?;
+    let dtb = dump_dtb(o, &dir)?;
 
     let mut extra_chosen = Vec::new();
     if let Some(kind) = &o.debug_fault {

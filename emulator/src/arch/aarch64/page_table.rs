@@ -246,17 +246,19 @@ impl<A: FrameAlloc> PageTables<A> {
     }
 }
 
+/// Table frames on the host heap, for tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub mod host_frames {
+    use super::{FrameAlloc, Table, ENTRIES};
     use std::boxed::Box;
     use std::vec::Vec;
 
     #[repr(C, align(4096))]
     struct Frame(Table);
 
+    /// Owns every frame it hands out, so the tables live as long as it does.
     #[derive(Default)]
-    struct HostFrames(Vec<Box<Frame>>);
+    pub struct HostFrames(Vec<Box<Frame>>);
 
     impl FrameAlloc for &mut HostFrames {
         fn alloc_zeroed(&mut self) -> Option<*mut Table> {
@@ -266,6 +268,12 @@ mod tests {
             Some(p)
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_frames::HostFrames;
+    use super::*;
 
     const GIB: u64 = 1 << 30;
     const MIB2: u64 = 2 << 20;

@@ -1,24 +1,9 @@
 use super::*;
 use crate::abi::testkit::{placement, FakeMemory, Fixture};
 use crate::abi::validate::validate;
-use crate::arch::aarch64::page_table::{FrameAlloc, Regime, Table, ENTRIES};
-use std::boxed::Box;
+use crate::arch::aarch64::page_table::host_frames::HostFrames;
+use crate::arch::aarch64::page_table::Regime;
 use std::vec::Vec;
-
-#[repr(C, align(4096))]
-struct Frame(Table);
-
-#[derive(Default)]
-struct HostFrames(Vec<Box<Frame>>);
-
-impl FrameAlloc for &mut HostFrames {
-    fn alloc_zeroed(&mut self) -> Option<*mut Table> {
-        let mut f = Box::new(Frame([0; ENTRIES]));
-        let p = &mut f.0 as *mut Table;
-        self.0.push(f);
-        Some(p)
-    }
-}
 
 #[test]
 fn identity_map_of_a_kexec_boot() {
@@ -48,4 +33,36 @@ fn identity_map_of_a_kexec_boot() {
     assert_eq!(pt.translate(0x801_f000).unwrap().1, Attributes::DEVICE);
     assert_eq!(pt.translate(0xa00_0000), None);
     assert!(notes.is_empty(), "{notes:?}");
+}
+
+#[test]
+fn runtime_descriptors_get_their_virtual_alias_unless_it_is_taken() {
+    let fixture = Fixture::new();
+    let mut image = fixture.image();
+    // Two runtime regions carved from the top of RAM: one moved to 0x2000_0000 (free), one to
+    // the UART's page (taken by the identity map).
+    image.map[2].number_of_pages -= 8;
+    let top = image.map[2].physical_start + image.map[2].number_of_pages * PAGE_SIZE;
+    for (i, virt) in [(0u64, 0x2000_0000u64), (4, 0x900_0000)] {
+        image.map.push(efi::MemoryDescriptor {
+            r#type: efi::RUNTIME_SERVICES_DATA,
+            physical_start: top + i * PAGE_SIZE,
+            virtual_start: virt,
+            number_of_pages: 4,
+            attribute: efi::MEMORY_RUNTIME | efi::MEMORY_WB,
+        });
+    }
+    image.param.rt_info.memmap.map_size += 80;
+    let mem = FakeMemory::of(&image, &fixture);
+    let v = validate(&mem, image.param_addr, placement(&image), &mut |_| {}).unwrap();
+    let fdt = Fdt::new(&image.dtb).unwrap();
+    let blob = BlobLayout { base: image.emulator.start, text_end: 0x9000, rw_start: 0xc000, file_end: 0xc100, mem_end: 0x2_0000 };
+    let mut frames = HostFrames::default();
+    let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
+    let mut notes = Vec::new();
+    build(&mut pt, &v, &fdt, &blob, &mut |n| notes.push(n)).unwrap();
+    assert_eq!(pt.translate(0x2000_2010).unwrap(), (top + 0x2010, Attributes::RAM, 3));
+    assert_eq!(pt.translate(top + 0x2010).unwrap().0, top + 0x2010, "identity stays too");
+    assert_eq!(pt.translate(0x900_0000).unwrap(), (0x900_0000, Attributes::DEVICE, 3), "the UART keeps its page");
+    assert_eq!(notes, [PlanNote::AliasCollides { index: 4, virt: 0x900_0000 }]);
 }
