@@ -1,7 +1,7 @@
 //! The boot flow on the target: entry -> console -> validation -> banner -> MMU -> payload.
 
 use crate::abi::validate::{self, BlobPlacement, PhysMemory, Validated};
-use crate::abi::{memory_type_name, MIN_STACK_SIZE, PAGE_SIZE};
+use crate::abi::{memory_type_name, PAGE_SIZE};
 use crate::arch::aarch64::cpu::{self, ExceptionLevel};
 use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
 use crate::arch::aarch64::mmu::{self, BumpFrames};
@@ -118,7 +118,8 @@ fn banner(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) {
         blob.mem_end / 1024
     );
     let p = &v.param;
-    info!("param: {:#x}, sp {:#x} (stack {} KiB), load_address {:#x}", v.param_addr, p.sp, MIN_STACK_SIZE / 1024, p.load_address);
+    let map_end = v.param_addr + crate::abi::PARAM_SIZE as u64 + p.rt_info.memmap.map_size;
+    info!("param: {:#x}, sp {:#x} ({} KiB of stack above the map), load_address {:#x}", v.param_addr, p.sp, (p.sp - map_end) / 1024, p.load_address);
     info!("  kernel image {:#x}..{:#x} ({} B)", v.kernel.start, v.kernel.end(), v.kernel.size);
     info!("  dtb          {:#x}..{:#x} ({} B)", v.dtb.start, v.dtb.end(), v.dtb.size);
     info!("  mempool      {:#x}..{:#x} ({} MiB)", v.mempool.start, v.mempool.end(), mib(v.mempool.size));
@@ -208,8 +209,8 @@ fn kernel_summary(v: &Validated) {
 }
 
 fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -> (u64, u64) {
-    let table_area = v.mempool.start;
-    let mut frames = BumpFrames { start: table_area, next: table_area, end: table_area + MAX_TABLE_BYTES.min(v.mempool.size / 2) };
+    let table_area = (v.mempool.start, MAX_TABLE_BYTES.min(v.mempool.size / 2));
+    let mut frames = BumpFrames { start: table_area.0, next: table_area.0, end: table_area.0 + table_area.1 };
     let mut tables = PageTables::new(mmu::regime_for(el), &mut frames).unwrap_or_else(|e| fatal!("page tables: {e}"));
     let mut note = |n: PlanNote| match n {
         PlanNote::AliasCollides { index, virt } => {
@@ -220,8 +221,7 @@ fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -
     if let Err(e) = memory_plan::build(&mut tables, v, fdt, blob, &mut note) {
         fatal!("page tables: {e}");
     }
-    let stack_bottom = v.param.sp - MIN_STACK_SIZE;
-    let written = [(blob.base, blob.mem_end), (stack_bottom, MIN_STACK_SIZE), (table_area, MAX_TABLE_BYTES.min(v.mempool.size / 2))];
+    let written = [(blob.base, blob.mem_end), (v.stack.start, v.stack.size), table_area];
     mmu::enable(el, &tables, &written);
     drop(tables);
     ((frames.next - frames.start) / PAGE_SIZE, frames.start)

@@ -141,9 +141,50 @@ fn cargo() -> Command {
     c
 }
 
+/// Runs `cargo test` with `args`, streaming its output, and adds its counts to `total`.
+fn cargo_test(args: &[&str], env: &[(&str, &std::path::Path)], total: &mut (u64, u64)) -> Result<()> {
+    use std::io::BufRead;
+    let mut cmd = cargo();
+    cmd.arg("test").args(args).stdout(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().context("starting cargo test")?;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            // "ok. 68 passed; 0 failed; 0 ignored; ..."
+            let count = |label: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        let words: Vec<_> = part.split_whitespace().collect();
+                        match words[..] {
+                            [.., n, l] if l == label => n.parse::<u64>().ok(),
+                            _ => None,
+                        }
+                    })
+                    .unwrap_or(0)
+            };
+            total.0 += count("passed");
+            total.1 += count("failed");
+        }
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(status.success(), "cargo test {} failed: {status}", args.join(" "));
+    Ok(())
+}
+
 fn test(host_only: bool) -> Result<()> {
+    let mut total = (0, 0);
+    let result = test_steps(host_only, &mut total);
+    println!("xtask test: {} passed, {} failed", total.0, total.1);
+    result
+}
+
+fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     eprintln!("== host tests");
-    xtask::run_checked(cargo().args(["test", "--workspace", "--exclude", "qemu-tests"])).context("host tests")?;
+    cargo_test(&["--workspace", "--exclude", "qemu-tests"], &[], total).context("host tests")?;
     if host_only {
         return Ok(());
     }
@@ -155,6 +196,6 @@ fn test(host_only: bool) -> Result<()> {
     eprintln!("== payloads");
     payloads::ensure()?;
     eprintln!("== QEMU tests");
-    xtask::run_checked(cargo().args(["test", "-p", "qemu-tests"]).env("EFI_EMULATOR_BLOB", &blob.bin)).context("QEMU tests")?;
+    cargo_test(&["-p", "qemu-tests"], &[("EFI_EMULATOR_BLOB", &blob.bin)], total).context("QEMU tests")?;
     Ok(())
 }

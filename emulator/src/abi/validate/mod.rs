@@ -271,6 +271,9 @@ pub fn validate<'a>(
         return Err(err("param (x0)", param_addr, "the block and its stack (up to sp) inside RAM of the memory map"));
     }
     let blob_extent = Extent::new(blob.start, blob.mem_size);
+    if blob_extent.overlaps(&block) {
+        return Err(err("param (x0)", param_addr, "a block and stack (up to sp) clear of the emulator blob"));
+    }
     if p.load_address != blob.start {
         warn(ParamWarning { field: "load_address", index: None, value: p.load_address, note: "differs from where the blob runs; using the real address" });
     }

@@ -50,6 +50,7 @@ macro_rules! rejects {
 rejects! {
     rejects_misaligned_param_address: "param (x0)", |img| img.param_addr += 8;
     rejects_null_sp: "sp", |img| img.param.sp = 0;
+    rejects_block_over_the_blob: "param (x0)", |img| img.param_addr = img.emulator.start + 0x1000;
     rejects_misaligned_sp: "sp", |img| img.param.sp += 8;
     rejects_small_desc_size: "memmap.desc_size", |img| img.param.rt_info.memmap.desc_size = 32;
     rejects_odd_desc_size: "memmap.desc_size", |img| img.param.rt_info.memmap.desc_size = 44;
