@@ -49,11 +49,11 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     };
     exceptions::set_known_images((blob.base, blob.base + blob.mem_end), (v.kernel.start, v.kernel.end()));
     let dtb = RawMemory.bytes(v.dtb.start, v.dtb.size as usize).unwrap();
-    let fdt = Fdt::new(dtb).unwrap_or_else(|e| fatal!("dtb: {e:?}"));
+    let fdt = Fdt::new(dtb).unwrap_or_else(|e| fatal!("dtb at {:#x}: {e}", v.dtb.start));
     match fdt.psci_method() {
         Some("hvc") => psci::set_conduit(psci::Conduit::Hvc),
         Some("smc") => psci::set_conduit(psci::Conduit::Smc),
-        other => warn!("/psci method {other:?} is neither \"hvc\" nor \"smc\"; keeping {:?}", psci::conduit()),
+        other => warn!("/psci method is \"{}\", neither \"hvc\" nor \"smc\"; keeping {}", other.unwrap_or("(none)"), psci::conduit().name()),
     }
 
     banner(el, &blob, &v, &fdt);

@@ -73,7 +73,7 @@ impl fmt::Display for LoaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Blob(e) => write!(f, "emulator blob: {e}"),
-            Self::Dtb(e) => write!(f, "device tree: {:#x}: expected {}", e.value, e.expected),
+            Self::Dtb(e) => write!(f, "{e}"),
             Self::NoMemory => write!(f, "the device tree has no /memory"),
             Self::DoesNotFit { needed, ram } => {
                 write!(f, "the boot needs {} MiB from the start of RAM {:#x}..{:#x}: give the machine more memory", needed >> 20, ram.start, ram.end())

@@ -20,6 +20,12 @@ pub struct FdtError {
     pub expected: &'static str,
 }
 
+impl core::fmt::Display for FdtError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "bad device tree: found {:#x}, expected {}", self.value, self.expected)
+    }
+}
+
 fn fail<T>(value: impl Into<u64>, expected: &'static str) -> Result<T, FdtError> {
     Err(FdtError { value: value.into(), expected })
 }
