@@ -1,0 +1,186 @@
+use super::*;
+use std::vec;
+
+const MIB: u64 = 1 << 20;
+
+fn map() -> MemoryMap {
+    // Occupied below 0x4100_0000, 16 MiB conventional, occupied above: a kexec map in small.
+    let r = |ty, start: u64, end: u64| Region { ty, start, pages: (end - start) / PAGE_SIZE, attr: efi::MEMORY_WB, virt: 0, allocated: false };
+    MemoryMap::new(vec![
+        r(efi::BOOT_SERVICES_DATA, 0x4000_0000, 0x4100_0000),
+        r(efi::CONVENTIONAL_MEMORY, 0x4100_0000, 0x4200_0000),
+        r(efi::BOOT_SERVICES_DATA, 0x4200_0000, 0x8000_0000),
+    ])
+}
+
+#[test]
+fn any_pages_come_from_the_top_of_conventional_memory_and_change_the_key() {
+    let mut m = map();
+    let k0 = m.key();
+    let a = m.allocate(AllocateType::AnyPages, efi::LOADER_DATA, 3, PAGE_SIZE).unwrap();
+    assert_eq!(a, 0x4200_0000 - 3 * PAGE_SIZE);
+    assert_ne!(m.key(), k0);
+    assert_eq!(m.find(a).unwrap().ty, efi::LOADER_DATA);
+    assert_eq!(m.free_pages(), 16 * MIB / PAGE_SIZE - 3);
+}
+
+#[test]
+fn address_allocation_needs_free_pages_there() {
+    let mut m = map();
+    assert_eq!(m.allocate(AllocateType::Address(0x4100_0000), efi::LOADER_CODE, 16, PAGE_SIZE), Ok(0x4100_0000));
+    assert_eq!(m.allocate(AllocateType::Address(0x4100_8000), efi::LOADER_CODE, 1, PAGE_SIZE), Err(EfiError::NotFound), "taken");
+    assert_eq!(m.allocate(AllocateType::Address(0x4000_0000), efi::LOADER_CODE, 1, PAGE_SIZE), Err(EfiError::NotFound), "not conventional");
+    assert_eq!(m.allocate(AllocateType::Address(0x41ff_f000), efi::LOADER_CODE, 2, PAGE_SIZE), Err(EfiError::NotFound), "runs past the pool");
+    assert_eq!(m.allocate(AllocateType::Address(0x4110_0800), efi::LOADER_CODE, 1, PAGE_SIZE), Err(EfiError::InvalidParameter));
+}
+
+#[test]
+fn max_address_allocation_stays_below_the_limit_and_aligns() {
+    let mut m = map();
+    let a = m.allocate(AllocateType::MaxAddress(0x4180_0000 - 1), efi::LOADER_CODE, 20, 2 * MIB).unwrap();
+    assert_eq!(a, 0x4160_0000, "highest 2 MiB-aligned start that ends below the limit");
+    assert_eq!(m.allocate(AllocateType::MaxAddress(0x40ff_ffff), efi::LOADER_CODE, 1, PAGE_SIZE), Err(EfiError::NotFound));
+}
+
+#[test]
+fn aligned_allocation_then_freeing_its_slack_like_the_linux_stub() {
+    let mut m = map();
+    // efi_allocate_pages_aligned: over-allocate, keep an aligned middle, free head and tail.
+    let pages = 300u64;
+    let slack = 2 * MIB / PAGE_SIZE - 1;
+    let base = m.allocate(AllocateType::MaxAddress(u64::MAX), efi::LOADER_CODE, pages + slack, PAGE_SIZE).unwrap();
+    let aligned = base.next_multiple_of(2 * MIB);
+    let head = (aligned - base) / PAGE_SIZE;
+    if head > 0 {
+        m.free(base, head).unwrap();
+    }
+    m.free(aligned + pages * PAGE_SIZE, slack - head).unwrap();
+    let r = m.find(aligned).unwrap();
+    assert_eq!((r.start, r.pages, r.ty), (aligned, pages, efi::LOADER_CODE));
+    assert_eq!(m.free_pages(), 16 * MIB / PAGE_SIZE - pages);
+}
+
+#[test]
+fn freeing_what_was_never_allocated_is_refused() {
+    let mut m = map();
+    assert_eq!(m.free(0x4000_0000, 1), Err(EfiError::NotFound), "loader-owned memory");
+    assert_eq!(m.free(0x4100_0000, 1), Err(EfiError::NotFound), "free memory");
+    let a = m.allocate(AllocateType::AnyPages, efi::LOADER_DATA, 2, PAGE_SIZE).unwrap();
+    assert_eq!(m.free(a, 3), Err(EfiError::NotFound), "runs past the allocation");
+    assert_eq!(m.free(a + 1, 1), Err(EfiError::InvalidParameter));
+    m.free(a, 2).unwrap();
+    assert_eq!(m.free(a, 2), Err(EfiError::NotFound), "double free");
+}
+
+#[test]
+fn freeing_everything_coalesces_back_to_three_descriptors() {
+    let mut m = map();
+    let a = m.allocate(AllocateType::AnyPages, efi::LOADER_DATA, 5, PAGE_SIZE).unwrap();
+    let b = m.allocate(AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, 7, PAGE_SIZE).unwrap();
+    assert_eq!(m.descriptors().len(), 5);
+    m.free(a, 5).unwrap();
+    m.free(b, 7).unwrap();
+    assert_eq!(m.regions(), map().regions());
+}
+
+#[test]
+fn runtime_allocations_are_64k_granular_and_marked_runtime() {
+    let mut m = map();
+    let a = m.allocate(AllocateType::AnyPages, efi::RUNTIME_SERVICES_DATA, 1, PAGE_SIZE).unwrap();
+    assert_eq!(a % RUNTIME_GRANULE, 0);
+    let r = *m.find(a).unwrap();
+    assert_eq!(r.pages, 16);
+    assert_eq!(r.attr, efi::MEMORY_WB | efi::MEMORY_RUNTIME);
+    assert_eq!(m.allocate(AllocateType::AnyPages, efi::CONVENTIONAL_MEMORY, 1, PAGE_SIZE), Err(EfiError::InvalidParameter));
+    assert_eq!(m.allocate(AllocateType::AnyPages, 0x7000_0001, 1, PAGE_SIZE).map(|_| ()), Ok(()), "OEM types are allowed");
+    assert_eq!(m.allocate(AllocateType::AnyPages, efi::LOADER_DATA, 1 << 20, PAGE_SIZE), Err(EfiError::OutOfResources));
+}
+
+#[test]
+fn get_memory_map_reports_size_needed_and_honours_the_stride() {
+    let mut m = map();
+    m.allocate(AllocateType::AnyPages, efi::LOADER_DATA, 1, PAGE_SIZE).unwrap();
+    let (err, needed) = m.write_descriptors(None, 48).unwrap_err();
+    assert_eq!((err, needed), (EfiError::BufferTooSmall, 4 * 48));
+    let mut small = vec![0u8; needed - 1];
+    assert_eq!(m.write_descriptors(Some(&mut small), 48).unwrap_err().1, needed);
+    let mut buf = vec![0xffu8; needed];
+    assert_eq!(m.write_descriptors(Some(&mut buf), 48), Ok(needed));
+    let ty = |i: usize| u32::from_le_bytes(buf[i * 48..i * 48 + 4].try_into().unwrap());
+    assert_eq!([ty(0), ty(1), ty(2), ty(3)], [efi::BOOT_SERVICES_DATA, efi::CONVENTIONAL_MEMORY, efi::LOADER_DATA, efi::BOOT_SERVICES_DATA]);
+    assert_eq!(&buf[40..48], &[0; 8], "padding is zeroed");
+}
+
+/// A small deterministic generator for the property test.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn property_random_operations_keep_the_map_consistent() {
+    for seed in 1..=40u64 {
+        let mut rng = XorShift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut m = map();
+        let total: u64 = m.regions().iter().map(|r| r.pages).sum();
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        let mut key = m.key();
+        for _ in 0..300 {
+            let op = rng.next() % 4;
+            let before = m.regions().to_vec();
+            let result = match op {
+                0 | 1 => {
+                    let pages = 1 + rng.next() % 64;
+                    let how = match rng.next() % 3 {
+                        0 => AllocateType::AnyPages,
+                        1 => AllocateType::MaxAddress(0x4100_0000 + (rng.next() % (16 * MIB))),
+                        _ => AllocateType::Address(0x4100_0000 + (rng.next() % 4096) * PAGE_SIZE),
+                    };
+                    let ty = [efi::LOADER_CODE, efi::LOADER_DATA, efi::BOOT_SERVICES_DATA, efi::ACPI_RECLAIM_MEMORY][rng.next() as usize % 4];
+                    m.allocate(how, ty, pages, PAGE_SIZE).map(|a| {
+                        // Inside the original conventional range, never overlapping a live one.
+                        assert!(a >= 0x4100_0000 && a + pages * PAGE_SIZE <= 0x4200_0000, "{a:#x}");
+                        assert!(live.iter().all(|&(s, n)| a + pages * PAGE_SIZE <= s || s + n * PAGE_SIZE <= a));
+                        if let AllocateType::MaxAddress(max) = how {
+                            assert!(a + pages * PAGE_SIZE - 1 <= max);
+                        }
+                        live.push((a, pages));
+                    })
+                }
+                2 if !live.is_empty() => {
+                    // Free a random sub-range of a random allocation.
+                    let i = rng.next() as usize % live.len();
+                    let (s, n) = live.swap_remove(i);
+                    let off = rng.next() % n;
+                    let len = 1 + rng.next() % (n - off);
+                    if off > 0 {
+                        live.push((s, off));
+                    }
+                    if off + len < n {
+                        live.push((s + (off + len) * PAGE_SIZE, n - off - len));
+                    }
+                    m.free(s + off * PAGE_SIZE, len)
+                }
+                _ => m.free(0x4000_0000 + (rng.next() % 4096) * PAGE_SIZE, 1).map(|_| panic!("freed loader memory")),
+            };
+            // Invariants: sorted, disjoint, coalesced neighbours differ, pages conserved, and
+            // the key changes exactly when the map does.
+            let regions = m.regions();
+            assert!(regions.windows(2).all(|w| w[0].end() <= w[1].start));
+            assert_eq!(regions.iter().map(|r| r.pages).sum::<u64>(), total);
+            assert_eq!(live.iter().map(|l| l.1).sum::<u64>() + m.free_pages(), 16 * MIB / PAGE_SIZE);
+            if result.is_ok() {
+                assert_ne!(m.key(), key);
+            } else {
+                assert_eq!(m.key(), key);
+                assert_eq!(m.regions(), &before[..]);
+            }
+            key = m.key();
+        }
+    }
+}
