@@ -2,6 +2,7 @@
 
 pub mod memory;
 pub mod pe;
+pub mod pool;
 
 use r_efi::efi::Status;
 
