@@ -1,8 +1,11 @@
 //! The portable UEFI core: knows UEFI, knows nothing of registers or MMIO.
 
+pub mod events;
+pub mod handles;
 pub mod memory;
 pub mod pe;
 pub mod pool;
+pub mod protocols;
 
 use r_efi::efi::Status;
 

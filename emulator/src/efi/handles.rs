@@ -1,0 +1,258 @@
+//! The handle database: protocols installed on handles, and who opened them.
+
+use super::EfiError;
+use alloc::vec::Vec;
+use r_efi::efi::Guid;
+
+/// A handle as payloads see it: an opaque, non-NULL value.
+pub type Handle = usize;
+
+/// First handle value; handles step by 0x10 so that none is NULL or looks like a small integer.
+const FIRST_HANDLE: Handle = 0xe1f0_0010;
+
+pub const OPEN_BY_HANDLE_PROTOCOL: u32 = 0x01;
+pub const OPEN_GET_PROTOCOL: u32 = 0x02;
+pub const OPEN_TEST_PROTOCOL: u32 = 0x04;
+pub const OPEN_BY_CHILD_CONTROLLER: u32 = 0x08;
+pub const OPEN_BY_DRIVER: u32 = 0x10;
+pub const OPEN_EXCLUSIVE: u32 = 0x20;
+
+/// `EFI_OPEN_PROTOCOL_INFORMATION_ENTRY`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenInfo {
+    pub agent: Handle,
+    pub controller: Handle,
+    pub attributes: u32,
+    pub open_count: u32,
+}
+
+#[derive(Debug)]
+struct Installed {
+    guid: Guid,
+    interface: usize,
+    opens: Vec<OpenInfo>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    handle: Handle,
+    protocols: Vec<Installed>,
+}
+
+#[derive(Debug)]
+pub struct HandleDb {
+    entries: Vec<Entry>,
+    next: Handle,
+}
+
+impl Default for HandleDb {
+    fn default() -> Self {
+        HandleDb { entries: Vec::new(), next: FIRST_HANDLE }
+    }
+}
+
+/// LocateHandle's search.
+#[derive(Clone, Copy, Debug)]
+pub enum Search<'a> {
+    AllHandles,
+    ByProtocol(&'a Guid),
+}
+
+impl HandleDb {
+    fn entry(&self, h: Handle) -> Result<&Entry, EfiError> {
+        self.entries.iter().find(|e| e.handle == h).ok_or(EfiError::InvalidParameter)
+    }
+    fn entry_mut(&mut self, h: Handle) -> Result<&mut Entry, EfiError> {
+        self.entries.iter_mut().find(|e| e.handle == h).ok_or(EfiError::InvalidParameter)
+    }
+
+    pub fn is_handle(&self, h: Handle) -> bool {
+        self.entries.iter().any(|e| e.handle == h)
+    }
+
+    /// InstallProtocolInterface: onto `handle`, or a new handle when `None`.
+    pub fn install(&mut self, handle: Option<Handle>, guid: &Guid, interface: usize) -> Result<Handle, EfiError> {
+        let h = match handle {
+            Some(h) => {
+                let e = self.entry_mut(h)?;
+                if e.protocols.iter().any(|p| p.guid == *guid) {
+                    return Err(EfiError::InvalidParameter);
+                }
+                e.protocols.push(Installed { guid: *guid, interface, opens: Vec::new() });
+                h
+            }
+            None => {
+                let h = self.next;
+                self.next += 0x10;
+                self.entries.push(Entry { handle: h, protocols: alloc::vec![Installed { guid: *guid, interface, opens: Vec::new() }] });
+                h
+            }
+        };
+        Ok(h)
+    }
+
+    /// UninstallProtocolInterface. A handle left without protocols disappears.
+    pub fn uninstall(&mut self, handle: Handle, guid: &Guid, interface: usize) -> Result<(), EfiError> {
+        let e = self.entry_mut(handle).map_err(|_| EfiError::NotFound)?;
+        let i = e.protocols.iter().position(|p| p.guid == *guid && p.interface == interface).ok_or(EfiError::NotFound)?;
+        if e.protocols[i].opens.iter().any(|o| o.attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0) {
+            return Err(EfiError::AccessDenied);
+        }
+        e.protocols.remove(i);
+        if e.protocols.is_empty() {
+            self.entries.retain(|e| e.handle != handle);
+        }
+        Ok(())
+    }
+
+    /// ReinstallProtocolInterface.
+    pub fn reinstall(&mut self, handle: Handle, guid: &Guid, old: usize, new: usize) -> Result<(), EfiError> {
+        let e = self.entry_mut(handle).map_err(|_| EfiError::NotFound)?;
+        let p = e.protocols.iter_mut().find(|p| p.guid == *guid && p.interface == old).ok_or(EfiError::NotFound)?;
+        p.interface = new;
+        Ok(())
+    }
+
+    /// HandleProtocol: the interface, or `Unsupported` when the handle lacks the protocol.
+    pub fn get(&self, handle: Handle, guid: &Guid) -> Result<usize, EfiError> {
+        let e = self.entry(handle)?;
+        e.protocols.iter().find(|p| p.guid == *guid).map(|p| p.interface).ok_or(EfiError::Unsupported)
+    }
+
+    /// LocateHandle: matching handles, in installation order (`NotFound` when none).
+    pub fn locate(&self, search: Search) -> Result<Vec<Handle>, EfiError> {
+        let v: Vec<Handle> = self
+            .entries
+            .iter()
+            .filter(|e| match search {
+                Search::AllHandles => true,
+                Search::ByProtocol(g) => e.protocols.iter().any(|p| p.guid == *g),
+            })
+            .map(|e| e.handle)
+            .collect();
+        if v.is_empty() { Err(EfiError::NotFound) } else { Ok(v) }
+    }
+
+    /// LocateProtocol: the first interface of `guid` (`NotFound` when none).
+    pub fn locate_protocol(&self, guid: &Guid) -> Result<usize, EfiError> {
+        self.entries.iter().find_map(|e| e.protocols.iter().find(|p| p.guid == *guid)).map(|p| p.interface).ok_or(EfiError::NotFound)
+    }
+
+    /// ProtocolsPerHandle.
+    pub fn protocols(&self, handle: Handle) -> Result<Vec<Guid>, EfiError> {
+        Ok(self.entry(handle)?.protocols.iter().map(|p| p.guid).collect())
+    }
+
+    /// OpenProtocol: the interface (NULL for TEST_PROTOCOL), recording the open.
+    pub fn open(&mut self, handle: Handle, guid: &Guid, agent: Handle, controller: Handle, attributes: u32) -> Result<usize, EfiError> {
+        let valid = matches!(
+            attributes,
+            OPEN_BY_HANDLE_PROTOCOL | OPEN_GET_PROTOCOL | OPEN_TEST_PROTOCOL | OPEN_BY_CHILD_CONTROLLER | OPEN_BY_DRIVER | OPEN_EXCLUSIVE
+        ) || attributes == OPEN_BY_DRIVER | OPEN_EXCLUSIVE;
+        if !valid {
+            return Err(EfiError::InvalidParameter);
+        }
+        let needs_agent = attributes & (OPEN_BY_CHILD_CONTROLLER | OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0;
+        if needs_agent && !self.is_handle(agent) {
+            return Err(EfiError::InvalidParameter);
+        }
+        if attributes & (OPEN_BY_CHILD_CONTROLLER | OPEN_BY_DRIVER) != 0 && !self.is_handle(controller) {
+            return Err(EfiError::InvalidParameter);
+        }
+        let e = self.entry_mut(handle)?;
+        let p = e.protocols.iter_mut().find(|p| p.guid == *guid).ok_or(EfiError::Unsupported)?;
+        if attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0 {
+            if let Some(o) = p.opens.iter().find(|o| o.attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0) {
+                return Err(if o.agent == agent { EfiError::AlreadyStarted } else { EfiError::AccessDenied });
+            }
+        }
+        if attributes != OPEN_TEST_PROTOCOL || needs_agent {
+            match p.opens.iter_mut().find(|o| o.agent == agent && o.controller == controller && o.attributes == attributes) {
+                Some(o) => o.open_count += 1,
+                None => p.opens.push(OpenInfo { agent, controller, attributes, open_count: 1 }),
+            }
+        }
+        Ok(if attributes == OPEN_TEST_PROTOCOL { 0 } else { p.interface })
+    }
+
+    /// CloseProtocol.
+    pub fn close(&mut self, handle: Handle, guid: &Guid, agent: Handle, controller: Handle) -> Result<(), EfiError> {
+        if !self.is_handle(agent) || (controller != 0 && !self.is_handle(controller)) {
+            return Err(EfiError::InvalidParameter);
+        }
+        let e = self.entry_mut(handle)?;
+        let p = e.protocols.iter_mut().find(|p| p.guid == *guid).ok_or(EfiError::NotFound)?;
+        let before = p.opens.len();
+        p.opens.retain(|o| !(o.agent == agent && o.controller == controller));
+        if p.opens.len() == before { Err(EfiError::NotFound) } else { Ok(()) }
+    }
+
+    /// OpenProtocolInformation.
+    pub fn open_information(&self, handle: Handle, guid: &Guid) -> Result<Vec<OpenInfo>, EfiError> {
+        let e = self.entry(handle).map_err(|_| EfiError::NotFound)?;
+        let p = e.protocols.iter().find(|p| p.guid == *guid).ok_or(EfiError::NotFound)?;
+        Ok(p.opens.clone())
+    }
+
+    /// Every (handle, interface) with `guid`.
+    pub fn with_protocol<'a>(&'a self, guid: &'a Guid) -> impl Iterator<Item = (Handle, usize)> + 'a {
+        self.entries.iter().filter_map(move |e| e.protocols.iter().find(|p| p.guid == *guid).map(|p| (e.handle, p.interface)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Guid = Guid::from_fields(1, 2, 3, 4, 5, &[6, 7, 8, 9, 10, 11]);
+    const B: Guid = Guid::from_fields(2, 2, 3, 4, 5, &[6, 7, 8, 9, 10, 11]);
+
+    #[test]
+    fn install_lookup_uninstall() {
+        let mut db = HandleDb::default();
+        let h = db.install(None, &A, 0x1000).unwrap();
+        assert_ne!(h, 0);
+        assert_eq!(db.install(Some(h), &A, 0x2000), Err(EfiError::InvalidParameter), "twice on one handle");
+        db.install(Some(h), &B, 0x3000).unwrap();
+        assert_eq!(db.get(h, &B), Ok(0x3000));
+        assert_eq!(db.protocols(h).unwrap(), [A, B]);
+        let h2 = db.install(None, &B, 0x4000).unwrap();
+        assert_eq!(db.locate(Search::ByProtocol(&B)).unwrap(), [h, h2]);
+        assert_eq!(db.locate(Search::AllHandles).unwrap().len(), 2);
+        assert_eq!(db.locate_protocol(&B), Ok(0x3000));
+        assert_eq!(db.uninstall(h, &A, 0x9999), Err(EfiError::NotFound), "wrong interface");
+        db.uninstall(h, &A, 0x1000).unwrap();
+        assert_eq!(db.get(h, &A), Err(EfiError::Unsupported), "HandleProtocol's status for a missing protocol");
+        db.uninstall(h, &B, 0x3000).unwrap();
+        assert!(!db.is_handle(h), "an empty handle disappears");
+        assert_eq!(db.get(h, &B), Err(EfiError::InvalidParameter));
+        db.reinstall(h2, &B, 0x4000, 0x5000).unwrap();
+        assert_eq!(db.get(h2, &B), Ok(0x5000));
+        db.uninstall(h2, &B, 0x5000).unwrap();
+        assert_eq!(db.locate(Search::ByProtocol(&B)), Err(EfiError::NotFound));
+        assert_eq!(db.locate_protocol(&A), Err(EfiError::NotFound));
+    }
+
+    #[test]
+    fn open_close_and_information() {
+        let mut db = HandleDb::default();
+        let image = db.install(None, &A, 0x1000).unwrap();
+        let dev = db.install(None, &B, 0x2000).unwrap();
+        assert_eq!(db.open(image, &A, image, 0, OPEN_GET_PROTOCOL), Ok(0x1000));
+        assert_eq!(db.open(image, &A, image, 0, OPEN_GET_PROTOCOL), Ok(0x1000));
+        assert_eq!(db.open_information(image, &A).unwrap(), [OpenInfo { agent: image, controller: 0, attributes: OPEN_GET_PROTOCOL, open_count: 2 }]);
+        assert_eq!(db.open(image, &B, image, 0, OPEN_GET_PROTOCOL), Err(EfiError::Unsupported));
+        assert_eq!(db.open(image, &A, image, 0, 0x40), Err(EfiError::InvalidParameter));
+        assert_eq!(db.open(image, &A, 0, 0, OPEN_TEST_PROTOCOL), Ok(0));
+        assert_eq!(db.open(dev, &B, image, dev, OPEN_BY_DRIVER), Ok(0x2000));
+        assert_eq!(db.open(dev, &B, image, dev, OPEN_BY_DRIVER), Err(EfiError::AlreadyStarted));
+        assert_eq!(db.open(dev, &B, dev, dev, OPEN_BY_DRIVER), Err(EfiError::AccessDenied));
+        assert_eq!(db.uninstall(dev, &B, 0x2000), Err(EfiError::AccessDenied), "opened by a driver");
+        db.close(dev, &B, image, dev).unwrap();
+        assert_eq!(db.close(dev, &B, image, dev), Err(EfiError::NotFound));
+        db.close(image, &A, image, 0).unwrap();
+        assert!(db.open_information(image, &A).unwrap().is_empty());
+        assert_eq!(db.close(image, &A, 0x42, 0), Err(EfiError::InvalidParameter));
+    }
+}

@@ -1,0 +1,144 @@
+//! Device paths: reading them safely from payload memory, comparing node by node, building the
+//! few we publish.
+
+use alloc::vec::Vec;
+use r_efi::efi::Guid;
+
+pub const TYPE_HARDWARE: u8 = 0x01;
+pub const TYPE_MEDIA: u8 = 0x04;
+pub const TYPE_END: u8 = 0x7f;
+pub const SUBTYPE_MEMORY_MAPPED: u8 = 0x03;
+pub const SUBTYPE_VENDOR_MEDIA: u8 = 0x03;
+pub const SUBTYPE_END_ENTIRE: u8 = 0xff;
+/// Longest device path we read.
+pub const MAX_LEN: usize = 64 * 1024;
+
+/// The bytes of the device path at `ptr`, End node included.
+///
+/// # Safety
+/// `ptr` must point to readable memory holding a device path (the length fields are checked,
+/// so a damaged path yields `None`, but the memory itself must be readable).
+pub unsafe fn read<'a>(ptr: *const u8) -> Option<&'a [u8]> {
+    if ptr.is_null() {
+        return None;
+    }
+    let mut len = 0usize;
+    loop {
+        // SAFETY: the caller guarantees the nodes are readable; each header is 4 bytes.
+        let header = unsafe { core::slice::from_raw_parts(ptr.add(len), 4) };
+        let node_len = u16::from_le_bytes([header[2], header[3]]) as usize;
+        if node_len < 4 || len + node_len > MAX_LEN {
+            return None;
+        }
+        len += node_len;
+        if header[0] == TYPE_END && header[1] == SUBTYPE_END_ENTIRE {
+            // SAFETY: every node up to here was readable.
+            return Some(unsafe { core::slice::from_raw_parts(ptr, len) });
+        }
+    }
+}
+
+/// The nodes of a well-formed path, End excluded: (offset, node bytes).
+pub fn nodes(path: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut off = 0;
+    core::iter::from_fn(move || {
+        let header = path.get(off..off + 4)?;
+        if header[0] == TYPE_END && header[1] == SUBTYPE_END_ENTIRE {
+            return None;
+        }
+        let len = (u16::from_le_bytes([header[2], header[3]]) as usize).max(4);
+        let node = path.get(off..off + len)?;
+        let at = off;
+        off += len;
+        Some((at, node))
+    })
+}
+
+/// The path without its End node.
+pub fn without_end(path: &[u8]) -> &[u8] {
+    let end = nodes(path).last().map(|(off, n)| off + n.len()).unwrap_or(0);
+    &path[..end]
+}
+
+/// When `prefix` (a whole path) matches the first nodes of `path` byte for byte, the offset in
+/// `path` where the rest begins.
+pub fn match_prefix(prefix: &[u8], path: &[u8]) -> Option<usize> {
+    let p = without_end(prefix);
+    if !path.starts_with(p) {
+        return None;
+    }
+    // The match must end on a node boundary of `path`.
+    (p.is_empty() || nodes(path).any(|(off, n)| off + n.len() == p.len())).then_some(p.len())
+}
+
+fn node(ty: u8, sub: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(4 + body.len());
+    v.extend_from_slice(&[ty, sub]);
+    v.extend_from_slice(&((4 + body.len()) as u16).to_le_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+pub fn end() -> Vec<u8> {
+    node(TYPE_END, SUBTYPE_END_ENTIRE, &[])
+}
+
+/// `VenMedia(guid)/End`.
+pub fn vendor_media(guid: &Guid) -> Vec<u8> {
+    let mut v = node(TYPE_MEDIA, SUBTYPE_VENDOR_MEDIA, guid.as_bytes());
+    v.extend(end());
+    v
+}
+
+/// `MemoryMapped(type, start, end)/End`, as firmware names an image loaded from memory.
+pub fn memory_mapped(memory_type: u32, start: u64, end_inclusive: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(20);
+    body.extend_from_slice(&memory_type.to_le_bytes());
+    body.extend_from_slice(&start.to_le_bytes());
+    body.extend_from_slice(&end_inclusive.to_le_bytes());
+    let mut v = node(TYPE_HARDWARE, SUBTYPE_MEMORY_MAPPED, &body);
+    v.extend(end());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const G: Guid = Guid::from_fields(0x5568e427, 0x68fc, 0x4f3d, 0xac, 0x74, &[0xca, 0x55, 0x52, 0x31, 0xcc, 0x68]);
+
+    #[test]
+    fn vendor_media_is_byte_exact() {
+        let p = vendor_media(&G);
+        assert_eq!(p.len(), 20 + 4);
+        assert_eq!(&p[..4], &[4, 3, 20, 0]);
+        assert_eq!(&p[4..8], &0x5568e427u32.to_le_bytes());
+        assert_eq!(&p[20..], &[0x7f, 0xff, 4, 0]);
+        assert_eq!(unsafe { read(p.as_ptr()) }, Some(&p[..]));
+    }
+
+    #[test]
+    fn prefix_matching_is_node_exact() {
+        let dev = memory_mapped(2, 0x4000_0000, 0x4000_ffff);
+        let mut full = without_end(&dev).to_vec();
+        full.extend(vendor_media(&G));
+        assert_eq!(match_prefix(&dev, &full), Some(24));
+        assert_eq!(match_prefix(&full, &full), Some(full.len() - 4));
+        assert_eq!(match_prefix(&vendor_media(&G), &full), None);
+        // An End-only path matches everything at offset 0: callers must not publish one.
+        assert_eq!(match_prefix(&end(), &full), Some(0));
+        // A byte prefix that stops inside a node does not match.
+        let mut short = dev[..10].to_vec();
+        short[2] = 10;
+        short.extend(end());
+        assert_eq!(match_prefix(&short, &full), None);
+    }
+
+    #[test]
+    fn damaged_paths_are_refused() {
+        let mut p = vendor_media(&G);
+        p[2] = 2; // node shorter than its header
+        assert_eq!(unsafe { read(p.as_ptr()) }, None);
+        assert_eq!(unsafe { read(core::ptr::null()) }, None);
+    }
+}

@@ -1,0 +1,3 @@
+//! The protocols the emulator serves.
+
+pub mod device_path;
