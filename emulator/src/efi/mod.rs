@@ -1,11 +1,13 @@
 //! The portable UEFI core: knows UEFI, knows nothing of registers or MMIO.
 
+pub mod crc32;
 pub mod events;
 pub mod handles;
 pub mod memory;
 pub mod pe;
 pub mod pool;
 pub mod protocols;
+pub mod variables;
 
 use r_efi::efi::Status;
 
