@@ -80,6 +80,8 @@ pub struct PeImage<'a> {
     pub minor_image_version: u16,
     sections_offset: usize,
     pub section_count: u16,
+    /// Offset of the optional header's data directories, and how many there are.
+    directories: (usize, u32),
     /// Size from the arm64 Linux `Image` header (`image_size` at +16), when the file has one.
     pub linux_image_size: Option<u64>,
 }
@@ -128,6 +130,7 @@ impl<'a> PeImage<'a> {
             subsystem: u16_at(file, opt + 68).unwrap(),
             sections_offset,
             section_count,
+            directories: (opt + 112, u32_at(file, opt + 108).unwrap()),
             linux_image_size: (u32_at(file, 0x38) == Some(0x644d_5241)).then(|| u64_at(file, 16)).flatten(),
         };
         pe.check()?;
@@ -163,6 +166,95 @@ impl<'a> PeImage<'a> {
         }
         if self.entry_point >= self.size_of_image {
             return bad("AddressOfEntryPoint", self.entry_point, "inside SizeOfImage");
+        }
+        Ok(())
+    }
+
+    /// Data directory `index` (RVA, size), when present and non-empty.
+    pub fn directory(&self, index: u32) -> Option<(u32, u32)> {
+        if index >= self.directories.1 {
+            return None;
+        }
+        let o = self.directories.0 + index as usize * 8;
+        let (rva, size) = (u32_at(self.file, o)?, u32_at(self.file, o + 4)?);
+        (size != 0).then_some((rva, size))
+    }
+
+    /// True for an image whose sections sit in the file where they sit in memory (and the
+    /// headers before them), so the file can run where it lies once its BSS is zeroed.
+    pub fn file_layout_is_memory_layout(&self) -> bool {
+        self.sections().all(|s| s.raw_size == 0 || s.raw_offset == s.virtual_address)
+            && self.sections().all(|s| s.virtual_address >= self.size_of_headers)
+            && self.file.len() as u64 <= self.size_of_image as u64
+    }
+
+    /// Copies the image into `dest` (SizeOfImage bytes, which will run at `dest_addr`): headers
+    /// and sections, zero everywhere else, base relocations applied.
+    pub fn load(&self, dest: &mut [u8], dest_addr: u64) -> Result<(), PeError> {
+        if dest.len() < self.size_of_image as usize {
+            return bad("destination size", dest.len() as u64, "at least SizeOfImage");
+        }
+        dest.fill(0);
+        let h = self.size_of_headers as usize;
+        dest[..h].copy_from_slice(&self.file[..h]);
+        for s in self.sections() {
+            // Raw data may be padded past VirtualSize up to FileAlignment: copy what belongs.
+            let n = if s.virtual_size == 0 { s.raw_size } else { s.raw_size.min(s.virtual_size) } as usize;
+            let src = &self.file[s.raw_offset as usize..s.raw_offset as usize + n];
+            dest[s.virtual_address as usize..s.virtual_address as usize + n].copy_from_slice(src);
+        }
+        self.relocate(dest, dest_addr)
+    }
+
+    /// Zeroes what the file has but the image must not: section tails past their raw data.
+    /// For an image that runs where its file lies.
+    pub fn prepare_in_place(&self, image: &mut [u8]) -> Result<(), PeError> {
+        if image.len() < self.size_of_image as usize {
+            return bad("image size", image.len() as u64, "at least SizeOfImage");
+        }
+        for s in self.sections() {
+            if s.virtual_size > s.raw_size {
+                let start = (s.virtual_address + s.raw_size) as usize;
+                let end = (s.virtual_address + s.virtual_size) as usize;
+                image[start..end].fill(0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the base relocations for running at `addr` (the image is laid out in `image`).
+    pub fn relocate(&self, image: &mut [u8], addr: u64) -> Result<(), PeError> {
+        let delta = addr.wrapping_sub(self.image_base);
+        let Some((rva, size)) = self.directory(5) else {
+            return Ok(());
+        };
+        let (mut at, end) = (rva as usize, rva as usize + size as usize);
+        if end > image.len() {
+            return bad("base relocation directory end", end as u64, "inside SizeOfImage");
+        }
+        while at + 8 <= end {
+            let page = u32_at(image, at).unwrap() as usize;
+            let block = u32_at(image, at + 4).unwrap() as usize;
+            if block < 8 || at + block > end {
+                return bad("base relocation block size", block as u64, "at least 8, inside the directory");
+            }
+            for i in 0..(block - 8) / 2 {
+                let entry = u16_at(image, at + 8 + i * 2).unwrap();
+                let (kind, offset) = (entry >> 12, (entry & 0xfff) as usize);
+                match kind {
+                    0 => {} // IMAGE_REL_BASED_ABSOLUTE: padding
+                    10 => {
+                        let target = page + offset;
+                        if target + 8 > image.len() {
+                            return bad("DIR64 relocation target", target as u64, "inside SizeOfImage");
+                        }
+                        let v = u64_at(image, target).unwrap().wrapping_add(delta);
+                        image[target..target + 8].copy_from_slice(&v.to_le_bytes());
+                    }
+                    other => return bad("base relocation type", other, "DIR64 (10) or ABSOLUTE (0)"),
+                }
+            }
+            at += block;
         }
         Ok(())
     }
@@ -205,6 +297,7 @@ mod tests {
         f[opt + 56..opt + 60].copy_from_slice(&0x2000u32.to_le_bytes());
         f[opt + 60..opt + 64].copy_from_slice(&0x200u32.to_le_bytes());
         f[opt + 68..opt + 70].copy_from_slice(&SUBSYSTEM_EFI_APPLICATION.to_le_bytes());
+        f[opt + 108..opt + 112].copy_from_slice(&16u32.to_le_bytes());
         let s = opt + 240;
         f[s..s + 5].copy_from_slice(b".text");
         f[s + 8..s + 12].copy_from_slice(&0x200u32.to_le_bytes());
@@ -226,6 +319,53 @@ mod tests {
         assert_eq!(s[0].name(), ".text");
         assert_eq!(&s[0].permissions(), b"r-x");
         assert_eq!(pe.linux_image_size, None);
+    }
+
+    /// The synthetic image with a `.reloc` section holding one DIR64 entry at RVA 0x1100, whose
+    /// target holds ImageBase + 0x1000, and ImageBase 0x1_0000_0000.
+    fn with_relocation() -> std::vec::Vec<u8> {
+        let mut f = synthetic();
+        f.resize(0x600, 0);
+        let opt = 0x58;
+        f[opt + 24..opt + 32].copy_from_slice(&0x1_0000_0000u64.to_le_bytes());
+        f[opt + 56..opt + 60].copy_from_slice(&0x3000u32.to_le_bytes());
+        f[0x44 + 2..0x44 + 4].copy_from_slice(&2u16.to_le_bytes());
+        // Directory 5: RVA 0x2000, 12 bytes.
+        f[opt + 112 + 40..opt + 112 + 48].copy_from_slice(&[0x00, 0x20, 0, 0, 12, 0, 0, 0]);
+        let s = opt + 240 + 40;
+        f[s..s + 6].copy_from_slice(b".reloc");
+        f[s + 8..s + 12].copy_from_slice(&12u32.to_le_bytes());
+        f[s + 12..s + 16].copy_from_slice(&0x2000u32.to_le_bytes());
+        f[s + 16..s + 20].copy_from_slice(&0x200u32.to_le_bytes());
+        f[s + 20..s + 24].copy_from_slice(&0x400u32.to_le_bytes());
+        f[0x400..0x40c].copy_from_slice(&[0x00, 0x10, 0, 0, 12, 0, 0, 0, 0x00, 0xa1, 0, 0]);
+        // The pointer at RVA 0x1100 (file 0x300).
+        f[0x300..0x308].copy_from_slice(&0x1_0000_1000u64.to_le_bytes());
+        f
+    }
+
+    #[test]
+    fn loads_and_relocates() {
+        let f = with_relocation();
+        let pe = PeImage::parse(&f).unwrap();
+        assert_eq!(pe.directory(5), Some((0x2000, 12)));
+        let mut mem = std::vec![0xeeu8; 0x3000];
+        pe.load(&mut mem, 0x4020_0000).unwrap();
+        assert_eq!(&mem[..2], b"MZ", "headers copied");
+        assert_eq!(u64::from_le_bytes(mem[0x1100..0x1108].try_into().unwrap()), 0x4020_1000, "DIR64 moved by the delta");
+        assert!(mem[0x1200..0x2000].iter().all(|&b| b == 0), "the rest zeroed");
+        // Loading at the preferred base changes nothing.
+        pe.load(&mut mem, 0x1_0000_0000).unwrap();
+        assert_eq!(u64::from_le_bytes(mem[0x1100..0x1108].try_into().unwrap()), 0x1_0000_1000);
+        let mut bad = f.clone();
+        bad[0x40a] = 0x00;
+        bad[0x40b] = 0x31; // type 3 (HIGHLOW)
+        let e = PeImage::parse(&bad).unwrap().load(&mut mem, 0).unwrap_err();
+        assert_eq!(e.field, "base relocation type");
+        let mut bad = f.clone();
+        bad[0x404] = 0xff; // block larger than the directory
+        assert_eq!(PeImage::parse(&bad).unwrap().load(&mut mem, 0).unwrap_err().field, "base relocation block size");
+        assert!(!pe.file_layout_is_memory_layout(), ".text is at file 0x200, RVA 0x1000");
     }
 
     #[test]
