@@ -1,6 +1,7 @@
 //! The boot flow on the target: entry -> console -> validation -> banner -> MMU -> payload.
 
-use crate::abi::validate::{self, BlobPlacement, PhysMemory, Validated};
+use crate::abi::validate::{self, BlobPlacement, Extent, PhysMemory, Validated};
+use crate::efi::services::{self, setup::{self, Reserved}};
 use crate::abi::{memory_type_name, PAGE_SIZE};
 use crate::arch::aarch64::cpu::{self, ExceptionLevel};
 use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
@@ -62,11 +63,77 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     debug_fault(&fdt);
     kernel_summary(&v);
 
+    // The emulator's own heap follows the page-table area at the start of the mempool.
+    let page_tables = Extent::new(v.mempool.start, MAX_TABLE_BYTES.min(v.mempool.size / 2));
+    let heap = Extent::new(page_tables.end(), HEAP_SIZE);
+    if heap.end() > v.mempool.end() {
+        fatal!("mempool of {} KiB is too small for the page tables and the emulator's heap", v.mempool.size / 1024);
+    }
+    // SAFETY: the heap range lies in the validated mempool, which nothing else uses yet, and
+    // the allocator is initialised once, before the first allocation.
+    unsafe { HEAP.init(heap.start, heap.size) };
+    let reserved = Reserved { page_tables, heap };
+    let core = setup::build(&v, &blob, &fdt, &reserved).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
+    services::install(core);
     let us = cpu::micros_since_entry();
-    info!("time since entry: {}.{:03} ms (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
-    info!("no payload started: the UEFI core that would start it is not part of this build");
-    console::flush();
-    psci::system_off()
+    info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
+    let status = setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image: {e:?} ({})", e.status().as_usize()));
+    if services::EXITED.load(core::sync::atomic::Ordering::Relaxed) {
+        fatal!("the payload returned {:#x} after ExitBootServices", status.as_usize());
+    }
+    fatal!("the payload returned {} ({:#x})", status_name(status), status.as_usize())
+}
+
+/// Bytes of heap for the emulator's own data (memory map, handles, events, variables).
+const HEAP_SIZE: u64 = 4 << 20;
+
+/// The emulator's global allocator: a linked-list heap over a range of the mempool.
+struct EmulatorHeap(core::cell::UnsafeCell<linked_list_allocator::Heap>);
+
+// SAFETY: one CPU and no interrupts: allocations never run concurrently or re-entrantly.
+unsafe impl Sync for EmulatorHeap {}
+
+impl EmulatorHeap {
+    /// # Safety
+    /// `[start, start + size)` must be unused RAM, and this must be called once.
+    unsafe fn init(&self, start: u64, size: u64) {
+        // SAFETY: per the contract.
+        unsafe { (*self.0.get()).init(start as *mut u8, size as usize) };
+    }
+}
+
+// SAFETY: allocation is delegated to linked_list_allocator, which hands out disjoint blocks.
+unsafe impl core::alloc::GlobalAlloc for EmulatorHeap {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // SAFETY: no other access to the heap is in progress (see the Sync impl).
+        unsafe { (*self.0.get()).allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr()) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { (*self.0.get()).deallocate(core::ptr::NonNull::new_unchecked(ptr), layout) }
+    }
+}
+
+#[global_allocator]
+static HEAP: EmulatorHeap = EmulatorHeap(core::cell::UnsafeCell::new(linked_list_allocator::Heap::empty()));
+
+fn status_name(s: r_efi::efi::Status) -> &'static str {
+    use r_efi::efi::Status as S;
+    match s {
+        S::SUCCESS => "EFI_SUCCESS",
+        S::LOAD_ERROR => "EFI_LOAD_ERROR",
+        S::INVALID_PARAMETER => "EFI_INVALID_PARAMETER",
+        S::UNSUPPORTED => "EFI_UNSUPPORTED",
+        S::BUFFER_TOO_SMALL => "EFI_BUFFER_TOO_SMALL",
+        S::NOT_READY => "EFI_NOT_READY",
+        S::DEVICE_ERROR => "EFI_DEVICE_ERROR",
+        S::OUT_OF_RESOURCES => "EFI_OUT_OF_RESOURCES",
+        S::NOT_FOUND => "EFI_NOT_FOUND",
+        S::ACCESS_DENIED => "EFI_ACCESS_DENIED",
+        S::ABORTED => "EFI_ABORTED",
+        S::SECURITY_VIOLATION => "EFI_SECURITY_VIOLATION",
+        _ => "a status",
+    }
 }
 
 /// Points the console at the earlycon UART, before anything is validated: fatal errors need it.

@@ -16,7 +16,6 @@
 //! builds on the host and is unit-tested there.
 #![cfg_attr(not(test), no_std)]
 
-#[cfg(any(test, feature = "loader"))]
 extern crate alloc;
 #[cfg(test)]
 extern crate std;

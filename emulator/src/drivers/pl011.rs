@@ -71,6 +71,11 @@ impl Pl011 {
         }
     }
 
+    /// True when a received byte is waiting.
+    pub fn has_input(&self) -> bool {
+        !self.regs().fr.is_set(FR::RXFE)
+    }
+
     /// A received byte, if one is waiting.
     pub fn read_byte(&self) -> Option<u8> {
         if self.regs().fr.is_set(FR::RXFE) {

@@ -2,11 +2,14 @@
 
 pub mod crc32;
 pub mod events;
+pub mod guids;
 pub mod handles;
 pub mod memory;
 pub mod pe;
 pub mod pool;
 pub mod protocols;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod services;
 pub mod variables;
 
 use r_efi::efi::Status;

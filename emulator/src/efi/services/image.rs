@@ -1,0 +1,408 @@
+//! PE images: loading (from the parameter block or a buffer), starting on a fresh stack,
+//! Exit unwinding to the StartImage that started the image, unloading; and the LoadFile2
+//! initrd.
+
+use super::*;
+use crate::arch::aarch64::cpu;
+use crate::efi::pe::PeImage;
+use crate::efi::protocols::device_path;
+use core::mem::size_of;
+use core::sync::atomic::AtomicU64;
+use efi::protocols::{load_file2, loaded_image, loaded_image_device_path};
+
+/// Stack each started image gets (the spec's minimum is 128 KiB).
+pub const IMAGE_STACK: u64 = 256 * 1024;
+
+/// What StartImage saves so that a return, or Exit, comes back to it: x19..x30, sp, d8..d15.
+#[repr(C)]
+#[derive(Default)]
+pub struct ExitContext {
+    regs: [u64; 21],
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.efi_emulator_start_image, "ax"
+    .global efi_emulator_start_image
+    // x0 entry, x1 image handle, x2 system table, x3 stack top, x4 context -> x0 status
+efi_emulator_start_image:
+    stp     x19, x20, [x4, #0]
+    stp     x21, x22, [x4, #16]
+    stp     x23, x24, [x4, #32]
+    stp     x25, x26, [x4, #48]
+    stp     x27, x28, [x4, #64]
+    stp     x29, x30, [x4, #80]
+    mov     x5, sp
+    str     x5, [x4, #96]
+    stp     d8, d9, [x4, #104]
+    stp     d10, d11, [x4, #120]
+    stp     d12, d13, [x4, #136]
+    stp     d14, d15, [x4, #152]
+    mov     x19, x4
+    mov     x16, x0
+    mov     x0, x1
+    mov     x1, x2
+    mov     sp, x3
+    mov     x29, xzr
+    blr     x16
+    // The image returned: its status is in x0, the context in x19 (callee-saved).
+    mov     x1, x0
+    mov     x0, x19
+
+    .global efi_emulator_exit_image
+    // x0 context, x1 status: back to the StartImage that saved the context.
+efi_emulator_exit_image:
+    ldp     x19, x20, [x0, #0]
+    ldp     x21, x22, [x0, #16]
+    ldp     x23, x24, [x0, #32]
+    ldp     x25, x26, [x0, #48]
+    ldp     x27, x28, [x0, #64]
+    ldp     x29, x30, [x0, #80]
+    ldr     x5, [x0, #96]
+    mov     sp, x5
+    ldp     d8, d9, [x0, #104]
+    ldp     d10, d11, [x0, #120]
+    ldp     d12, d13, [x0, #136]
+    ldp     d14, d15, [x0, #152]
+    mov     x0, x1
+    ret
+"#
+);
+
+unsafe extern "C" {
+    fn efi_emulator_start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, stack_top: u64, ctx: *mut ExitContext) -> usize;
+    fn efi_emulator_exit_image(ctx: *mut ExitContext, status: usize) -> !;
+}
+
+static PAYLOAD_START: AtomicU64 = AtomicU64::new(0);
+
+/// Where an image is placed.
+pub enum Placement {
+    /// Copied into fresh LoaderCode pages.
+    Copy,
+    /// Run where its file lies: its layout is the memory layout and the pages are free.
+    InPlace(u64),
+}
+
+fn load_error(e: crate::efi::pe::PeError) -> EfiError {
+    log::warn!("{e}");
+    match e.field {
+        "Machine" | "Subsystem" | "OptionalHeader.Magic" => EfiError::Unsupported,
+        _ => EfiError::LoadError,
+    }
+}
+
+/// Cleans the D-cache to the point of unification and invalidates the I-cache over new code.
+fn sync_icache(start: u64, size: u64) {
+    let line = cpu::dcache_line();
+    let mut a = start & !(line - 1);
+    while a < start + size {
+        // SAFETY: DC CVAU on mapped memory only writes back cache lines.
+        unsafe { core::arch::asm!("dc cvau, {}", in(reg) a, options(nostack)) };
+        a += line;
+    }
+    // SAFETY: barriers and I-cache invalidation have no memory effects Rust can observe.
+    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack)) };
+}
+
+/// Loads a PE image and gives it a handle with LoadedImage and LoadedImageDevicePath.
+pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, device: usize, file_path: Option<&[u8]>) -> Result<usize, EfiError> {
+    let pe = PeImage::parse(file).map_err(load_error)?;
+    let size = pe.size_of_image as u64;
+    let pages = size.div_ceil(PAGE_SIZE);
+    let base = match placement {
+        Placement::InPlace(at) => {
+            c.memory.retype(at, pages, efi::LOADER_CODE, true)?;
+            // SAFETY: the caller established that the file's pages, up to SizeOfImage, are
+            // ours to use and identity-mapped.
+            let image = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, size as usize) };
+            pe.prepare_in_place(image).map_err(load_error)?;
+            pe.relocate(image, at).map_err(load_error)?;
+            at
+        }
+        Placement::Copy => {
+            // Linux kernels at 2 MiB, so the stub need not move itself; others at their
+            // section alignment.
+            let align = if pe.linux_image_size.is_some() { 2 << 20 } else { pe.section_alignment as u64 };
+            let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, pages, align)?;
+            // SAFETY: freshly allocated pages, identity-mapped.
+            let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, size as usize) };
+            if let Err(e) = pe.load(dest, at) {
+                c.memory.free(at, pages)?;
+                return Err(load_error(e));
+            }
+            at
+        }
+    };
+    sync_icache(base, size);
+
+    let path_copy = match file_path {
+        Some(p) => copy_to_pool(c, p)?,
+        None => core::ptr::null_mut(),
+    };
+    let full_path = match file_path {
+        Some(p) => copy_to_pool(c, p)?,
+        None => copy_to_pool(c, &device_path::memory_mapped(efi::LOADER_CODE, base, base + size - 1))?,
+    };
+    let li = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, size_of::<loaded_image::Protocol>())? as *mut loaded_image::Protocol;
+    // SAFETY: fresh pool memory for the protocol structure.
+    unsafe {
+        li.write(loaded_image::Protocol {
+            revision: loaded_image::REVISION,
+            parent_handle: parent as efi::Handle,
+            system_table: c.tables.systab,
+            device_handle: device as efi::Handle,
+            file_path: path_copy as *mut efi::protocols::device_path::Protocol,
+            reserved: core::ptr::null_mut(),
+            load_options_size: 0,
+            load_options: core::ptr::null_mut(),
+            image_base: base as *mut c_void,
+            image_size: size,
+            image_code_type: efi::LOADER_CODE,
+            image_data_type: efi::LOADER_DATA,
+            unload: None,
+        })
+    };
+    let handle = c.handles.install(None, &loaded_image::PROTOCOL_GUID, li as usize)?;
+    c.handles.install(Some(handle), &loaded_image_device_path::PROTOCOL_GUID, full_path as usize)?;
+    let mut owned = alloc::vec![li as *mut u8, full_path];
+    if !path_copy.is_null() {
+        owned.push(path_copy);
+    }
+    c.images.push(Image { handle, loaded_image: li, base, pages, entry: base + pe.entry_point as u64, started: false, exit_context: None, exit_data: None, owned });
+    log::info!(
+        "image: {:#x}..{:#x} ({} KiB, {}), entry {:#x}, handle {handle:#x}",
+        base,
+        base + size,
+        size / 1024,
+        if matches!(placement, Placement::InPlace(_)) { "run in place" } else { "copied" },
+        base + pe.entry_point as u64
+    );
+    Ok(handle)
+}
+
+fn copy_to_pool(c: &mut Core, bytes: &[u8]) -> Result<*mut u8, EfiError> {
+    let p = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, bytes.len())?;
+    // SAFETY: fresh pool buffer of that size.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    Ok(p)
+}
+
+/// Sets an image's LoadOptions to `options` (UTF-16, NUL added) in pool memory.
+pub fn set_load_options(c: &mut Core, handle: usize, options: &[u16]) -> Result<(), EfiError> {
+    let bytes = (options.len() + 1) * 2;
+    let p = c.pool.allocate(&mut c.memory, efi::LOADER_DATA, bytes)? as *mut u16;
+    // SAFETY: fresh pool buffer of `bytes` bytes.
+    unsafe {
+        core::ptr::copy_nonoverlapping(options.as_ptr(), p, options.len());
+        p.add(options.len()).write(0);
+    }
+    let img = c.image(handle)?;
+    img.owned.push(p as *mut u8);
+    // SAFETY: the live LoadedImage of that image.
+    unsafe {
+        (*img.loaded_image).load_options = p as *mut c_void;
+        (*img.loaded_image).load_options_size = bytes as u32;
+    }
+    Ok(())
+}
+
+/// Starts an image on its own stack and returns its status (from a return or from Exit).
+pub fn start(handle: usize) -> Result<Status, EfiError> {
+    let (entry, stack, systab) = with_core(|c| {
+        let systab = c.tables.systab;
+        let img = c.image(handle)?;
+        if img.started {
+            return Err(EfiError::InvalidParameter);
+        }
+        img.started = true;
+        let entry = img.entry;
+        let stack = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, IMAGE_STACK / PAGE_SIZE, PAGE_SIZE)?;
+        Ok((entry, stack, systab))
+    })?;
+    let mut ctx = ExitContext::default();
+    with_core(|c| c.image(handle).map(|i| i.exit_context = Some(&mut ctx as *mut ExitContext)))?;
+    if PAYLOAD_START.load(Ordering::Relaxed) == 0 {
+        PAYLOAD_START.store(cpu::ticks(), Ordering::Relaxed);
+    }
+    // SAFETY: the entry point of an image we loaded and synchronised with the I-cache, called
+    // per the UEFI AArch64 binding on a fresh 16-byte-aligned stack; the context lives on our
+    // stack frame, which stays alive until the image returns or exits.
+    let status = unsafe { efi_emulator_start_image(entry, handle, systab, stack + IMAGE_STACK, &mut ctx) };
+    if EXITED.load(Ordering::Relaxed) {
+        // Boot services are gone (the image called ExitBootServices, then returned): the
+        // core's memory may belong to the OS now.
+        return Ok(Status::from_usize(status));
+    }
+    with_core(|c| {
+        if let Ok(img) = c.image(handle) {
+            img.exit_context = None;
+        }
+        c.memory.free(stack, IMAGE_STACK / PAGE_SIZE)
+    })?;
+    Ok(Status::from_usize(status))
+}
+
+/// The milestone lines the harness measures.
+pub fn report_handoff(entry: u64) {
+    let us = cpu::micros_since_entry();
+    log::info!("handing off to the payload at {entry:#x}: {}.{:03} ms after emulator entry", us / 1000, us % 1000);
+}
+
+pub fn report_exit_boot_services() {
+    let start = PAYLOAD_START.load(Ordering::Relaxed);
+    let us = (cpu::ticks() - start) as u128 * 1_000_000 / cpu::ticks_per_second() as u128;
+    let total = cpu::micros_since_entry();
+    log::info!(
+        "ExitBootServices: the payload ran {}.{:03} ms in boot services ({}.{:03} ms since emulator entry)",
+        us / 1000,
+        us % 1000,
+        total / 1000,
+        total % 1000
+    );
+}
+
+efiapi! {
+    fn load_image(boot_policy: efi::Boolean, parent: efi::Handle, path: *mut efi::protocols::device_path::Protocol, source: *mut c_void, size: usize, image: *mut efi::Handle) -> Status {
+        if let Err(s) = boot_services_available() {
+            return s;
+        }
+        let _ = boot_policy;
+        status((|| {
+            if image.is_null() || !with_core(|c| c.images.iter().any(|i| i.handle == parent as usize)) {
+                return Err(EfiError::InvalidParameter);
+            }
+            if source.is_null() {
+                // Loading through a device path (LoadFile/LoadFile2/SimpleFileSystem) is not
+                // served yet: nothing here publishes such a device.
+                return Err(EfiError::NotFound);
+            }
+            // SAFETY: the payload passes `size` readable bytes; LoadImage copies them.
+            let file = unsafe { core::slice::from_raw_parts(source as *const u8, size) };
+            // SAFETY: an optional device path from the payload; copied, since callers (systemd)
+            // keep it on their stack.
+            let dp = unsafe { device_path::read(path as *const u8) };
+            let h = with_core(|c| load(c, file, Placement::Copy, parent as usize, 0, dp))?;
+            out(image, h as efi::Handle)
+        })())
+    }
+
+    fn start_image(handle: efi::Handle, exit_data_size: *mut usize, exit_data: *mut *mut u16) -> Status {
+        if let Err(s) = boot_services_available() {
+            return s;
+        }
+        match start(handle as usize) {
+            Ok(s) => {
+                if !EXITED.load(Ordering::Relaxed) {
+                    let data = with_core(|c| c.image(handle as usize).ok().and_then(|i| i.exit_data.take()));
+                    if let Some((n, p)) = data {
+                        let _ = out(exit_data_size, n);
+                        let _ = out(exit_data, p);
+                    }
+                }
+                s
+            }
+            Err(e) => e.status(),
+        }
+    }
+
+    fn exit(handle: efi::Handle, exit_status: Status, data_size: usize, data: *mut u16) -> Status {
+        if let Err(s) = boot_services_available() {
+            return s;
+        }
+        let ctx = with_core(|c| {
+            let img = c.image(handle as usize)?;
+            let ctx = img.exit_context.ok_or(EfiError::InvalidParameter)?;
+            if !data.is_null() && data_size > 0 {
+                img.exit_data = Some((data_size, data));
+            }
+            Ok(ctx)
+        });
+        match ctx {
+            // SAFETY: the context of the StartImage call that is running this image.
+            Ok(ctx) => unsafe { efi_emulator_exit_image(ctx, exit_status.as_usize()) },
+            Err(EfiError::InvalidParameter) if with_core(|c| c.image(handle as usize).is_ok_and(|i| !i.started)) => {
+                // Exit on an image that never started unloads it.
+                unload(handle as usize).map_or_else(|e| e.status(), |_| Status::SUCCESS)
+            }
+            Err(e) => e.status(),
+        }
+    }
+
+    fn unload_image(handle: efi::Handle) -> Status {
+        if let Err(s) = boot_services_available() {
+            return s;
+        }
+        let unload_fn = with_core(|c| c.image(handle as usize).map(|i| (i.started, unsafe { (*i.loaded_image).unload })));
+        match unload_fn {
+            Err(e) => e.status(),
+            Ok((true, None)) => Status::UNSUPPORTED,
+            Ok((true, Some(f))) => {
+                // SAFETY: the image's own Unload function.
+                let s = unsafe { f(handle) };
+                if s == Status::SUCCESS {
+                    status(unload(handle as usize))
+                } else {
+                    s
+                }
+            }
+            Ok((false, _)) => status(unload(handle as usize)),
+        }
+    }
+
+    fn initrd_load_file(this: *mut load_file2::Protocol, path: *mut efi::protocols::device_path::Protocol, boot_policy: efi::Boolean, size: *mut usize, buffer: *mut c_void) -> Status {
+        if let Err(s) = boot_services_available() {
+            return s;
+        }
+        let _ = (this, path);
+        status((|| {
+            if bool::from(boot_policy) {
+                return Err(EfiError::Unsupported);
+            }
+            if size.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            let (start, end) = with_core(|c| c.initrd).ok_or(EfiError::NotFound)?;
+            let len = (end - start) as usize;
+            // SAFETY: non-NULL in/out size.
+            let have = unsafe { size.read_unaligned() };
+            out(size, len)?;
+            if buffer.is_null() || have < len {
+                return Err(EfiError::BufferTooSmall);
+            }
+            // SAFETY: the initrd lies in loader-placed RAM; the payload's buffer holds `len`.
+            unsafe { core::ptr::copy_nonoverlapping(start as *const u8, buffer as *mut u8, len) };
+            Ok(())
+        })())
+    }
+}
+
+/// Frees an image's pages and pool memory and removes its handle.
+fn unload(handle: usize) -> Result<(), EfiError> {
+    with_core(|c| {
+        let i = c.images.iter().position(|i| i.handle == handle).ok_or(EfiError::InvalidParameter)?;
+        let img = c.images.remove(i);
+        for g in [loaded_image::PROTOCOL_GUID, loaded_image_device_path::PROTOCOL_GUID] {
+            if let Ok(iface) = c.handles.get(handle, &g) {
+                let _ = c.handles.uninstall(handle, &g, iface);
+            }
+        }
+        for p in img.owned {
+            let _ = c.pool.free(&mut c.memory, p);
+        }
+        c.memory.free(img.base, img.pages)
+    })
+}
+
+/// Publishes the initrd through LoadFile2 on a handle whose device path is exactly
+/// VenMedia(LINUX_EFI_INITRD_MEDIA_GUID)/End.
+pub fn install_initrd(c: &mut Core, start: u64, end: u64) -> Result<(), EfiError> {
+    c.initrd = Some((start, end));
+    let dp = copy_to_pool(c, &device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA))?;
+    let proto = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, size_of::<load_file2::Protocol>())? as *mut load_file2::Protocol;
+    // SAFETY: fresh pool memory for the protocol.
+    unsafe { proto.write(load_file2::Protocol { load_file: initrd_load_file::entry }) };
+    let h = c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, dp as usize)?;
+    c.handles.install(Some(h), &load_file2::PROTOCOL_GUID, proto as usize)?;
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Runtime services. Without firmware (`noefi_boot`): variables on the volatile store while
+//! boot services run, ResetSystem through PSCI at any time, everything else `EFI_UNSUPPORTED`,
+//! and the RT properties table says exactly that. With firmware: every call is passed to the
+//! firmware's own table (SetVirtualAddressMap only when it would change nothing).
+//!
+//! Everything reachable after ExitBootServices lives in the blob (published as runtime code and
+//! data), runs on the caller's stack, and touches no boot-services memory.
+
+use super::*;
+use crate::arch::aarch64::psci;
+use crate::efi::guids::rt_supported::*;
+use core::mem::size_of;
+use core::sync::atomic::AtomicU64;
+
+/// The firmware's runtime services table (physical address), when there is firmware.
+static FIRMWARE: AtomicU64 = AtomicU64::new(0);
+
+fn firmware() -> Option<&'static efi::RuntimeServices> {
+    let p = FIRMWARE.load(Ordering::Relaxed);
+    // SAFETY: the validated rt_info.runtime, translated to its physical address; firmware
+    // runtime memory is mapped (identity, and at its virtual address).
+    (p != 0).then(|| unsafe { &*(p as *const efi::RuntimeServices) })
+}
+
+/// Variables are served from boot-services memory, so only until ExitBootServices.
+fn variables_available() -> Result<(), EfiError> {
+    if EXITED.load(Ordering::Relaxed) { Err(EfiError::Unsupported) } else { Ok(()) }
+}
+
+efiapi! {
+    fn get_time(time: *mut efi::Time, caps: *mut efi::TimeCapabilities) -> Status {
+        match firmware() {
+            // SAFETY: forwarding to the firmware's own service with the caller's arguments.
+            Some(f) => unsafe { (f.get_time)(time, caps) },
+            None => Status::UNSUPPORTED,
+        }
+    }
+
+    fn set_time(time: *mut efi::Time) -> Status {
+        match firmware() {
+            // SAFETY: as above.
+            Some(f) => unsafe { (f.set_time)(time) },
+            None => Status::UNSUPPORTED,
+        }
+    }
+
+    fn get_wakeup_time(enabled: *mut efi::Boolean, pending: *mut efi::Boolean, time: *mut efi::Time) -> Status {
+        match firmware() {
+            // SAFETY: as above.
+            Some(f) => unsafe { (f.get_wakeup_time)(enabled, pending, time) },
+            None => Status::UNSUPPORTED,
+        }
+    }
+
+    fn set_wakeup_time(enable: efi::Boolean, time: *mut efi::Time) -> Status {
+        match firmware() {
+            // SAFETY: as above.
+            Some(f) => unsafe { (f.set_wakeup_time)(enable, time) },
+            None => Status::UNSUPPORTED,
+        }
+    }
+
+    fn set_virtual_address_map(size: usize, desc_size: usize, version: u32, map: *mut efi::MemoryDescriptor) -> Status {
+        // The firmware already runs at the virtual addresses the first kernel gave it; it can
+        // be told nothing else. A map that keeps every runtime range where it is changes
+        // nothing and succeeds; any other is refused.
+        if map.is_null() || desc_size < 40 || version != efi::MEMORY_DESCRIPTOR_VERSION {
+            return Status::INVALID_PARAMETER;
+        }
+        for i in 0..size / desc_size {
+            // SAFETY: the caller's map holds `size` bytes of descriptors.
+            let d = unsafe { (map as *const u8).add(i * desc_size).cast::<efi::MemoryDescriptor>().read_unaligned() };
+            if d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != d.physical_start && firmware().is_none() {
+                return Status::UNSUPPORTED;
+            }
+        }
+        if firmware().is_some() { Status::UNSUPPORTED } else { Status::SUCCESS }
+    }
+
+    fn convert_pointer(debug: usize, address: *mut *mut c_void) -> Status {
+        let _ = (debug, address);
+        // Only meaningful during SetVirtualAddressMap, which never moves anything here.
+        Status::UNSUPPORTED
+    }
+
+    fn get_variable(name: *mut u16, guid: *mut Guid, attributes: *mut u32, size: *mut usize, data: *mut c_void) -> Status {
+        if let Some(f) = firmware() {
+            // SAFETY: as above.
+            return unsafe { (f.get_variable)(name, guid, attributes, size, data) };
+        }
+        status((|| {
+            variables_available()?;
+            let name = ucs2_arg(name)?;
+            let guid = guid_arg(guid)?;
+            if size.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            with_core(|c| {
+                let v = c.variables.get(name, &guid)?;
+                // SAFETY: non-NULL in/out size.
+                let have = unsafe { size.read_unaligned() };
+                out(size, v.data.len())?;
+                if have < v.data.len() {
+                    return Err(EfiError::BufferTooSmall);
+                }
+                if data.is_null() {
+                    return Err(EfiError::InvalidParameter);
+                }
+                // SAFETY: the caller's buffer holds `have >= len` bytes.
+                unsafe { core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len()) };
+                if !attributes.is_null() {
+                    out(attributes, v.attributes)?;
+                }
+                Ok(())
+            })
+        })())
+    }
+
+    fn get_next_variable_name(size: *mut usize, name: *mut u16, guid: *mut Guid) -> Status {
+        if let Some(f) = firmware() {
+            // SAFETY: as above.
+            return unsafe { (f.get_next_variable_name)(size, name, guid) };
+        }
+        status((|| {
+            variables_available()?;
+            if size.is_null() || name.is_null() || guid.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            // SAFETY: non-NULL in/out size.
+            let have = unsafe { size.read_unaligned() };
+            let current = ucs2_arg(name)?;
+            if (current.len() + 1) * 2 > have {
+                return Err(EfiError::InvalidParameter); // no NUL within the buffer
+            }
+            let g = guid_arg(guid)?;
+            with_core(|c| {
+                let v = c.variables.next(current, &g)?;
+                let needed = (v.name.len() + 1) * 2;
+                out(size, needed)?;
+                if have < needed {
+                    return Err(EfiError::BufferTooSmall);
+                }
+                // SAFETY: the caller's buffer holds `have >= needed` bytes.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(v.name.as_ptr(), name, v.name.len());
+                    name.add(v.name.len()).write_unaligned(0);
+                }
+                out(guid, v.guid)
+            })
+        })())
+    }
+
+    fn set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usize, data: *mut c_void) -> Status {
+        if let Some(f) = firmware() {
+            // SAFETY: as above.
+            return unsafe { (f.set_variable)(name, guid, attributes, size, data) };
+        }
+        status((|| {
+            variables_available()?;
+            let name = ucs2_arg(name)?;
+            let guid = guid_arg(guid)?;
+            if size > 0 && data.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            // SAFETY: the caller passes `size` readable bytes.
+            let bytes = if size == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(data as *const u8, size) } };
+            with_core(|c| c.variables.set(name, &guid, attributes, bytes))
+        })())
+    }
+
+    fn get_next_high_mono_count(count: *mut u32) -> Status {
+        match firmware() {
+            // SAFETY: as above.
+            Some(f) => unsafe { (f.get_next_high_mono_count)(count) },
+            // Needs non-volatile storage to be monotonic across resets.
+            None => Status::UNSUPPORTED,
+        }
+    }
+
+    fn reset_system(kind: efi::ResetType, reset_status: Status, size: usize, data: *mut c_void) {
+        if let Some(f) = firmware() {
+            // SAFETY: as above.
+            unsafe { (f.reset_system)(kind, reset_status, size, data) };
+        }
+        match kind {
+            efi::RESET_SHUTDOWN => psci::system_off(),
+            _ => psci::system_reset(),
+        }
+    }
+
+    fn update_capsule(capsules: *mut *mut efi::CapsuleHeader, count: usize, scatter: efi::PhysicalAddress) -> Status {
+        match firmware() {
+            // SAFETY: as above.
+            Some(f) => unsafe { (f.update_capsule)(capsules, count, scatter) },
+            None => Status::UNSUPPORTED,
+        }
+    }
+
+    fn query_capsule_capabilities(capsules: *mut *mut efi::CapsuleHeader, count: usize, max: *mut u64, kind: *mut efi::ResetType) -> Status {
+        match firmware() {
+            // SAFETY: as above.
+            Some(f) => unsafe { (f.query_capsule_capabilities)(capsules, count, max, kind) },
+            None => Status::UNSUPPORTED,
+        }
+    }
+
+    fn query_variable_info(attributes: u32, max: *mut u64, remaining: *mut u64, largest: *mut u64) -> Status {
+        if let Some(f) = firmware() {
+            // SAFETY: as above.
+            return unsafe { (f.query_variable_info)(attributes, max, remaining, largest) };
+        }
+        status((|| {
+            variables_available()?;
+            if max.is_null() || remaining.is_null() || largest.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            let (m, r, l) = with_core(|c| c.variables.query(attributes))?;
+            out(max, m)?;
+            out(remaining, r)?;
+            out(largest, l)
+        })())
+    }
+}
+
+/// What the runtime side really does after ExitBootServices, for EFI_RT_PROPERTIES_TABLE.
+pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
+    match firmware_mask {
+        Some(mask) => mask & !SET_VIRTUAL_ADDRESS_MAP & !CONVERT_POINTER,
+        None => RESET_SYSTEM,
+    }
+}
+
+/// Writes the runtime services table at `at` (runtime data) and remembers the firmware's.
+pub fn table(at: *mut efi::RuntimeServices, firmware_phys: Option<u64>) {
+    if let Some(p) = firmware_phys {
+        FIRMWARE.store(p, Ordering::Relaxed);
+    }
+    let t = efi::RuntimeServices {
+        hdr: efi::TableHeader { signature: efi::RUNTIME_SERVICES_SIGNATURE, revision: crate::efi::guids::REVISION_2_10, header_size: size_of::<efi::RuntimeServices>() as u32, crc32: 0, reserved: 0 },
+        get_time: get_time::entry,
+        set_time: set_time::entry,
+        get_wakeup_time: get_wakeup_time::entry,
+        set_wakeup_time: set_wakeup_time::entry,
+        set_virtual_address_map: set_virtual_address_map::entry,
+        convert_pointer: convert_pointer::entry,
+        get_variable: get_variable::entry,
+        get_next_variable_name: get_next_variable_name::entry,
+        set_variable: set_variable::entry,
+        get_next_high_mono_count: get_next_high_mono_count::entry,
+        reset_system: reset_system::entry,
+        update_capsule: update_capsule::entry,
+        query_capsule_capabilities: query_capsule_capabilities::entry,
+        query_variable_info: query_variable_info::entry,
+    };
+    // SAFETY: `at` is runtime data we allocated for this table.
+    unsafe {
+        at.write(t);
+        Core::seal(&mut (*at).hdr);
+    }
+}

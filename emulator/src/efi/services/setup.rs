@@ -1,0 +1,173 @@
+//! Setting boot services up from a validated hand-off, and starting the kernel image.
+
+use super::*;
+use crate::abi::validate::Extent;
+use crate::arch::aarch64::memory_plan::BlobLayout;
+use crate::drivers::fdt::Fdt;
+use crate::efi::guids;
+use crate::efi::memory::AllocateType;
+use crate::efi::pe::PeImage;
+use core::mem::size_of;
+
+/// Memory the emulator took for itself before the core existed.
+pub struct Reserved {
+    pub page_tables: Extent,
+    pub heap: Extent,
+}
+
+/// `EFI_RT_PROPERTIES_TABLE`.
+#[repr(C)]
+struct RtProperties {
+    version: u16,
+    length: u16,
+    supported: u32,
+}
+
+/// Offsets inside the runtime-data block that holds the tables the OS reads after
+/// ExitBootServices.
+const RT_BLOCK: u64 = 64 * 1024;
+const AT_SYSTAB: usize = 0;
+const AT_RUNTIME: usize = 0x200;
+const AT_VENDOR: usize = 0x400;
+const AT_RT_PROPERTIES: usize = 0x500;
+const AT_CONFIG: usize = 0x800;
+
+const VENDOR: &str = "efi-emulator";
+
+fn firmware_revision() -> u32 {
+    let mut parts = crate::VERSION.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0) << 16) | (parts.next().unwrap_or(0) & 0xffff)
+}
+
+/// Builds the core: memory map, tables, console, RNG, initrd, configuration tables.
+pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -> Result<Core, EfiError> {
+    let mut memory = initial_map(v);
+    let pages = |e: &Extent| e.size.div_ceil(PAGE_SIZE);
+    memory.retype(reserved.page_tables.start, pages(&reserved.page_tables), efi::BOOT_SERVICES_DATA, false)?;
+    memory.retype(reserved.heap.start, pages(&reserved.heap), efi::BOOT_SERVICES_DATA, false)?;
+    // The blob stays after ExitBootServices: runtime services run from it.
+    memory.retype(blob.base, blob.text_end / PAGE_SIZE, efi::RUNTIME_SERVICES_CODE, false)?;
+    memory.retype(blob.base + blob.text_end, (blob.mem_end - blob.text_end) / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
+
+    let block = memory.allocate(AllocateType::AnyPages, efi::RUNTIME_SERVICES_DATA, RT_BLOCK / PAGE_SIZE, PAGE_SIZE)?;
+    memory.retype(block, RT_BLOCK / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
+    // SAFETY: freshly allocated, identity-mapped runtime data.
+    unsafe { core::ptr::write_bytes(block as *mut u8, 0, RT_BLOCK as usize) };
+    let at = |off: usize| (block as usize + off) as *mut u8;
+    let systab = at(AT_SYSTAB) as *mut efi::SystemTable;
+    let runtime = at(AT_RUNTIME) as *mut efi::RuntimeServices;
+    let tables = Tables {
+        systab,
+        boot: core::ptr::null_mut(),
+        runtime,
+        config: at(AT_CONFIG) as *mut efi::ConfigurationTable,
+        config_capacity: (RT_BLOCK as usize - AT_CONFIG) / size_of::<efi::ConfigurationTable>(),
+    };
+    let mut c = Core {
+        memory,
+        pool: Pool::default(),
+        handles: HandleDb::default(),
+        events: new_events(),
+        variables: VariableStore::default(),
+        config: Vec::new(),
+        tables,
+        images: Vec::new(),
+        monotonic: 0,
+        ebs_failed: false,
+        initrd: None,
+    };
+    c.tables.boot = boot::table(&mut c)?;
+    runtime::table(runtime, v.runtime_phys);
+
+    let vendor = at(AT_VENDOR) as *mut u16;
+    for (i, u) in VENDOR.encode_utf16().chain(core::iter::once(0)).enumerate() {
+        // SAFETY: inside the zeroed runtime block, 0x100 bytes reserved for the string.
+        unsafe { vendor.add(i).write(u) };
+    }
+    let (console, con_out, con_in) = console::install(&mut c)?;
+    // SAFETY: the system table slot of the runtime block.
+    unsafe {
+        systab.write(efi::SystemTable {
+            hdr: efi::TableHeader { signature: guids::SYSTEM_TABLE_SIGNATURE, revision: guids::REVISION_2_10, header_size: size_of::<efi::SystemTable>() as u32, crc32: 0, reserved: 0 },
+            firmware_vendor: vendor,
+            firmware_revision: firmware_revision(),
+            console_in_handle: console as efi::Handle,
+            con_in,
+            console_out_handle: console as efi::Handle,
+            con_out,
+            standard_error_handle: console as efi::Handle,
+            std_err: con_out,
+            runtime_services: runtime,
+            boot_services: c.tables.boot,
+            number_of_table_entries: 0,
+            configuration_table: c.tables.config,
+        });
+    }
+
+    if rng::install(&mut c)? {
+        log::info!("EFI_RNG_PROTOCOL from RNDR/RNDRRS");
+    }
+    if let Some((start, end)) = fdt.initrd() {
+        image::install_initrd(&mut c, start, end)?;
+        log::info!("initrd {start:#x}..{end:#x} served through LoadFile2 (LINUX_EFI_INITRD_MEDIA_GUID)");
+    }
+
+    c.config.push((guids::DEVICE_TREE, v.dtb.start as usize));
+    let rt = &v.param.rt_info;
+    for t in &rt.systab_tables[..rt.systab_nr_tables as usize] {
+        c.config.push((t.guid, t.table as usize));
+    }
+    let firmware_mask = v.runtime_phys.map(|_| rt.runtime_supported_mask);
+    let props = at(AT_RT_PROPERTIES) as *mut RtProperties;
+    let supported = runtime::supported_mask(firmware_mask);
+    // SAFETY: the RT properties slot of the runtime block.
+    unsafe { props.write(RtProperties { version: 1, length: size_of::<RtProperties>() as u16, supported }) };
+    c.config.push((guids::RT_PROPERTIES_TABLE, props as usize));
+    c.publish_config()?;
+    log::info!("runtime services supported after ExitBootServices: mask {supported:#06x}");
+    Ok(c)
+}
+
+/// Whether the kernel file can run where the loader put it: memory layout equal to file
+/// layout, aligned, and SizeOfImage of loader-owned memory that nothing else uses.
+fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &BlobLayout) -> bool {
+    let start = v.kernel.start;
+    let align = if pe.linux_image_size.is_some() { 2 << 20 } else { pe.section_alignment as u64 };
+    let image = Extent::new(start, (pe.size_of_image as u64).next_multiple_of(PAGE_SIZE));
+    if !pe.file_layout_is_memory_layout() || start % align != 0 {
+        return false;
+    }
+    let initrd = fdt.initrd().map(|(s, e)| Extent::new(s, e - s)).unwrap_or_default();
+    let block = Extent::new(v.param_addr, v.param.sp - v.param_addr);
+    let others = [v.dtb, initrd, blob.extent(), block, v.mempool, v.uart];
+    if others.iter().any(|o| o.overlaps(&image)) {
+        return false;
+    }
+    let mut a = image.start;
+    while a < image.end() {
+        match c.memory.find(a) {
+            Some(r) if r.ty == efi::BOOT_SERVICES_DATA && !r.allocated => a = r.end(),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Loads the kernel from the parameter block and starts it. Returns only if it returns.
+pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Status, EfiError> {
+    // SAFETY: the validated kernel image lies in RAM the loader placed; nothing else writes it.
+    let file = unsafe { core::slice::from_raw_parts(v.kernel.start as *const u8, v.kernel.size as usize) };
+    let handle = with_core(|c| {
+        let pe = PeImage::parse(file).map_err(|e| {
+            log::error!("kernel image at {:#x}: {e}", v.kernel.start);
+            EfiError::LoadError
+        })?;
+        let placement = if in_place_placement(c, v, &pe, fdt, blob) { image::Placement::InPlace(v.kernel.start) } else { image::Placement::Copy };
+        let handle = image::load(c, file, placement, 0, 0, None)?;
+        image::set_load_options(c, handle, v.cmdline_utf16())?;
+        Ok::<_, EfiError>(handle)
+    })?;
+    let entry = with_core(|c| c.image(handle).map(|i| i.entry))?;
+    image::report_handoff(entry);
+    image::start(handle)
+}
