@@ -107,7 +107,10 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     }
 
     let kernel = Extent::new(align_up(first.start + spec.skip_low, MIB2), spec.kernel.len() as u64);
-    let mut cursor = align_up(kernel.end(), PAGE_SIZE);
+    // Like arm64 kexec_file_load, which reserves the Image header's image_size: room for the
+    // image as it runs (SizeOfImage, BSS included), so the emulator can run it in place.
+    let running_size = crate::efi::pe::PeImage::parse(spec.kernel).map(|pe| pe.size_of_image as u64).unwrap_or(0);
+    let mut cursor = align_up(kernel.start + kernel.size.max(running_size), PAGE_SIZE);
     let initrd = spec.initrd.map(|i| {
         let e = Extent::new(cursor, i.len() as u64);
         cursor = align_up(e.end(), PAGE_SIZE);

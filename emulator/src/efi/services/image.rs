@@ -92,7 +92,8 @@ fn load_error(e: crate::efi::pe::PeError) -> EfiError {
     }
 }
 
-/// Cleans the D-cache to the point of unification and invalidates the I-cache over new code.
+/// Cleans the D-cache to the point of unification over new code, then invalidates the
+/// I-cache. `size` 0 only invalidates (code the loader placed is already clean to PoC).
 fn sync_icache(start: u64, size: u64) {
     let line = cpu::dcache_line();
     let mut a = start & !(line - 1);
@@ -134,7 +135,16 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
             at
         }
     };
-    sync_icache(base, size);
+    match placement {
+        // The loader cleaned the file to PoC; we only wrote BSS (data) and, if any,
+        // relocations.
+        Placement::InPlace(_) if pe.directory(5).is_none() => sync_icache(base, 0),
+        _ => {
+            for s in pe.sections().filter(|s| s.characteristics & crate::efi::pe::SCN_MEM_EXECUTE != 0) {
+                sync_icache(base + s.virtual_address as u64, s.virtual_size.max(s.raw_size) as u64);
+            }
+        }
+    }
 
     let path_copy = match file_path {
         Some(p) => copy_to_pool(c, p)?,
