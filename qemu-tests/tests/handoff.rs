@@ -1,48 +1,9 @@
-//! The blob takes the kexec hand-off at every exception level, with Debian's kernels as the
-//! kernel image, and stops cleanly.
+//! The blob takes the kexec hand-off wherever it is placed, stays silent when asked, and
+//! reports its own faults. (Every exception level is covered by the Linux boots.)
 
-use qemu_tests::{boot, options, payloads, EntryEl};
+use qemu_tests::{boot, options, EntryEl};
 use std::time::Duration;
 use xtask::run::verdict;
-
-fn reaches_banner_and_stops(el: EntryEl, expected: &str) {
-    let t = boot(options(el));
-    let banner = t.find("efi-emulator 0.").expect("banner");
-    assert!(banner.1.contains(&format!("running at {expected}")), "{}", banner.1);
-    assert!(t.contains("mmu: identity map on, caches on"));
-    assert!(t.contains("kernel image: Linux arm64 Image with EFI stub"));
-    assert!(t.contains("  initrd "), "the initrd from /chosen is reported");
-    assert!(t.contains("cmdline (66 B UTF-16): \"console=ttyAMA0 earlycon panic=-1\""));
-    assert!(t.contains("no payload started"));
-    assert!(t.powered_off(), "PSCI SYSTEM_OFF ends QEMU");
-    verdict(&t).unwrap();
-    eprintln!("QEMU start to banner at {expected}: {:.3} s", banner.0.as_secs_f64());
-}
-
-#[test]
-fn el1() {
-    reaches_banner_and_stops(EntryEl::El1, "EL1");
-}
-
-#[test]
-fn el2_nvhe() {
-    reaches_banner_and_stops(EntryEl::El2, "EL2 (nVHE, HCR_EL2.E2H=0)");
-}
-
-#[test]
-fn el2_vhe() {
-    reaches_banner_and_stops(EntryEl::El2Vhe, "EL2 (VHE, HCR_EL2.E2H=1)");
-}
-
-#[test]
-fn debian_6_1_kernel_is_described() {
-    let mut o = options(EntryEl::El1);
-    o.kernel = Some(payloads().kernel("6.1").unwrap().image.clone());
-    let t = boot(o);
-    assert!(t.contains("kernel image: Linux arm64 Image with EFI stub 1.0"), "6.1 has stub version 1.0");
-    assert!(t.contains("section .text "));
-    verdict(&t).unwrap();
-}
 
 #[test]
 fn relocates_itself_to_any_page() {
@@ -64,8 +25,10 @@ fn print_disabled_is_silent() {
     let mut o = options(EntryEl::El1);
     o.print = false;
     let t = boot(o);
-    assert!(t.powered_off());
-    assert!(t.lines.iter().all(|(_, l)| l.trim().is_empty() || l.starts_with("qemu:")), "nothing printed");
+    verdict(&t).unwrap();
+    let first_kernel_line = t.lines.iter().position(|(_, l)| l.starts_with("EFI stub:")).expect("the stub still prints");
+    assert!(t.lines[..first_kernel_line].iter().all(|(_, l)| l.trim().is_empty()), "the emulator printed nothing");
+    assert!(!t.contains("ExitBootServices: the payload ran"));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! tested is what a user runs.
 
 pub mod apt;
+pub mod bench;
 pub mod build;
 pub mod cpio;
 pub mod paths;

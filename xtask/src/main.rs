@@ -28,6 +28,12 @@ enum Cmd {
     Payloads,
     /// Boot a PE kernel through the emulator under QEMU, laid out like kexec_file_load.
     Run(RunArgs),
+    /// Boot times through the emulator beside QEMU's direct -kernel boot (medians, interleaved).
+    Bench {
+        /// Boots per configuration.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Everything: setup, build, payloads, host tests, QEMU tests.
     Test {
         /// Only the host unit tests.
@@ -96,6 +102,13 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run(a) => run_command(a)?,
         Cmd::Test { host_only } => test(host_only)?,
+        Cmd::Bench { runs } => {
+            setup::setup()?;
+            let blob = build::build_blob(false)?;
+            eprintln!("{}", blob.report());
+            let payloads = payloads::ensure()?;
+            println!("{}", xtask::bench::bench(&blob, &payloads, runs)?);
+        }
     }
     Ok(())
 }

@@ -1,0 +1,66 @@
+//! Debian's signed 6.1 and 6.12 kernels boot to their initramfs through the emulator, at every
+//! exception level, on one and two CPUs, with the initrd and command line the loader gave.
+
+use qemu_tests::{boot, options, payloads, EntryEl};
+use xtask::run::verdict;
+
+const APPEND: &str = "console=ttyAMA0 earlycon panic=-1 efi_emulator_test=1";
+
+fn boots(series: &str, el: EntryEl, smp: u32) {
+    let mut o = options(el);
+    o.kernel = Some(payloads().kernel(series).unwrap().image.clone());
+    o.smp = smp;
+    o.append = APPEND.into();
+    o.timeout = std::time::Duration::from_secs(150);
+    let t = boot(o);
+    verdict(&t).unwrap();
+    let banner = t.find("efi-emulator 0.").unwrap();
+    let expected_el = match el {
+        EntryEl::El1 => "running at EL1",
+        EntryEl::El2 => "running at EL2 (nVHE",
+        EntryEl::El2Vhe => "running at EL2 (VHE",
+    };
+    assert!(banner.1.contains(expected_el), "{}", banner.1);
+    for line in [
+        "EFI stub: Booting Linux Kernel...",
+        "EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path",
+        "EFI stub: Using DTB from configuration table",
+        "ExitBootServices: the payload ran",
+    ] {
+        assert!(t.contains(line), "missing {line:?}");
+    }
+    let report = |key: &str| t.find(&format!("efi-emulator-test: {key}: ")).map(|(_, l)| l.split_once(": ").unwrap().1.split_once(": ").unwrap().1.to_string()).unwrap_or_default();
+    assert!(report("uname -r").starts_with(series), "{}", report("uname -r"));
+    assert_eq!(report("cmdline"), APPEND, "/proc/cmdline is what the loader passed");
+    assert_eq!(report("efi"), "yes", "/sys/firmware/efi exists");
+    assert_eq!(report("cpus"), smp.to_string());
+    assert_eq!(report("kaslr"), "KASLR enabled", "-cpu max has FEAT_RNG: KASLR gets a seed");
+    // All 1 GiB of RAM reaches the kernel: "Memory: <available>K/1048576K available".
+    let mem = t.find("Memory: ").expect("the kernel's memory line");
+    assert!(mem.1.contains("/1048576K available"), "{}", mem.1);
+    assert!(!t.contains("FIRMWARE BUG"), "the stub found nothing to complain about");
+}
+
+macro_rules! matrix {
+    ($($name:ident: $series:literal, $el:ident, $smp:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            boots($series, EntryEl::$el, $smp);
+        }
+    )*};
+}
+
+matrix! {
+    debian_6_1_el1_smp1: "6.1", El1, 1;
+    debian_6_1_el1_smp2: "6.1", El1, 2;
+    debian_6_1_el2_smp1: "6.1", El2, 1;
+    debian_6_1_el2_smp2: "6.1", El2, 2;
+    debian_6_1_el2vhe_smp1: "6.1", El2Vhe, 1;
+    debian_6_1_el2vhe_smp2: "6.1", El2Vhe, 2;
+    debian_6_12_el1_smp1: "6.12", El1, 1;
+    debian_6_12_el1_smp2: "6.12", El1, 2;
+    debian_6_12_el2_smp1: "6.12", El2, 1;
+    debian_6_12_el2_smp2: "6.12", El2, 2;
+    debian_6_12_el2vhe_smp1: "6.12", El2Vhe, 1;
+    debian_6_12_el2vhe_smp2: "6.12", El2Vhe, 2;
+}
