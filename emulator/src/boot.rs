@@ -73,6 +73,9 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     // the allocator is initialised once, before the first allocation.
     unsafe { HEAP.init(heap.start, heap.size) };
     let reserved = Reserved { page_tables, heap };
+    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,debug-stale-map-key")).is_some() {
+        services::boot::DEBUG_STALE_KEY.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
     let core = setup::build(&v, &blob, &fdt, &reserved).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
     services::install(core);
     let us = cpu::micros_since_entry();

@@ -64,3 +64,17 @@ matrix! {
     debian_6_12_el2vhe_smp1: "6.12", El2Vhe, 1;
     debian_6_12_el2vhe_smp2: "6.12", El2Vhe, 2;
 }
+
+#[test]
+fn exit_boot_services_retry_with_a_fresh_map_key() {
+    // The map changes under the first ExitBootServices: the stub gets EFI_INVALID_PARAMETER,
+    // fetches the map again and its one retry succeeds.
+    let mut o = options(EntryEl::El1);
+    o.stale_map_key = true;
+    let t = boot(o);
+    verdict(&t).unwrap();
+    let stale = t.find("ExitBootServices with stale map key").expect("the first call was refused");
+    let ok = t.find("ExitBootServices: the payload ran").expect("the retry succeeded");
+    assert!(stale.0 <= ok.0);
+    assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("ExitBootServices: the payload ran")).count(), 1);
+}

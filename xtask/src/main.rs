@@ -131,6 +131,7 @@ fn run_command(a: RunArgs) -> Result<()> {
         timeout: Duration::from_secs(a.timeout),
         print: !a.quiet,
         debug_fault: a.debug_fault,
+        stale_map_key: false,
         echo: true,
         tweak: None,
     };

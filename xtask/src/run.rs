@@ -40,6 +40,8 @@ pub struct RunOptions {
     pub print: bool,
     /// Sets `/chosen/efi-emulator,debug-fault` to make the emulator fault on purpose.
     pub debug_fault: Option<String>,
+    /// Sets `/chosen/efi-emulator,debug-stale-map-key`: the first ExitBootServices fails.
+    pub stale_map_key: bool,
     /// Stream the console while it runs.
     pub echo: bool,
     pub tweak: Option<Tweak>,
@@ -59,6 +61,7 @@ impl Default for RunOptions {
             timeout: Duration::from_secs(120),
             print: true,
             debug_fault: None,
+            stale_map_key: false,
             echo: false,
             tweak: None,
         }
@@ -146,6 +149,9 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         let mut v = kind.as_bytes().to_vec();
         v.push(0);
         extra_chosen.push(("efi-emulator,debug-fault".to_string(), v));
+    }
+    if o.stale_map_key {
+        extra_chosen.push(("efi-emulator,debug-stale-map-key".to_string(), Vec::new()));
     }
     let spec = BootSpec {
         kernel: &kernel,

@@ -626,10 +626,19 @@ macro_rules! variadic_entry {
 variadic_entry!(install_multiple_protocol_interfaces(*mut efi::Handle) => install_multiple_pairs::inner);
 variadic_entry!(uninstall_multiple_protocol_interfaces(efi::Handle) => uninstall_multiple_pairs::inner);
 
+/// Test hook (`/chosen/efi-emulator,debug-stale-map-key`): the map changes under the first
+/// ExitBootServices, as if a timer event had allocated, so the payload's one retry runs.
+pub static DEBUG_STALE_KEY: AtomicBool = AtomicBool::new(false);
+
 fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
     let due = with_core(|c| {
         if !c.images.iter().any(|i| i.handle == image) {
             return Err(EfiError::InvalidParameter);
+        }
+        if DEBUG_STALE_KEY.swap(false, Ordering::Relaxed) {
+            let p = c.memory.allocate(AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, 1, PAGE_SIZE)?;
+            c.memory.free(p, 1)?;
+            log::warn!("debug: the memory map changed under ExitBootServices (key {key} -> {})", c.memory.key());
         }
         if key != c.memory.key() {
             c.ebs_failed = true;
