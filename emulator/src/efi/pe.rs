@@ -133,7 +133,11 @@ impl<'a> PeImage<'a> {
             directories: (opt + 112, u32_at(file, opt + 108).unwrap()),
             linux_image_size: (u32_at(file, 0x38) == Some(0x644d_5241)).then(|| u64_at(file, 16)).flatten(),
         };
+        let mut pe = pe;
         pe.check()?;
+        // The spec wants a multiple of SectionAlignment; gnu-efi images (systemd-stub 252) are
+        // not. Round up, as EDK2 and U-Boot do.
+        pe.size_of_image = pe.size_of_image.next_multiple_of(pe.section_alignment);
         Ok(pe)
     }
 
@@ -145,8 +149,8 @@ impl<'a> PeImage<'a> {
         if sa == 0 || !sa.is_power_of_two() || sa < 4096 {
             return bad("SectionAlignment", sa, "a power of two >= 4096");
         }
-        if self.size_of_image == 0 || self.size_of_image % sa != 0 {
-            return bad("SizeOfImage", self.size_of_image, "a non-zero multiple of SectionAlignment");
+        if self.size_of_image == 0 || self.size_of_image > 1 << 30 {
+            return bad("SizeOfImage", self.size_of_image, "non-zero and at most 1 GiB");
         }
         if self.size_of_headers as usize > self.file.len() || self.size_of_headers > self.size_of_image {
             return bad("SizeOfHeaders", self.size_of_headers, "inside the file and the image");
@@ -379,6 +383,13 @@ mod tests {
     }
 
     #[test]
+    fn size_of_image_is_rounded_up_to_the_section_alignment() {
+        let mut f = synthetic();
+        f[0x58 + 56..0x58 + 60].copy_from_slice(&0x1e00u32.to_le_bytes());
+        assert_eq!(PeImage::parse(&f).unwrap().size_of_image, 0x2000);
+    }
+
+    #[test]
     fn rejects_each_broken_field() {
         let cases: &[(usize, &[u8], &str)] = &[
             (0, b"ZM", "DOS magic"),
@@ -387,7 +398,7 @@ mod tests {
             (0x58, &0x10bu16.to_le_bytes(), "OptionalHeader.Magic"),
             (0x58 + 68, &3u16.to_le_bytes(), "Subsystem"),
             (0x58 + 32, &0x800u32.to_le_bytes(), "SectionAlignment"),
-            (0x58 + 56, &0x1800u32.to_le_bytes(), "SizeOfImage"),
+            (0x58 + 56, &0u32.to_le_bytes(), "SizeOfImage"),
             (0x58 + 16, &0x2000u32.to_le_bytes(), "AddressOfEntryPoint"),
             (0x46, &60000u16.to_le_bytes(), "NumberOfSections"),
             (0x58 + 240 + 12, &0x1f00u32.to_le_bytes(), "section VirtualAddress + size"),
