@@ -72,7 +72,7 @@ pub struct MemoryMap {
 impl MemoryMap {
     /// A map from initial regions (sorted, overlap-free: the validated parameter block's map).
     pub fn new(mut regions: Vec<Region>) -> Self {
-        regions.sort_by_key(|r| r.start);
+        regions.sort_unstable_by_key(|r| r.start);
         let mut map = MemoryMap { regions, key: 1 };
         map.coalesce();
         map

@@ -205,7 +205,7 @@ impl<'a> PeImage<'a> {
         dest[..h].copy_from_slice(&self.file[..h]);
         let mut filled = h;
         let mut sections: alloc::vec::Vec<Section> = self.sections().collect();
-        sections.sort_by_key(|s| s.virtual_address);
+        sections.sort_unstable_by_key(|s| s.virtual_address);
         for s in &sections {
             let va = s.virtual_address as usize;
             // Raw data may be padded past VirtualSize up to FileAlignment: copy what belongs.

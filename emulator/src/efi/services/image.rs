@@ -261,7 +261,7 @@ pub fn report_handoff(entry: u64) {
 
 pub fn report_exit_boot_services() {
     let start = PAYLOAD_START.load(Ordering::Relaxed);
-    let us = (cpu::ticks() - start) as u128 * 1_000_000 / cpu::ticks_per_second() as u128;
+    let us = ((cpu::ticks() - start) as u128 * 1_000_000 / cpu::ticks_per_second() as u128) as u64;
     let total = cpu::micros_since_entry();
     log::info!(
         "ExitBootServices: the payload ran {}.{:03} ms in boot services ({}.{:03} ms since emulator entry)",
