@@ -59,7 +59,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
 
     banner(el, &blob, &v, &fdt);
     let tables = enable_mmu(el, &blob, &v, &fdt);
-    info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.0, tables.0 * 4, tables.1);
+    info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.1, tables.1 * 4, tables.0);
     debug_fault(&fdt);
     kernel_summary(&v);
 
@@ -280,8 +280,8 @@ fn kernel_summary(v: &Validated) {
 
 fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -> (u64, u64) {
     let table_area = (v.mempool.start, MAX_TABLE_BYTES.min(v.mempool.size / 2));
-    let mut frames = BumpFrames { start: table_area.0, next: table_area.0, end: table_area.0 + table_area.1 };
-    let mut tables = PageTables::new(mmu::regime_for(el), &mut frames).unwrap_or_else(|e| fatal!("page tables: {e}"));
+    let frames = BumpFrames { start: table_area.0, next: table_area.0, end: table_area.0 + table_area.1 };
+    let mut tables = PageTables::new(mmu::regime_for(el), frames).unwrap_or_else(|e| fatal!("page tables: {e}"));
     let mut note = |n: PlanNote| match n {
         PlanNote::AliasCollides { index, virt } => {
             warn!("memmap[{index}]: runtime virtual address {virt:#x} is already mapped; no alias for it")
@@ -293,8 +293,8 @@ fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -
     }
     let written = [(blob.base, blob.mem_end), (v.stack.start, v.stack.size), table_area];
     mmu::enable(el, &tables, &written);
-    drop(tables);
-    ((frames.next - frames.start) / PAGE_SIZE, frames.start)
+    mmu::keep_live(el, tables);
+    mmu::table_frames()
 }
 
 /// Test hook: `/chosen/efi-emulator,debug-fault` = "data-abort" or "undefined" makes the

@@ -78,3 +78,19 @@ fn exit_boot_services_retry_with_a_fresh_map_key() {
     assert!(stale.0 <= ok.0);
     assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("ExitBootServices: the payload ran")).count(), 1);
 }
+
+#[test]
+fn kernels_run_in_place_with_wx_sections_without_kaslr() {
+    // No KASLR: the stub keeps the kernel where the emulator placed it, i.e. where the loader
+    // put the file, with .text read-only+executable and .data never executable; 6.12 enters
+    // the kernel with our MMU on.
+    for (series, el) in [("6.12", EntryEl::El2Vhe), ("6.1", EntryEl::El1)] {
+        let mut o = options(el);
+        o.kernel = Some(payloads().kernel(series).unwrap().image.clone());
+        o.append = "console=ttyAMA0 earlycon panic=-1 nokaslr".into();
+        let t = boot(o);
+        verdict(&t).unwrap();
+        assert!(t.find("image: ").is_some_and(|(_, l)| l.contains("run in place")));
+        assert!(t.contains("efi-emulator-test: kaslr: KASLR disabled"));
+    }
+}

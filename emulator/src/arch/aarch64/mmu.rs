@@ -8,8 +8,10 @@
 
 use super::cpu::{self, ExceptionLevel};
 use super::page_table::{FrameAlloc, PageTables, Regime, Table, MAIR_VALUE};
+use super::page_table::{Attributes, MapError};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
+use core::cell::RefCell;
 
 /// Page-table frames carved from the start of the mempool.
 pub struct BumpFrames {
@@ -18,7 +20,7 @@ pub struct BumpFrames {
     pub end: u64,
 }
 
-impl FrameAlloc for &mut BumpFrames {
+impl FrameAlloc for BumpFrames {
     fn alloc_zeroed(&mut self) -> Option<*mut Table> {
         if self.next + 4096 > self.end {
             return None;
@@ -106,4 +108,41 @@ pub fn enable<A: FrameAlloc>(el: ExceptionLevel, tables: &PageTables<A>, written
         ),
     }
     barrier::isb(barrier::SY);
+}
+
+struct Live(RefCell<Option<PageTables<BumpFrames>>>);
+// SAFETY: one CPU, no interrupts: the tables are never reached concurrently.
+unsafe impl Sync for Live {}
+static LIVE: Live = Live(RefCell::new(None));
+
+fn invalidate_el1() {
+    // SAFETY: TLB maintenance of our own regime, with the barriers it needs.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack)) };
+}
+
+fn invalidate_el2() {
+    // SAFETY: as above, for the EL2 (and EL2&0) regime.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi alle2is", "dsb ish", "isb", options(nostack)) };
+}
+
+/// Keeps the tables the MMU now uses, so that image sections can get their permissions.
+pub fn keep_live(el: ExceptionLevel, mut tables: PageTables<BumpFrames>) {
+    tables.set_live(match el {
+        ExceptionLevel::El1 => invalidate_el1,
+        ExceptionLevel::El2 { .. } => invalidate_el2,
+    });
+    *LIVE.0.borrow_mut() = Some(tables);
+}
+
+/// Changes the attributes of identity-mapped `[start, start + size)` in the live tables.
+pub fn protect(start: u64, size: u64, attrs: Attributes) -> Result<(), MapError> {
+    let mut live = LIVE.0.borrow_mut();
+    let tables = live.as_mut().ok_or(MapError::OutOfFrames)?;
+    let (s, e) = (start & !0xfff, (start + size).next_multiple_of(0x1000));
+    tables.map(s, s, e - s, attrs)
+}
+
+/// Frames the tables use so far: (first address, count).
+pub fn table_frames() -> (u64, u64) {
+    LIVE.0.borrow().as_ref().map(|t| (t.allocator().start, (t.allocator().next - t.allocator().start) / 4096)).unwrap_or((0, 0))
 }

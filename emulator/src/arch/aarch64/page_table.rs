@@ -126,6 +126,18 @@ pub struct PageTables<A: FrameAlloc> {
     root: *mut Table,
     regime: Regime,
     alloc: A,
+    /// Set once the tables are live: changing a valid entry then goes through
+    /// break-before-make, with this function invalidating the TLBs in between.
+    invalidate_tlb: Option<fn()>,
+}
+
+/// Makes a table write visible to the walker before the next access (nothing on the host).
+fn invalidate_after_write() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: barriers only.
+    unsafe {
+        core::arch::asm!("dsb ishst", "isb", options(nostack))
+    };
 }
 
 /// Bytes one entry maps at `level` (0..=3).
@@ -140,7 +152,7 @@ fn index(va: u64, level: usize) -> usize {
 impl<A: FrameAlloc> PageTables<A> {
     pub fn new(regime: Regime, mut alloc: A) -> Result<Self, MapError> {
         let root = alloc.alloc_zeroed().ok_or(MapError::OutOfFrames)?;
-        Ok(PageTables { root, regime, alloc })
+        Ok(PageTables { root, regime, alloc, invalidate_tlb: None })
     }
 
     /// Physical address of the level-0 table, for TTBR0.
@@ -150,6 +162,32 @@ impl<A: FrameAlloc> PageTables<A> {
 
     pub fn regime(&self) -> Regime {
         self.regime
+    }
+
+    pub fn allocator(&self) -> &A {
+        &self.alloc
+    }
+
+    /// From now on the tables are in use: valid entries change by break-before-make.
+    pub fn set_live(&mut self, invalidate_tlb: fn()) {
+        self.invalidate_tlb = Some(invalidate_tlb);
+    }
+
+    /// Writes an entry; a valid entry that changes is first invalidated and its TLB entries
+    /// dropped when the tables are live (the architecture's break-before-make rule).
+    fn write(&self, entry: &mut u64, new: u64) {
+        if let Some(invalidate) = self.invalidate_tlb {
+            if *entry & VALID != 0 && *entry != new {
+                // SAFETY: volatile writes to a table entry the walker reads.
+                unsafe { core::ptr::write_volatile(entry, 0) };
+                invalidate();
+            }
+        }
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(entry, new) };
+        if self.invalidate_tlb.is_some() {
+            invalidate_after_write();
+        }
     }
 
     /// Maps `[va, va + size)` to `[pa, pa + size)`. A later mapping replaces what an earlier one
@@ -177,9 +215,9 @@ impl<A: FrameAlloc> PageTables<A> {
             let entry = unsafe { &mut (*table)[i] };
             let whole = chunk == span && va % span == 0 && pa % span == 0;
             if whole && level == 3 {
-                *entry = (pa & ADDR_MASK) | bits | VALID | TABLE_OR_PAGE;
+                self.write(entry, (pa & ADDR_MASK) | bits | VALID | TABLE_OR_PAGE);
             } else if whole && (level == 1 || level == 2) {
-                *entry = (pa & ADDR_MASK) | bits | VALID;
+                self.write(entry, (pa & ADDR_MASK) | bits | VALID);
             } else {
                 let next = self.next_table(entry, level)?;
                 self.map_level(next, level + 1, va, pa, chunk, bits)?;
@@ -208,7 +246,7 @@ impl<A: FrameAlloc> PageTables<A> {
                 unsafe { (*frame)[j] = (base + e * child_span) | attrs | kind };
             }
         }
-        *entry = frame as u64 | VALID | TABLE_OR_PAGE;
+        self.write(entry, frame as u64 | VALID | TABLE_OR_PAGE);
         Ok(frame)
     }
 
@@ -364,6 +402,27 @@ mod tests {
         assert_eq!(pt.translate(0x2000_1008).unwrap().0, 0x7f00_1008);
         assert!(pt.any_mapped(0x1fff_f000, 0x2000));
         assert!(!pt.any_mapped(0x2000_4000, 0x1000));
+    }
+
+    #[test]
+    fn live_tables_break_before_make() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static FLUSHES: AtomicUsize = AtomicUsize::new(0);
+        fn flush() {
+            FLUSHES.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut frames = HostFrames::default();
+        let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
+        pt.map(GIB, GIB, GIB, Attributes::RAM).unwrap();
+        assert_eq!(FLUSHES.load(Ordering::Relaxed), 0, "building needs no invalidation");
+        pt.set_live(flush);
+        // Splitting the GiB block (1 change) and the 2 MiB block under it (1 change), then
+        // the page itself (1 change).
+        pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x1000, Attributes::CODE).unwrap();
+        assert_eq!(FLUSHES.load(Ordering::Relaxed), 3);
+        assert_eq!(pt.translate(GIB + 0x20_0000).unwrap().1, Attributes::CODE);
+        pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x1000, Attributes::CODE).unwrap();
+        assert_eq!(FLUSHES.load(Ordering::Relaxed), 3, "an unchanged entry is not broken");
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
             at
         }
     };
+    map_sections(&pe, base, size);
     match placement {
         // The loader cleaned the file to PoC; we only wrote BSS (data) and, if any,
         // relocations.
@@ -189,6 +190,32 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         base + pe.entry_point as u64
     );
     Ok(handle)
+}
+
+/// W^X for a loaded image: headers read-only, each section as its flags say (code read-only
+/// and executable, data never executable). A section that asks for write and execute keeps
+/// both, with a warning: refusing it would refuse real images.
+fn map_sections(pe: &PeImage, base: u64, size: u64) {
+    use crate::arch::aarch64::mmu::protect;
+    use crate::arch::aarch64::page_table::Attributes;
+    use crate::efi::pe::{SCN_MEM_EXECUTE as X, SCN_MEM_WRITE as W};
+    let mut result = protect(base, size, Attributes::RODATA);
+    for s in pe.sections() {
+        let attrs = match s.characteristics & (W | X) {
+            0 => Attributes::RODATA,
+            W => Attributes::DATA,
+            X => Attributes::CODE,
+            _ => {
+                log::warn!("image section {} is writable and executable: mapped RWX", s.name());
+                Attributes::RAM
+            }
+        };
+        let len = (s.virtual_size.max(s.raw_size) as u64).min(size - s.virtual_address as u64);
+        result = result.and_then(|_| protect(base + s.virtual_address as u64, len, attrs));
+    }
+    if let Err(e) = result {
+        log::warn!("image at {base:#x}: section permissions not applied: {e}");
+    }
 }
 
 fn copy_to_pool(c: &mut Core, bytes: &[u8]) -> Result<*mut u8, EfiError> {
@@ -400,6 +427,7 @@ fn unload(handle: usize) -> Result<(), EfiError> {
         for p in img.owned {
             let _ = c.pool.free(&mut c.memory, p);
         }
+        let _ = crate::arch::aarch64::mmu::protect(img.base, img.pages * PAGE_SIZE, crate::arch::aarch64::page_table::Attributes::RAM);
         c.memory.free(img.base, img.pages)
     })
 }
