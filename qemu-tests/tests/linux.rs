@@ -90,7 +90,7 @@ fn kernels_run_in_place_with_wx_sections_without_kaslr() {
         o.append = "console=ttyAMA0 earlycon panic=-1 nokaslr".into();
         let t = boot(o);
         verdict(&t).unwrap();
-        assert!(t.find("image: ").is_some_and(|(_, l)| l.contains("run in place")));
+        assert!(t.find("] image: ").is_some_and(|(_, l)| l.contains("run in place")));
         assert!(t.contains("efi-emulator-test: kaslr: KASLR disabled"));
     }
 }
