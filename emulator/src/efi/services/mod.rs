@@ -91,7 +91,6 @@ pub struct Core {
     pub pool: Pool,
     pub handles: HandleDb,
     pub events: Events,
-    pub variables: VariableStore,
     pub config: Vec<(Guid, usize)>,
     pub tables: Tables,
     pub images: Vec<Image>,
@@ -111,6 +110,22 @@ struct Global(RefCell<Option<Core>>);
 // core) into a loud failure instead of a silent corruption or a dead-lock.
 unsafe impl Sync for Global {}
 static CORE: Global = Global(RefCell::new(None));
+
+struct Variables(RefCell<Option<VariableStore>>);
+// SAFETY: as for `Global`: one CPU, and runtime services are not re-entered by the OS.
+unsafe impl Sync for Variables {}
+/// The variable store, in runtime memory: reachable before and after ExitBootServices.
+static VARIABLES: Variables = Variables(RefCell::new(None));
+
+/// Runs `f` with the variable store (`Unsupported` before one was set up).
+pub fn with_variables<R>(f: impl FnOnce(&mut VariableStore) -> Result<R, EfiError>) -> Result<R, EfiError> {
+    let mut slot = VARIABLES.0.try_borrow_mut().map_err(|_| EfiError::AccessDenied)?;
+    f(slot.as_mut().ok_or(EfiError::Unsupported)?)
+}
+
+pub fn install_variables(store: VariableStore) {
+    *VARIABLES.0.borrow_mut() = Some(store);
+}
 
 /// Set after ExitBootServices: boot services refuse, runtime services keep out of boot memory.
 pub static EXITED: AtomicBool = AtomicBool::new(false);

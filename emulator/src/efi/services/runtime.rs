@@ -1,6 +1,6 @@
-//! Runtime services. Without firmware (`noefi_boot`): variables on the volatile store while
-//! boot services run, ResetSystem through PSCI at any time, everything else `EFI_UNSUPPORTED`,
-//! and the RT properties table says exactly that. With firmware: every call is passed to the
+//! Runtime services. Without firmware (`noefi_boot`): variables on the volatile store (in
+//! runtime memory, so the OS keeps them: efivarfs), ResetSystem through PSCI, everything else
+//! `EFI_UNSUPPORTED`, and the RT properties table says exactly that. With firmware: every call is passed to the
 //! firmware's own table (SetVirtualAddressMap only when it would change nothing).
 //!
 //! Everything reachable after ExitBootServices lives in the blob (published as runtime code and
@@ -22,10 +22,6 @@ fn firmware() -> Option<&'static efi::RuntimeServices> {
     (p != 0).then(|| unsafe { &*(p as *const efi::RuntimeServices) })
 }
 
-/// Variables are served from boot-services memory, so only until ExitBootServices.
-fn variables_available() -> Result<(), EfiError> {
-    if EXITED.load(Ordering::Relaxed) { Err(EfiError::Unsupported) } else { Ok(()) }
-}
 
 efiapi! {
     fn get_time(time: *mut efi::Time, caps: *mut efi::TimeCapabilities) -> Status {
@@ -89,14 +85,13 @@ efiapi! {
             return unsafe { (f.get_variable)(name, guid, attributes, size, data) };
         }
         status((|| {
-            variables_available()?;
             let name = ucs2_arg(name)?;
             let guid = guid_arg(guid)?;
             if size.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            with_core(|c| {
-                let v = c.variables.get(name, &guid)?;
+            with_variables(|s| {
+                let v = s.get(name, &guid)?;
                 // SAFETY: non-NULL in/out size.
                 let have = unsafe { size.read_unaligned() };
                 out(size, v.data.len())?;
@@ -122,7 +117,6 @@ efiapi! {
             return unsafe { (f.get_next_variable_name)(size, name, guid) };
         }
         status((|| {
-            variables_available()?;
             if size.is_null() || name.is_null() || guid.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
@@ -133,8 +127,8 @@ efiapi! {
                 return Err(EfiError::InvalidParameter); // no NUL within the buffer
             }
             let g = guid_arg(guid)?;
-            with_core(|c| {
-                let v = c.variables.next(current, &g)?;
+            with_variables(|s| {
+                let v = s.next(current, &g)?;
                 let needed = (v.name.len() + 1) * 2;
                 out(size, needed)?;
                 if have < needed {
@@ -156,7 +150,6 @@ efiapi! {
             return unsafe { (f.set_variable)(name, guid, attributes, size, data) };
         }
         status((|| {
-            variables_available()?;
             let name = ucs2_arg(name)?;
             let guid = guid_arg(guid)?;
             if size > 0 && data.is_null() {
@@ -164,7 +157,7 @@ efiapi! {
             }
             // SAFETY: the caller passes `size` readable bytes.
             let bytes = if size == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(data as *const u8, size) } };
-            with_core(|c| c.variables.set(name, &guid, attributes, bytes))
+            with_variables(|s| s.set(name, &guid, attributes, bytes))
         })())
     }
 
@@ -210,11 +203,10 @@ efiapi! {
             return unsafe { (f.query_variable_info)(attributes, max, remaining, largest) };
         }
         status((|| {
-            variables_available()?;
             if max.is_null() || remaining.is_null() || largest.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            let (m, r, l) = with_core(|c| c.variables.query(attributes))?;
+            let (m, r, l) = with_variables(|s| s.query(attributes))?;
             out(max, m)?;
             out(remaining, r)?;
             out(largest, l)
@@ -226,7 +218,7 @@ efiapi! {
 pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     match firmware_mask {
         Some(mask) => mask & !SET_VIRTUAL_ADDRESS_MAP & !CONVERT_POINTER,
-        None => RESET_SYSTEM,
+        None => GET_VARIABLE | GET_NEXT_VARIABLE_NAME | SET_VARIABLE | QUERY_VARIABLE_INFO | RESET_SYSTEM,
     }
 }
 

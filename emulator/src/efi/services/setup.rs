@@ -33,6 +33,8 @@ const AT_RT_PROPERTIES: usize = 0x500;
 const AT_CONFIG: usize = 0x800;
 
 const VENDOR: &str = "efi-emulator";
+/// Bytes of runtime memory for the variable store.
+const VARIABLE_STORE: u64 = 64 * 1024;
 
 fn firmware_revision() -> u32 {
     let mut parts = crate::VERSION.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -68,7 +70,6 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         pool: Pool::default(),
         handles: HandleDb::default(),
         events: new_events(),
-        variables: VariableStore::default(),
         config: Vec::new(),
         tables,
         images: Vec::new(),
@@ -77,6 +78,11 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         initrd: None,
     };
     c.tables.boot = boot::table(&mut c)?;
+    let store = c.memory.allocate(AllocateType::AnyPages, efi::RUNTIME_SERVICES_DATA, VARIABLE_STORE / PAGE_SIZE, PAGE_SIZE)?;
+    c.memory.retype(store, VARIABLE_STORE / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
+    // SAFETY: fresh runtime data, identity-mapped, 64 KiB aligned; the store owns it for good.
+    let buf = unsafe { core::slice::from_raw_parts_mut(store as *mut u8, VARIABLE_STORE as usize) };
+    install_variables(VariableStore::new(buf));
     runtime::table(runtime, v.runtime_phys);
 
     let vendor = at(AT_VENDOR) as *mut u16;
