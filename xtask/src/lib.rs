@@ -13,6 +13,7 @@ pub mod qemu;
 pub mod run;
 pub mod setup;
 pub mod trampoline;
+pub mod uki;
 
 /// Runs a command, failing with its command line when it fails.
 pub fn run_checked(cmd: &mut std::process::Command) -> anyhow::Result<()> {

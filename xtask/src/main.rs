@@ -98,6 +98,9 @@ fn real_main() -> Result<()> {
             for s in &p.stubs {
                 println!("systemd-stub {}\n             {}", s.version, s.path.display());
             }
+            for u in &p.ukis {
+                println!("UKI {:<8} {}\n             .cmdline {:?}", u.name, u.path.display(), u.cmdline);
+            }
             println!("initramfs    {}\nbusybox      {}", p.initramfs.display(), p.busybox.display());
         }
         Cmd::Run(a) => run_command(a)?,

@@ -35,6 +35,19 @@ pub struct Stub {
     pub path: PathBuf,
 }
 
+/// A unified kernel image built from a stub, a kernel and an initramfs.
+#[derive(Clone, Debug)]
+pub struct Uki {
+    /// e.g. "252+6.1".
+    pub name: String,
+    pub path: PathBuf,
+    /// Its embedded `.cmdline`.
+    pub cmdline: String,
+    pub stub_version: String,
+    /// What `/initrd-id` in its initramfs says.
+    pub initrd_id: String,
+}
+
 /// Everything the runs and tests boot.
 #[derive(Clone, Debug)]
 pub struct Payloads {
@@ -42,11 +55,15 @@ pub struct Payloads {
     pub busybox: PathBuf,
     pub initramfs: PathBuf,
     pub stubs: Vec<Stub>,
+    pub ukis: Vec<Uki>,
 }
 
 impl Payloads {
     pub fn kernel(&self, series: &str) -> Result<&Kernel> {
         self.kernels.iter().find(|k| k.series == series).with_context(|| format!("no {series} kernel among the payloads"))
+    }
+    pub fn uki(&self, name: &str) -> Result<&Uki> {
+        self.ukis.iter().find(|u| u.name == name).with_context(|| format!("no UKI {name} among the payloads"))
     }
 }
 
@@ -60,6 +77,14 @@ echo "{MARKER}"
 echo "{p}uname -r: $(/bin/busybox uname -r)"
 echo "{p}cmdline: $(/bin/busybox cat /proc/cmdline)"
 if [ -d /sys/firmware/efi ]; then echo "{p}efi: yes"; else echo "{p}efi: no"; fi
+echo "{p}initrd: $(/bin/busybox cat /initrd-id)"
+if [ -f /efivarfs.ko ]; then
+    /bin/busybox insmod /efivarfs.ko
+    /bin/busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+    echo "{p}efivars: $(/bin/busybox ls /sys/firmware/efi/efivars | /bin/busybox tr '\n' ' ')"
+    f=/sys/firmware/efi/efivars/StubInfo-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+    if [ -f $f ]; then echo "{p}StubInfo: $(/bin/busybox tail -c +5 $f | /bin/busybox tr -d '\000')"; fi
+fi
 echo "{p}memtotal: $(/bin/busybox grep MemTotal /proc/meminfo | /bin/busybox tr -s ' ')"
 echo "{p}cpus: $(/bin/busybox grep -c ^processor /proc/cpuinfo)"
 echo "{p}kaslr: $(/bin/busybox dmesg | /bin/busybox grep -o 'KASLR [a-z]*' | /bin/busybox head -n1)"
@@ -70,8 +95,9 @@ echo "{p}done"
     )
 }
 
-/// Builds the initramfs: busybox, `/init`, and the `/dev/console` the kernel opens for it.
-pub fn build_initramfs(busybox: &Path, out: &Path) -> Result<()> {
+/// Builds an initramfs: busybox, `/init`, the `/dev/console` the kernel opens for it, an
+/// `/initrd-id` naming it, and extra files (a kernel module).
+pub fn build_initramfs(busybox: &Path, out: &Path, id: &str, extra: &[(&str, Vec<u8>)]) -> Result<()> {
     let mut c = Cpio::default();
     for d in ["bin", "dev", "proc", "sys"] {
         c.dir(d);
@@ -80,8 +106,59 @@ pub fn build_initramfs(busybox: &Path, out: &Path) -> Result<()> {
     c.file("bin/busybox", 0o755, &std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?);
     c.symlink("bin/sh", "busybox");
     c.file("init", 0o755, init_script().as_bytes());
+    c.file("initrd-id", 0o644, format!("{id}\n").as_bytes());
+    for (name, data) in extra {
+        c.file(name, 0o644, data);
+    }
     std::fs::write(out, c.finish())?;
     Ok(())
+}
+
+/// The kernel's efivarfs module, decompressed (Debian 6.12 ships it xz-compressed, and
+/// busybox insmod does not decompress).
+fn efivarfs_module(kernel: &Kernel) -> Result<Vec<u8>> {
+    let root = kernel.image.parent().unwrap().parent().unwrap();
+    let modules = root.join("lib/modules");
+    let release = std::fs::read_dir(&modules)?.flatten().next().context("no /lib/modules/<release>")?.path();
+    let dir = release.join("kernel/fs/efivarfs");
+    let plain = dir.join("efivarfs.ko");
+    if plain.exists() {
+        return Ok(std::fs::read(plain)?);
+    }
+    let xz = dir.join("efivarfs.ko.xz");
+    let out = std::process::Command::new("xz").arg("-dc").arg(&xz).output().with_context(|| format!("xz -dc {} (install xz-utils)", xz.display()))?;
+    anyhow::ensure!(out.status.success(), "xz -dc {} failed", xz.display());
+    Ok(out.stdout)
+}
+
+/// The two test UKIs: stub 252 with the 6.1 kernel, stub 254 (or newer) with 6.12.
+fn build_ukis(kernels: &[Kernel], stubs: &[Stub], busybox: &Path) -> Result<Vec<Uki>> {
+    let mut ukis = Vec::new();
+    for (stub, series) in [(&stubs[0], "6.1"), (&stubs[1], "6.12")] {
+        let kernel = kernels.iter().find(|k| k.series == series).unwrap();
+        let major = stub.version.split('.').next().unwrap_or("?").to_string();
+        let name = format!("{major}+{series}");
+        let id = format!("uki-{name}");
+        let initramfs = payload_dir().join(format!("initramfs-{id}.cpio"));
+        build_initramfs(busybox, &initramfs, &id, &[("efivarfs.ko", efivarfs_module(kernel)?)])?;
+        let cmdline = format!("console=ttyAMA0 earlycon panic=-1 efi_emulator_uki={name}");
+        let release = kernel.image.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+        let linux = std::fs::read(&kernel.image)?;
+        let initrd = std::fs::read(&initramfs)?;
+        let osrel = crate::uki::os_release(&name);
+        let mut sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", cmdline.as_bytes())];
+        if major != "252" {
+            sections.push((".uname", release.as_bytes()));
+        }
+        sections.push((".initrd", &initrd));
+        sections.push((".linux", &linux));
+        let uki = crate::uki::build(&std::fs::read(&stub.path)?, &sections)?;
+        crate::uki::verify(&uki, &sections)?;
+        let path = payload_dir().join(format!("uki-{name}.efi"));
+        std::fs::write(&path, uki)?;
+        ukis.push(Uki { name, path, cmdline, stub_version: stub.version.clone(), initrd_id: id });
+    }
+    Ok(ukis)
 }
 
 fn payload_dir() -> PathBuf {
@@ -147,7 +224,7 @@ pub fn ensure() -> Result<Payloads> {
     let bb_version = versions(&apt, "busybox-static")?.into_iter().next().context("no busybox-static")?;
     let busybox = unpack(&apt, "busybox-static", &bb_version)?.join("bin/busybox");
     let initramfs = payload_dir().join("initramfs.cpio");
-    build_initramfs(&busybox, &initramfs)?;
+    build_initramfs(&busybox, &initramfs, "plain", &[])?;
 
     let mut stubs = Vec::new();
     let all = versions(&apt, "systemd-boot-efi")?;
@@ -161,7 +238,8 @@ pub fn ensure() -> Result<Payloads> {
         }
         stubs.push(Stub { version: version.clone(), path });
     }
-    Ok(Payloads { kernels, busybox, initramfs, stubs })
+    let ukis = build_ukis(&kernels, &stubs, &busybox)?;
+    Ok(Payloads { kernels, busybox, initramfs, stubs, ukis })
 }
 
 #[cfg(test)]
@@ -175,9 +253,9 @@ mod tests {
         let bb = dir.join("busybox");
         std::fs::write(&bb, b"\x7fELF-not-really").unwrap();
         let out = dir.join("initramfs.cpio");
-        build_initramfs(&bb, &out).unwrap();
+        build_initramfs(&bb, &out, "plain", &[("efivarfs.ko", b"module".to_vec())]).unwrap();
         let data = std::fs::read(&out).unwrap();
-        for needle in [&b"dev/console\0"[..], b"bin/busybox\0", b"init\0", MARKER.as_bytes(), b"poweroff -f"] {
+        for needle in [&b"dev/console\0"[..], b"bin/busybox\0", b"init\0", MARKER.as_bytes(), b"poweroff -f", b"efivarfs.ko\0", b"initrd-id\0"] {
             assert!(data.windows(needle.len()).any(|w| w == needle), "{}", String::from_utf8_lossy(needle));
         }
         std::fs::remove_dir_all(&dir).unwrap();

@@ -289,13 +289,12 @@ impl<'a> PeImage<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A minimal, valid PE32+ AArch64 EFI application with one section.
-    pub fn synthetic() -> std::vec::Vec<u8> {
-        let mut f = std::vec![0u8; 0x400];
+/// A minimal, valid PE32+ AArch64 EFI application with one `.text` section, for tests here
+/// and in the tools (UKI assembly, bad-image corpora).
+#[doc(hidden)]
+pub fn test_image() -> alloc::vec::Vec<u8> {
+    {
+        let mut f = alloc::vec![0u8; 0x400];
         f[0..2].copy_from_slice(b"MZ");
         f[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
         f[0x40..0x44].copy_from_slice(b"PE\0\0");
@@ -320,6 +319,15 @@ mod tests {
         f[s + 20..s + 24].copy_from_slice(&0x200u32.to_le_bytes());
         f[s + 36..s + 40].copy_from_slice(&(SCN_MEM_READ | SCN_MEM_EXECUTE).to_le_bytes());
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synthetic() -> std::vec::Vec<u8> {
+        test_image()
     }
 
     #[test]

@@ -432,6 +432,12 @@ fn unload(handle: usize) -> Result<(), EfiError> {
     })
 }
 
+/// A handle that carries only a (copied) device path.
+pub fn install_device_path(c: &mut Core, path: &[u8]) -> Result<usize, EfiError> {
+    let dp = copy_to_pool(c, path)?;
+    c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, dp as usize)
+}
+
 /// Publishes the initrd through LoadFile2 on a handle whose device path is exactly
 /// VenMedia(LINUX_EFI_INITRD_MEDIA_GUID)/End.
 pub fn install_initrd(c: &mut Core, start: u64, end: u64) -> Result<(), EfiError> {

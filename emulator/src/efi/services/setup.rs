@@ -114,8 +114,13 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         log::info!("EFI_RNG_PROTOCOL from RNDR/RNDRRS");
     }
     if let Some((start, end)) = fdt.initrd() {
-        image::install_initrd(&mut c, start, end)?;
-        log::info!("initrd {start:#x}..{end:#x} served through LoadFile2 (LINUX_EFI_INITRD_MEDIA_GUID)");
+        if carries_initrd(v) {
+            // systemd-stub aborts the boot when an initrd LoadFile2 is already registered.
+            log::info!("initrd {start:#x}..{end:#x} from /chosen not published: the image is a UKI with its own .initrd");
+        } else {
+            image::install_initrd(&mut c, start, end)?;
+            log::info!("initrd {start:#x}..{end:#x} served through LoadFile2 (LINUX_EFI_INITRD_MEDIA_GUID)");
+        }
     }
 
     c.config.push((guids::DEVICE_TREE, v.dtb.start as usize));
@@ -132,6 +137,18 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     c.publish_config()?;
     log::info!("runtime services supported after ExitBootServices: mask {supported:#06x}");
     Ok(c)
+}
+
+fn kernel_file(v: &Validated) -> &'static [u8] {
+    // SAFETY: the validated kernel image lies in RAM the loader placed; nothing else writes it
+    // before it is loaded.
+    unsafe { core::slice::from_raw_parts(v.kernel.start as *const u8, v.kernel.size as usize) }
+}
+
+/// A UKI (systemd-stub with a `.linux` section) that brings its own non-empty `.initrd`.
+fn carries_initrd(v: &Validated) -> bool {
+    let Ok(pe) = PeImage::parse(kernel_file(v)) else { return false };
+    pe.sections().any(|s| s.name() == ".linux") && pe.sections().any(|s| s.name() == ".initrd" && s.virtual_size > 0)
 }
 
 /// Whether the kernel file can run where the loader put it: memory layout equal to file
@@ -161,16 +178,30 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
 
 /// Loads the kernel from the parameter block and starts it. Returns only if it returns.
 pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Status, EfiError> {
-    // SAFETY: the validated kernel image lies in RAM the loader placed; nothing else writes it.
-    let file = unsafe { core::slice::from_raw_parts(v.kernel.start as *const u8, v.kernel.size as usize) };
+    let file = kernel_file(v);
     let handle = with_core(|c| {
         let pe = PeImage::parse(file).map_err(|e| {
             log::error!("kernel image at {:#x}: {e}", v.kernel.start);
             EfiError::LoadError
         })?;
+        let uki = pe.sections().any(|s| s.name() == ".linux");
         let placement = if in_place_placement(c, v, &pe, fdt, blob) { image::Placement::InPlace(v.kernel.start) } else { image::Placement::Copy };
-        let handle = image::load(c, file, placement, 0, 0, None)?;
-        image::set_load_options(c, handle, v.cmdline_utf16())?;
+        // The image "comes from" the memory the loader put it in: a device handle with that
+        // device path and nothing else, so payloads probing it for a file system get
+        // EFI_UNSUPPORTED, not EFI_INVALID_PARAMETER for a NULL handle.
+        let path = crate::efi::protocols::device_path::memory_mapped(efi::BOOT_SERVICES_DATA, v.kernel.start, v.kernel.end() - 1);
+        let device = image::install_device_path(c, &path)?;
+        let handle = image::load(c, file, placement, 0, device, None)?;
+        match (v.cmdline_utf16().is_empty(), uki) {
+            (true, true) => log::info!("LoadOptions left empty: the UKI uses its own .cmdline"),
+            (true, false) => {}
+            (false, uki) => {
+                image::set_load_options(c, handle, v.cmdline_utf16())?;
+                if uki {
+                    log::info!("LoadOptions set from the loader's command line: it overrides the UKI's .cmdline");
+                }
+            }
+        }
         Ok::<_, EfiError>(handle)
     })?;
     let entry = with_core(|c| c.image(handle).map(|i| i.entry))?;
