@@ -22,7 +22,7 @@ pub fn blob() -> &'static Blob {
 
 pub fn payloads() -> &'static Payloads {
     static PAYLOADS: OnceLock<Payloads> = OnceLock::new();
-    PAYLOADS.get_or_init(|| xtask::payloads::ensure().expect("payloads (run `cargo xtask payloads`)"))
+    PAYLOADS.get_or_init(|| xtask::payloads::ensure_all().expect("payloads (run `cargo xtask payloads`)"))
 }
 
 /// Boots with `opts`, and prints the console when the caller's assertions fail later.

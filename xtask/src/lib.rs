@@ -14,6 +14,7 @@ pub mod run;
 pub mod setup;
 pub mod trampoline;
 pub mod uki;
+pub mod zboot;
 
 /// Runs a command, failing with its command line when it fails.
 pub fn run_checked(cmd: &mut std::process::Command) -> anyhow::Result<()> {

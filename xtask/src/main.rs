@@ -91,12 +91,15 @@ fn real_main() -> Result<()> {
         }
         Cmd::Setup => setup::setup()?,
         Cmd::Payloads => {
-            let p = payloads::ensure()?;
+            let p = payloads::ensure_all()?;
             for k in &p.kernels {
                 println!("kernel {:<5} {} {}\n             {}", k.series, k.package, k.version, k.image.display());
             }
             for s in &p.stubs {
                 println!("systemd-stub {}\n             {}", s.version, s.path.display());
+            }
+            for z in &p.zboot {
+                println!("zboot {:<5}  {} (linux-source {}, {})", z.series, z.image.display(), z.source_version, z.compression);
             }
             for u in &p.ukis {
                 println!("UKI {:<8} {}\n             .cmdline {:?}", u.name, u.path.display(), u.cmdline);
@@ -211,7 +214,7 @@ fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     let blob = build::build_blob(false)?;
     eprintln!("{}", blob.report());
     eprintln!("== payloads");
-    payloads::ensure()?;
+    payloads::ensure_all()?;
     eprintln!("== QEMU tests");
     cargo_test(&["-p", "qemu-tests"], &[("EFI_EMULATOR_BLOB", &blob.bin)], total).context("QEMU tests")?;
     Ok(())

@@ -3,7 +3,9 @@
 //! - Debian's signed arm64 kernels: 6.1 (bookworm) and 6.12 (bookworm-backports), through the
 //!   `linux-image-arm64` metapackage of each suite, so the newest ABI of each series is used;
 //! - `busybox-static`, packed into an initramfs whose `/init` reports and powers off;
-//! - `systemd-boot-efi` 252 (bookworm) and the bookworm-backports one (254 when offered).
+//! - `systemd-boot-efi` 252 (bookworm) and the bookworm-backports one (254 when offered), and
+//!   UKIs made of them;
+//! - EFI zboot kernels built from `linux-source-6.1` and `linux-source-6.12`.
 
 use crate::apt::{self, Apt};
 use crate::cpio::Cpio;
@@ -56,11 +58,15 @@ pub struct Payloads {
     pub initramfs: PathBuf,
     pub stubs: Vec<Stub>,
     pub ukis: Vec<Uki>,
+    pub zboot: Vec<crate::zboot::Zboot>,
 }
 
 impl Payloads {
     pub fn kernel(&self, series: &str) -> Result<&Kernel> {
         self.kernels.iter().find(|k| k.series == series).with_context(|| format!("no {series} kernel among the payloads"))
+    }
+    pub fn zboot(&self, series: &str) -> Result<&crate::zboot::Zboot> {
+        self.zboot.iter().find(|z| z.series == series).with_context(|| format!("no {series} zboot kernel among the payloads"))
     }
     pub fn uki(&self, name: &str) -> Result<&Uki> {
         self.ukis.iter().find(|u| u.name == name).with_context(|| format!("no UKI {name} among the payloads"))
@@ -204,7 +210,8 @@ fn versions(apt: &Apt, name: &str) -> Result<Vec<String>> {
     Ok(apt.show(name)?.iter().filter_map(|s| apt::field(s, "Version").map(str::to_string)).collect())
 }
 
-/// Makes sure every payload is in the cache, downloading what is missing.
+/// Makes sure the Debian payloads (and the UKIs made of them) are in the cache, downloading
+/// what is missing; the zboot kernels are left to [`ensure_all`].
 pub fn ensure() -> Result<Payloads> {
     let apt = Apt::open(&paths::cache_dir())?;
     let mut kernels = Vec::new();
@@ -239,7 +246,15 @@ pub fn ensure() -> Result<Payloads> {
         stubs.push(Stub { version: version.clone(), path });
     }
     let ukis = build_ukis(&kernels, &stubs, &busybox)?;
-    Ok(Payloads { kernels, busybox, initramfs, stubs, ukis })
+    Ok(Payloads { kernels, busybox, initramfs, stubs, ukis, zboot: Vec::new() })
+}
+
+/// Everything, the zboot kernels too (they are built from source: minutes, the first time).
+pub fn ensure_all() -> Result<Payloads> {
+    let mut p = ensure()?;
+    let apt = Apt::open(&paths::cache_dir())?;
+    p.zboot = ["6.1", "6.12"].into_iter().map(|s| crate::zboot::ensure(&apt, s)).collect::<Result<Vec<_>>>()?;
+    Ok(p)
 }
 
 #[cfg(test)]

@@ -226,7 +226,7 @@ pub const MILESTONES: [(&str, &str); 6] = [
     ("emulator banner", "efi-emulator 0."),
     ("MMU on", "mmu: identity map on"),
     ("handoff", "handing off to the payload"),
-    ("EFI stub", "EFI stub: Booting Linux Kernel"),
+    ("EFI stub", "EFI stub: "),
     ("ExitBootServices", "ExitBootServices: the payload ran"),
     ("userspace marker", crate::payloads::MARKER),
 ];

@@ -2,7 +2,8 @@
 //!
 //! - QEMU >= 8 (`qemu-system-aarch64`), from bookworm-backports when the distribution's is older;
 //! - the `aarch64-unknown-none` Rust target;
-//! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check).
+//! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check);
+//! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds).
 
 use crate::qemu;
 use anyhow::{bail, ensure, Context, Result};
@@ -55,10 +56,16 @@ pub fn setup() -> Result<()> {
     if !have("cc") {
         packages.push("gcc");
     }
+    // The zboot kernels are cross-built from Debian's kernel sources.
+    for (tool, package) in [("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"), ("make", "make"), ("bison", "bison"), ("flex", "flex"), ("bc", "bc"), ("xz", "xz-utils")] {
+        if !have(tool) {
+            packages.push(package);
+        }
+    }
     let qemu_ok = qemu::version().is_ok_and(|v| v >= MIN_QEMU);
     if packages.is_empty() && qemu_ok {
         let (major, minor) = qemu::version()?;
-        eprintln!("setup: QEMU {major}.{minor}, aarch64-unknown-none, dpkg-deb and cc are present");
+        eprintln!("setup: QEMU {major}.{minor}, aarch64-unknown-none, dpkg-deb, cc and the aarch64 cross toolchain are present");
         return Ok(());
     }
     apt_get(&["-q", "update"])?;

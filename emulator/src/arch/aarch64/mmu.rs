@@ -146,3 +146,10 @@ pub fn protect(start: u64, size: u64, attrs: Attributes) -> Result<(), MapError>
 pub fn table_frames() -> (u64, u64) {
     LIVE.0.borrow().as_ref().map(|t| (t.allocator().start, (t.allocator().next - t.allocator().start) / 4096)).unwrap_or((0, 0))
 }
+
+/// The attributes of the live mapping of `addr`, when it is identity-mapped.
+pub fn attributes_of(addr: u64) -> Option<Attributes> {
+    let live = LIVE.0.borrow();
+    let (pa, attrs, _) = live.as_ref()?.translate(addr)?;
+    (pa == addr).then_some(attrs)
+}

@@ -107,7 +107,9 @@ fn sync_icache(start: u64, size: u64) {
 }
 
 /// Loads a PE image and gives it a handle with LoadedImage and LoadedImageDevicePath.
-pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, device: usize, file_path: Option<&[u8]>) -> Result<usize, EfiError> {
+/// `file_path` becomes LoadedImage.FilePath (the path after the device), `full_path` the
+/// LoadedImageDevicePath; without one, the image is named by its memory range.
+pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, device: usize, file_path: Option<&[u8]>, full_path: Option<&[u8]>) -> Result<usize, EfiError> {
     let pe = PeImage::parse(file).map_err(load_error)?;
     let size = pe.size_of_image as u64;
     let pages = size.div_ceil(PAGE_SIZE);
@@ -151,7 +153,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         Some(p) => copy_to_pool(c, p)?,
         None => core::ptr::null_mut(),
     };
-    let full_path = match file_path {
+    let full_path = match full_path {
         Some(p) => copy_to_pool(c, p)?,
         None => copy_to_pool(c, &device_path::memory_mapped(efi::LOADER_CODE, base, base + size - 1))?,
     };
@@ -309,17 +311,18 @@ efiapi! {
             if image.is_null() || !with_core(|c| c.images.iter().any(|i| i.handle == parent as usize)) {
                 return Err(EfiError::InvalidParameter);
             }
-            if source.is_null() {
-                // Loading through a device path (LoadFile/LoadFile2/SimpleFileSystem) is not
-                // served yet: nothing here publishes such a device.
-                return Err(EfiError::NotFound);
-            }
-            // SAFETY: the payload passes `size` readable bytes; LoadImage copies them.
-            let file = unsafe { core::slice::from_raw_parts(source as *const u8, size) };
             // SAFETY: an optional device path from the payload; copied, since callers (systemd)
             // keep it on their stack.
             let dp = unsafe { device_path::read(path as *const u8) };
-            let h = with_core(|c| load(c, file, Placement::Copy, parent as usize, 0, dp))?;
+            let h = if source.is_null() {
+                load_from_device(parent as usize, dp.ok_or(EfiError::InvalidParameter)?, bool::from(boot_policy))?
+            } else {
+                // SAFETY: the payload passes `size` readable bytes; LoadImage copies them.
+                let file = unsafe { core::slice::from_raw_parts(source as *const u8, size) };
+                // The device is whatever publishes a prefix of the path, if anything does.
+                let (device, rest) = dp.and_then(|p| with_core(|c| find_device(c, p, &efi::protocols::device_path::PROTOCOL_GUID))).unwrap_or((0, 0));
+                with_core(|c| load(c, file, Placement::Copy, parent as usize, device, dp.map(|p| &p[rest..]), dp))?
+            };
             out(image, h as efi::Handle)
         })())
     }
@@ -412,6 +415,57 @@ efiapi! {
             Ok(())
         })())
     }
+}
+
+/// The handle with `protocol` whose device path is the longest prefix of `path`, and where in
+/// `path` the rest begins.
+fn find_device(c: &Core, path: &[u8], protocol: &Guid) -> Option<(usize, usize)> {
+    let dp_guid = efi::protocols::device_path::PROTOCOL_GUID;
+    c.handles
+        .with_protocol(protocol)
+        .filter_map(|(h, _)| {
+            let dp = c.handles.get(h, &dp_guid).ok()?;
+            // SAFETY: device paths installed on handles.
+            let bytes = unsafe { device_path::read(dp as *const u8) }?;
+            device_path::match_prefix(bytes, path).map(|n| (h, n))
+        })
+        .max_by_key(|&(_, n)| n)
+}
+
+/// LoadImage without a buffer: the file comes from LoadFile2 (unless BootPolicy) or LoadFile
+/// on the device the path names.
+fn load_from_device(parent: usize, path: &[u8], boot_policy: bool) -> Result<usize, EfiError> {
+    use efi::protocols::load_file;
+    let guids = [(!boot_policy).then_some(load_file2::PROTOCOL_GUID), Some(load_file::PROTOCOL_GUID)];
+    let (device, rest, iface) = with_core(|c| {
+        guids.iter().flatten().find_map(|g| find_device(c, path, g).map(|(h, n)| (h, n, c.handles.get(h, g).unwrap_or(0))))
+    })
+    .ok_or(EfiError::NotFound)?;
+    let proto = iface as *mut load_file::Protocol;
+    let remaining = path[rest..].as_ptr() as *mut efi::protocols::device_path::Protocol;
+    let policy = if boot_policy { efi::Boolean::TRUE } else { efi::Boolean::FALSE };
+    let mut size = 0usize;
+    // SAFETY: the protocol instance the device published; the size probe passes no buffer.
+    let s = unsafe { ((*proto).load_file)(proto, remaining, policy, &mut size, core::ptr::null_mut()) };
+    if s != Status::BUFFER_TOO_SMALL || size == 0 {
+        log::warn!("LoadImage: LoadFile size probe returned {:#x}", s.as_usize());
+        return Err(if s.is_error() { EfiError::NotFound } else { EfiError::LoadError });
+    }
+    let pages = (size as u64).div_ceil(PAGE_SIZE);
+    let buf = with_core(|c| c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, pages, PAGE_SIZE))?;
+    // SAFETY: as above, with a buffer of `size` bytes. The callee may call boot services: the
+    // core is not held.
+    let s = unsafe { ((*proto).load_file)(proto, remaining, policy, &mut size, buf as *mut c_void) };
+    let result = if s == Status::SUCCESS {
+        // SAFETY: the buffer we allocated, filled with `size` bytes.
+        let file = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
+        with_core(|c| load(c, file, Placement::Copy, parent, device, Some(&path[rest..]), Some(path)))
+    } else {
+        log::warn!("LoadImage: LoadFile returned {:#x}", s.as_usize());
+        Err(EfiError::LoadError)
+    };
+    with_core(|c| c.memory.free(buf, pages))?;
+    result
 }
 
 /// Frees an image's pages and pool memory and removes its handle.

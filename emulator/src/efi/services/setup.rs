@@ -110,6 +110,11 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         });
     }
 
+    if fdt.find("/chosen").and_then(|n| n.property("efi-emulator,no-memory-attribute")).is_some() {
+        log::info!("EFI_MEMORY_ATTRIBUTE_PROTOCOL hidden (/chosen/efi-emulator,no-memory-attribute)");
+    } else {
+        memory_attribute::install(&mut c)?;
+    }
     if rng::install(&mut c)? {
         log::info!("EFI_RNG_PROTOCOL from RNDR/RNDRRS");
     }
@@ -191,7 +196,7 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Statu
         // EFI_UNSUPPORTED, not EFI_INVALID_PARAMETER for a NULL handle.
         let path = crate::efi::protocols::device_path::memory_mapped(efi::BOOT_SERVICES_DATA, v.kernel.start, v.kernel.end() - 1);
         let device = image::install_device_path(c, &path)?;
-        let handle = image::load(c, file, placement, 0, device, None)?;
+        let handle = image::load(c, file, placement, 0, device, None, Some(&path))?;
         match (v.cmdline_utf16().is_empty(), uki) {
             (true, true) => log::info!("LoadOptions left empty: the UKI uses its own .cmdline"),
             (true, false) => {}

@@ -1,0 +1,160 @@
+//! EFI zboot kernels (`vmlinuz.efi`) built from Debian's `linux-source-6.1` and
+//! `linux-source-6.12` packages: Debian does not ship zboot. A minimal configuration
+//! (tinyconfig plus EFI zboot, PL011 console, initramfs, devtmpfs), gzip for 6.1 and zstd for
+//! 6.12, cross-compiled with `gcc-aarch64-linux-gnu`; cached by source version and config.
+
+use crate::apt::{self, Apt};
+use crate::paths;
+use anyhow::{bail, ensure, Context, Result};
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const CROSS_COMPILE: &str = "aarch64-linux-gnu-";
+
+/// Options added to `tinyconfig`; each must survive `olddefconfig`.
+fn fragment(series: &str) -> Vec<&'static str> {
+    let mut f = vec![
+        "CONFIG_EFI=y",
+        "CONFIG_EFI_STUB=y",
+        "CONFIG_EFI_ZBOOT=y",
+        "CONFIG_BLK_DEV_INITRD=y",
+        "CONFIG_DEVTMPFS=y",
+        "CONFIG_DEVTMPFS_MOUNT=y",
+        "CONFIG_PROC_FS=y",
+        "CONFIG_SYSFS=y",
+        "CONFIG_TTY=y",
+        "CONFIG_PRINTK=y",
+        "CONFIG_SERIAL_AMBA_PL011=y",
+        "CONFIG_SERIAL_AMBA_PL011_CONSOLE=y",
+        "CONFIG_BINFMT_ELF=y",
+        "CONFIG_BINFMT_SCRIPT=y",
+        "CONFIG_SMP=y",
+    ];
+    f.push(if series == "6.1" { "CONFIG_KERNEL_GZIP=y" } else { "CONFIG_KERNEL_ZSTD=y" });
+    f
+}
+
+/// A built zboot kernel.
+#[derive(Clone, Debug)]
+pub struct Zboot {
+    pub series: &'static str,
+    pub source_version: String,
+    pub image: PathBuf,
+    /// "gzip" or "zstd".
+    pub compression: &'static str,
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    crate::run_checked(cmd).with_context(|| what.to_string())
+}
+
+/// The source tree of `linux-source-<series>`, unpacked once.
+fn source_tree(apt: &Apt, series: &str) -> Result<(PathBuf, String)> {
+    let name = format!("linux-source-{series}");
+    let version = apt.show(&name)?.iter().filter_map(|s| apt::field(s, "Version").map(str::to_string)).next().with_context(|| format!("no {name}"))?;
+    let dir = paths::cache_dir().join("zboot").join(format!("src-{series}-{version}"));
+    let done = dir.join(".unpacked");
+    if done.exists() {
+        return Ok((dir, version));
+    }
+    let file = apt.resolve(&name, &version)?;
+    let deb = apt.fetch(&file, &paths::cache_dir().join("payloads/debs"))?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("zboot: unpacking {name} {version}");
+    let pkg = dir.join("pkg");
+    apt::extract(&deb, &pkg)?;
+    let tarball = std::fs::read_dir(pkg.join("usr/src"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "xz"))
+        .with_context(|| format!("{name} holds no source tarball"))?;
+    run(Command::new("tar").arg("-xJf").arg(&tarball).arg("-C").arg(&dir).arg("--strip-components=1"), "unpacking the kernel source")?;
+    std::fs::remove_dir_all(&pkg)?;
+    std::fs::write(&done, "")?;
+    Ok((dir, version))
+}
+
+/// `make` with a one-line progress display of the kbuild steps.
+fn make(src: &Path, out: &Path, targets: &[&str], label: &str) -> Result<()> {
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).to_string();
+    let mut child = Command::new("make")
+        .current_dir(src)
+        .args(["ARCH=arm64", &format!("CROSS_COMPILE={CROSS_COMPILE}"), &format!("O={}", out.display()), "-j", &jobs])
+        .args(targets)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running make (install make and gcc-aarch64-linux-gnu: `cargo xtask setup`)")?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {prefix} {pos} steps {wide_msg}").unwrap());
+    bar.set_prefix(label.to_string());
+    let err = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || BufReader::new(err).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let mut steps = 0u64;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        steps += 1;
+        bar.set_position(steps);
+        bar.set_message(line.trim().to_string());
+        if bar.is_hidden() && steps % 200 == 0 {
+            eprintln!("{label}: {steps} steps ({})", line.trim());
+        }
+    }
+    let status = child.wait()?;
+    bar.finish_and_clear();
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        bail!("{label}: make {} failed: {status}\n{}", targets.join(" "), errors.iter().rev().take(30).rev().cloned().collect::<Vec<_>>().join("\n"));
+    }
+    eprintln!("{label}: make {} done ({steps} steps)", targets.join(" "));
+    Ok(())
+}
+
+/// Builds (once per source version and config) the zboot kernel of `series`.
+pub fn ensure(apt: &Apt, series: &'static str) -> Result<Zboot> {
+    let compression = if series == "6.1" { "gzip" } else { "zstd" };
+    let (src, version) = source_tree(apt, series)?;
+    let gcc = crate::output_checked(Command::new(format!("{CROSS_COMPILE}gcc")).arg("--version")).context("no aarch64-linux-gnu-gcc: `cargo xtask setup`")?;
+    let mut key = Sha256::new();
+    key.update(version.as_bytes());
+    key.update(fragment(series).join("\n").as_bytes());
+    key.update(gcc.lines().next().unwrap_or("").as_bytes());
+    let key: String = key.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let out = paths::cache_dir().join("zboot").join(format!("build-{series}-{key}"));
+    let image = out.join("arch/arm64/boot/vmlinuz.efi");
+    if image.exists() {
+        return Ok(Zboot { series, source_version: version, image, compression });
+    }
+    std::fs::create_dir_all(&out)?;
+    let label = format!("zboot {series}");
+    make(&src, &out, &["tinyconfig"], &label)?;
+    let config = out.join(".config");
+    let mut text = std::fs::read_to_string(&config)?;
+    for line in fragment(series) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&config, text)?;
+    make(&src, &out, &["olddefconfig"], &label)?;
+    let final_config = std::fs::read_to_string(&config)?;
+    for line in fragment(series) {
+        ensure!(final_config.lines().any(|l| l == line), "{label}: {line} did not survive olddefconfig");
+    }
+    make(&src, &out, &["vmlinuz.efi"], &label)?;
+    ensure!(image.exists(), "{label}: no arch/arm64/boot/vmlinuz.efi after the build");
+    Ok(Zboot { series, source_version: version, image, compression })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fragments_pick_the_compression() {
+        assert!(super::fragment("6.1").contains(&"CONFIG_KERNEL_GZIP=y"));
+        assert!(super::fragment("6.12").contains(&"CONFIG_KERNEL_ZSTD=y"));
+        assert!(super::fragment("6.12").contains(&"CONFIG_EFI_ZBOOT=y"));
+    }
+}
