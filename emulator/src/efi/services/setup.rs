@@ -150,10 +150,8 @@ fn kernel_file(v: &Validated) -> &'static [u8] {
     unsafe { core::slice::from_raw_parts(v.kernel.start as *const u8, v.kernel.size as usize) }
 }
 
-/// A UKI (systemd-stub with a `.linux` section) that brings its own non-empty `.initrd`.
 fn carries_initrd(v: &Validated) -> bool {
-    let Ok(pe) = PeImage::parse(kernel_file(v)) else { return false };
-    pe.sections().any(|s| s.name() == ".linux") && pe.sections().any(|s| s.name() == ".initrd" && s.virtual_size > 0)
+    PeImage::parse(kernel_file(v)).is_ok_and(|pe| crate::efi::image_policy::carries_initrd(&pe))
 }
 
 /// Whether the kernel file can run where the loader put it: memory layout equal to file
@@ -189,7 +187,7 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Statu
             log::error!("kernel image at {:#x}: {e}", v.kernel.start);
             EfiError::LoadError
         })?;
-        let uki = pe.sections().any(|s| s.name() == ".linux");
+        let uki = crate::efi::image_policy::is_uki(&pe);
         let placement = if in_place_placement(c, v, &pe, fdt, blob) { image::Placement::InPlace(v.kernel.start) } else { image::Placement::Copy };
         // The image "comes from" the memory the loader put it in: a device handle with that
         // device path and nothing else, so payloads probing it for a file system get
@@ -197,10 +195,11 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Statu
         let path = crate::efi::protocols::device_path::memory_mapped(efi::BOOT_SERVICES_DATA, v.kernel.start, v.kernel.end() - 1);
         let device = image::install_device_path(c, &path)?;
         let handle = image::load(c, file, placement, 0, device, None, Some(&path))?;
-        match (v.cmdline_utf16().is_empty(), uki) {
-            (true, true) => log::info!("LoadOptions left empty: the UKI uses its own .cmdline"),
-            (true, false) => {}
-            (false, uki) => {
+        use crate::efi::image_policy::{load_options, LoadOptions};
+        match load_options(v.cmdline_utf16().is_empty()) {
+            LoadOptions::Empty if uki => log::info!("LoadOptions left empty: the UKI uses its own .cmdline"),
+            LoadOptions::Empty => {}
+            LoadOptions::FromLoader => {
                 image::set_load_options(c, handle, v.cmdline_utf16())?;
                 if uki {
                     log::info!("LoadOptions set from the loader's command line: it overrides the UKI's .cmdline");
