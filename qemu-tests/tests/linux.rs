@@ -39,6 +39,8 @@ fn boots(series: &str, el: EntryEl, smp: u32) {
     let mem = t.find("Memory: ").expect("the kernel's memory line");
     assert!(mem.1.contains("/1048576K available"), "{}", mem.1);
     assert!(!t.contains("FIRMWARE BUG"), "the stub found nothing to complain about");
+    assert!(!t.contains("corrupted by EFI"), "x18 survives runtime service calls");
+    assert!(!t.contains("[Firmware Bug]"));
 }
 
 macro_rules! matrix {

@@ -41,7 +41,7 @@ fn sample(t: &Transcript) -> Result<Sample> {
     let Some(marker) = marker else {
         bail!("no userspace marker:\n{}", t.text());
     };
-    let stub = t.find("EFI stub: Booting Linux Kernel").map(|(d, _)| d.as_secs_f64());
+    let stub = t.find("EFI stub: ").map(|(d, _)| d.as_secs_f64());
     let handoff_ms = t.find("handing off to the payload").and_then(|(_, l)| {
         let ms = l.split(": ").nth(1)?.split(" ms").next()?;
         ms.trim().parse::<f64>().ok()
@@ -69,41 +69,69 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
+/// One configuration of the benchmark.
+struct Config {
+    kernel: String,
+    mode: Mode,
+    direct: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    emulator: Option<RunOptions>,
+}
+
+fn configs(payloads: &Payloads, timeout: Duration) -> Result<Vec<Config>> {
+    let emu = |kernel: std::path::PathBuf, no_initrd: bool, append: &str| RunOptions {
+        kernel: Some(kernel),
+        no_initrd,
+        append: append.to_string(),
+        el: EntryEl::El1,
+        timeout,
+        ..RunOptions::default()
+    };
+    let mut v = Vec::new();
+    for series in ["6.1", "6.12"] {
+        let k = payloads.kernel(series)?.image.clone();
+        v.push(Config { kernel: format!("Debian {series} Image"), mode: Mode::Direct, direct: Some((k.clone(), payloads.initramfs.clone())), emulator: None });
+        v.push(Config { kernel: format!("Debian {series} Image"), mode: Mode::Emulator, direct: None, emulator: Some(emu(k, false, run::DEFAULT_APPEND)) });
+    }
+    for u in &payloads.ukis {
+        v.push(Config { kernel: format!("UKI {}", u.name), mode: Mode::Emulator, direct: None, emulator: Some(emu(u.path.clone(), true, "")) });
+    }
+    for z in &payloads.zboot {
+        // Beside it, the same build's plain Image booted directly.
+        let image = z.image.with_file_name("Image");
+        v.push(Config { kernel: format!("zboot {} (its Image)", z.series), mode: Mode::Direct, direct: Some((image, payloads.initramfs.clone())), emulator: None });
+        v.push(Config { kernel: format!("zboot {} ({})", z.series, z.compression), mode: Mode::Emulator, direct: None, emulator: Some(emu(z.image.clone(), false, run::DEFAULT_APPEND)) });
+    }
+    Ok(v)
+}
+
 /// Runs the benchmark and returns the report (a Markdown table).
 pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize) -> Result<String> {
     let timeout = Duration::from_secs(180);
-    let kernels = ["6.1", "6.12"];
-    let modes = [Mode::Direct, Mode::Emulator];
-    let mut samples: Vec<((&str, Mode), Vec<Sample>)> = kernels.iter().flat_map(|k| modes.iter().map(move |m| ((*k, *m), Vec::new()))).collect();
+    let configs = configs(payloads, timeout)?;
+    let mut samples: Vec<Vec<Sample>> = configs.iter().map(|_| Vec::new()).collect();
     for round in 1..=runs {
         // Interleaved: every configuration once per round, so drift hits all alike.
-        for ((series, mode), out) in samples.iter_mut() {
-            let kernel = payloads.kernel(series)?.image.clone();
-            let t = match mode {
-                Mode::Direct => direct(&kernel, &payloads.initramfs, timeout)?,
-                Mode::Emulator => {
-                    let o = RunOptions { kernel: Some(kernel), el: EntryEl::El1, timeout, ..RunOptions::default() };
-                    run::boot(&o, blob, Some(payloads))?
-                }
+        for (c, out) in configs.iter().zip(samples.iter_mut()) {
+            let t = match (&c.direct, &c.emulator) {
+                (Some((kernel, initrd)), _) => direct(kernel, initrd, timeout)?,
+                (None, Some(o)) => run::boot(o, blob, Some(payloads))?,
+                (None, None) => unreachable!(),
             };
             let s = sample(&t)?;
-            eprintln!("round {round}/{runs}: {series:<4} {:<30} stub {:>6} marker {:6.3} s", mode.name(), s.stub.map_or("-".into(), |v| format!("{v:.3}")), s.marker);
+            eprintln!("round {round}/{runs}: {:<22} {:<30} stub {:>6} marker {:6.3} s", c.kernel, c.mode.name(), s.stub.map_or("-".into(), |v| format!("{v:.3}")), s.marker);
             out.push(s);
         }
     }
-    let mut report = String::new();
-    report.push_str(&format!(
-        "QEMU {}.{} virt, TCG, -cpu max, -m 1G, -smp 1, EL1; medians of {runs}, interleaved; seconds from QEMU start.\n\n",
-        qemu::version()?.0,
-        qemu::version()?.1
-    ));
+    let (major, minor) = qemu::version()?;
+    let mut report = format!("QEMU {major}.{minor} virt, TCG, -cpu max, -m 1G, -smp 1, EL1; medians of {runs}, interleaved; seconds from QEMU start.\n\n");
     report.push_str("| kernel | boot | EFI stub entered | userspace marker | emulator entry to handoff |\n|---|---|---:|---:|---:|\n");
-    for ((series, mode), s) in &samples {
+    for (c, s) in configs.iter().zip(&samples) {
         let stub: Vec<f64> = s.iter().filter_map(|x| x.stub).collect();
         let handoff: Vec<f64> = s.iter().filter_map(|x| x.handoff_ms).collect();
         report.push_str(&format!(
-            "| {series} | {} | {} | {:.3} s | {} |\n",
-            mode.name(),
+            "| {} | {} | {} | {:.3} s | {} |\n",
+            c.kernel,
+            c.mode.name(),
             if stub.is_empty() { "-".into() } else { format!("{:.3} s", median(stub)) },
             median(s.iter().map(|x| x.marker).collect()),
             if handoff.is_empty() { "-".into() } else { format!("{:.1} ms", median(handoff)) },

@@ -112,7 +112,7 @@ fn real_main() -> Result<()> {
             setup::setup()?;
             let blob = build::build_blob(false)?;
             eprintln!("{}", blob.report());
-            let payloads = payloads::ensure()?;
+            let payloads = payloads::ensure_all()?;
             println!("{}", xtask::bench::bench(&blob, &payloads, runs)?);
         }
     }
