@@ -129,6 +129,8 @@ pub struct PageTables<A: FrameAlloc> {
     /// Set once the tables are live: changing a valid entry then goes through
     /// break-before-make, with this function invalidating the TLBs in between.
     invalidate_tlb: Option<fn()>,
+    /// A permission-only change was written since the last invalidation.
+    stale_tlb: bool,
 }
 
 /// Makes a table write visible to the walker before the next access (nothing on the host).
@@ -152,7 +154,7 @@ fn index(va: u64, level: usize) -> usize {
 impl<A: FrameAlloc> PageTables<A> {
     pub fn new(regime: Regime, mut alloc: A) -> Result<Self, MapError> {
         let root = alloc.alloc_zeroed().ok_or(MapError::OutOfFrames)?;
-        Ok(PageTables { root, regime, alloc, invalidate_tlb: None })
+        Ok(PageTables { root, regime, alloc, invalidate_tlb: None, stale_tlb: false })
     }
 
     /// Physical address of the level-0 table, for TTBR0.
@@ -173,14 +175,22 @@ impl<A: FrameAlloc> PageTables<A> {
         self.invalidate_tlb = Some(invalidate_tlb);
     }
 
-    /// Writes an entry; a valid entry that changes is first invalidated and its TLB entries
-    /// dropped when the tables are live (the architecture's break-before-make rule).
-    fn write(&self, entry: &mut u64, new: u64) {
+    /// Writes an entry. When the tables are live, a valid entry that changes its output,
+    /// size or memory type is first invalidated and its TLB entries dropped (the
+    /// architecture's break-before-make rule); a change of permissions alone needs no break,
+    /// only one TLB invalidation when the whole `map` is done.
+    fn write(&mut self, entry: &mut u64, new: u64) {
         if let Some(invalidate) = self.invalidate_tlb {
-            if *entry & VALID != 0 && *entry != new {
-                // SAFETY: volatile writes to a table entry the walker reads.
-                unsafe { core::ptr::write_volatile(entry, 0) };
-                invalidate();
+            let old = *entry;
+            let permissions = AP_RO | AP_EL0 | PXN | UXN_OR_XN;
+            if old & VALID != 0 && old != new {
+                if new & VALID != 0 && (old ^ new) & !permissions == 0 {
+                    self.stale_tlb = true;
+                } else {
+                    // SAFETY: volatile writes to a table entry the walker reads.
+                    unsafe { core::ptr::write_volatile(entry, 0) };
+                    invalidate();
+                }
             }
         }
         // SAFETY: as above.
@@ -202,7 +212,12 @@ impl<A: FrameAlloc> PageTables<A> {
         }
         let bits = attrs.bits(self.regime);
         let root = self.root;
-        self.map_level(root, 0, va, pa, size, bits)
+        let result = self.map_level(root, 0, va, pa, size, bits);
+        if let (true, Some(invalidate)) = (self.stale_tlb, self.invalidate_tlb) {
+            invalidate();
+            self.stale_tlb = false;
+        }
+        result
     }
 
     fn map_level(&mut self, table: *mut Table, level: usize, mut va: u64, mut pa: u64, mut size: u64, bits: u64) -> Result<(), MapError> {
@@ -416,13 +431,19 @@ mod tests {
         pt.map(GIB, GIB, GIB, Attributes::RAM).unwrap();
         assert_eq!(FLUSHES.load(Ordering::Relaxed), 0, "building needs no invalidation");
         pt.set_live(flush);
-        // Splitting the GiB block (1 change) and the 2 MiB block under it (1 change), then
-        // the page itself (1 change).
+        // Splitting the GiB block (1 break) and the 2 MiB block under it (1 break); the page
+        // itself only changes permissions: one invalidation at the end.
         pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x1000, Attributes::CODE).unwrap();
         assert_eq!(FLUSHES.load(Ordering::Relaxed), 3);
         assert_eq!(pt.translate(GIB + 0x20_0000).unwrap().1, Attributes::CODE);
         pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x1000, Attributes::CODE).unwrap();
         assert_eq!(FLUSHES.load(Ordering::Relaxed), 3, "an unchanged entry is not broken");
+        // Two 2 MiB blocks: the first replaces the split table (a break), the second only
+        // changes permissions (one invalidation at the end).
+        pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x40_0000, Attributes::DATA).unwrap();
+        assert_eq!(FLUSHES.load(Ordering::Relaxed), 5);
+        pt.map(GIB + 0x80_0000, GIB + 0x80_0000, 0x60_0000, Attributes::CODE).unwrap();
+        assert_eq!(FLUSHES.load(Ordering::Relaxed), 6, "three permission changes, one invalidation");
     }
 
     #[test]
