@@ -25,6 +25,12 @@ pub fn payloads() -> &'static Payloads {
     PAYLOADS.get_or_init(|| xtask::payloads::ensure_all().expect("payloads (run `cargo xtask payloads`)"))
 }
 
+/// The misbehaving test payload, built once.
+pub fn misbehave() -> &'static std::path::PathBuf {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| xtask::build::build_misbehave().expect("building test-payloads/misbehave"))
+}
+
 /// Boots with `opts`, and prints the console when the caller's assertions fail later.
 pub fn boot(opts: RunOptions) -> Transcript {
     let t = run::boot(&opts, blob(), Some(payloads())).expect("starting QEMU");

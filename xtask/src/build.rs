@@ -113,3 +113,15 @@ impl Blob {
         Ok(Blob { bin: bin.to_path_buf(), elf: bin.with_extension("elf"), bytes, header, text: 0, rodata: 0, data: 0, relocations: 0 })
     }
 }
+
+/// The target of the test payloads that run under the emulator.
+pub const UEFI_TARGET: &str = "aarch64-unknown-uefi";
+
+/// Builds the misbehaving test payload (`test-payloads/misbehave`) and returns its `.efi`.
+pub fn build_misbehave() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    crate::run_checked(Command::new(cargo).current_dir(paths::root()).args(["build", "--quiet", "--release", "-p", "misbehave", "--target", UEFI_TARGET]))
+        .context("building the misbehaving payload (is the aarch64-unknown-uefi target installed? `cargo xtask setup`)")?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
+    Ok(target_dir.join(UEFI_TARGET).join("release").join("misbehave.efi"))
+}

@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: the host tools the runs and tests need, installed when missing.
 //!
 //! - QEMU >= 8 (`qemu-system-aarch64`), from bookworm-backports when the distribution's is older;
-//! - the `aarch64-unknown-none` Rust target;
+//! - the `aarch64-unknown-none` Rust target (the blob) and `aarch64-unknown-uefi` (test payloads);
 //! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check);
 //! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds).
 
@@ -112,12 +112,12 @@ fn install_qemu() -> Result<()> {
 
 fn rust_target() -> Result<()> {
     let installed = crate::output_checked(Command::new("rustup").args(["target", "list", "--installed"]));
-    match installed {
-        Ok(list) if list.lines().any(|l| l.trim() == crate::build::TARGET) => Ok(()),
-        Ok(_) => crate::run_checked(Command::new("rustup").args(["target", "add", crate::build::TARGET])),
-        Err(_) => {
-            eprintln!("setup: no rustup; make sure the {} target is installed", crate::build::TARGET);
-            Ok(())
+    for target in [crate::build::TARGET, crate::build::UEFI_TARGET] {
+        match &installed {
+            Ok(list) if list.lines().any(|l| l.trim() == target) => {}
+            Ok(_) => crate::run_checked(Command::new("rustup").args(["target", "add", target]))?,
+            Err(_) => eprintln!("setup: no rustup; make sure the {target} target is installed"),
         }
     }
+    Ok(())
 }

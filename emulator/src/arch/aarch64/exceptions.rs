@@ -65,6 +65,18 @@ static KERNEL_START: AtomicU64 = AtomicU64::new(0);
 static KERNEL_END: AtomicU64 = AtomicU64::new(0);
 static IN_DUMP: AtomicBool = AtomicBool::new(false);
 
+/// Images the core loaded (start, end, handle), so a fault inside one is named.
+const MAX_IMAGES: usize = 8;
+static IMAGES: [(AtomicU64, AtomicU64, AtomicU64); MAX_IMAGES] = [const { (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)) }; MAX_IMAGES];
+
+/// Remembers a loaded image for the fault dump (the oldest is forgotten when full).
+pub fn register_image(start: u64, size: u64, handle: u64) {
+    let slot = IMAGES.iter().position(|s| s.1.load(Ordering::Relaxed) == 0).unwrap_or(MAX_IMAGES - 1);
+    IMAGES[slot].0.store(start, Ordering::Relaxed);
+    IMAGES[slot].1.store(start + size, Ordering::Relaxed);
+    IMAGES[slot].2.store(handle, Ordering::Relaxed);
+}
+
 /// Tells the dump where the emulator and the payload image are.
 pub fn set_known_images(blob: (u64, u64), kernel: (u64, u64)) {
     BLOB_START.store(blob.0, Ordering::Relaxed);
@@ -85,6 +97,8 @@ impl core::fmt::Display for Whereabouts {
         };
         if let Some(off) = inside(&BLOB_START, &BLOB_END) {
             write!(f, " = efi-emulator+{off:#x}")
+        } else if let Some((off, handle, start)) = IMAGES.iter().find_map(|s| inside(&s.0, &s.1).map(|o| (o, s.2.load(Ordering::Relaxed), s.0.load(Ordering::Relaxed)))) {
+            write!(f, " = loaded image {handle:#x} (at {start:#x})+{off:#x}")
         } else if let Some(off) = inside(&KERNEL_START, &KERNEL_END) {
             write!(f, " = kernel image+{off:#x}")
         } else {

@@ -183,6 +183,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         owned.push(path_copy);
     }
     c.images.push(Image { handle, loaded_image: li, base, pages, entry: base + pe.entry_point as u64, started: false, exit_context: None, exit_data: None, owned });
+    crate::arch::aarch64::exceptions::register_image(base, size, handle as u64);
     log::info!(
         "image: {:#x}..{:#x} ({} KiB, {}), entry {:#x}, handle {handle:#x}",
         base,

@@ -1,0 +1,195 @@
+//! A misbehaving payload: calls boot and runtime services with bad arguments, checks each
+//! returned status against the UEFI specification (one line per check, then
+//! `misbehave: N passed, N failed`), calls ExitBootServices with a stale key and then a good one,
+//! tries boot services afterwards, and finally faults on purpose so the emulator's dump can be
+//! checked to name this image and the offset.
+#![cfg_attr(target_os = "uefi", no_std)]
+#![cfg_attr(target_os = "uefi", no_main)]
+
+#[cfg(not(target_os = "uefi"))]
+fn main() {
+    eprintln!("misbehave is a UEFI application: cargo xtask builds it for aarch64-unknown-uefi");
+}
+
+#[cfg(target_os = "uefi")]
+mod app {
+    use core::ffi::c_void;
+    use core::ptr::{null, null_mut};
+    use r_efi::efi::{self, Guid, Handle, Status};
+
+    static mut CON_OUT: *mut efi::protocols::simple_text_output::Protocol = null_mut();
+
+    fn print(s: &str) {
+        let mut buf = [0u16; 160];
+        let mut n = 0;
+        for c in s.encode_utf16().chain("\r\n".encode_utf16()) {
+            if n + 1 >= buf.len() {
+                break;
+            }
+            buf[n] = c;
+            n += 1;
+        }
+        // SAFETY: ConOut from the system table; the buffer is NUL-terminated.
+        unsafe {
+            let out = CON_OUT;
+            ((*out).output_string)(out, buf.as_mut_ptr());
+        }
+    }
+
+    /// Formats into a stack buffer (no allocator here).
+    struct Line {
+        buf: [u8; 200],
+        len: usize,
+    }
+    impl core::fmt::Write for Line {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let n = s.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+    macro_rules! say {
+        ($($arg:tt)*) => {{
+            let mut l = Line { buf: [0; 200], len: 0 };
+            let _ = core::fmt::write(&mut l, format_args!($($arg)*));
+            print(core::str::from_utf8(&l.buf[..l.len]).unwrap_or("?"));
+        }};
+    }
+
+    struct Tally {
+        passed: u32,
+        failed: u32,
+    }
+    impl Tally {
+        fn check(&mut self, name: &str, got: Status, want: Status) {
+            if got == want {
+                self.passed += 1;
+                say!("misbehave: ok   {name}: {:#x}", got.as_usize());
+            } else {
+                self.failed += 1;
+                say!("misbehave: FAIL {name}: got {:#x}, want {:#x}", got.as_usize(), want.as_usize());
+            }
+        }
+    }
+
+    const UNKNOWN: Guid = Guid::from_fields(0x0bad_0bad, 0x1234, 0x5678, 0x9a, 0xbc, &[1, 2, 3, 4, 5, 6]);
+    const LOADED_IMAGE: Guid = efi::protocols::loaded_image::PROTOCOL_GUID;
+
+    unsafe extern "efiapi" fn notify(_e: efi::Event, _c: *mut c_void) {}
+
+    #[unsafe(no_mangle)]
+    extern "efiapi" fn efi_main(image: Handle, st: *mut efi::SystemTable) -> Status {
+        // SAFETY: the firmware passes a valid system table; every call below follows the
+        // services' signatures, only with deliberately bad values.
+        unsafe {
+            CON_OUT = (*st).con_out;
+            let bs = &*(*st).boot_services;
+            let rt = &*(*st).runtime_services;
+            let mut t = Tally { passed: 0, failed: 0 };
+            say!("misbehave: starting, image handle {:#x}", image as usize);
+
+            // Pages.
+            t.check("AllocatePages with a NULL address pointer", (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 1, null_mut()), Status::INVALID_PARAMETER);
+            let mut addr: u64 = 0x4000_1001;
+            t.check("AllocatePages at an unaligned address", (bs.allocate_pages)(efi::ALLOCATE_ADDRESS, efi::LOADER_DATA, 1, &mut addr), Status::INVALID_PARAMETER);
+            let mut bad_type: u64 = 0;
+            t.check("AllocatePages of an invalid memory type", (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, 0x20, 1, &mut bad_type), Status::INVALID_PARAMETER);
+            let mut mine: u64 = 0;
+            t.check("AllocatePages anywhere", (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 2, &mut mine), Status::SUCCESS);
+            let mut again = mine;
+            t.check("AllocatePages at an address already allocated", (bs.allocate_pages)(efi::ALLOCATE_ADDRESS, efi::LOADER_DATA, 1, &mut again), Status::NOT_FOUND);
+            let mut low: u64 = 0xfff;
+            t.check("AllocatePages below a maximum nothing fits under", (bs.allocate_pages)(efi::ALLOCATE_MAX_ADDRESS, efi::LOADER_DATA, 1, &mut low), Status::NOT_FOUND);
+            t.check("FreePages of memory never allocated", (bs.free_pages)(0x4000_0000, 1), Status::NOT_FOUND);
+            t.check("FreePages at an unaligned address", (bs.free_pages)(mine + 8, 1), Status::INVALID_PARAMETER);
+            t.check("FreePages of a sub-range", (bs.free_pages)(mine + 4096, 1), Status::SUCCESS);
+            t.check("FreePages of the same range twice", (bs.free_pages)(mine + 4096, 1), Status::NOT_FOUND);
+            t.check("FreePages of the rest", (bs.free_pages)(mine, 1), Status::SUCCESS);
+
+            // Pool.
+            t.check("AllocatePool with a NULL buffer pointer", (bs.allocate_pool)(efi::LOADER_DATA, 16, null_mut()), Status::INVALID_PARAMETER);
+            let mut p: *mut c_void = null_mut();
+            t.check("AllocatePool of an invalid memory type", (bs.allocate_pool)(0x20, 16, &mut p), Status::INVALID_PARAMETER);
+            t.check("AllocatePool", (bs.allocate_pool)(efi::LOADER_DATA, 100, &mut p), Status::SUCCESS);
+            t.check("FreePool", (bs.free_pool)(p), Status::SUCCESS);
+            t.check("FreePool twice (double free)", (bs.free_pool)(p), Status::INVALID_PARAMETER);
+            t.check("FreePool of NULL", (bs.free_pool)(null_mut()), Status::INVALID_PARAMETER);
+            t.check("FreePool of a pointer never allocated", (bs.free_pool)(st as *mut c_void), Status::INVALID_PARAMETER);
+
+            // Memory map.
+            t.check("GetMemoryMap with a NULL size", (bs.get_memory_map)(null_mut(), null_mut(), null_mut(), null_mut(), null_mut()), Status::INVALID_PARAMETER);
+            let (mut size, mut key, mut dsize, mut dver) = (0usize, 0usize, 0usize, 0u32);
+            t.check("GetMemoryMap size probe", (bs.get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver), Status::BUFFER_TOO_SMALL);
+            let needed = size;
+            let mut small = needed - dsize;
+            let mut buf = [0u8; 16384];
+            t.check("GetMemoryMap one descriptor short", (bs.get_memory_map)(&mut small, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver), Status::BUFFER_TOO_SMALL);
+
+            // Handles and protocols.
+            let mut iface: *mut c_void = null_mut();
+            t.check("HandleProtocol on an unknown handle", (bs.handle_protocol)(0x1234 as Handle, &LOADED_IMAGE as *const Guid as *mut Guid, &mut iface), Status::INVALID_PARAMETER);
+            t.check("HandleProtocol for an unknown GUID", (bs.handle_protocol)(image, &UNKNOWN as *const Guid as *mut Guid, &mut iface), Status::UNSUPPORTED);
+            t.check("HandleProtocol with a NULL interface pointer", (bs.handle_protocol)(image, &LOADED_IMAGE as *const Guid as *mut Guid, null_mut()), Status::INVALID_PARAMETER);
+            t.check("HandleProtocol with a NULL GUID", (bs.handle_protocol)(image, null_mut(), &mut iface), Status::INVALID_PARAMETER);
+            t.check("LocateProtocol of an unknown GUID", (bs.locate_protocol)(&UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut iface), Status::NOT_FOUND);
+            let mut hsize = 0usize;
+            t.check("LocateHandle by an unknown protocol", (bs.locate_handle)(efi::BY_PROTOCOL, &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut hsize, null_mut()), Status::NOT_FOUND);
+            t.check("LocateHandle size probe", (bs.locate_handle)(efi::BY_PROTOCOL, &LOADED_IMAGE as *const Guid as *mut Guid, null_mut(), &mut hsize, null_mut()), Status::BUFFER_TOO_SMALL);
+            let mut dp = [0x7fu8, 0xff, 4, 0];
+            let mut dpp = dp.as_mut_ptr() as *mut efi::protocols::device_path::Protocol;
+            let mut dev: Handle = null_mut();
+            t.check("LocateDevicePath for an unknown protocol", (bs.locate_device_path)(&UNKNOWN as *const Guid as *mut Guid, &mut dpp, &mut dev), Status::NOT_FOUND);
+            t.check("OpenProtocol of an unknown GUID", (bs.open_protocol)(image, &UNKNOWN as *const Guid as *mut Guid, &mut iface, image, null_mut(), 0x02), Status::UNSUPPORTED);
+            t.check("UninstallProtocolInterface of a protocol never installed", (bs.uninstall_protocol_interface)(image, &UNKNOWN as *const Guid as *mut Guid, null_mut()), Status::NOT_FOUND);
+
+            // Configuration tables.
+            t.check("InstallConfigurationTable delete of a missing table", (bs.install_configuration_table)(&UNKNOWN as *const Guid as *mut Guid, null_mut()), Status::NOT_FOUND);
+            t.check("InstallConfigurationTable with a NULL GUID", (bs.install_configuration_table)(null_mut(), 0x1000 as *mut c_void), Status::INVALID_PARAMETER);
+
+            // Events.
+            let mut ev: efi::Event = null_mut();
+            t.check("CreateEvent NOTIFY_SIGNAL without a function", (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, None, null_mut(), &mut ev), Status::INVALID_PARAMETER);
+            t.check("CloseEvent of an unknown event", (bs.close_event)(0x5678 as efi::Event), Status::INVALID_PARAMETER);
+            t.check("CreateEvent NOTIFY_SIGNAL", (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(notify), null_mut(), &mut ev), Status::SUCCESS);
+            t.check("CheckEvent on a NOTIFY_SIGNAL event", (bs.check_event)(ev), Status::INVALID_PARAMETER);
+            t.check("SetTimer on an event that is not a timer", (bs.set_timer)(ev, efi::TIMER_RELATIVE, 10), Status::INVALID_PARAMETER);
+            t.check("CloseEvent", (bs.close_event)(ev), Status::SUCCESS);
+
+            // Variables.
+            let mut name = [b'N' as u16, b'o' as u16, 0];
+            let mut vsize = 0usize;
+            t.check("GetVariable of a missing variable", (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, null_mut()), Status::NOT_FOUND);
+            let mut data = [1u8];
+            t.check("SetVariable runtime access without boot-services access", (rt.set_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, efi::VARIABLE_RUNTIME_ACCESS, 1, data.as_mut_ptr() as *mut c_void), Status::INVALID_PARAMETER);
+            t.check("SetVariable", (rt.set_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, efi::VARIABLE_BOOTSERVICE_ACCESS, 1, data.as_mut_ptr() as *mut c_void), Status::SUCCESS);
+            vsize = 0;
+            t.check("GetVariable size probe with NULL data", (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, null_mut()), Status::BUFFER_TOO_SMALL);
+
+            // ExitBootServices: a stale key, then the right one.
+            let mut size = buf.len();
+            let r = (bs.get_memory_map)(&mut size, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver);
+            t.check("GetMemoryMap", r, Status::SUCCESS);
+            t.check("ExitBootServices with a stale map key", (bs.exit_boot_services)(image, key.wrapping_add(1)), Status::INVALID_PARAMETER);
+            size = buf.len();
+            (bs.get_memory_map)(&mut size, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver);
+            t.check("ExitBootServices with the current key", (bs.exit_boot_services)(image, key), Status::SUCCESS);
+            t.check("AllocatePool after ExitBootServices", (bs.allocate_pool)(efi::LOADER_DATA, 16, &mut p), Status::UNSUPPORTED);
+            t.check("GetMemoryMap after ExitBootServices", (bs.get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver), Status::UNSUPPORTED);
+            vsize = 1;
+            t.check("GetVariable at runtime", (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, data.as_mut_ptr() as *mut c_void), Status::SUCCESS);
+
+            say!("misbehave: {} passed, {} failed", t.passed, t.failed);
+            say!("misbehave: now reading unmapped memory on purpose");
+            let _ = core::ptr::read_volatile(null::<u64>().wrapping_add(0x0000_dead_0000_0000 / 8));
+            say!("misbehave: FAIL the read did not fault");
+            Status::ABORTED
+        }
+    }
+
+    #[panic_handler]
+    fn panic(_: &core::panic::PanicInfo) -> ! {
+        print("misbehave: panic");
+        loop {}
+    }
+}
