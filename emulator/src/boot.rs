@@ -80,7 +80,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     services::install(core);
     let us = cpu::micros_since_entry();
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
-    let status = setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image: {e:?} ({})", e.status().as_usize()));
+    let status = setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())));
     if services::EXITED.load(core::sync::atomic::Ordering::Relaxed) {
         fatal!("the payload returned {:#x} after ExitBootServices", status.as_usize());
     }

@@ -6,6 +6,7 @@
 pub mod apt;
 pub mod bench;
 pub mod build;
+pub mod corpus;
 pub mod cpio;
 pub mod paths;
 pub mod payloads;

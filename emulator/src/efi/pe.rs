@@ -168,6 +168,16 @@ impl<'a> PeImage<'a> {
                 return bad("section PointerToRawData + SizeOfRawData", s.raw_offset as u64 + s.raw_size as u64, "inside the file");
             }
         }
+        // Pairwise, without allocating: this runs before the emulator has a heap.
+        let span = |s: &Section| (s.virtual_address as u64, s.virtual_address as u64 + s.virtual_size.max(s.raw_size) as u64);
+        for (i, a) in self.sections().enumerate() {
+            for b in self.sections().skip(i + 1) {
+                let ((a0, a1), (b0, b1)) = (span(&a), span(&b));
+                if a0 < b1 && b0 < a1 {
+                    return bad("section VirtualAddress", a0.max(b0), "sections that do not overlap");
+                }
+            }
+        }
         if self.entry_point >= self.size_of_image {
             return bad("AddressOfEntryPoint", self.entry_point, "inside SizeOfImage");
         }
@@ -388,6 +398,15 @@ mod tests {
         bad[0x404] = 0xff; // block larger than the directory
         assert_eq!(PeImage::parse(&bad).unwrap().load(&mut mem, 0).unwrap_err().field, "base relocation block size");
         assert!(!pe.file_layout_is_memory_layout(), ".text is at file 0x200, RVA 0x1000");
+    }
+
+    #[test]
+    fn rejects_overlapping_sections() {
+        let mut f = with_relocation();
+        let reloc = 0x58 + 240 + 40;
+        f[reloc + 12..reloc + 16].copy_from_slice(&0x1100u32.to_le_bytes());
+        let e = PeImage::parse(&f).unwrap_err();
+        assert_eq!((e.field, e.value), ("section VirtualAddress", 0x1100));
     }
 
     #[test]
