@@ -60,6 +60,10 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     banner(el, &blob, &v, &fdt);
     let tables = enable_mmu(el, &blob, &v, &fdt);
     info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.1, tables.1 * 4, tables.0);
+    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,integrity")).is_some() {
+        let initrd = fdt.initrd().map(|(s, e)| (s, e - s)).unwrap_or((0, 0));
+        services::integrity::record([(v.kernel.start, v.kernel.size), initrd, (v.dtb.start, v.dtb.size)]);
+    }
     debug_fault(&fdt);
     kernel_summary(&v);
 

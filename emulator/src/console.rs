@@ -73,10 +73,27 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
+static FATAL_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Something to run before a fatal power-off (the integrity check).
+pub fn set_fatal_hook(hook: fn()) {
+    FATAL_HOOK.store(hook as usize, Ordering::Relaxed);
+}
+
+/// Prints even when printing is disabled.
+pub fn print_always(args: fmt::Arguments) {
+    let _ = Console.write_fmt(args);
+}
+
 /// The one way the emulator gives up: the reason on the console (even when printing is off),
 /// then PSCI SYSTEM_OFF so that QEMU, or the machine, stops.
 pub fn fatal(args: fmt::Arguments) -> ! {
     let _ = writeln!(Console, "efi-emulator: fatal: {args}");
+    let hook = FATAL_HOOK.swap(0, Ordering::Relaxed);
+    if hook != 0 {
+        // SAFETY: only `set_fatal_hook` stores here, always a `fn()`.
+        unsafe { core::mem::transmute::<usize, fn()>(hook)() };
+    }
     let _ = writeln!(Console, "efi-emulator: powering off");
     flush();
     psci::system_off()

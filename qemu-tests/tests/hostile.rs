@@ -24,3 +24,79 @@ fn misbehaving_payload_gets_spec_statuses_and_its_fault_is_named() {
         assert!(t.powered_off(), "powered off after the dump");
     }
 }
+
+fn crc_of_file(path: &std::path::Path) -> u32 {
+    efi_emulator::efi::crc32::crc32(&std::fs::read(path).unwrap())
+}
+
+fn integrity_line<'a>(t: &'a xtask::qemu::Transcript, when: &str, what: &str) -> &'a str {
+    let prefix = format!("integrity at {when}: {what}");
+    t.lines.iter().find(|(_, l)| l.contains(&prefix)).map(|(_, l)| l.as_str()).unwrap_or_else(|| panic!("no {prefix:?}"))
+}
+
+#[test]
+fn segments_are_untouched_up_to_exit_boot_services() {
+    let p = qemu_tests::payloads();
+    // The plain kernel runs in place (its segment is handed over); the initrd and DTB stay.
+    let mut o = options(EntryEl::El1);
+    o.integrity = true;
+    let t = boot(o);
+    xtask::run::verdict(&t).unwrap();
+    let kernel = p.kernel("6.12").unwrap();
+    assert!(integrity_line(&t, "entry", "kernel image").ends_with(&format!("crc32 {:#010x}", crc_of_file(&kernel.image))));
+    assert!(integrity_line(&t, "entry", "initrd").ends_with(&format!("crc32 {:#010x}", crc_of_file(&p.initramfs))));
+    assert!(integrity_line(&t, "ExitBootServices", "initrd").ends_with("unchanged"));
+    assert!(integrity_line(&t, "ExitBootServices", "dtb").ends_with("unchanged"));
+    assert!(integrity_line(&t, "ExitBootServices", "kernel image").ends_with("run in place, handed to the payload"));
+    // A UKI is copied: its file stays as the loader placed it.
+    let u = p.uki("254+6.12").unwrap();
+    let mut o = options(EntryEl::El2);
+    o.integrity = true;
+    o.kernel = Some(u.path.clone());
+    o.no_initrd = true;
+    o.append = String::new();
+    let t = boot(o);
+    xtask::run::verdict(&t).unwrap();
+    assert!(integrity_line(&t, "entry", "kernel image").ends_with(&format!("crc32 {:#010x}", crc_of_file(&u.path))));
+    assert!(integrity_line(&t, "ExitBootServices", "kernel image").ends_with("unchanged"));
+    assert!(integrity_line(&t, "ExitBootServices", "dtb").ends_with("unchanged"));
+}
+
+#[test]
+fn segments_are_untouched_after_a_failed_boot() {
+    // The misbehaving payload faults after ExitBootServices: the fatal path checks again.
+    let mut o = options(EntryEl::El1);
+    o.integrity = true;
+    o.kernel = Some(misbehave().clone());
+    o.no_initrd = true;
+    let t = boot(o);
+    assert!(t.contains("efi-emulator: fatal: "));
+    assert!(integrity_line(&t, "power-off", "kernel image").ends_with("unchanged"));
+    assert!(integrity_line(&t, "power-off", "dtb").ends_with("unchanged"));
+}
+
+#[test]
+fn a_mempool_too_small_for_the_image_is_reported() {
+    let u = qemu_tests::payloads().uki("252+6.1").unwrap();
+    let mut o = options(EntryEl::El1);
+    o.kernel = Some(u.path.clone());
+    o.no_initrd = true;
+    o.append = String::new();
+    o.integrity = true;
+    o.tweak = Some(std::sync::Arc::new(|img| {
+        // 16 MiB of conventional memory, less than the UKI needs; the rest of the old pool
+        // joins the occupied memory above it.
+        let pool = 16 << 20;
+        let given_back = (img.param.mempool_sz - pool) / 4096;
+        img.param.mempool_sz = pool;
+        img.map[1].number_of_pages = pool / 4096;
+        img.map[2].physical_start = img.param.mempool_start + pool;
+        img.map[2].number_of_pages += given_back;
+    }));
+    let t = boot(o);
+    assert!(t.find("no room for the image: ").is_some(), "the shortage is explained");
+    let fatal = t.find("efi-emulator: fatal: ").expect("fatal line");
+    assert!(fatal.1.contains("EFI_OUT_OF_RESOURCES"), "{}", fatal.1);
+    assert!(integrity_line(&t, "power-off", "kernel image").ends_with("unchanged"), "nothing overwritten");
+    assert!(t.powered_off());
+}

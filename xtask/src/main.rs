@@ -74,6 +74,9 @@ struct RunArgs {
     /// Make the emulator fault on purpose after the MMU is on: data-abort or undefined.
     #[arg(long)]
     debug_fault: Option<String>,
+    /// Have the emulator CRC the kernel, initrd and DTB at entry and check them again.
+    #[arg(long)]
+    integrity: bool,
 }
 
 fn main() {
@@ -138,6 +141,7 @@ fn run_command(a: RunArgs) -> Result<()> {
         print: !a.quiet,
         debug_fault: a.debug_fault,
         stale_map_key: false,
+        integrity: a.integrity,
         echo: true,
         tweak: None,
     };

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub debug_fault: Option<String>,
     /// Sets `/chosen/efi-emulator,debug-stale-map-key`: the first ExitBootServices fails.
     pub stale_map_key: bool,
+    /// Sets `/chosen/efi-emulator,integrity`: CRCs of the loader's segments, checked again.
+    pub integrity: bool,
     /// Stream the console while it runs.
     pub echo: bool,
     pub tweak: Option<Tweak>,
@@ -62,6 +64,7 @@ impl Default for RunOptions {
             print: true,
             debug_fault: None,
             stale_map_key: false,
+            integrity: false,
             echo: false,
             tweak: None,
         }
@@ -149,6 +152,9 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         let mut v = kind.as_bytes().to_vec();
         v.push(0);
         extra_chosen.push(("efi-emulator,debug-fault".to_string(), v));
+    }
+    if o.integrity {
+        extra_chosen.push(("efi-emulator,integrity".to_string(), Vec::new()));
     }
     if o.stale_map_key {
         extra_chosen.push(("efi-emulator,debug-stale-map-key".to_string(), Vec::new()));

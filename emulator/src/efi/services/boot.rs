@@ -651,6 +651,7 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
     with_core(|c| {
         c.events.cancel_timers();
     });
+    super::integrity::verify("ExitBootServices");
     // Interrupts stay masked (they always were); from here on boot services refuse.
     // SAFETY: masking DAIF has no memory effects.
     unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };

@@ -127,7 +127,14 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
             // Linux kernels at 2 MiB, so the stub need not move itself; others at their
             // section alignment.
             let align = if pe.linux_image_size.is_some() { 2 << 20 } else { pe.section_alignment as u64 };
-            let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, pages, align)?;
+            let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, pages, align).inspect_err(|_| {
+                log::error!(
+                    "no room for the image: {} KiB at {} KiB alignment needed, {} KiB of conventional memory free",
+                    pages * 4,
+                    align / 1024,
+                    c.memory.free_pages() * 4
+                )
+            })?;
             // SAFETY: freshly allocated pages, identity-mapped.
             let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, size as usize) };
             if let Err(e) = pe.load(dest, at) {

@@ -9,6 +9,7 @@
 pub mod boot;
 pub mod console;
 pub mod image;
+pub mod integrity;
 pub mod memory_attribute;
 pub mod rng;
 pub mod runtime;

@@ -188,7 +188,12 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Statu
             EfiError::LoadError
         })?;
         let uki = crate::efi::image_policy::is_uki(&pe);
-        let placement = if in_place_placement(c, v, &pe, fdt, blob) { image::Placement::InPlace(v.kernel.start) } else { image::Placement::Copy };
+        let placement = if in_place_placement(c, v, &pe, fdt, blob) {
+            super::integrity::kernel_runs_in_place();
+            image::Placement::InPlace(v.kernel.start)
+        } else {
+            image::Placement::Copy
+        };
         // The image "comes from" the memory the loader put it in: a device handle with that
         // device path and nothing else, so payloads probing it for a file system get
         // EFI_UNSUPPORTED, not EFI_INVALID_PARAMETER for a NULL handle.
