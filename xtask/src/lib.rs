@@ -7,6 +7,7 @@ pub mod apt;
 pub mod bench;
 pub mod build;
 pub mod corpus;
+pub mod fuzz;
 pub mod cpio;
 pub mod paths;
 pub mod payloads;

@@ -34,6 +34,15 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Run the fuzz targets in fuzz/ (cargo-fuzz, nightly), seeded from the payloads.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Everything: setup, build, payloads, host tests, QEMU tests.
     Test {
         /// Only the host unit tests.
@@ -111,6 +120,12 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run(a) => run_command(a)?,
         Cmd::Test { host_only } => test(host_only)?,
+        Cmd::Fuzz { seconds, target } => {
+            let payloads = payloads::ensure()?;
+            for (t, execs) in xtask::fuzz::fuzz(&payloads, seconds, target.as_deref())? {
+                println!("{t:<16} {execs:>12} executions in {seconds} s, no crash");
+            }
+        }
         Cmd::Bench { runs } => {
             setup::setup()?;
             let blob = build::build_blob(false)?;

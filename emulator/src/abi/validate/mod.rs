@@ -155,8 +155,9 @@ fn is_valid_type(ty: u32) -> bool {
 
 /// Highest physical address we accept (52-bit PA space).
 pub const MAX_PHYS: u64 = 1 << 52;
-/// Largest memory map we accept, in bytes.
+/// Largest memory map we accept, in bytes and in descriptors (firmware maps have hundreds).
 pub const MAX_MAP_SIZE: u64 = 1 << 20;
+pub const MAX_DESCRIPTORS: u64 = 4096;
 /// The earlycon drivers the emulator can print on.
 pub const SUPPORTED_EARLYCONS: [&str; 2] = ["pl011", "amba-pl011"];
 
@@ -233,8 +234,8 @@ pub fn map_len(p: &EfiEmulatorParam, param_addr: u64) -> Result<usize, ParamErro
     if mm.desc_ver != efi::MEMORY_DESCRIPTOR_VERSION {
         return Err(err("memmap.desc_ver", mm.desc_ver as u64, "1 (EFI_MEMORY_DESCRIPTOR_VERSION)"));
     }
-    if mm.map_size == 0 || mm.map_size % mm.desc_size != 0 || mm.map_size > MAX_MAP_SIZE {
-        return Err(err("memmap.map_size", mm.map_size, "a non-zero multiple of desc_size, at most 1 MiB"));
+    if mm.map_size == 0 || mm.map_size % mm.desc_size != 0 || mm.map_size > MAX_MAP_SIZE || mm.map_size / mm.desc_size > MAX_DESCRIPTORS {
+        return Err(err("memmap.map_size", mm.map_size, "a non-zero multiple of desc_size, at most 1 MiB and 4096 descriptors"));
     }
     // The struct and its map live in the block's own pages, below the stack.
     let map_end = param_addr + PARAM_SIZE as u64 + mm.map_size;
@@ -355,6 +356,9 @@ fn check_memory_map(map: &MemoryMap, warn: &mut dyn FnMut(ParamWarning)) -> Resu
             // mid-page. The mempool is rounded inward below, so that page stays occupied.
             warn(ParamWarning { field: "memmap.phys_addr", index: Some(i), value: d.physical_start, note: "not page aligned; treated as starting at the page below" });
         }
+    }
+    // Overlaps, once every descriptor is known to be in range.
+    for (i, d) in map.iter().enumerate() {
         let here = desc_extent(&d);
         for other in map.iter().skip(i + 1) {
             let there = desc_extent(&other);
@@ -362,7 +366,7 @@ fn check_memory_map(map: &MemoryMap, warn: &mut dyn FnMut(ParamWarning)) -> Resu
             // partial page is the defect above, not a real overlap.
             let shrink = |x: Extent| Extent::new(align_up(x.start, PAGE_SIZE), x.size.saturating_sub(x.start % PAGE_SIZE) & !(PAGE_SIZE - 1));
             if shrink(here).overlaps(&shrink(there)) {
-                return Err(e("memmap.phys_addr", d.physical_start, "descriptors that do not overlap each other"));
+                return Err(ParamError { field: "memmap.phys_addr", index: Some(i), value: d.physical_start, expected: "descriptors that do not overlap each other" });
             }
         }
     }
@@ -473,8 +477,9 @@ pub fn virt_to_phys(map: &MemoryMap, addr: u64) -> Option<u64> {
     map.iter().filter(runtime).find(|d| desc_extent(d).contains(&Extent::new(addr, 1))).map(|_| addr)
 }
 
+/// Rounds up to a power-of-two `align`; saturates instead of wrapping for hostile values.
 pub const fn align_up(v: u64, align: u64) -> u64 {
-    (v + align - 1) & !(align - 1)
+    v.saturating_add(align - 1) & !(align - 1)
 }
 
 #[cfg(test)]

@@ -1,0 +1,116 @@
+//! `cargo xtask fuzz`: the libFuzzer targets in `fuzz/` (cargo-fuzz, which needs a nightly
+//! toolchain for its sanitizer flags), seeded from the real payloads.
+
+use crate::payloads::Payloads;
+use crate::paths;
+use anyhow::{Context, Result};
+use efi_emulator::abi::loader;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TARGETS: [&str; 6] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store"];
+
+fn nightly_cargo() -> Command {
+    let mut c = Command::new("cargo");
+    c.arg("+nightly");
+    c
+}
+
+/// Installs cargo-fuzz when it is missing (from crates.io).
+pub fn ensure_tools() -> Result<()> {
+    if nightly_cargo().args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    eprintln!("fuzz: installing cargo-fuzz");
+    crate::run_checked(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"])).context("installing cargo-fuzz")
+}
+
+fn write_seed(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(name), bytes)?;
+    Ok(())
+}
+
+/// Seed inputs from the real payloads.
+fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
+    let dir = paths::cache_dir().join("fuzz/seeds").join(target);
+    match target {
+        "pe_loader" => {
+            for s in &p.stubs {
+                write_seed(&dir, &format!("systemd-stub-{}", s.version), &std::fs::read(&s.path)?)?;
+            }
+            write_seed(&dir, "misbehave.efi", &std::fs::read(misbehave)?)?;
+            // The kernel's headers and first section start: what the parser looks at.
+            let k = std::fs::read(&p.kernel("6.12")?.image)?;
+            write_seed(&dir, "debian-6.12-head", &k[..k.len().min(256 * 1024)])?;
+        }
+        "param_validate" | "dtb_reader" => {
+            let dtb = qemu_dtb()?;
+            if target == "dtb_reader" {
+                write_seed(&dir, "qemu-virt.dtb", &dtb)?;
+            } else {
+                let kernel = vec![0u8; 4096];
+                let blob = std::fs::read(crate::build::build_blob(false)?.bin)?;
+                let spec = loader::BootSpec {
+                    kernel: &kernel,
+                    initrd: None,
+                    dtb: &dtb,
+                    emulator: &blob,
+                    cmdline: "console=ttyAMA0",
+                    uart: (0x900_0000, 0x1000),
+                    earlycon_name: "amba-pl011",
+                    print: true,
+                    skip_low: 1 << 20,
+                    extra_chosen: Vec::new(),
+                };
+                let img = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let param = img.param_bytes();
+                let mut seed = (param.len() as u16).to_le_bytes().to_vec();
+                seed[0] |= 1;
+                seed.extend_from_slice(&param);
+                seed.extend_from_slice(&img.dtb);
+                write_seed(&dir, "loader-library-block", &seed)?;
+            }
+        }
+        "device_path" => {
+            use efi_emulator::efi::protocols::device_path;
+            write_seed(&dir, "initrd-vendor-media", &device_path::vendor_media(&efi_emulator::efi::guids::LINUX_EFI_INITRD_MEDIA))?;
+            write_seed(&dir, "memory-mapped", &device_path::memory_mapped(2, 0x4000_0000, 0x4fff_ffff))?;
+        }
+        _ => write_seed(&dir, "empty", &[0u8; 64])?,
+    }
+    Ok(dir)
+}
+
+fn qemu_dtb() -> Result<Vec<u8>> {
+    let dir = paths::cache_dir().join("fuzz");
+    std::fs::create_dir_all(&dir)?;
+    crate::run::dump_dtb(&crate::run::RunOptions::default(), &dir)
+}
+
+/// Runs every target (or one) for `seconds` each; fails on the first crash.
+pub fn fuzz(p: &Payloads, seconds: u64, only: Option<&str>) -> Result<Vec<(String, String)>> {
+    ensure_tools()?;
+    let misbehave = crate::build::build_misbehave()?;
+    let mut results = Vec::new();
+    for target in TARGETS.iter().filter(|t| only.is_none_or(|o| o == **t)) {
+        let seeds = seeds(p, &misbehave, target)?;
+        let corpus = paths::cache_dir().join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        eprintln!("fuzz: {target} for {seconds} s");
+        let out = nightly_cargo()
+            .current_dir(paths::root().join("fuzz"))
+            .args(["fuzz", "run", target])
+            .arg(&corpus)
+            .arg(&seeds)
+            .args(["--", &format!("-max_total_time={seconds}"), "-max_len=262144", "-print_final_stats=1"])
+            .output()
+            .context("cargo +nightly fuzz run")?;
+        let log = String::from_utf8_lossy(&out.stderr).to_string();
+        let execs = log.lines().find_map(|l| l.strip_prefix("stat::number_of_executed_units:")).map(|s| s.trim().to_string()).unwrap_or_else(|| "?".into());
+        anyhow::ensure!(out.status.success(), "fuzz target {target} failed:\n{}", log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"));
+        eprintln!("fuzz: {target}: {execs} executions, no crash");
+        results.push((target.to_string(), execs));
+    }
+    Ok(results)
+}
