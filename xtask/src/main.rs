@@ -236,5 +236,15 @@ fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     payloads::ensure_all()?;
     eprintln!("== QEMU tests");
     cargo_test(&["-p", "qemu-tests"], &[("EFI_EMULATOR_BLOB", &blob.bin)], total).context("QEMU tests")?;
+    eprintln!("== fuzz (a short bound per target; `cargo xtask fuzz --seconds N` for longer)");
+    if Command::new("cargo").args(["+nightly", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        let payloads = payloads::ensure()?;
+        for (target, execs) in xtask::fuzz::fuzz(&payloads, 10, None)? {
+            println!("fuzz {target}: {execs} executions, no crash");
+            total.0 += 1;
+        }
+    } else {
+        eprintln!("fuzz: skipped: no nightly toolchain (cargo-fuzz needs one)");
+    }
     Ok(())
 }
