@@ -663,7 +663,7 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
 /// Builds the boot services table in pool memory.
 pub fn table(c: &mut Core) -> Result<*mut efi::BootServices, EfiError> {
     let t = efi::BootServices {
-        hdr: efi::TableHeader { signature: efi::BOOT_SERVICES_SIGNATURE, revision: crate::efi::guids::REVISION_2_10, header_size: size_of::<efi::BootServices>() as u32, crc32: 0, reserved: 0 },
+        hdr: table_header::<efi::BootServices>(efi::BOOT_SERVICES_SIGNATURE),
         raise_tpl: raise_tpl::entry,
         restore_tpl: restore_tpl::entry,
         allocate_pages: allocate_pages::entry,

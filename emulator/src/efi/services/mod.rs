@@ -195,6 +195,11 @@ pub fn ucs2_arg<'a>(p: *const u16) -> Result<&'a [u16], EfiError> {
     Ok(unsafe { core::slice::from_raw_parts(p, n) })
 }
 
+/// A table header at revision 2.10 for a table of type `T`; the CRC is filled in by `seal`.
+pub fn table_header<T>(signature: u64) -> efi::TableHeader {
+    efi::TableHeader { signature, revision: super::guids::REVISION_2_10, header_size: core::mem::size_of::<T>() as u32, crc32: 0, reserved: 0 }
+}
+
 impl Core {
     /// Recomputes a table header's CRC32 over `HeaderSize` bytes with the CRC field zeroed.
     ///

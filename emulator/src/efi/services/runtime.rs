@@ -9,7 +9,6 @@
 use super::*;
 use crate::arch::aarch64::psci;
 use crate::efi::guids::rt_supported::*;
-use core::mem::size_of;
 use core::sync::atomic::AtomicU64;
 
 /// The firmware's runtime services table (physical address), when there is firmware.
@@ -228,7 +227,7 @@ pub fn table(at: *mut efi::RuntimeServices, firmware_phys: Option<u64>) {
         FIRMWARE.store(p, Ordering::Relaxed);
     }
     let t = efi::RuntimeServices {
-        hdr: efi::TableHeader { signature: efi::RUNTIME_SERVICES_SIGNATURE, revision: crate::efi::guids::REVISION_2_10, header_size: size_of::<efi::RuntimeServices>() as u32, crc32: 0, reserved: 0 },
+        hdr: table_header::<efi::RuntimeServices>(efi::RUNTIME_SERVICES_SIGNATURE),
         get_time: get_time::entry,
         set_time: set_time::entry,
         get_wakeup_time: get_wakeup_time::entry,

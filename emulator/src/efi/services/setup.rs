@@ -94,7 +94,7 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     // SAFETY: the system table slot of the runtime block.
     unsafe {
         systab.write(efi::SystemTable {
-            hdr: efi::TableHeader { signature: guids::SYSTEM_TABLE_SIGNATURE, revision: guids::REVISION_2_10, header_size: size_of::<efi::SystemTable>() as u32, crc32: 0, reserved: 0 },
+            hdr: table_header::<efi::SystemTable>(guids::SYSTEM_TABLE_SIGNATURE),
             firmware_vendor: vendor,
             firmware_revision: firmware_revision(),
             console_in_handle: console as efi::Handle,

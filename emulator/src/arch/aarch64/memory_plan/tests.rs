@@ -5,18 +5,24 @@ use crate::arch::aarch64::page_table::host_frames::HostFrames;
 use crate::arch::aarch64::page_table::Regime;
 use std::vec::Vec;
 
+/// Validates the planned boot and builds its identity map: (tables, blob layout, notes).
+fn plan<'f>(fixture: &Fixture, image: &crate::abi::loader::KexecImage, frames: &'f mut HostFrames) -> (PageTables<&'f mut HostFrames>, BlobLayout, Vec<PlanNote>) {
+    let mem = FakeMemory::of(image, fixture);
+    let v = validate(&mem, image.param_addr, placement(image), &mut |_| {}).unwrap();
+    let fdt = Fdt::new(&image.dtb).unwrap();
+    let blob = BlobLayout { base: image.emulator.start, text_end: 0x9000, rw_start: 0xc000, file_end: 0xc100, mem_end: 0x2_0000 };
+    let mut pt = PageTables::new(Regime::TwoLevels, frames).unwrap();
+    let mut notes = Vec::new();
+    build(&mut pt, &v, &fdt, &blob, &mut |n| notes.push(n)).unwrap();
+    (pt, blob, notes)
+}
+
 #[test]
 fn identity_map_of_a_kexec_boot() {
     let fixture = Fixture::new();
     let image = fixture.image();
-    let mem = FakeMemory::of(&image, &fixture);
-    let v = validate(&mem, image.param_addr, placement(&image), &mut |_| {}).unwrap();
-    let fdt = Fdt::new(&image.dtb).unwrap();
-    let blob = BlobLayout { base: image.emulator.start, text_end: 0x9000, rw_start: 0xc000, file_end: 0xc100, mem_end: 0x2_0000 };
     let mut frames = HostFrames::default();
-    let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
-    let mut notes = Vec::new();
-    build(&mut pt, &v, &fdt, &blob, &mut |n| notes.push(n)).unwrap();
+    let (pt, blob, notes) = plan(&fixture, &image, &mut frames);
 
     // RAM: Normal, RWX, in 1 GiB / 2 MiB blocks away from the emulator.
     assert_eq!(pt.translate(0x4000_0000).unwrap(), (0x4000_0000, Attributes::RAM, 2));
@@ -53,14 +59,8 @@ fn runtime_descriptors_get_their_virtual_alias_unless_it_is_taken() {
         });
     }
     image.param.rt_info.memmap.map_size += 80;
-    let mem = FakeMemory::of(&image, &fixture);
-    let v = validate(&mem, image.param_addr, placement(&image), &mut |_| {}).unwrap();
-    let fdt = Fdt::new(&image.dtb).unwrap();
-    let blob = BlobLayout { base: image.emulator.start, text_end: 0x9000, rw_start: 0xc000, file_end: 0xc100, mem_end: 0x2_0000 };
     let mut frames = HostFrames::default();
-    let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
-    let mut notes = Vec::new();
-    build(&mut pt, &v, &fdt, &blob, &mut |n| notes.push(n)).unwrap();
+    let (pt, blob, notes) = plan(&fixture, &image, &mut frames);
     assert_eq!(pt.translate(0x2000_2010).unwrap(), (top + 0x2010, Attributes::RAM, 3));
     assert_eq!(pt.translate(top + 0x2010).unwrap().0, top + 0x2010, "identity stays too");
     assert_eq!(pt.translate(0x900_0000).unwrap(), (0x900_0000, Attributes::DEVICE, 3), "the UART keeps its page");
