@@ -40,6 +40,12 @@ fn boots(series: &str, el: EntryEl, smp: u32) {
     assert!(mem.1.contains("/1048576K available"), "{}", mem.1);
     assert!(!t.contains("FIRMWARE BUG"), "the stub found nothing to complain about");
     assert!(!t.contains("corrupted by EFI"), "x18 survives runtime service calls");
+    if series == "6.12" {
+        // The stub moved the kernel (KASLR) and made its text read-only through the memory
+        // attribute protocol, its data never executable.
+        assert!(t.contains("memory attributes: set 0x20000 on "), "RO on the relocated kernel's text");
+        assert!(t.contains("memory attributes: set 0x4000 on "), "XP on its data");
+    }
     assert!(!t.contains("[Firmware Bug]"));
 }
 

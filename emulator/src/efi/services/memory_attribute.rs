@@ -22,8 +22,9 @@ fn bits_of(a: Attributes) -> u64 {
 }
 
 /// Applies `f` to the attributes of every page of the range, a run of equal pages at a time.
-fn change(base: u64, length: u64, attributes: u64, f: fn(Attributes, u64) -> Attributes) -> Result<(), EfiError> {
+fn change(base: u64, length: u64, attributes: u64, f: fn(Attributes, u64) -> Attributes, verb: &str) -> Result<(), EfiError> {
     check_range(base, length)?;
+    log::info!("memory attributes: {verb} {attributes:#x} on {base:#x}..{:#x}", base + length);
     if attributes == 0 || attributes & !(SUPPORTED | efi::MEMORY_RP) != 0 {
         return Err(EfiError::InvalidParameter);
     }
@@ -78,7 +79,7 @@ efiapi! {
             writable: a.writable && bits & efi::MEMORY_RO == 0,
             executable: a.executable && bits & efi::MEMORY_XP == 0,
             ..a
-        }))
+        }, "set"))
         .pipe_no_mapping()
     }
 
@@ -93,7 +94,7 @@ efiapi! {
             writable: a.writable || bits & efi::MEMORY_RO != 0,
             executable: a.executable || bits & efi::MEMORY_XP != 0,
             ..a
-        }))
+        }, "clear"))
         .pipe_no_mapping()
     }
 }
