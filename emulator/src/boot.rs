@@ -84,11 +84,14 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     services::install(core);
     let us = cpu::micros_since_entry();
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
-    let status = setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())));
+    let (status, exit_data) = setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())));
     if services::EXITED.load(core::sync::atomic::Ordering::Relaxed) {
         fatal!("the payload returned {:#x} after ExitBootServices", status.as_usize());
     }
-    fatal!("the payload returned {} ({:#x})", status_name(status), status.as_usize())
+    match exit_data {
+        Some(text) => fatal!("the payload returned {} ({:#x}) with exit data \"{text}\"", status_name(status), status.as_usize()),
+        None => fatal!("the payload returned {} ({:#x})", status_name(status), status.as_usize()),
+    }
 }
 
 /// Bytes of heap for the emulator's own data (memory map, handles, events, variables).

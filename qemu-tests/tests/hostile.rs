@@ -100,3 +100,17 @@ fn a_mempool_too_small_for_the_image_is_reported() {
     assert!(integrity_line(&t, "power-off", "kernel image").ends_with("unchanged"), "nothing overwritten");
     assert!(t.powered_off());
 }
+
+#[test]
+fn exit_unwinds_to_start_image_with_its_exit_data() {
+    let mut o = options(EntryEl::El2);
+    o.kernel = Some(misbehave().clone());
+    o.no_initrd = true;
+    o.append = "exit".into();
+    let t = boot(o);
+    assert!(t.contains("misbehave: calling Exit with EFI_ABORTED"));
+    assert!(!t.contains("misbehave: FAIL"));
+    let fatal = t.find("efi-emulator: fatal: ").expect("the emulator reports the return");
+    assert!(fatal.1.contains("the payload returned EFI_ABORTED") && fatal.1.contains("with exit data \"misbehave exit data\""), "{}", fatal.1);
+    assert!(t.powered_off());
+}

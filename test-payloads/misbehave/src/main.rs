@@ -89,6 +89,26 @@ mod app {
             let mut t = Tally { passed: 0, failed: 0 };
             say!("misbehave: starting, image handle {:#x}", image as usize);
 
+            // LoadOptions "exit": leave through Exit with ExitData, from deep in the stack, to
+            // check that Exit unwinds to StartImage and the data arrives.
+            let mut li: *mut c_void = null_mut();
+            (bs.handle_protocol)(image, &LOADED_IMAGE as *const Guid as *mut Guid, &mut li);
+            let li = li as *mut efi::protocols::loaded_image::Protocol;
+            let opts = (*li).load_options as *const u16;
+            if !opts.is_null() && (*li).load_options_size >= 8 && *opts == b'e' as u16 && *opts.add(1) == b'x' as u16 {
+                let text = "misbehave exit data";
+                let mut data: *mut c_void = null_mut();
+                (bs.allocate_pool)(efi::BOOT_SERVICES_DATA, (text.len() + 1) * 2, &mut data);
+                let d = data as *mut u16;
+                for (i, u) in text.encode_utf16().chain(core::iter::once(0)).enumerate() {
+                    *d.add(i) = u;
+                }
+                say!("misbehave: calling Exit with EFI_ABORTED");
+                (bs.exit)(image, Status::ABORTED, (text.len() + 1) * 2, d);
+                say!("misbehave: FAIL Exit returned");
+                return Status::LOAD_ERROR;
+            }
+
             // Pages.
             t.check("AllocatePages with a NULL address pointer", (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 1, null_mut()), Status::INVALID_PARAMETER);
             let mut addr: u64 = 0x4000_1001;

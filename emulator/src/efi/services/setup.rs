@@ -179,8 +179,9 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
     true
 }
 
-/// Loads the kernel from the parameter block and starts it. Returns only if it returns.
-pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Status, EfiError> {
+/// Loads the kernel from the parameter block and starts it. Returns only if it returns: its
+/// status, and the ExitData it gave to Exit (decoded), if any.
+pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Status, Option<alloc::string::String>), EfiError> {
     let file = kernel_file(v);
     let handle = with_core(|c| {
         let pe = PeImage::parse(file).map_err(|e| {
@@ -215,5 +216,15 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<Statu
     })?;
     let entry = with_core(|c| c.image(handle).map(|i| i.entry))?;
     image::report_handoff(entry);
-    image::start(handle)
+    let status = image::start(handle)?;
+    if EXITED.load(Ordering::Relaxed) {
+        return Ok((status, None));
+    }
+    let data = with_core(|c| c.image(handle).ok().and_then(|i| i.exit_data.take()));
+    let text = data.map(|(size, p)| {
+        // SAFETY: ExitData the image passed to Exit: `size` bytes of UCS-2 in pool memory.
+        let units = unsafe { core::slice::from_raw_parts(p, size / 2) };
+        char::decode_utf16(units.iter().copied().take_while(|&u| u != 0)).map(|c| c.unwrap_or('?')).collect()
+    });
+    Ok((status, text))
 }
