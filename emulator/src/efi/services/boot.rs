@@ -258,21 +258,12 @@ efiapi! {
         bs!({
             let _ = key;
             let found = locate(search, protocol)?;
-            if size.is_null() {
-                return Err(EfiError::InvalidParameter);
-            }
-            let needed = found.len() * size_of::<efi::Handle>();
-            // SAFETY: non-NULL in/out size.
-            let have = unsafe { size.read_unaligned() };
-            out(size, needed)?;
-            if have < needed {
-                return Err(EfiError::BufferTooSmall);
-            }
+            sized_buffer(size, found.len() * size_of::<efi::Handle>())?;
             if buffer.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
             for (i, h) in found.iter().enumerate() {
-                // SAFETY: the payload's buffer holds `have >= needed` bytes.
+                // SAFETY: the payload's buffer holds at least the bytes `sized_buffer` asked for.
                 unsafe { buffer.add(i).write_unaligned(*h as efi::Handle) };
             }
             Ok(())

@@ -407,15 +407,10 @@ efiapi! {
             if bool::from(boot_policy) {
                 return Err(EfiError::Unsupported);
             }
-            if size.is_null() {
-                return Err(EfiError::InvalidParameter);
-            }
             let (start, end) = with_core(|c| c.initrd).ok_or(EfiError::NotFound)?;
             let len = (end - start) as usize;
-            // SAFETY: non-NULL in/out size.
-            let have = unsafe { size.read_unaligned() };
-            out(size, len)?;
-            if buffer.is_null() || have < len {
+            sized_buffer(size, len)?;
+            if buffer.is_null() {
                 return Err(EfiError::BufferTooSmall);
             }
             // SAFETY: the initrd lies in loader-placed RAM; the payload's buffer holds `len`.

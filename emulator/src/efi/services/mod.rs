@@ -178,6 +178,19 @@ pub fn out<T>(p: *mut T, v: T) -> Result<(), EfiError> {
     Ok(())
 }
 
+/// The size-probe convention of GetMemoryMap, LocateHandle, GetVariable, LoadFile, GetInfo:
+/// `*size` is the caller's buffer size; it is set to `needed`, and a smaller buffer is
+/// `BufferTooSmall`. Returns the caller's size.
+pub fn sized_buffer(size: *mut usize, needed: usize) -> Result<usize, EfiError> {
+    if size.is_null() {
+        return Err(EfiError::InvalidParameter);
+    }
+    // SAFETY: non-NULL in/out size from the payload.
+    let have = unsafe { size.read_unaligned() };
+    out(size, needed)?;
+    if have < needed { Err(EfiError::BufferTooSmall) } else { Ok(have) }
+}
+
 /// A NUL-terminated UCS-2 string from the payload, without its NUL (at most 32 Ki units).
 pub fn ucs2_arg<'a>(p: *const u16) -> Result<&'a [u16], EfiError> {
     if p.is_null() {

@@ -38,21 +38,15 @@ const ALGORITHMS: [rng::Algorithm; 2] = [rng::ALGORITHM_SP800_90_CTR_256_GUID, r
 efiapi! {
     fn get_info(this: *mut rng::Protocol, size: *mut usize, list: *mut rng::Algorithm) -> Status {
         status((|| {
-            if this.is_null() || size.is_null() {
+            if this.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            let needed = ALGORITHMS.len() * size_of::<rng::Algorithm>();
-            // SAFETY: non-NULL in/out size.
-            let have = unsafe { size.read_unaligned() };
-            out(size, needed)?;
-            if have < needed {
-                return Err(EfiError::BufferTooSmall);
-            }
+            sized_buffer(size, ALGORITHMS.len() * size_of::<rng::Algorithm>())?;
             if list.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
             for (i, a) in ALGORITHMS.iter().enumerate() {
-                // SAFETY: the payload's list holds `have >= needed` bytes.
+                // SAFETY: the payload's list holds at least the bytes `sized_buffer` asked for.
                 unsafe { list.add(i).write_unaligned(*a) };
             }
             Ok(())

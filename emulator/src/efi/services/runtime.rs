@@ -91,16 +91,11 @@ efiapi! {
             }
             with_variables(|s| {
                 let v = s.get(name, &guid)?;
-                // SAFETY: non-NULL in/out size.
-                let have = unsafe { size.read_unaligned() };
-                out(size, v.data.len())?;
-                if have < v.data.len() {
-                    return Err(EfiError::BufferTooSmall);
-                }
+                sized_buffer(size, v.data.len())?;
                 if data.is_null() {
                     return Err(EfiError::InvalidParameter);
                 }
-                // SAFETY: the caller's buffer holds `have >= len` bytes.
+                // SAFETY: the caller's buffer holds at least `len` bytes (`sized_buffer`).
                 unsafe { core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len()) };
                 if !attributes.is_null() {
                     out(attributes, v.attributes)?;
@@ -128,12 +123,8 @@ efiapi! {
             let g = guid_arg(guid)?;
             with_variables(|s| {
                 let v = s.next(current, &g)?;
-                let needed = (v.name.len() + 1) * 2;
-                out(size, needed)?;
-                if have < needed {
-                    return Err(EfiError::BufferTooSmall);
-                }
-                // SAFETY: the caller's buffer holds `have >= needed` bytes.
+                sized_buffer(size, (v.name.len() + 1) * 2)?;
+                // SAFETY: the caller's buffer holds the name and its NUL (`sized_buffer`).
                 unsafe {
                     core::ptr::copy_nonoverlapping(v.name.as_ptr(), name, v.name.len());
                     name.add(v.name.len()).write_unaligned(0);
