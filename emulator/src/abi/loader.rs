@@ -11,7 +11,7 @@ use super::*;
 use crate::drivers::fdt::edit::Tree;
 use crate::drivers::fdt::Fdt;
 use alloc::borrow::Cow;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use r_efi::efi;
@@ -250,7 +250,7 @@ impl KexecImage {
         line("param", Extent::new(self.param_addr, PARAM_REGION));
         line("stack", Extent::new(self.param_addr + PARAM_REGION, STACK_REGION - PARAM_REGION));
         line("mempool", Extent::new(self.param.mempool_start, self.param.mempool_sz));
-        out.to_string()
+        out
     }
 }
 

@@ -175,6 +175,14 @@ mod app {
             t.check("CheckEvent on a NOTIFY_SIGNAL event", (bs.check_event)(ev), Status::INVALID_PARAMETER);
             t.check("SetTimer on an event that is not a timer", (bs.set_timer)(ev, efi::TIMER_RELATIVE, 10), Status::INVALID_PARAMETER);
             t.check("CloseEvent", (bs.close_event)(ev), Status::SUCCESS);
+            // A plain timer event: WaitForEvent waits for it (it has no notify function to ask).
+            let mut timer: efi::Event = null_mut();
+            t.check("CreateEvent TIMER", (bs.create_event)(efi::EVT_TIMER, efi::TPL_CALLBACK, None, null_mut(), &mut timer), Status::SUCCESS);
+            (bs.set_timer)(timer, efi::TIMER_RELATIVE, 10_000);
+            let mut which = 99usize;
+            let mut list = [timer];
+            t.check("WaitForEvent on a 1 ms timer", (bs.wait_for_event)(1, list.as_mut_ptr(), &mut which), Status::SUCCESS);
+            (bs.close_event)(timer);
 
             // Variables.
             let mut name = [b'N' as u16, b'o' as u16, 0];

@@ -23,6 +23,26 @@ macro_rules! bs {
     }};
 }
 
+/// Whether `e` is signaled (its signal is then taken); a NOTIFY_WAIT event's notify function
+/// runs first, outside the core, so it can signal. Shared by CheckEvent and WaitForEvent.
+fn take_signal(e: usize) -> Result<bool, EfiError> {
+    match with_core(|c| c.events.check(e)) {
+        Ok(None) => Ok(true),
+        Ok(Some(n)) => {
+            dispatch(alloc::vec![n]);
+            Ok(with_core(|c| {
+                let signaled = c.events.is_signaled(e);
+                if signaled {
+                    c.events.reset(e);
+                }
+                signaled
+            }))
+        }
+        Err(EfiError::NotReady) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 fn poll_timers() {
     let due = with_core(|c| c.events.poll_timers(cpu::ticks()));
     dispatch(due);
@@ -157,15 +177,8 @@ efiapi! {
             loop {
                 poll_timers();
                 for (i, e) in list.iter().enumerate() {
-                    match with_core(|c| c.events.check(*e as usize))? {
-                        None => return out(index, i),
-                        Some(n) => {
-                            dispatch(alloc::vec![n]);
-                            if with_core(|c| c.events.is_signaled(*e as usize)) {
-                                with_core(|c| c.events.reset(*e as usize));
-                                return out(index, i);
-                            }
-                        }
+                    if take_signal(*e as usize)? {
+                        return out(index, i);
                     }
                 }
                 core::hint::spin_loop();
@@ -188,19 +201,7 @@ efiapi! {
     fn check_event(event: efi::Event) -> Status {
         bs!({
             poll_timers();
-            match with_core(|c| c.events.check(event as usize))? {
-                None => Ok(()),
-                Some(n) => {
-                    dispatch(alloc::vec![n]);
-                    with_core(|c| match c.events.is_signaled(event as usize) {
-                        true => {
-                            c.events.reset(event as usize);
-                            Ok(())
-                        }
-                        false => Err(EfiError::NotReady),
-                    })
-                }
-            }
+            if take_signal(event as usize)? { Ok(()) } else { Err(EfiError::NotReady) }
         })
     }
 
