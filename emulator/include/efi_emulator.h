@@ -8,7 +8,8 @@
  * reserves `mem_size` bytes there, fills a struct efi_emulator_param (page aligned, followed
  * by its memory map, with at least `stack_size` bytes of stack below `sp`), cleans everything
  * to the point of coherency and jumps to offset `entry_offset` with x0 = the parameter block,
- * x1..x3 = 0, the MMU and caches off, at EL1 or EL2.
+ * x1..x3 = 0, the MMU and caches off, at EL1 or EL2. A loader that cannot set x0 (arm64
+ * kexec_load enters with x0 = 0) writes the block's address into `param_slot` of its copy.
  */
 #ifndef EFI_EMULATOR_H
 #define EFI_EMULATOR_H
@@ -19,6 +20,7 @@
 #define EFI_EMULATOR_MAGIC "EFIEMU64"
 #define EFI_EMULATOR_ABI_VERSION 1u
 #define EFI_EMULATOR_FLAG_POSITION_INDEPENDENT 0x1u
+#define EFI_EMULATOR_FLAG_PARAM_SLOT 0x2u
 #define EFI_EMULATOR_MIN_STACK_SIZE 0x10000u
 #define EFI_EMULATOR_MIN_MEMPOOL_SIZE 0x100000u
 #define EFI_EMULATOR_PARAM_SIZE 1680u
@@ -29,13 +31,14 @@ struct efi_emulator_blob_header {
 	uint32_t reserved0;
 	char magic[8];           /* EFI_EMULATOR_MAGIC, not NUL-terminated */
 	uint32_t abi_version;    /* EFI_EMULATOR_ABI_VERSION */
-	uint32_t header_size;    /* 64 */
+	uint32_t header_size;    /* 72 */
 	uint64_t file_size;      /* bytes to copy */
 	uint64_t mem_size;       /* bytes to reserve from the load address (file + .bss) */
 	uint64_t stack_size;     /* stack needed below param->sp */
 	uint64_t entry_offset;   /* where to jump, from the load address */
 	uint32_t flags;          /* EFI_EMULATOR_FLAG_* */
 	uint32_t reserved1;
+	uint64_t param_slot;     /* 0; with x0 = 0 at entry, the blob reads param from here */
 };
 
 typedef struct {
@@ -92,10 +95,11 @@ struct efi_emulator_param {
 	/* EFI_MEMORY_DESCRIPTORs follow, rt_info.memmap.desc_size apart */
 };
 
-_Static_assert(sizeof(struct efi_emulator_blob_header) == 64, "blob header size");
+_Static_assert(sizeof(struct efi_emulator_blob_header) == 72, "blob header size");
 _Static_assert(offsetof(struct efi_emulator_blob_header, file_size) == 24, "file_size");
 _Static_assert(offsetof(struct efi_emulator_blob_header, mem_size) == 32, "mem_size");
 _Static_assert(offsetof(struct efi_emulator_blob_header, flags) == 56, "flags");
+_Static_assert(offsetof(struct efi_emulator_blob_header, param_slot) == 64, "param_slot");
 _Static_assert(sizeof(struct efi_emulator_param) == 1680, "param size");
 _Static_assert(offsetof(struct efi_emulator_param, noefi_boot) == 1044, "noefi_boot");
 _Static_assert(offsetof(struct efi_emulator_param, earlycon_reg_base) == 1064, "earlycon_reg_base");

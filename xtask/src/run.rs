@@ -7,7 +7,8 @@ use crate::qemu::{self, Transcript};
 use crate::trampoline::{self, EntryEl};
 use crate::paths;
 use anyhow::{bail, Context, Result};
-use efi_emulator::abi::loader::{self, BootSpec, KexecImage};
+use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout};
+use efi_emulator::abi::validate::Extent;
 use efi_emulator::drivers::fdt::Fdt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -159,6 +160,8 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     if o.stale_map_key {
         extra_chosen.push(("efi-emulator,debug-stale-map-key".to_string(), Vec::new()));
     }
+    let ram_start = Fdt::new(&dtb).ok().and_then(|f| f.memory().next()).map(|(s, _)| s).context("QEMU's DTB has no /memory")?;
+    let memory = MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(Extent::new(ram_start, QEMU_DTB_AREA + 0x1000));
     let spec = BootSpec {
         kernel: &kernel,
         initrd: initrd.as_deref(),
@@ -168,27 +171,28 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         uart: VIRT_UART,
         earlycon_name: "amba-pl011",
         print: o.print,
-        skip_low: QEMU_DTB_AREA + 0x1000,
+        memory,
+        seeds: None,
         extra_chosen,
     };
     let mut image = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(tweak) = &o.tweak {
         tweak(&mut image);
     }
-    let ram_start = Fdt::new(&dtb).ok().and_then(|f| f.memory().next()).map(|(s, _)| s).context("QEMU's DTB has no /memory")?;
     let trampoline_addr = ram_start + QEMU_DTB_AREA;
 
     let mut args = vec!["-M".to_string(), machine(o.el).to_string()];
     args.extend(base_args(o));
     args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
-    for (addr, bytes, name) in image.segments(&spec) {
+    for segment in image.segments(&spec).map_err(|e| anyhow::anyhow!("{e}"))? {
+        let (addr, name) = (segment.addr, segment.name);
         // The kernel and initrd are placed raw: QEMU reads them from where they are.
         let file = match name {
             "kernel" => kernel_path.clone(),
             "initrd" => initrd_path.clone().context("initrd segment without a file")?,
             _ => {
                 let file = dir.join(format!("{name}.bin"));
-                std::fs::write(&file, bytes)?;
+                std::fs::write(&file, &segment.bytes)?;
                 file
             }
         };

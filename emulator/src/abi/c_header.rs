@@ -19,7 +19,8 @@ pub fn render() -> String {
  * reserves `mem_size` bytes there, fills a struct efi_emulator_param (page aligned, followed
  * by its memory map, with at least `stack_size` bytes of stack below `sp`), cleans everything
  * to the point of coherency and jumps to offset `entry_offset` with x0 = the parameter block,
- * x1..x3 = 0, the MMU and caches off, at EL1 or EL2.
+ * x1..x3 = 0, the MMU and caches off, at EL1 or EL2. A loader that cannot set x0 (arm64
+ * kexec_load enters with x0 = 0) writes the block's address into `param_slot` of its copy.
  */
 #ifndef EFI_EMULATOR_H
 #define EFI_EMULATOR_H
@@ -30,6 +31,7 @@ pub fn render() -> String {
 #define EFI_EMULATOR_MAGIC "{magic}"
 #define EFI_EMULATOR_ABI_VERSION {abi}u
 #define EFI_EMULATOR_FLAG_POSITION_INDEPENDENT {pi:#x}u
+#define EFI_EMULATOR_FLAG_PARAM_SLOT {slot:#x}u
 #define EFI_EMULATOR_MIN_STACK_SIZE {stack:#x}u
 #define EFI_EMULATOR_MIN_MEMPOOL_SIZE {mempool:#x}u
 #define EFI_EMULATOR_PARAM_SIZE {param}u
@@ -47,6 +49,7 @@ struct efi_emulator_blob_header {{
 	uint64_t entry_offset;   /* where to jump, from the load address */
 	uint32_t flags;          /* EFI_EMULATOR_FLAG_* */
 	uint32_t reserved1;
+	uint64_t param_slot;     /* 0; with x0 = 0 at entry, the blob reads param from here */
 }};
 
 typedef struct {{
@@ -107,6 +110,7 @@ _Static_assert(sizeof(struct efi_emulator_blob_header) == {header}, "blob header
 _Static_assert(offsetof(struct efi_emulator_blob_header, file_size) == 24, "file_size");
 _Static_assert(offsetof(struct efi_emulator_blob_header, mem_size) == 32, "mem_size");
 _Static_assert(offsetof(struct efi_emulator_blob_header, flags) == 56, "flags");
+_Static_assert(offsetof(struct efi_emulator_blob_header, param_slot) == 64, "param_slot");
 _Static_assert(sizeof(struct efi_emulator_param) == {param}, "param size");
 _Static_assert(offsetof(struct efi_emulator_param, noefi_boot) == 1044, "noefi_boot");
 _Static_assert(offsetof(struct efi_emulator_param, earlycon_reg_base) == 1064, "earlycon_reg_base");
@@ -122,6 +126,7 @@ _Static_assert(offsetof(struct efi_emulator_param, rt_info.memmap) == 1640, "mem
         abi = ABI_VERSION,
         magic = core::str::from_utf8(&BLOB_MAGIC).unwrap(),
         pi = BLOB_FLAG_POSITION_INDEPENDENT,
+        slot = BLOB_FLAG_PARAM_SLOT,
         stack = MIN_STACK_SIZE,
         mempool = MIN_MEMPOOL_SIZE,
         param = PARAM_SIZE,

@@ -12,6 +12,7 @@ use crate::drivers::fdt::edit::Tree;
 use crate::drivers::fdt::Fdt;
 use alloc::borrow::Cow;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use r_efi::efi;
@@ -23,6 +24,55 @@ pub const STACK_REGION: u64 = 128 * 1024;
 /// The mempool is 1 MiB + the kernel's size + this.
 pub const MEMPOOL_EXTRA: u64 = 256 << 20;
 const MIB2: u64 = 2 << 20;
+
+/// The memory a loader may place a boot in, as the running system describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryLayout {
+    /// RAM ranges (`/memory`, or "System RAM" in `/proc/iomem`), in any order, with holes.
+    pub ram: Vec<Extent>,
+    /// Ranges no segment, stack or mempool may use, but which are the next kernel's RAM after
+    /// ExitBootServices: the running kernel's own reservations, QEMU's boot area.
+    pub busy: Vec<Extent>,
+    /// Ranges that must survive into the next kernel: `EfiReservedMemoryType` in its map (the
+    /// DTB's `/memreserve/` entries and `/reserved-memory` nodes, which the EFI stub would
+    /// otherwise drop).
+    pub reserved: Vec<Extent>,
+}
+
+impl MemoryLayout {
+    /// RAM from the DTB's `/memory` nodes; reservations from `/memreserve/` and
+    /// `/reserved-memory`.
+    pub fn from_dtb(dtb: &[u8]) -> Result<Self, LoaderError> {
+        let fdt = Fdt::new(dtb).map_err(LoaderError::Dtb)?;
+        let ram = fdt.memory().map(|(s, n)| Extent::new(s, n)).filter(|e| e.size > 0).collect();
+        Ok(MemoryLayout { ram, busy: Vec::new(), reserved: dtb_reservations(&fdt) })
+    }
+
+    /// The same layout with `range` kept free of the boot.
+    pub fn with_busy(mut self, range: Extent) -> Self {
+        self.busy.push(range);
+        self
+    }
+}
+
+/// What a DTB reserves for good: `/memreserve/` entries and `/reserved-memory` children with a
+/// `reg` (dynamically placed ones have none and were placed by the running kernel).
+pub fn dtb_reservations(fdt: &Fdt) -> Vec<Extent> {
+    let mut out: Vec<Extent> = fdt.reservations().map(|(a, s)| Extent::new(a, s)).collect();
+    if let Some(node) = fdt.find("/reserved-memory") {
+        let cells = node.cells();
+        out.extend(node.children().filter(|c| c.is_enabled()).flat_map(|c| c.reg(cells)).map(|(a, s)| Extent::new(a, s)));
+    }
+    out.retain(|e| e.size > 0);
+    out
+}
+
+/// Fresh seeds for the next kernel's `/chosen` (a loader reads them from getrandom).
+#[derive(Clone, Debug)]
+pub struct RandomSeeds {
+    pub kaslr: u64,
+    pub rng: Vec<u8>,
+}
 
 /// What a loader needs to know to place a boot.
 pub struct BootSpec<'a> {
@@ -38,10 +88,19 @@ pub struct BootSpec<'a> {
     pub uart: (u64, u64),
     pub earlycon_name: &'a str,
     pub print: bool,
-    /// RAM bytes to leave alone at the start of the first RAM range (QEMU keeps its DTB there).
-    pub skip_low: u64,
+    pub memory: MemoryLayout,
+    /// `kaslr-seed` and `rng-seed` for `/chosen`; without them, stale seeds are removed.
+    pub seeds: Option<RandomSeeds>,
     /// Extra `/chosen` properties (test hooks).
     pub extra_chosen: Vec<(String, Vec<u8>)>,
+}
+
+/// One piece a loader copies: `bytes` at `addr`, zero-filled up to `mem_size` (page multiple).
+pub struct Segment<'a> {
+    pub name: &'static str,
+    pub addr: u64,
+    pub bytes: Cow<'a, [u8]>,
+    pub mem_size: u64,
 }
 
 /// A planned boot: where each segment goes and the parameter block to place.
@@ -65,8 +124,9 @@ pub enum LoaderError {
     Blob(BlobHeaderError),
     Dtb(crate::drivers::fdt::FdtError),
     NoMemory,
-    DoesNotFit { needed: u64, ram: Extent },
+    DoesNotFit { what: &'static str, needed: u64, largest_free: u64 },
     CmdlineTooLong(usize),
+    TooManyDescriptors(usize),
 }
 
 impl fmt::Display for LoaderError {
@@ -74,11 +134,17 @@ impl fmt::Display for LoaderError {
         match self {
             Self::Blob(e) => write!(f, "emulator blob: {e}"),
             Self::Dtb(e) => write!(f, "{e}"),
-            Self::NoMemory => write!(f, "the device tree has no /memory"),
-            Self::DoesNotFit { needed, ram } => {
-                write!(f, "the boot needs {} MiB from the start of RAM {:#x}..{:#x}: give the machine more memory", needed >> 20, ram.start, ram.end())
-            }
+            Self::NoMemory => write!(f, "no RAM to place the boot in (no /memory in the device tree, no System RAM)"),
+            Self::DoesNotFit { what, needed, largest_free } => write!(
+                f,
+                "the {what} needs {} KiB of free RAM in one piece, the largest free range left has {} KiB: too large for this machine's RAM",
+                needed.div_ceil(1024),
+                largest_free / 1024
+            ),
             Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
+            Self::TooManyDescriptors(n) => {
+                write!(f, "the memory map has {n} descriptors; the {PARAM_REGION}-byte parameter region holds {}", (PARAM_REGION as usize - PARAM_SIZE) / 40)
+            }
         }
     }
 }
@@ -89,77 +155,182 @@ fn align_up(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
 }
 
-fn desc(ty: u32, start: u64, end: u64) -> efi::MemoryDescriptor {
-    efi::MemoryDescriptor { r#type: ty, physical_start: start, virtual_start: 0, number_of_pages: (end - start) / PAGE_SIZE, attribute: efi::MEMORY_WB }
+fn desc(ty: u32, e: Extent) -> efi::MemoryDescriptor {
+    efi::MemoryDescriptor { r#type: ty, physical_start: e.start, virtual_start: 0, number_of_pages: e.size / PAGE_SIZE, attribute: efi::MEMORY_WB }
 }
 
-/// Plans a boot like `kexec_file_load` with the emulator.
+/// Sorted, merged ranges, each rounded outward to whole pages.
+fn normalize_outward(ranges: &[Extent]) -> Vec<Extent> {
+    let mut v: Vec<Extent> = ranges
+        .iter()
+        .filter(|e| e.size > 0)
+        .map(|e| {
+            let start = e.start & !(PAGE_SIZE - 1);
+            Extent::new(start, align_up(e.end(), PAGE_SIZE) - start)
+        })
+        .collect();
+    v.sort_unstable_by_key(|e| e.start);
+    let mut out: Vec<Extent> = Vec::with_capacity(v.len());
+    for e in v {
+        match out.last_mut() {
+            Some(last) if e.start <= last.end() => last.size = last.size.max(e.end() - last.start),
+            _ => out.push(e),
+        }
+    }
+    out
+}
+
+/// `ranges` (sorted, disjoint) without `holes` (sorted, disjoint).
+fn subtract(ranges: &[Extent], holes: &[Extent]) -> Vec<Extent> {
+    let mut out = Vec::new();
+    for r in ranges {
+        let mut cursor = r.start;
+        for h in holes.iter().filter(|h| h.overlaps(r)) {
+            if h.start > cursor {
+                out.push(Extent::new(cursor, h.start - cursor));
+            }
+            cursor = cursor.max(h.end());
+        }
+        if cursor < r.end() {
+            out.push(Extent::new(cursor, r.end() - cursor));
+        }
+    }
+    out
+}
+
+/// Next-fit placement in the free ranges: each piece goes after the previous one when it fits
+/// there (the kexec order: kernel, initrd, DTB, blob, parameters), else at the lowest address.
+struct FreeRanges {
+    ranges: Vec<Extent>,
+    cursor: u64,
+}
+
+impl FreeRanges {
+    fn take(&mut self, what: &'static str, size: u64, align: u64) -> Result<Extent, LoaderError> {
+        let size = align_up(size.max(1), PAGE_SIZE);
+        let fits = |r: &Extent, from: u64| {
+            let start = align_up(r.start.max(from), align);
+            start.checked_add(size).is_some_and(|end| end <= r.end()).then_some(start)
+        };
+        let found = self.ranges.iter().enumerate().find_map(|(i, r)| fits(r, self.cursor).map(|s| (i, s)));
+        let Some((i, start)) = found.or_else(|| self.ranges.iter().enumerate().find_map(|(i, r)| fits(r, 0).map(|s| (i, s)))) else {
+            return Err(LoaderError::DoesNotFit { what, needed: size, largest_free: self.ranges.iter().map(|r| r.size).max().unwrap_or(0) });
+        };
+        let (r, taken) = (self.ranges[i], Extent::new(start, size));
+        let mut rest = Vec::new();
+        if start > r.start {
+            rest.push(Extent::new(r.start, start - r.start));
+        }
+        if taken.end() < r.end() {
+            rest.push(Extent::new(taken.end(), r.end() - taken.end()));
+        }
+        self.ranges.splice(i..=i, rest);
+        self.cursor = taken.end();
+        Ok(taken)
+    }
+}
+
+/// The `/chosen` properties a loader must not pass on: they describe the running kernel's boot
+/// (its initrd, its crash-kernel setup, the UEFI memory map its stub made), not the next one.
+pub const STALE_CHOSEN: [&str; 11] = [
+    "linux,initrd-start",
+    "linux,initrd-end",
+    "linux,elfcorehdr",
+    "linux,usable-memory-range",
+    "linux,uefi-system-table",
+    "linux,uefi-mmap-start",
+    "linux,uefi-mmap-size",
+    "linux,uefi-mmap-desc-size",
+    "linux,uefi-mmap-desc-ver",
+    "kaslr-seed",
+    "rng-seed",
+];
+
+/// The DTB for the next kernel: `/chosen` with the command line, the initrd and fresh seeds.
+fn next_dtb(spec: &BootSpec, initrd: Option<Extent>) -> Result<Vec<u8>, LoaderError> {
+    let mut tree = Tree::parse(spec.dtb).map_err(LoaderError::Dtb)?;
+    let chosen = tree.chosen_mut();
+    for name in STALE_CHOSEN {
+        chosen.remove_property(name);
+    }
+    let mut bootargs = spec.cmdline.as_bytes().to_vec();
+    bootargs.push(0);
+    chosen.set_property("bootargs", bootargs);
+    if let Some(i) = initrd {
+        chosen.set_property("linux,initrd-start", i.start.to_be_bytes().to_vec());
+        chosen.set_property("linux,initrd-end", i.end().to_be_bytes().to_vec());
+    }
+    if let Some(seeds) = &spec.seeds {
+        chosen.set_property("kaslr-seed", seeds.kaslr.to_be_bytes().to_vec());
+        chosen.set_property("rng-seed", seeds.rng.clone());
+    }
+    for (k, v) in &spec.extra_chosen {
+        chosen.set_property(k, v.clone());
+    }
+    Ok(tree.to_blob())
+}
+
+/// The map the emulator gets: RAM occupied until ExitBootServices, but the mempool; what must
+/// survive as `EfiReservedMemoryType`.
+fn memory_map(ram: &[Extent], reserved: &[Extent], mempool: Extent) -> Vec<efi::MemoryDescriptor> {
+    let pool = [mempool];
+    let mut map: Vec<efi::MemoryDescriptor> = subtract(&subtract(ram, reserved), &pool).into_iter().map(|e| desc(efi::BOOT_SERVICES_DATA, e)).collect();
+    map.extend(reserved.iter().map(|&e| desc(efi::RESERVED_MEMORY_TYPE, e)));
+    map.push(desc(efi::CONVENTIONAL_MEMORY, mempool));
+    map.sort_unstable_by_key(|d| d.physical_start);
+    map
+}
+
+/// Plans a boot like `kexec_file_load` with the emulator, in the free RAM of `spec.memory`.
 pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     let header = BlobHeader::parse(spec.emulator).map_err(LoaderError::Blob)?;
-    let fdt = Fdt::new(spec.dtb).map_err(LoaderError::Dtb)?;
-    let mut ram: Vec<Extent> = fdt.memory().map(|(s, n)| Extent::new(s, n)).filter(|e| e.size > 0).collect();
-    ram.sort_by_key(|e| e.start);
-    let first = *ram.first().ok_or(LoaderError::NoMemory)?;
+    Fdt::new(spec.dtb).map_err(LoaderError::Dtb)?;
+    // RAM rounded inward to whole pages (exclusive ends: the last page stays), the rest outward.
+    let mut ram: Vec<Extent> = spec
+        .memory
+        .ram
+        .iter()
+        .map(|r| {
+            let start = align_up(r.start, PAGE_SIZE);
+            Extent::new(start, (r.end() & !(PAGE_SIZE - 1)).saturating_sub(start))
+        })
+        .filter(|e| e.size > 0)
+        .collect();
+    ram.sort_unstable_by_key(|e| e.start);
+    if ram.is_empty() {
+        return Err(LoaderError::NoMemory);
+    }
+    let reserved = normalize_outward(&spec.memory.reserved);
+    let busy = normalize_outward(&[&spec.memory.busy[..], &reserved[..]].concat());
+    let mut free = FreeRanges { ranges: subtract(&ram, &busy), cursor: 0 };
 
     let cmdline: Vec<u16> = spec.cmdline.encode_utf16().collect();
     if cmdline.len() >= CMDLINE_BYTES / 2 {
         return Err(LoaderError::CmdlineTooLong(cmdline.len()));
     }
 
-    let kernel = Extent::new(align_up(first.start + spec.skip_low, MIB2), spec.kernel.len() as u64);
     // Like arm64 kexec_file_load, which reserves the Image header's image_size: room for the
     // image as it runs (SizeOfImage, BSS included), so the emulator can run it in place.
+    let file_size = spec.kernel.len() as u64;
     let running_size = crate::efi::pe::PeImage::parse(spec.kernel).map(|pe| pe.size_of_image as u64).unwrap_or(0);
-    let mut cursor = align_up(kernel.start + kernel.size.max(running_size), PAGE_SIZE);
-    let initrd = spec.initrd.map(|i| {
-        let e = Extent::new(cursor, i.len() as u64);
-        cursor = align_up(e.end(), PAGE_SIZE);
-        e
-    });
+    let kernel = Extent::new(free.take("kernel image", file_size.max(running_size), MIB2)?.start, file_size);
+    let initrd = match spec.initrd {
+        Some(i) => Some(Extent::new(free.take("initrd", i.len() as u64, PAGE_SIZE)?.start, i.len() as u64)),
+        None => None,
+    };
+    let dtb = next_dtb(spec, initrd)?;
+    let dtb_addr = free.take("device tree", dtb.len() as u64, PAGE_SIZE)?.start;
+    let emulator = free.take("emulator blob", header.mem_size, PAGE_SIZE)?;
 
-    let mut tree = Tree::parse(spec.dtb).map_err(LoaderError::Dtb)?;
-    let chosen = tree.chosen_mut();
-    let mut bootargs = spec.cmdline.as_bytes().to_vec();
-    bootargs.push(0);
-    chosen.set_property("bootargs", bootargs);
-    chosen.remove_property("linux,initrd-start");
-    chosen.remove_property("linux,initrd-end");
-    if let Some(i) = initrd {
-        chosen.set_property("linux,initrd-start", i.start.to_be_bytes().to_vec());
-        chosen.set_property("linux,initrd-end", i.end().to_be_bytes().to_vec());
-    }
-    for (k, v) in &spec.extra_chosen {
-        chosen.set_property(k, v.clone());
-    }
-    let dtb = tree.to_blob();
-    let dtb_addr = cursor;
-    cursor = align_up(dtb_addr + dtb.len() as u64, PAGE_SIZE);
-
-    let emulator = Extent::new(cursor, header.mem_size);
-    cursor = align_up(emulator.end(), PAGE_SIZE);
-
-    let param_addr = cursor;
+    // The parameter block, its stack, then the mempool: one piece, as the kexec loader has it.
+    let mempool_size = (1 << 20) + align_up(kernel.size, PAGE_SIZE) + MEMPOOL_EXTRA;
+    let param_addr = free.take("parameter block, stack and mempool", STACK_REGION + mempool_size, PAGE_SIZE)?.start;
     let sp = param_addr + STACK_REGION;
-    let mempool = Extent::new(sp, (1 << 20) + align_up(kernel.size, PAGE_SIZE) + MEMPOOL_EXTRA);
-    if mempool.end() > first.end() {
-        return Err(LoaderError::DoesNotFit { needed: mempool.end() - first.start, ram: first });
-    }
+    let mempool = Extent::new(sp, mempool_size);
 
-    // The noefi memory map: every RAM range occupied until ExitBootServices, but the mempool.
-    let mut map = Vec::new();
-    for r in &ram {
-        let (start, end) = (align_up(r.start, PAGE_SIZE), r.end() & !(PAGE_SIZE - 1));
-        if r.contains(&mempool) {
-            if mempool.start > start {
-                map.push(desc(efi::BOOT_SERVICES_DATA, start, mempool.start));
-            }
-            map.push(desc(efi::CONVENTIONAL_MEMORY, mempool.start, mempool.end()));
-            if end > mempool.end() {
-                map.push(desc(efi::BOOT_SERVICES_DATA, mempool.end(), end));
-            }
-        } else if end > start {
-            map.push(desc(efi::BOOT_SERVICES_DATA, start, end));
-        }
+    let map = memory_map(&ram, &reserved, mempool);
+    if PARAM_SIZE + map.len() * 40 > PARAM_REGION as usize {
+        return Err(LoaderError::TooManyDescriptors(map.len()));
     }
 
     let mut units = [0u16; CMDLINE_BYTES / 2];
@@ -222,17 +393,20 @@ impl KexecImage {
         out
     }
 
-    /// Segments to place: (address, bytes, name), in kexec order.
-    pub fn segments<'a>(&'a self, spec: &'a BootSpec) -> Vec<(u64, Cow<'a, [u8]>, &'static str)> {
-        let mut s = Vec::new();
-        s.push((self.kernel.start, Cow::Borrowed(spec.kernel), "kernel"));
+    /// Segments to place, in kexec order. The blob's copy carries the parameter block's address
+    /// in its `param_slot`, so it also starts when entered with `x0 = 0` (`kexec_load`).
+    pub fn segments<'a>(&'a self, spec: &'a BootSpec) -> Result<Vec<Segment<'a>>, LoaderError> {
+        let blob = BlobHeader::with_param_slot(spec.emulator, self.param_addr).map_err(LoaderError::Blob)?;
+        let mut s = vec![Segment { name: "kernel", addr: self.kernel.start, bytes: Cow::Borrowed(spec.kernel), mem_size: align_up(self.kernel.size, PAGE_SIZE) }];
         if let (Some(e), Some(bytes)) = (self.initrd, spec.initrd) {
-            s.push((e.start, Cow::Borrowed(bytes), "initrd"));
+            s.push(Segment { name: "initrd", addr: e.start, bytes: Cow::Borrowed(bytes), mem_size: align_up(e.size, PAGE_SIZE) });
         }
-        s.push((self.dtb_addr, Cow::Borrowed(&self.dtb[..]), "dtb"));
-        s.push((self.emulator.start, Cow::Borrowed(spec.emulator), "emulator"));
-        s.push((self.param_addr, Cow::Owned(self.param_bytes()), "param"));
-        s
+        s.push(Segment { name: "dtb", addr: self.dtb_addr, bytes: Cow::Borrowed(&self.dtb[..]), mem_size: align_up(self.dtb.len() as u64, PAGE_SIZE) });
+        s.push(Segment { name: "emulator", addr: self.emulator.start, bytes: Cow::Owned(blob), mem_size: self.emulator.size });
+        // Only the block and its map: the stack and the mempool need no contents, and copying
+        // 300 MB of zeros through kexec would cost time at load and at exec.
+        s.push(Segment { name: "param", addr: self.param_addr, bytes: Cow::Owned(self.param_bytes()), mem_size: PARAM_REGION });
+        Ok(s)
     }
 
     /// A one-line summary per segment, for logs.
@@ -250,6 +424,24 @@ impl KexecImage {
         line("param", Extent::new(self.param_addr, PARAM_REGION));
         line("stack", Extent::new(self.param_addr + PARAM_REGION, STACK_REGION - PARAM_REGION));
         line("mempool", Extent::new(self.param.mempool_start, self.param.mempool_sz));
+        out
+    }
+
+    /// The parameter block in words: what the emulator will be told.
+    pub fn describe_param(&self) -> String {
+        use core::fmt::Write;
+        let p = &self.param;
+        let cmdline = String::from_utf16_lossy(&p.cmdline[..p.sz_in_byte as usize / 2]);
+        let uart = p.earlycon_name.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect::<String>();
+        let mut out = String::new();
+        let _ = writeln!(out, "  param block at {:#x}: sp {:#x}, load_address {:#x}, noefi_boot {}, print_enabled {}", self.param_addr, p.sp, p.load_address, p.noefi_boot, p.print_enabled);
+        let _ = writeln!(out, "  earlycon {uart} at {:#x} (+{:#x}), kernel {:#x} ({} B), dtb {:#x}", p.earlycon_reg_base, p.earlycon_reg_sz, p.kernel_img_start, p.kernel_img_sz, p.dtb);
+        let _ = writeln!(out, "  cmdline ({} B UTF-16): {cmdline:?}", p.sz_in_byte);
+        let _ = writeln!(out, "  memory map: {} descriptors, desc_size {}", self.map.len(), p.rt_info.memmap.desc_size);
+        for d in &self.map {
+            let end = d.physical_start + d.number_of_pages * PAGE_SIZE;
+            let _ = writeln!(out, "    {:<18} {:#012x}..{:#012x} {:>8} pages", memory_type_name(d.r#type), d.physical_start, end, d.number_of_pages);
+        }
         out
     }
 }

@@ -128,14 +128,21 @@ pub const MEMMAP_OFFSET: usize = PARAM_SIZE;
 pub const BLOB_MAGIC: [u8; 8] = *b"EFIEMU64";
 /// Version of this hand-off contract (parameter block + blob header).
 pub const ABI_VERSION: u32 = 1;
-/// Size of [`BlobHeader`].
-pub const BLOB_HEADER_SIZE: u32 = 64;
+/// Size of [`BlobHeader`]. The first 64 bytes are the original header; `param_slot` was added
+/// after them, and a loader that only knows 64 bytes still starts the blob the same way.
+pub const BLOB_HEADER_SIZE: u32 = 72;
 /// Stack the emulator needs below `param->sp`; the kexec loader gives 128 KiB.
 pub const MIN_STACK_SIZE: u64 = 64 * 1024;
 /// Smallest mempool the emulator accepts: its page tables and own data come from it too.
 pub const MIN_MEMPOOL_SIZE: u64 = 1024 * 1024;
 /// `BlobHeader::flags`: the blob relocates itself and runs at any 4 KiB-aligned address.
 pub const BLOB_FLAG_POSITION_INDEPENDENT: u32 = 1 << 0;
+/// `BlobHeader::flags`: entered with `x0 = 0`, the blob takes its parameter block from
+/// `param_slot`. arm64 `kexec_load(2)` enters an image with `x0 = 0` (only `kexec_file_load`
+/// fills `x0`), so a user-space loader writes the block's address into its copy of the blob.
+pub const BLOB_FLAG_PARAM_SLOT: u32 = 1 << 1;
+/// Offset of `param_slot` in the blob.
+pub const PARAM_SLOT_OFFSET: usize = 64;
 
 /// The fixed header at offset 0 of the blob. A loader reads it to learn how much memory to
 /// reserve; the first word is a branch over it, so jumping to offset 0 starts the emulator.
@@ -162,6 +169,9 @@ pub struct BlobHeader {
     /// `BLOB_FLAG_*`.
     pub flags: u32,
     pub reserved1: u32,
+    /// 0 in the file. A loader that cannot pass `x0` writes the parameter block's physical
+    /// address here; the blob reads it only when entered with `x0 = 0`.
+    pub param_slot: u64,
 }
 
 const _: () = {
@@ -174,12 +184,15 @@ const _: () = {
     assert!(offset_of!(BlobHeader, stack_size) == 40);
     assert!(offset_of!(BlobHeader, entry_offset) == 48);
     assert!(offset_of!(BlobHeader, flags) == 56);
+    assert!(offset_of!(BlobHeader, param_slot) == PARAM_SLOT_OFFSET);
 };
 
 /// Why a blob header was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BlobHeaderError {
     TooShort(usize),
+    HeaderSize(u32),
+    NoParamSlot,
     BadMagic([u8; 8]),
     AbiVersion(u32),
     FileSize { header: u64, actual: u64 },
@@ -188,7 +201,9 @@ pub enum BlobHeaderError {
 impl core::fmt::Display for BlobHeaderError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::TooShort(n) => write!(f, "blob is {n} bytes, shorter than its 64-byte header"),
+            Self::TooShort(n) => write!(f, "blob is {n} bytes, shorter than its {BLOB_HEADER_SIZE}-byte header"),
+            Self::NoParamSlot => write!(f, "blob has no param_slot (flag 0x2): it cannot be entered with x0 = 0 by kexec_load"),
+            Self::HeaderSize(n) => write!(f, "blob header_size is {n}, this loader needs at least {BLOB_HEADER_SIZE}"),
             Self::BadMagic(m) => write!(f, "blob magic is {m:02x?}, expected \"EFIEMU64\""),
             Self::AbiVersion(v) => write!(f, "blob ABI version is {v}, this loader speaks {ABI_VERSION}"),
             Self::FileSize { header, actual } => {
@@ -220,6 +235,7 @@ impl BlobHeader {
             entry_offset: u64_at(48),
             flags: u32_at(56),
             reserved1: u32_at(60),
+            param_slot: u64_at(64),
         };
         if header.magic != BLOB_MAGIC {
             return Err(BlobHeaderError::BadMagic(header.magic));
@@ -227,10 +243,26 @@ impl BlobHeader {
         if header.abi_version != ABI_VERSION {
             return Err(BlobHeaderError::AbiVersion(header.abi_version));
         }
+        if header.header_size < BLOB_HEADER_SIZE {
+            return Err(BlobHeaderError::HeaderSize(header.header_size));
+        }
         if header.file_size != blob.len() as u64 {
             return Err(BlobHeaderError::FileSize { header: header.file_size, actual: blob.len() as u64 });
         }
         Ok(header)
+    }
+
+    /// A copy of `blob` that finds its parameter block at `param_addr` when entered with
+    /// `x0 = 0` (see [`BLOB_FLAG_PARAM_SLOT`]).
+    #[cfg(any(test, feature = "loader"))]
+    pub fn with_param_slot(blob: &[u8], param_addr: u64) -> Result<alloc::vec::Vec<u8>, BlobHeaderError> {
+        let header = Self::parse(blob)?;
+        if header.flags & BLOB_FLAG_PARAM_SLOT == 0 {
+            return Err(BlobHeaderError::NoParamSlot);
+        }
+        let mut copy = blob.to_vec();
+        copy[PARAM_SLOT_OFFSET..PARAM_SLOT_OFFSET + 8].copy_from_slice(&param_addr.to_le_bytes());
+        Ok(copy)
     }
 }
 
@@ -264,20 +296,22 @@ pub fn memory_type_name(ty: u32) -> &'static str {
 mod tests {
     use super::*;
 
-    fn header_bytes(file_size: u64) -> [u8; 64] {
-        let mut b = [0u8; 64];
+    fn header_bytes(file_size: u64) -> [u8; 72] {
+        let mut b = [0u8; 72];
         b[8..16].copy_from_slice(&BLOB_MAGIC);
         b[16..20].copy_from_slice(&ABI_VERSION.to_le_bytes());
-        b[20..24].copy_from_slice(&64u32.to_le_bytes());
+        b[20..24].copy_from_slice(&BLOB_HEADER_SIZE.to_le_bytes());
+        b[56..60].copy_from_slice(&(BLOB_FLAG_POSITION_INDEPENDENT | BLOB_FLAG_PARAM_SLOT).to_le_bytes());
         b[24..32].copy_from_slice(&file_size.to_le_bytes());
         b
     }
 
     #[test]
     fn blob_header_round_trip_and_errors() {
-        let b = header_bytes(64);
+        let b = header_bytes(72);
         let h = BlobHeader::parse(&b).unwrap();
-        assert_eq!(h.header_size, 64);
+        assert_eq!(h.header_size, 72);
+        assert_eq!(h.param_slot, 0);
         assert_eq!(BlobHeader::parse(&b[..10]), Err(BlobHeaderError::TooShort(10)));
         let mut bad = b;
         bad[8] = b'X';
@@ -286,7 +320,21 @@ mod tests {
         v2[16] = 2;
         assert_eq!(BlobHeader::parse(&v2), Err(BlobHeaderError::AbiVersion(2)));
         let short = header_bytes(100);
-        assert_eq!(BlobHeader::parse(&short), Err(BlobHeaderError::FileSize { header: 100, actual: 64 }));
+        assert_eq!(BlobHeader::parse(&short), Err(BlobHeaderError::FileSize { header: 100, actual: 72 }));
+        let mut old = b;
+        old[20] = 64;
+        assert_eq!(BlobHeader::parse(&old), Err(BlobHeaderError::HeaderSize(64)));
+    }
+
+    #[test]
+    fn param_slot_is_written_only_into_the_copy() {
+        let b = header_bytes(72);
+        let slotted = BlobHeader::with_param_slot(&b, 0x4321_0000).unwrap();
+        assert_eq!(BlobHeader::parse(&slotted).unwrap().param_slot, 0x4321_0000);
+        assert_eq!(&slotted[..64], &b[..64]);
+        let mut no_slot = b;
+        no_slot[56] = BLOB_FLAG_POSITION_INDEPENDENT as u8;
+        assert_eq!(BlobHeader::with_param_slot(&no_slot, 0x1000), Err(BlobHeaderError::NoParamSlot));
     }
 
     #[test]

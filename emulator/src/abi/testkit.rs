@@ -1,6 +1,7 @@
 //! Test fixtures: a QEMU-virt-like device tree, a fake blob, and physical memory made of buffers.
 
-use super::loader::{plan, BootSpec, KexecImage};
+use super::loader::{plan, BootSpec, KexecImage, MemoryLayout};
+use super::validate::Extent;
 use super::validate::{BlobPlacement, PhysMemory};
 use super::*;
 use crate::drivers::fdt::edit::{Tree, TreeNode};
@@ -50,6 +51,7 @@ pub fn fake_blob(mem_size: u64) -> Vec<u8> {
     b[20..24].copy_from_slice(&BLOB_HEADER_SIZE.to_le_bytes());
     b[24..32].copy_from_slice(&4096u64.to_le_bytes());
     b[32..40].copy_from_slice(&mem_size.to_le_bytes());
+    b[56..60].copy_from_slice(&(BLOB_FLAG_POSITION_INDEPENDENT | BLOB_FLAG_PARAM_SLOT).to_le_bytes());
     b
 }
 
@@ -74,7 +76,8 @@ impl Fixture {
             uart: (UART, 0x1000),
             earlycon_name: "amba-pl011",
             print: true,
-            skip_low: 1 << 20,
+            memory: MemoryLayout::from_dtb(&self.dtb).unwrap().with_busy(Extent::new(RAM_START, 1 << 20)),
+            seeds: None,
             extra_chosen: vec![],
         }
     }
@@ -91,7 +94,7 @@ pub struct FakeMemory {
 impl FakeMemory {
     pub fn of(image: &KexecImage, fixture: &Fixture) -> Self {
         let spec = fixture.spec();
-        FakeMemory { regions: image.segments(&spec).into_iter().map(|(a, b, _)| (a, b.into_owned())).collect() }
+        FakeMemory { regions: image.segments(&spec).unwrap().into_iter().map(|s| (s.addr, s.bytes.into_owned())).collect() }
     }
 }
 

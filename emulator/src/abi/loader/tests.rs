@@ -67,3 +67,111 @@ fn refuses_what_cannot_be_placed() {
     spec.emulator = &blob;
     assert!(matches!(plan(&spec), Err(LoaderError::Blob(_))));
 }
+
+fn layout(ram: &[(u64, u64)], busy: &[(u64, u64)], reserved: &[(u64, u64)]) -> MemoryLayout {
+    let ext = |v: &[(u64, u64)]| v.iter().map(|&(s, n)| Extent::new(s, n)).collect();
+    MemoryLayout { ram: ext(ram), busy: ext(busy), reserved: ext(reserved) }
+}
+
+#[test]
+fn places_around_busy_ranges_across_banks_and_holes() {
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec();
+    // Bank 0 is small and mostly busy; bank 1 sits above a hole; a reservation in bank 1.
+    spec.memory = layout(&[(0x4000_0000, 64 << 20), (0x1_0000_0000, 1 << 30)], &[(0x4000_0000, 61 << 20), (0x1_0000_0000, 0x1234)], &[(0x1_2000_0000, 0x8000)]);
+    let img = plan(&spec).unwrap();
+    let pieces = [img.kernel, img.initrd.unwrap(), Extent::new(img.dtb_addr, img.dtb.len() as u64), img.emulator, Extent::new(img.param_addr, STACK_REGION + img.param.mempool_sz)];
+    for busy in &spec.memory.busy {
+        // Busy ranges are rounded outward to whole pages.
+        let busy = Extent::new(busy.start, align_up(busy.size, PAGE_SIZE));
+        assert!(pieces.iter().all(|p| !p.overlaps(&busy)), "{pieces:x?} overlaps {busy:x?}");
+    }
+    assert!(pieces.iter().all(|p| !p.overlaps(&Extent::new(0x1_2000_0000, 0x8000))));
+    assert_eq!(img.kernel.start, 0x1_0000_0000 + MIB2, "the 3 MiB kernel does not fit the 3 MiB left in bank 0 at 2 MiB alignment");
+    assert!(img.initrd.unwrap().start > img.kernel.start, "kexec order: the initrd after the kernel");
+    // The map: both banks, the hole absent, the reservation kept as reserved.
+    let ty = |t| img.map.iter().filter(move |d| d.r#type == t);
+    assert_eq!(ty(efi::RESERVED_MEMORY_TYPE).map(|d| (d.physical_start, d.number_of_pages)).collect::<std::vec::Vec<_>>(), [(0x1_2000_0000, 8)]);
+    assert_eq!(ty(efi::CONVENTIONAL_MEMORY).count(), 1);
+    let total: u64 = img.map.iter().map(|d| d.number_of_pages * PAGE_SIZE).sum();
+    assert_eq!(total, (64 << 20) + (1 << 30), "every byte of RAM described once, nothing of the hole");
+    assert!(img.map.windows(2).all(|w| w[0].physical_start + w[0].number_of_pages * PAGE_SIZE <= w[1].physical_start), "sorted, no overlaps");
+    // And the emulator's own validator accepts it.
+    let mem = crate::abi::testkit::FakeMemory::of(&img, &fixture_with(&spec));
+    crate::abi::validate::validate(&mem, img.param_addr, crate::abi::testkit::placement(&img), &mut |w| panic!("{w}")).unwrap();
+}
+
+fn fixture_with(spec: &BootSpec) -> Fixture {
+    Fixture { kernel: spec.kernel.to_vec(), initrd: spec.initrd.unwrap().to_vec(), dtb: spec.dtb.to_vec(), blob: spec.emulator.to_vec() }
+}
+
+#[test]
+fn reservations_in_the_dtb_survive_as_reserved_memory() {
+    let mut fixture = Fixture::new();
+    let mut tree = Tree::parse(&fixture.dtb).unwrap();
+    tree.reservations.push((RAM_START + (600 << 20), 0x1000));
+    let rm = tree.root.child_mut("reserved-memory");
+    rm.set_property("#address-cells", 2u32.to_be_bytes().to_vec());
+    rm.set_property("#size-cells", 2u32.to_be_bytes().to_vec());
+    let mut reg = (RAM_START + (700 << 20)).to_be_bytes().to_vec();
+    reg.extend_from_slice(&0x10_0000u64.to_be_bytes());
+    rm.child_mut("firmware@0").set_property("reg", reg);
+    fixture.dtb = tree.to_blob();
+    let img = fixture.image();
+    let reserved: std::vec::Vec<_> = img.map.iter().filter(|d| d.r#type == efi::RESERVED_MEMORY_TYPE).map(|d| (d.physical_start, d.number_of_pages)).collect();
+    assert_eq!(reserved, [(RAM_START + (600 << 20), 1), (RAM_START + (700 << 20), 256)]);
+}
+
+#[test]
+fn chosen_drops_the_running_kernels_boot_and_gets_fresh_seeds() {
+    let mut fixture = Fixture::new();
+    let mut tree = Tree::parse(&fixture.dtb).unwrap();
+    for stale in STALE_CHOSEN {
+        tree.chosen_mut().set_property(stale, std::vec![1, 2, 3, 4]);
+    }
+    fixture.dtb = tree.to_blob();
+    let mut spec = fixture.spec();
+    spec.initrd = None;
+    let img = plan(&spec).unwrap();
+    let fdt = Fdt::new(&img.dtb).unwrap();
+    let chosen = fdt.find("/chosen").unwrap();
+    for stale in STALE_CHOSEN {
+        assert!(chosen.property(stale).is_none(), "{stale} passed on");
+    }
+    spec.seeds = Some(RandomSeeds { kaslr: 0x1122_3344_5566_7788, rng: std::vec![7; 64] });
+    let img = plan(&spec).unwrap();
+    let fdt = Fdt::new(&img.dtb).unwrap();
+    let chosen = fdt.find("/chosen").unwrap();
+    assert_eq!(chosen.property("kaslr-seed"), Some(&0x1122_3344_5566_7788u64.to_be_bytes()[..]));
+    assert_eq!(chosen.property("rng-seed"), Some(&[7u8; 64][..]));
+}
+
+#[test]
+fn segments_are_page_sized_and_the_blob_knows_its_block() {
+    let fixture = Fixture::new();
+    let spec = fixture.spec();
+    let img = plan(&spec).unwrap();
+    let segments = img.segments(&spec).unwrap();
+    let names: std::vec::Vec<_> = segments.iter().map(|s| s.name).collect();
+    assert_eq!(names, ["kernel", "initrd", "dtb", "emulator", "param"]);
+    for s in &segments {
+        assert_eq!(s.addr % PAGE_SIZE, 0, "{}", s.name);
+        assert_eq!(s.mem_size % PAGE_SIZE, 0, "{}", s.name);
+        assert!(s.bytes.len() as u64 <= s.mem_size, "{}", s.name);
+    }
+    let blob = &segments[3].bytes;
+    assert_eq!(BlobHeader::parse(blob).unwrap().param_slot, img.param_addr);
+    assert_eq!(segments[4].mem_size, PARAM_REGION, "the stack and mempool are not copied");
+}
+
+#[test]
+fn too_large_for_ram_names_the_piece() {
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec();
+    spec.memory = layout(&[(0x4000_0000, 64 << 20)], &[], &[]);
+    let e = plan(&spec).err().unwrap();
+    assert!(matches!(e, LoaderError::DoesNotFit { what: "parameter block, stack and mempool", .. }), "{e:?}");
+    assert!(std::format!("{e}").contains("too large for this machine's RAM"));
+    spec.memory = layout(&[], &[], &[]);
+    assert_eq!(plan(&spec).err(), Some(LoaderError::NoMemory));
+}

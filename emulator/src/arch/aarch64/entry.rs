@@ -11,7 +11,7 @@
 //! service shims of the UEFI core). Nothing here returns to a caller, so entry needs no shim.
 
 use super::memory_plan::BlobLayout;
-use crate::abi::{ABI_VERSION, BLOB_FLAG_POSITION_INDEPENDENT, BLOB_HEADER_SIZE, MIN_STACK_SIZE};
+use crate::abi::{ABI_VERSION, BLOB_FLAG_PARAM_SLOT, BLOB_FLAG_POSITION_INDEPENDENT, BLOB_HEADER_SIZE, MIN_STACK_SIZE};
 
 core::arch::global_asm!(
     r#"
@@ -29,9 +29,13 @@ _start:
     .quad   0                       // entry_offset
     .word   {flags}
     .word   0                       // reserved1
+__param_slot:
+    .quad   0                       // param_slot: a loader that enters with x0 = 0 fills it
 
 1:  mrs     x21, cntpct_el0         // entry time, for the boot timing
-    mov     x19, x0                 // the parameter block
+    cbnz    x0, 11f                 // x0 = 0 (arm64 kexec_load): the block is in param_slot
+    ldr     x0, __param_slot
+11: mov     x19, x0                 // the parameter block
     adr     x20, _start             // where we run: the relocation base
 
     // A stack we own until the parameter block is known good enough to read.
@@ -116,7 +120,7 @@ __boot_stack_top:
     abi_version = const ABI_VERSION,
     header_size = const BLOB_HEADER_SIZE,
     stack_size = const MIN_STACK_SIZE,
-    flags = const BLOB_FLAG_POSITION_INDEPENDENT,
+    flags = const BLOB_FLAG_POSITION_INDEPENDENT | BLOB_FLAG_PARAM_SLOT,
     boot_stack_size = const BOOT_STACK_SIZE,
 );
 
