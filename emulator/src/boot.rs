@@ -163,19 +163,10 @@ fn start_console(param_addr: u64) {
         .flatten()
         .and_then(|h| crate::drivers::fdt::total_size(h).ok())
         .and_then(|total| Fdt::new(RawMemory.bytes(p.dtb, total)?).ok())
-        .and_then(|fdt| stdout_uart(&fdt));
+        .and_then(|fdt| fdt.stdout_uart().map(|(base, _)| base));
     if let Some(base) = uart {
         console::init(base, print);
     }
-}
-
-/// The `reg` of the node `/chosen/stdout-path` names.
-fn stdout_uart(fdt: &Fdt) -> Option<u64> {
-    let path = fdt.find("/chosen")?.property_str("stdout-path")?;
-    let path = path.split(':').next()?;
-    let path = if path.starts_with('/') { path } else { fdt.find("/aliases")?.property_str(path)? };
-    let node = fdt.find(path)?;
-    node.reg(fdt.root().cells()).next().map(|(base, _)| base)
 }
 
 fn mib(bytes: u64) -> u64 {

@@ -1,14 +1,13 @@
 //! `cargo xtask build`: the bare-metal ELF, converted to the flat blob a loader copies.
 
 use crate::paths;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result};
+use efi_emulator::abi::flat::{flatten, FlatBlob};
 use efi_emulator::abi::BlobHeader;
-use object::{Object, ObjectSegment, ObjectSymbol, RelocationFlags};
 use std::path::PathBuf;
 use std::process::Command;
 
 pub const TARGET: &str = "aarch64-unknown-none";
-const R_AARCH64_RELATIVE: u32 = 1027;
 
 /// The built blob.
 pub struct Blob {
@@ -20,10 +19,6 @@ pub struct Blob {
     pub rodata: u64,
     pub data: u64,
     pub relocations: usize,
-}
-
-fn symbol(elf: &object::File, name: &str) -> Result<u64> {
-    elf.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).with_context(|| format!("symbol {name} missing from the blob ELF"))
 }
 
 /// Builds the emulator for the bare-metal target and writes `efi-emulator.bin` beside its ELF.
@@ -39,35 +34,7 @@ pub fn build_blob(verbose: bool) -> Result<Blob> {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
     let elf_path = target_dir.join(TARGET).join("release").join("efi-emulator");
     let data = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
-    let elf = object::File::parse(&*data).context("parsing the blob ELF")?;
-
-    let file_end = symbol(&elf, "__file_end")?;
-    let mem_end = symbol(&elf, "__mem_end")?;
-    let text_end = symbol(&elf, "__text_end")?;
-    let rw_start = symbol(&elf, "__rw_start")?;
-    ensure!(symbol(&elf, "_start")? == 0, "_start must be at offset 0");
-
-    let mut flat = vec![0u8; file_end as usize];
-    for seg in elf.segments() {
-        let bytes = seg.data().context("segment data")?;
-        if bytes.is_empty() {
-            continue;
-        }
-        let at = seg.address() as usize;
-        ensure!(at + bytes.len() <= flat.len(), "segment at {at:#x} (+{:#x}) lies past __file_end {file_end:#x}", bytes.len());
-        flat[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-
-    let mut relocations = 0;
-    for (offset, reloc) in elf.dynamic_relocations().into_iter().flatten() {
-        match reloc.flags() {
-            RelocationFlags::Elf { r_type: R_AARCH64_RELATIVE } => relocations += 1,
-            other => bail!("dynamic relocation at {offset:#x} is {other:?}: the blob only applies R_AARCH64_RELATIVE"),
-        }
-    }
-
-    let header = BlobHeader::parse(&flat).context("the built blob's header")?;
-    ensure!(header.mem_size == mem_end, "header mem_size {:#x} != __mem_end {mem_end:#x}", header.mem_size);
+    let FlatBlob { bytes: flat, header, text, rodata, data, relocations } = flatten(&data).map_err(anyhow::Error::msg)?;
 
     let out = paths::out_dir();
     std::fs::create_dir_all(&out)?;
@@ -84,7 +51,7 @@ pub fn build_blob(verbose: bool) -> Result<Blob> {
         eprintln!("updated emulator/include/efi_emulator.h");
     }
 
-    Ok(Blob { bin, elf: elf_copy, bytes: flat, header, text: text_end, rodata: rw_start - text_end, data: file_end - rw_start, relocations })
+    Ok(Blob { bin, elf: elf_copy, bytes: flat, header, text, rodata, data, relocations })
 }
 
 impl Blob {

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod build;
 pub mod corpus;
 pub mod fuzz;
+pub mod kexec;
 pub mod cpio;
 pub mod paths;
 pub mod payloads;

@@ -28,6 +28,8 @@ enum Cmd {
     Payloads,
     /// Boot a PE kernel through the emulator under QEMU, laid out like kexec_file_load.
     Run(RunArgs),
+    /// Real kexec: Debian's 6.12 boots directly, and its /init kexecs PE through efi-kexec.
+    Kexec(KexecArgs),
     /// Boot times through the emulator beside QEMU's direct -kernel boot (medians, interleaved).
     Bench {
         /// Boots per configuration.
@@ -49,6 +51,26 @@ enum Cmd {
         #[arg(long)]
         host_only: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct KexecArgs {
+    /// The PE file to kexec into (default: Debian's 6.1 arm64 kernel).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Its initrd (default: the busybox test initramfs).
+    #[arg(long, conflicts_with = "no_initrd")]
+    initrd: Option<PathBuf>,
+    #[arg(long)]
+    no_initrd: bool,
+    /// The next kernel's command line (`--append ""` lets a UKI use its own).
+    #[arg(long, default_value = run::DEFAULT_APPEND)]
+    append: String,
+    /// The first kernel's EL: 1, 2 (nVHE: kvm-arm.mode=nvhe) or 2vhe.
+    #[arg(long, value_enum, default_value = "1")]
+    el: EntryEl,
+    #[arg(long, default_value_t = 240)]
+    timeout: u64,
 }
 
 #[derive(clap::Args)]
@@ -119,6 +141,7 @@ fn real_main() -> Result<()> {
             println!("initramfs    {}\nbusybox      {}", p.initramfs.display(), p.busybox.display());
         }
         Cmd::Run(a) => run_command(a)?,
+        Cmd::Kexec(a) => kexec_command(a)?,
         Cmd::Test { host_only } => test(host_only)?,
         Cmd::Fuzz { seconds, target } => {
             let payloads = payloads::ensure()?;
@@ -169,6 +192,32 @@ fn run_command(a: RunArgs) -> Result<()> {
     for (name, at) in run::milestones(&t) {
         eprintln!("{name:>17}: {:7.3} s after QEMU start", at.as_secs_f64());
     }
+    let verdict = run::verdict(&t)?;
+    eprintln!("ok: {verdict}");
+    Ok(())
+}
+
+fn kexec_command(a: KexecArgs) -> Result<()> {
+    use xtask::kexec;
+    setup::setup()?;
+    let blob = build::build_blob(false)?;
+    let efi_kexec = kexec::build_efi_kexec(&blob)?;
+    let payloads = payloads::ensure()?;
+    let image = match a.kernel {
+        Some(k) => k,
+        None => payloads.kernel("6.1")?.image.clone(),
+    };
+    let initrd = match (a.initrd, a.no_initrd) {
+        (_, true) => None,
+        (Some(p), _) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
+        (None, _) => Some(std::fs::read(&payloads.initramfs)?),
+    };
+    let next = kexec::NextBoot { image, initrd, append: Some(a.append), extra: Vec::new() };
+    let initramfs = kexec::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
+    eprintln!("first kernel: Debian {} at {}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec", payloads.kernel("6.12")?.version, a.el.name(), kexec::FIRST_CPU);
+    eprintln!("--- serial console ---");
+    let t = kexec::boot_first(&payloads, a.el, &initramfs, Duration::from_secs(a.timeout), true)?;
+    eprintln!("--- end of console ---");
     let verdict = run::verdict(&t)?;
     eprintln!("ok: {verdict}");
     Ok(())

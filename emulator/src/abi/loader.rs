@@ -103,6 +103,18 @@ pub struct Segment<'a> {
     pub mem_size: u64,
 }
 
+/// Physical memory made of a plan's segments, as the emulator will find it.
+pub struct SegmentMemory<'a>(pub Vec<Segment<'a>>);
+
+impl super::validate::PhysMemory for SegmentMemory<'_> {
+    fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        self.0.iter().find_map(|s| {
+            let off = addr.checked_sub(s.addr)? as usize;
+            s.bytes.get(off..off.checked_add(len)?)
+        })
+    }
+}
+
 /// A planned boot: where each segment goes and the parameter block to place.
 #[derive(Clone)]
 pub struct KexecImage {
@@ -127,6 +139,8 @@ pub enum LoaderError {
     DoesNotFit { what: &'static str, needed: u64, largest_free: u64 },
     CmdlineTooLong(usize),
     TooManyDescriptors(usize),
+    /// The emulator's validator refused the block this plan makes.
+    Param(super::validate::ParamError),
 }
 
 impl fmt::Display for LoaderError {
@@ -142,6 +156,7 @@ impl fmt::Display for LoaderError {
                 largest_free / 1024
             ),
             Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
+            Self::Param(e) => write!(f, "the emulator would refuse this boot: {e}"),
             Self::TooManyDescriptors(n) => {
                 write!(f, "the memory map has {n} descriptors; the {PARAM_REGION}-byte parameter region holds {}", (PARAM_REGION as usize - PARAM_SIZE) / 40)
             }
@@ -407,6 +422,16 @@ impl KexecImage {
         // 300 MB of zeros through kexec would cost time at load and at exec.
         s.push(Segment { name: "param", addr: self.param_addr, bytes: Cow::Owned(self.param_bytes()), mem_size: PARAM_REGION });
         Ok(s)
+    }
+
+    /// Runs the emulator's own parameter-block validator over the planned segments, so a loader
+    /// refuses what the emulator would refuse before it loads anything. Returns the warnings.
+    pub fn validate_as_emulator(&self, spec: &BootSpec) -> Result<Vec<String>, LoaderError> {
+        let memory = SegmentMemory(self.segments(spec)?);
+        let placement = super::validate::BlobPlacement { start: self.emulator.start, mem_size: self.emulator.size };
+        let mut warnings = Vec::new();
+        super::validate::validate(&memory, self.param_addr, placement, &mut |w| warnings.push(alloc::format!("{w}"))).map_err(LoaderError::Param)?;
+        Ok(warnings)
     }
 
     /// A one-line summary per segment, for logs.

@@ -10,6 +10,8 @@ use r_efi::efi::{Guid, MemoryDescriptor};
 
 #[cfg(any(test, feature = "loader"))]
 pub mod c_header;
+#[cfg(feature = "flatten")]
+pub mod flat;
 #[cfg(any(test, feature = "loader"))]
 pub mod loader;
 #[cfg(test)]

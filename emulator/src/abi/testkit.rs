@@ -86,7 +86,7 @@ impl Fixture {
     }
 }
 
-/// Physical memory made of the segments of a planned boot.
+/// Physical memory made of the segments of a planned boot, owned (tests corrupt it).
 pub struct FakeMemory {
     pub regions: Vec<(u64, Vec<u8>)>,
 }

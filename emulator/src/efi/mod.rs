@@ -4,6 +4,7 @@ pub mod crc32;
 pub mod events;
 pub mod guids;
 pub mod handles;
+pub mod image_info;
 pub mod image_policy;
 pub mod memory;
 pub mod pe;

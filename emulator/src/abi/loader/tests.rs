@@ -97,12 +97,7 @@ fn places_around_busy_ranges_across_banks_and_holes() {
     assert_eq!(total, (64 << 20) + (1 << 30), "every byte of RAM described once, nothing of the hole");
     assert!(img.map.windows(2).all(|w| w[0].physical_start + w[0].number_of_pages * PAGE_SIZE <= w[1].physical_start), "sorted, no overlaps");
     // And the emulator's own validator accepts it.
-    let mem = crate::abi::testkit::FakeMemory::of(&img, &fixture_with(&spec));
-    crate::abi::validate::validate(&mem, img.param_addr, crate::abi::testkit::placement(&img), &mut |w| panic!("{w}")).unwrap();
-}
-
-fn fixture_with(spec: &BootSpec) -> Fixture {
-    Fixture { kernel: spec.kernel.to_vec(), initrd: spec.initrd.unwrap().to_vec(), dtb: spec.dtb.to_vec(), blob: spec.emulator.to_vec() }
+    assert_eq!(img.validate_as_emulator(&spec).unwrap(), std::vec::Vec::<std::string::String>::new());
 }
 
 #[test]
@@ -162,6 +157,16 @@ fn segments_are_page_sized_and_the_blob_knows_its_block() {
     let blob = &segments[3].bytes;
     assert_eq!(BlobHeader::parse(blob).unwrap().param_slot, img.param_addr);
     assert_eq!(segments[4].mem_size, PARAM_REGION, "the stack and mempool are not copied");
+}
+
+#[test]
+fn what_the_emulator_would_refuse_is_refused_by_the_loader() {
+    let fixture = Fixture::new();
+    let spec = fixture.spec();
+    let mut img = plan(&spec).unwrap();
+    img.param.mempool_sz = 4096;
+    let e = img.validate_as_emulator(&spec).unwrap_err();
+    assert_eq!(std::format!("{e}"), "the emulator would refuse this boot: invalid parameter block: mempool_sz = 0x1000: expected at least 1 MiB of whole pages");
 }
 
 #[test]

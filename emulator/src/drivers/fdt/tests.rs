@@ -15,6 +15,7 @@ fn reads_memory_psci_and_devices() {
     assert_eq!(gic.reg(root.cells()).collect::<std::vec::Vec<_>>(), [(0x800_0000, 0x1_0000), (0x801_0000, 0x1_0000)]);
     assert!(!fdt.find("/disabled@a000000").unwrap().is_enabled());
     assert_eq!(fdt.find("/chosen").unwrap().property_str("stdout-path"), Some("/pl011@9000000"));
+    assert_eq!(fdt.stdout_uart(), Some((0x900_0000, 0x1000)));
     assert!(fdt.find("/nothing").is_none());
     assert_eq!(fdt.initrd(), None);
 }

@@ -1,0 +1,50 @@
+//! Embeds the emulator blob. `cargo xtask build` passes the blob it built in
+//! `EFI_EMULATOR_BLOB`; a plain `cargo build -p efi-kexec` builds it here, with a nested cargo
+//! in a target directory of its own (the outer build holds the lock on the usual one).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BLOB_TARGET: &str = "aarch64-unknown-none";
+
+fn main() {
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("efi-emulator.bin");
+    println!("cargo:rerun-if-env-changed=EFI_EMULATOR_BLOB");
+    let blob = match std::env::var_os("EFI_EMULATOR_BLOB") {
+        Some(path) => {
+            // A relative path is taken from the workspace root, where `cargo` is usually run.
+            let path = workspace_root().join(path);
+            println!("cargo:rerun-if-changed={}", Path::new(&path).display());
+            std::fs::read(&path).unwrap_or_else(|e| panic!("EFI_EMULATOR_BLOB={}: {e}", Path::new(&path).display()))
+        }
+        None => build_blob(),
+    };
+    efi_emulator::abi::BlobHeader::parse(&blob).unwrap_or_else(|e| panic!("the emulator blob: {e}"));
+    std::fs::write(&out, blob).unwrap();
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).parent().unwrap().to_path_buf()
+}
+
+fn build_blob() -> Vec<u8> {
+    let root = &workspace_root();
+    for watched in ["emulator/src", "emulator/Cargo.toml", "emulator/build.rs", "linker.ld", ".cargo/config.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target")).join("efi-kexec-blob");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--quiet", "--release", "-p", "efi-emulator", "--bin", "efi-emulator", "--target", BLOB_TARGET, "--target-dir"])
+        .arg(&target_dir)
+        // The outer build's flags are for its own target, not the blob's.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("starting cargo for the emulator blob");
+    assert!(status.success(), "building the emulator blob failed (is the {BLOB_TARGET} target installed? `rustup target add {BLOB_TARGET}`)");
+    let elf = std::fs::read(target_dir.join(BLOB_TARGET).join("release").join("efi-emulator")).unwrap();
+    efi_emulator::abi::flat::flatten(&elf).unwrap_or_else(|e| panic!("{e}")).bytes
+}

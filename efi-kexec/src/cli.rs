@@ -1,0 +1,113 @@
+//! The command line: subcommands, and kexec-tools' spellings of them (`-l`, `-e`, `-u`).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "efi-kexec", version, about = "kexec a PE/UEFI kernel (Image with EFI stub, zboot, UKI) through the efi-emulator, running its own EFI stub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum Command {
+    /// Load IMAGE for the next `exec` (kexec-tools: -l/--load).
+    Load(LoadArgs),
+    /// Boot the loaded image now (kexec-tools: -e/--exec).
+    Exec,
+    /// Drop the loaded image (kexec-tools: -u/--unload).
+    Unload,
+    /// Tell what IMAGE is: Image with EFI stub, zboot and its compression, UKI and its sections.
+    Info { image: PathBuf },
+}
+
+#[derive(Args, Debug, PartialEq)]
+pub struct LoadArgs {
+    /// The PE file: an arm64 Image with the EFI stub, a zboot vmlinuz.efi, or a UKI.
+    pub image: PathBuf,
+    /// The initrd, served to the EFI stub through LoadFile2 (`--ramdisk` in kexec-tools).
+    #[arg(long, alias = "ramdisk")]
+    pub initrd: Option<PathBuf>,
+    /// The next kernel's command line; empty lets a UKI use its own `.cmdline`.
+    #[arg(long, alias = "command-line")]
+    pub append: Option<String>,
+    /// Start from the running kernel's command line (`--append` is added after it).
+    #[arg(long)]
+    pub reuse_cmdline: bool,
+    /// The device tree to start from (default: /sys/firmware/fdt).
+    #[arg(long)]
+    pub dtb: Option<PathBuf>,
+    /// The PL011 the emulator prints on (default: the device tree's stdout-path).
+    #[arg(long, value_parser = parse_address)]
+    pub earlycon: Option<u64>,
+    /// The emulator prints only fatal errors.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the segment plan and the parameter block; load nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_address(s: &str) -> Result<u64, String> {
+    let digits = s.trim_start_matches("pl011,").trim_start_matches("0x");
+    u64::from_str_radix(digits, 16).map_err(|e| format!("{s:?} is not a hex address: {e}"))
+}
+
+/// kexec-tools' action flags, turned into our subcommands.
+fn translate(args: Vec<String>) -> Vec<String> {
+    let action = args.iter().skip(1).position(|a| matches!(a.as_str(), "-l" | "--load" | "-e" | "--exec" | "-u" | "--unload"));
+    let Some(i) = action.map(|i| i + 1) else { return args };
+    let mut out = args.clone();
+    let sub = match out.remove(i).as_str() {
+        "-l" | "--load" => "load",
+        "-e" | "--exec" => "exec",
+        _ => "unload",
+    };
+    out.insert(1, sub.to_string());
+    out
+}
+
+pub fn parse() -> Result<Command, String> {
+    parse_from(std::env::args().collect())
+}
+
+fn parse_from(args: Vec<String>) -> Result<Command, String> {
+    match Cli::try_parse_from(translate(args)) {
+        Ok(cli) => Ok(cli.command),
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) => Err(e.to_string().trim_start_matches("error: ").trim_end().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Command {
+        parse_from(line.split(' ').map(str::to_string).collect()).unwrap()
+    }
+
+    #[test]
+    fn subcommands_and_kexec_tools_spellings_agree() {
+        let ours = parse("efi-kexec load /Image --initrd /initrd --append console=ttyAMA0");
+        let theirs = parse("efi-kexec -l /Image --initrd=/initrd --command-line=console=ttyAMA0");
+        assert_eq!(ours, theirs);
+        let Command::Load(a) = ours else { panic!() };
+        assert_eq!(a.image, PathBuf::from("/Image"));
+        assert_eq!(a.append.as_deref(), Some("console=ttyAMA0"));
+        assert_eq!(parse("efi-kexec --load --ramdisk /i /Image"), parse("efi-kexec load /Image --initrd /i"));
+        assert_eq!(parse("efi-kexec -e"), Command::Exec);
+        assert_eq!(parse("efi-kexec --unload"), Command::Unload);
+        assert_eq!(parse("efi-kexec exec"), Command::Exec);
+    }
+
+    #[test]
+    fn options() {
+        let Command::Load(a) = parse("efi-kexec load /uki.efi --append= --reuse-cmdline --dry-run --earlycon pl011,0x9000000") else { panic!() };
+        assert_eq!(a.append.as_deref(), Some(""));
+        assert!(a.reuse_cmdline && a.dry_run);
+        assert_eq!(a.earlycon, Some(0x900_0000));
+        assert!(parse_from(vec!["efi-kexec".into(), "load".into()]).unwrap_err().contains("IMAGE"));
+    }
+}

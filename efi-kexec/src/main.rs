@@ -1,0 +1,200 @@
+//! `efi-kexec`: kexec a PE/UEFI kernel (an arm64 `Image` with its EFI stub, an EFI zboot
+//! `vmlinuz.efi`, a systemd UKI) through the efi-emulator blob, from a running arm64 Linux.
+//!
+//! It places what the in-kernel PE loader of the original design would have placed (the PE file
+//! raw, the initrd, a DTB with `/chosen` updated, the emulator blob, the parameter block) with
+//! `kexec_load(2)`, which lets user space pick the segments and the entry point. arm64 enters
+//! a `kexec_load` image with `x0 = 0`, so the blob's copy carries the parameter block's address
+//! in its header (`param_slot`). The layout and the block come from the emulator crate's loader
+//! library, and the emulator's own validator checks them before anything is loaded.
+
+mod cli;
+mod iomem;
+mod system;
+
+use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout, RandomSeeds};
+use efi_emulator::abi::validate::Extent;
+use efi_emulator::drivers::fdt::Fdt;
+use efi_emulator::efi::image_info::{self, ImageKind};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The emulator blob this tool places (built from the same tree).
+static BLOB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/efi-emulator.bin"));
+
+const FDT_PATH: &str = "/sys/firmware/fdt";
+const IOMEM_PATH: &str = "/proc/iomem";
+/// Bytes of `rng-seed` for the next kernel (as much as `kexec_file_load` gives).
+const RNG_SEED_BYTES: usize = 128;
+
+fn main() -> ExitCode {
+    match cli::parse().and_then(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("efi-kexec: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: cli::Command) -> Result<(), String> {
+    match command {
+        cli::Command::Info { image } => info(&image),
+        cli::Command::Load(args) => load(&args),
+        cli::Command::Exec => {
+            if let Some(why) = system::kexec_load_refusal() {
+                return Err(why);
+            }
+            if !system::kexec_loaded() {
+                return Err("nothing is loaded: run `efi-kexec load IMAGE` first".into());
+            }
+            Err(system::kexec_exec())
+        }
+        cli::Command::Unload => {
+            if let Some(why) = system::kexec_load_refusal() {
+                return Err(why);
+            }
+            system::kexec_load(0, &[])?;
+            println!("efi-kexec: unloaded");
+            Ok(())
+        }
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+}
+
+/// What the image is: `efi-kexec info`.
+fn info(path: &Path) -> Result<(), String> {
+    let file = read(path, "image")?;
+    let pe = image_info::check_loadable(&file).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("{}: {}", path.display(), image_info::classify(&file, &pe));
+    println!(
+        "  PE32+ machine {:#06x}, {} B, SizeOfImage {:#x}, SectionAlignment {:#x}, entry {:#x}",
+        pe.machine,
+        file.len(),
+        pe.size_of_image,
+        pe.section_alignment,
+        pe.entry_point
+    );
+    for s in pe.sections() {
+        println!("  section {:<8} rva {:#010x} size {:#010x} {}", s.name(), s.virtual_address, s.virtual_size, String::from_utf8_lossy(&s.permissions()));
+    }
+    if let ImageKind::Uki(uki) = image_info::classify(&file, &pe) {
+        println!("  .cmdline {:?}", uki.cmdline.as_deref().unwrap_or("(none)"));
+        if let Some(uname) = &uki.uname {
+            println!("  .uname   {uname:?}");
+        }
+        if let Some(os) = &uki.os_name {
+            println!("  .osrel   {os:?}");
+        }
+    }
+    Ok(())
+}
+
+/// The command line for the next kernel.
+fn cmdline(args: &cli::LoadArgs) -> Result<String, String> {
+    let mut parts = Vec::new();
+    if args.reuse_cmdline {
+        let current = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
+        // What the running kernel's boot loader added describes that boot, not the next.
+        parts.extend(current.split_whitespace().filter(|w| !w.starts_with("BOOT_IMAGE=") && !w.starts_with("initrd=")).map(str::to_string));
+    }
+    if let Some(append) = &args.append {
+        parts.extend(append.split_whitespace().map(str::to_string));
+    }
+    Ok(parts.join(" "))
+}
+
+/// The earlycon: `--earlycon`, else the DTB's `stdout-path`.
+fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
+    if let Some(base) = args.earlycon {
+        return Ok((base, 0x1000));
+    }
+    fdt.stdout_uart().ok_or_else(|| "the device tree names no console (/chosen/stdout-path): pass --earlycon ADDRESS of the PL011".to_string())
+}
+
+fn load(args: &cli::LoadArgs) -> Result<(), String> {
+    if !args.dry_run {
+        if let Some(why) = system::kexec_load_refusal() {
+            return Err(why);
+        }
+    }
+    let kernel = read(&args.image, "image")?;
+    let pe = image_info::check_loadable(&kernel).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
+    let kind = image_info::classify(&kernel, &pe);
+    let initrd = args.initrd.as_deref().map(|p| read(p, "initrd")).transpose()?;
+    let dtb_path = args.dtb.clone().unwrap_or_else(|| PathBuf::from(FDT_PATH));
+    let dtb = std::fs::read(&dtb_path).map_err(|e| {
+        if args.dtb.is_none() {
+            format!("cannot read {FDT_PATH} ({e}): the running kernel exposes no device tree; pass --dtb FILE")
+        } else {
+            format!("cannot read the device tree {}: {e}", dtb_path.display())
+        }
+    })?;
+    let fdt = Fdt::new(&dtb).map_err(|e| format!("{}: {e}", dtb_path.display()))?;
+
+    let iomem_text = std::fs::read_to_string(IOMEM_PATH).map_err(|e| format!("cannot read {IOMEM_PATH}: {e}"))?;
+    let iomem = iomem::parse(&iomem_text).map_err(|e| e.to_string())?;
+    let memory = MemoryLayout { ram: iomem.ram.clone(), busy: iomem.busy.iter().map(|(e, _)| *e).collect(), reserved: loader::dtb_reservations(&fdt) };
+
+    let cmdline = cmdline(args)?;
+    let seeds = system::random_bytes(8 + RNG_SEED_BYTES)?;
+    let spec = BootSpec {
+        kernel: &kernel,
+        initrd: initrd.as_deref(),
+        dtb: &dtb,
+        emulator: BLOB,
+        cmdline: &cmdline,
+        uart: earlycon(args, &fdt)?,
+        earlycon_name: "amba-pl011",
+        print: !args.quiet,
+        memory,
+        seeds: Some(RandomSeeds { kaslr: u64::from_le_bytes(seeds[..8].try_into().unwrap()), rng: seeds[8..].to_vec() }),
+        extra_chosen: Vec::new(),
+    };
+    let image = loader::plan(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
+    let warnings = image.validate_as_emulator(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
+
+    println!("efi-kexec: {}: {kind}", args.image.display());
+    if let ImageKind::Uki(uki) = &kind {
+        if cmdline.is_empty() {
+            println!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
+        }
+    }
+    for w in &warnings {
+        println!("efi-kexec: warning: {w}");
+    }
+    if args.dry_run {
+        print_plan(&image, &spec, &iomem);
+        return Ok(());
+    }
+    let segments = image.segments(&spec).map_err(|e| e.to_string())?;
+    let raw: Vec<system::KexecSegment> =
+        segments.iter().map(|s| system::KexecSegment { buf: s.bytes.as_ptr(), bufsz: s.bytes.len(), mem: s.addr, memsz: s.mem_size as usize }).collect();
+    let entry = image.emulator.start + efi_emulator::abi::BlobHeader::parse(BLOB).map_err(|e| e.to_string())?.entry_offset;
+    system::kexec_load(entry, &raw)?;
+    println!(
+        "efi-kexec: loaded {} segments, entry {entry:#x} (the emulator); kernel {:#x}, param {:#x}, mempool {} MiB: run `efi-kexec exec`",
+        raw.len(),
+        image.kernel.start,
+        image.param_addr,
+        image.param.mempool_sz >> 20
+    );
+    Ok(())
+}
+
+fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
+    let ram: u64 = iomem.ram.iter().map(|e| e.size).sum();
+    println!("efi-kexec: dry run, nothing loaded. RAM: {} MiB in {} range(s), {} range(s) held by the running kernel", ram >> 20, iomem.ram.len(), iomem.busy.len());
+    println!("segments (kexec_load order; the stack and mempool are not copied):");
+    if let Ok(segments) = image.segments(spec) {
+        for s in segments {
+            let e = Extent::new(s.addr, s.mem_size);
+            println!("  {:<9} {:#012x}..{:#012x} {:>11} B copied, {:>11} B reserved", s.name, e.start, e.end(), s.bytes.len(), s.mem_size);
+        }
+    }
+    print!("{}", image.describe());
+    print!("{}", image.describe_param());
+}

@@ -1,0 +1,148 @@
+//! Real kexec under QEMU: a first kernel (Debian's 6.12, booted directly with `-kernel`) whose
+//! initramfs holds `efi-kexec` and the next payload; its `/init` loads the payload through
+//! `efi-kexec` and kexecs into it. The payload's own initramfs may do the same again (a chain).
+//!
+//! The first kernel runs on `-cpu max,lpa2=off`: Debian's 6.12.95 oopses in
+//! `trans_pgd_create_copy` during `kexec_load` on a CPU with FEAT_LPA2 (52-bit VAs).
+
+use crate::build::Blob;
+use crate::cpio::Cpio;
+use crate::payloads::Payloads;
+use crate::qemu::{self, Transcript};
+use crate::trampoline::EntryEl;
+use crate::{paths, run_checked};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+pub const TARGET: &str = "aarch64-unknown-linux-musl";
+/// Prefix of every line a kexec stage's `/init` prints.
+pub const STAGE_PREFIX: &str = "efi-kexec-test: ";
+/// The first kernel's command line (the nVHE case adds `kvm-arm.mode=nvhe`).
+pub const FIRST_APPEND: &str = "console=ttyAMA0 panic=-1";
+/// QEMU's CPU for the first kernel: no FEAT_LPA2 (see the module comment).
+pub const FIRST_CPU: &str = "max,lpa2=off";
+
+/// Builds the static arm64 `efi-kexec` with `blob` embedded; returns the binary.
+pub fn build_efi_kexec(blob: &Blob) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let bin = std::fs::canonicalize(&blob.bin)?;
+    run_checked(
+        Command::new(cargo)
+            .current_dir(paths::root())
+            .env("EFI_EMULATOR_BLOB", &bin)
+            .args(["build", "--quiet", "--release", "-p", "efi-kexec", "--target", TARGET]),
+    )
+    .with_context(|| format!("building efi-kexec (is the {TARGET} target installed? `cargo xtask setup`)"))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
+    Ok(target_dir.join(TARGET).join("release").join("efi-kexec"))
+}
+
+/// What a stage kexecs into: an image, its initrd, its command line.
+pub struct NextBoot {
+    pub image: PathBuf,
+    pub initrd: Option<Vec<u8>>,
+    /// `None` passes no `--append` at all.
+    pub append: Option<String>,
+    /// Extra `efi-kexec load` arguments.
+    pub extra: Vec<String>,
+}
+
+/// Shell-quotes for the stage script.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The `/init` of a stage: report, load the next boot through efi-kexec, exec it.
+pub fn stage_script(stage: &str, next: &NextBoot) -> String {
+    let mut load = vec!["/efi-kexec".to_string(), "load".into(), "/next.efi".into()];
+    if next.initrd.is_some() {
+        load.extend(["--initrd".into(), "/next.initrd".into()]);
+    }
+    if let Some(a) = &next.append {
+        load.extend(["--append".into(), quote(a)]);
+    }
+    load.extend(next.extra.iter().cloned());
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+p="{STAGE_PREFIX}{stage}"
+echo "$p: up: $(uname -r), cpus $(grep -c ^processor /proc/cpuinfo), efi $([ -d /sys/firmware/efi ] && echo yes || echo no)"
+echo "$p: cmdline: $(cat /proc/cmdline)"
+if ! {load}; then
+    echo "$p: load refused; still running $(uname -r)"
+    poweroff -f
+fi
+echo "$p: exec"
+t0=$(cut -d' ' -f1 /proc/uptime)
+echo "$p: exec at uptime $t0"
+/efi-kexec exec
+echo "$p: exec failed"
+poweroff -f
+"#,
+        load = load.join(" ")
+    )
+}
+
+/// An initramfs whose `/init` kexecs `next` through `efi-kexec`.
+pub fn stage_initramfs(busybox: &Path, efi_kexec: &Path, stage: &str, next: &NextBoot) -> Result<Vec<u8>> {
+    let mut c = Cpio::default();
+    for d in ["bin", "dev", "proc", "sys", "tmp"] {
+        c.dir(d);
+    }
+    c.char_device("dev/console", 5, 1);
+    c.file("bin/busybox", 0o755, &std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?);
+    c.file("init", 0o755, stage_script(stage, next).as_bytes());
+    c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec).with_context(|| format!("reading {}", efi_kexec.display()))?);
+    c.file("next.efi", 0o644, &std::fs::read(&next.image).with_context(|| format!("reading {}", next.image.display()))?);
+    if let Some(initrd) = &next.initrd {
+        c.file("next.initrd", 0o644, initrd);
+    }
+    Ok(c.finish())
+}
+
+/// How the first kernel runs: its EL, and so its machine and command line.
+pub fn first_machine(el: EntryEl) -> (&'static str, &'static str) {
+    match el {
+        EntryEl::El1 => ("virt", ""),
+        EntryEl::El2Vhe => ("virt,virtualization=on", ""),
+        EntryEl::El2 => ("virt,virtualization=on", " kvm-arm.mode=nvhe"),
+    }
+}
+
+/// Boots Debian's 6.12 directly with `initramfs` as its initrd, 2 CPUs, 2 GiB.
+pub fn boot_first(payloads: &Payloads, el: EntryEl, initramfs: &[u8], timeout: Duration, echo: bool) -> Result<Transcript> {
+    let dir = paths::out_dir().join("runs").join(format!("kexec-{}-{:?}-{}", std::process::id(), el, unique()));
+    std::fs::create_dir_all(&dir)?;
+    let initrd = dir.join("first.cpio");
+    std::fs::write(&initrd, initramfs)?;
+    let (machine, extra) = first_machine(el);
+    let kernel = payloads.kernel("6.12")?.image.clone();
+    let args: Vec<String> = [
+        "-M", machine, "-cpu", FIRST_CPU, "-m", "2G", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
+    .chain(["-append".into(), format!("{FIRST_APPEND}{extra}")])
+    .collect();
+    let t = qemu::run(&args, timeout, echo);
+    let _ = std::fs::remove_dir_all(&dir);
+    t
+}
+
+fn unique() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The value a stage reported for `key` ("efi-kexec-test: <stage>: <key>: value").
+pub fn stage_report(t: &Transcript, stage: &str, key: &str) -> Option<String> {
+    let prefix = format!("{STAGE_PREFIX}{stage}: {key}");
+    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(|v| v.trim_start_matches(':').trim().to_string()))
+}
