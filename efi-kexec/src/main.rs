@@ -116,6 +116,7 @@ fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
 }
 
 fn load(args: &cli::LoadArgs) -> Result<(), String> {
+    let started = std::time::Instant::now();
     if !args.dry_run {
         if let Some(why) = system::kexec_load_refusal() {
             return Err(why);
@@ -174,10 +175,13 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let raw: Vec<system::KexecSegment> =
         segments.iter().map(|s| system::KexecSegment { buf: s.bytes.as_ptr(), bufsz: s.bytes.len(), mem: s.addr, memsz: s.mem_size as usize }).collect();
     let entry = image.emulator.start + efi_emulator::abi::BlobHeader::parse(BLOB).map_err(|e| e.to_string())?.entry_offset;
+    let planned = started.elapsed();
     system::kexec_load(entry, &raw)?;
     println!(
-        "efi-kexec: loaded {} segments, entry {entry:#x} (the emulator); kernel {:#x}, param {:#x}, mempool {} MiB: run `efi-kexec exec`",
+        "efi-kexec: loaded {} segments (checked and planned in {} ms, kexec_load {} ms), entry {entry:#x} (the emulator); kernel {:#x}, param {:#x}, mempool {} MiB: run `efi-kexec exec`",
         raw.len(),
+        planned.as_millis(),
+        (started.elapsed() - planned).as_millis(),
         image.kernel.start,
         image.param_addr,
         image.param.mempool_sz >> 20

@@ -42,3 +42,13 @@ pub fn boot(opts: RunOptions) -> Transcript {
 pub fn options(el: EntryEl) -> RunOptions {
     RunOptions { el, timeout: Duration::from_secs(60), ..RunOptions::default() }
 }
+
+/// The static arm64 `efi-kexec` with this blob embedded: `EFI_KEXEC` from `cargo xtask test`,
+/// else built here.
+pub fn efi_kexec() -> &'static std::path::PathBuf {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| match std::env::var_os("EFI_KEXEC") {
+        Some(path) => path.into(),
+        None => xtask::kexec::build_efi_kexec(blob()).expect("building efi-kexec"),
+    })
+}

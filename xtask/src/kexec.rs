@@ -73,13 +73,12 @@ mount -t sysfs sysfs /sys
 p="{STAGE_PREFIX}{stage}"
 echo "$p: up: $(uname -r), cpus $(grep -c ^processor /proc/cpuinfo), efi $([ -d /sys/firmware/efi ] && echo yes || echo no)"
 echo "$p: cmdline: $(cat /proc/cmdline)"
+echo "$p: load at uptime $(cut -d' ' -f1 /proc/uptime)"
 if ! {load}; then
     echo "$p: load refused; still running $(uname -r)"
     poweroff -f
 fi
-echo "$p: exec"
-t0=$(cut -d' ' -f1 /proc/uptime)
-echo "$p: exec at uptime $t0"
+echo "$p: exec at uptime $(cut -d' ' -f1 /proc/uptime)"
 /efi-kexec exec
 echo "$p: exec failed"
 poweroff -f

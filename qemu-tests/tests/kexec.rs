@@ -1,0 +1,170 @@
+//! Real kexec: Debian's 6.12 boots directly (the first kernel, 2 CPUs), and its `/init` kexecs
+//! through `efi-kexec` into (a) Debian's 6.1 Image with an initrd and a new command line,
+//! (b) the systemd-stub 254 UKI with an empty command line, (c) the 6.12 zboot image; at EL1,
+//! EL2 with VHE and EL2 without VHE (`kvm-arm.mode=nvhe`). Then a chain (the second kernel
+//! kexecs a third time) and a refusal (a damaged image; the first kernel keeps running).
+
+use qemu_tests::{efi_kexec, payloads, EntryEl};
+use std::time::Duration;
+use xtask::kexec::{boot_first, stage_initramfs, stage_report, NextBoot};
+use xtask::qemu::Transcript;
+use xtask::run::verdict;
+
+const APPEND: &str = "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=second";
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn report(t: &Transcript, key: &str) -> String {
+    let prefix = format!("efi-emulator-test: {key}: ");
+    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
+}
+
+fn kexec(el: EntryEl, next: NextBoot) -> Transcript {
+    let p = payloads();
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
+    let t = boot_first(p, el, &initramfs, TIMEOUT, false).expect("starting QEMU");
+    eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
+    t
+}
+
+/// What every kexec through the emulator must show: the first kernel at the right EL, the
+/// emulator entered there, the second kernel at userspace with EFI and both CPUs.
+fn assert_second_boot(t: &Transcript, el: EntryEl) {
+    verdict(t).unwrap();
+    assert!(stage_report(t, "first", "up").unwrap().starts_with("6.12"), "the first kernel ran /init");
+    assert!(stage_report(t, "first", "exec at uptime").is_some(), "efi-kexec load succeeded");
+    let banner = t.find("efi-emulator 0.").expect("the emulator's banner after kexec").1.clone();
+    assert!(banner.contains(&format!("running at {}", el.name())), "{banner}");
+    if el == EntryEl::El2 {
+        assert!(t.contains("Hyp nVHE mode initialized successfully"), "the first kernel ran nVHE");
+    }
+    assert!(t.contains("EFI stub: "), "the payload's own EFI stub ran");
+    assert_eq!(report(t, "efi"), "yes");
+    assert_eq!(report(t, "cpus"), "2", "the second kernel brought both CPUs up");
+    assert!(!t.contains("FIRMWARE BUG") && !t.contains("[Firmware Bug]") && !t.contains("corrupted by EFI"));
+}
+
+fn image_6_1(el: EntryEl) {
+    let p = payloads();
+    let next = NextBoot {
+        image: p.kernel("6.1").unwrap().image.clone(),
+        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
+        append: Some(APPEND.into()),
+        extra: vec![],
+    };
+    let t = kexec(el, next);
+    assert_second_boot(&t, el);
+    assert!(report(&t, "uname -r").starts_with("6.1."), "{}", report(&t, "uname -r"));
+    assert_eq!(report(&t, "cmdline"), APPEND);
+    assert_eq!(report(&t, "initrd"), "plain");
+    assert!(t.contains("EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path"));
+}
+
+fn uki_254(el: EntryEl) {
+    let p = payloads();
+    let u = p.uki("254+6.12").unwrap();
+    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![] };
+    let t = kexec(el, next);
+    assert_second_boot(&t, el);
+    assert!(t.contains("efi-kexec: empty command line: the UKI uses its own .cmdline"));
+    assert_eq!(report(&t, "cmdline"), u.cmdline, "the UKI's own .cmdline won");
+    assert_eq!(report(&t, "initrd"), u.initrd_id, "the initrd came from the UKI");
+    assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", u.stub_version));
+}
+
+fn zboot_6_12(el: EntryEl) {
+    let p = payloads();
+    let z = p.zboot("6.12").unwrap();
+    let next = NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![] };
+    let t = kexec(el, next);
+    assert_second_boot(&t, el);
+    assert!(t.contains("efi-kexec: /next.efi: EFI zboot image, zstd-compressed"));
+    assert!(report(&t, "uname -r").starts_with("6.12"));
+    assert_eq!(report(&t, "cmdline"), APPEND);
+}
+
+#[test]
+fn image_6_1_at_el1() {
+    image_6_1(EntryEl::El1);
+}
+#[test]
+fn image_6_1_at_el2_vhe() {
+    image_6_1(EntryEl::El2Vhe);
+}
+#[test]
+fn image_6_1_at_el2_nvhe() {
+    image_6_1(EntryEl::El2);
+}
+#[test]
+fn uki_254_at_el1() {
+    uki_254(EntryEl::El1);
+}
+#[test]
+fn uki_254_at_el2_vhe() {
+    uki_254(EntryEl::El2Vhe);
+}
+#[test]
+fn uki_254_at_el2_nvhe() {
+    uki_254(EntryEl::El2);
+}
+#[test]
+fn zboot_6_12_at_el1() {
+    zboot_6_12(EntryEl::El1);
+}
+#[test]
+fn zboot_6_12_at_el2_vhe() {
+    zboot_6_12(EntryEl::El2Vhe);
+}
+#[test]
+fn zboot_6_12_at_el2_nvhe() {
+    zboot_6_12(EntryEl::El2);
+}
+
+/// 6.12 -> efi-kexec -> 6.1 -> efi-kexec -> 6.12 zboot: the emulator leaves a machine that
+/// kexecs again, at EL2 with VHE.
+#[test]
+fn chain_kexecs_a_third_kernel() {
+    let p = payloads();
+    let third = NextBoot { image: p.zboot("6.12").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![] };
+    let second_initramfs = stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap();
+    let second = NextBoot {
+        image: p.kernel("6.1").unwrap().image.clone(),
+        initrd: Some(second_initramfs),
+        append: Some("console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle".into()),
+        extra: vec![],
+    };
+    let t = kexec(EntryEl::El2Vhe, second);
+    verdict(&t).unwrap();
+    let middle = stage_report(&t, "second", "up").expect("the second kernel ran its /init");
+    assert!(middle.starts_with("6.1.") && middle.contains("cpus 2") && middle.contains("efi yes"), "{middle}");
+    assert_eq!(stage_report(&t, "second", "cmdline").unwrap(), "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle");
+    assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("efi-emulator 0.") && l.contains("running at EL2 (VHE")).count(), 2, "the emulator ran twice");
+    assert!(report(&t, "uname -r").starts_with("6.12"), "the third kernel reached userspace");
+    assert_eq!(report(&t, "cmdline"), APPEND);
+    assert_eq!(report(&t, "cpus"), "2");
+    assert_eq!(report(&t, "efi"), "yes");
+}
+
+/// A damaged image is refused by `efi-kexec load` with the emulator's message; nothing is
+/// loaded and the first kernel keeps running.
+#[test]
+fn damaged_image_is_refused_and_the_first_kernel_keeps_running() {
+    let p = payloads();
+    let bad = xtask::corpus::bad_images(p).unwrap().into_iter().find(|b| b.name == "wrong-machine").unwrap();
+    let path = xtask::paths::out_dir().join("kexec-wrong-machine.efi");
+    std::fs::write(&path, &bad.bytes).unwrap();
+    let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![] });
+    assert!(t.powered_off(), "the first kernel powered off by itself");
+    assert!(t.contains("efi-kexec: refusing /next.efi: bad PE image: Machine = 0x8664: expected 0xaa64 (AArch64)"));
+    assert!(stage_report(&t, "first", "load refused; still running").unwrap().starts_with("6.12"));
+    assert!(!t.contains("efi-emulator 0."), "nothing was started");
+}
+
+/// Every image of the bad-image corpus is refused by efi-kexec's check with the words the
+/// emulator uses for it (the same function, run before any segment is loaded).
+#[test]
+fn efi_kexec_refuses_the_bad_image_corpus_like_the_emulator() {
+    for bad in xtask::corpus::bad_images(payloads()).unwrap() {
+        let e = efi_emulator::efi::image_info::check_loadable(&bad.bytes).err().unwrap_or_else(|| panic!("{} was accepted", bad.name));
+        assert!(e.to_string().contains(bad.expect), "{}: {e}", bad.name);
+    }
+}
