@@ -9,6 +9,7 @@ pub mod build;
 pub mod corpus;
 pub mod fuzz;
 pub mod kexec;
+pub mod kexec_tools;
 pub mod cpio;
 pub mod paths;
 pub mod payloads;
