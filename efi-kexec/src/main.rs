@@ -192,13 +192,13 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
 fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
     let ram: u64 = iomem.ram.iter().map(|e| e.size).sum();
     println!("efi-kexec: dry run, nothing loaded. RAM: {} MiB in {} range(s), {} range(s) held by the running kernel", ram >> 20, iomem.ram.len(), iomem.busy.len());
-    println!("segments (kexec_load order; the stack and mempool are not copied):");
-    if let Ok(segments) = image.segments(spec) {
-        for s in segments {
-            let e = Extent::new(s.addr, s.mem_size);
-            println!("  {:<9} {:#012x}..{:#012x} {:>11} B copied, {:>11} B reserved", s.name, e.start, e.end(), s.bytes.len(), s.mem_size);
-        }
+    println!("segments, in kexec_load order:");
+    let line = |name: &str, e: Extent, copied: &str| println!("  {name:<9} {:#012x}..{:#012x} {:>11} B  {copied}", e.start, e.end(), e.size);
+    for s in image.segments(spec).into_iter().flatten() {
+        line(s.name, Extent::new(s.addr, s.mem_size), &format!("{} B copied", s.bytes.len()));
     }
-    print!("{}", image.describe());
+    let stack = image.param_addr + loader::PARAM_REGION;
+    line("stack", Extent::new(stack, image.param.sp - stack), "not copied");
+    line("mempool", Extent::new(image.param.mempool_start, image.param.mempool_sz), "not copied");
     print!("{}", image.describe_param());
 }

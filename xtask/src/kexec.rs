@@ -73,6 +73,7 @@ mount -t sysfs sysfs /sys
 p="{STAGE_PREFIX}{stage}"
 echo "$p: up: $(uname -r), cpus $(grep -c ^processor /proc/cpuinfo), efi $([ -d /sys/firmware/efi ] && echo yes || echo no)"
 echo "$p: cmdline: $(cat /proc/cmdline)"
+/efi-kexec info /next.efi
 echo "$p: load at uptime $(cut -d' ' -f1 /proc/uptime)"
 if ! {load}; then
     echo "$p: load refused; still running $(uname -r)"

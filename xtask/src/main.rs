@@ -17,7 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the blob (target/efi-emulator/efi-emulator.bin) and efi_emulator.h.
+    /// Build the blob (target/efi-emulator/efi-emulator.bin), efi_emulator.h, and efi-kexec
+    /// (target/aarch64-unknown-linux-musl/release/efi-kexec) with the blob inside.
     Build {
         #[arg(long)]
         verbose: bool,
@@ -71,6 +72,9 @@ struct KexecArgs {
     el: EntryEl,
     #[arg(long, default_value_t = 240)]
     timeout: u64,
+    /// Only `efi-kexec load --dry-run`: print the plan, kexec nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -122,6 +126,9 @@ fn real_main() -> Result<()> {
         Cmd::Build { verbose } => {
             let blob = build::build_blob(verbose)?;
             println!("{}", blob.report());
+            let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
+            println!("efi-kexec: {} bytes, static arm64
+  {}", std::fs::metadata(&efi_kexec)?.len(), efi_kexec.display());
         }
         Cmd::Setup => setup::setup()?,
         Cmd::Payloads => {
@@ -212,12 +219,17 @@ fn kexec_command(a: KexecArgs) -> Result<()> {
         (Some(p), _) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
         (None, _) => Some(std::fs::read(&payloads.initramfs)?),
     };
-    let next = kexec::NextBoot { image, initrd, append: Some(a.append), extra: Vec::new() };
+    let extra = if a.dry_run { vec!["--dry-run".to_string()] } else { Vec::new() };
+    let next = kexec::NextBoot { image, initrd, append: Some(a.append), extra };
     let initramfs = kexec::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
     eprintln!("first kernel: Debian {} at {}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec", payloads.kernel("6.12")?.version, a.el.name(), kexec::FIRST_CPU);
     eprintln!("--- serial console ---");
     let t = kexec::boot_first(&payloads, a.el, &initramfs, Duration::from_secs(a.timeout), true)?;
     eprintln!("--- end of console ---");
+    if a.dry_run {
+        anyhow::ensure!(t.contains("efi-kexec: dry run, nothing loaded"), "efi-kexec printed no plan");
+        return Ok(());
+    }
     let verdict = run::verdict(&t)?;
     eprintln!("ok: {verdict}");
     Ok(())
@@ -281,10 +293,12 @@ fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     eprintln!("== build");
     let blob = build::build_blob(false)?;
     eprintln!("{}", blob.report());
+    let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
+    eprintln!("efi-kexec: {}", efi_kexec.display());
     eprintln!("== payloads");
     payloads::ensure_all()?;
     eprintln!("== QEMU tests");
-    cargo_test(&["-p", "qemu-tests"], &[("EFI_EMULATOR_BLOB", &blob.bin)], total).context("QEMU tests")?;
+    cargo_test(&["-p", "qemu-tests"], &[("EFI_EMULATOR_BLOB", &blob.bin), ("EFI_KEXEC", &efi_kexec)], total).context("QEMU tests")?;
     eprintln!("== fuzz (a short bound per target; `cargo xtask fuzz --seconds N` for longer)");
     if Command::new("cargo").args(["+nightly", "--version"]).output().is_ok_and(|o| o.status.success()) {
         let payloads = payloads::ensure()?;

@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: the host tools the runs and tests need, installed when missing.
 //!
 //! - QEMU >= 8 (`qemu-system-aarch64`), from bookworm-backports when the distribution's is older;
-//! - the `aarch64-unknown-none` Rust target (the blob) and `aarch64-unknown-uefi` (test payloads);
+//! - the `aarch64-unknown-none` Rust target (the blob), `aarch64-unknown-uefi` (test payloads) and
+//!   `aarch64-unknown-linux-musl` (`efi-kexec`);
 //! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check);
 //! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds).
 
@@ -112,7 +113,7 @@ fn install_qemu() -> Result<()> {
 
 fn rust_target() -> Result<()> {
     let installed = crate::output_checked(Command::new("rustup").args(["target", "list", "--installed"]));
-    for target in [crate::build::TARGET, crate::build::UEFI_TARGET] {
+    for target in [crate::build::TARGET, crate::build::UEFI_TARGET, crate::kexec::TARGET] {
         match &installed {
             Ok(list) if list.lines().any(|l| l.trim() == target) => {}
             Ok(_) => crate::run_checked(Command::new("rustup").args(["target", "add", target]))?,
