@@ -33,26 +33,55 @@ pub fn machine() -> String {
     }
 }
 
+/// What decides whether `kexec_load` can work here.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub machine: String,
+    pub euid: u32,
+    pub has_kexec: bool,
+    pub load_disabled: Option<String>,
+    pub limit_reboot: Option<String>,
+    /// `/sys/kernel/security/lockdown`, e.g. "[none] integrity confidentiality".
+    pub lockdown: Option<String>,
+}
+
+impl Facts {
+    pub fn of_this_system() -> Self {
+        Facts {
+            machine: machine(),
+            // SAFETY: geteuid has no preconditions.
+            euid: unsafe { libc::geteuid() },
+            has_kexec: Path::new("/sys/kernel/kexec_loaded").exists(),
+            load_disabled: read_trimmed("/proc/sys/kernel/kexec_load_disabled"),
+            limit_reboot: read_trimmed("/proc/sys/kernel/kexec_load_limit_reboot"),
+            lockdown: read_trimmed("/sys/kernel/security/lockdown"),
+        }
+    }
+}
+
 /// Why `kexec_load` cannot be used here, when it cannot.
 pub fn kexec_load_refusal() -> Option<String> {
-    let machine = machine();
-    if machine != "aarch64" {
-        return Some(format!("this machine is {machine}: efi-kexec loads arm64 kernels and runs on arm64 Linux"));
+    refusal(&Facts::of_this_system())
+}
+
+pub fn refusal(f: &Facts) -> Option<String> {
+    if f.machine != "aarch64" {
+        return Some(format!("this machine is {}: efi-kexec loads arm64 kernels and runs on arm64 Linux", f.machine));
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("kexec_load(2) needs root (CAP_SYS_BOOT): run efi-kexec as root".into());
+    if f.euid != 0 {
+        return Some(format!("kexec_load(2) needs root (CAP_SYS_BOOT), and this is uid {}: run efi-kexec as root", f.euid));
     }
-    if !Path::new("/sys/kernel/kexec_loaded").exists() {
+    if !f.has_kexec {
         return Some("this kernel has no kexec support (no /sys/kernel/kexec_loaded: CONFIG_KEXEC is off)".into());
     }
-    if read_trimmed("/proc/sys/kernel/kexec_load_disabled").as_deref() == Some("1") {
+    if f.load_disabled.as_deref() == Some("1") {
         return Some("kexec_load is disabled: /proc/sys/kernel/kexec_load_disabled is 1, and it stays so until the next reboot".into());
     }
-    if read_trimmed("/proc/sys/kernel/kexec_load_limit_reboot").as_deref() == Some("0") {
+    if f.limit_reboot.as_deref() == Some("0") {
         return Some("kexec_load is disabled: /proc/sys/kernel/kexec_load_limit_reboot is 0 (no more loads allowed until reboot)".into());
     }
-    if let Some(mode) = lockdown() {
+    let mode = f.lockdown.as_deref().and_then(|t| t.split_whitespace().find(|w| w.starts_with('['))).map(|w| w.trim_matches(['[', ']']));
+    if let Some(mode) = mode.filter(|m| *m != "none") {
         return Some(format!(
             "the kernel is locked down ({mode}): lockdown forbids kexec_load(2), which efi-kexec needs to place the emulator and enter it; \
              kexec_file_load(2), which lockdown allows for signed images, takes only a raw Image on arm64 and skips the EFI stub \
@@ -60,13 +89,6 @@ pub fn kexec_load_refusal() -> Option<String> {
         ));
     }
     None
-}
-
-/// The active lockdown mode, when it is not "none".
-fn lockdown() -> Option<String> {
-    let text = read_trimmed("/sys/kernel/security/lockdown")?;
-    let active = text.split_whitespace().find(|w| w.starts_with('['))?.trim_matches(['[', ']']).to_string();
-    (active != "none").then_some(active)
 }
 
 /// True when an image is loaded for `kexec -e`.
@@ -125,4 +147,42 @@ pub fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
         filled += r as usize;
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Facts {
+        Facts {
+            machine: "aarch64".into(),
+            euid: 0,
+            has_kexec: true,
+            load_disabled: Some("0".into()),
+            limit_reboot: Some("-1".into()),
+            lockdown: Some("[none] integrity confidentiality".into()),
+        }
+    }
+
+    #[test]
+    fn each_missing_requirement_is_named() {
+        assert_eq!(refusal(&ok()), None);
+        let cases: [(fn(&mut Facts), &str); 6] = [
+            (|f| f.machine = "x86_64".into(), "this machine is x86_64"),
+            (|f| f.euid = 1000, "needs root (CAP_SYS_BOOT), and this is uid 1000"),
+            (|f| f.has_kexec = false, "CONFIG_KEXEC is off"),
+            (|f| f.load_disabled = Some("1".into()), "kexec_load_disabled is 1"),
+            (|f| f.limit_reboot = Some("0".into()), "kexec_load_limit_reboot is 0"),
+            (|f| f.lockdown = Some("none [integrity] confidentiality".into()), "locked down (integrity): lockdown forbids kexec_load(2)"),
+        ];
+        for (break_it, expected) in cases {
+            let mut f = ok();
+            break_it(&mut f);
+            let why = refusal(&f).unwrap();
+            assert!(why.contains(expected), "{why}");
+        }
+        let mut no_securityfs = ok();
+        no_securityfs.lockdown = None;
+        assert_eq!(refusal(&no_securityfs), None);
+    }
 }

@@ -50,6 +50,7 @@ fn image_6_1(el: EntryEl) {
         initrd: Some(std::fs::read(&p.initramfs).unwrap()),
         append: Some(APPEND.into()),
         extra: vec![],
+        before_load: None,
     };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
@@ -62,7 +63,7 @@ fn image_6_1(el: EntryEl) {
 fn uki_254(el: EntryEl) {
     let p = payloads();
     let u = p.uki("254+6.12").unwrap();
-    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![] };
+    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("efi-kexec: empty command line: the UKI uses its own .cmdline"));
@@ -74,7 +75,7 @@ fn uki_254(el: EntryEl) {
 fn zboot_6_12(el: EntryEl) {
     let p = payloads();
     let z = p.zboot("6.12").unwrap();
-    let next = NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![] };
+    let next = NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("efi-kexec: /next.efi: EFI zboot image, zstd-compressed"));
@@ -124,13 +125,14 @@ fn zboot_6_12_at_el2_nvhe() {
 #[test]
 fn chain_kexecs_a_third_kernel() {
     let p = payloads();
-    let third = NextBoot { image: p.zboot("6.12").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![] };
+    let third = NextBoot { image: p.zboot("6.12").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None };
     let second_initramfs = stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap();
     let second = NextBoot {
         image: p.kernel("6.1").unwrap().image.clone(),
         initrd: Some(second_initramfs),
         append: Some("console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle".into()),
         extra: vec![],
+        before_load: None,
     };
     let t = kexec(EntryEl::El2Vhe, second);
     verdict(&t).unwrap();
@@ -152,11 +154,29 @@ fn damaged_image_is_refused_and_the_first_kernel_keeps_running() {
     let bad = xtask::corpus::bad_images(p).unwrap().into_iter().find(|b| b.name == "wrong-machine").unwrap();
     let path = xtask::paths::out_dir().join("kexec-wrong-machine.efi");
     std::fs::write(&path, &bad.bytes).unwrap();
-    let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![] });
+    let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![], before_load: None });
     assert!(t.powered_off(), "the first kernel powered off by itself");
     assert!(t.contains("efi-kexec: refusing /next.efi: bad PE image: Machine = 0x8664: expected 0xaa64 (AArch64)"));
     assert!(stage_report(&t, "first", "load refused; still running").unwrap().starts_with("6.12"));
     assert!(!t.contains("efi-emulator 0."), "nothing was started");
+}
+
+/// With `kexec_load_disabled` set, `efi-kexec load` says so and loads nothing.
+#[test]
+fn disabled_kexec_load_is_explained() {
+    let p = payloads();
+    let next = NextBoot {
+        image: p.zboot("6.12").unwrap().image.clone(),
+        initrd: None,
+        append: Some(APPEND.into()),
+        extra: vec![],
+        before_load: Some("echo 1 > /proc/sys/kernel/kexec_load_disabled".into()),
+    };
+    let t = kexec(EntryEl::El1, next);
+    assert!(t.powered_off());
+    assert!(t.contains("efi-kexec: kexec_load is disabled: /proc/sys/kernel/kexec_load_disabled is 1"));
+    assert!(stage_report(&t, "first", "load refused; still running").is_some());
+    assert!(!t.contains("efi-emulator 0."));
 }
 
 /// Every image of the bad-image corpus is refused by efi-kexec's check with the words the

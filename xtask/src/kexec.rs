@@ -47,6 +47,8 @@ pub struct NextBoot {
     pub append: Option<String>,
     /// Extra `efi-kexec load` arguments.
     pub extra: Vec<String>,
+    /// Shell commands the stage runs just before `efi-kexec load` (tests).
+    pub before_load: Option<String>,
 }
 
 /// Shell-quotes for the stage script.
@@ -74,6 +76,7 @@ p="{STAGE_PREFIX}{stage}"
 echo "$p: up: $(uname -r), cpus $(grep -c ^processor /proc/cpuinfo), efi $([ -d /sys/firmware/efi ] && echo yes || echo no)"
 echo "$p: cmdline: $(cat /proc/cmdline)"
 /efi-kexec info /next.efi
+{before}
 echo "$p: load at uptime $(cut -d' ' -f1 /proc/uptime)"
 if ! {load}; then
     echo "$p: load refused; still running $(uname -r)"
@@ -84,7 +87,8 @@ echo "$p: exec at uptime $(cut -d' ' -f1 /proc/uptime)"
 echo "$p: exec failed"
 poweroff -f
 "#,
-        load = load.join(" ")
+        load = load.join(" "),
+        before = next.before_load.as_deref().unwrap_or("")
     )
 }
 

@@ -220,7 +220,7 @@ fn kexec_command(a: KexecArgs) -> Result<()> {
         (None, _) => Some(std::fs::read(&payloads.initramfs)?),
     };
     let extra = if a.dry_run { vec!["--dry-run".to_string()] } else { Vec::new() };
-    let next = kexec::NextBoot { image, initrd, append: Some(a.append), extra };
+    let next = kexec::NextBoot { image, initrd, append: Some(a.append), extra, before_load: None };
     let initramfs = kexec::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
     eprintln!("first kernel: Debian {} at {}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec", payloads.kernel("6.12")?.version, a.el.name(), kexec::FIRST_CPU);
     eprintln!("--- serial console ---");
