@@ -167,7 +167,8 @@ mod tests {
     #[test]
     fn each_missing_requirement_is_named() {
         assert_eq!(refusal(&ok()), None);
-        let cases: [(fn(&mut Facts), &str); 6] = [
+        type Break = fn(&mut Facts);
+        let cases: [(Break, &str); 6] = [
             (|f| f.machine = "x86_64".into(), "this machine is x86_64"),
             (|f| f.euid = 1000, "needs root (CAP_SYS_BOOT), and this is uid 1000"),
             (|f| f.has_kexec = false, "CONFIG_KEXEC is off"),

@@ -78,3 +78,30 @@ fn systemd_stub_252_has_no_relocations_and_loads() {
     pe.load(&mut mem, 0x4000_0000).unwrap();
     assert_eq!(pe.entry_point, 0x1000);
 }
+
+/// What `efi-kexec info` says about each real payload.
+#[test]
+fn image_kinds_of_the_real_payloads() {
+    use efi_emulator::efi::image_info::{check_loadable, classify, ImageKind};
+    let p = payloads();
+    for k in &p.kernels {
+        let file = std::fs::read(&k.image).unwrap();
+        let kind = classify(&file, &check_loadable(&file).unwrap());
+        let major = if k.series == "6.1" { 1 } else { 3 };
+        assert!(matches!(kind, ImageKind::LinuxImage { stub_version: (m, 0), .. } if m == major), "{}: {kind}", k.series);
+    }
+    for z in &p.zboot {
+        let file = std::fs::read(&z.image).unwrap();
+        let kind = classify(&file, &check_loadable(&file).unwrap());
+        assert!(matches!(&kind, ImageKind::Zboot { compression, payload_size } if compression == z.compression && *payload_size > 0), "{kind}");
+    }
+    for u in &p.ukis {
+        let file = std::fs::read(&u.path).unwrap();
+        let ImageKind::Uki(uki) = classify(&file, &check_loadable(&file).unwrap()) else { panic!("{} is not a UKI", u.name) };
+        assert_eq!(uki.stub.as_deref(), Some(format!("systemd-stub {}", u.stub_version).as_str()));
+        assert_eq!(uki.cmdline.as_deref(), Some(u.cmdline.as_str()));
+        assert_eq!(uki.os_name.as_deref(), Some(format!("efi-emulator test UKI ({})", u.name).as_str()));
+        assert!(matches!(uki.linux, Some(ImageKind::LinuxImage { .. })));
+        assert!(uki.sections.iter().any(|(n, size)| n == ".initrd" && *size > 0));
+    }
+}

@@ -49,7 +49,9 @@ pub fn classify(file: &[u8], pe: &PeImage) -> ImageKind {
     if super::image_policy::is_uki(pe) {
         let section = |name: &str| pe.sections().find(|s| s.name() == name).and_then(|s| file.get(s.raw_offset as usize..)?.get(..s.virtual_size.min(s.raw_size) as usize));
         let trimmed = |b: &[u8]| text(b).trim_end_matches(['\0', '\n', ' ']).to_string();
-        let stub = section(".sdmagic").map(|b| trimmed(b).trim_matches('#').trim().trim_start_matches("LoaderInfo:").trim().to_string());
+        let stub = section(".sdmagic")
+            .map(|b| trimmed(b).trim_matches('#').trim().trim_start_matches("LoaderInfo:").trim().to_string())
+            .or_else(|| stub_info_utf16(file, pe));
         let os_name = section(".osrel").and_then(|b| {
             let osrel = text(b);
             let field = |key: &str| osrel.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim_matches('"').to_string());
@@ -66,6 +68,18 @@ pub fn classify(file: &[u8], pe: &PeImage) -> ImageKind {
         }));
     }
     ImageKind::Application
+}
+
+/// Stubs without `.sdmagic` (gnu-efi builds, systemd 252) carry their version only as the UTF-16
+/// `StubInfo` value, "systemd-stub <version>": looked for in the stub's own sections.
+fn stub_info_utf16(file: &[u8], pe: &PeImage) -> Option<String> {
+    let needle: Vec<u8> = "systemd-stub ".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let own = pe.sections().filter(|s| matches!(s.name(), ".text" | ".data" | ".rodata"));
+    own.filter_map(|s| file.get(s.raw_offset as usize..)?.get(..s.raw_size as usize)).find_map(|b| {
+        let at = b.windows(needle.len()).position(|w| w == needle)?;
+        let units: Vec<u16> = b[at..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).take(128).collect();
+        String::from_utf16(&units).ok()
+    })
 }
 
 fn text(b: &[u8]) -> String {
