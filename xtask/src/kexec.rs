@@ -52,7 +52,7 @@ pub struct NextBoot {
 }
 
 /// Shell-quotes for the stage script.
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
@@ -66,29 +66,34 @@ pub fn stage_script(stage: &str, next: &NextBoot) -> String {
         load.extend(["--append".into(), quote(a)]);
     }
     load.extend(next.extra.iter().cloned());
+    script(stage, "/efi-kexec info /next.efi", &load.join(" "), "/efi-kexec exec", next.before_load.as_deref().unwrap_or(""))
+}
+
+/// A stage's `/init` around a loader's commands: the reports every kexec test and the bench
+/// read ("up", "cmdline", "load at uptime", "exec at uptime", "load refused"), then `exec`.
+pub fn script(stage: &str, setup: &str, load: &str, exec: &str, before_load: &str) -> String {
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
-export PATH=/bin
+export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /tmp
 p="{STAGE_PREFIX}{stage}"
 echo "$p: up: $(uname -r), cpus $(grep -c ^processor /proc/cpuinfo), efi $([ -d /sys/firmware/efi ] && echo yes || echo no)"
 echo "$p: cmdline: $(cat /proc/cmdline)"
-/efi-kexec info /next.efi
-{before}
+{setup}
+{before_load}
 echo "$p: load at uptime $(cut -d' ' -f1 /proc/uptime)"
 if ! {load}; then
     echo "$p: load refused; still running $(uname -r)"
     poweroff -f
 fi
 echo "$p: exec at uptime $(cut -d' ' -f1 /proc/uptime)"
-/efi-kexec exec
+{exec}
 echo "$p: exec failed"
 poweroff -f
-"#,
-        load = load.join(" "),
-        before = next.before_load.as_deref().unwrap_or("")
+"#
     )
 }
 

@@ -36,6 +36,10 @@ enum Cmd {
         /// Boots per configuration.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// boot: payloads through the kexec hand-off beside direct boot; kexec: real kexec from
+        /// Debian 6.12, kexec-tools beside efi-kexec; all: both.
+        #[arg(long, value_enum, default_value = "all")]
+        suite: BenchSuite,
     },
     /// Run the fuzz targets in fuzz/ (cargo-fuzz, nightly), seeded from the payloads.
     Fuzz {
@@ -52,6 +56,13 @@ enum Cmd {
         #[arg(long)]
         host_only: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchSuite {
+    All,
+    Boot,
+    Kexec,
 }
 
 #[derive(clap::Args)]
@@ -156,12 +167,18 @@ fn real_main() -> Result<()> {
                 println!("{t:<16} {execs:>12} executions in {seconds} s, no crash");
             }
         }
-        Cmd::Bench { runs } => {
+        Cmd::Bench { runs, suite } => {
             setup::setup()?;
             let blob = build::build_blob(false)?;
             eprintln!("{}", blob.report());
             let payloads = payloads::ensure_all()?;
-            println!("{}", xtask::bench::bench(&blob, &payloads, runs)?);
+            if suite != BenchSuite::Kexec {
+                println!("{}", xtask::bench::bench(&blob, &payloads, runs)?);
+            }
+            if suite != BenchSuite::Boot {
+                let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
+                println!("{}", xtask::kexec_tools::bench_kexec(&efi_kexec, &payloads, runs)?);
+            }
         }
     }
     Ok(())
