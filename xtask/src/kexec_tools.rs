@@ -43,27 +43,6 @@ pub struct KexecTools {
     pub packages: Vec<(String, String)>,
 }
 
-fn payload_dir() -> PathBuf {
-    paths::cache_dir().join("payloads")
-}
-
-/// Downloads and unpacks one package version (once), as `payloads.rs` does.
-fn unpack(apt: &Apt, name: &str, version: &str) -> Result<PathBuf> {
-    let dir = payload_dir().join(format!("{name}_{version}"));
-    let done = dir.join(".unpacked");
-    if done.exists() {
-        return Ok(dir);
-    }
-    let file = apt.resolve(name, version)?;
-    let deb = apt.fetch(&file, &payload_dir().join("debs"))?;
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    apt::extract(&deb, &dir)?;
-    std::fs::write(&done, "")?;
-    Ok(dir)
-}
-
 /// The stanza of the newest version apt offers (`apt-cache show` lists newest first).
 fn newest(apt: &Apt, name: &str) -> Result<String> {
     apt.show(name)?.into_iter().find(|s| apt::field(s, "Version").is_some()).with_context(|| format!("apt offers no {name} for arm64"))
@@ -87,7 +66,7 @@ pub fn ensure_kexec_tools() -> Result<KexecTools> {
     let apt = Apt::open(&paths::cache_dir())?;
     let stanza = newest(&apt, "kexec-tools")?;
     let version = apt::field(&stanza, "Version").unwrap().to_string();
-    let dir = unpack(&apt, "kexec-tools", &version)?;
+    let dir = crate::payloads::unpack(&apt, "kexec-tools", &version)?;
     let kexec = dir.join("sbin/kexec");
     ensure!(kexec.is_file(), "kexec-tools {version} has no /sbin/kexec");
 
@@ -107,7 +86,7 @@ pub fn ensure_kexec_tools() -> Result<KexecTools> {
             continue;
         }
         let v = apt::field(&stanza, "Version").unwrap().to_string();
-        trees.push(unpack(&apt, &name, &v)?);
+        trees.push(crate::payloads::unpack(&apt, &name, &v)?);
         queue.extend(depends(&stanza));
         packages.push((name, v));
     }

@@ -65,19 +65,27 @@ enum BenchSuite {
     Kexec,
 }
 
+/// What to boot: shared by `run` and `kexec`.
 #[derive(clap::Args)]
-struct KexecArgs {
-    /// The PE file to kexec into (default: Debian's 6.1 arm64 kernel).
+struct PayloadArgs {
+    /// The PE file (default: Debian's 6.12 arm64 kernel for run, 6.1 for kexec).
     #[arg(long)]
     kernel: Option<PathBuf>,
-    /// Its initrd (default: the busybox test initramfs).
+    /// The initrd (default: the busybox test initramfs).
     #[arg(long, conflicts_with = "no_initrd")]
     initrd: Option<PathBuf>,
+    /// Boot without an initrd.
     #[arg(long)]
     no_initrd: bool,
-    /// The next kernel's command line (`--append ""` lets a UKI use its own).
+    /// The kernel command line (`--append ""` lets a UKI use its own).
     #[arg(long, default_value = run::DEFAULT_APPEND)]
     append: String,
+}
+
+#[derive(clap::Args)]
+struct KexecArgs {
+    #[command(flatten)]
+    payload: PayloadArgs,
     /// The first kernel's EL: 1, 2 (nVHE: kvm-arm.mode=nvhe) or 2vhe.
     #[arg(long, value_enum, default_value = "1")]
     el: EntryEl,
@@ -90,18 +98,8 @@ struct KexecArgs {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The PE kernel (default: Debian's 6.12 arm64 kernel).
-    #[arg(long)]
-    kernel: Option<PathBuf>,
-    /// The initrd (default: the busybox test initramfs).
-    #[arg(long, conflicts_with = "no_initrd")]
-    initrd: Option<PathBuf>,
-    /// Boot without an initrd.
-    #[arg(long)]
-    no_initrd: bool,
-    /// The kernel command line.
-    #[arg(long, default_value = run::DEFAULT_APPEND)]
-    append: String,
+    #[command(flatten)]
+    payload: PayloadArgs,
     /// The exception level the emulator is entered at.
     #[arg(long, value_enum, default_value = "1")]
     el: EntryEl,
@@ -189,12 +187,13 @@ fn run_command(a: RunArgs) -> Result<()> {
     setup::setup()?;
     let blob = build::build_blob(false)?;
     eprintln!("{}", blob.report());
-    let payloads = if a.kernel.is_none() || (a.initrd.is_none() && !a.no_initrd) { Some(payloads::ensure()?) } else { None };
+    let p = a.payload;
+    let payloads = if p.kernel.is_none() || (p.initrd.is_none() && !p.no_initrd) { Some(payloads::ensure()?) } else { None };
     let opts = run::RunOptions {
-        kernel: a.kernel,
-        initrd: a.initrd,
-        no_initrd: a.no_initrd,
-        append: a.append,
+        kernel: p.kernel,
+        initrd: p.initrd,
+        no_initrd: p.no_initrd,
+        append: p.append,
         el: a.el,
         smp: a.smp,
         mem: a.mem,
@@ -227,17 +226,18 @@ fn kexec_command(a: KexecArgs) -> Result<()> {
     let blob = build::build_blob(false)?;
     let efi_kexec = kexec::build_efi_kexec(&blob)?;
     let payloads = payloads::ensure()?;
-    let image = match a.kernel {
+    let p = a.payload;
+    let image = match p.kernel {
         Some(k) => k,
         None => payloads.kernel("6.1")?.image.clone(),
     };
-    let initrd = match (a.initrd, a.no_initrd) {
+    let initrd = match (p.initrd, p.no_initrd) {
         (_, true) => None,
         (Some(p), _) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
         (None, _) => Some(std::fs::read(&payloads.initramfs)?),
     };
     let extra = if a.dry_run { vec!["--dry-run".to_string()] } else { Vec::new() };
-    let next = kexec::NextBoot { image, initrd, append: Some(a.append), extra, before_load: None };
+    let next = kexec::NextBoot { image, initrd, append: Some(p.append), extra, before_load: None };
     let initramfs = kexec::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
     eprintln!("first kernel: Debian {} at {}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec", payloads.kernel("6.12")?.version, a.el.name(), kexec::FIRST_CPU);
     eprintln!("--- serial console ---");

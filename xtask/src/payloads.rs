@@ -172,7 +172,7 @@ fn payload_dir() -> PathBuf {
 }
 
 /// Downloads and unpacks one package version (once); returns the directory it was unpacked in.
-fn unpack(apt: &Apt, name: &str, version: &str) -> Result<PathBuf> {
+pub fn unpack(apt: &Apt, name: &str, version: &str) -> Result<PathBuf> {
     let dir = payload_dir().join(format!("{name}_{version}"));
     let done = dir.join(".unpacked");
     if done.exists() {
