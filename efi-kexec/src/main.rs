@@ -152,6 +152,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         earlycon_name: "amba-pl011",
         print: !args.quiet,
         memory,
+        placement: loader::Placement::Highest,
         seeds: Some(RandomSeeds { kaslr: u64::from_le_bytes(seeds[..8].try_into().unwrap()), rng: seeds[8..].to_vec() }),
         extra_chosen: Vec::new(),
     };

@@ -61,7 +61,8 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                     earlycon_name: "amba-pl011",
                     print: true,
                     memory: loader::MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(efi_emulator::abi::validate::Extent::new(0x4000_0000, 1 << 20)),
-                    seeds: None,
+                    placement: Default::default(),
+            seeds: None,
                     extra_chosen: Vec::new(),
                 };
                 let img = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -172,7 +172,8 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         earlycon_name: "amba-pl011",
         print: o.print,
         memory,
-        seeds: None,
+        placement: Default::default(),
+            seeds: None,
         extra_chosen,
     };
     let mut image = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -89,6 +89,7 @@ pub struct BootSpec<'a> {
     pub earlycon_name: &'a str,
     pub print: bool,
     pub memory: MemoryLayout,
+    pub placement: Placement,
     /// `kaslr-seed` and `rng-seed` for `/chosen`; without them, stale seeds are removed.
     pub seeds: Option<RandomSeeds>,
     /// Extra `/chosen` properties (test hooks).
@@ -213,22 +214,48 @@ fn subtract(ranges: &[Extent], holes: &[Extent]) -> Vec<Extent> {
     out
 }
 
-/// Next-fit placement in the free ranges: each piece goes after the previous one when it fits
-/// there (the kexec order: kernel, initrd, DTB, blob, parameters), else at the lowest address.
+/// Where in free RAM a loader puts the boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// From the bottom, in kexec order: kernel, initrd, DTB, blob, parameters (the QEMU harness).
+    #[default]
+    Lowest,
+    /// From the top down. A running kernel hands out free pages from low addresses first, and
+    /// `kexec_load` stages each segment page in such pages: a page that is itself some segment's
+    /// destination is set aside on a list the kernel walks for every later page, which costs
+    /// minutes under TCG when the destinations are the low pages it keeps handing out.
+    Highest,
+}
+
+/// Placement in the free ranges. Lowest is next-fit: each piece goes after the previous one when
+/// it fits there, else at the lowest address; Highest takes the highest address that fits.
 struct FreeRanges {
     ranges: Vec<Extent>,
     cursor: u64,
+    placement: Placement,
 }
 
 impl FreeRanges {
     fn take(&mut self, what: &'static str, size: u64, align: u64) -> Result<Extent, LoaderError> {
         let size = align_up(size.max(1), PAGE_SIZE);
-        let fits = |r: &Extent, from: u64| {
+        let lowest = |r: &Extent, from: u64| {
             let start = align_up(r.start.max(from), align);
             start.checked_add(size).is_some_and(|end| end <= r.end()).then_some(start)
         };
-        let found = self.ranges.iter().enumerate().find_map(|(i, r)| fits(r, self.cursor).map(|s| (i, s)));
-        let Some((i, start)) = found.or_else(|| self.ranges.iter().enumerate().find_map(|(i, r)| fits(r, 0).map(|s| (i, s)))) else {
+        let highest = |r: &Extent| {
+            let start = r.end().checked_sub(size)? & !(align - 1);
+            (start >= r.start).then_some(start)
+        };
+        let found = match self.placement {
+            Placement::Lowest => self
+                .ranges
+                .iter()
+                .enumerate()
+                .find_map(|(i, r)| lowest(r, self.cursor).map(|s| (i, s)))
+                .or_else(|| self.ranges.iter().enumerate().find_map(|(i, r)| lowest(r, 0).map(|s| (i, s)))),
+            Placement::Highest => self.ranges.iter().enumerate().rev().find_map(|(i, r)| highest(r).map(|s| (i, s))),
+        };
+        let Some((i, start)) = found else {
             return Err(LoaderError::DoesNotFit { what, needed: size, largest_free: self.ranges.iter().map(|r| r.size).max().unwrap_or(0) });
         };
         let (r, taken) = (self.ranges[i], Extent::new(start, size));
@@ -317,7 +344,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     }
     let reserved = normalize_outward(&spec.memory.reserved);
     let busy = normalize_outward(&[&spec.memory.busy[..], &reserved[..]].concat());
-    let mut free = FreeRanges { ranges: subtract(&ram, &busy), cursor: 0 };
+    let mut free = FreeRanges { ranges: subtract(&ram, &busy), cursor: 0, placement: spec.placement };
 
     let cmdline: Vec<u16> = spec.cmdline.encode_utf16().collect();
     if cmdline.len() >= CMDLINE_BYTES / 2 {

@@ -77,6 +77,7 @@ impl Fixture {
             earlycon_name: "amba-pl011",
             print: true,
             memory: MemoryLayout::from_dtb(&self.dtb).unwrap().with_busy(Extent::new(RAM_START, 1 << 20)),
+            placement: Default::default(),
             seeds: None,
             extra_chosen: vec![],
         }

@@ -180,3 +180,18 @@ fn too_large_for_ram_names_the_piece() {
     spec.memory = layout(&[], &[], &[]);
     assert_eq!(plan(&spec).err(), Some(LoaderError::NoMemory));
 }
+
+#[test]
+fn highest_placement_fills_free_ram_from_the_top() {
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec();
+    spec.placement = Placement::Highest;
+    spec.memory = layout(&[(0x4000_0000, 1 << 30), (0x1_0000_0000, 512 << 20)], &[(0x1_1f00_0000, 0x1000)], &[]);
+    let img = plan(&spec).unwrap();
+    assert_eq!(img.kernel.start, 0x1_1fc0_0000, "the 3 MiB kernel as high as 2 MiB alignment allows, above the busy page");
+    let busy = Extent::new(0x1_1f00_0000, 0x1000);
+    assert!(!img.initrd.unwrap().overlaps(&busy) && !img.emulator.overlaps(&busy));
+    let pool = Extent::new(img.param.mempool_start, img.param.mempool_sz);
+    assert!(pool.start >= 0x1_0000_0000, "the mempool in the high bank too: {pool:x?}");
+    assert_eq!(img.validate_as_emulator(&spec).unwrap(), std::vec::Vec::<std::string::String>::new());
+}
