@@ -107,6 +107,28 @@ fn cmdline(args: &cli::LoadArgs) -> Result<String, String> {
     Ok(parts.join(" "))
 }
 
+/// A first kernel booted by UEFI firmware. Its runtime services, memory map and ACPI tables are
+/// not passed through yet: with a full device tree the next kernel boots without them (and gets
+/// the emulator's own runtime services), which is refused for an ACPI-only machine, where the
+/// device tree holds only `/chosen` and the next kernel would find no hardware at all.
+fn firmware_check(fdt: &Fdt) -> Result<Option<String>, String> {
+    let Some(systab) = fdt.find("/chosen").and_then(|c| c.property("linux,uefi-system-table")) else {
+        return Ok(None);
+    };
+    let systab = efi_emulator::drivers::fdt::be_uint(systab).unwrap_or(0);
+    if fdt.root().children().all(|n| n.name == "chosen" || n.name == "hypervisor") {
+        return Err(format!(
+            "the running kernel was booted by UEFI firmware (system table {systab:#x}) and the machine is described by ACPI only \
+             (the device tree holds just /chosen): efi-kexec cannot pass the firmware's memory map, ACPI tables and runtime services \
+             through yet, and the next kernel would find no hardware"
+        ));
+    }
+    Ok(Some(format!(
+        "the running kernel was booted through UEFI (system table {systab:#x}); that firmware's runtime services are not passed through: \
+         the next kernel gets the emulator's own, and its hardware from the device tree"
+    )))
+}
+
 /// The earlycon: `--earlycon`, else the DTB's `stdout-path`.
 fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
     if let Some(base) = args.earlycon {
@@ -135,6 +157,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         }
     })?;
     let fdt = Fdt::new(&dtb).map_err(|e| format!("{}: {e}", dtb_path.display()))?;
+    let firmware_note = firmware_check(&fdt)?;
 
     let iomem_text = std::fs::read_to_string(IOMEM_PATH).map_err(|e| format!("cannot read {IOMEM_PATH}: {e}"))?;
     let iomem = iomem::parse(&iomem_text).map_err(|e| e.to_string())?;
@@ -160,6 +183,9 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let warnings = image.validate_as_emulator(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
 
     println!("efi-kexec: {}: {kind}", args.image.display());
+    if let Some(note) = firmware_note {
+        println!("efi-kexec: note: {note}");
+    }
     if let ImageKind::Uki(uki) = &kind {
         if cmdline.is_empty() {
             println!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
@@ -202,4 +228,36 @@ fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
     line("stack", Extent::new(stack, image.param.sp - stack), "not copied");
     line("mempool", Extent::new(image.param.mempool_start, image.param.mempool_sz), "not copied");
     print!("{}", image.describe_param());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use efi_emulator::drivers::fdt::edit::{Tree, TreeNode};
+
+    fn dtb(devices: bool, uefi: bool) -> Vec<u8> {
+        let node = |name: &str| TreeNode { name: name.into(), properties: vec![], children: vec![] };
+        let mut chosen = node("chosen");
+        if uefi {
+            chosen.properties.push(("linux,uefi-system-table".into(), 0xbf5c_0018u64.to_be_bytes().to_vec()));
+        }
+        let mut root = node("");
+        root.children.push(chosen);
+        if devices {
+            root.children.push(node("pl011@9000000"));
+        }
+        Tree { reservations: vec![], root, boot_cpuid: 0 }.to_blob()
+    }
+
+    #[test]
+    fn uefi_booted_first_kernels() {
+        let plain = dtb(true, false);
+        assert_eq!(firmware_check(&Fdt::new(&plain).unwrap()), Ok(None));
+        let full = dtb(true, true);
+        let note = firmware_check(&Fdt::new(&full).unwrap()).unwrap().unwrap();
+        assert!(note.contains("booted through UEFI (system table 0xbf5c0018)"), "{note}");
+        let acpi = dtb(false, true);
+        let refusal = firmware_check(&Fdt::new(&acpi).unwrap()).unwrap_err();
+        assert!(refusal.contains("ACPI only") && refusal.contains("would find no hardware"), "{refusal}");
+    }
 }

@@ -139,6 +139,7 @@ fn chain_kexecs_a_third_kernel() {
     let middle = stage_report(&t, "second", "up").expect("the second kernel ran its /init");
     assert!(middle.starts_with("6.1.") && middle.contains("cpus 2") && middle.contains("efi yes"), "{middle}");
     assert_eq!(stage_report(&t, "second", "cmdline").unwrap(), "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle");
+    assert!(t.contains("efi-kexec: note: the running kernel was booted through UEFI"), "the second kernel's firmware is the emulator");
     assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("efi-emulator 0.") && l.contains("running at EL2 (VHE")).count(), 2, "the emulator ran twice");
     assert!(report(&t, "uname -r").starts_with("6.12"), "the third kernel reached userspace");
     assert_eq!(report(&t, "cmdline"), APPEND);
