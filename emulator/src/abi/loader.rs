@@ -4,7 +4,11 @@
 //! ends, a page-multiple mempool, and the initrd in the DTB's `/chosen`.
 //!
 //! Segment order follows arm64 `kexec_file_load`: the PE file 2 MiB aligned, the initrd, the
-//! DTB, the emulator blob, then the parameter segment (struct + map, stack, mempool).
+//! DTB, the emulator blob, then the parameter segment (struct + map; the stack and the mempool
+//! follow it uncopied). They go into the free RAM of a [`MemoryLayout`] (several banks, holes,
+//! ranges the running kernel holds), from the bottom or the top ([`Placement`]); ranges that must
+//! survive stay `EfiReservedMemoryType` in the map. [`KexecImage::validate_as_emulator`] runs the
+//! emulator's own validator over the result, so a loader refuses what the emulator would.
 
 use super::validate::Extent;
 use super::*;
