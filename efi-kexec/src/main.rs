@@ -107,34 +107,44 @@ fn cmdline(args: &cli::LoadArgs) -> Result<String, String> {
     Ok(parts.join(" "))
 }
 
-/// A first kernel booted by UEFI firmware. Its runtime services, memory map and ACPI tables are
-/// not passed through yet: with a full device tree the next kernel boots without them (and gets
-/// the emulator's own runtime services), which is refused for an ACPI-only machine, where the
-/// device tree holds only `/chosen` and the next kernel would find no hardware at all.
-fn firmware_check(fdt: &Fdt) -> Result<Option<String>, String> {
-    let Some(systab) = fdt.find("/chosen").and_then(|c| c.property("linux,uefi-system-table")) else {
-        return Ok(None);
-    };
-    let systab = efi_emulator::drivers::fdt::be_uint(systab).unwrap_or(0);
-    if fdt.root().children().all(|n| n.name == "chosen" || n.name == "hypervisor") {
-        return Err(format!(
-            "the running kernel was booted by UEFI firmware (system table {systab:#x}) and the machine is described by ACPI only \
-             (the device tree holds just /chosen): efi-kexec cannot pass the firmware's memory map, ACPI tables and runtime services \
-             through yet, and the next kernel would find no hardware"
-        ));
-    }
-    Ok(Some(format!(
-        "the running kernel was booted through UEFI (system table {systab:#x}); that firmware's runtime services are not passed through: \
-         the next kernel gets the emulator's own, and its hardware from the device tree"
-    )))
+/// The firmware of a first kernel booted by UEFI, as its stub recorded it in `/chosen`: the
+/// emulator takes the rest from there (`noefi_boot` 0, `rt_info` derived; see the ABI notes).
+struct Firmware {
+    system_table: u64,
+    /// The device tree holds only `/chosen`: the machine is described by ACPI.
+    acpi_only: bool,
 }
 
-/// The earlycon: `--earlycon`, else the DTB's `stdout-path`.
+fn firmware(fdt: &Fdt) -> Option<Firmware> {
+    let systab = fdt.find("/chosen")?.property("linux,uefi-system-table")?;
+    Some(Firmware {
+        system_table: efi_emulator::drivers::fdt::be_uint(systab).unwrap_or(0),
+        acpi_only: fdt.root().children().all(|n| n.name == "chosen" || n.name == "hypervisor"),
+    })
+}
+
+/// The PL011 ACPI's SPCR table names (interface type 3, PL011, or 0x0e, the SBSA generic UART,
+/// a PL011 subset), at its 64-bit base address.
+fn spcr_uart(spcr: &[u8]) -> Option<u64> {
+    let interface = *spcr.get(36)?;
+    let base = u64::from_le_bytes(spcr.get(44..52)?.try_into().ok()?);
+    (spcr.get(..4)? == b"SPCR" && matches!(interface, 0x03 | 0x0e) && base != 0).then_some(base)
+}
+
+const SPCR_PATH: &str = "/sys/firmware/acpi/tables/SPCR";
+
+/// The earlycon: `--earlycon`, else the DTB's `stdout-path`, else ACPI's SPCR.
 fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
     if let Some(base) = args.earlycon {
         return Ok((base, 0x1000));
     }
-    fdt.stdout_uart().ok_or_else(|| "the device tree names no console (/chosen/stdout-path): pass --earlycon ADDRESS of the PL011".to_string())
+    if let Some(uart) = fdt.stdout_uart() {
+        return Ok(uart);
+    }
+    if let Some(base) = std::fs::read(SPCR_PATH).ok().as_deref().and_then(spcr_uart) {
+        return Ok((base, 0x1000));
+    }
+    Err(format!("neither the device tree (/chosen/stdout-path) nor ACPI ({SPCR_PATH}) names a PL011 console: pass --earlycon ADDRESS"))
 }
 
 fn load(args: &cli::LoadArgs) -> Result<(), String> {
@@ -157,7 +167,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         }
     })?;
     let fdt = Fdt::new(&dtb).map_err(|e| format!("{}: {e}", dtb_path.display()))?;
-    let firmware_note = firmware_check(&fdt)?;
+    let firmware = firmware(&fdt);
 
     let iomem_text = std::fs::read_to_string(IOMEM_PATH).map_err(|e| format!("cannot read {IOMEM_PATH}: {e}"))?;
     let iomem = iomem::parse(&iomem_text).map_err(|e| e.to_string())?;
@@ -176,6 +186,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         print: !args.quiet,
         memory,
         placement: loader::Placement::Highest,
+        firmware: firmware.is_some(),
         seeds: Some(RandomSeeds { kaslr: u64::from_le_bytes(seeds[..8].try_into().unwrap()), rng: seeds[8..].to_vec() }),
         extra_chosen: Vec::new(),
     };
@@ -183,8 +194,12 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let warnings = image.validate_as_emulator(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
 
     println!("efi-kexec: {}: {kind}", args.image.display());
-    if let Some(note) = firmware_note {
-        println!("efi-kexec: note: {note}");
+    if let Some(f) = &firmware {
+        println!(
+            "efi-kexec: booted by UEFI firmware (system table {:#x}{}): the emulator takes its memory map, runtime services and ACPI/SMBIOS tables from /chosen/linux,uefi-*",
+            f.system_table,
+            if f.acpi_only { ", ACPI only" } else { "" }
+        );
     }
     if let ImageKind::Uki(uki) = &kind {
         if cmdline.is_empty() {
@@ -224,7 +239,7 @@ fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
     for s in image.segments(spec).into_iter().flatten() {
         line(s.name, Extent::new(s.addr, s.mem_size), &format!("{} B copied", s.bytes.len()));
     }
-    let stack = image.param_addr + loader::PARAM_REGION;
+    let stack = image.param_addr + image.param_region();
     line("stack", Extent::new(stack, image.param.sp - stack), "not copied");
     line("mempool", Extent::new(image.param.mempool_start, image.param.mempool_sz), "not copied");
     print!("{}", image.describe_param());
@@ -251,13 +266,22 @@ mod tests {
 
     #[test]
     fn uefi_booted_first_kernels() {
-        let plain = dtb(true, false);
-        assert_eq!(firmware_check(&Fdt::new(&plain).unwrap()), Ok(None));
-        let full = dtb(true, true);
-        let note = firmware_check(&Fdt::new(&full).unwrap()).unwrap().unwrap();
-        assert!(note.contains("booted through UEFI (system table 0xbf5c0018)"), "{note}");
-        let acpi = dtb(false, true);
-        let refusal = firmware_check(&Fdt::new(&acpi).unwrap()).unwrap_err();
-        assert!(refusal.contains("ACPI only") && refusal.contains("would find no hardware"), "{refusal}");
+        assert!(firmware(&Fdt::new(&dtb(true, false)).unwrap()).is_none());
+        let full = firmware(&Fdt::new(&dtb(true, true)).unwrap()).unwrap();
+        assert_eq!((full.system_table, full.acpi_only), (0xbf5c_0018, false));
+        assert!(firmware(&Fdt::new(&dtb(false, true)).unwrap()).unwrap().acpi_only);
     }
+
+    #[test]
+    fn spcr_names_the_pl011() {
+        // QEMU virt's SPCR: interface type 3 (PL011), base 0x9000000 in the GAS at 40.
+        let mut spcr = vec![0u8; 80];
+        spcr[..4].copy_from_slice(b"SPCR");
+        spcr[36] = 3;
+        spcr[44..52].copy_from_slice(&0x900_0000u64.to_le_bytes());
+        assert_eq!(spcr_uart(&spcr), Some(0x900_0000));
+        spcr[36] = 0x12; // a 16550
+        assert_eq!(spcr_uart(&spcr), None);
+        assert_eq!(spcr_uart(b"SPCR"), None);
+}
 }

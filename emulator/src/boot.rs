@@ -44,10 +44,14 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     start_console(param_addr);
 
     let placement = BlobPlacement { start: blob.base, mem_size: blob.mem_end };
-    let v = match validate::validate(&RawMemory, param_addr, placement, &mut |w| warn!("{w}")) {
+    let mut v = match validate::validate_with(&RawMemory, param_addr, placement, &mut |w| warn!("{w}"), true) {
         Ok(v) => v,
         Err(e) => fatal!("{e}"),
     };
+    if v.derive_firmware {
+        derive_firmware(&v);
+        v = validate::validate(&RawMemory, param_addr, placement, &mut |_| ()).unwrap_or_else(|e| fatal!("{e} (after taking rt_info from the firmware)"));
+    }
     exceptions::set_known_images((blob.base, blob.base + blob.mem_end), (v.kernel.start, v.kernel.end()));
     let dtb = RawMemory.bytes(v.dtb.start, v.dtb.size as usize).unwrap();
     let fdt = Fdt::new(dtb).unwrap_or_else(|e| fatal!("dtb at {:#x}: {e}", v.dtb.start));
@@ -92,6 +96,48 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
         Some(text) => fatal!("the payload returned {} ({:#x}) with exit data \"{text}\"", status_name(status), status.as_usize()),
         None => fatal!("the payload returned {} ({:#x})", status_name(status), status.as_usize()),
     }
+}
+
+/// Fills `rt_info` from the firmware the running kernel's stub recorded in `/chosen` (see
+/// `abi::firmware`): merges its memory map into the block's and reads its system table.
+fn derive_firmware(v: &Validated) {
+    use crate::abi::firmware;
+    let dtb = RawMemory.bytes(v.dtb.start, v.dtb.size as usize).unwrap();
+    let fdt = Fdt::new(dtb).unwrap_or_else(|e| fatal!("dtb at {:#x}: {e}", v.dtb.start));
+    let facts = match firmware::stub_facts(&fdt) {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => fatal!("{e}"),
+        None => fatal!("invalid parameter block: rt_info.runtime = 0x0: expected the firmware's runtime services table when noefi_boot is 0 (NULL asks the emulator to take it from the DTB's /chosen/linux,uefi-system-table, which is missing)"),
+    };
+    let mut p = v.param;
+    let buffer = firmware::map_buffer(&p, v.param_addr).unwrap_or_else(|e| fatal!("{e}"));
+    if facts.mmap.overlaps(&buffer) || buffer.overlaps(&Extent::new(facts.system_table, 120)) {
+        fatal!("the firmware's memory map {:#x} (+{:#x}) or system table {:#x} lies in the parameter block's map buffer", facts.mmap.start, facts.mmap.size, facts.system_table);
+    }
+    let firmware_map = RawMemory.bytes(facts.mmap.start, facts.mmap.size as usize).unwrap();
+    // SAFETY: the buffer lies inside the validated block, below its stack, and overlaps neither
+    // the firmware's map nor its system table (checked above); nothing else refers to it.
+    let out = unsafe { core::slice::from_raw_parts_mut(buffer.start as *mut u8, buffer.size as usize) };
+    let done = firmware::complete(&mut p, out, firmware_map, &facts, &RawMemory).unwrap_or_else(|e| fatal!("{e}"));
+    // SAFETY: the block's fixed part, validated, page aligned; written back whole.
+    unsafe { core::ptr::write_unaligned(v.param_addr as *mut crate::abi::EfiEmulatorParam, p) };
+    if done.previous_emulator {
+        info!("firmware: system table {:#x} is an earlier efi-emulator's (a kexec chain): not passed on; the payload gets this one's services", facts.system_table);
+        return;
+    }
+    info!(
+        "firmware: system table {:#x} (revision {}.{}), memory map {:#x} ({} descriptors of {} B): {} firmware ranges joined the map, {} of {} configuration tables pass on, runtime services at {:#x}",
+        facts.system_table,
+        done.revision >> 16,
+        (done.revision & 0xffff) / 10,
+        facts.mmap.start,
+        facts.mmap.size / facts.desc_size,
+        facts.desc_size,
+        done.firmware_descriptors,
+        done.passed_on,
+        done.config_tables,
+        p.rt_info.runtime
+    );
 }
 
 /// Bytes of heap for the emulator's own data (memory map, handles, events, variables).

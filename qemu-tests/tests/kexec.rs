@@ -51,6 +51,7 @@ fn image_6_1(el: EntryEl) {
         append: Some(APPEND.into()),
         extra: vec![],
         before_load: None,
+        files: Vec::new(),
     };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
@@ -63,7 +64,7 @@ fn image_6_1(el: EntryEl) {
 fn uki_254(el: EntryEl) {
     let p = payloads();
     let u = p.uki("254+6.12").unwrap();
-    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None };
+    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None, files: Vec::new() };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("efi-kexec: empty command line: the UKI uses its own .cmdline"));
@@ -75,7 +76,7 @@ fn uki_254(el: EntryEl) {
 fn zboot_6_12(el: EntryEl) {
     let p = payloads();
     let z = p.zboot("6.12").unwrap();
-    let next = NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None };
+    let next = NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("efi-kexec: /next.efi: EFI zboot image, zstd-compressed"));
@@ -125,7 +126,7 @@ fn zboot_6_12_at_el2_nvhe() {
 #[test]
 fn chain_kexecs_a_third_kernel() {
     let p = payloads();
-    let third = NextBoot { image: p.zboot("6.12").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None };
+    let third = NextBoot { image: p.zboot("6.12").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
     let second_initramfs = stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap();
     let second = NextBoot {
         image: p.kernel("6.1").unwrap().image.clone(),
@@ -133,13 +134,15 @@ fn chain_kexecs_a_third_kernel() {
         append: Some("console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle".into()),
         extra: vec![],
         before_load: None,
+        files: Vec::new(),
     };
     let t = kexec(EntryEl::El2Vhe, second);
     verdict(&t).unwrap();
     let middle = stage_report(&t, "second", "up").expect("the second kernel ran its /init");
     assert!(middle.starts_with("6.1.") && middle.contains("cpus 2") && middle.contains("efi yes"), "{middle}");
     assert_eq!(stage_report(&t, "second", "cmdline").unwrap(), "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle");
-    assert!(t.contains("efi-kexec: note: the running kernel was booted through UEFI"), "the second kernel's firmware is the emulator");
+    assert!(t.contains("efi-kexec: booted by UEFI firmware (system table"), "the second kernel was booted by the emulator");
+    assert!(t.contains("is an earlier efi-emulator's (a kexec chain): not passed on"), "which the third emulator does not pass on");
     assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("efi-emulator 0.") && l.contains("running at EL2 (VHE")).count(), 2, "the emulator ran twice");
     assert!(report(&t, "uname -r").starts_with("6.12"), "the third kernel reached userspace");
     assert_eq!(report(&t, "cmdline"), APPEND);
@@ -155,11 +158,77 @@ fn damaged_image_is_refused_and_the_first_kernel_keeps_running() {
     let bad = xtask::corpus::bad_images(p).unwrap().into_iter().find(|b| b.name == "wrong-machine").unwrap();
     let path = xtask::paths::out_dir().join("kexec-wrong-machine.efi");
     std::fs::write(&path, &bad.bytes).unwrap();
-    let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![], before_load: None });
+    let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() });
     assert!(t.powered_off(), "the first kernel powered off by itself");
     assert!(t.contains("efi-kexec: refusing /next.efi: bad PE image: Machine = 0x8664: expected 0xaa64 (AArch64)"));
     assert!(stage_report(&t, "first", "load refused; still running").unwrap().starts_with("6.12"));
     assert!(!t.contains("efi-emulator 0."), "nothing was started");
+}
+
+/// EDK2 -> Debian 6.12 (on ACPI: its device tree holds only `/chosen`) -> efi-kexec -> the
+/// emulator, which takes the firmware's memory map, ACPI and SMBIOS tables and runtime services
+/// from what the first kernel's stub recorded -> `next`, which boots on EDK2's ACPI tables and
+/// reaches EDK2's runtime services through the emulator (both kernels map them 1:1, as arm64
+/// Linux does unless the machine needs SetVirtualAddressMap).
+fn uefi_first_kernel(el: EntryEl, next: NextBoot) -> Transcript {
+    let p = payloads();
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
+    let t = xtask::kexec::boot_first_with(p, el, xtask::kexec::FirstBoot::Edk2, &initramfs, TIMEOUT, false).unwrap();
+    eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
+    verdict(&t).unwrap();
+    assert!(stage_report(&t, "first", "up").unwrap().contains("efi yes"), "EDK2 booted the first kernel");
+    assert!(t.contains("efi-kexec: booted by UEFI firmware (system table"));
+    assert!(t.contains(", ACPI only)"), "the first kernel ran on ACPI");
+    let exec = t.lines.iter().position(|(_, l)| l.contains("first: exec at uptime")).expect("efi-kexec loaded");
+    let after = &t.lines[exec..];
+    let seen = |needle: &str| after.iter().any(|(_, l)| l.contains(needle));
+    assert!(seen("firmware ranges joined the map"), "the emulator took the firmware's map");
+    assert!(seen("efi-emulator 0.") && seen("running at"));
+    assert!(seen(" by efi-emulator"), "the next kernel was booted by the emulator");
+    assert!(seen("ACPI: RSDP") && seen("BOCHS"), "the next kernel found EDK2's ACPI tables");
+    assert!(seen("DMI: QEMU QEMU Virtual Machine"), "and QEMU's SMBIOS");
+    assert!(seen("rtc-efi rtc-efi.0: registered as rtc0"), "and EDK2's clock through GetTime after ExitBootServices");
+    assert!(!seen("[Firmware Bug]") && !seen("runtime services will not be available"));
+    assert_eq!(report(&t, "cpus"), "2");
+    assert_eq!(report(&t, "efi"), "yes");
+    t
+}
+
+#[test]
+fn uefi_first_kernel_image_6_12_at_el1() {
+    let p = payloads();
+    let next = NextBoot {
+        image: p.kernel("6.12").unwrap().image.clone(),
+        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
+        append: Some(APPEND.into()),
+        extra: vec![],
+        before_load: None,
+        files: Vec::new(),
+    };
+    let t = uefi_first_kernel(EntryEl::El1, next);
+    assert!(report(&t, "uname -r").starts_with("6.12"));
+    assert_eq!(report(&t, "cmdline"), APPEND);
+}
+
+/// The first kernel writes a variable into EDK2's store; the UKI's kernel lists EDK2's variables
+/// through the emulator, that one among them. (systemd-stub's volatile StubInfo is not there:
+/// EDK2 has been at runtime since the first ExitBootServices and refuses new volatile variables.)
+#[test]
+fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
+    let p = payloads();
+    let u = p.uki("254+6.12").unwrap();
+    let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
+    let write = "insmod /efivarfs.ko && mount -t efivarfs efivarfs /sys/firmware/efi/efivars && \
+                 printf '\\007\\000\\000\\000kexec' > /sys/firmware/efi/efivars/EfiKexecTest-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11 && \
+                 echo \"efi-kexec-test: first: variable written\"";
+    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: Some(write.into()), files: vec![("efivarfs.ko".into(), efivarfs)] };
+    let t = uefi_first_kernel(EntryEl::El2Vhe, next);
+    assert!(t.contains("efi-kexec-test: first: variable written"));
+    assert_eq!(report(&t, "cmdline"), u.cmdline);
+    let vars = report(&t, "efivars");
+    for name in ["PlatformLang-8be4df61-93ca-11d2-aa0d-00e098032b8c", "Boot0000-8be4df61-93ca-11d2-aa0d-00e098032b8c", "EfiKexecTest-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11"] {
+        assert!(vars.contains(name), "{name} missing from {vars}");
+    }
 }
 
 /// With `kexec_load_disabled` set, `efi-kexec load` says so and loads nothing.
@@ -172,6 +241,7 @@ fn disabled_kexec_load_is_explained() {
         append: Some(APPEND.into()),
         extra: vec![],
         before_load: Some("echo 1 > /proc/sys/kernel/kexec_load_disabled".into()),
+        files: Vec::new(),
     };
     let t = kexec(EntryEl::El1, next);
     assert!(t.powered_off());

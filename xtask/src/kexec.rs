@@ -49,6 +49,8 @@ pub struct NextBoot {
     pub extra: Vec<String>,
     /// Shell commands the stage runs just before `efi-kexec load` (tests).
     pub before_load: Option<String>,
+    /// Extra files for the stage's own initramfs (tests): path, contents.
+    pub files: Vec<(String, Vec<u8>)>,
 }
 
 /// Shell-quotes for the stage script.
@@ -111,6 +113,9 @@ pub fn stage_initramfs(busybox: &Path, efi_kexec: &Path, stage: &str, next: &Nex
     if let Some(initrd) = &next.initrd {
         c.file("next.initrd", 0o644, initrd);
     }
+    for (path, data) in &next.files {
+        c.file(path, 0o644, data);
+    }
     Ok(c.finish())
 }
 
@@ -123,15 +128,34 @@ pub fn first_machine(el: EntryEl) -> (&'static str, &'static str) {
     }
 }
 
+/// What starts the first kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstBoot {
+    /// QEMU enters the Image itself: no UEFI, the machine's device tree.
+    Direct,
+    /// EDK2 (Debian's AAVMF, with a writable variable store) boots it through its EFI stub; on
+    /// QEMU `virt` the kernel then takes ACPI, and `/sys/firmware/fdt` holds only `/chosen`.
+    Edk2,
+}
+
+/// Debian's EDK2 for QEMU: the code (read-only) and the variable store template.
+pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+pub const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
+
 /// Boots Debian's 6.12 directly with `initramfs` as its initrd, 2 CPUs, 2 GiB.
 pub fn boot_first(payloads: &Payloads, el: EntryEl, initramfs: &[u8], timeout: Duration, echo: bool) -> Result<Transcript> {
+    boot_first_with(payloads, el, FirstBoot::Direct, initramfs, timeout, echo)
+}
+
+/// Boots Debian's 6.12 as `boot` says, with `initramfs` as its initrd, 2 CPUs, 2 GiB.
+pub fn boot_first_with(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initramfs: &[u8], timeout: Duration, echo: bool) -> Result<Transcript> {
     let dir = paths::out_dir().join("runs").join(format!("kexec-{}-{:?}-{}", std::process::id(), el, unique()));
     std::fs::create_dir_all(&dir)?;
     let initrd = dir.join("first.cpio");
     std::fs::write(&initrd, initramfs)?;
     let (machine, extra) = first_machine(el);
     let kernel = payloads.kernel("6.12")?.image.clone();
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "-M", machine, "-cpu", FIRST_CPU, "-m", "2G", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
     ]
     .iter()
@@ -139,6 +163,13 @@ pub fn boot_first(payloads: &Payloads, el: EntryEl, initramfs: &[u8], timeout: D
     .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
     .chain(["-append".into(), format!("{FIRST_APPEND}{extra}")])
     .collect();
+    if boot == FirstBoot::Edk2 {
+        let vars = dir.join("AAVMF_VARS.fd");
+        std::fs::copy(AAVMF_VARS, &vars).with_context(|| format!("copying {AAVMF_VARS} (install qemu-efi-aarch64: `cargo xtask setup`)"))?;
+        for drive in [format!("if=pflash,format=raw,readonly=on,file={AAVMF_CODE}"), format!("if=pflash,format=raw,file={}", vars.display())] {
+            args.extend(["-drive".into(), drive]);
+        }
+    }
     let t = qemu::run(&args, timeout, echo);
     let _ = std::fs::remove_dir_all(&dir);
     t

@@ -337,10 +337,10 @@ pub fn bench_kexec(efi_kexec: &Path, payloads: &Payloads, runs: usize) -> Result
     let tools = ensure_kexec_tools()?;
     let image = payloads.kernel("6.1")?.image.clone();
     let initrd = std::fs::read(&payloads.initramfs).with_context(|| format!("reading {}", payloads.initramfs.display()))?;
-    let next_image = || NextBoot { image: image.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: Vec::new(), before_load: None };
+    let next_image = || NextBoot { image: image.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: Vec::new(), before_load: None, files: Vec::new() };
     let uki = payloads.uki("254+6.12")?;
     // An empty command line lets the UKI use its own `.cmdline`.
-    let next_uki = NextBoot { image: uki.path.clone(), initrd: None, append: Some(String::new()), extra: Vec::new(), before_load: None };
+    let next_uki = NextBoot { image: uki.path.clone(), initrd: None, append: Some(String::new()), extra: Vec::new(), before_load: None, files: Vec::new() };
     // Each configuration's first-kernel initramfs, built once.
     // `-i` skips kexec-tools' purgatory SHA-256 check of the segments (about 10 s under TCG).
     let unchecked = NextBoot { extra: vec!["-i".into()], ..next_image() };
@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn script_reports_like_efi_kexec_stages_and_uses_kexec_tools() {
-        let next = NextBoot { image: "Image".into(), initrd: Some(vec![1]), append: Some("console=ttyAMA0 it's".into()), extra: vec![], before_load: None };
+        let next = NextBoot { image: "Image".into(), initrd: Some(vec![1]), append: Some("console=ttyAMA0 it's".into()), extra: vec![], before_load: None, files: Vec::new() };
         let s = stage_script(&next);
         for needle in [
             "mount -t tmpfs tmpfs /tmp",
@@ -545,7 +545,7 @@ mod tests {
         }
         // The exec line the bench times is the one the script prints.
         assert!(s.replace("$p", &format!("{}{STAGE}", crate::kexec::STAGE_PREFIX)).contains(EXEC_LINE));
-        let bare = stage_script(&NextBoot { image: "Image".into(), initrd: None, append: None, extra: vec![], before_load: None });
+        let bare = stage_script(&NextBoot { image: "Image".into(), initrd: None, append: None, extra: vec![], before_load: None, files: Vec::new() });
         assert!(bare.contains("/sbin/kexec -l /next.efi; then"), "{bare}");
     }
 
@@ -564,7 +564,7 @@ mod tests {
             libs: vec![("lib/ld-linux-aarch64.so.1".into(), file("ld")), (format!("lib/{MULTIARCH}/libc.so.6"), file("libc"))],
             packages: vec![],
         };
-        let next = NextBoot { image: file("Image"), initrd: Some(b"initrd".to_vec()), append: None, extra: vec![], before_load: None };
+        let next = NextBoot { image: file("Image"), initrd: Some(b"initrd".to_vec()), append: None, extra: vec![], before_load: None, files: Vec::new() };
         let data = stage_initramfs(&file("busybox"), &tools, &next).unwrap();
         let names = [format!("lib/{MULTIARCH}\0"), format!("lib/{MULTIARCH}/libc.so.6\0")];
         for needle in [&b"sbin/kexec\0"[..], b"lib/ld-linux-aarch64.so.1\0", names[0].as_bytes(), names[1].as_bytes(), b"usr/lib\0", b"../lib", b"tmp\0", b"next.initrd\0", b"dev/console\0"] {

@@ -94,6 +94,9 @@ struct KexecArgs {
     /// Only `efi-kexec load --dry-run`: print the plan, kexec nothing.
     #[arg(long)]
     dry_run: bool,
+    /// EDK2 boots the first kernel (which then runs on ACPI): the firmware is passed through.
+    #[arg(long)]
+    edk2: bool,
 }
 
 #[derive(clap::Args)]
@@ -237,11 +240,18 @@ fn kexec_command(a: KexecArgs) -> Result<()> {
         (None, _) => Some(std::fs::read(&payloads.initramfs)?),
     };
     let extra = if a.dry_run { vec!["--dry-run".to_string()] } else { Vec::new() };
-    let next = kexec::NextBoot { image, initrd, append: Some(p.append), extra, before_load: None };
+    let next = kexec::NextBoot { image, initrd, append: Some(p.append), extra, before_load: None, files: Vec::new() };
     let initramfs = kexec::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
-    eprintln!("first kernel: Debian {} at {}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec", payloads.kernel("6.12")?.version, a.el.name(), kexec::FIRST_CPU);
+    eprintln!(
+        "first kernel: Debian {} at {}{}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec",
+        payloads.kernel("6.12")?.version,
+        a.el.name(),
+        if a.edk2 { ", booted by EDK2" } else { "" },
+        kexec::FIRST_CPU
+    );
     eprintln!("--- serial console ---");
-    let t = kexec::boot_first(&payloads, a.el, &initramfs, Duration::from_secs(a.timeout), true)?;
+    let boot = if a.edk2 { kexec::FirstBoot::Edk2 } else { kexec::FirstBoot::Direct };
+    let t = kexec::boot_first_with(&payloads, a.el, boot, &initramfs, Duration::from_secs(a.timeout), true)?;
     eprintln!("--- end of console ---");
     if a.dry_run {
         anyhow::ensure!(t.contains("efi-kexec: dry run, nothing loaded"), "efi-kexec printed no plan");

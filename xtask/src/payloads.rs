@@ -122,7 +122,7 @@ pub fn build_initramfs(busybox: &Path, out: &Path, id: &str, extra: &[(&str, Vec
 
 /// The kernel's efivarfs module, decompressed (Debian 6.12 ships it xz-compressed, and
 /// busybox insmod does not decompress).
-fn efivarfs_module(kernel: &Kernel) -> Result<Vec<u8>> {
+pub fn efivarfs_module(kernel: &Kernel) -> Result<Vec<u8>> {
     let root = kernel.image.parent().unwrap().parent().unwrap();
     let modules = root.join("lib/modules");
     let release = std::fs::read_dir(&modules)?.flatten().next().context("no /lib/modules/<release>")?.path();

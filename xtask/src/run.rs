@@ -173,6 +173,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         print: o.print,
         memory,
         placement: Default::default(),
+            firmware: false,
             seeds: None,
         extra_chosen,
     };

@@ -4,7 +4,8 @@
 //! - the `aarch64-unknown-none` Rust target (the blob), `aarch64-unknown-uefi` (test payloads) and
 //!   `aarch64-unknown-linux-musl` (`efi-kexec`);
 //! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check);
-//! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds).
+//! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds);
+//! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests).
 
 use crate::qemu;
 use anyhow::{bail, ensure, Context, Result};
@@ -62,6 +63,10 @@ pub fn setup() -> Result<()> {
         if !have(tool) {
             packages.push(package);
         }
+    }
+    // EDK2 boots the first kernel of the UEFI kexec tests.
+    if !Path::new(crate::kexec::AAVMF_CODE).exists() {
+        packages.push("qemu-efi-aarch64");
     }
     let qemu_ok = qemu::version().is_ok_and(|v| v >= MIN_QEMU);
     if packages.is_empty() && qemu_ok {

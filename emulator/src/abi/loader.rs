@@ -23,6 +23,9 @@ use r_efi::efi;
 
 /// Bytes the kexec loader allocates for the struct and its memory map.
 pub const PARAM_REGION: u64 = 16 * 1024;
+/// The same when the emulator is to merge the firmware's memory map into it (see
+/// [`super::firmware`]): room for about 1,600 descriptors, 64 KiB of stack still below `sp`.
+pub const FIRMWARE_PARAM_REGION: u64 = 64 * 1024;
 /// Stack between the parameter block and the mempool (`sp` = param + 128 KiB).
 pub const STACK_REGION: u64 = 128 * 1024;
 /// The mempool is 1 MiB + the kernel's size + this.
@@ -94,6 +97,10 @@ pub struct BootSpec<'a> {
     pub print: bool,
     pub memory: MemoryLayout,
     pub placement: Placement,
+    /// The running kernel was booted by UEFI firmware and its DTB's `/chosen` still has the
+    /// `linux,uefi-*` properties its stub wrote: the block asks the emulator to take `rt_info`
+    /// from there (`noefi_boot` 0, `runtime` NULL; see [`super::firmware`]).
+    pub firmware: bool,
     /// `kaslr-seed` and `rng-seed` for `/chosen`; without them, stale seeds are removed.
     pub seeds: Option<RandomSeeds>,
     /// Extra `/chosen` properties (test hooks).
@@ -162,9 +169,7 @@ impl fmt::Display for LoaderError {
             ),
             Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
             Self::Param(e) => write!(f, "the emulator would refuse this boot: {e}"),
-            Self::TooManyDescriptors(n) => {
-                write!(f, "the memory map has {n} descriptors; the {PARAM_REGION}-byte parameter region holds {}", (PARAM_REGION as usize - PARAM_SIZE) / 40)
-            }
+            Self::TooManyDescriptors(n) => write!(f, "the memory map has {n} descriptors, more than the parameter region holds"),
         }
     }
 }
@@ -277,26 +282,17 @@ impl FreeRanges {
 }
 
 /// The `/chosen` properties a loader must not pass on: they describe the running kernel's boot
-/// (its initrd, its crash-kernel setup, the UEFI memory map its stub made), not the next one.
-pub const STALE_CHOSEN: [&str; 11] = [
-    "linux,initrd-start",
-    "linux,initrd-end",
-    "linux,elfcorehdr",
-    "linux,usable-memory-range",
-    "linux,uefi-system-table",
-    "linux,uefi-mmap-start",
-    "linux,uefi-mmap-size",
-    "linux,uefi-mmap-desc-size",
-    "linux,uefi-mmap-desc-ver",
-    "kaslr-seed",
-    "rng-seed",
-];
+/// (its initrd, its crash-kernel setup), not the next one.
+pub const STALE_CHOSEN: [&str; 6] = ["linux,initrd-start", "linux,initrd-end", "linux,elfcorehdr", "linux,usable-memory-range", "kaslr-seed", "rng-seed"];
+/// Where the running kernel's EFI stub recorded the firmware: kept for the emulator when it is to
+/// pass the firmware on (the next stub rewrites them), dropped otherwise.
+pub const UEFI_CHOSEN: [&str; 5] = ["linux,uefi-system-table", "linux,uefi-mmap-start", "linux,uefi-mmap-size", "linux,uefi-mmap-desc-size", "linux,uefi-mmap-desc-ver"];
 
 /// The DTB for the next kernel: `/chosen` with the command line, the initrd and fresh seeds.
 fn next_dtb(spec: &BootSpec, initrd: Option<Extent>) -> Result<Vec<u8>, LoaderError> {
     let mut tree = Tree::parse(spec.dtb).map_err(LoaderError::Dtb)?;
     let chosen = tree.chosen_mut();
-    for name in STALE_CHOSEN {
+    for name in STALE_CHOSEN.iter().chain(if spec.firmware { &[][..] } else { &UEFI_CHOSEN[..] }) {
         chosen.remove_property(name);
     }
     let mut bootargs = spec.cmdline.as_bytes().to_vec();
@@ -375,7 +371,8 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     let mempool = Extent::new(sp, mempool_size);
 
     let map = memory_map(&ram, &reserved, mempool);
-    if PARAM_SIZE + map.len() * 40 > PARAM_REGION as usize {
+    let region = if spec.firmware { FIRMWARE_PARAM_REGION } else { PARAM_REGION };
+    if PARAM_SIZE + map.len() * 40 > region as usize {
         return Err(LoaderError::TooManyDescriptors(map.len()));
     }
 
@@ -390,7 +387,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
         load_address: emulator.start,
         sz_in_byte: (cmdline.len() * 2) as u32,
         cmdline: units,
-        noefi_boot: 1,
+        noefi_boot: !spec.firmware as u8,
         print_enabled: spec.print as u8,
         earlycon_name: name,
         _pad0: [0; 2],
@@ -411,7 +408,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
             systab_nr_tables: 0,
             _pad: 0,
             systab_tables: [ConfigTableEntry { guid: efi::Guid::from_bytes(&[0; 16]), table: 0 }; MAX_SYSTAB_TABLES],
-            memmap: MemMapHeader { map_size, desc_size: 40, desc_ver: 1, _pad: 0, map_key: 0, buff_size: PARAM_REGION - PARAM_SIZE as u64 },
+            memmap: MemMapHeader { map_size, desc_size: 40, desc_ver: 1, _pad: 0, map_key: 0, buff_size: region - PARAM_SIZE as u64 },
         },
     };
     Ok(KexecImage { kernel, initrd, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map })
@@ -451,7 +448,7 @@ impl KexecImage {
         s.push(Segment { name: "emulator", addr: self.emulator.start, bytes: Cow::Owned(blob), mem_size: self.emulator.size });
         // Only the block and its map: the stack and the mempool need no contents, and copying
         // 300 MB of zeros through kexec would cost time at load and at exec.
-        s.push(Segment { name: "param", addr: self.param_addr, bytes: Cow::Owned(self.param_bytes()), mem_size: PARAM_REGION });
+        s.push(Segment { name: "param", addr: self.param_addr, bytes: Cow::Owned(self.param_bytes()), mem_size: self.param_region() });
         Ok(s)
     }
 
@@ -461,7 +458,8 @@ impl KexecImage {
         let memory = SegmentMemory(self.segments(spec)?);
         let placement = super::validate::BlobPlacement { start: self.emulator.start, mem_size: self.emulator.size };
         let mut warnings = Vec::new();
-        super::validate::validate(&memory, self.param_addr, placement, &mut |w| warnings.push(alloc::format!("{w}"))).map_err(LoaderError::Param)?;
+        // A block for the emulator to complete from the firmware is checked as far as it goes.
+        super::validate::validate_with(&memory, self.param_addr, placement, &mut |w| warnings.push(alloc::format!("{w}")), spec.firmware).map_err(LoaderError::Param)?;
         Ok(warnings)
     }
 
@@ -477,10 +475,15 @@ impl KexecImage {
         }
         line("dtb", Extent::new(self.dtb_addr, self.dtb.len() as u64));
         line("emulator", self.emulator);
-        line("param", Extent::new(self.param_addr, PARAM_REGION));
-        line("stack", Extent::new(self.param_addr + PARAM_REGION, STACK_REGION - PARAM_REGION));
+        line("param", Extent::new(self.param_addr, self.param_region()));
+        line("stack", Extent::new(self.param_addr + self.param_region(), STACK_REGION - self.param_region()));
         line("mempool", Extent::new(self.param.mempool_start, self.param.mempool_sz));
         out
+    }
+
+    /// Bytes of the parameter segment: the struct and its map buffer.
+    pub fn param_region(&self) -> u64 {
+        PARAM_SIZE as u64 + self.param.rt_info.memmap.buff_size
     }
 
     /// The parameter block in words: what the emulator will be told.

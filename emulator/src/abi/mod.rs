@@ -12,6 +12,7 @@ use r_efi::efi::{Guid, MemoryDescriptor};
 pub mod c_header;
 #[cfg(feature = "flatten")]
 pub mod flat;
+pub mod firmware;
 #[cfg(any(test, feature = "loader"))]
 pub mod loader;
 #[cfg(test)]

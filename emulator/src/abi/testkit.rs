@@ -78,6 +78,7 @@ impl Fixture {
             print: true,
             memory: MemoryLayout::from_dtb(&self.dtb).unwrap().with_busy(Extent::new(RAM_START, 1 << 20)),
             placement: Default::default(),
+            firmware: false,
             seeds: None,
             extra_chosen: vec![],
         }

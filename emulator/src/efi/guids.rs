@@ -5,6 +5,8 @@ use r_efi::efi::Guid;
 /// UEFI 2.10, the revision our tables claim.
 pub const REVISION_2_10: u32 = (2 << 16) | 100;
 pub const SYSTEM_TABLE_SIGNATURE: u64 = 0x5453_5953_2049_4249; // "IBI SYST"
+/// The system table's FirmwareVendor.
+pub const FIRMWARE_VENDOR: &str = "efi-emulator";
 
 /// VenMedia node of the Linux initrd LoadFile2 device path.
 pub const LINUX_EFI_INITRD_MEDIA: Guid = Guid::from_fields(0x5568e427, 0x68fc, 0x4f3d, 0xac, 0x74, &[0xca, 0x55, 0x52, 0x31, 0xcc, 0x68]);

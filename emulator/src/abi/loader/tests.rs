@@ -121,7 +121,7 @@ fn reservations_in_the_dtb_survive_as_reserved_memory() {
 fn chosen_drops_the_running_kernels_boot_and_gets_fresh_seeds() {
     let mut fixture = Fixture::new();
     let mut tree = Tree::parse(&fixture.dtb).unwrap();
-    for stale in STALE_CHOSEN {
+    for stale in STALE_CHOSEN.iter().chain(&UEFI_CHOSEN) {
         tree.chosen_mut().set_property(stale, std::vec![1, 2, 3, 4]);
     }
     fixture.dtb = tree.to_blob();
@@ -130,7 +130,7 @@ fn chosen_drops_the_running_kernels_boot_and_gets_fresh_seeds() {
     let img = plan(&spec).unwrap();
     let fdt = Fdt::new(&img.dtb).unwrap();
     let chosen = fdt.find("/chosen").unwrap();
-    for stale in STALE_CHOSEN {
+    for stale in STALE_CHOSEN.iter().chain(&UEFI_CHOSEN) {
         assert!(chosen.property(stale).is_none(), "{stale} passed on");
     }
     spec.seeds = Some(RandomSeeds { kaslr: 0x1122_3344_5566_7788, rng: std::vec![7; 64] });
@@ -194,4 +194,22 @@ fn highest_placement_fills_free_ram_from_the_top() {
     let pool = Extent::new(img.param.mempool_start, img.param.mempool_sz);
     assert!(pool.start >= 0x1_0000_0000, "the mempool in the high bank too: {pool:x?}");
     assert_eq!(img.validate_as_emulator(&spec).unwrap(), std::vec::Vec::<std::string::String>::new());
+}
+
+#[test]
+fn a_uefi_booted_kernels_firmware_is_left_for_the_emulator_to_take() {
+    let mut fixture = Fixture::new();
+    let mut tree = Tree::parse(&fixture.dtb).unwrap();
+    for name in UEFI_CHOSEN {
+        tree.chosen_mut().set_property(name, 1u64.to_be_bytes().to_vec());
+    }
+    fixture.dtb = tree.to_blob();
+    let mut spec = fixture.spec();
+    spec.firmware = true;
+    let img = plan(&spec).unwrap();
+    assert_eq!((img.param.noefi_boot, img.param.rt_info.runtime), (0, 0), "the emulator derives rt_info");
+    assert_eq!(img.param_region(), FIRMWARE_PARAM_REGION, "room for the merged map");
+    let chosen_has = |name| Fdt::new(&img.dtb).unwrap().find("/chosen").unwrap().property(name).is_some();
+    assert!(UEFI_CHOSEN.iter().all(|&n| chosen_has(n)), "the stub's records stay for the emulator");
+    assert!(img.validate_as_emulator(&spec).unwrap().is_empty(), "valid as far as it goes");
 }

@@ -182,6 +182,8 @@ pub struct Validated<'a> {
     pub uart: Extent,
     /// Physical address of the firmware's runtime services table, when there is firmware.
     pub runtime_phys: Option<u64>,
+    /// `rt_info` is still to be taken from the firmware (see [`super::firmware`]).
+    pub derive_firmware: bool,
 }
 
 impl Validated<'_> {
@@ -249,11 +251,19 @@ pub fn map_len(p: &EfiEmulatorParam, param_addr: u64) -> Result<usize, ParamErro
 }
 
 /// Validates the whole block. `warn` hears every repaired defect.
-pub fn validate<'a>(
+pub fn validate<'a>(mem: &'a dyn PhysMemory, param_addr: u64, blob: BlobPlacement, warn: &mut dyn FnMut(ParamWarning)) -> Result<Validated<'a>, ParamError> {
+    validate_with(mem, param_addr, blob, warn, false)
+}
+
+/// [`validate`], but with `allow_derive` a block that asks the emulator to take `rt_info` from
+/// the firmware (`noefi_boot` 0, `runtime` NULL: see [`super::firmware`]) passes, with
+/// `runtime_phys` None and [`Validated::derive_firmware`] true. Validate again once it is filled.
+pub fn validate_with<'a>(
     mem: &'a dyn PhysMemory,
     param_addr: u64,
     blob: BlobPlacement,
     warn: &mut dyn FnMut(ParamWarning),
+    allow_derive: bool,
 ) -> Result<Validated<'a>, ParamError> {
     let p = read_param(mem, param_addr)?;
     let map_size = map_len(&p, param_addr)?;
@@ -307,9 +317,10 @@ pub fn validate<'a>(
     }
 
     let uart = check_earlycon(&p, &map, warn)?;
-    let runtime_phys = check_rt_info(&p, &map)?;
+    let derive_firmware = allow_derive && p.noefi_boot == 0 && p.rt_info.runtime == 0;
+    let runtime_phys = if derive_firmware { None } else { check_rt_info(&p, &map)? };
 
-    Ok(Validated { param: p, param_addr, map, mempool, stack, kernel, dtb, uart, runtime_phys })
+    Ok(Validated { param: p, param_addr, map, mempool, stack, kernel, dtb, uart, runtime_phys, derive_firmware })
 }
 
 fn check_flags(p: &EfiEmulatorParam) -> Result<(), ParamError> {
@@ -456,7 +467,7 @@ fn check_rt_info(p: &EfiEmulatorParam, map: &MemoryMap) -> Result<Option<u64>, P
         return Ok(None);
     }
     if rt.runtime == 0 {
-        return Err(err("rt_info.runtime", 0, "the firmware's runtime services table when noefi_boot is 0"));
+        return Err(err("rt_info.runtime", 0, "the firmware's runtime services table when noefi_boot is 0 (NULL asks the emulator to take it from the DTB's /chosen/linux,uefi-system-table, which is missing)"));
     }
     match virt_to_phys(map, rt.runtime) {
         Some(phys) => Ok(Some(phys)),

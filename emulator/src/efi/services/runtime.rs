@@ -14,6 +14,56 @@ use core::sync::atomic::AtomicU64;
 /// The firmware's runtime services table (physical address), when there is firmware.
 static FIRMWARE: AtomicU64 = AtomicU64::new(0);
 
+/// A firmware runtime range and the virtual address it runs at.
+#[derive(Clone, Copy, Default)]
+pub struct FirmwareRange {
+    pub phys: u64,
+    pub virt: u64,
+    pub size: u64,
+}
+
+impl FirmwareRange {
+    fn contains(&self, addr: u64) -> bool {
+        addr >= self.phys && addr - self.phys < self.size
+    }
+}
+
+/// How many firmware runtime ranges SetVirtualAddressMap can check (EDK2 has about 20).
+const MAX_FIRMWARE_RANGES: usize = 64;
+
+/// The firmware's runtime ranges, in the blob's data (runtime memory), written once at setup.
+struct FirmwareRanges(core::cell::UnsafeCell<([FirmwareRange; MAX_FIRMWARE_RANGES], usize)>);
+
+// SAFETY: written once during setup, before any payload runs; only read afterwards.
+unsafe impl Sync for FirmwareRanges {}
+
+static FIRMWARE_RANGES: FirmwareRanges = FirmwareRanges(core::cell::UnsafeCell::new(([FirmwareRange { phys: 0, virt: 0, size: 0 }; MAX_FIRMWARE_RANGES], 0)));
+
+/// Records the firmware's runtime ranges (those the first kernel moved); false when there are
+/// more than can be recorded (SetVirtualAddressMap then refuses every move of them).
+pub fn record_firmware_ranges(ranges: impl Iterator<Item = FirmwareRange>) -> bool {
+    // SAFETY: setup runs once, before any payload and so before any reader (see the Sync impl).
+    let (table, n) = unsafe { &mut *FIRMWARE_RANGES.0.get() };
+    for r in ranges {
+        if *n == MAX_FIRMWARE_RANGES {
+            TOO_MANY_RANGES.store(true, Ordering::Relaxed);
+            return false;
+        }
+        table[*n] = r;
+        *n += 1;
+    }
+    true
+}
+
+/// Set when the firmware had more runtime ranges than were recorded: every map is refused.
+static TOO_MANY_RANGES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn firmware_ranges() -> &'static [FirmwareRange] {
+    // SAFETY: only read once setup has written it (see the Sync impl).
+    let (table, n) = unsafe { &*FIRMWARE_RANGES.0.get() };
+    &table[..*n]
+}
+
 fn firmware() -> Option<&'static efi::RuntimeServices> {
     let p = FIRMWARE.load(Ordering::Relaxed);
     // SAFETY: the validated rt_info.runtime, translated to its physical address; firmware
@@ -56,20 +106,40 @@ efiapi! {
     }
 
     fn set_virtual_address_map(size: usize, desc_size: usize, version: u32, map: *mut efi::MemoryDescriptor) -> Status {
-        // The firmware already runs at the virtual addresses the first kernel gave it; it can
-        // be told nothing else. A map that keeps every runtime range where it is changes
-        // nothing and succeeds; any other is refused.
+        // Nothing here can move: the emulator runs where it was loaded, and the firmware runs
+        // at the virtual addresses the first kernel gave it and must never be relocated twice.
+        // A map that keeps every runtime range where it runs changes nothing and succeeds; any
+        // other is refused with EFI_UNSUPPORTED ("already in virtual address mode"), and Linux
+        // then boots with runtime services disabled.
         if map.is_null() || desc_size < 40 || version != efi::MEMORY_DESCRIPTOR_VERSION {
             return Status::INVALID_PARAMETER;
+        }
+        let ranges = firmware_ranges();
+        if TOO_MANY_RANGES.load(Ordering::Relaxed) {
+            log::warn!("SetVirtualAddressMap refused: the firmware has more runtime ranges than the emulator recorded");
+            return Status::UNSUPPORTED;
         }
         for i in 0..size / desc_size {
             // SAFETY: the caller's map holds `size` bytes of descriptors.
             let d = unsafe { (map as *const u8).add(i * desc_size).cast::<efi::MemoryDescriptor>().read_unaligned() };
-            if d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != d.physical_start && firmware().is_none() {
+            if d.attribute & efi::MEMORY_RUNTIME == 0 {
+                continue;
+            }
+            let runs_at = match ranges.iter().find(|r| r.contains(d.physical_start)) {
+                Some(r) => r.virt + (d.physical_start - r.phys),
+                None => d.physical_start,
+            };
+            if d.virtual_start != runs_at {
+                log::warn!(
+                    "SetVirtualAddressMap refused: the runtime range at {:#x} runs at {runs_at:#x} ({}) and cannot move to {:#x}; runtime services stay unavailable to the payload",
+                    d.physical_start,
+                    if runs_at == d.physical_start { "the emulator, identity-mapped" } else { "the firmware, where the first kernel moved it" },
+                    d.virtual_start
+                );
                 return Status::UNSUPPORTED;
             }
         }
-        if firmware().is_some() { Status::UNSUPPORTED } else { Status::SUCCESS }
+        Status::SUCCESS
     }
 
     fn convert_pointer(debug: usize, address: *mut *mut c_void) -> Status {
@@ -204,10 +274,14 @@ efiapi! {
     }
 }
 
-/// What the runtime side really does after ExitBootServices, for EFI_RT_PROPERTIES_TABLE.
+/// What the runtime side really does after ExitBootServices, for EFI_RT_PROPERTIES_TABLE. With
+/// firmware, SetVirtualAddressMap stays in: a payload must call it to learn whether the
+/// firmware can be reached at the addresses it wants (it cannot be moved again), and Linux
+/// disables runtime services when the call fails; without it (EFI_RT_PROPERTIES says no), Linux
+/// would map the firmware 1:1 and call it there, where its relocated pointers do not work.
 pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     match firmware_mask {
-        Some(mask) => mask & !SET_VIRTUAL_ADDRESS_MAP & !CONVERT_POINTER,
+        Some(mask) => (mask & !CONVERT_POINTER) | SET_VIRTUAL_ADDRESS_MAP,
         None => GET_VARIABLE | GET_NEXT_VARIABLE_NAME | SET_VARIABLE | QUERY_VARIABLE_INFO | RESET_SYSTEM,
     }
 }

@@ -32,7 +32,6 @@ const AT_VENDOR: usize = 0x400;
 const AT_RT_PROPERTIES: usize = 0x500;
 const AT_CONFIG: usize = 0x800;
 
-const VENDOR: &str = "efi-emulator";
 /// Bytes of runtime memory for the variable store.
 const VARIABLE_STORE: u64 = 64 * 1024;
 
@@ -84,9 +83,15 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     let buf = unsafe { core::slice::from_raw_parts_mut(store as *mut u8, VARIABLE_STORE as usize) };
     install_variables(VariableStore::new(buf));
     runtime::table(runtime, v.runtime_phys);
+    if v.runtime_phys.is_some() {
+        let moved = v.map.iter().filter(|d| d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != 0 && d.virtual_start != d.physical_start);
+        if !runtime::record_firmware_ranges(moved.map(|d| runtime::FirmwareRange { phys: d.physical_start, virt: d.virtual_start, size: d.number_of_pages * crate::abi::PAGE_SIZE })) {
+            log::warn!("the firmware has more runtime ranges than SetVirtualAddressMap can check; it will refuse every map");
+        }
+    }
 
     let vendor = at(AT_VENDOR) as *mut u16;
-    for (i, u) in VENDOR.encode_utf16().chain(core::iter::once(0)).enumerate() {
+    for (i, u) in guids::FIRMWARE_VENDOR.encode_utf16().chain(core::iter::once(0)).enumerate() {
         // SAFETY: inside the zeroed runtime block, 0x100 bytes reserved for the string.
         unsafe { vendor.add(i).write(u) };
     }
