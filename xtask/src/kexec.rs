@@ -136,6 +136,10 @@ pub enum FirstBoot {
     /// EDK2 (Debian's AAVMF, with a writable variable store) boots it through its EFI stub; on
     /// QEMU `virt` the kernel then takes ACPI, and `/sys/firmware/fdt` holds only `/chosen`.
     Edk2,
+    /// The same, with SMBIOS naming an Ampere eMAG processor: arm64 Linux then calls
+    /// SetVirtualAddressMap (those machines need it), so the first kernel moves the firmware to
+    /// new virtual addresses.
+    Edk2Emag,
 }
 
 /// Debian's EDK2 for QEMU: the code (read-only) and the variable store template.
@@ -163,7 +167,10 @@ pub fn boot_first_with(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
     .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
     .chain(["-append".into(), format!("{FIRST_APPEND}{extra}")])
     .collect();
-    if boot == FirstBoot::Edk2 {
+    if boot == FirstBoot::Edk2Emag {
+        args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
+    }
+    if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag) {
         let vars = dir.join("AAVMF_VARS.fd");
         std::fs::copy(AAVMF_VARS, &vars).with_context(|| format!("copying {AAVMF_VARS} (install qemu-efi-aarch64: `cargo xtask setup`)"))?;
         for drive in [format!("if=pflash,format=raw,readonly=on,file={AAVMF_CODE}"), format!("if=pflash,format=raw,file={}", vars.display())] {

@@ -648,6 +648,7 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
     // SAFETY: masking DAIF has no memory effects.
     unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };
     EXITED.store(true, Ordering::Relaxed);
+    super::runtime::exit_boot_services();
     image::report_exit_boot_services();
     Ok(())
 }

@@ -64,6 +64,15 @@ fn firmware_ranges() -> &'static [FirmwareRange] {
     &table[..*n]
 }
 
+/// The firmware's table while it is hidden: it runs at the first kernel's virtual addresses, and
+/// the payload has not (yet) kept them with SetVirtualAddressMap, so a call from the payload's
+/// own mapping (Linux maps runtime services 1:1) would fault in the firmware.
+static HIDDEN_FIRMWARE: AtomicU64 = AtomicU64::new(0);
+/// Where EFI_RT_PROPERTIES_TABLE lives, and the firmware's supported mask, to say the truth when
+/// the firmware is hidden or reachable again.
+static RT_PROPERTIES: AtomicU64 = AtomicU64::new(0);
+static FIRMWARE_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 fn firmware() -> Option<&'static efi::RuntimeServices> {
     let p = FIRMWARE.load(Ordering::Relaxed);
     // SAFETY: the validated rt_info.runtime, translated to its physical address; firmware
@@ -130,6 +139,8 @@ efiapi! {
                 None => d.physical_start,
             };
             if d.virtual_start != runs_at {
+                // The payload's map would move what cannot move: an unchanged-map request is
+                // the only one we can honour.
                 log::warn!(
                     "SetVirtualAddressMap refused: the runtime range at {:#x} runs at {runs_at:#x} ({}) and cannot move to {:#x}; runtime services stay unavailable to the payload",
                     d.physical_start,
@@ -138,6 +149,12 @@ efiapi! {
                 );
                 return Status::UNSUPPORTED;
             }
+        }
+        // Everything stays where it runs: a firmware hidden at ExitBootServices is reachable.
+        let hidden = HIDDEN_FIRMWARE.swap(0, Ordering::Relaxed);
+        if hidden != 0 {
+            FIRMWARE.store(hidden, Ordering::Relaxed);
+            publish_mask(supported_mask(Some(FIRMWARE_MASK.load(Ordering::Relaxed))));
         }
         Status::SUCCESS
     }
@@ -283,6 +300,38 @@ pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     match firmware_mask {
         Some(mask) => (mask & !CONVERT_POINTER) | SET_VIRTUAL_ADDRESS_MAP,
         None => GET_VARIABLE | GET_NEXT_VARIABLE_NAME | SET_VARIABLE | QUERY_VARIABLE_INFO | RESET_SYSTEM,
+    }
+}
+
+/// Remembers where EFI_RT_PROPERTIES_TABLE is and the firmware's own mask.
+pub fn set_properties(props_supported: *mut u32, firmware_mask: Option<u32>) {
+    RT_PROPERTIES.store(props_supported as u64, Ordering::Relaxed);
+    FIRMWARE_MASK.store(firmware_mask.unwrap_or(0), Ordering::Relaxed);
+}
+
+fn publish_mask(mask: u32) {
+    let at = RT_PROPERTIES.load(Ordering::Relaxed);
+    if at != 0 {
+        // SAFETY: the `supported` field of the RT properties table in the runtime block.
+        unsafe { (at as *mut u32).write_volatile(mask) };
+    }
+}
+
+/// At ExitBootServices: a firmware the first kernel moved to other virtual addresses is hidden
+/// (the payload gets the emulator's own runtime services, and the RT properties table says so)
+/// until a SetVirtualAddressMap that keeps those addresses; Linux calls it only on machines that
+/// need it, and otherwise maps runtime services 1:1, where the moved firmware would fault.
+pub fn exit_boot_services() {
+    if firmware_ranges().is_empty() && !TOO_MANY_RANGES.load(Ordering::Relaxed) {
+        return;
+    }
+    let table = FIRMWARE.swap(0, Ordering::Relaxed);
+    if table != 0 {
+        HIDDEN_FIRMWARE.store(table, Ordering::Relaxed);
+        publish_mask(supported_mask(None) | SET_VIRTUAL_ADDRESS_MAP);
+        log::warn!(
+            "the firmware runs at the virtual addresses the first kernel gave it: its runtime services are hidden (the emulator serves its own) unless SetVirtualAddressMap keeps them there"
+        );
     }
 }
 

@@ -143,6 +143,8 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     let supported = runtime::supported_mask(firmware_mask);
     // SAFETY: the RT properties slot of the runtime block.
     unsafe { props.write(RtProperties { version: 1, length: size_of::<RtProperties>() as u16, supported }) };
+    // SAFETY: the field of the table just written.
+    runtime::set_properties(unsafe { &raw mut (*props).supported }, firmware_mask);
     c.config.push((guids::RT_PROPERTIES_TABLE, props as usize));
     c.publish_config()?;
     log::info!("runtime services supported after ExitBootServices: mask {supported:#06x}");
