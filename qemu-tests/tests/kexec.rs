@@ -264,6 +264,48 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
     }
 }
 
+/// A variable the kexec'ed kernel writes through the emulator into EDK2's store survives a
+/// power-off (through EFI ResetSystem): a later plain EDK2 boot with the same store lists it.
+#[test]
+fn uefi_variable_written_after_kexec_survives_into_the_next_edk2_boot() {
+    use xtask::cpio::Cpio;
+    let p = payloads();
+    let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
+    let busybox = std::fs::read(&p.busybox).unwrap();
+    let initramfs = |script: &str| {
+        let mut c = Cpio::default();
+        for d in ["bin", "dev", "proc", "sys"] {
+            c.dir(d);
+        }
+        c.char_device("dev/console", 5, 1);
+        c.file("bin/busybox", 0o755, &busybox);
+        c.file("efivarfs.ko", 0o644, &efivarfs);
+        c.file("init", 0o755, format!("#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\ninsmod /efivarfs.ko\nmount -t efivarfs efivarfs /sys/firmware/efi/efivars\n{script}\npoweroff -f\n").as_bytes());
+        c.finish()
+    };
+    let var = "EfiKexecPersist-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11";
+    let writer = initramfs(&format!(
+        "printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"",
+        xtask::payloads::MARKER
+    ));
+    let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(writer), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
+    let store = xtask::paths::out_dir().join(format!("persist-vars-{}.fd", std::process::id()));
+    std::fs::copy(xtask::kexec::AAVMF_VARS, &store).unwrap();
+    let first = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
+    let t = xtask::kexec::boot_first_vars(p, EntryEl::El1, xtask::kexec::FirstBoot::Edk2, &first, Some(&store), TIMEOUT, false).unwrap();
+    eprintln!("{}", t.text());
+    assert!(t.powered_off(), "the kexec'ed kernel powered off through ResetSystem");
+    assert!(t.contains(&format!("efi-kexec-test: second: wrote {var}")));
+    assert!(t.contains("efi-emulator 0."));
+
+    let lister = initramfs("echo \"efi-kexec-test: third: vars: $(ls /sys/firmware/efi/efivars | tr '\\n' ' ')\"");
+    let t = xtask::kexec::boot_first_vars(p, EntryEl::El1, xtask::kexec::FirstBoot::Edk2, &lister, Some(&store), TIMEOUT, false).unwrap();
+    let _ = std::fs::remove_file(&store);
+    eprintln!("{}", t.text());
+    let vars = stage_report(&t, "third", "vars").expect("the plain EDK2 boot listed its variables");
+    assert!(vars.contains(var), "{var} missing after the power-off: {vars}");
+}
+
 /// With `kexec_load_disabled` set, `efi-kexec load` says so and loads nothing.
 #[test]
 fn disabled_kexec_load_is_explained() {

@@ -153,6 +153,12 @@ pub fn boot_first(payloads: &Payloads, el: EntryEl, initramfs: &[u8], timeout: D
 
 /// Boots Debian's 6.12 as `boot` says, with `initramfs` as its initrd, 2 CPUs, 2 GiB.
 pub fn boot_first_with(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initramfs: &[u8], timeout: Duration, echo: bool) -> Result<Transcript> {
+    boot_first_vars(payloads, el, boot, initramfs, None, timeout, echo)
+}
+
+/// [`boot_first_with`], with EDK2's variable store in `vars` (kept across boots) instead of a
+/// fresh copy.
+pub fn boot_first_vars(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initramfs: &[u8], vars: Option<&Path>, timeout: Duration, echo: bool) -> Result<Transcript> {
     let dir = paths::out_dir().join("runs").join(format!("kexec-{}-{:?}-{}", std::process::id(), el, unique()));
     std::fs::create_dir_all(&dir)?;
     let initrd = dir.join("first.cpio");
@@ -171,8 +177,14 @@ pub fn boot_first_with(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
     }
     if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag) {
-        let vars = dir.join("AAVMF_VARS.fd");
-        std::fs::copy(AAVMF_VARS, &vars).with_context(|| format!("copying {AAVMF_VARS} (install qemu-efi-aarch64: `cargo xtask setup`)"))?;
+        let vars = match vars {
+            Some(v) => v.to_path_buf(),
+            None => {
+                let fresh = dir.join("AAVMF_VARS.fd");
+                std::fs::copy(AAVMF_VARS, &fresh).with_context(|| format!("copying {AAVMF_VARS} (install qemu-efi-aarch64: `cargo xtask setup`)"))?;
+                fresh
+            }
+        };
         for drive in [format!("if=pflash,format=raw,readonly=on,file={AAVMF_CODE}"), format!("if=pflash,format=raw,file={}", vars.display())] {
             args.extend(["-drive".into(), drive]);
         }
