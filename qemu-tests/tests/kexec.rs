@@ -244,8 +244,8 @@ fn uefi_firmware_moved_by_the_first_kernel_is_hidden_not_faulted_into() {
 }
 
 /// The first kernel writes a variable into EDK2's store; the UKI's kernel lists EDK2's variables
-/// through the emulator, that one among them. (systemd-stub's volatile StubInfo is not there:
-/// EDK2 has been at runtime since the first ExitBootServices and refuses new volatile variables.)
+/// through the emulator, that one among them, and systemd-stub's volatile StubInfo, which EDK2
+/// (at runtime since the first ExitBootServices) would refuse and the emulator keeps itself.
 #[test]
 fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
     let p = payloads();
@@ -262,6 +262,7 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
     for name in ["PlatformLang-8be4df61-93ca-11d2-aa0d-00e098032b8c", "Boot0000-8be4df61-93ca-11d2-aa0d-00e098032b8c", "EfiKexecTest-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11"] {
         assert!(vars.contains(name), "{name} missing from {vars}");
     }
+    assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", u.stub_version), "the stub's volatile variable, kept by the emulator");
 }
 
 /// A variable the kexec'ed kernel writes through the emulator into EDK2's store survives a

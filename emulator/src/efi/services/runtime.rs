@@ -166,76 +166,46 @@ efiapi! {
     }
 
     fn get_variable(name: *mut u16, guid: *mut Guid, attributes: *mut u32, size: *mut usize, data: *mut c_void) -> Status {
-        if let Some(f) = firmware() {
-            // SAFETY: as above.
-            return unsafe { (f.get_variable)(name, guid, attributes, size, data) };
+        let own = own_get_variable(name, guid, attributes, size, data);
+        match firmware() {
+            // The emulator's own variables shadow the firmware's (see `set_variable`).
+            // SAFETY: forwarding to the firmware's own service with the caller's arguments.
+            Some(f) if own == Status::NOT_FOUND => unsafe { (f.get_variable)(name, guid, attributes, size, data) },
+            _ => own,
         }
-        status((|| {
-            let name = ucs2_arg(name)?;
-            let guid = guid_arg(guid)?;
-            if size.is_null() {
-                return Err(EfiError::InvalidParameter);
-            }
-            with_variables(|s| {
-                let v = s.get(name, &guid)?;
-                sized_buffer(size, v.data.len())?;
-                if data.is_null() {
-                    return Err(EfiError::InvalidParameter);
-                }
-                // SAFETY: the caller's buffer holds at least `len` bytes (`sized_buffer`).
-                unsafe { core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len()) };
-                if !attributes.is_null() {
-                    out(attributes, v.attributes)?;
-                }
-                Ok(())
-            })
-        })())
     }
 
     fn get_next_variable_name(size: *mut usize, name: *mut u16, guid: *mut Guid) -> Status {
-        if let Some(f) = firmware() {
-            // SAFETY: as above.
-            return unsafe { (f.get_next_variable_name)(size, name, guid) };
+        let Some(f) = firmware() else { return own_get_next_variable_name(size, name, guid) };
+        // The firmware's names, then the emulator's own.
+        if own_has(name, guid) {
+            return own_get_next_variable_name(size, name, guid);
         }
-        status((|| {
-            if size.is_null() || name.is_null() || guid.is_null() {
-                return Err(EfiError::InvalidParameter);
-            }
-            // SAFETY: non-NULL in/out size.
-            let have = unsafe { size.read_unaligned() };
-            let current = ucs2_arg(name)?;
-            if (current.len() + 1) * 2 > have {
-                return Err(EfiError::InvalidParameter); // no NUL within the buffer
-            }
-            let g = guid_arg(guid)?;
-            with_variables(|s| {
-                let v = s.next(current, &g)?;
-                sized_buffer(size, (v.name.len() + 1) * 2)?;
-                // SAFETY: the caller's buffer holds the name and its NUL (`sized_buffer`).
-                unsafe {
-                    core::ptr::copy_nonoverlapping(v.name.as_ptr(), name, v.name.len());
-                    name.add(v.name.len()).write_unaligned(0);
-                }
-                out(guid, v.guid)
-            })
-        })())
+        // SAFETY: as above.
+        let st = unsafe { (f.get_next_variable_name)(size, name, guid) };
+        if st != Status::NOT_FOUND {
+            return st;
+        }
+        // The firmware's list ended: start the emulator's, from the empty name.
+        // SAFETY: the firmware accepted the buffer, which holds at least the NUL.
+        unsafe { name.write_unaligned(0) };
+        own_get_next_variable_name(size, name, guid)
     }
 
     fn set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usize, data: *mut c_void) -> Status {
-        if let Some(f) = firmware() {
-            // SAFETY: as above.
-            return unsafe { (f.set_variable)(name, guid, attributes, size, data) };
+        let Some(f) = firmware() else { return own_set_variable(name, guid, attributes, size, data) };
+        // The firmware has been at runtime since the first kernel's ExitBootServices: it refuses
+        // what only boot services may create (volatile variables, ones without runtime access),
+        // although the payload is in boot services here. The emulator keeps those itself, and
+        // deletes its own; everything else goes to the firmware.
+        let runtime_nv = efi::VARIABLE_NON_VOLATILE | efi::VARIABLE_RUNTIME_ACCESS;
+        let deleting = size == 0 || attributes == 0;
+        let own = if deleting { own_has(name, guid) } else { attributes & runtime_nv != runtime_nv };
+        if own {
+            return own_set_variable(name, guid, attributes, size, data);
         }
-        status((|| {
-            let name = ucs2_arg(name)?;
-            let guid = guid_arg(guid)?;
-            if size > 0 && data.is_null() {
-                return Err(EfiError::InvalidParameter);
-            }
-            // SAFETY: the caller passes `size` readable bytes.
-            let bytes = if size == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(data as *const u8, size) } };
-            with_variables(|s| s.set(name, &guid, attributes, bytes))
-        })())
+        // SAFETY: as above.
+        unsafe { (f.set_variable)(name, guid, attributes, size, data) }
     }
 
     fn get_next_high_mono_count(count: *mut u32) -> Status {
@@ -289,6 +259,73 @@ efiapi! {
             out(largest, l)
         })())
     }
+}
+
+/// True when the emulator's own store holds `name`/`guid` (invalid arguments hold nothing).
+fn own_has(name: *mut u16, guid: *mut Guid) -> bool {
+    let (Ok(name), Ok(guid)) = (ucs2_arg(name), guid_arg(guid)) else { return false };
+    !name.is_empty() && with_variables(|s| s.get(name, &guid).map(|_| ())).is_ok()
+}
+
+fn own_get_variable(name: *mut u16, guid: *mut Guid, attributes: *mut u32, size: *mut usize, data: *mut c_void) -> Status {
+    status((|| {
+        let name = ucs2_arg(name)?;
+        let guid = guid_arg(guid)?;
+        if size.is_null() {
+            return Err(EfiError::InvalidParameter);
+        }
+        with_variables(|s| {
+            let v = s.get(name, &guid)?;
+            sized_buffer(size, v.data.len())?;
+            if data.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            // SAFETY: the caller's buffer holds at least `len` bytes (`sized_buffer`).
+            unsafe { core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len()) };
+            if !attributes.is_null() {
+                out(attributes, v.attributes)?;
+            }
+            Ok(())
+        })
+    })())
+}
+
+fn own_get_next_variable_name(size: *mut usize, name: *mut u16, guid: *mut Guid) -> Status {
+    status((|| {
+        if size.is_null() || name.is_null() || guid.is_null() {
+            return Err(EfiError::InvalidParameter);
+        }
+        // SAFETY: non-NULL in/out size.
+        let have = unsafe { size.read_unaligned() };
+        let current = ucs2_arg(name)?;
+        if (current.len() + 1) * 2 > have {
+            return Err(EfiError::InvalidParameter); // no NUL within the buffer
+        }
+        let g = guid_arg(guid)?;
+        with_variables(|s| {
+            let v = s.next(current, &g)?;
+            sized_buffer(size, (v.name.len() + 1) * 2)?;
+            // SAFETY: the caller's buffer holds the name and its NUL (`sized_buffer`).
+            unsafe {
+                core::ptr::copy_nonoverlapping(v.name.as_ptr(), name, v.name.len());
+                name.add(v.name.len()).write_unaligned(0);
+            }
+            out(guid, v.guid)
+        })
+    })())
+}
+
+fn own_set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usize, data: *mut c_void) -> Status {
+    status((|| {
+        let name = ucs2_arg(name)?;
+        let guid = guid_arg(guid)?;
+        if size > 0 && data.is_null() {
+            return Err(EfiError::InvalidParameter);
+        }
+        // SAFETY: the caller passes `size` readable bytes.
+        let bytes = if size == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(data as *const u8, size) } };
+        with_variables(|s| s.set(name, &guid, attributes, bytes))
+    })())
 }
 
 /// What the runtime side really does after ExitBootServices, for EFI_RT_PROPERTIES_TABLE. With
