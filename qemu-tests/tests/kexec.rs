@@ -218,12 +218,25 @@ fn image_6_12(append: &str) -> NextBoot {
     }
 }
 
-#[test]
-fn uefi_first_kernel_image_6_12_with_acpi_force_at_el1() {
+fn image_6_12_with_acpi_force(el: EntryEl) {
     let append = format!("{APPEND} acpi=force");
-    let t = uefi_first_kernel(EntryEl::El1, image_6_12(&append));
+    let t = uefi_first_kernel(el, image_6_12(&append));
     assert!(report(&t, "uname -r").starts_with("6.12"));
     assert_eq!(report(&t, "cmdline"), append);
+    // Both kernels set their clock from EDK2's GetTime: the second through the emulator.
+    let dates: Vec<_> = t.lines.iter().filter_map(|(_, l)| l.split("rtc-efi rtc-efi.0: setting system clock to ").nth(1)).map(|d| d[..10].to_string()).collect();
+    assert_eq!(dates.len(), 2, "{dates:?}");
+    assert_eq!(dates[0], dates[1], "the same day from the same clock");
+}
+
+#[test]
+fn uefi_first_kernel_image_6_12_with_acpi_force_at_el1() {
+    image_6_12_with_acpi_force(EntryEl::El1);
+}
+
+#[test]
+fn uefi_first_kernel_image_6_12_with_acpi_force_at_el2() {
+    image_6_12_with_acpi_force(EntryEl::El2Vhe);
 }
 
 /// SMBIOS says Ampere eMAG, so the first kernel's stub calls SetVirtualAddressMap and EDK2 moves
@@ -231,9 +244,8 @@ fn uefi_first_kernel_image_6_12_with_acpi_force_at_el1() {
 /// protocol to tell it otherwise), where the moved firmware would fault: the emulator hides the
 /// firmware at ExitBootServices, serves its own runtime services and says so, and the next
 /// kernel boots without EDK2's (no rtc-efi) and without a firmware fault.
-#[test]
-fn uefi_firmware_moved_by_the_first_kernel_is_hidden_not_faulted_into() {
-    let t = uefi_boot(EntryEl::El1, xtask::kexec::FirstBoot::Edk2Emag, image_6_12(APPEND));
+fn firmware_moved_by_the_first_kernel(el: EntryEl) {
+    let t = uefi_boot(el, xtask::kexec::FirstBoot::Edk2Emag, image_6_12(APPEND));
     let seen = |needle: &str| after_exec(&t).iter().any(|(_, l)| l.contains(needle));
     let fw = t.find("firmware runtime services at").expect("the emulator passes the firmware on").1.clone();
     let (virt, phys) = (fw.split("at ").nth(1).unwrap().split(' ').next().unwrap(), fw.split("physical ").nth(1).unwrap().split(')').next().unwrap());
@@ -243,11 +255,20 @@ fn uefi_firmware_moved_by_the_first_kernel_is_hidden_not_faulted_into() {
     assert!(report(&t, "uname -r").starts_with("6.12"));
 }
 
+#[test]
+fn uefi_firmware_moved_by_the_first_kernel_is_hidden_at_el1() {
+    firmware_moved_by_the_first_kernel(EntryEl::El1);
+}
+
+#[test]
+fn uefi_firmware_moved_by_the_first_kernel_is_hidden_at_el2() {
+    firmware_moved_by_the_first_kernel(EntryEl::El2Vhe);
+}
+
 /// The first kernel writes a variable into EDK2's store; the UKI's kernel lists EDK2's variables
 /// through the emulator, that one among them, and systemd-stub's volatile StubInfo, which EDK2
 /// (at runtime since the first ExitBootServices) would refuse and the emulator keeps itself.
-#[test]
-fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
+fn uki_sees_edk2_variables(el: EntryEl) {
     let p = payloads();
     let u = p.uki("254+6.12").unwrap();
     let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
@@ -255,7 +276,7 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
                  printf '\\007\\000\\000\\000kexec' > /sys/firmware/efi/efivars/EfiKexecTest-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11 && \
                  echo \"efi-kexec-test: first: variable written\"";
     let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: Some(write.into()), files: vec![("efivarfs.ko".into(), efivarfs)] };
-    let t = uefi_first_kernel(EntryEl::El2Vhe, next);
+    let t = uefi_first_kernel(el, next);
     assert!(t.contains("efi-kexec-test: first: variable written"));
     assert_eq!(report(&t, "cmdline"), u.cmdline);
     let vars = report(&t, "efivars");
@@ -265,10 +286,19 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
     assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", u.stub_version), "the stub's volatile variable, kept by the emulator");
 }
 
+#[test]
+fn uefi_first_kernel_uki_254_at_el1_sees_edk2_variables() {
+    uki_sees_edk2_variables(EntryEl::El1);
+}
+
+#[test]
+fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
+    uki_sees_edk2_variables(EntryEl::El2Vhe);
+}
+
 /// A variable the kexec'ed kernel writes through the emulator into EDK2's store survives a
 /// power-off (through EFI ResetSystem): a later plain EDK2 boot with the same store lists it.
-#[test]
-fn uefi_variable_written_after_kexec_survives_into_the_next_edk2_boot() {
+fn variable_survives(el: EntryEl) {
     use xtask::cpio::Cpio;
     let p = payloads();
     let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
@@ -290,21 +320,31 @@ fn uefi_variable_written_after_kexec_survives_into_the_next_edk2_boot() {
         xtask::payloads::MARKER
     ));
     let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(writer), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
-    let store = xtask::paths::out_dir().join(format!("persist-vars-{}.fd", std::process::id()));
+    let store = xtask::paths::out_dir().join(format!("persist-vars-{}-{el:?}.fd", std::process::id()));
     std::fs::copy(xtask::kexec::AAVMF_VARS, &store).unwrap();
     let first = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
-    let t = xtask::kexec::boot_first_vars(p, EntryEl::El1, xtask::kexec::FirstBoot::Edk2, &first, Some(&store), TIMEOUT, false).unwrap();
+    let t = xtask::kexec::boot_first_vars(p, el, xtask::kexec::FirstBoot::Edk2, &first, Some(&store), TIMEOUT, false).unwrap();
     eprintln!("{}", t.text());
     assert!(t.powered_off(), "the kexec'ed kernel powered off through ResetSystem");
     assert!(t.contains(&format!("efi-kexec-test: second: wrote {var}")));
     assert!(t.contains("efi-emulator 0."));
 
     let lister = initramfs("echo \"efi-kexec-test: third: vars: $(ls /sys/firmware/efi/efivars | tr '\\n' ' ')\"");
-    let t = xtask::kexec::boot_first_vars(p, EntryEl::El1, xtask::kexec::FirstBoot::Edk2, &lister, Some(&store), TIMEOUT, false).unwrap();
+    let t = xtask::kexec::boot_first_vars(p, el, xtask::kexec::FirstBoot::Edk2, &lister, Some(&store), TIMEOUT, false).unwrap();
     let _ = std::fs::remove_file(&store);
     eprintln!("{}", t.text());
     let vars = stage_report(&t, "third", "vars").expect("the plain EDK2 boot listed its variables");
     assert!(vars.contains(var), "{var} missing after the power-off: {vars}");
+}
+
+#[test]
+fn uefi_variable_written_after_kexec_survives_into_the_next_edk2_boot_at_el1() {
+    variable_survives(EntryEl::El1);
+}
+
+#[test]
+fn uefi_variable_written_after_kexec_survives_into_the_next_edk2_boot_at_el2() {
+    variable_survives(EntryEl::El2Vhe);
 }
 
 /// With `kexec_load_disabled` set, `efi-kexec load` says so and loads nothing.
