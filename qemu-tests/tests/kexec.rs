@@ -296,14 +296,15 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
     uki_sees_edk2_variables(EntryEl::El2Vhe);
 }
 
-/// A variable the kexec'ed kernel writes through the emulator into EDK2's store survives a
-/// power-off (through EFI ResetSystem): a later plain EDK2 boot with the same store lists it.
-fn variable_survives(el: EntryEl) {
+/// A variable the kexec'ed kernel writes through the emulator into EDK2's store survives its
+/// `end` (`poweroff -f` or `reboot -f`: arm64 Linux does both through EFI ResetSystem while
+/// runtime services are up): a later plain EDK2 boot with the same store lists it.
+fn variable_survives(el: EntryEl, end: &str) {
     use xtask::cpio::Cpio;
     let p = payloads();
     let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
     let busybox = std::fs::read(&p.busybox).unwrap();
-    let initramfs = |script: &str| {
+    let initramfs = |script: &str, end: &str| {
         let mut c = Cpio::default();
         for d in ["bin", "dev", "proc", "sys"] {
             c.dir(d);
@@ -311,25 +312,26 @@ fn variable_survives(el: EntryEl) {
         c.char_device("dev/console", 5, 1);
         c.file("bin/busybox", 0o755, &busybox);
         c.file("efivarfs.ko", 0o644, &efivarfs);
-        c.file("init", 0o755, format!("#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\ninsmod /efivarfs.ko\nmount -t efivarfs efivarfs /sys/firmware/efi/efivars\n{script}\npoweroff -f\n").as_bytes());
+        c.file("init", 0o755, format!("#!/bin/busybox sh\n/bin/busybox --install -s /bin\nexport PATH=/bin\nmount -t proc proc /proc\nmount -t sysfs sysfs /sys\ninsmod /efivarfs.ko\nmount -t efivarfs efivarfs /sys/firmware/efi/efivars\n{script}\n{end}\n").as_bytes());
         c.finish()
     };
     let var = "EfiKexecPersist-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11";
     let writer = initramfs(&format!(
         "printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"",
         xtask::payloads::MARKER
-    ));
+    ), end);
     let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(writer), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
     let store = xtask::paths::out_dir().join(format!("persist-vars-{}-{el:?}.fd", std::process::id()));
     std::fs::copy(xtask::kexec::AAVMF_VARS, &store).unwrap();
     let first = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
     let t = xtask::kexec::boot_first_vars(p, el, xtask::kexec::FirstBoot::Edk2, &first, Some(&store), TIMEOUT, false).unwrap();
     eprintln!("{}", t.text());
-    assert!(t.powered_off(), "the kexec'ed kernel powered off through ResetSystem");
+    assert!(t.powered_off(), "the kexec'ed kernel's {end} ended QEMU (-no-reboot) through ResetSystem");
+    assert!(t.contains(if end.starts_with("reboot") { "reboot: Restarting system" } else { "reboot: Power down" }));
     assert!(t.contains(&format!("efi-kexec-test: second: wrote {var}")));
     assert!(t.contains("efi-emulator 0."));
 
-    let lister = initramfs("echo \"efi-kexec-test: third: vars: $(ls /sys/firmware/efi/efivars | tr '\\n' ' ')\"");
+    let lister = initramfs("echo \"efi-kexec-test: third: vars: $(ls /sys/firmware/efi/efivars | tr '\\n' ' ')\"", "poweroff -f");
     let t = xtask::kexec::boot_first_vars(p, el, xtask::kexec::FirstBoot::Edk2, &lister, Some(&store), TIMEOUT, false).unwrap();
     let _ = std::fs::remove_file(&store);
     eprintln!("{}", t.text());
@@ -338,13 +340,13 @@ fn variable_survives(el: EntryEl) {
 }
 
 #[test]
-fn uefi_variable_written_after_kexec_survives_into_the_next_edk2_boot_at_el1() {
-    variable_survives(EntryEl::El1);
+fn uefi_variable_written_after_kexec_survives_a_poweroff_into_the_next_edk2_boot_at_el1() {
+    variable_survives(EntryEl::El1, "poweroff -f");
 }
 
 #[test]
-fn uefi_variable_written_after_kexec_survives_into_the_next_edk2_boot_at_el2() {
-    variable_survives(EntryEl::El2Vhe);
+fn uefi_variable_written_after_kexec_survives_a_reboot_into_the_next_edk2_boot_at_el2() {
+    variable_survives(EntryEl::El2Vhe, "reboot -f");
 }
 
 /// With `kexec_load_disabled` set, `efi-kexec load` says so and loads nothing.
