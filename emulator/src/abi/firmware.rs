@@ -47,10 +47,10 @@ pub fn stub_facts(fdt: &Fdt) -> Option<Result<StubFacts, ParamError>> {
             desc_size: prop("linux,uefi-mmap-desc-size")?,
             desc_ver: prop("linux,uefi-mmap-desc-ver")? as u32,
         };
-        if facts.desc_size < MIN_DESC_SIZE || facts.desc_size % 8 != 0 || facts.desc_size > 4096 {
+        if facts.desc_size < MIN_DESC_SIZE || !facts.desc_size.is_multiple_of(8) || facts.desc_size > 4096 {
             return Err(err("linux,uefi-mmap-desc-size", facts.desc_size, ">= 40, a multiple of 8, <= 4096"));
         }
-        if facts.mmap.size == 0 || facts.mmap.size % facts.desc_size != 0 || facts.mmap.size / facts.desc_size > validate::MAX_DESCRIPTORS {
+        if facts.mmap.size == 0 || !facts.mmap.size.is_multiple_of(facts.desc_size) || facts.mmap.size / facts.desc_size > validate::MAX_DESCRIPTORS {
             return Err(err("linux,uefi-mmap-size", facts.mmap.size, "a non-zero multiple of the descriptor size, at most 4096 descriptors"));
         }
         Ok(facts)
