@@ -283,5 +283,5 @@ mod tests {
         spcr[36] = 0x12; // a 16550
         assert_eq!(spcr_uart(&spcr), None);
         assert_eq!(spcr_uart(b"SPCR"), None);
-}
+    }
 }

@@ -1,7 +1,6 @@
 //! The boot flow on the target: entry -> console -> validation -> banner -> MMU -> payload.
 
 use crate::abi::validate::{self, BlobPlacement, Extent, PhysMemory, Validated};
-use crate::efi::services::{self, setup::{self, Reserved}};
 use crate::abi::{memory_type_name, PAGE_SIZE};
 use crate::arch::aarch64::cpu::{self, ExceptionLevel};
 use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
@@ -10,6 +9,10 @@ use crate::arch::aarch64::page_table::PageTables;
 use crate::arch::aarch64::{entry, exceptions, psci};
 use crate::drivers::fdt::Fdt;
 use crate::efi::pe::PeImage;
+use crate::efi::services::{
+    self,
+    setup::{self, Reserved},
+};
 use crate::{console, fatal, println};
 use log::{info, warn};
 
@@ -88,7 +91,8 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     services::install(core);
     let us = cpu::micros_since_entry();
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
-    let (status, exit_data) = setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())));
+    let (status, exit_data) =
+        setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())));
     if services::EXITED.load(core::sync::atomic::Ordering::Relaxed) {
         fatal!("the payload returned {:#x} after ExitBootServices", status.as_usize());
     }
@@ -224,13 +228,7 @@ fn banner(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) {
     println!();
     info!("efi-emulator {} (ABI {}), running at {el}", crate::VERSION, crate::abi::ABI_VERSION);
     info!("cpu: MIDR {midr:#010x} ({}), PSCI via {}", cpu::cpu_name(midr), psci::conduit().name());
-    info!(
-        "blob: {:#x}..{:#x} (file {} B, footprint {} KiB)",
-        blob.base,
-        blob.base + blob.mem_end,
-        blob.file_end,
-        blob.mem_end / 1024
-    );
+    info!("blob: {:#x}..{:#x} (file {} B, footprint {} KiB)", blob.base, blob.base + blob.mem_end, blob.file_end, blob.mem_end / 1024);
     let p = &v.param;
     let map_end = v.param_addr + crate::abi::PARAM_SIZE as u64 + p.rt_info.memmap.map_size;
     info!("param: {:#x}, sp {:#x} ({} KiB of stack above the map), load_address {:#x}", v.param_addr, p.sp, (p.sp - map_end) / 1024, p.load_address);
@@ -240,20 +238,11 @@ fn banner(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) {
     if let Some((start, end)) = fdt.initrd() {
         info!("  initrd       {start:#x}..{end:#x} ({} B, from /chosen)", end - start);
     }
-    info!(
-        "  noefi_boot {}, print_enabled {}, earlycon {} at {:#x} (+{:#x})",
-        p.noefi_boot,
-        p.print_enabled,
-        v.earlycon_name(),
-        p.earlycon_reg_base,
-        v.uart.size
-    );
+    info!("  noefi_boot {}, print_enabled {}, earlycon {} at {:#x} (+{:#x})", p.noefi_boot, p.print_enabled, v.earlycon_name(), p.earlycon_reg_base, v.uart.size);
     match v.runtime_phys {
         Some(phys) => info!(
             "  firmware runtime services at {:#x} (physical {phys:#x}), revision {:#x}, supported mask {:#x}",
-            p.rt_info.runtime,
-            p.rt_info.runtime_version,
-            p.rt_info.runtime_supported_mask
+            p.rt_info.runtime, p.rt_info.runtime_version, p.rt_info.runtime_supported_mask
         ),
         None => info!("  no firmware: runtime services will be the emulator's own"),
     }
@@ -273,15 +262,7 @@ fn banner(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) {
     info!("  {:>3}  {:<20} {:>18} {:>18} {:>10}  {:>18}  {}", "#", "type", "start", "end", "pages", "attributes", "virtual");
     for (i, d) in v.map.iter().enumerate() {
         let end = d.physical_start + d.number_of_pages * PAGE_SIZE;
-        info!(
-            "  {i:>3}  {:<20} {:>#18x} {:>#18x} {:>10}  {:>#18x}  {:#x}",
-            memory_type_name(d.r#type),
-            d.physical_start,
-            end,
-            d.number_of_pages,
-            d.attribute,
-            d.virtual_start
-        );
+        info!("  {i:>3}  {:<20} {:>#18x} {:>#18x} {:>10}  {:>#18x}  {:#x}", memory_type_name(d.r#type), d.physical_start, end, d.number_of_pages, d.attribute, d.virtual_start);
     }
 }
 
@@ -292,21 +273,12 @@ fn kernel_summary(v: &Validated) {
         Err(e) => fatal!("kernel image at {:#x}: {e}", v.kernel.start),
     };
     match pe.linux_image_size {
-        Some(size) => info!(
-            "kernel image: Linux arm64 Image with EFI stub {}.{}, image_size {size:#x}",
-            pe.major_image_version,
-            pe.minor_image_version
-        ),
+        Some(size) => info!("kernel image: Linux arm64 Image with EFI stub {}.{}, image_size {size:#x}", pe.major_image_version, pe.minor_image_version),
         None => info!("kernel image: PE32+ AArch64 EFI application"),
     }
     info!(
         "  machine {:#06x}, entry {:#x}, SizeOfImage {:#x}, SectionAlignment {:#x}, FileAlignment {:#x}, ImageBase {:#x}",
-        pe.machine,
-        pe.entry_point,
-        pe.size_of_image,
-        pe.section_alignment,
-        pe.file_alignment,
-        pe.image_base
+        pe.machine, pe.entry_point, pe.size_of_image, pe.section_alignment, pe.file_alignment, pe.image_base
     );
     for s in pe.sections() {
         let perm = s.permissions();

@@ -76,7 +76,8 @@ fn uki_254(el: EntryEl) {
 fn zboot_6_12(el: EntryEl) {
     let p = payloads();
     let z = p.zboot("6.12").unwrap();
-    let next = NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
+    let next =
+        NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("efi-kexec: /next.efi: EFI zboot image, zstd-compressed"));
@@ -126,7 +127,14 @@ fn zboot_6_12_at_el2_nvhe() {
 #[test]
 fn chain_kexecs_a_third_kernel() {
     let p = payloads();
-    let third = NextBoot { image: p.zboot("6.12").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
+    let third = NextBoot {
+        image: p.zboot("6.12").unwrap().image.clone(),
+        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
+        append: Some(APPEND.into()),
+        extra: vec![],
+        before_load: None,
+        files: Vec::new(),
+    };
     let second_initramfs = stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap();
     let second = NextBoot {
         image: p.kernel("6.1").unwrap().image.clone(),
@@ -275,7 +283,14 @@ fn uki_sees_edk2_variables(el: EntryEl) {
     let write = "insmod /efivarfs.ko && mount -t efivarfs efivarfs /sys/firmware/efi/efivars && \
                  printf '\\007\\000\\000\\000kexec' > /sys/firmware/efi/efivars/EfiKexecTest-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11 && \
                  echo \"efi-kexec-test: first: variable written\"";
-    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: Some(write.into()), files: vec![("efivarfs.ko".into(), efivarfs)] };
+    let next = NextBoot {
+        image: u.path.clone(),
+        initrd: None,
+        append: Some(String::new()),
+        extra: vec![],
+        before_load: Some(write.into()),
+        files: vec![("efivarfs.ko".into(), efivarfs)],
+    };
     let t = uefi_first_kernel(el, next);
     assert!(t.contains("efi-kexec-test: first: variable written"));
     assert_eq!(report(&t, "cmdline"), u.cmdline);
@@ -316,10 +331,10 @@ fn variable_survives(el: EntryEl, end: &str) {
         c.finish()
     };
     let var = "EfiKexecPersist-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11";
-    let writer = initramfs(&format!(
-        "printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"",
-        xtask::payloads::MARKER
-    ), end);
+    let writer = initramfs(
+        &format!("printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"", xtask::payloads::MARKER),
+        end,
+    );
     let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(writer), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
     let store = xtask::paths::out_dir().join(format!("persist-vars-{}-{el:?}.fd", std::process::id()));
     std::fs::copy(xtask::kexec::AAVMF_VARS, &store).unwrap();

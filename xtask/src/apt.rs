@@ -160,9 +160,10 @@ impl Apt {
             eprintln!("apt: downloading {} ({} MB)", pkg.file_name, pkg.size / 1_000_000);
             let spec = format!("{}={}", pkg.name, pkg.version);
             crate::run_checked(self.command("apt-get").current_dir(dir).args(["-q", "download", &spec]))?;
-            let fetched = std::fs::read_dir(dir)?.flatten().map(|e| e.path()).find(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".deb") && n.starts_with(&format!("{}_", pkg.name)))
-            });
+            let fetched = std::fs::read_dir(dir)?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".deb") && n.starts_with(&format!("{}_", pkg.name))));
             std::fs::rename(fetched.context("apt-get download produced no .deb")?, &partial)?;
         }
         let digest = hex(&Sha256::digest(std::fs::read(&partial)?));
@@ -178,11 +179,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn download(url: &str, dest: &Path, size: u64, label: &str) -> Result<()> {
     let bar = indicatif::ProgressBar::new(size);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>32} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
+    bar.set_style(indicatif::ProgressStyle::with_template("{prefix:>32} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}").unwrap().progress_chars("=> "));
     bar.set_prefix(label.chars().take(32).collect::<String>());
     if bar.is_hidden() {
         eprintln!("downloading {label} ({} MB)", size / 1_000_000);

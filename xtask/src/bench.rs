@@ -51,8 +51,28 @@ fn sample(t: &Transcript) -> Result<Sample> {
 
 fn direct(kernel: &std::path::Path, initrd: &std::path::Path, timeout: Duration) -> Result<Transcript> {
     let args: Vec<String> = [
-        "-M", "virt", "-cpu", "max", "-m", "1G", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
-        "-kernel", &kernel.display().to_string(), "-initrd", &initrd.display().to_string(), "-append", run::DEFAULT_APPEND,
+        "-M",
+        "virt",
+        "-cpu",
+        "max",
+        "-m",
+        "1G",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-kernel",
+        &kernel.display().to_string(),
+        "-initrd",
+        &initrd.display().to_string(),
+        "-append",
+        run::DEFAULT_APPEND,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -66,7 +86,11 @@ pub fn median(mut v: Vec<f64>) -> f64 {
         return f64::NAN;
     }
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// One configuration of the benchmark.
@@ -99,7 +123,12 @@ fn configs(payloads: &Payloads, timeout: Duration) -> Result<Vec<Config>> {
         // Beside it, the same build's plain Image booted directly.
         let image = z.image.with_file_name("Image");
         v.push(Config { kernel: format!("zboot {} (its Image)", z.series), mode: Mode::Direct, direct: Some((image, payloads.initramfs.clone())), emulator: None });
-        v.push(Config { kernel: format!("zboot {} ({})", z.series, z.compression), mode: Mode::Emulator, direct: None, emulator: Some(emu(z.image.clone(), false, run::DEFAULT_APPEND)) });
+        v.push(Config {
+            kernel: format!("zboot {} ({})", z.series, z.compression),
+            mode: Mode::Emulator,
+            direct: None,
+            emulator: Some(emu(z.image.clone(), false, run::DEFAULT_APPEND)),
+        });
     }
     Ok(v)
 }

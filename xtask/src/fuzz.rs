@@ -1,8 +1,8 @@
 //! `cargo xtask fuzz`: the libFuzzer targets in `fuzz/` (cargo-fuzz, which needs a nightly
 //! toolchain for its sanitizer flags), seeded from the real payloads.
 
-use crate::payloads::Payloads;
 use crate::paths;
+use crate::payloads::Payloads;
 use anyhow::{Context, Result};
 use efi_emulator::abi::loader;
 use std::path::{Path, PathBuf};
@@ -62,8 +62,8 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                     print: true,
                     memory: loader::MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(efi_emulator::abi::validate::Extent::new(0x4000_0000, 1 << 20)),
                     placement: Default::default(),
-            firmware: false,
-            seeds: None,
+                    firmware: false,
+                    seeds: None,
                     extra_chosen: Vec::new(),
                 };
                 let img = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;

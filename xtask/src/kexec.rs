@@ -28,13 +28,8 @@ pub const FIRST_CPU: &str = "max,lpa2=off";
 pub fn build_efi_kexec(blob: &Blob) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let bin = std::fs::canonicalize(&blob.bin)?;
-    run_checked(
-        Command::new(cargo)
-            .current_dir(paths::root())
-            .env("EFI_EMULATOR_BLOB", &bin)
-            .args(["build", "--quiet", "--release", "-p", "efi-kexec", "--target", TARGET]),
-    )
-    .with_context(|| format!("building efi-kexec (is the {TARGET} target installed? `cargo xtask setup`)"))?;
+    run_checked(Command::new(cargo).current_dir(paths::root()).env("EFI_EMULATOR_BLOB", &bin).args(["build", "--quiet", "--release", "-p", "efi-kexec", "--target", TARGET]))
+        .with_context(|| format!("building efi-kexec (is the {TARGET} target installed? `cargo xtask setup`)"))?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
     Ok(target_dir.join(TARGET).join("release").join("efi-kexec"))
 }
@@ -165,14 +160,13 @@ pub fn boot_first_vars(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
     std::fs::write(&initrd, initramfs)?;
     let (machine, extra) = first_machine(el);
     let kernel = payloads.kernel("6.12")?.image.clone();
-    let mut args: Vec<String> = [
-        "-M", machine, "-cpu", FIRST_CPU, "-m", "2G", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
-    .chain(["-append".into(), format!("{FIRST_APPEND}{extra}")])
-    .collect();
+    let mut args: Vec<String> =
+        ["-M", machine, "-cpu", FIRST_CPU, "-m", "2G", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
+            .chain(["-append".into(), format!("{FIRST_APPEND}{extra}")])
+            .collect();
     if boot == FirstBoot::Edk2Emag {
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
     }

@@ -217,7 +217,8 @@ fn library_closure(binary: &Path, trees: &[PathBuf]) -> Result<Vec<(String, Path
             continue;
         }
         // The loader's default search path on Debian: the multiarch directories first.
-        let candidates: Vec<PathBuf> = [format!("lib/{MULTIARCH}"), format!("usr/lib/{MULTIARCH}"), "lib".into(), "usr/lib".into()].iter().map(|d| Path::new(d).join(&soname)).collect();
+        let candidates: Vec<PathBuf> =
+            [format!("lib/{MULTIARCH}"), format!("usr/lib/{MULTIARCH}"), "lib".into(), "usr/lib".into()].iter().map(|d| Path::new(d).join(&soname)).collect();
         let Some(host) = find_in(trees, &candidates) else {
             missing.push(soname);
             continue;
@@ -337,7 +338,8 @@ pub fn bench_kexec(efi_kexec: &Path, payloads: &Payloads, runs: usize) -> Result
     let tools = ensure_kexec_tools()?;
     let image = payloads.kernel("6.1")?.image.clone();
     let initrd = std::fs::read(&payloads.initramfs).with_context(|| format!("reading {}", payloads.initramfs.display()))?;
-    let next_image = || NextBoot { image: image.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: Vec::new(), before_load: None, files: Vec::new() };
+    let next_image =
+        || NextBoot { image: image.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: Vec::new(), before_load: None, files: Vec::new() };
     let uki = payloads.uki("254+6.12")?;
     // An empty command line lets the UKI use its own `.cmdline`.
     let next_uki = NextBoot { image: uki.path.clone(), initrd: None, append: Some(String::new()), extra: Vec::new(), before_load: None, files: Vec::new() };
@@ -567,7 +569,9 @@ mod tests {
         let next = NextBoot { image: file("Image"), initrd: Some(b"initrd".to_vec()), append: None, extra: vec![], before_load: None, files: Vec::new() };
         let data = stage_initramfs(&file("busybox"), &tools, &next).unwrap();
         let names = [format!("lib/{MULTIARCH}\0"), format!("lib/{MULTIARCH}/libc.so.6\0")];
-        for needle in [&b"sbin/kexec\0"[..], b"lib/ld-linux-aarch64.so.1\0", names[0].as_bytes(), names[1].as_bytes(), b"usr/lib\0", b"../lib", b"tmp\0", b"next.initrd\0", b"dev/console\0"] {
+        for needle in
+            [&b"sbin/kexec\0"[..], b"lib/ld-linux-aarch64.so.1\0", names[0].as_bytes(), names[1].as_bytes(), b"usr/lib\0", b"../lib", b"tmp\0", b"next.initrd\0", b"dev/console\0"]
+        {
             assert!(data.windows(needle.len()).any(|w| w == needle), "{}", String::from_utf8_lossy(needle));
         }
         std::fs::remove_dir_all(&dir).unwrap();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use xtask::trampoline::EntryEl;
-use xtask::{build, payloads, paths, run, setup};
+use xtask::{build, paths, payloads, run, setup};
 
 #[derive(Parser)]
 #[command(about = "Build, run and test efi-emulator")]
@@ -139,8 +139,12 @@ fn real_main() -> Result<()> {
             let blob = build::build_blob(verbose)?;
             println!("{}", blob.report());
             let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
-            println!("efi-kexec: {} bytes, static arm64
-  {}", std::fs::metadata(&efi_kexec)?.len(), efi_kexec.display());
+            println!(
+                "efi-kexec: {} bytes, static arm64
+  {}",
+                std::fs::metadata(&efi_kexec)?.len(),
+                efi_kexec.display()
+            );
         }
         Cmd::Setup => setup::setup()?,
         Cmd::Payloads => {

@@ -2,10 +2,10 @@
 //! `kexec_file_load` lays it out, entered the way `arm64_relocate_new_kernel` enters it.
 
 use crate::build::Blob;
+use crate::paths;
 use crate::payloads::Payloads;
 use crate::qemu::{self, Transcript};
 use crate::trampoline::{self, EntryEl};
-use crate::paths;
 use anyhow::{bail, Context, Result};
 use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout};
 use efi_emulator::abi::validate::Extent;
@@ -173,8 +173,8 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         print: o.print,
         memory,
         placement: Default::default(),
-            firmware: false,
-            seeds: None,
+        firmware: false,
+        seeds: None,
         extra_chosen,
     };
     let mut image = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;

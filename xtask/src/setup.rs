@@ -27,7 +27,13 @@ fn is_root() -> bool {
 }
 
 fn apt_get(args: &[&str]) -> Result<()> {
-    let mut cmd = if is_root() { Command::new("apt-get") } else { let mut c = Command::new("sudo"); c.arg("apt-get"); c };
+    let mut cmd = if is_root() {
+        Command::new("apt-get")
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("apt-get");
+        c
+    };
     cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
     crate::run_checked(&mut cmd)
 }
@@ -97,10 +103,9 @@ fn install_qemu() -> Result<()> {
     }
     let codename = os_field("VERSION_CODENAME").context("no VERSION_CODENAME in /etc/os-release")?;
     let backports = format!("{codename}-backports");
-    let listed = std::fs::read_dir("/etc/apt/sources.list.d")
-        .map(|d| d.flatten().any(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains(&backports)))
-        .unwrap_or(false)
-        || std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default().contains(&backports);
+    let listed =
+        std::fs::read_dir("/etc/apt/sources.list.d").map(|d| d.flatten().any(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains(&backports))).unwrap_or(false)
+            || std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default().contains(&backports);
     if !listed {
         let mirror = crate::apt::host_mirror()?;
         let source = format!("Types: deb\nURIs: {mirror}\nSuites: {backports}\nComponents: main\nSigned-By: {}\n", crate::apt::KEYRING);

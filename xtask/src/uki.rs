@@ -54,7 +54,7 @@ pub fn build(stub: &[u8], sections: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     out[coff + 2..coff + 4].copy_from_slice(&((count + sections.len()) as u16).to_le_bytes());
     put32(&mut out, opt + 56, va as u32); // SizeOfImage
     put32(&mut out, opt + 64, 0); // CheckSum: not kept up to date by anyone
-    // No certificate table: whatever signed the stub does not cover the UKI.
+                                  // No certificate table: whatever signed the stub does not cover the UKI.
     if u32_at(&out, opt + 108) > 4 {
         out[opt + 112 + 32..opt + 112 + 40].fill(0);
     }

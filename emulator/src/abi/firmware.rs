@@ -37,9 +37,7 @@ fn err(field: &'static str, value: u64, expected: &'static str) -> ParamError {
 pub fn stub_facts(fdt: &Fdt) -> Option<Result<StubFacts, ParamError>> {
     let chosen = fdt.find("/chosen")?;
     let system_table = be_uint(chosen.property("linux,uefi-system-table")?)?;
-    let prop = |name: &'static str| {
-        chosen.property(name).and_then(be_uint).ok_or(err(name, 0, "a property of /chosen when linux,uefi-system-table is there"))
-    };
+    let prop = |name: &'static str| chosen.property(name).and_then(be_uint).ok_or(err(name, 0, "a property of /chosen when linux,uefi-system-table is there"));
     Some((|| {
         let facts = StubFacts {
             system_table,

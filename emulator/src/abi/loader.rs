@@ -148,7 +148,11 @@ pub enum LoaderError {
     Blob(BlobHeaderError),
     Dtb(crate::drivers::fdt::FdtError),
     NoMemory,
-    DoesNotFit { what: &'static str, needed: u64, largest_free: u64 },
+    DoesNotFit {
+        what: &'static str,
+        needed: u64,
+        largest_free: u64,
+    },
     CmdlineTooLong(usize),
     TooManyDescriptors(usize),
     /// The emulator's validator refused the block this plan makes.
@@ -493,8 +497,16 @@ impl KexecImage {
         let cmdline = String::from_utf16_lossy(&p.cmdline[..p.sz_in_byte as usize / 2]);
         let uart = p.earlycon_name.iter().take_while(|&&b| b != 0).map(|&b| b as char).collect::<String>();
         let mut out = String::new();
-        let _ = writeln!(out, "  param block at {:#x}: sp {:#x}, load_address {:#x}, noefi_boot {}, print_enabled {}", self.param_addr, p.sp, p.load_address, p.noefi_boot, p.print_enabled);
-        let _ = writeln!(out, "  earlycon {uart} at {:#x} (+{:#x}), kernel {:#x} ({} B), dtb {:#x}", p.earlycon_reg_base, p.earlycon_reg_sz, p.kernel_img_start, p.kernel_img_sz, p.dtb);
+        let _ = writeln!(
+            out,
+            "  param block at {:#x}: sp {:#x}, load_address {:#x}, noefi_boot {}, print_enabled {}",
+            self.param_addr, p.sp, p.load_address, p.noefi_boot, p.print_enabled
+        );
+        let _ = writeln!(
+            out,
+            "  earlycon {uart} at {:#x} (+{:#x}), kernel {:#x} ({} B), dtb {:#x}",
+            p.earlycon_reg_base, p.earlycon_reg_sz, p.kernel_img_start, p.kernel_img_sz, p.dtb
+        );
         let _ = writeln!(out, "  cmdline ({} B UTF-16): {cmdline:?}", p.sz_in_byte);
         let _ = writeln!(out, "  memory map: {} descriptors, desc_size {}", self.map.len(), p.rt_info.memmap.desc_size);
         for d in &self.map {

@@ -10,9 +10,9 @@ use r_efi::efi::{Guid, MemoryDescriptor};
 
 #[cfg(any(test, feature = "loader"))]
 pub mod c_header;
+pub mod firmware;
 #[cfg(feature = "flatten")]
 pub mod flat;
-pub mod firmware;
 #[cfg(any(test, feature = "loader"))]
 pub mod loader;
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::*;
 use crate::drivers::fdt::edit::{Tree, TreeNode};
 use std::string::ToString;
 use std::vec::Vec;
-use std::{vec, format};
+use std::{format, vec};
 
 pub const RAM_START: u64 = 0x4000_0000;
 pub const UART: u64 = 0x900_0000;

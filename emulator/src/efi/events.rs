@@ -98,7 +98,11 @@ impl Events {
     pub fn close(&mut self, e: Event) -> Result<(), EfiError> {
         let before = self.events.len();
         self.events.retain(|(id, _)| *id != e);
-        if self.events.len() == before { Err(EfiError::InvalidParameter) } else { Ok(()) }
+        if self.events.len() == before {
+            Err(EfiError::InvalidParameter)
+        } else {
+            Ok(())
+        }
     }
 
     /// SignalEvent: the event, or every event of its group. Returns the notifications due.

@@ -131,7 +131,11 @@ impl HandleDb {
             })
             .map(|e| e.handle)
             .collect();
-        if v.is_empty() { Err(EfiError::NotFound) } else { Ok(v) }
+        if v.is_empty() {
+            Err(EfiError::NotFound)
+        } else {
+            Ok(v)
+        }
     }
 
     /// LocateProtocol: the first interface of `guid` (`NotFound` when none).
@@ -146,10 +150,8 @@ impl HandleDb {
 
     /// OpenProtocol: the interface (NULL for TEST_PROTOCOL), recording the open.
     pub fn open(&mut self, handle: Handle, guid: &Guid, agent: Handle, controller: Handle, attributes: u32) -> Result<usize, EfiError> {
-        let valid = matches!(
-            attributes,
-            OPEN_BY_HANDLE_PROTOCOL | OPEN_GET_PROTOCOL | OPEN_TEST_PROTOCOL | OPEN_BY_CHILD_CONTROLLER | OPEN_BY_DRIVER | OPEN_EXCLUSIVE
-        ) || attributes == OPEN_BY_DRIVER | OPEN_EXCLUSIVE;
+        let valid = matches!(attributes, OPEN_BY_HANDLE_PROTOCOL | OPEN_GET_PROTOCOL | OPEN_TEST_PROTOCOL | OPEN_BY_CHILD_CONTROLLER | OPEN_BY_DRIVER | OPEN_EXCLUSIVE)
+            || attributes == OPEN_BY_DRIVER | OPEN_EXCLUSIVE;
         if !valid {
             return Err(EfiError::InvalidParameter);
         }
@@ -185,7 +187,11 @@ impl HandleDb {
         let p = e.protocols.iter_mut().find(|p| p.guid == *guid).ok_or(EfiError::NotFound)?;
         let before = p.opens.len();
         p.opens.retain(|o| !(o.agent == agent && o.controller == controller));
-        if p.opens.len() == before { Err(EfiError::NotFound) } else { Ok(()) }
+        if p.opens.len() == before {
+            Err(EfiError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     /// OpenProtocolInformation.

@@ -49,9 +49,7 @@ pub fn classify(file: &[u8], pe: &PeImage) -> ImageKind {
     if super::image_policy::is_uki(pe) {
         let section = |name: &str| pe.sections().find(|s| s.name() == name).and_then(|s| file.get(s.raw_offset as usize..)?.get(..s.virtual_size.min(s.raw_size) as usize));
         let trimmed = |b: &[u8]| text(b).trim_end_matches(['\0', '\n', ' ']).to_string();
-        let stub = section(".sdmagic")
-            .map(|b| trimmed(b).trim_matches('#').trim().trim_start_matches("LoaderInfo:").trim().to_string())
-            .or_else(|| stub_info_utf16(file, pe));
+        let stub = section(".sdmagic").map(|b| trimmed(b).trim_matches('#').trim().trim_start_matches("LoaderInfo:").trim().to_string()).or_else(|| stub_info_utf16(file, pe));
         let os_name = section(".osrel").and_then(|b| {
             let osrel = text(b);
             let field = |key: &str| osrel.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim_matches('"').to_string());

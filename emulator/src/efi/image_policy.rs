@@ -23,7 +23,11 @@ pub enum LoadOptions {
 }
 
 pub fn load_options(loader_cmdline_empty: bool) -> LoadOptions {
-    if loader_cmdline_empty { LoadOptions::Empty } else { LoadOptions::FromLoader }
+    if loader_cmdline_empty {
+        LoadOptions::Empty
+    } else {
+        LoadOptions::FromLoader
+    }
 }
 
 #[cfg(test)]

@@ -171,11 +171,7 @@ impl MemoryMap {
         if pages == 0 {
             return Err(EfiError::InvalidParameter);
         }
-        let (align, pages) = if is_runtime_type(ty) {
-            (align.max(RUNTIME_GRANULE), pages.next_multiple_of(RUNTIME_GRANULE / PAGE_SIZE))
-        } else {
-            (align.max(PAGE_SIZE), pages)
-        };
+        let (align, pages) = if is_runtime_type(ty) { (align.max(RUNTIME_GRANULE), pages.next_multiple_of(RUNTIME_GRANULE / PAGE_SIZE)) } else { (align.max(PAGE_SIZE), pages) };
         let size = pages.checked_mul(PAGE_SIZE).ok_or(EfiError::OutOfResources)?;
         let start = match how {
             AllocateType::Address(addr) => {
@@ -202,15 +198,11 @@ impl MemoryMap {
 
     /// The highest `align`-aligned start of `size` free bytes ending at or below `limit`.
     fn highest_fit(&self, size: u64, align: u64, limit: u64) -> Option<u64> {
-        self.regions
-            .iter()
-            .rev()
-            .filter(|r| r.ty == efi::CONVENTIONAL_MEMORY)
-            .find_map(|r| {
-                let top = r.end().min(limit);
-                let start = top.checked_sub(size)? / align * align;
-                (start >= r.start).then_some(start)
-            })
+        self.regions.iter().rev().filter(|r| r.ty == efi::CONVENTIONAL_MEMORY).find_map(|r| {
+            let top = r.end().min(limit);
+            let start = top.checked_sub(size)? / align * align;
+            (start >= r.start).then_some(start)
+        })
     }
 
     /// FreePages: any page-aligned part of earlier allocations goes back to conventional memory.

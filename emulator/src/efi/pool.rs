@@ -77,11 +77,7 @@ impl Pool {
     /// FreePool. A pointer that is not a live pool allocation is `InvalidParameter`.
     pub fn free(&mut self, map: &mut MemoryMap, ptr: *mut u8) -> Result<(), EfiError> {
         let addr = ptr as u64;
-        let index = self
-            .chunks
-            .iter()
-            .position(|c| addr >= c.start + HEADER as u64 && addr < c.start + c.size)
-            .ok_or(EfiError::InvalidParameter)?;
+        let index = self.chunks.iter().position(|c| addr >= c.start + HEADER as u64 && addr < c.start + c.size).ok_or(EfiError::InvalidParameter)?;
         if addr % 16 != 0 {
             return Err(EfiError::InvalidParameter);
         }

@@ -85,12 +85,7 @@ impl VariableStore {
         // name_bytes / 2 units, the last of them the NUL.
         let name = unsafe { core::slice::from_raw_parts(name_ptr, name_bytes / 2 - 1) };
         let data_at = at + RECORD + name_bytes;
-        Variable {
-            name,
-            guid: Guid::from_bytes(self.buf[at + 16..at + 32].try_into().unwrap()),
-            attributes: u32_at(self.buf, at),
-            data: &self.buf[data_at..data_at + data_len],
-        }
+        Variable { name, guid: Guid::from_bytes(self.buf[at + 16..at + 32].try_into().unwrap()), attributes: u32_at(self.buf, at), data: &self.buf[data_at..data_at + data_len] }
     }
 
     fn find(&self, name: &[u16], guid: &Guid) -> Option<(usize, usize)> {
@@ -198,10 +193,13 @@ impl VariableStore {
     pub fn next(&self, name: &[u16], guid: &Guid) -> Result<Variable<'_>, EfiError> {
         let mut records = self.records();
         if !name.is_empty() {
-            records.by_ref().find(|&(at, _)| {
-                let v = self.view(at);
-                v.name == name && v.guid == *guid
-            }).ok_or(EfiError::InvalidParameter)?;
+            records
+                .by_ref()
+                .find(|&(at, _)| {
+                    let v = self.view(at);
+                    v.name == name && v.guid == *guid
+                })
+                .ok_or(EfiError::InvalidParameter)?;
         }
         records.next().map(|(at, _)| self.view(at)).ok_or(EfiError::NotFound)
     }

@@ -144,24 +144,44 @@ mod app {
             let needed = size;
             let mut small = needed - dsize;
             let mut buf = [0u8; 16384];
-            t.check("GetMemoryMap one descriptor short", (bs.get_memory_map)(&mut small, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver), Status::BUFFER_TOO_SMALL);
+            t.check(
+                "GetMemoryMap one descriptor short",
+                (bs.get_memory_map)(&mut small, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver),
+                Status::BUFFER_TOO_SMALL,
+            );
 
             // Handles and protocols.
             let mut iface: *mut c_void = null_mut();
-            t.check("HandleProtocol on an unknown handle", (bs.handle_protocol)(0x1234 as Handle, &LOADED_IMAGE as *const Guid as *mut Guid, &mut iface), Status::INVALID_PARAMETER);
+            t.check(
+                "HandleProtocol on an unknown handle",
+                (bs.handle_protocol)(0x1234 as Handle, &LOADED_IMAGE as *const Guid as *mut Guid, &mut iface),
+                Status::INVALID_PARAMETER,
+            );
             t.check("HandleProtocol for an unknown GUID", (bs.handle_protocol)(image, &UNKNOWN as *const Guid as *mut Guid, &mut iface), Status::UNSUPPORTED);
             t.check("HandleProtocol with a NULL interface pointer", (bs.handle_protocol)(image, &LOADED_IMAGE as *const Guid as *mut Guid, null_mut()), Status::INVALID_PARAMETER);
             t.check("HandleProtocol with a NULL GUID", (bs.handle_protocol)(image, null_mut(), &mut iface), Status::INVALID_PARAMETER);
             t.check("LocateProtocol of an unknown GUID", (bs.locate_protocol)(&UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut iface), Status::NOT_FOUND);
             let mut hsize = 0usize;
-            t.check("LocateHandle by an unknown protocol", (bs.locate_handle)(efi::BY_PROTOCOL, &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut hsize, null_mut()), Status::NOT_FOUND);
-            t.check("LocateHandle size probe", (bs.locate_handle)(efi::BY_PROTOCOL, &LOADED_IMAGE as *const Guid as *mut Guid, null_mut(), &mut hsize, null_mut()), Status::BUFFER_TOO_SMALL);
+            t.check(
+                "LocateHandle by an unknown protocol",
+                (bs.locate_handle)(efi::BY_PROTOCOL, &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut hsize, null_mut()),
+                Status::NOT_FOUND,
+            );
+            t.check(
+                "LocateHandle size probe",
+                (bs.locate_handle)(efi::BY_PROTOCOL, &LOADED_IMAGE as *const Guid as *mut Guid, null_mut(), &mut hsize, null_mut()),
+                Status::BUFFER_TOO_SMALL,
+            );
             let mut dp = [0x7fu8, 0xff, 4, 0];
             let mut dpp = dp.as_mut_ptr() as *mut efi::protocols::device_path::Protocol;
             let mut dev: Handle = null_mut();
             t.check("LocateDevicePath for an unknown protocol", (bs.locate_device_path)(&UNKNOWN as *const Guid as *mut Guid, &mut dpp, &mut dev), Status::NOT_FOUND);
             t.check("OpenProtocol of an unknown GUID", (bs.open_protocol)(image, &UNKNOWN as *const Guid as *mut Guid, &mut iface, image, null_mut(), 0x02), Status::UNSUPPORTED);
-            t.check("UninstallProtocolInterface of a protocol never installed", (bs.uninstall_protocol_interface)(image, &UNKNOWN as *const Guid as *mut Guid, null_mut()), Status::NOT_FOUND);
+            t.check(
+                "UninstallProtocolInterface of a protocol never installed",
+                (bs.uninstall_protocol_interface)(image, &UNKNOWN as *const Guid as *mut Guid, null_mut()),
+                Status::NOT_FOUND,
+            );
 
             // Configuration tables.
             t.check("InstallConfigurationTable delete of a missing table", (bs.install_configuration_table)(&UNKNOWN as *const Guid as *mut Guid, null_mut()), Status::NOT_FOUND);
@@ -169,7 +189,11 @@ mod app {
 
             // Events.
             let mut ev: efi::Event = null_mut();
-            t.check("CreateEvent NOTIFY_SIGNAL without a function", (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, None, null_mut(), &mut ev), Status::INVALID_PARAMETER);
+            t.check(
+                "CreateEvent NOTIFY_SIGNAL without a function",
+                (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, None, null_mut(), &mut ev),
+                Status::INVALID_PARAMETER,
+            );
             t.check("CloseEvent of an unknown event", (bs.close_event)(0x5678 as efi::Event), Status::INVALID_PARAMETER);
             t.check("CreateEvent NOTIFY_SIGNAL", (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(notify), null_mut(), &mut ev), Status::SUCCESS);
             t.check("CheckEvent on a NOTIFY_SIGNAL event", (bs.check_event)(ev), Status::INVALID_PARAMETER);
@@ -187,12 +211,28 @@ mod app {
             // Variables.
             let mut name = [b'N' as u16, b'o' as u16, 0];
             let mut vsize = 0usize;
-            t.check("GetVariable of a missing variable", (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, null_mut()), Status::NOT_FOUND);
+            t.check(
+                "GetVariable of a missing variable",
+                (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, null_mut()),
+                Status::NOT_FOUND,
+            );
             let mut data = [1u8];
-            t.check("SetVariable runtime access without boot-services access", (rt.set_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, efi::VARIABLE_RUNTIME_ACCESS, 1, data.as_mut_ptr() as *mut c_void), Status::INVALID_PARAMETER);
-            t.check("SetVariable", (rt.set_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, efi::VARIABLE_BOOTSERVICE_ACCESS, 1, data.as_mut_ptr() as *mut c_void), Status::SUCCESS);
+            t.check(
+                "SetVariable runtime access without boot-services access",
+                (rt.set_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, efi::VARIABLE_RUNTIME_ACCESS, 1, data.as_mut_ptr() as *mut c_void),
+                Status::INVALID_PARAMETER,
+            );
+            t.check(
+                "SetVariable",
+                (rt.set_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, efi::VARIABLE_BOOTSERVICE_ACCESS, 1, data.as_mut_ptr() as *mut c_void),
+                Status::SUCCESS,
+            );
             vsize = 0;
-            t.check("GetVariable size probe with NULL data", (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, null_mut()), Status::BUFFER_TOO_SMALL);
+            t.check(
+                "GetVariable size probe with NULL data",
+                (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, null_mut()),
+                Status::BUFFER_TOO_SMALL,
+            );
 
             // ExitBootServices: a stale key, then the right one.
             let mut size = buf.len();
@@ -205,7 +245,11 @@ mod app {
             t.check("AllocatePool after ExitBootServices", (bs.allocate_pool)(efi::LOADER_DATA, 16, &mut p), Status::UNSUPPORTED);
             t.check("GetMemoryMap after ExitBootServices", (bs.get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver), Status::UNSUPPORTED);
             vsize = 1;
-            t.check("GetVariable at runtime", (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, data.as_mut_ptr() as *mut c_void), Status::SUCCESS);
+            t.check(
+                "GetVariable at runtime",
+                (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, data.as_mut_ptr() as *mut c_void),
+                Status::SUCCESS,
+            );
 
             say!("misbehave: {} passed, {} failed", t.passed, t.failed);
             say!("misbehave: now reading unmapped memory on purpose");

@@ -113,7 +113,9 @@ fn the_system_table_gives_runtime_and_machine_tables() {
     data[104..112].copy_from_slice(&4u64.to_le_bytes());
     data[112..120].copy_from_slice(&0x2410_0200u64.to_le_bytes());
     let memreserve = efi::Guid::from_fields(0x888eb0c6, 0x8ede, 0x4ff5, 0xa8, 0xf0, &[0x9a, 0xee, 0x5c, 0xb9, 0x77, 0xc2]);
-    for (i, (g, t)) in [(ACPI_20_TABLE_GUID, 0xbe00_0000u64), (memreserve, 0x4500_0000), (SMBIOS3_TABLE_GUID, 0xbf10_0400), (RT_PROPERTIES_TABLE_GUID, 0x2410_0300)].iter().enumerate() {
+    for (i, (g, t)) in
+        [(ACPI_20_TABLE_GUID, 0xbe00_0000u64), (memreserve, 0x4500_0000), (SMBIOS3_TABLE_GUID, 0xbf10_0400), (RT_PROPERTIES_TABLE_GUID, 0x2410_0300)].iter().enumerate()
+    {
         let at = 0x200 + i * 24;
         data[at..at + 16].copy_from_slice(&guid_bytes(g));
         data[at + 16..at + 24].copy_from_slice(&t.to_le_bytes());

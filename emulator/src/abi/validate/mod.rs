@@ -142,11 +142,7 @@ pub fn is_os_ram(ty: u32) -> bool {
 
 /// Memory to map as Normal write-back RAM.
 pub fn is_ram(ty: u32) -> bool {
-    is_os_ram(ty)
-        || matches!(
-            ty,
-            efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA | efi::ACPI_RECLAIM_MEMORY | efi::ACPI_MEMORY_NVS | efi::PERSISTENT_MEMORY
-        )
+    is_os_ram(ty) || matches!(ty, efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA | efi::ACPI_RECLAIM_MEMORY | efi::ACPI_MEMORY_NVS | efi::PERSISTENT_MEMORY)
 }
 
 fn is_valid_type(ty: u32) -> bool {
@@ -267,9 +263,7 @@ pub fn validate_with<'a>(
 ) -> Result<Validated<'a>, ParamError> {
     let p = read_param(mem, param_addr)?;
     let map_size = map_len(&p, param_addr)?;
-    let map_bytes = mem
-        .bytes(param_addr + PARAM_SIZE as u64, map_size)
-        .ok_or(err("memmap.map_size", map_size as u64, "a map inside readable memory"))?;
+    let map_bytes = mem.bytes(param_addr + PARAM_SIZE as u64, map_size).ok_or(err("memmap.map_size", map_size as u64, "a map inside readable memory"))?;
     let map = MemoryMap::new(map_bytes, p.rt_info.memmap.desc_size as usize);
 
     check_flags(&p)?;
@@ -467,7 +461,11 @@ fn check_rt_info(p: &EfiEmulatorParam, map: &MemoryMap) -> Result<Option<u64>, P
         return Ok(None);
     }
     if rt.runtime == 0 {
-        return Err(err("rt_info.runtime", 0, "the firmware's runtime services table when noefi_boot is 0 (NULL asks the emulator to take it from the DTB's /chosen/linux,uefi-system-table, which is missing)"));
+        return Err(err(
+            "rt_info.runtime",
+            0,
+            "the firmware's runtime services table when noefi_boot is 0 (NULL asks the emulator to take it from the DTB's /chosen/linux,uefi-system-table, which is missing)",
+        ));
     }
     match virt_to_phys(map, rt.runtime) {
         Some(phys) => Ok(Some(phys)),

@@ -129,21 +129,19 @@ fn firmware_runtime_table_is_found_through_virt_addr() {
 
 #[test]
 fn translates_virtual_runtime_addresses() {
-    let bytes: Vec<u8> = [
-        (r_efi::efi::RUNTIME_SERVICES_DATA, 0x7000_0000u64, 0x2000_0000u64, 4u64, r_efi::efi::MEMORY_RUNTIME),
-        (r_efi::efi::BOOT_SERVICES_DATA, 0x4000_0000, 0, 16, 0),
-    ]
-    .iter()
-    .flat_map(|&(t, p, v, n, a)| {
-        let mut d = Vec::new();
-        d.extend_from_slice(&t.to_le_bytes());
-        d.extend_from_slice(&0u32.to_le_bytes());
-        for x in [p, v, n, a] {
-            d.extend_from_slice(&x.to_le_bytes());
-        }
-        d
-    })
-    .collect();
+    let bytes: Vec<u8> =
+        [(r_efi::efi::RUNTIME_SERVICES_DATA, 0x7000_0000u64, 0x2000_0000u64, 4u64, r_efi::efi::MEMORY_RUNTIME), (r_efi::efi::BOOT_SERVICES_DATA, 0x4000_0000, 0, 16, 0)]
+            .iter()
+            .flat_map(|&(t, p, v, n, a)| {
+                let mut d = Vec::new();
+                d.extend_from_slice(&t.to_le_bytes());
+                d.extend_from_slice(&0u32.to_le_bytes());
+                for x in [p, v, n, a] {
+                    d.extend_from_slice(&x.to_le_bytes());
+                }
+                d
+            })
+            .collect();
     let map = MemoryMap::new(&bytes, 40);
     assert_eq!(virt_to_phys(&map, 0x2000_0018), Some(0x7000_0018));
     assert_eq!(virt_to_phys(&map, 0x7000_0018), Some(0x7000_0018), "identity-mapped firmware");

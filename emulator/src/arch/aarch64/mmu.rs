@@ -7,8 +7,8 @@
 //! - EL2 without VHE: the single-range EL2 regime (TCR_EL2 with its own layout).
 
 use super::cpu::{self, ExceptionLevel};
-use super::page_table::{FrameAlloc, PageTables, Regime, Table, MAIR_VALUE};
 use super::page_table::{Attributes, MapError};
+use super::page_table::{FrameAlloc, PageTables, Regime, Table, MAIR_VALUE};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use core::cell::RefCell;
@@ -100,12 +100,12 @@ pub fn enable<A: FrameAlloc>(el: ExceptionLevel, tables: &PageTables<A>, written
     barrier::dsb(barrier::SY);
     barrier::isb(barrier::SY);
     match el {
-        ExceptionLevel::El1 | ExceptionLevel::El2 { vhe: true } => SCTLR_EL1.modify(
-            SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable + SCTLR_EL1::A::Disable + SCTLR_EL1::WXN::Disable + SCTLR_EL1::SA::Enable,
-        ),
-        ExceptionLevel::El2 { vhe: false } => SCTLR_EL2.modify(
-            SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::A::Disable + SCTLR_EL2::SA::Enable,
-        ),
+        ExceptionLevel::El1 | ExceptionLevel::El2 { vhe: true } => {
+            SCTLR_EL1.modify(SCTLR_EL1::M::Enable + SCTLR_EL1::C::Cacheable + SCTLR_EL1::I::Cacheable + SCTLR_EL1::A::Disable + SCTLR_EL1::WXN::Disable + SCTLR_EL1::SA::Enable)
+        }
+        ExceptionLevel::El2 { vhe: false } => {
+            SCTLR_EL2.modify(SCTLR_EL2::M::Enable + SCTLR_EL2::C::Cacheable + SCTLR_EL2::I::Cacheable + SCTLR_EL2::A::Disable + SCTLR_EL2::SA::Enable)
+        }
     }
     barrier::isb(barrier::SY);
 }

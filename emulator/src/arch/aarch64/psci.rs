@@ -27,7 +27,11 @@ pub fn set_conduit(c: Conduit) {
 }
 
 pub fn conduit() -> Conduit {
-    if CONDUIT.load(Ordering::Relaxed) == Conduit::Smc as u8 { Conduit::Smc } else { Conduit::Hvc }
+    if CONDUIT.load(Ordering::Relaxed) == Conduit::Smc as u8 {
+        Conduit::Smc
+    } else {
+        Conduit::Hvc
+    }
 }
 
 /// Calls a PSCI function with one argument; returns x0.

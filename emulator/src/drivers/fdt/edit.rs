@@ -21,11 +21,7 @@ pub struct Tree {
 }
 
 fn copy_node(n: &Node) -> TreeNode {
-    TreeNode {
-        name: n.name.to_string(),
-        properties: n.properties().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
-        children: n.children().map(|c| copy_node(&c)).collect(),
-    }
+    TreeNode { name: n.name.to_string(), properties: n.properties().map(|(k, v)| (k.to_string(), v.to_vec())).collect(), children: n.children().map(|c| copy_node(&c)).collect() }
 }
 
 impl TreeNode {

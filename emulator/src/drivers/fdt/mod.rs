@@ -74,11 +74,9 @@ impl<'a> Fdt<'a> {
         let (off_struct, off_strings, off_rsv) = (field(8), field(12), field(16));
         let size_strings = field(32);
         let size_struct = field(36);
-        let region = |off: usize, size: usize, what| {
-            match off.checked_add(size) {
-                Some(end) if off >= HEADER_SIZE && end <= total => Ok(&blob[off..end]),
-                _ => fail(off as u64, what),
-            }
+        let region = |off: usize, size: usize, what| match off.checked_add(size) {
+            Some(end) if off >= HEADER_SIZE && end <= total => Ok(&blob[off..end]),
+            _ => fail(off as u64, what),
         };
         let structs = region(off_struct, size_struct, "off_dt_struct + size_dt_struct inside totalsize")?;
         let strings = region(off_strings, size_strings, "off_dt_strings + size_dt_strings inside totalsize")?;
@@ -267,8 +265,7 @@ impl<'a> Node<'a> {
     }
 
     pub fn compatible_with(&self, prefix: &str) -> bool {
-        self.property("compatible")
-            .is_some_and(|v| v.split(|&b| b == 0).any(|s| core::str::from_utf8(s).is_ok_and(|s| s.starts_with(prefix))))
+        self.property("compatible").is_some_and(|v| v.split(|&b| b == 0).any(|s| core::str::from_utf8(s).is_ok_and(|s| s.starts_with(prefix))))
     }
 
     /// The direct children of this node.

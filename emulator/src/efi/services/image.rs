@@ -128,12 +128,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
             // section alignment.
             let align = if pe.linux_image_size.is_some() { 2 << 20 } else { pe.section_alignment as u64 };
             let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, pages, align).inspect_err(|_| {
-                log::error!(
-                    "no room for the image: {} KiB at {} KiB alignment needed, {} KiB of conventional memory free",
-                    pages * 4,
-                    align / 1024,
-                    c.memory.free_pages() * 4
-                )
+                log::error!("no room for the image: {} KiB at {} KiB alignment needed, {} KiB of conventional memory free", pages * 4, align / 1024, c.memory.free_pages() * 4)
             })?;
             // SAFETY: freshly allocated pages, identity-mapped.
             let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, size as usize) };
@@ -300,13 +295,7 @@ pub fn report_exit_boot_services() {
     let start = PAYLOAD_START.load(Ordering::Relaxed);
     let us = ((cpu::ticks() - start) as u128 * 1_000_000 / cpu::ticks_per_second() as u128) as u64;
     let total = cpu::micros_since_entry();
-    log::info!(
-        "ExitBootServices: the payload ran {}.{:03} ms in boot services ({}.{:03} ms since emulator entry)",
-        us / 1000,
-        us % 1000,
-        total / 1000,
-        total % 1000
-    );
+    log::info!("ExitBootServices: the payload ran {}.{:03} ms in boot services ({}.{:03} ms since emulator entry)", us / 1000, us % 1000, total / 1000, total % 1000);
 }
 
 efiapi! {
@@ -440,10 +429,8 @@ fn find_device(c: &Core, path: &[u8], protocol: &Guid) -> Option<(usize, usize)>
 fn load_from_device(parent: usize, path: &[u8], boot_policy: bool) -> Result<usize, EfiError> {
     use efi::protocols::load_file;
     let guids = [(!boot_policy).then_some(load_file2::PROTOCOL_GUID), Some(load_file::PROTOCOL_GUID)];
-    let (device, rest, iface) = with_core(|c| {
-        guids.iter().flatten().find_map(|g| find_device(c, path, g).map(|(h, n)| (h, n, c.handles.get(h, g).unwrap_or(0))))
-    })
-    .ok_or(EfiError::NotFound)?;
+    let (device, rest, iface) =
+        with_core(|c| guids.iter().flatten().find_map(|g| find_device(c, path, g).map(|(h, n)| (h, n, c.handles.get(h, g).unwrap_or(0))))).ok_or(EfiError::NotFound)?;
     let proto = iface as *mut load_file::Protocol;
     let remaining = path[rest..].as_ptr() as *mut efi::protocols::device_path::Protocol;
     let policy = if boot_policy { efi::Boolean::TRUE } else { efi::Boolean::FALSE };

@@ -106,7 +106,11 @@ trait NoMapping {
 }
 impl NoMapping for Status {
     fn pipe_no_mapping(self) -> Status {
-        if self == Status::NOT_FOUND { Status::NO_MAPPING } else { self }
+        if self == Status::NOT_FOUND {
+            Status::NO_MAPPING
+        } else {
+            self
+        }
     }
 }
 

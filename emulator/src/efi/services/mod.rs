@@ -141,7 +141,11 @@ pub fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> R {
 
 /// `Err(status)` once boot services are gone.
 pub fn boot_services_available() -> Result<(), Status> {
-    if EXITED.load(Ordering::Relaxed) { Err(Status::UNSUPPORTED) } else { Ok(()) }
+    if EXITED.load(Ordering::Relaxed) {
+        Err(Status::UNSUPPORTED)
+    } else {
+        Ok(())
+    }
 }
 
 /// Calls notify functions, outside the core: they may call boot services.
@@ -188,7 +192,11 @@ pub fn sized_buffer(size: *mut usize, needed: usize) -> Result<usize, EfiError> 
     // SAFETY: non-NULL in/out size from the payload.
     let have = unsafe { size.read_unaligned() };
     out(size, needed)?;
-    if have < needed { Err(EfiError::BufferTooSmall) } else { Ok(have) }
+    if have < needed {
+        Err(EfiError::BufferTooSmall)
+    } else {
+        Ok(have)
+    }
 }
 
 /// A NUL-terminated UCS-2 string from the payload, without its NUL (at most 32 Ki units).

@@ -80,7 +80,6 @@ fn firmware() -> Option<&'static efi::RuntimeServices> {
     (p != 0).then(|| unsafe { &*(p as *const efi::RuntimeServices) })
 }
 
-
 efiapi! {
     fn get_time(time: *mut efi::Time, caps: *mut efi::TimeCapabilities) -> Status {
         match firmware() {

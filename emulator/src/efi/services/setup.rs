@@ -85,7 +85,11 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     runtime::table(runtime, v.runtime_phys);
     if v.runtime_phys.is_some() {
         let moved = v.map.iter().filter(|d| d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != 0 && d.virtual_start != d.physical_start);
-        if !runtime::record_firmware_ranges(moved.map(|d| runtime::FirmwareRange { phys: d.physical_start, virt: d.virtual_start, size: d.number_of_pages * crate::abi::PAGE_SIZE })) {
+        if !runtime::record_firmware_ranges(moved.map(|d| runtime::FirmwareRange {
+            phys: d.physical_start,
+            virt: d.virtual_start,
+            size: d.number_of_pages * crate::abi::PAGE_SIZE,
+        })) {
             log::warn!("the firmware has more runtime ranges than SetVirtualAddressMap can check; it will refuse every map");
         }
     }
