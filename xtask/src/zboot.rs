@@ -100,7 +100,7 @@ fn make(src: &Path, out: &Path, targets: &[&str], label: &str) -> Result<()> {
         steps += 1;
         bar.set_position(steps);
         bar.set_message(line.trim().to_string());
-        if bar.is_hidden() && steps % 200 == 0 {
+        if bar.is_hidden() && steps.is_multiple_of(200) {
             eprintln!("{label}: {steps} steps ({})", line.trim());
         }
     }

@@ -62,6 +62,12 @@ pub struct Fixture {
     pub blob: Vec<u8>,
 }
 
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Fixture {
     pub fn new() -> Self {
         Fixture { kernel: vec![0x4d; 3 << 20], initrd: vec![0x1a; 12345], dtb: virt_dtb(1 << 30, "hvc"), blob: fake_blob(0x2_0000) }

@@ -207,7 +207,7 @@ impl MemoryMap {
 
     /// FreePages: any page-aligned part of earlier allocations goes back to conventional memory.
     pub fn free(&mut self, start: u64, pages: u64) -> Result<(), EfiError> {
-        if start % PAGE_SIZE != 0 {
+        if !start.is_multiple_of(PAGE_SIZE) {
             return Err(EfiError::InvalidParameter);
         }
         if pages == 0 {

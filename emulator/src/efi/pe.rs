@@ -93,7 +93,7 @@ impl<'a> PeImage<'a> {
             return bad("DOS magic", magic, "\"MZ\" (0x5a4d)");
         }
         let lfanew = u32_at(file, 0x3c).ok_or(PeError { field: "file size", value: file.len() as u64, expected: "at least a DOS header" })? as usize;
-        if lfanew % 8 != 0 || lfanew.checked_add(24).is_none_or(|end| end > file.len()) {
+        if !lfanew.is_multiple_of(8) || lfanew.checked_add(24).is_none_or(|end| end > file.len()) {
             return bad("e_lfanew", lfanew as u64, "an 8-byte-aligned offset of a PE header inside the file");
         }
         let sig = u32_at(file, lfanew).unwrap();

@@ -78,7 +78,7 @@ impl Pool {
     pub fn free(&mut self, map: &mut MemoryMap, ptr: *mut u8) -> Result<(), EfiError> {
         let addr = ptr as u64;
         let index = self.chunks.iter().position(|c| addr >= c.start + HEADER as u64 && addr < c.start + c.size).ok_or(EfiError::InvalidParameter)?;
-        if addr % 16 != 0 {
+        if !addr.is_multiple_of(16) {
             return Err(EfiError::InvalidParameter);
         }
         // SAFETY: `ptr - HEADER` lies inside one of our chunks, which is mapped memory.
@@ -132,7 +132,7 @@ mod tests {
         let a = pool.allocate(&mut map, efi::LOADER_DATA, 100).unwrap();
         let b = pool.allocate(&mut map, efi::LOADER_DATA, 24).unwrap();
         let c = pool.allocate(&mut map, efi::ACPI_RECLAIM_MEMORY, 8).unwrap();
-        assert!(a as u64 % 8 == 0 && b as u64 % 8 == 0);
+        assert!((a as u64).is_multiple_of(8) && (b as u64).is_multiple_of(8));
         assert!((b as u64) >= a as u64 + 100 || (a as u64) >= b as u64 + 24);
         assert_eq!(pool.type_of(a), Some(efi::LOADER_DATA));
         assert_eq!(map.find(c as u64).unwrap().ty, efi::ACPI_RECLAIM_MEMORY, "pool memory has its type in the map");

@@ -42,7 +42,7 @@ fn record_len(name_units: usize, data: usize) -> usize {
 impl VariableStore {
     /// A store over `buf` (8-byte aligned), emptied.
     pub fn new(buf: &'static mut [u8]) -> Self {
-        assert!(buf.len() > HEADER && buf.as_ptr() as usize % 8 == 0);
+        assert!(buf.len() > HEADER && (buf.as_ptr() as usize).is_multiple_of(8));
         buf[..4].copy_from_slice(&MAGIC.to_le_bytes());
         buf[4..8].copy_from_slice(&0u32.to_le_bytes());
         VariableStore { buf }

@@ -204,7 +204,7 @@ fn earlycon_name(raw: &[u8; 16]) -> Option<&str> {
 
 /// Reads the fixed part of the block at `param_addr`.
 pub fn read_param(mem: &dyn PhysMemory, param_addr: u64) -> Result<EfiEmulatorParam, ParamError> {
-    if param_addr == 0 || param_addr % PAGE_SIZE != 0 {
+    if param_addr == 0 || !param_addr.is_multiple_of(PAGE_SIZE) {
         return Err(err("param (x0)", param_addr, "a non-zero, 4 KiB-aligned physical address"));
     }
     peek_param(mem, param_addr)
@@ -223,16 +223,16 @@ pub fn peek_param(mem: &dyn PhysMemory, param_addr: u64) -> Result<EfiEmulatorPa
 /// Nothing beyond the fixed 1680 bytes is read before this succeeds.
 pub fn map_len(p: &EfiEmulatorParam, param_addr: u64) -> Result<usize, ParamError> {
     let mm = &p.rt_info.memmap;
-    if p.sp == 0 || p.sp % 16 != 0 {
+    if p.sp == 0 || !p.sp.is_multiple_of(16) {
         return Err(err("sp", p.sp, "a non-zero, 16-byte-aligned stack top"));
     }
-    if mm.desc_size < MIN_DESC_SIZE || mm.desc_size % 8 != 0 || mm.desc_size > 4096 {
+    if mm.desc_size < MIN_DESC_SIZE || !mm.desc_size.is_multiple_of(8) || mm.desc_size > 4096 {
         return Err(err("memmap.desc_size", mm.desc_size, ">= 40, a multiple of 8, <= 4096"));
     }
     if mm.desc_ver != efi::MEMORY_DESCRIPTOR_VERSION {
         return Err(err("memmap.desc_ver", mm.desc_ver as u64, "1 (EFI_MEMORY_DESCRIPTOR_VERSION)"));
     }
-    if mm.map_size == 0 || mm.map_size % mm.desc_size != 0 || mm.map_size > MAX_MAP_SIZE || mm.map_size / mm.desc_size > MAX_DESCRIPTORS {
+    if mm.map_size == 0 || !mm.map_size.is_multiple_of(mm.desc_size) || mm.map_size > MAX_MAP_SIZE || mm.map_size / mm.desc_size > MAX_DESCRIPTORS {
         return Err(err("memmap.map_size", mm.map_size, "a non-zero multiple of desc_size, at most 1 MiB and 4096 descriptors"));
     }
     // The struct and its map live in the block's own pages, below the stack.
@@ -331,7 +331,7 @@ fn check_flags(p: &EfiEmulatorParam) -> Result<(), ParamError> {
 
 fn check_cmdline(p: &EfiEmulatorParam) -> Result<(), ParamError> {
     let n = p.sz_in_byte as usize;
-    if n % 2 != 0 || n >= CMDLINE_BYTES {
+    if !n.is_multiple_of(2) || n >= CMDLINE_BYTES {
         return Err(err("sz_in_byte", n as u64, "an even byte count below 1024 (room for the NUL in cmdline[512])"));
     }
     let units = &p.cmdline[..n / 2];
@@ -406,7 +406,7 @@ fn check_mempool(p: &EfiEmulatorParam, map: &MemoryMap, warn: &mut dyn FnMut(Par
 }
 
 fn check_dtb(mem: &dyn PhysMemory, p: &EfiEmulatorParam, map: &MemoryMap) -> Result<Extent, ParamError> {
-    if p.dtb == 0 || p.dtb % 8 != 0 {
+    if p.dtb == 0 || !p.dtb.is_multiple_of(8) {
         return Err(err("dtb", p.dtb, "a non-zero, 8-byte-aligned address"));
     }
     if !map.covers(Extent::new(p.dtb, fdt::HEADER_SIZE as u64), is_os_ram) {

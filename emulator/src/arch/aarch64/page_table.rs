@@ -228,7 +228,7 @@ impl<A: FrameAlloc> PageTables<A> {
             // SAFETY: `table` is a frame from our allocator (or the root), reachable through its
             // address, and no other reference to it is alive while we build.
             let entry = unsafe { &mut (*table)[i] };
-            let whole = chunk == span && va % span == 0 && pa % span == 0;
+            let whole = chunk == span && va.is_multiple_of(span) && pa.is_multiple_of(span);
             if whole && level == 3 {
                 self.write(entry, (pa & ADDR_MASK) | bits | VALID | TABLE_OR_PAGE);
             } else if whole && (level == 1 || level == 2) {

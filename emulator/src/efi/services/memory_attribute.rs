@@ -11,7 +11,7 @@ use efi::protocols::memory_attribute as ma;
 const SUPPORTED: u64 = efi::MEMORY_RO | efi::MEMORY_XP;
 
 fn check_range(base: u64, length: u64) -> Result<(), EfiError> {
-    if length == 0 || base % PAGE_SIZE != 0 || length % PAGE_SIZE != 0 || base.checked_add(length).is_none() {
+    if length == 0 || !base.is_multiple_of(PAGE_SIZE) || !length.is_multiple_of(PAGE_SIZE) || base.checked_add(length).is_none() {
         return Err(EfiError::InvalidParameter);
     }
     Ok(())

@@ -171,7 +171,7 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
     let start = v.kernel.start;
     let align = if pe.linux_image_size.is_some() { 2 << 20 } else { pe.section_alignment as u64 };
     let image = Extent::new(start, (pe.size_of_image as u64).next_multiple_of(PAGE_SIZE));
-    if !pe.file_layout_is_memory_layout() || start % align != 0 {
+    if !pe.file_layout_is_memory_layout() || !start.is_multiple_of(align) {
         return false;
     }
     let initrd = fdt.initrd().map(|(s, e)| Extent::new(s, e - s)).unwrap_or_default();

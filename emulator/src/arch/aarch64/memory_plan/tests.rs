@@ -60,7 +60,7 @@ fn runtime_descriptors_get_their_virtual_alias_unless_it_is_taken() {
     }
     image.param.rt_info.memmap.map_size += 80;
     let mut frames = HostFrames::default();
-    let (pt, blob, notes) = plan(&fixture, &image, &mut frames);
+    let (pt, _blob, notes) = plan(&fixture, &image, &mut frames);
     assert_eq!(pt.translate(0x2000_2010).unwrap(), (top + 0x2010, Attributes::RAM, 3));
     assert_eq!(pt.translate(top + 0x2010).unwrap().0, top + 0x2010, "identity stays too");
     assert_eq!(pt.translate(0x900_0000).unwrap(), (0x900_0000, Attributes::DEVICE, 3), "the UART keeps its page");
