@@ -74,10 +74,9 @@ impl Events {
         if wait && signal {
             return Err(EfiError::InvalidParameter);
         }
-        if (wait || signal)
-            && (notify.is_none() || !matches!(tpl, TPL_APPLICATION | TPL_CALLBACK | TPL_NOTIFY)) {
-                return Err(EfiError::InvalidParameter);
-            }
+        if (wait || signal) && (notify.is_none() || !matches!(tpl, TPL_APPLICATION | TPL_CALLBACK | TPL_NOTIFY)) {
+            return Err(EfiError::InvalidParameter);
+        }
         let group = match ty {
             efi::EVT_SIGNAL_EXIT_BOOT_SERVICES => Some(efi::EVENT_GROUP_EXIT_BOOT_SERVICES),
             efi::EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE => Some(efi::EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE),
