@@ -15,7 +15,7 @@
 //! `memmap.buff_size` must leave room for it (`efi-kexec` gives 64 KiB). Then the block is
 //! validated again, whole.
 
-use super::validate::{desc_extent, is_os_ram, virt_to_phys, Extent, MemoryMap, ParamError, PhysMemory};
+use super::validate::{desc_extent, is_os_ram, split, virt_to_phys, write_desc, Extent, MemoryMap, ParamError, PhysMemory};
 use super::*;
 use crate::drivers::fdt::{be_uint, Fdt};
 use r_efi::efi;
@@ -84,15 +84,6 @@ pub struct Completion {
 
 const SYSTAB_SIZE: usize = 120;
 const DESC: usize = MIN_DESC_SIZE as usize;
-
-fn write_desc(out: &mut [u8], d: &efi::MemoryDescriptor) {
-    out[0..4].copy_from_slice(&d.r#type.to_le_bytes());
-    out[4..8].fill(0);
-    out[8..16].copy_from_slice(&d.physical_start.to_le_bytes());
-    out[16..24].copy_from_slice(&d.virtual_start.to_le_bytes());
-    out[24..32].copy_from_slice(&d.number_of_pages.to_le_bytes());
-    out[32..40].copy_from_slice(&d.attribute.to_le_bytes());
-}
 
 /// Firmware descriptors that join the loader's map: everything that is not the OS's RAM.
 fn joins(d: &efi::MemoryDescriptor) -> bool {
@@ -210,30 +201,6 @@ fn vendor_is(mem: &dyn PhysMemory, firmware: &MemoryMap, va: u64, name: &str) ->
     let expected = name.encode_utf16().chain(core::iter::once(0));
     let Some(bytes) = mem.bytes(pa, (name.len() + 1) * 2) else { return false };
     bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).eq(expected)
-}
-
-/// `whole` without the holes: the pieces left, in order.
-fn split<'h, H: Iterator<Item = Extent> + 'h>(whole: Extent, holes: impl Fn() -> H + 'h) -> impl Iterator<Item = Extent> + 'h {
-    let mut cursor = whole.start;
-    core::iter::from_fn(move || {
-        while cursor < whole.end() {
-            // The lowest hole that covers or follows the cursor inside `whole`.
-            match holes().filter(|h| h.end() > cursor && h.start < whole.end()).min_by_key(|h| h.start) {
-                Some(h) if h.start <= cursor => cursor = h.end(),
-                Some(h) => {
-                    let piece = Extent::new(cursor, h.start - cursor);
-                    cursor = h.end();
-                    return Some(piece);
-                }
-                None => {
-                    let piece = Extent::new(cursor, whole.end() - cursor);
-                    cursor = whole.end();
-                    return Some(piece);
-                }
-            }
-        }
-        None
-    })
 }
 
 #[cfg(test)]

@@ -209,22 +209,9 @@ fn normalize_outward(ranges: &[Extent]) -> Vec<Extent> {
     out
 }
 
-/// `ranges` (sorted, disjoint) without `holes` (sorted, disjoint).
+/// `ranges` without `holes`.
 fn subtract(ranges: &[Extent], holes: &[Extent]) -> Vec<Extent> {
-    let mut out = Vec::new();
-    for r in ranges {
-        let mut cursor = r.start;
-        for h in holes.iter().filter(|h| h.overlaps(r)) {
-            if h.start > cursor {
-                out.push(Extent::new(cursor, h.start - cursor));
-            }
-            cursor = cursor.max(h.end());
-        }
-        if cursor < r.end() {
-            out.push(Extent::new(cursor, r.end() - cursor));
-        }
-    }
-    out
+    ranges.iter().flat_map(|&r| super::validate::split(r, || holes.iter().copied())).collect()
 }
 
 /// Where in free RAM a loader puts the boot.
@@ -429,12 +416,9 @@ impl KexecImage {
         out.extend_from_slice(raw);
         for d in &self.map {
             let start = out.len();
-            out.extend_from_slice(&d.r#type.to_le_bytes());
-            out.extend_from_slice(&0u32.to_le_bytes());
-            out.extend_from_slice(&d.physical_start.to_le_bytes());
-            out.extend_from_slice(&d.virtual_start.to_le_bytes());
-            out.extend_from_slice(&d.number_of_pages.to_le_bytes());
-            out.extend_from_slice(&d.attribute.to_le_bytes());
+            out.resize(start + 40, 0);
+            super::validate::write_desc(&mut out[start..], d);
+            // The stride may differ from 40 (tests corrupt it): pad or cut to it.
             out.resize(start + stride, 0);
         }
         out

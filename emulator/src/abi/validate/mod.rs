@@ -130,6 +130,41 @@ impl<'a> MemoryMap<'a> {
     }
 }
 
+/// Writes `d` as the 40 bytes of an `EFI_MEMORY_DESCRIPTOR` (the reverse of [`MemoryMap::get`]).
+pub fn write_desc(out: &mut [u8], d: &efi::MemoryDescriptor) {
+    out[0..4].copy_from_slice(&d.r#type.to_le_bytes());
+    out[4..8].fill(0);
+    out[8..16].copy_from_slice(&d.physical_start.to_le_bytes());
+    out[16..24].copy_from_slice(&d.virtual_start.to_le_bytes());
+    out[24..32].copy_from_slice(&d.number_of_pages.to_le_bytes());
+    out[32..40].copy_from_slice(&d.attribute.to_le_bytes());
+}
+
+/// `whole` without the holes (in any order, overlapping or not): the pieces left, in order.
+/// Allocates nothing, so the emulator can use it before it has a heap.
+pub fn split<'h, H: Iterator<Item = Extent> + 'h>(whole: Extent, holes: impl Fn() -> H + 'h) -> impl Iterator<Item = Extent> + 'h {
+    let mut cursor = whole.start;
+    core::iter::from_fn(move || {
+        while cursor < whole.end() {
+            // The lowest hole that covers or follows the cursor inside `whole`.
+            match holes().filter(|h| h.end() > cursor && h.start < whole.end()).min_by_key(|h| h.start) {
+                Some(h) if h.start <= cursor => cursor = h.end(),
+                Some(h) => {
+                    let piece = Extent::new(cursor, h.start - cursor);
+                    cursor = h.end();
+                    return Some(piece);
+                }
+                None => {
+                    let piece = Extent::new(cursor, whole.end() - cursor);
+                    cursor = whole.end();
+                    return Some(piece);
+                }
+            }
+        }
+        None
+    })
+}
+
 /// The physical range a descriptor covers.
 pub fn desc_extent(d: &efi::MemoryDescriptor) -> Extent {
     Extent::new(d.physical_start, d.number_of_pages.saturating_mul(PAGE_SIZE))
