@@ -69,7 +69,8 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
 fn info(path: &Path) -> Result<(), String> {
     let file = read(path, "image")?;
     let pe = image_info::check_loadable(&file).map_err(|e| format!("{}: {e}", path.display()))?;
-    println!("{}: {}", path.display(), image_info::classify(&file, &pe));
+    let kind = image_info::classify(&file, &pe);
+    println!("{}: {kind}", path.display());
     println!(
         "  PE32+ machine {:#06x}, {} B, SizeOfImage {:#x}, SectionAlignment {:#x}, entry {:#x}",
         pe.machine,
@@ -81,7 +82,7 @@ fn info(path: &Path) -> Result<(), String> {
     for s in pe.sections() {
         println!("  section {:<8} rva {:#010x} size {:#010x} {}", s.name(), s.virtual_address, s.virtual_size, String::from_utf8_lossy(&s.permissions()));
     }
-    if let ImageKind::Uki(uki) = image_info::classify(&file, &pe) {
+    if let ImageKind::Uki(uki) = &kind {
         println!("  .cmdline {:?}", uki.cmdline.as_deref().unwrap_or("(none)"));
         if let Some(uname) = &uki.uname {
             println!("  .uname   {uname:?}");

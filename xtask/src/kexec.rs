@@ -96,22 +96,34 @@ poweroff -f
 
 /// An initramfs whose `/init` kexecs `next` through `efi-kexec`.
 pub fn stage_initramfs(busybox: &Path, efi_kexec: &Path, stage: &str, next: &NextBoot) -> Result<Vec<u8>> {
+    let mut c = stage_cpio(busybox, &[], &stage_script(stage, next), next)?;
+    c.file("efi-kexec", 0o755, &read(efi_kexec)?);
+    Ok(c.finish())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// What every stage's initramfs holds: the directories (`/bin`, `/dev`, `/proc`, `/sys`, `/tmp`
+/// and `dirs`, parents first), the console, busybox, `script` as `/init`, and `next`'s image,
+/// initrd and files. The caller adds its loader.
+pub fn stage_cpio(busybox: &Path, dirs: &[String], script: &str, next: &NextBoot) -> Result<Cpio> {
     let mut c = Cpio::default();
-    for d in ["bin", "dev", "proc", "sys", "tmp"] {
+    for d in ["bin", "dev", "proc", "sys", "tmp"].into_iter().chain(dirs.iter().map(String::as_str)) {
         c.dir(d);
     }
     c.char_device("dev/console", 5, 1);
-    c.file("bin/busybox", 0o755, &std::fs::read(busybox).with_context(|| format!("reading {}", busybox.display()))?);
-    c.file("init", 0o755, stage_script(stage, next).as_bytes());
-    c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec).with_context(|| format!("reading {}", efi_kexec.display()))?);
-    c.file("next.efi", 0o644, &std::fs::read(&next.image).with_context(|| format!("reading {}", next.image.display()))?);
+    c.file("bin/busybox", 0o755, &read(busybox)?);
+    c.file("init", 0o755, script.as_bytes());
+    c.file("next.efi", 0o644, &read(&next.image)?);
     if let Some(initrd) = &next.initrd {
         c.file("next.initrd", 0o644, initrd);
     }
     for (path, data) in &next.files {
         c.file(path, 0o644, data);
     }
-    Ok(c.finish())
+    Ok(c)
 }
 
 /// How the first kernel runs: its EL, and so its machine and command line.

@@ -8,7 +8,6 @@
 
 use crate::apt::{self, Apt};
 use crate::bench::median;
-use crate::cpio::Cpio;
 use crate::kexec::{boot_first, NextBoot, FIRST_CPU};
 use crate::payloads::{Payloads, MARKER};
 use crate::qemu::{self, Transcript};
@@ -249,8 +248,8 @@ fn stage_script(next: &NextBoot) -> String {
 /// An initramfs whose `/init` kexecs `next` through Debian's kexec-tools.
 pub fn stage_initramfs(busybox: &Path, tools: &KexecTools, next: &NextBoot) -> Result<Vec<u8>> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    // Every directory the files need, parents first (BTreeSet order puts "a" before "a/b").
-    let mut dirs: BTreeSet<String> = ["bin", "dev", "proc", "sys", "tmp", "sbin", "lib", "usr"].map(String::from).into();
+    // Every directory the libraries need, parents first (BTreeSet order puts "a" before "a/b").
+    let mut dirs: BTreeSet<String> = ["sbin", "lib", "usr"].map(String::from).into();
     for (path, _) in &tools.libs {
         let mut parent = Path::new(path).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
@@ -258,22 +257,12 @@ pub fn stage_initramfs(busybox: &Path, tools: &KexecTools, next: &NextBoot) -> R
             parent = p.parent();
         }
     }
-    let mut c = Cpio::default();
-    for d in &dirs {
-        c.dir(d);
-    }
+    let mut c = crate::kexec::stage_cpio(busybox, &dirs.into_iter().collect::<Vec<_>>(), &stage_script(next), next)?;
     // /usr/lib/... resolves like /lib/..., for binaries built with merged-/usr paths.
     c.symlink("usr/lib", "../lib");
-    c.char_device("dev/console", 5, 1);
-    c.file("bin/busybox", 0o755, &read(busybox)?);
-    c.file("init", 0o755, stage_script(next).as_bytes());
     c.file("sbin/kexec", 0o755, &read(&tools.kexec)?);
     for (path, host) in &tools.libs {
         c.file(path, 0o755, &read(host)?);
-    }
-    c.file("next.efi", 0o644, &read(&next.image)?);
-    if let Some(initrd) = &next.initrd {
-        c.file("next.initrd", 0o644, initrd);
     }
     Ok(c.finish())
 }
