@@ -111,11 +111,11 @@ fn derive_firmware(v: &Validated) {
     let facts = match firmware::stub_facts(&fdt) {
         Some(Ok(f)) => f,
         Some(Err(e)) => fatal!("{e}"),
-        None => fatal!("invalid parameter block: rt_info.runtime = 0x0: expected the firmware's runtime services table when noefi_boot is 0 (NULL asks the emulator to take it from the DTB's /chosen/linux,uefi-system-table, which is missing)"),
+        None => fatal!("{}", validate::no_runtime_table()),
     };
     let mut p = v.param;
     let buffer = firmware::map_buffer(&p, v.param_addr).unwrap_or_else(|e| fatal!("{e}"));
-    if facts.mmap.overlaps(&buffer) || buffer.overlaps(&Extent::new(facts.system_table, 120)) {
+    if facts.mmap.overlaps(&buffer) || buffer.overlaps(&Extent::new(facts.system_table, firmware::SYSTAB_SIZE as u64)) {
         fatal!("the firmware's memory map {:#x} (+{:#x}) or system table {:#x} lies in the parameter block's map buffer", facts.mmap.start, facts.mmap.size, facts.system_table);
     }
     let firmware_map = RawMemory.bytes(facts.mmap.start, facts.mmap.size as usize).unwrap();

@@ -82,7 +82,8 @@ pub struct Completion {
     pub revision: u32,
 }
 
-const SYSTAB_SIZE: usize = 120;
+/// Bytes of an EFI system table (64-bit).
+pub const SYSTAB_SIZE: usize = 120;
 const DESC: usize = MIN_DESC_SIZE as usize;
 
 /// Firmware descriptors that join the loader's map: everything that is not the OS's RAM.

@@ -496,16 +496,21 @@ fn check_rt_info(p: &EfiEmulatorParam, map: &MemoryMap) -> Result<Option<u64>, P
         return Ok(None);
     }
     if rt.runtime == 0 {
-        return Err(err(
-            "rt_info.runtime",
-            0,
-            "the firmware's runtime services table when noefi_boot is 0 (NULL asks the emulator to take it from the DTB's /chosen/linux,uefi-system-table, which is missing)",
-        ));
+        return Err(no_runtime_table());
     }
     match virt_to_phys(map, rt.runtime) {
         Some(phys) => Ok(Some(phys)),
         None => Err(err("rt_info.runtime", rt.runtime, "an address inside a runtime services descriptor (virtual or physical)")),
     }
+}
+
+/// `noefi_boot` 0 with a NULL `runtime` and nothing in the DTB to take the table from.
+pub fn no_runtime_table() -> ParamError {
+    err(
+        "rt_info.runtime",
+        0,
+        "the firmware's runtime services table when noefi_boot is 0 (NULL asks the emulator to take it from the DTB's /chosen/linux,uefi-system-table, which is missing)",
+    )
 }
 
 /// Translates an address the first kernel used for firmware memory into a physical one, through
