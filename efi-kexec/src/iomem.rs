@@ -5,7 +5,7 @@
 //! land there, although it is the next kernel's RAM once the emulator has handed over. Entries
 //! outside System RAM (firmware, `no-map` reservations, MMIO) are not RAM at all.
 
-use efi_emulator::abi::validate::Extent;
+use efi_emulator::mem::Extent;
 
 /// One line: depth (two spaces per level), the inclusive range, the name.
 fn parse_line(line: &str) -> Option<(usize, Extent, &str)> {

@@ -13,7 +13,7 @@ mod iomem;
 mod system;
 
 use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout, RandomSeeds};
-use efi_emulator::abi::validate::Extent;
+use efi_emulator::mem::Extent;
 use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::efi::image_info::{self, ImageKind};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! The boot flow on the target: entry -> console -> validation -> banner -> MMU -> payload.
 
-use crate::abi::validate::{self, BlobPlacement, Extent, PhysMemory, Validated};
-use crate::abi::{memory_type_name, PAGE_SIZE};
+use crate::abi::memory_type_name;
+use crate::abi::validate::{self, BlobPlacement, PhysMemory, Validated};
+use crate::mem::{Extent, PAGE_SIZE};
 use crate::arch::aarch64::cpu::{self, ExceptionLevel};
 use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
 use crate::arch::aarch64::mmu::{self, BumpFrames};
@@ -70,7 +71,9 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,integrity")).is_some() {
         let initrd = fdt.initrd().map(|(s, e)| (s, e - s)).unwrap_or((0, 0));
         services::integrity::record([(v.kernel.start, v.kernel.size), initrd, (v.dtb.start, v.dtb.size)]);
+        crate::console::set_fatal_hook(|| services::integrity::verify("power-off"));
     }
+    #[cfg(feature = "test-hooks")]
     debug_fault(&fdt);
     kernel_summary(&v);
 
@@ -84,8 +87,9 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     // the allocator is initialised once, before the first allocation.
     unsafe { HEAP.init(heap.start, heap.size) };
     let reserved = Reserved { page_tables, heap };
+    #[cfg(feature = "test-hooks")]
     if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,debug-stale-map-key")).is_some() {
-        services::boot::DEBUG_STALE_KEY.store(true, core::sync::atomic::Ordering::Relaxed);
+        services::misc::DEBUG_STALE_KEY.store(true, core::sync::atomic::Ordering::Relaxed);
     }
     let core = setup::build(&v, &blob, &fdt, &reserved).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
     services::install(core);
@@ -93,7 +97,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
     let (status, exit_data) =
         setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())));
-    if services::EXITED.load(core::sync::atomic::Ordering::Relaxed) {
+    if services::exited() {
         fatal!("the payload returned {:#x} after ExitBootServices", status.as_usize());
     }
     match exit_data {
@@ -313,8 +317,10 @@ fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -
     mmu::table_frames()
 }
 
-/// Test hook: `/chosen/efi-emulator,debug-fault` = "data-abort" or "undefined" makes the
-/// emulator fault on purpose, so the harness can check the fault dump.
+/// Test hook (only in blobs built with the `test-hooks` feature):
+/// `/chosen/efi-emulator,debug-fault` = "data-abort" or "undefined" makes the emulator fault on
+/// purpose, so the harness can check the fault dump.
+#[cfg(feature = "test-hooks")]
 fn debug_fault(fdt: &Fdt) {
     let Some(kind) = fdt.find("/chosen").and_then(|c| c.property_str("efi-emulator,debug-fault")) else {
         return;

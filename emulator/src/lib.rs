@@ -24,6 +24,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod abi;
+pub mod mem;
 pub mod arch;
 pub mod drivers;
 pub mod efi;
@@ -31,7 +32,7 @@ pub mod efi;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod boot;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub mod console;
+pub use arch::aarch64::console;
 
 /// The emulator's version, as the banner prints it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -60,7 +60,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                     uart: (0x900_0000, 0x1000),
                     earlycon_name: "amba-pl011",
                     print: true,
-                    memory: loader::MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(efi_emulator::abi::validate::Extent::new(0x4000_0000, 1 << 20)),
+                    memory: loader::MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(efi_emulator::mem::Extent::new(0x4000_0000, 1 << 20)),
                     placement: Default::default(),
                     firmware: false,
                     seeds: None,

@@ -8,7 +8,7 @@ use crate::qemu::{self, Transcript};
 use crate::trampoline::{self, EntryEl};
 use anyhow::{bail, Context, Result};
 use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout};
-use efi_emulator::abi::validate::Extent;
+use efi_emulator::mem::Extent;
 use efi_emulator::drivers::fdt::Fdt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

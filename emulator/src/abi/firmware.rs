@@ -15,7 +15,8 @@
 //! `memmap.buff_size` must leave room for it (`efi-kexec` gives 64 KiB). Then the block is
 //! validated again, whole.
 
-use super::validate::{desc_extent, is_os_ram, split, virt_to_phys, write_desc, Extent, MemoryMap, ParamError, PhysMemory};
+use super::validate::{is_os_ram, virt_to_phys, ParamError, PhysMemory};
+use crate::mem::{desc_extent, split, write_desc, Descriptors, Extent};
 use super::*;
 use crate::drivers::fdt::{be_uint, Fdt};
 use r_efi::efi;
@@ -94,10 +95,10 @@ fn joins(d: &efi::MemoryDescriptor) -> bool {
 /// Merges the firmware's map into the loader's, in `buffer` (the block's map buffer, whose first
 /// `loader_len` bytes are the loader's 40-byte descriptors), without a heap: the merged map is
 /// staged after the loader's, sorted there, and moved to the front. Returns its length in bytes.
-pub fn merge_maps(buffer: &mut [u8], loader_len: usize, firmware: &MemoryMap, mempool: Extent) -> Result<usize, ParamError> {
+pub fn merge_maps(buffer: &mut [u8], loader_len: usize, firmware: &Descriptors, mempool: Extent) -> Result<usize, ParamError> {
     let holes = || firmware.iter().filter(joins).map(|d| desc_extent(&d));
     let (loader_bytes, staging) = buffer.split_at_mut(loader_len);
-    let loader = MemoryMap::new(loader_bytes, DESC);
+    let loader = Descriptors::new(loader_bytes, DESC);
     if let Some(h) = holes().find(|h| h.overlaps(&mempool)) {
         return Err(err("mempool_start", h.start, "a mempool clear of the firmware's runtime, reserved, ACPI and MMIO ranges (value: the firmware range)"));
     }
@@ -151,7 +152,7 @@ pub fn complete(p: &mut EfiEmulatorParam, buffer: &mut [u8], firmware_map: &[u8]
     if p.rt_info.memmap.desc_size != MIN_DESC_SIZE {
         return Err(err("memmap.desc_size", p.rt_info.memmap.desc_size, "40 when the emulator is to merge the firmware's map into it"));
     }
-    let firmware = MemoryMap::new(firmware_map, facts.desc_size as usize);
+    let firmware = Descriptors::new(firmware_map, facts.desc_size as usize);
     let systab = mem.bytes(facts.system_table, SYSTAB_SIZE).ok_or(err("linux,uefi-system-table", facts.system_table, "the system table in readable memory"))?;
     let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
     if u64_at(systab, 0) != crate::efi::guids::SYSTEM_TABLE_SIGNATURE {
@@ -165,7 +166,7 @@ pub fn complete(p: &mut EfiEmulatorParam, buffer: &mut [u8], firmware_map: &[u8]
     let mempool = Extent::new(p.mempool_start, p.mempool_sz);
     let map_bytes = merge_maps(buffer, p.rt_info.memmap.map_size as usize, &firmware, mempool)?;
     p.rt_info.memmap.map_size = map_bytes as u64;
-    let merged = MemoryMap::new(&buffer[..map_bytes], DESC);
+    let merged = Descriptors::new(&buffer[..map_bytes], DESC);
 
     // The system table's pointers are virtual addresses since the first kernel's
     // SetVirtualAddressMap: translated through the runtime descriptors.
@@ -197,7 +198,7 @@ pub fn complete(p: &mut EfiEmulatorParam, buffer: &mut [u8], firmware_map: &[u8]
 }
 
 /// True when the NUL-terminated UTF-16 string at `va` (a firmware address) is `name`.
-fn vendor_is(mem: &dyn PhysMemory, firmware: &MemoryMap, va: u64, name: &str) -> bool {
+fn vendor_is(mem: &dyn PhysMemory, firmware: &Descriptors, va: u64, name: &str) -> bool {
     let pa = virt_to_phys(firmware, va).unwrap_or(va);
     let expected = name.encode_utf16().chain(core::iter::once(0));
     let Some(bytes) = mem.bytes(pa, (name.len() + 1) * 2) else { return false };

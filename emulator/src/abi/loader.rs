@@ -10,7 +10,7 @@
 //! survive stay `EfiReservedMemoryType` in the map. [`KexecImage::validate_as_emulator`] runs the
 //! emulator's own validator over the result, so a loader refuses what the emulator would.
 
-use super::validate::Extent;
+use crate::mem::Extent;
 use super::*;
 use crate::drivers::fdt::edit::Tree;
 use crate::drivers::fdt::Fdt;
@@ -211,7 +211,7 @@ fn normalize_outward(ranges: &[Extent]) -> Vec<Extent> {
 
 /// `ranges` without `holes`.
 fn subtract(ranges: &[Extent], holes: &[Extent]) -> Vec<Extent> {
-    ranges.iter().flat_map(|&r| super::validate::split(r, || holes.iter().copied())).collect()
+    ranges.iter().flat_map(|&r| crate::mem::split(r, || holes.iter().copied())).collect()
 }
 
 /// Where in free RAM a loader puts the boot.
@@ -417,7 +417,7 @@ impl KexecImage {
         for d in &self.map {
             let start = out.len();
             out.resize(start + 40, 0);
-            super::validate::write_desc(&mut out[start..], d);
+            crate::mem::write_desc(&mut out[start..], d);
             // The stride may differ from 40 (tests corrupt it): pad or cut to it.
             out.resize(start + stride, 0);
         }

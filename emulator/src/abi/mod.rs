@@ -28,7 +28,7 @@ pub const CMDLINE_BYTES: usize = 1024;
 /// Capacity of `rt_info.systab_tables`.
 pub const MAX_SYSTAB_TABLES: usize = 20;
 /// The page size of the UEFI memory map and of our translation granule.
-pub const PAGE_SIZE: u64 = 4096;
+pub use crate::mem::PAGE_SIZE;
 
 /// `struct efi_rt_info`: what the first kernel knew about the firmware.
 #[repr(C)]

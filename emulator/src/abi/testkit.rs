@@ -1,7 +1,7 @@
 //! Test fixtures: a QEMU-virt-like device tree, a fake blob, and physical memory made of buffers.
 
 use super::loader::{plan, BootSpec, KexecImage, MemoryLayout};
-use super::validate::Extent;
+use crate::mem::Extent;
 use super::validate::{BlobPlacement, PhysMemory};
 use super::*;
 use crate::drivers::fdt::edit::{Tree, TreeNode};

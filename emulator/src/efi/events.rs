@@ -11,17 +11,20 @@ use r_efi::efi::{self, Guid};
 pub type Event = usize;
 const FIRST_EVENT: Event = 0xe7e0_0010;
 
-pub const TPL_APPLICATION: usize = 4;
-pub const TPL_CALLBACK: usize = 8;
-pub const TPL_NOTIFY: usize = 16;
-pub const TPL_HIGH_LEVEL: usize = 31;
+use efi::{TPL_APPLICATION, TPL_CALLBACK, TPL_HIGH_LEVEL, TPL_NOTIFY};
 
-/// A notify function and its context, as raw addresses (the service layer calls them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A notify function and its context (the service layer calls them).
+#[derive(Clone, Copy, Debug)]
 pub struct Notify {
     pub event: Event,
-    pub function: usize,
+    pub function: efi::EventNotify,
     pub context: usize,
+}
+
+impl PartialEq for Notify {
+    fn eq(&self, o: &Self) -> bool {
+        self.event == o.event && self.context == o.context && core::ptr::fn_addr_eq(self.function, o.function)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +37,7 @@ pub enum TimerDelay {
 #[derive(Debug)]
 struct EventData {
     ty: u32,
-    notify: Option<(usize, usize)>,
+    notify: Option<(efi::EventNotify, usize)>,
     group: Option<Guid>,
     signaled: bool,
     /// (deadline, period) in ticks; period 0 is one-shot.
@@ -64,7 +67,7 @@ impl Events {
     }
 
     /// CreateEvent(Ex). `notify` is (function, context).
-    pub fn create(&mut self, ty: u32, tpl: usize, notify: Option<(usize, usize)>, group: Option<Guid>) -> Result<Event, EfiError> {
+    pub fn create(&mut self, ty: u32, tpl: usize, notify: Option<(efi::EventNotify, usize)>, group: Option<Guid>) -> Result<Event, EfiError> {
         const KNOWN: u32 = efi::EVT_TIMER | efi::EVT_RUNTIME | efi::EVT_NOTIFY_WAIT | efi::EVT_NOTIFY_SIGNAL | 0x0000_0001 | 0x2000_0002;
         if ty & !KNOWN != 0 {
             return Err(EfiError::InvalidParameter);
@@ -215,7 +218,8 @@ impl Events {
 mod tests {
     use super::*;
 
-    const F: usize = 0x1234;
+    extern "efiapi" fn notify(_: efi::Event, _: *mut core::ffi::c_void) {}
+    const F: efi::EventNotify = notify;
 
     #[test]
     fn create_validates_type_and_notify() {

@@ -3,7 +3,7 @@
 //! sub-range of an allocation, and GetMemoryMap with a key that changes on every change.
 
 use super::EfiError;
-use crate::abi::PAGE_SIZE;
+use crate::mem::PAGE_SIZE;
 use alloc::vec::Vec;
 use r_efi::efi;
 

@@ -8,9 +8,10 @@ pub mod image_info;
 pub mod image_policy;
 pub mod memory;
 pub mod pe;
+pub mod platform;
 pub mod pool;
 pub mod protocols;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[cfg(any(test, all(target_arch = "aarch64", target_os = "none")))]
 pub mod services;
 pub mod variables;
 

@@ -6,7 +6,7 @@
 
 use super::memory::{AllocateType, MemoryMap};
 use super::EfiError;
-use crate::abi::PAGE_SIZE;
+use crate::mem::PAGE_SIZE;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -74,15 +74,16 @@ impl Pool {
         }
     }
 
-    /// FreePool. A pointer that is not a live pool allocation is `InvalidParameter`.
-    pub fn free(&mut self, map: &mut MemoryMap, ptr: *mut u8) -> Result<(), EfiError> {
-        let addr = ptr as u64;
+    /// FreePool. An address that is not a live pool allocation is `InvalidParameter`. Taking an
+    /// address, not a pointer, keeps this safe: only memory inside the pool's own chunks is read.
+    pub fn free(&mut self, map: &mut MemoryMap, addr: u64) -> Result<(), EfiError> {
         let index = self.chunks.iter().position(|c| addr >= c.start + HEADER as u64 && addr < c.start + c.size).ok_or(EfiError::InvalidParameter)?;
         if !addr.is_multiple_of(16) {
             return Err(EfiError::InvalidParameter);
         }
-        // SAFETY: `ptr - HEADER` lies inside one of our chunks, which is mapped memory.
-        let header = unsafe { ptr.sub(HEADER) };
+        let header = (addr - HEADER as u64) as *mut u8;
+        // SAFETY: `header` lies inside one of our chunks (checked above), which is mapped memory
+        // the pool owns, and is 16-byte aligned.
         let (magic, size) = unsafe { ((header as *const u32).read(), (header.add(8) as *const u64).read()) };
         if magic != MAGIC {
             return Err(EfiError::InvalidParameter);
@@ -150,12 +151,12 @@ mod tests {
         let a = pool.allocate(&mut map, efi::LOADER_DATA, 10).unwrap();
         let big = pool.allocate(&mut map, efi::LOADER_DATA, 300_000).unwrap();
         assert!(map.free_pages() < free_before);
-        assert_eq!(pool.free(&mut map, unsafe { a.add(8) }), Err(EfiError::InvalidParameter), "not the start of an allocation");
-        assert_eq!(pool.free(&mut map, 0x10 as *mut u8), Err(EfiError::InvalidParameter), "not ours");
-        pool.free(&mut map, a).unwrap();
-        pool.free(&mut map, big).unwrap();
+        assert_eq!(pool.free(&mut map, a as u64 + 8), Err(EfiError::InvalidParameter), "not the start of an allocation");
+        assert_eq!(pool.free(&mut map, 0x10), Err(EfiError::InvalidParameter), "not ours");
+        pool.free(&mut map, a as u64).unwrap();
+        pool.free(&mut map, big as u64).unwrap();
         assert_eq!(map.free_pages(), free_before, "everything went back");
-        assert_eq!(pool.free(&mut map, a), Err(EfiError::InvalidParameter), "double free");
+        assert_eq!(pool.free(&mut map, a as u64), Err(EfiError::InvalidParameter), "double free");
         assert_eq!(pool.allocate(&mut map, efi::CONVENTIONAL_MEMORY, 1), Err(EfiError::InvalidParameter));
         assert_eq!(pool.allocate(&mut map, efi::LOADER_DATA, 8 << 20), Err(EfiError::OutOfResources));
     }
@@ -167,7 +168,7 @@ mod tests {
         let ptrs: Vec<_> = (0..200).map(|i| pool.allocate(&mut map, efi::BOOT_SERVICES_DATA, 16 + i).unwrap()).collect();
         assert!(pool.chunks.len() <= 2, "{} chunks", pool.chunks.len());
         for p in ptrs {
-            pool.free(&mut map, p).unwrap();
+            pool.free(&mut map, p as u64).unwrap();
         }
         assert!(pool.chunks.is_empty());
     }

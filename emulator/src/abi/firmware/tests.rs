@@ -43,7 +43,7 @@ fn loader_map() -> Vec<efi::MemoryDescriptor> {
 }
 
 fn merged(buffer: &[u8], len: usize) -> Vec<efi::MemoryDescriptor> {
-    MemoryMap::new(&buffer[..len], 40).iter().collect()
+    Descriptors::new(&buffer[..len], 40).iter().collect()
 }
 
 #[test]
@@ -52,7 +52,7 @@ fn firmware_ranges_join_the_map_and_are_cut_out_of_ram() {
     let mut buffer = loader.clone();
     buffer.resize(16 * 1024, 0);
     let fw = raw(&firmware_map(), 48);
-    let len = merge_maps(&mut buffer, loader.len(), &MemoryMap::new(&fw, 48), MEMPOOL).unwrap();
+    let len = merge_maps(&mut buffer, loader.len(), &Descriptors::new(&fw, 48), MEMPOOL).unwrap();
     let map = merged(&buffer, len);
     let summary: Vec<_> = map.iter().map(|m| (m.r#type, m.physical_start, m.number_of_pages, m.virtual_start)).collect();
     assert_eq!(
@@ -77,13 +77,13 @@ fn merging_refuses_what_does_not_fit_or_overlaps_the_mempool() {
     let fw = raw(&firmware_map(), 48);
     let mut small = loader.clone();
     small.resize(loader.len() + 40, 0);
-    assert_eq!(merge_maps(&mut small, loader.len(), &MemoryMap::new(&fw, 48), MEMPOOL).unwrap_err().field, "memmap.buff_size");
+    assert_eq!(merge_maps(&mut small, loader.len(), &Descriptors::new(&fw, 48), MEMPOOL).unwrap_err().field, "memmap.buff_size");
     let mut over = firmware_map();
     over.push(d(efi::RESERVED_MEMORY_TYPE, 0x5800_0000, 1, 0, 0));
     let fw = raw(&over, 48);
     let mut buffer = loader.clone();
     buffer.resize(16 * 1024, 0);
-    let e = merge_maps(&mut buffer, loader.len(), &MemoryMap::new(&fw, 48), MEMPOOL).unwrap_err();
+    let e = merge_maps(&mut buffer, loader.len(), &Descriptors::new(&fw, 48), MEMPOOL).unwrap_err();
     assert_eq!((e.field, e.value), ("mempool_start", 0x5800_0000));
 }
 
@@ -142,7 +142,7 @@ fn the_system_table_gives_runtime_and_machine_tables() {
     assert_eq!(p.rt_info.systab_tables[0].guid, ACPI_20_TABLE_GUID);
     assert_eq!(p.rt_info.systab_tables[1].table, 0xbf10_0400);
     assert_eq!(p.rt_info.memmap.map_size, 8 * 40);
-    let map = MemoryMap::new(&buffer[..8 * 40], 40);
+    let map = Descriptors::new(&buffer[..8 * 40], 40);
     assert_eq!(virt_to_phys(&map, p.rt_info.runtime), Some(0xbf10_0800));
 
     // The same, but the vendor (a virtual address, like the other pointers) says efi-emulator:

@@ -6,30 +6,9 @@
 
 use super::*;
 use crate::drivers::fdt;
+use crate::mem::{desc_extent, Descriptors, Extent};
 use core::fmt;
 use r_efi::efi;
-
-/// A half-open physical range `[start, start + size)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct Extent {
-    pub start: u64,
-    pub size: u64,
-}
-
-impl Extent {
-    pub const fn new(start: u64, size: u64) -> Self {
-        Extent { start, size }
-    }
-    pub const fn end(&self) -> u64 {
-        self.start.saturating_add(self.size)
-    }
-    pub const fn overlaps(&self, other: &Extent) -> bool {
-        self.size != 0 && other.size != 0 && self.start < other.end() && other.start < self.end()
-    }
-    pub const fn contains(&self, inner: &Extent) -> bool {
-        inner.start >= self.start && inner.end() <= self.end()
-    }
-}
 
 /// Read access to physical memory. The blob reads RAM directly; host tests provide buffers.
 pub trait PhysMemory {
@@ -82,94 +61,6 @@ fn err(field: &'static str, value: u64, expected: &'static str) -> ParamError {
     ParamError { field, index: None, value, expected }
 }
 
-/// The memory map handed over in the parameter block: raw descriptors at a loader-chosen stride.
-#[derive(Clone, Copy)]
-pub struct MemoryMap<'a> {
-    bytes: &'a [u8],
-    desc_size: usize,
-}
-
-impl<'a> MemoryMap<'a> {
-    pub fn new(bytes: &'a [u8], desc_size: usize) -> Self {
-        MemoryMap { bytes, desc_size }
-    }
-    pub fn len(&self) -> usize {
-        self.bytes.len() / self.desc_size
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    pub fn desc_size(&self) -> usize {
-        self.desc_size
-    }
-    pub fn get(&self, i: usize) -> efi::MemoryDescriptor {
-        let d = &self.bytes[i * self.desc_size..][..40];
-        let u64_at = |o: usize| u64::from_le_bytes(d[o..o + 8].try_into().unwrap());
-        efi::MemoryDescriptor {
-            r#type: u32::from_le_bytes(d[0..4].try_into().unwrap()),
-            physical_start: u64_at(8),
-            virtual_start: u64_at(16),
-            number_of_pages: u64_at(24),
-            attribute: u64_at(32),
-        }
-    }
-    pub fn iter(&self) -> impl Iterator<Item = efi::MemoryDescriptor> + '_ {
-        (0..self.len()).map(|i| self.get(i))
-    }
-    /// True when `range` is covered, without a gap, by descriptors whose type passes `pred`.
-    pub fn covers(&self, range: Extent, pred: impl Fn(u32) -> bool) -> bool {
-        let mut cursor = range.start;
-        while cursor < range.end() {
-            let next = self.iter().filter(|d| pred(d.r#type)).map(|d| desc_extent(&d)).find(|e| e.start <= cursor && cursor < e.end());
-            match next {
-                Some(e) => cursor = e.end(),
-                None => return false,
-            }
-        }
-        true
-    }
-}
-
-/// Writes `d` as the 40 bytes of an `EFI_MEMORY_DESCRIPTOR` (the reverse of [`MemoryMap::get`]).
-pub fn write_desc(out: &mut [u8], d: &efi::MemoryDescriptor) {
-    out[0..4].copy_from_slice(&d.r#type.to_le_bytes());
-    out[4..8].fill(0);
-    out[8..16].copy_from_slice(&d.physical_start.to_le_bytes());
-    out[16..24].copy_from_slice(&d.virtual_start.to_le_bytes());
-    out[24..32].copy_from_slice(&d.number_of_pages.to_le_bytes());
-    out[32..40].copy_from_slice(&d.attribute.to_le_bytes());
-}
-
-/// `whole` without the holes (in any order, overlapping or not): the pieces left, in order.
-/// Allocates nothing, so the emulator can use it before it has a heap.
-pub fn split<'h, H: Iterator<Item = Extent> + 'h>(whole: Extent, holes: impl Fn() -> H + 'h) -> impl Iterator<Item = Extent> + 'h {
-    let mut cursor = whole.start;
-    core::iter::from_fn(move || {
-        while cursor < whole.end() {
-            // The lowest hole that covers or follows the cursor inside `whole`.
-            match holes().filter(|h| h.end() > cursor && h.start < whole.end()).min_by_key(|h| h.start) {
-                Some(h) if h.start <= cursor => cursor = h.end(),
-                Some(h) => {
-                    let piece = Extent::new(cursor, h.start - cursor);
-                    cursor = h.end();
-                    return Some(piece);
-                }
-                None => {
-                    let piece = Extent::new(cursor, whole.end() - cursor);
-                    cursor = whole.end();
-                    return Some(piece);
-                }
-            }
-        }
-        None
-    })
-}
-
-/// The physical range a descriptor covers.
-pub fn desc_extent(d: &efi::MemoryDescriptor) -> Extent {
-    Extent::new(d.physical_start, d.number_of_pages.saturating_mul(PAGE_SIZE))
-}
-
 /// Memory a loader may place segments in: RAM the OS owns after ExitBootServices.
 pub fn is_os_ram(ty: u32) -> bool {
     matches!(ty, efi::LOADER_CODE | efi::LOADER_DATA | efi::BOOT_SERVICES_CODE | efi::BOOT_SERVICES_DATA | efi::CONVENTIONAL_MEMORY)
@@ -203,7 +94,7 @@ pub struct BlobPlacement {
 pub struct Validated<'a> {
     pub param: EfiEmulatorParam,
     pub param_addr: u64,
-    pub map: MemoryMap<'a>,
+    pub map: Descriptors<'a>,
     /// Page-aligned mempool (rounded inward).
     pub mempool: Extent,
     pub stack: Extent,
@@ -299,7 +190,7 @@ pub fn validate_with<'a>(
     let p = read_param(mem, param_addr)?;
     let map_size = map_len(&p, param_addr)?;
     let map_bytes = mem.bytes(param_addr + PARAM_SIZE as u64, map_size).ok_or(err("memmap.map_size", map_size as u64, "a map inside readable memory"))?;
-    let map = MemoryMap::new(map_bytes, p.rt_info.memmap.desc_size as usize);
+    let map = Descriptors::new(map_bytes, p.rt_info.memmap.desc_size as usize);
 
     check_flags(&p)?;
     check_cmdline(&p)?;
@@ -379,7 +270,7 @@ fn check_cmdline(p: &EfiEmulatorParam) -> Result<(), ParamError> {
     Ok(())
 }
 
-fn check_memory_map(map: &MemoryMap, warn: &mut dyn FnMut(ParamWarning)) -> Result<(), ParamError> {
+fn check_memory_map(map: &Descriptors, warn: &mut dyn FnMut(ParamWarning)) -> Result<(), ParamError> {
     for (i, d) in map.iter().enumerate() {
         let e = |field, value, expected| ParamError { field, index: Some(i), value, expected };
         if !is_valid_type(d.r#type) {
@@ -413,7 +304,7 @@ fn check_memory_map(map: &MemoryMap, warn: &mut dyn FnMut(ParamWarning)) -> Resu
     Ok(())
 }
 
-fn check_mempool(p: &EfiEmulatorParam, map: &MemoryMap, warn: &mut dyn FnMut(ParamWarning)) -> Result<Extent, ParamError> {
+fn check_mempool(p: &EfiEmulatorParam, map: &Descriptors, warn: &mut dyn FnMut(ParamWarning)) -> Result<Extent, ParamError> {
     if p.mempool_start == 0 {
         return Err(err("mempool_start", 0, "the non-zero start of the heap"));
     }
@@ -440,7 +331,7 @@ fn check_mempool(p: &EfiEmulatorParam, map: &MemoryMap, warn: &mut dyn FnMut(Par
     Ok(pool)
 }
 
-fn check_dtb(mem: &dyn PhysMemory, p: &EfiEmulatorParam, map: &MemoryMap) -> Result<Extent, ParamError> {
+fn check_dtb(mem: &dyn PhysMemory, p: &EfiEmulatorParam, map: &Descriptors) -> Result<Extent, ParamError> {
     if p.dtb == 0 || !p.dtb.is_multiple_of(8) {
         return Err(err("dtb", p.dtb, "a non-zero, 8-byte-aligned address"));
     }
@@ -458,7 +349,7 @@ fn check_dtb(mem: &dyn PhysMemory, p: &EfiEmulatorParam, map: &MemoryMap) -> Res
     Ok(extent)
 }
 
-fn check_earlycon(p: &EfiEmulatorParam, map: &MemoryMap, warn: &mut dyn FnMut(ParamWarning)) -> Result<Extent, ParamError> {
+fn check_earlycon(p: &EfiEmulatorParam, map: &Descriptors, warn: &mut dyn FnMut(ParamWarning)) -> Result<Extent, ParamError> {
     if p.earlycon_reg_base == 0 {
         return Err(err("earlycon_reg_base", 0, "the non-zero MMIO base of the UART"));
     }
@@ -479,7 +370,7 @@ fn check_earlycon(p: &EfiEmulatorParam, map: &MemoryMap, warn: &mut dyn FnMut(Pa
     Ok(uart)
 }
 
-fn check_rt_info(p: &EfiEmulatorParam, map: &MemoryMap) -> Result<Option<u64>, ParamError> {
+fn check_rt_info(p: &EfiEmulatorParam, map: &Descriptors) -> Result<Option<u64>, ParamError> {
     let rt = &p.rt_info;
     if rt.systab_nr_tables as usize > MAX_SYSTAB_TABLES {
         return Err(err("rt_info.systab_nr_tables", rt.systab_nr_tables as u64, "at most 20"));
@@ -515,7 +406,7 @@ pub fn no_runtime_table() -> ParamError {
 
 /// Translates an address the first kernel used for firmware memory into a physical one, through
 /// the runtime descriptors' `virt_addr`. Identity-mapped firmware translates to itself.
-pub fn virt_to_phys(map: &MemoryMap, addr: u64) -> Option<u64> {
+pub fn virt_to_phys(map: &Descriptors, addr: u64) -> Option<u64> {
     let runtime = |d: &efi::MemoryDescriptor| d.attribute & efi::MEMORY_RUNTIME != 0 || matches!(d.r#type, efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA);
     for d in map.iter().filter(runtime) {
         let size = d.number_of_pages * PAGE_SIZE;

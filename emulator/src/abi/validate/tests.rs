@@ -142,7 +142,7 @@ fn translates_virtual_runtime_addresses() {
                 d
             })
             .collect();
-    let map = MemoryMap::new(&bytes, 40);
+    let map = Descriptors::new(&bytes, 40);
     assert_eq!(virt_to_phys(&map, 0x2000_0018), Some(0x7000_0018));
     assert_eq!(virt_to_phys(&map, 0x7000_0018), Some(0x7000_0018), "identity-mapped firmware");
     assert_eq!(virt_to_phys(&map, 0x4000_0000), None, "not runtime memory");

@@ -1,9 +1,12 @@
-//! AArch64: entry, exception vectors, MMU, caches, PSCI, timer.
+//! AArch64: entry, exception vectors, MMU, caches, PSCI, timer, the earlycon, and the
+//! [`Platform`](crate::efi::platform::Platform) the services run on.
 
 pub mod esr;
 pub mod memory_plan;
 pub mod page_table;
 
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod console;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod cpu;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
@@ -12,5 +15,7 @@ pub mod entry;
 pub mod exceptions;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod mmu;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod platform;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod psci;

@@ -1,10 +1,9 @@
 //! ConOut/StdErr (SimpleTextOutput) and ConIn (SimpleTextInput) on the PL011 earlycon.
 
 use super::*;
-use crate::console::Console;
-use crate::drivers::pl011::Pl011;
-use core::fmt::Write;
-use core::mem::size_of;
+use crate::efi::platform::Platform;
+use core::ffi::c_void;
+use core::fmt::{self, Write};
 use efi::protocols::{simple_text_input as text_in, simple_text_output as text_out};
 
 /// The one text mode: 80x25, as a serial terminal is usually assumed to be.
@@ -20,9 +19,14 @@ fn mode(this: *mut text_out::Protocol) -> Result<&'static mut text_out::Mode, Ef
     unsafe { (*this).mode.as_mut() }.ok_or(EfiError::InvalidParameter)
 }
 
-fn uart() -> Pl011 {
-    // SAFETY: the console's UART, identity-mapped as device memory.
-    unsafe { Pl011::new(crate::console::uart_base() as usize) }
+/// The machine's console as a `fmt::Write`.
+struct Console;
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        Machine::console_write(s);
+        Ok(())
+    }
 }
 
 efiapi! {
@@ -36,9 +40,10 @@ efiapi! {
     }
 
     fn output_string(this: *mut text_out::Protocol, string: *mut u16) -> Status {
-        status((|| {
+        run(|| {
             let m = mode(this)?;
-            let s = ucs2_arg(string)?;
+            // SAFETY: the payload's string argument.
+            let s = unsafe { ucs2_arg(string)? };
             let mut buf = [0u8; 256];
             let mut n = 0;
             for c in char::decode_utf16(s.iter().copied()).map(|c| c.unwrap_or('\u{fffd}')) {
@@ -59,23 +64,27 @@ efiapi! {
             }
             let _ = Console.write_str(core::str::from_utf8(&buf[..n]).unwrap_or(""));
             Ok(())
-        })())
+        })
     }
 
     fn test_string(this: *mut text_out::Protocol, string: *mut u16) -> Status {
         // Anything printable goes to a UTF-8 terminal.
-        status(mode(this).and_then(|_| ucs2_arg(string)).map(|_| ()))
+        // SAFETY: the payload's string argument.
+        status(mode(this).and_then(|_| unsafe { ucs2_arg(string) }).map(|_| ()))
     }
 
     fn query_mode(this: *mut text_out::Protocol, number: usize, columns: *mut usize, rows: *mut usize) -> Status {
-        status((|| {
+        run(|| {
             mode(this)?;
             if number != 0 {
                 return Err(EfiError::Unsupported);
             }
-            out(columns, COLUMNS)?;
-            out(rows, ROWS)
-        })())
+            // SAFETY: the payload's out-arguments.
+            unsafe {
+                out(columns, COLUMNS)?;
+                out(rows, ROWS)
+            }
+        })
     }
 
     fn set_mode(this: *mut text_out::Protocol, number: usize) -> Status {
@@ -116,16 +125,16 @@ efiapi! {
         if this.is_null() {
             return Status::INVALID_PARAMETER;
         }
-        while uart().read_byte().is_some() {}
+        while Machine::console_read().is_some() {}
         Status::SUCCESS
     }
 
     fn read_key_stroke(this: *mut text_in::Protocol, key: *mut text_in::InputKey) -> Status {
-        status((|| {
+        run(|| {
             if this.is_null() || key.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            let b = uart().read_byte().ok_or(EfiError::NotReady)?;
+            let b = Machine::console_read().ok_or(EfiError::NotReady)?;
             // Escape sequences for the arrow keys are not decoded: keys arrive as characters.
             let (scan_code, unicode_char) = match b {
                 0x1b => (0x17, 0), // SCAN_ESC
@@ -133,13 +142,14 @@ efiapi! {
                 b'\n' => (0, b'\r' as u16),
                 _ => (0, b as u16),
             };
-            out(key, text_in::InputKey { scan_code, unicode_char })
-        })())
+            // SAFETY: the payload's out-argument.
+            unsafe { out(key, text_in::InputKey { scan_code, unicode_char }) }
+        })
     }
 
     fn wait_for_key_notify(event: efi::Event, context: *mut c_void) {
         let _ = context;
-        if uart().has_input() {
+        if Machine::console_has_input() {
             let due = with_core(|c| c.events.signal(event as usize).unwrap_or_default());
             dispatch(due);
         }
@@ -148,27 +158,23 @@ efiapi! {
 
 /// Creates ConOut (also StdErr) and ConIn on one console handle; returns (handle, out, in).
 pub fn install(c: &mut Core) -> Result<(usize, *mut text_out::Protocol, *mut text_in::Protocol), EfiError> {
-    let m = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, size_of::<text_out::Mode>())? as *mut text_out::Mode;
-    let o = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, size_of::<text_out::Protocol>())? as *mut text_out::Protocol;
-    let i = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, size_of::<text_in::Protocol>())? as *mut text_in::Protocol;
-    let key_event = c.events.create(efi::EVT_NOTIFY_WAIT, crate::efi::events::TPL_NOTIFY, Some((wait_for_key_notify::entry as *const () as usize, 0)), None)?;
-    // SAFETY: fresh pool memory for each structure.
-    unsafe {
-        m.write(text_out::Mode { max_mode: 1, mode: 0, attribute: 0x07, cursor_column: 0, cursor_row: 0, cursor_visible: efi::Boolean::FALSE });
-        o.write(text_out::Protocol {
-            reset: out_reset::entry,
-            output_string: output_string::entry,
-            test_string: test_string::entry,
-            query_mode: query_mode::entry,
-            set_mode: set_mode::entry,
-            set_attribute: set_attribute::entry,
-            clear_screen: clear_screen::entry,
-            set_cursor_position: set_cursor_position::entry,
-            enable_cursor: enable_cursor::entry,
-            mode: m,
-        });
-        i.write(text_in::Protocol { reset: in_reset::entry, read_key_stroke: read_key_stroke::entry, wait_for_key: key_event as efi::Event });
-    }
+    let mode = text_out::Mode { max_mode: 1, mode: 0, attribute: 0x07, cursor_column: 0, cursor_row: 0, cursor_visible: efi::Boolean::FALSE };
+    let m = publish(c, efi::BOOT_SERVICES_DATA, mode)?;
+    let text_out = text_out::Protocol {
+        reset: out_reset::entry,
+        output_string: output_string::entry,
+        test_string: test_string::entry,
+        query_mode: query_mode::entry,
+        set_mode: set_mode::entry,
+        set_attribute: set_attribute::entry,
+        clear_screen: clear_screen::entry,
+        set_cursor_position: set_cursor_position::entry,
+        enable_cursor: enable_cursor::entry,
+        mode: m,
+    };
+    let o = publish(c, efi::BOOT_SERVICES_DATA, text_out)?;
+    let key_event = c.events.create(efi::EVT_NOTIFY_WAIT, efi::TPL_NOTIFY, Some((wait_for_key_notify::entry, 0)), None)?;
+    let i = publish(c, efi::BOOT_SERVICES_DATA, text_in::Protocol { reset: in_reset::entry, read_key_stroke: read_key_stroke::entry, wait_for_key: key_event as efi::Event })?;
     let h = c.handles.install(None, &text_out::PROTOCOL_GUID, o as usize)?;
     c.handles.install(Some(h), &text_in::PROTOCOL_GUID, i as usize)?;
     Ok((h, o, i))

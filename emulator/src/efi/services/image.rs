@@ -1,78 +1,17 @@
 //! PE images: loading (from the parameter block or a buffer), starting on a fresh stack,
-//! Exit unwinding to the StartImage that started the image, unloading; and the LoadFile2
-//! initrd.
+//! Exit unwinding to the StartImage that started the image, unloading.
 
+use super::protocols::find_device;
 use super::*;
-use crate::arch::aarch64::cpu;
 use crate::efi::pe::PeImage;
+use crate::efi::platform::{Access, Platform};
 use crate::efi::protocols::device_path;
-use core::mem::size_of;
-use core::sync::atomic::AtomicU64;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU64, Ordering};
 use efi::protocols::{load_file2, loaded_image, loaded_image_device_path};
 
 /// Stack each started image gets (the spec's minimum is 128 KiB).
 pub const IMAGE_STACK: u64 = 256 * 1024;
-
-/// What StartImage saves so that a return, or Exit, comes back to it: x19..x30, sp, d8..d15.
-#[repr(C)]
-#[derive(Default)]
-pub struct ExitContext {
-    regs: [u64; 21],
-}
-
-core::arch::global_asm!(
-    r#"
-    .section .text.efi_emulator_start_image, "ax"
-    .global efi_emulator_start_image
-    // x0 entry, x1 image handle, x2 system table, x3 stack top, x4 context -> x0 status
-efi_emulator_start_image:
-    stp     x19, x20, [x4, #0]
-    stp     x21, x22, [x4, #16]
-    stp     x23, x24, [x4, #32]
-    stp     x25, x26, [x4, #48]
-    stp     x27, x28, [x4, #64]
-    stp     x29, x30, [x4, #80]
-    mov     x5, sp
-    str     x5, [x4, #96]
-    stp     d8, d9, [x4, #104]
-    stp     d10, d11, [x4, #120]
-    stp     d12, d13, [x4, #136]
-    stp     d14, d15, [x4, #152]
-    mov     x19, x4
-    mov     x16, x0
-    mov     x0, x1
-    mov     x1, x2
-    mov     sp, x3
-    mov     x29, xzr
-    blr     x16
-    // The image returned: its status is in x0, the context in x19 (callee-saved).
-    mov     x1, x0
-    mov     x0, x19
-
-    .global efi_emulator_exit_image
-    // x0 context, x1 status: back to the StartImage that saved the context.
-efi_emulator_exit_image:
-    ldp     x19, x20, [x0, #0]
-    ldp     x21, x22, [x0, #16]
-    ldp     x23, x24, [x0, #32]
-    ldp     x25, x26, [x0, #48]
-    ldp     x27, x28, [x0, #64]
-    ldp     x29, x30, [x0, #80]
-    ldr     x5, [x0, #96]
-    mov     sp, x5
-    ldp     d8, d9, [x0, #104]
-    ldp     d10, d11, [x0, #120]
-    ldp     d12, d13, [x0, #136]
-    ldp     d14, d15, [x0, #152]
-    mov     x0, x1
-    ret
-"#
-);
-
-unsafe extern "C" {
-    fn efi_emulator_start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, stack_top: u64, ctx: *mut ExitContext) -> usize;
-    fn efi_emulator_exit_image(ctx: *mut ExitContext, status: usize) -> !;
-}
 
 static PAYLOAD_START: AtomicU64 = AtomicU64::new(0);
 
@@ -90,20 +29,6 @@ fn load_error(e: crate::efi::pe::PeError) -> EfiError {
         "Machine" | "Subsystem" | "OptionalHeader.Magic" => EfiError::Unsupported,
         _ => EfiError::LoadError,
     }
-}
-
-/// Cleans the D-cache to the point of unification over new code, then invalidates the
-/// I-cache. `size` 0 only invalidates (code the loader placed is already clean to PoC).
-fn sync_icache(start: u64, size: u64) {
-    let line = cpu::dcache_line();
-    let mut a = start & !(line - 1);
-    while a < start + size {
-        // SAFETY: DC CVAU on mapped memory only writes back cache lines.
-        unsafe { core::arch::asm!("dc cvau, {}", in(reg) a, options(nostack)) };
-        a += line;
-    }
-    // SAFETY: barriers and I-cache invalidation have no memory effects Rust can observe.
-    unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack)) };
 }
 
 /// Loads a PE image and gives it a handle with LoadedImage and LoadedImageDevicePath.
@@ -143,10 +68,10 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
     match placement {
         // The loader cleaned the file to PoC; we only wrote BSS (data) and, if any,
         // relocations.
-        Placement::InPlace(_) if pe.directory(5).is_none() => sync_icache(base, 0),
+        Placement::InPlace(_) if pe.directory(5).is_none() => Machine::code_written(base, 0),
         _ => {
             for s in pe.sections().filter(|s| s.characteristics & crate::efi::pe::SCN_MEM_EXECUTE != 0) {
-                sync_icache(base + s.virtual_address as u64, s.virtual_size.max(s.raw_size) as u64);
+                Machine::code_written(base + s.virtual_address as u64, s.virtual_size.max(s.raw_size) as u64);
             }
         }
     }
@@ -159,10 +84,10 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         Some(p) => copy_to_pool(c, p)?,
         None => copy_to_pool(c, &device_path::memory_mapped(efi::LOADER_CODE, base, base + size - 1))?,
     };
-    let li = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, size_of::<loaded_image::Protocol>())? as *mut loaded_image::Protocol;
-    // SAFETY: fresh pool memory for the protocol structure.
-    unsafe {
-        li.write(loaded_image::Protocol {
+    let li = publish(
+        c,
+        efi::BOOT_SERVICES_DATA,
+        loaded_image::Protocol {
             revision: loaded_image::REVISION,
             parent_handle: parent as efi::Handle,
             system_table: c.tables.systab,
@@ -176,8 +101,8 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
             image_code_type: efi::LOADER_CODE,
             image_data_type: efi::LOADER_DATA,
             unload: None,
-        })
-    };
+        },
+    )?;
     let handle = c.handles.install(None, &loaded_image::PROTOCOL_GUID, li as usize)?;
     c.handles.install(Some(handle), &loaded_image_device_path::PROTOCOL_GUID, full_path as usize)?;
     let mut owned = alloc::vec![li as *mut u8, full_path];
@@ -185,7 +110,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         owned.push(path_copy);
     }
     c.images.push(Image { handle, loaded_image: li, base, pages, entry: base + pe.entry_point as u64, started: false, exit_context: None, exit_data: None, owned });
-    crate::arch::aarch64::exceptions::register_image(base, size, handle as u64);
+    Machine::image_loaded(base, size, handle);
     log::info!(
         "image: {:#x}..{:#x} ({} KiB, {}), entry {:#x}, handle {handle:#x}",
         base,
@@ -201,29 +126,27 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
 /// and executable, data never executable). A section that asks for write and execute keeps
 /// both, with a warning: refusing it would refuse real images.
 fn map_sections(pe: &PeImage, base: u64, size: u64) {
-    use crate::arch::aarch64::mmu::protect;
-    use crate::arch::aarch64::page_table::Attributes;
     use crate::efi::pe::{SCN_MEM_EXECUTE as X, SCN_MEM_WRITE as W};
-    let mut result = protect(base, size, Attributes::RODATA);
+    let mut result = Machine::set_access(base, size, Access::RODATA);
     for s in pe.sections() {
-        let attrs = match s.characteristics & (W | X) {
-            0 => Attributes::RODATA,
-            W => Attributes::DATA,
-            X => Attributes::CODE,
+        let access = match s.characteristics & (W | X) {
+            0 => Access::RODATA,
+            W => Access::DATA,
+            X => Access::CODE,
             _ => {
                 log::warn!("image section {} is writable and executable: mapped RWX", s.name());
-                Attributes::RAM
+                Access::RAM
             }
         };
         let len = (s.virtual_size.max(s.raw_size) as u64).min(size - s.virtual_address as u64);
-        result = result.and_then(|_| protect(base + s.virtual_address as u64, len, attrs));
+        result = result.and_then(|_| Machine::set_access(base + s.virtual_address as u64, len, access));
     }
-    if let Err(e) = result {
-        log::warn!("image at {base:#x}: section permissions not applied: {e}");
+    if result.is_err() {
+        log::warn!("image at {base:#x}: section permissions not applied (out of page-table frames)");
     }
 }
 
-fn copy_to_pool(c: &mut Core, bytes: &[u8]) -> Result<*mut u8, EfiError> {
+pub fn copy_to_pool(c: &mut Core, bytes: &[u8]) -> Result<*mut u8, EfiError> {
     let p = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, bytes.len())?;
     // SAFETY: fresh pool buffer of that size.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
@@ -262,16 +185,16 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
         let stack = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, IMAGE_STACK / PAGE_SIZE, PAGE_SIZE)?;
         Ok((entry, stack, systab))
     })?;
-    let mut ctx = ExitContext::default();
-    with_core(|c| c.image(handle).map(|i| i.exit_context = Some(&mut ctx as *mut ExitContext)))?;
+    let mut ctx = <Machine as Platform>::ExitContext::default();
+    with_core(|c| c.image(handle).map(|i| i.exit_context = Some(&raw mut ctx)))?;
     if PAYLOAD_START.load(Ordering::Relaxed) == 0 {
-        PAYLOAD_START.store(cpu::ticks(), Ordering::Relaxed);
+        PAYLOAD_START.store(Machine::ticks(), Ordering::Relaxed);
     }
-    // SAFETY: the entry point of an image we loaded and synchronised with the I-cache, called
-    // per the UEFI AArch64 binding on a fresh 16-byte-aligned stack; the context lives on our
-    // stack frame, which stays alive until the image returns or exits.
-    let status = unsafe { efi_emulator_start_image(entry, handle, systab, stack + IMAGE_STACK, &mut ctx) };
-    if EXITED.load(Ordering::Relaxed) {
+    // SAFETY: the entry point of an image we loaded and synchronised with the I-cache, on a
+    // fresh 16-byte-aligned stack freed only after the call; the context lives in this frame,
+    // which stays alive until the image returns or exits.
+    let status = unsafe { Machine::start_image(entry, handle, systab, stack + IMAGE_STACK, &raw mut ctx) };
+    if exited() {
         // Boot services are gone (the image called ExitBootServices, then returned): the
         // core's memory may belong to the OS now.
         return Ok(Status::from_usize(status));
@@ -287,24 +210,20 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
 
 /// The milestone lines the harness measures.
 pub fn report_handoff(entry: u64) {
-    let us = cpu::micros_since_entry();
+    let us = Machine::micros_since_entry();
     log::info!("handing off to the payload at {entry:#x}: {}.{:03} ms after emulator entry", us / 1000, us % 1000);
 }
 
 pub fn report_exit_boot_services() {
     let start = PAYLOAD_START.load(Ordering::Relaxed);
-    let us = ((cpu::ticks() - start) as u128 * 1_000_000 / cpu::ticks_per_second() as u128) as u64;
-    let total = cpu::micros_since_entry();
+    let us = ((Machine::ticks() - start) as u128 * 1_000_000 / Machine::ticks_per_second() as u128) as u64;
+    let total = Machine::micros_since_entry();
     log::info!("ExitBootServices: the payload ran {}.{:03} ms in boot services ({}.{:03} ms since emulator entry)", us / 1000, us % 1000, total / 1000, total % 1000);
 }
 
 efiapi! {
     fn load_image(boot_policy: efi::Boolean, parent: efi::Handle, path: *mut efi::protocols::device_path::Protocol, source: *mut c_void, size: usize, image: *mut efi::Handle) -> Status {
-        if let Err(s) = boot_services_available() {
-            return s;
-        }
-        let _ = boot_policy;
-        status((|| {
+        guarded(|| {
             if image.is_null() || !with_core(|c| c.images.iter().any(|i| i.handle == parent as usize)) {
                 return Err(EfiError::InvalidParameter);
             }
@@ -315,26 +234,30 @@ efiapi! {
                 load_from_device(parent as usize, dp.ok_or(EfiError::InvalidParameter)?, bool::from(boot_policy))?
             } else {
                 // SAFETY: the payload passes `size` readable bytes; LoadImage copies them.
-                let file = unsafe { core::slice::from_raw_parts(source as *const u8, size) };
+                let file = unsafe { bytes_arg(source as *const u8, size)? };
                 // The device is whatever publishes a prefix of the path, if anything does.
                 let (device, rest) = dp.and_then(|p| with_core(|c| find_device(c, p, &efi::protocols::device_path::PROTOCOL_GUID))).unwrap_or((0, 0));
                 with_core(|c| load(c, file, Placement::Copy, parent as usize, device, dp.map(|p| &p[rest..]), dp))?
             };
-            out(image, h as efi::Handle)
-        })())
+            // SAFETY: the payload's out-argument.
+            unsafe { out(image, h as efi::Handle) }
+        })
     }
 
     fn start_image(handle: efi::Handle, exit_data_size: *mut usize, exit_data: *mut *mut u16) -> Status {
-        if let Err(s) = boot_services_available() {
-            return s;
+        if exited() {
+            return Status::UNSUPPORTED;
         }
         match start(handle as usize) {
             Ok(s) => {
-                if !EXITED.load(Ordering::Relaxed) {
+                if !exited() {
                     let data = with_core(|c| c.image(handle as usize).ok().and_then(|i| i.exit_data.take()));
                     if let Some((n, p)) = data {
-                        let _ = out(exit_data_size, n);
-                        let _ = out(exit_data, p);
+                        // SAFETY: the payload's optional out-arguments (NULL is skipped).
+                        unsafe {
+                            let _ = out(exit_data_size, n);
+                            let _ = out(exit_data, p);
+                        }
                     }
                 }
                 s
@@ -344,8 +267,8 @@ efiapi! {
     }
 
     fn exit(handle: efi::Handle, exit_status: Status, data_size: usize, data: *mut u16) -> Status {
-        if let Err(s) = boot_services_available() {
-            return s;
+        if exited() {
+            return Status::UNSUPPORTED;
         }
         let ctx = with_core(|c| {
             let img = c.image(handle as usize)?;
@@ -357,25 +280,26 @@ efiapi! {
         });
         match ctx {
             // SAFETY: the context of the StartImage call that is running this image.
-            Ok(ctx) => unsafe { efi_emulator_exit_image(ctx, exit_status.as_usize()) },
+            Ok(ctx) => unsafe { Machine::exit_image(ctx, exit_status.as_usize()) },
             Err(EfiError::InvalidParameter) if with_core(|c| c.image(handle as usize).is_ok_and(|i| !i.started)) => {
                 // Exit on an image that never started unloads it.
-                unload(handle as usize).map_or_else(|e| e.status(), |_| Status::SUCCESS)
+                status(unload(handle as usize))
             }
             Err(e) => e.status(),
         }
     }
 
     fn unload_image(handle: efi::Handle) -> Status {
-        if let Err(s) = boot_services_available() {
-            return s;
+        if exited() {
+            return Status::UNSUPPORTED;
         }
+        // SAFETY: the LoadedImage protocol of an image record lives as long as the record.
         let unload_fn = with_core(|c| c.image(handle as usize).map(|i| (i.started, unsafe { (*i.loaded_image).unload })));
         match unload_fn {
             Err(e) => e.status(),
             Ok((true, None)) => Status::UNSUPPORTED,
             Ok((true, Some(f))) => {
-                // SAFETY: the image's own Unload function.
+                // SAFETY: the image's own Unload function, called with its handle.
                 let s = unsafe { f(handle) };
                 if s == Status::SUCCESS {
                     status(unload(handle as usize))
@@ -386,42 +310,6 @@ efiapi! {
             Ok((false, _)) => status(unload(handle as usize)),
         }
     }
-
-    fn initrd_load_file(this: *mut load_file2::Protocol, path: *mut efi::protocols::device_path::Protocol, boot_policy: efi::Boolean, size: *mut usize, buffer: *mut c_void) -> Status {
-        if let Err(s) = boot_services_available() {
-            return s;
-        }
-        let _ = (this, path);
-        status((|| {
-            if bool::from(boot_policy) {
-                return Err(EfiError::Unsupported);
-            }
-            let (start, end) = with_core(|c| c.initrd).ok_or(EfiError::NotFound)?;
-            let len = (end - start) as usize;
-            sized_buffer(size, len)?;
-            if buffer.is_null() {
-                return Err(EfiError::BufferTooSmall);
-            }
-            // SAFETY: the initrd lies in loader-placed RAM; the payload's buffer holds `len`.
-            unsafe { core::ptr::copy_nonoverlapping(start as *const u8, buffer as *mut u8, len) };
-            Ok(())
-        })())
-    }
-}
-
-/// The handle with `protocol` whose device path is the longest prefix of `path`, and where in
-/// `path` the rest begins.
-fn find_device(c: &Core, path: &[u8], protocol: &Guid) -> Option<(usize, usize)> {
-    let dp_guid = efi::protocols::device_path::PROTOCOL_GUID;
-    c.handles
-        .with_protocol(protocol)
-        .filter_map(|(h, _)| {
-            let dp = c.handles.get(h, &dp_guid).ok()?;
-            // SAFETY: device paths installed on handles.
-            let bytes = unsafe { device_path::read(dp as *const u8) }?;
-            device_path::match_prefix(bytes, path).map(|n| (h, n))
-        })
-        .max_by_key(|&(_, n)| n)
 }
 
 /// LoadImage without a buffer: the file comes from LoadFile2 (unless BootPolicy) or LoadFile
@@ -469,9 +357,9 @@ fn unload(handle: usize) -> Result<(), EfiError> {
             }
         }
         for p in img.owned {
-            let _ = c.pool.free(&mut c.memory, p);
+            let _ = c.pool.free(&mut c.memory, p as u64);
         }
-        let _ = crate::arch::aarch64::mmu::protect(img.base, img.pages * PAGE_SIZE, crate::arch::aarch64::page_table::Attributes::RAM);
+        let _ = Machine::set_access(img.base, img.pages * PAGE_SIZE, Access::RAM);
         c.memory.free(img.base, img.pages)
     })
 }
@@ -480,17 +368,4 @@ fn unload(handle: usize) -> Result<(), EfiError> {
 pub fn install_device_path(c: &mut Core, path: &[u8]) -> Result<usize, EfiError> {
     let dp = copy_to_pool(c, path)?;
     c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, dp as usize)
-}
-
-/// Publishes the initrd through LoadFile2 on a handle whose device path is exactly
-/// VenMedia(LINUX_EFI_INITRD_MEDIA_GUID)/End.
-pub fn install_initrd(c: &mut Core, start: u64, end: u64) -> Result<(), EfiError> {
-    c.initrd = Some((start, end));
-    let dp = copy_to_pool(c, &device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA))?;
-    let proto = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, size_of::<load_file2::Protocol>())? as *mut load_file2::Protocol;
-    // SAFETY: fresh pool memory for the protocol.
-    unsafe { proto.write(load_file2::Protocol { load_file: initrd_load_file::entry }) };
-    let h = c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, dp as usize)?;
-    c.handles.install(Some(h), &load_file2::PROTOCOL_GUID, proto as usize)?;
-    Ok(())
 }

@@ -7,9 +7,10 @@
 //! data), runs on the caller's stack, and touches no boot-services memory.
 
 use super::*;
-use crate::arch::aarch64::psci;
 use crate::efi::guids::rt_supported::*;
-use core::sync::atomic::AtomicU64;
+use crate::efi::platform::{Platform, PowerAction};
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The firmware's runtime services table (physical address), when there is firmware.
 static FIRMWARE: AtomicU64 = AtomicU64::new(0);
@@ -221,10 +222,7 @@ efiapi! {
             // SAFETY: as above.
             unsafe { (f.reset_system)(kind, reset_status, size, data) };
         }
-        match kind {
-            efi::RESET_SHUTDOWN => psci::system_off(),
-            _ => psci::system_reset(),
-        }
+        Machine::power(if kind == efi::RESET_SHUTDOWN { PowerAction::Off } else { PowerAction::Reset })
     }
 
     fn update_capsule(capsules: *mut *mut efi::CapsuleHeader, count: usize, scatter: efi::PhysicalAddress) -> Status {
@@ -248,83 +246,85 @@ efiapi! {
             // SAFETY: as above.
             return unsafe { (f.query_variable_info)(attributes, max, remaining, largest) };
         }
-        status((|| {
+        run(|| {
             if max.is_null() || remaining.is_null() || largest.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
             let (m, r, l) = with_variables(|s| s.query(attributes))?;
-            out(max, m)?;
-            out(remaining, r)?;
-            out(largest, l)
-        })())
+            // SAFETY: the payload's out-arguments.
+            unsafe {
+                out(max, m)?;
+                out(remaining, r)?;
+                out(largest, l)
+            }
+        })
     }
 }
 
 /// True when the emulator's own store holds `name`/`guid` (invalid arguments hold nothing).
 fn own_has(name: *mut u16, guid: *mut Guid) -> bool {
-    let (Ok(name), Ok(guid)) = (ucs2_arg(name), guid_arg(guid)) else { return false };
+    // SAFETY: the payload's name and GUID arguments.
+    let (Ok(name), Ok(guid)) = (unsafe { ucs2_arg(name) }, unsafe { guid_arg(guid) }) else { return false };
     !name.is_empty() && with_variables(|s| s.get(name, &guid).map(|_| ())).is_ok()
 }
 
 fn own_get_variable(name: *mut u16, guid: *mut Guid, attributes: *mut u32, size: *mut usize, data: *mut c_void) -> Status {
-    status((|| {
-        let name = ucs2_arg(name)?;
-        let guid = guid_arg(guid)?;
+    run(|| {
+        // SAFETY: the payload's name and GUID arguments.
+        let (name, guid) = unsafe { (ucs2_arg(name)?, guid_arg(guid)?) };
         if size.is_null() {
             return Err(EfiError::InvalidParameter);
         }
         with_variables(|s| {
             let v = s.get(name, &guid)?;
-            sized_buffer(size, v.data.len())?;
+            // SAFETY: the payload's in/out size argument.
+            unsafe { sized_buffer(size, v.data.len())? };
             if data.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            // SAFETY: the caller's buffer holds at least `len` bytes (`sized_buffer`).
-            unsafe { core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len()) };
-            if !attributes.is_null() {
-                out(attributes, v.attributes)?;
+            // SAFETY: the caller's buffer holds at least `len` bytes (`sized_buffer`), and
+            // `attributes` is its optional out-argument.
+            unsafe {
+                core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len());
+                if !attributes.is_null() {
+                    out(attributes, v.attributes)?;
+                }
             }
             Ok(())
         })
-    })())
+    })
 }
 
 fn own_get_next_variable_name(size: *mut usize, name: *mut u16, guid: *mut Guid) -> Status {
-    status((|| {
-        if size.is_null() || name.is_null() || guid.is_null() {
+    run(|| {
+        if name.is_null() {
             return Err(EfiError::InvalidParameter);
         }
-        // SAFETY: non-NULL in/out size.
-        let have = unsafe { size.read_unaligned() };
-        let current = ucs2_arg(name)?;
+        // SAFETY: the payload's in/out size, name and GUID arguments.
+        let (have, current, g) = unsafe { (read(size)?, ucs2_arg(name)?, guid_arg(guid)?) };
         if (current.len() + 1) * 2 > have {
             return Err(EfiError::InvalidParameter); // no NUL within the buffer
         }
-        let g = guid_arg(guid)?;
         with_variables(|s| {
             let v = s.next(current, &g)?;
-            sized_buffer(size, (v.name.len() + 1) * 2)?;
-            // SAFETY: the caller's buffer holds the name and its NUL (`sized_buffer`).
+            // SAFETY: as above; the caller's buffer holds the name and its NUL once
+            // `sized_buffer` accepted it.
             unsafe {
+                sized_buffer(size, (v.name.len() + 1) * 2)?;
                 core::ptr::copy_nonoverlapping(v.name.as_ptr(), name, v.name.len());
-                name.add(v.name.len()).write_unaligned(0);
+                name.add(v.name.len()).write(0);
+                out(guid, v.guid)
             }
-            out(guid, v.guid)
         })
-    })())
+    })
 }
 
 fn own_set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usize, data: *mut c_void) -> Status {
-    status((|| {
-        let name = ucs2_arg(name)?;
-        let guid = guid_arg(guid)?;
-        if size > 0 && data.is_null() {
-            return Err(EfiError::InvalidParameter);
-        }
-        // SAFETY: the caller passes `size` readable bytes.
-        let bytes = if size == 0 { &[][..] } else { unsafe { core::slice::from_raw_parts(data as *const u8, size) } };
+    run(|| {
+        // SAFETY: the payload's name, GUID and `size` bytes of data.
+        let (name, guid, bytes) = unsafe { (ucs2_arg(name)?, guid_arg(guid)?, bytes_arg(data as *const u8, size)?) };
         with_variables(|s| s.set(name, &guid, attributes, bytes))
-    })())
+    })
 }
 
 /// What the runtime side really does after ExitBootServices, for EFI_RT_PROPERTIES_TABLE. With
@@ -396,6 +396,6 @@ pub fn table(at: *mut efi::RuntimeServices, firmware_phys: Option<u64>) {
     // SAFETY: `at` is runtime data we allocated for this table.
     unsafe {
         at.write(t);
-        Core::seal(&mut (*at).hdr);
+        seal(&raw mut (*at).hdr);
     }
 }

@@ -1,13 +1,12 @@
 //! Setting boot services up from a validated hand-off, and starting the kernel image.
 
+use super::tables::{new_core, publish_rt_properties};
 use super::*;
-use crate::abi::validate::Extent;
 use crate::arch::aarch64::memory_plan::BlobLayout;
 use crate::drivers::fdt::Fdt;
 use crate::efi::guids;
-use crate::efi::memory::AllocateType;
 use crate::efi::pe::PeImage;
-use core::mem::size_of;
+use crate::mem::Extent;
 
 /// Memory the emulator took for itself before the core existed.
 pub struct Reserved {
@@ -15,32 +14,8 @@ pub struct Reserved {
     pub heap: Extent,
 }
 
-/// `EFI_RT_PROPERTIES_TABLE`.
-#[repr(C)]
-struct RtProperties {
-    version: u16,
-    length: u16,
-    supported: u32,
-}
-
-/// Offsets inside the runtime-data block that holds the tables the OS reads after
-/// ExitBootServices.
-const RT_BLOCK: u64 = 64 * 1024;
-const AT_SYSTAB: usize = 0;
-const AT_RUNTIME: usize = 0x200;
-const AT_VENDOR: usize = 0x400;
-const AT_RT_PROPERTIES: usize = 0x500;
-const AT_CONFIG: usize = 0x800;
-
-/// Bytes of runtime memory for the variable store.
-const VARIABLE_STORE: u64 = 64 * 1024;
-
-fn firmware_revision() -> u32 {
-    let mut parts = crate::VERSION.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap_or(0) << 16) | (parts.next().unwrap_or(0) & 0xffff)
-}
-
-/// Builds the core: memory map, tables, console, RNG, initrd, configuration tables.
+/// Builds the core from the hand-off: memory map, tables, console, RNG, initrd, configuration
+/// tables.
 pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -> Result<Core, EfiError> {
     let mut memory = initial_map(v);
     let pages = |e: &Extent| e.size.div_ceil(PAGE_SIZE);
@@ -49,74 +24,12 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     // The blob stays after ExitBootServices: runtime services run from it.
     memory.retype(blob.base, blob.text_end / PAGE_SIZE, efi::RUNTIME_SERVICES_CODE, false)?;
     memory.retype(blob.base + blob.text_end, (blob.mem_end - blob.text_end) / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
-
-    let block = memory.allocate(AllocateType::AnyPages, efi::RUNTIME_SERVICES_DATA, RT_BLOCK / PAGE_SIZE, PAGE_SIZE)?;
-    memory.retype(block, RT_BLOCK / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
-    // SAFETY: freshly allocated, identity-mapped runtime data.
-    unsafe { core::ptr::write_bytes(block as *mut u8, 0, RT_BLOCK as usize) };
-    let at = |off: usize| (block as usize + off) as *mut u8;
-    let systab = at(AT_SYSTAB) as *mut efi::SystemTable;
-    let runtime = at(AT_RUNTIME) as *mut efi::RuntimeServices;
-    let tables = Tables {
-        systab,
-        boot: core::ptr::null_mut(),
-        runtime,
-        config: at(AT_CONFIG) as *mut efi::ConfigurationTable,
-        config_capacity: (RT_BLOCK as usize - AT_CONFIG) / size_of::<efi::ConfigurationTable>(),
-    };
-    let mut c = Core {
-        memory,
-        pool: Pool::default(),
-        handles: HandleDb::default(),
-        events: new_events(),
-        config: Vec::new(),
-        tables,
-        images: Vec::new(),
-        monotonic: 0,
-        ebs_failed: false,
-        initrd: None,
-    };
-    c.tables.boot = boot::table(&mut c)?;
-    let store = c.memory.allocate(AllocateType::AnyPages, efi::RUNTIME_SERVICES_DATA, VARIABLE_STORE / PAGE_SIZE, PAGE_SIZE)?;
-    c.memory.retype(store, VARIABLE_STORE / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
-    // SAFETY: fresh runtime data, identity-mapped, 64 KiB aligned; the store owns it for good.
-    let buf = unsafe { core::slice::from_raw_parts_mut(store as *mut u8, VARIABLE_STORE as usize) };
-    install_variables(VariableStore::new(buf));
-    runtime::table(runtime, v.runtime_phys);
+    let mut c = new_core(memory, v.runtime_phys)?;
     if v.runtime_phys.is_some() {
         let moved = v.map.iter().filter(|d| d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != 0 && d.virtual_start != d.physical_start);
-        if !runtime::record_firmware_ranges(moved.map(|d| runtime::FirmwareRange {
-            phys: d.physical_start,
-            virt: d.virtual_start,
-            size: d.number_of_pages * crate::abi::PAGE_SIZE,
-        })) {
+        if !runtime::record_firmware_ranges(moved.map(|d| runtime::FirmwareRange { phys: d.physical_start, virt: d.virtual_start, size: d.number_of_pages * PAGE_SIZE })) {
             log::warn!("the firmware has more runtime ranges than SetVirtualAddressMap can check; it will refuse every map");
         }
-    }
-
-    let vendor = at(AT_VENDOR) as *mut u16;
-    for (i, u) in guids::FIRMWARE_VENDOR.encode_utf16().chain(core::iter::once(0)).enumerate() {
-        // SAFETY: inside the zeroed runtime block, 0x100 bytes reserved for the string.
-        unsafe { vendor.add(i).write(u) };
-    }
-    let (console, con_out, con_in) = console::install(&mut c)?;
-    // SAFETY: the system table slot of the runtime block.
-    unsafe {
-        systab.write(efi::SystemTable {
-            hdr: table_header::<efi::SystemTable>(guids::SYSTEM_TABLE_SIGNATURE),
-            firmware_vendor: vendor,
-            firmware_revision: firmware_revision(),
-            console_in_handle: console as efi::Handle,
-            con_in,
-            console_out_handle: console as efi::Handle,
-            con_out,
-            standard_error_handle: console as efi::Handle,
-            std_err: con_out,
-            runtime_services: runtime,
-            boot_services: c.tables.boot,
-            number_of_table_entries: 0,
-            configuration_table: c.tables.config,
-        });
     }
 
     if fdt.find("/chosen").and_then(|n| n.property("efi-emulator,no-memory-attribute")).is_some() {
@@ -132,7 +45,7 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
             // systemd-stub aborts the boot when an initrd LoadFile2 is already registered.
             log::info!("initrd {start:#x}..{end:#x} from /chosen not published: the image is a UKI with its own .initrd");
         } else {
-            image::install_initrd(&mut c, start, end)?;
+            initrd::install(&mut c, start, end)?;
             log::info!("initrd {start:#x}..{end:#x} served through LoadFile2 (LINUX_EFI_INITRD_MEDIA_GUID)");
         }
     }
@@ -143,14 +56,7 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         c.config.push((t.guid, t.table as usize));
     }
     let firmware_mask = v.runtime_phys.map(|_| rt.runtime_supported_mask);
-    let props = at(AT_RT_PROPERTIES) as *mut RtProperties;
-    let supported = runtime::supported_mask(firmware_mask);
-    // SAFETY: the RT properties slot of the runtime block.
-    unsafe { props.write(RtProperties { version: 1, length: size_of::<RtProperties>() as u16, supported }) };
-    // SAFETY: the field of the table just written.
-    runtime::set_properties(unsafe { &raw mut (*props).supported }, firmware_mask);
-    c.config.push((guids::RT_PROPERTIES_TABLE, props as usize));
-    c.publish_config()?;
+    let supported = publish_rt_properties(&mut c, firmware_mask)?;
     log::info!("runtime services supported after ExitBootServices: mask {supported:#06x}");
     Ok(c)
 }
@@ -228,7 +134,7 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Stat
     let entry = with_core(|c| c.image(handle).map(|i| i.entry))?;
     image::report_handoff(entry);
     let status = image::start(handle)?;
-    if EXITED.load(Ordering::Relaxed) {
+    if exited() {
         return Ok((status, None));
     }
     let data = with_core(|c| c.image(handle).ok().and_then(|i| i.exit_data.take()));

@@ -8,8 +8,8 @@
 //!   SetVirtualAddressMap, unless that address is taken already.
 
 use super::page_table::{Attributes, FrameAlloc, MapError, PageTables, VA_LIMIT};
-use crate::abi::validate::{desc_extent, is_ram, Extent, Validated};
-use crate::abi::PAGE_SIZE;
+use crate::abi::validate::{is_ram, Validated};
+use crate::mem::{desc_extent, Extent, PAGE_SIZE};
 use crate::drivers::fdt::Fdt;
 use r_efi::efi;
 

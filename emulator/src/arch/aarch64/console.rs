@@ -17,8 +17,12 @@ pub fn init(uart_base: u64, print_enabled: bool) {
     let _ = unsafe { log::set_logger_racy(&LOGGER) };
 }
 
-pub fn uart_base() -> u64 {
-    UART_BASE.load(Ordering::Relaxed) as u64
+/// The console's UART, once there is one.
+pub fn uart() -> Option<Pl011> {
+    let base = UART_BASE.load(Ordering::Relaxed);
+    // SAFETY: the base came from the validated parameter block (or the DT); it is
+    // identity-mapped as device memory once the MMU is on, and we run on one CPU.
+    (base != 0).then(|| unsafe { Pl011::new(base) })
 }
 
 /// Raw console output, ignoring `print_enabled`.
@@ -26,11 +30,8 @@ pub struct Console;
 
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let base = UART_BASE.load(Ordering::Relaxed);
-        if base != 0 {
-            // SAFETY: the base came from the validated parameter block (or the DT); it is
-            // identity-mapped as device memory once the MMU is on, and we run on one CPU.
-            unsafe { Pl011::new(base) }.write_str(s);
+        if let Some(uart) = uart() {
+            uart.write_str(s);
         }
         Ok(())
     }
@@ -100,10 +101,8 @@ pub fn fatal(args: fmt::Arguments) -> ! {
 }
 
 pub fn flush() {
-    let base = UART_BASE.load(Ordering::Relaxed);
-    if base != 0 {
-        // SAFETY: as in `Console::write_str`.
-        unsafe { Pl011::new(base) }.flush();
+    if let Some(uart) = uart() {
+        uart.flush();
     }
 }
 

@@ -1,0 +1,200 @@
+//! [`Platform`] for the blob: the generic timer, RNDR/RNDRRS, the live page tables, cache
+//! maintenance, the StartImage/Exit context switch, PSCI and the PL011 console.
+
+use super::{console, cpu, exceptions, mmu, psci};
+use crate::efi::platform::{Access, Platform, PowerAction, ProtectError};
+use core::fmt;
+use r_efi::efi;
+
+/// The AArch64 machine the blob runs on.
+pub struct Aarch64;
+
+/// What StartImage saves so that a return, or Exit, comes back to it: x19..x30, sp, d8..d15.
+#[repr(C)]
+#[derive(Default)]
+pub struct ExitContext {
+    regs: [u64; 21],
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.efi_emulator_start_image, "ax"
+    .global efi_emulator_start_image
+    // x0 entry, x1 image handle, x2 system table, x3 stack top, x4 context -> x0 status
+efi_emulator_start_image:
+    stp     x19, x20, [x4, #0]
+    stp     x21, x22, [x4, #16]
+    stp     x23, x24, [x4, #32]
+    stp     x25, x26, [x4, #48]
+    stp     x27, x28, [x4, #64]
+    stp     x29, x30, [x4, #80]
+    mov     x5, sp
+    str     x5, [x4, #96]
+    stp     d8, d9, [x4, #104]
+    stp     d10, d11, [x4, #120]
+    stp     d12, d13, [x4, #136]
+    stp     d14, d15, [x4, #152]
+    mov     x19, x4
+    mov     x16, x0
+    mov     x0, x1
+    mov     x1, x2
+    mov     sp, x3
+    mov     x29, xzr
+    blr     x16
+    // The image returned: its status is in x0, the context in x19 (callee-saved).
+    mov     x1, x0
+    mov     x0, x19
+
+    .global efi_emulator_exit_image
+    // x0 context, x1 status: back to the StartImage that saved the context.
+efi_emulator_exit_image:
+    ldp     x19, x20, [x0, #0]
+    ldp     x21, x22, [x0, #16]
+    ldp     x23, x24, [x0, #32]
+    ldp     x25, x26, [x0, #48]
+    ldp     x27, x28, [x0, #64]
+    ldp     x29, x30, [x0, #80]
+    ldr     x5, [x0, #96]
+    mov     sp, x5
+    ldp     d8, d9, [x0, #104]
+    ldp     d10, d11, [x0, #120]
+    ldp     d12, d13, [x0, #136]
+    ldp     d14, d15, [x0, #152]
+    mov     x0, x1
+    ret
+"#
+);
+
+unsafe extern "C" {
+    fn efi_emulator_start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, stack_top: u64, ctx: *mut ExitContext) -> usize;
+    fn efi_emulator_exit_image(ctx: *mut ExitContext, status: usize) -> !;
+}
+
+/// ID_AA64ISAR0_EL1.RNDR says whether RNDR/RNDRRS exist.
+fn has_rndr() -> bool {
+    let isar0: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { core::arch::asm!("mrs {}, id_aa64isar0_el1", out(reg) isar0, options(nomem, nostack)) };
+    (isar0 >> 60) & 0xf != 0
+}
+
+impl Platform for Aarch64 {
+    type ExitContext = ExitContext;
+
+    fn ticks() -> u64 {
+        cpu::ticks()
+    }
+
+    fn ticks_per_second() -> u64 {
+        cpu::ticks_per_second()
+    }
+
+    fn micros_since_entry() -> u64 {
+        cpu::micros_since_entry()
+    }
+
+    fn random(reseed: bool) -> Option<u64> {
+        if !has_rndr() {
+            return None;
+        }
+        // Retried while the hardware reports no entropy (NZCV.Z set).
+        for _ in 0..64 {
+            let (v, ok): (u64, u64);
+            // SAFETY: RNDR/RNDRRS exist (checked above); reading them has no memory effects.
+            unsafe {
+                if reseed {
+                    core::arch::asm!("mrs {v}, s3_3_c2_c4_1", "cset {ok}, ne", v = out(reg) v, ok = out(reg) ok, options(nomem, nostack));
+                } else {
+                    core::arch::asm!("mrs {v}, s3_3_c2_c4_0", "cset {ok}, ne", v = out(reg) v, ok = out(reg) ok, options(nomem, nostack));
+                }
+            }
+            if ok == 1 {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    fn has_random() -> bool {
+        has_rndr()
+    }
+
+    fn access_of(addr: u64) -> Option<Access> {
+        mmu::attributes_of(addr).map(|a| Access { writable: a.writable, executable: a.executable })
+    }
+
+    fn set_access(base: u64, size: u64, access: Access) -> Result<(), ProtectError> {
+        // Page by page runs of one memory type, so device memory stays device memory.
+        let page = crate::mem::PAGE_SIZE;
+        let mut at = base;
+        while at < base + size {
+            let current = mmu::attributes_of(at).ok_or(ProtectError)?;
+            let mut end = at + page;
+            while end < base + size && mmu::attributes_of(end).is_some_and(|a| a.mem == current.mem) {
+                end += page;
+            }
+            let attrs = super::page_table::Attributes { writable: access.writable, executable: access.executable, ..current };
+            mmu::protect(at, end - at, attrs).map_err(|_| ProtectError)?;
+            at = end;
+        }
+        Ok(())
+    }
+
+    fn code_written(start: u64, size: u64) {
+        // Clean the D-cache to the point of unification over the new code, then drop the
+        // I-cache.
+        let line = cpu::dcache_line();
+        let mut a = start & !(line - 1);
+        while a < start + size {
+            // SAFETY: DC CVAU on mapped memory only writes back cache lines.
+            unsafe { core::arch::asm!("dc cvau, {}", in(reg) a, options(nostack)) };
+            a += line;
+        }
+        // SAFETY: barriers and I-cache invalidation have no memory effects Rust can observe.
+        unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack)) };
+    }
+
+    unsafe fn start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, stack_top: u64, ctx: *mut ExitContext) -> usize {
+        // SAFETY: per this function's contract; the assembly saves the callee-saved state in
+        // `ctx` and calls the entry per the UEFI AArch64 binding.
+        unsafe { efi_emulator_start_image(entry, handle, systab, stack_top, ctx) }
+    }
+
+    unsafe fn exit_image(ctx: *mut ExitContext, status: usize) -> ! {
+        // SAFETY: `ctx` belongs to a running start_image (this function's contract), whose
+        // frame is still on the stack below the image's.
+        unsafe { efi_emulator_exit_image(ctx, status) }
+    }
+
+    fn mask_interrupts() {
+        // SAFETY: masking DAIF has no memory effects.
+        unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };
+    }
+
+    fn power(action: PowerAction) -> ! {
+        match action {
+            PowerAction::Off => psci::system_off(),
+            PowerAction::Reset => psci::system_reset(),
+        }
+    }
+
+    fn console_write(s: &str) {
+        console::print_always(format_args!("{s}"));
+    }
+
+    fn console_read() -> Option<u8> {
+        console::uart().and_then(|u| u.read_byte())
+    }
+
+    fn console_has_input() -> bool {
+        console::uart().is_some_and(|u| u.has_input())
+    }
+
+    fn image_loaded(base: u64, size: u64, handle: usize) {
+        exceptions::register_image(base, size, handle as u64);
+    }
+
+    fn fatal(args: fmt::Arguments) -> ! {
+        console::fatal(args)
+    }
+}

@@ -1,0 +1,101 @@
+//! The seam between the UEFI services and the machine.
+//!
+//! Services reach the hardware only through [`Platform`]: the counter, page permissions, cache
+//! maintenance, the random number instructions, the context switch into an image, the console
+//! and the power-off. `arch::aarch64::Aarch64` implements it for the blob; the host tests of
+//! `efi::services` implement it with a simulated machine, so every shim builds and runs there.
+//! All methods are associated functions: the machine is one, and the blob pays nothing for the
+//! indirection.
+
+use core::fmt;
+use r_efi::efi;
+
+/// What a page allows, as the memory attribute protocol and W^X see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    pub writable: bool,
+    pub executable: bool,
+}
+
+impl Access {
+    pub const RAM: Self = Access { writable: true, executable: true };
+    pub const CODE: Self = Access { writable: false, executable: true };
+    pub const RODATA: Self = Access { writable: false, executable: false };
+    pub const DATA: Self = Access { writable: true, executable: false };
+
+    /// The UEFI attribute bits (EFI_MEMORY_RO, EFI_MEMORY_XP) this access lacks.
+    pub fn efi_bits(self) -> u64 {
+        (if self.writable { 0 } else { efi::MEMORY_RO }) | (if self.executable { 0 } else { efi::MEMORY_XP })
+    }
+}
+
+/// How ResetSystem ends the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerAction {
+    Off,
+    Reset,
+}
+
+/// The page tables could not take a change (out of table frames, or an unmapped address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtectError;
+
+/// The machine, as the services need it.
+pub trait Platform {
+    /// What StartImage saves so that Exit can come back to it.
+    type ExitContext: Default;
+
+    /// The free-running counter, and its frequency.
+    fn ticks() -> u64;
+    fn ticks_per_second() -> u64;
+    /// Microseconds since the emulator was entered (for the milestone lines).
+    fn micros_since_entry() -> u64;
+
+    /// One 64-bit random number from the hardware: reseeded for each number (`reseed`), or from
+    /// its DRBG. `None` when the hardware has none to give after retrying.
+    fn random(reseed: bool) -> Option<u64>;
+    /// Whether the hardware has a random number generator at all.
+    fn has_random() -> bool;
+
+    /// What the page holding `addr` allows; `None` when it is not mapped.
+    fn access_of(addr: u64) -> Option<Access>;
+    /// Changes what `[base, base + size)` allows, keeping its memory type.
+    fn set_access(base: u64, size: u64, access: Access) -> Result<(), ProtectError>;
+
+    /// Makes code just written to `[start, start + size)` visible to instruction fetch
+    /// (`size` 0: only what the loader cleaned already needs the instruction side dropped).
+    fn code_written(start: u64, size: u64);
+
+    /// Calls an image's entry point on `stack_top` with the UEFI arguments, saving in `ctx` what
+    /// [`Platform::exit_image`] needs to come back here; returns the image's status.
+    ///
+    /// # Safety
+    /// `entry` must be the entry point of a loaded image, `stack_top` the 16-byte aligned end of
+    /// a stack that stays allocated until the call returns, and `ctx` must stay valid as long.
+    unsafe fn start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, stack_top: u64, ctx: *mut Self::ExitContext) -> usize;
+
+    /// Returns `status` from the [`Platform::start_image`] call that saved `ctx`.
+    ///
+    /// # Safety
+    /// `ctx` must be the context of a `start_image` call that is still running.
+    unsafe fn exit_image(ctx: *mut Self::ExitContext, status: usize) -> !;
+
+    /// Masks interrupts for good (ExitBootServices).
+    fn mask_interrupts();
+
+    /// Ends the machine (ResetSystem).
+    fn power(action: PowerAction) -> !;
+
+    /// Raw console output (ConOut), whatever the log level.
+    fn console_write(s: &str);
+    /// One byte of console input, if one has arrived (ConIn).
+    fn console_read() -> Option<u8>;
+    /// Whether console input is waiting, without taking it.
+    fn console_has_input() -> bool;
+
+    /// Tells the fault reporter where an image lies, so faults name offsets into it.
+    fn image_loaded(base: u64, size: u64, handle: usize);
+
+    /// The emulator's own bug (a re-entrant core access): report and stop.
+    fn fatal(args: fmt::Arguments) -> !;
+}

@@ -1,0 +1,139 @@
+//! Task priority, events and timers, and Stall. Timers are polled: they fire when WaitForEvent,
+//! CheckEvent or Stall looks at them.
+
+use super::*;
+use crate::efi::events::TimerDelay;
+use crate::efi::platform::Platform;
+use core::ffi::c_void;
+
+/// Whether `e` is signaled (its signal is then taken); a NOTIFY_WAIT event's notify function
+/// runs first, outside the core, so it can signal. Shared by CheckEvent and WaitForEvent.
+fn take_signal(e: usize) -> Result<bool, EfiError> {
+    match with_core(|c| c.events.check(e)) {
+        Ok(None) => Ok(true),
+        Ok(Some(n)) => {
+            dispatch(alloc::vec![n]);
+            Ok(with_core(|c| {
+                let signaled = c.events.is_signaled(e);
+                if signaled {
+                    c.events.reset(e);
+                }
+                signaled
+            }))
+        }
+        Err(EfiError::NotReady) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Fires the timers that are due and runs their notify functions.
+pub fn poll_timers() {
+    let due = with_core(|c| c.events.poll_timers(Machine::ticks()));
+    dispatch(due);
+}
+
+fn create(ty: u32, tpl: efi::Tpl, notify: Option<efi::EventNotify>, context: *mut c_void, group: Option<Guid>, event: *mut efi::Event) -> Result<(), EfiError> {
+    if event.is_null() {
+        return Err(EfiError::InvalidParameter);
+    }
+    let e = with_core(|c| c.events.create(ty, tpl, notify.map(|f| (f, context as usize)), group))?;
+    // SAFETY: `event` is the payload's out-argument.
+    unsafe { out(event, e as efi::Event) }
+}
+
+efiapi! {
+    fn raise_tpl(new: efi::Tpl) -> efi::Tpl {
+        if exited() {
+            return new;
+        }
+        with_core(|c| c.events.raise_tpl(new))
+    }
+
+    fn restore_tpl(old: efi::Tpl) {
+        if !exited() {
+            with_core(|c| c.events.restore_tpl(old));
+        }
+    }
+
+    fn create_event(ty: u32, tpl: efi::Tpl, notify: Option<efi::EventNotify>, context: *mut c_void, event: *mut efi::Event) -> Status {
+        guarded(|| create(ty, tpl, notify, context, None, event))
+    }
+
+    fn create_event_ex(ty: u32, tpl: efi::Tpl, notify: Option<efi::EventNotify>, context: *const c_void, group: *const Guid, event: *mut efi::Event) -> Status {
+        guarded(|| {
+            // SAFETY: an optional GUID argument of the payload.
+            let group = if group.is_null() { None } else { Some(unsafe { guid_arg(group)? }) };
+            // CreateEventEx forbids the two legacy group types: the group GUID says it.
+            if ty == efi::EVT_SIGNAL_EXIT_BOOT_SERVICES || ty == efi::EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE {
+                return Err(EfiError::InvalidParameter);
+            }
+            create(ty, tpl, notify, context as *mut c_void, group, event)
+        })
+    }
+
+    fn set_timer(event: efi::Event, delay: efi::TimerDelay, trigger: u64) -> Status {
+        guarded(|| {
+            let delay = match delay {
+                efi::TIMER_CANCEL => TimerDelay::Cancel,
+                efi::TIMER_PERIODIC => TimerDelay::Periodic,
+                efi::TIMER_RELATIVE => TimerDelay::Relative,
+                _ => return Err(EfiError::InvalidParameter),
+            };
+            with_core(|c| c.events.set_timer(event as usize, delay, trigger, Machine::ticks()))
+        })
+    }
+
+    fn wait_for_event(count: usize, events: *mut efi::Event, index: *mut usize) -> Status {
+        guarded(|| {
+            if count == 0 || events.is_null() || index.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            if with_core(|c| c.events.tpl()) != efi::TPL_APPLICATION {
+                return Err(EfiError::Unsupported);
+            }
+            // SAFETY: the payload passes `count` events.
+            let list = unsafe { core::slice::from_raw_parts(events, count) };
+            loop {
+                poll_timers();
+                for (i, e) in list.iter().enumerate() {
+                    if take_signal(*e as usize)? {
+                        // SAFETY: `index` is the payload's out-argument.
+                        return unsafe { out(index, i) };
+                    }
+                }
+                core::hint::spin_loop();
+            }
+        })
+    }
+
+    fn signal_event(event: efi::Event) -> Status {
+        guarded(|| {
+            let due = with_core(|c| c.events.signal(event as usize))?;
+            dispatch(due);
+            Ok(())
+        })
+    }
+
+    fn close_event(event: efi::Event) -> Status {
+        guarded(|| with_core(|c| c.events.close(event as usize)))
+    }
+
+    fn check_event(event: efi::Event) -> Status {
+        guarded(|| {
+            poll_timers();
+            if take_signal(event as usize)? { Ok(()) } else { Err(EfiError::NotReady) }
+        })
+    }
+
+    fn stall(microseconds: usize) -> Status {
+        guarded(|| {
+            let freq = Machine::ticks_per_second();
+            let end = Machine::ticks() + (microseconds as u128 * freq as u128 / 1_000_000) as u64;
+            while Machine::ticks() < end {
+                core::hint::spin_loop();
+            }
+            poll_timers();
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! The initrd from `/chosen`, served through LoadFile2 on the handle Linux's EFI stub looks
+//! for: device path exactly VenMedia(LINUX_EFI_INITRD_MEDIA_GUID)/End.
+
+use super::image::copy_to_pool;
+use super::*;
+use crate::efi::protocols::device_path;
+use core::ffi::c_void;
+use efi::protocols::load_file2;
+
+efiapi! {
+    fn initrd_load_file(this: *mut load_file2::Protocol, path: *mut efi::protocols::device_path::Protocol, boot_policy: efi::Boolean, size: *mut usize, buffer: *mut c_void) -> Status {
+        guarded(|| {
+            let _ = (this, path);
+            if bool::from(boot_policy) {
+                return Err(EfiError::Unsupported);
+            }
+            let (start, end) = with_core(|c| c.initrd).ok_or(EfiError::NotFound)?;
+            let len = (end - start) as usize;
+            // SAFETY: the payload's in/out size argument.
+            unsafe { sized_buffer(size, len)? };
+            if buffer.is_null() {
+                return Err(EfiError::BufferTooSmall);
+            }
+            // SAFETY: the initrd lies in loader-placed RAM; the payload's buffer holds `len`.
+            unsafe { core::ptr::copy_nonoverlapping(start as *const u8, buffer as *mut u8, len) };
+            Ok(())
+        })
+    }
+}
+
+/// Publishes the initrd `[start, end)`.
+pub fn install(c: &mut Core, start: u64, end: u64) -> Result<(), EfiError> {
+    c.initrd = Some((start, end));
+    let dp = copy_to_pool(c, &device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA))?;
+    let proto = publish(c, efi::BOOT_SERVICES_DATA, load_file2::Protocol { load_file: initrd_load_file::entry })?;
+    let h = c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, dp as usize)?;
+    c.handles.install(Some(h), &load_file2::PROTOCOL_GUID, proto as usize)?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The rest of boot services: configuration tables, ExitBootServices, the monotonic count, the
+//! watchdog, controllers, CRC32, CopyMem and SetMem.
+
+use super::*;
+use crate::efi::platform::Platform;
+use core::ffi::c_void;
+
+efiapi! {
+    fn install_configuration_table(guid: *mut Guid, table: *mut c_void) -> Status {
+        guarded(|| {
+            // SAFETY: the payload's GUID argument.
+            let g = unsafe { guid_arg(guid)? };
+            with_core(|c| c.install_config(g, table as usize))
+        })
+    }
+
+    fn exit_boot_services(image: efi::Handle, key: usize) -> Status {
+        guarded(|| exit_boot_services_body(image as usize, key))
+    }
+
+    fn get_next_monotonic_count(count: *mut u64) -> Status {
+        guarded(|| {
+            if count.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            let n = with_core(|c| {
+                c.monotonic += 1;
+                c.monotonic
+            });
+            // SAFETY: the payload's out-argument.
+            unsafe { out(count, n) }
+        })
+    }
+
+    fn set_watchdog_timer(timeout: usize, code: u64, size: usize, data: *mut u16) -> Status {
+        // Accepted and never fires: nothing here can reset a hung payload more usefully than
+        // the user's own timeout.
+        guarded(|| {
+            let _ = (timeout, code, size, data);
+            Ok(())
+        })
+    }
+
+    fn connect_controller(controller: efi::Handle, drivers: *mut efi::Handle, remaining: *mut efi::protocols::device_path::Protocol, recursive: efi::Boolean) -> Status {
+        guarded(|| {
+            let _ = (drivers, remaining, recursive);
+            if !with_core(|c| c.handles.is_handle(controller as usize)) {
+                return Err(EfiError::InvalidParameter);
+            }
+            // There are no drivers to connect.
+            Err(EfiError::NotFound)
+        })
+    }
+
+    fn disconnect_controller(controller: efi::Handle, driver: efi::Handle, child: efi::Handle) -> Status {
+        guarded(|| {
+            let _ = (driver, child);
+            if !with_core(|c| c.handles.is_handle(controller as usize)) {
+                return Err(EfiError::InvalidParameter);
+            }
+            Ok(())
+        })
+    }
+
+    fn calculate_crc32(data: *mut c_void, size: usize, crc: *mut u32) -> Status {
+        guarded(|| {
+            if data.is_null() || size == 0 || crc.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            // SAFETY: the payload passes `size` readable bytes and an out-argument.
+            unsafe { out(crc, crate::efi::crc32::crc32(bytes_arg(data as *const u8, size)?)) }
+        })
+    }
+
+    fn copy_mem(dest: *mut c_void, src: *mut c_void, len: usize) {
+        // SAFETY: CopyMem handles overlapping buffers; the payload vouches for both.
+        unsafe { core::ptr::copy(src as *const u8, dest as *mut u8, len) };
+    }
+
+    fn set_mem(buffer: *mut c_void, len: usize, value: u8) {
+        // SAFETY: the payload vouches for `len` writable bytes.
+        unsafe { core::ptr::write_bytes(buffer as *mut u8, value, len) };
+    }
+}
+
+/// Test hook (`/chosen/efi-emulator,debug-stale-map-key`, only in blobs built with the
+/// `test-hooks` feature): the map changes under the first ExitBootServices, as if a timer event
+/// had allocated, so the payload's one retry runs.
+#[cfg(feature = "test-hooks")]
+pub static DEBUG_STALE_KEY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
+    let due = with_core(|c| {
+        if !c.images.iter().any(|i| i.handle == image) {
+            return Err(EfiError::InvalidParameter);
+        }
+        #[cfg(feature = "test-hooks")]
+        if DEBUG_STALE_KEY.swap(false, core::sync::atomic::Ordering::Relaxed) {
+            let p = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, 1, PAGE_SIZE)?;
+            c.memory.free(p, 1)?;
+            log::warn!("debug: the memory map changed under ExitBootServices (key {key} -> {})", c.memory.key());
+        }
+        if key != c.memory.key() {
+            c.ebs_failed = true;
+            log::warn!("ExitBootServices with stale map key {key} (current {}): EFI_INVALID_PARAMETER", c.memory.key());
+            return Err(EfiError::InvalidParameter);
+        }
+        Ok(c.events.signal_group(&efi::EVENT_GROUP_EXIT_BOOT_SERVICES))
+    })?;
+    dispatch(due);
+    with_core(|c| c.events.cancel_timers());
+    super::integrity::verify("ExitBootServices");
+    // Interrupts stay masked (they always were); from here on boot services refuse.
+    Machine::mask_interrupts();
+    set_exited();
+    super::runtime::exit_boot_services();
+    super::image::report_exit_boot_services();
+    Ok(())
+}

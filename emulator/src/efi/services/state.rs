@@ -1,0 +1,223 @@
+//! The state boot services share: the core, the variable store, and whether boot services
+//! have ended. One CPU runs the emulator and payloads, with interrupts masked, so the globals
+//! are plain cells; [`BootCell`] carries that argument once.
+
+use super::{Machine, PAGE_SIZE};
+use crate::abi::validate::Validated;
+use crate::efi::events::{Events, Notify};
+use crate::efi::handles::HandleDb;
+use crate::efi::memory::{MemoryMap, Region};
+use crate::efi::platform::Platform;
+use crate::efi::pool::Pool;
+use crate::efi::variables::VariableStore;
+use crate::efi::EfiError;
+use crate::mem::desc_extent;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, Ordering};
+use r_efi::efi::{self, Guid};
+
+/// A global reached only from the one CPU that runs boot and runtime services, never from an
+/// interrupt (they are masked). The RefCell turns a re-entrant access (a notify function calling
+/// back in while the value is borrowed) into an error instead of a silent corruption.
+pub struct BootCell<T>(RefCell<Option<T>>);
+
+// SAFETY: see the type's comment: one CPU, no interrupts, so no two accesses are ever
+// concurrent. (Host tests run one service test at a time, under `host::machine()`'s lock.)
+unsafe impl<T> Sync for BootCell<T> {}
+
+impl<T> BootCell<T> {
+    pub const fn empty() -> Self {
+        BootCell(RefCell::new(None))
+    }
+
+    pub fn set(&self, value: T) {
+        *self.0.borrow_mut() = Some(value);
+    }
+
+    /// Runs `f` with the value; `None` when it is not set or already borrowed.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let mut slot = self.0.try_borrow_mut().ok()?;
+        slot.as_mut().map(f)
+    }
+
+    /// Whether the value is set and not borrowed.
+    pub fn is_free(&self) -> bool {
+        self.0.try_borrow().is_ok_and(|s| s.is_some())
+    }
+}
+
+/// Where the tables live.
+pub struct Tables {
+    pub systab: *mut efi::SystemTable,
+    pub boot: *mut efi::BootServices,
+    pub runtime: *mut efi::RuntimeServices,
+    pub config: *mut efi::ConfigurationTable,
+    pub config_capacity: usize,
+}
+
+/// One image the core loaded.
+pub struct Image {
+    pub handle: usize,
+    pub loaded_image: *mut efi::protocols::loaded_image::Protocol,
+    pub base: u64,
+    pub pages: u64,
+    pub entry: u64,
+    pub started: bool,
+    /// While the image runs: where `Exit` unwinds to.
+    pub exit_context: Option<*mut <Machine as Platform>::ExitContext>,
+    pub exit_data: Option<(usize, *mut u16)>,
+    /// Pool allocations owned by the image record (device path copies, load options).
+    pub owned: Vec<*mut u8>,
+}
+
+/// Everything boot services know.
+pub struct Core {
+    pub memory: MemoryMap,
+    pub pool: Pool,
+    pub handles: HandleDb,
+    pub events: Events,
+    pub config: Vec<(Guid, usize)>,
+    pub tables: Tables,
+    pub images: Vec<Image>,
+    pub monotonic: u64,
+    /// ExitBootServices failed once: from then on only GetMemoryMap and ExitBootServices work.
+    pub ebs_failed: bool,
+    /// The initrd from `/chosen` (start, end), served through LoadFile2.
+    pub initrd: Option<(u64, u64)>,
+}
+
+static CORE: BootCell<Core> = BootCell::empty();
+/// The variable store, in runtime memory: reachable before and after ExitBootServices.
+static VARIABLES: BootCell<VariableStore> = BootCell::empty();
+/// Set after ExitBootServices: boot services refuse, runtime services keep out of boot memory.
+static EXITED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the core. Called once, before any payload runs.
+pub fn install(core: Core) {
+    CORE.set(core);
+}
+
+pub fn install_variables(store: VariableStore) {
+    VARIABLES.set(store);
+}
+
+/// Runs `f` with the core. A re-entrant call is a bug in the emulator: reported, then fatal.
+pub fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> R {
+    if !CORE.is_free() {
+        Machine::fatal(format_args!("boot service entered while another one runs, or before the core was set up"));
+    }
+    CORE.with(f).unwrap_or_else(|| Machine::fatal(format_args!("the core vanished")))
+}
+
+/// Runs `f` with the variable store (`Unsupported` before one was set up, `AccessDenied` when
+/// re-entered).
+pub fn with_variables<R>(f: impl FnOnce(&mut VariableStore) -> Result<R, EfiError>) -> Result<R, EfiError> {
+    if !VARIABLES.is_free() {
+        return Err(if VARIABLES.0.try_borrow().is_ok() { EfiError::Unsupported } else { EfiError::AccessDenied });
+    }
+    VARIABLES.with(f).unwrap_or(Err(EfiError::AccessDenied))
+}
+
+/// Whether ExitBootServices has succeeded.
+pub fn exited() -> bool {
+    EXITED.load(Ordering::Relaxed)
+}
+
+/// Ends boot services (ExitBootServices succeeded).
+pub fn set_exited() {
+    EXITED.store(true, Ordering::Relaxed);
+}
+
+/// Host tests: a fresh start for the next test.
+#[cfg(test)]
+pub fn reset_for_test(core: Core, store: Option<VariableStore>) {
+    EXITED.store(false, Ordering::Relaxed);
+    CORE.set(core);
+    *VARIABLES.0.borrow_mut() = store;
+}
+
+/// Calls notify functions, outside the core: they may call boot services.
+pub fn dispatch(notifies: Vec<Notify>) {
+    for n in notifies {
+        // SAFETY: the payload registered this function with CreateEvent as an EFI_EVENT_NOTIFY,
+        // to be called with its event and context.
+        unsafe { (n.function)(n.event as efi::Event, n.context as *mut c_void) };
+    }
+}
+
+impl Core {
+    /// Writes the configuration table array the system table points to.
+    pub fn publish_config(&mut self) -> Result<(), EfiError> {
+        if self.config.len() > self.tables.config_capacity {
+            let capacity = self.config.len() * 2;
+            let bytes = (capacity * core::mem::size_of::<efi::ConfigurationTable>()) as u64;
+            let at = self.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::RUNTIME_SERVICES_DATA, bytes.div_ceil(PAGE_SIZE), PAGE_SIZE)?;
+            self.tables.config = at as *mut efi::ConfigurationTable;
+            self.tables.config_capacity = capacity;
+        }
+        for (i, (guid, table)) in self.config.iter().enumerate() {
+            // SAFETY: the array has `config_capacity` entries in runtime data we own.
+            unsafe { self.tables.config.add(i).write(efi::ConfigurationTable { vendor_guid: *guid, vendor_table: *table as *mut c_void }) };
+        }
+        // SAFETY: the system table lives in runtime data we own.
+        unsafe {
+            (*self.tables.systab).number_of_table_entries = self.config.len();
+            (*self.tables.systab).configuration_table = self.tables.config;
+            super::seal(&raw mut (*self.tables.systab).hdr);
+        }
+        Ok(())
+    }
+
+    /// InstallConfigurationTable: add, replace, or (NULL) delete.
+    pub fn install_config(&mut self, guid: Guid, table: usize) -> Result<(), EfiError> {
+        let at = self.config.iter().position(|(g, _)| *g == guid);
+        match (at, table) {
+            (Some(i), 0) => {
+                self.config.remove(i);
+            }
+            (None, 0) => return Err(EfiError::NotFound),
+            (Some(i), t) => self.config[i].1 = t,
+            (None, t) => self.config.push((guid, t)),
+        }
+        self.publish_config()
+    }
+
+    pub fn image(&mut self, handle: usize) -> Result<&mut Image, EfiError> {
+        self.images.iter_mut().find(|i| i.handle == handle).ok_or(EfiError::InvalidParameter)
+    }
+}
+
+/// The map boot services start from: the loader's descriptors, page-rounded (free memory
+/// inward, occupied memory outward, as validation promised), and overlaps clipped.
+pub fn initial_map(v: &Validated) -> MemoryMap {
+    let mut regions: Vec<Region> = Vec::new();
+    let mut descs: Vec<_> = v.map.iter().collect();
+    descs.sort_unstable_by_key(|d| d.physical_start);
+    for d in descs {
+        let e = desc_extent(&d);
+        let (mut start, end) = if d.r#type == efi::CONVENTIONAL_MEMORY {
+            (e.start.next_multiple_of(PAGE_SIZE), e.end() & !(PAGE_SIZE - 1))
+        } else {
+            (e.start & !(PAGE_SIZE - 1), e.end().next_multiple_of(PAGE_SIZE))
+        };
+        if let Some(last) = regions.last() {
+            start = start.max(last.end());
+        }
+        if end > start {
+            regions.push(Region { ty: d.r#type, start, pages: (end - start) / PAGE_SIZE, attr: d.attribute, virt: d.virtual_start, allocated: false });
+        }
+    }
+    MemoryMap::new(regions)
+}
+
+/// The system table, for starting payloads.
+pub fn system_table() -> *mut efi::SystemTable {
+    with_core(|c| c.tables.systab)
+}
+
+/// Makes a fresh [`Events`] clocked by the machine's counter.
+pub fn new_events() -> Events {
+    Events::new(Machine::ticks_per_second())
+}

@@ -1,0 +1,130 @@
+//! The foundation every layer shares: the page size, physical extents, little-endian field
+//! readers, and the raw view of a UEFI memory map. Imports nothing from the crate.
+
+use r_efi::efi;
+
+/// The only translation granule the emulator uses, and UEFI's page.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Bytes of an `EFI_MEMORY_DESCRIPTOR` (the stride may be larger).
+pub const DESCRIPTOR_SIZE: usize = 40;
+
+/// A half-open physical range `[start, start + size)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Extent {
+    pub start: u64,
+    pub size: u64,
+}
+
+impl Extent {
+    pub const fn new(start: u64, size: u64) -> Self {
+        Extent { start, size }
+    }
+    pub const fn end(&self) -> u64 {
+        self.start.saturating_add(self.size)
+    }
+    pub const fn overlaps(&self, other: &Extent) -> bool {
+        self.size != 0 && other.size != 0 && self.start < other.end() && other.start < self.end()
+    }
+    pub const fn contains(&self, inner: &Extent) -> bool {
+        inner.start >= self.start && inner.end() <= self.end()
+    }
+}
+
+/// Little-endian fields at byte offsets; `None` past the end. The one reader of on-disk and
+/// in-memory layouts (PE headers, the blob header, the parameter block, memory maps).
+pub fn le_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
+}
+
+pub fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+/// A memory map as bytes: raw `EFI_MEMORY_DESCRIPTOR`s at a producer-chosen stride (the
+/// parameter block's, the firmware's, or GetMemoryMap's).
+#[derive(Clone, Copy)]
+pub struct Descriptors<'a> {
+    bytes: &'a [u8],
+    desc_size: usize,
+}
+
+impl<'a> Descriptors<'a> {
+    pub fn new(bytes: &'a [u8], desc_size: usize) -> Self {
+        Descriptors { bytes, desc_size }
+    }
+    pub fn len(&self) -> usize {
+        self.bytes.len() / self.desc_size
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn desc_size(&self) -> usize {
+        self.desc_size
+    }
+    pub fn get(&self, i: usize) -> efi::MemoryDescriptor {
+        let d = &self.bytes[i * self.desc_size..][..DESCRIPTOR_SIZE];
+        let at = |o| le_u64(d, o).unwrap_or_default();
+        efi::MemoryDescriptor { r#type: le_u32(d, 0).unwrap_or_default(), physical_start: at(8), virtual_start: at(16), number_of_pages: at(24), attribute: at(32) }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = efi::MemoryDescriptor> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+    /// True when `range` is covered, without a gap, by descriptors whose type passes `pred`.
+    pub fn covers(&self, range: Extent, pred: impl Fn(u32) -> bool) -> bool {
+        let mut cursor = range.start;
+        while cursor < range.end() {
+            let next = self.iter().filter(|d| pred(d.r#type)).map(|d| desc_extent(&d)).find(|e| e.start <= cursor && cursor < e.end());
+            match next {
+                Some(e) => cursor = e.end(),
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// Writes `d` as the 40 bytes of an `EFI_MEMORY_DESCRIPTOR` (the reverse of [`Descriptors::get`]).
+pub fn write_desc(out: &mut [u8], d: &efi::MemoryDescriptor) {
+    out[0..4].copy_from_slice(&d.r#type.to_le_bytes());
+    out[4..8].fill(0);
+    out[8..16].copy_from_slice(&d.physical_start.to_le_bytes());
+    out[16..24].copy_from_slice(&d.virtual_start.to_le_bytes());
+    out[24..32].copy_from_slice(&d.number_of_pages.to_le_bytes());
+    out[32..40].copy_from_slice(&d.attribute.to_le_bytes());
+}
+
+/// `whole` without the holes (in any order, overlapping or not): the pieces left, in order.
+/// Allocates nothing, so the emulator can use it before it has a heap.
+pub fn split<'h, H: Iterator<Item = Extent> + 'h>(whole: Extent, holes: impl Fn() -> H + 'h) -> impl Iterator<Item = Extent> + 'h {
+    let mut cursor = whole.start;
+    core::iter::from_fn(move || {
+        while cursor < whole.end() {
+            // The lowest hole that covers or follows the cursor inside `whole`.
+            match holes().filter(|h| h.end() > cursor && h.start < whole.end()).min_by_key(|h| h.start) {
+                Some(h) if h.start <= cursor => cursor = h.end(),
+                Some(h) => {
+                    let piece = Extent::new(cursor, h.start - cursor);
+                    cursor = h.end();
+                    return Some(piece);
+                }
+                None => {
+                    let piece = Extent::new(cursor, whole.end() - cursor);
+                    cursor = whole.end();
+                    return Some(piece);
+                }
+            }
+        }
+        None
+    })
+}
+
+/// The physical range a descriptor covers.
+pub fn desc_extent(d: &efi::MemoryDescriptor) -> Extent {
+    Extent::new(d.physical_start, d.number_of_pages.saturating_mul(PAGE_SIZE))
+}
+
