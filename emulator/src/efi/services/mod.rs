@@ -37,7 +37,6 @@ mod host;
 mod tests;
 
 use super::EfiError;
-use crate::abi::validate::Validated;
 use alloc::vec::Vec;
 pub use args::*;
 use r_efi::efi::{self, Guid, Status};
@@ -64,7 +63,7 @@ macro_rules! efiapi {
             #[allow(unused_imports)]
             use super::*;
             $(#[$meta])*
-            pub(super) extern "efiapi" fn inner($($arg: $ty),*) $(-> $ret)? $body
+            pub(crate) extern "efiapi" fn inner($($arg: $ty),*) $(-> $ret)? $body
 
             /// The entry a payload calls: x18 and x30 saved across the body.
             ///

@@ -33,36 +33,36 @@ impl FirmwareRange {
 const MAX_FIRMWARE_RANGES: usize = 64;
 
 /// The firmware's runtime ranges, in the blob's data (runtime memory), written once at setup.
-struct FirmwareRanges(core::cell::UnsafeCell<([FirmwareRange; MAX_FIRMWARE_RANGES], usize)>);
-
-// SAFETY: written once during setup, before any payload runs; only read afterwards.
-unsafe impl Sync for FirmwareRanges {}
-
-static FIRMWARE_RANGES: FirmwareRanges = FirmwareRanges(core::cell::UnsafeCell::new(([FirmwareRange { phys: 0, virt: 0, size: 0 }; MAX_FIRMWARE_RANGES], 0)));
+static FIRMWARE_RANGES: BootCell<([FirmwareRange; MAX_FIRMWARE_RANGES], usize)> = BootCell::empty();
 
 /// Records the firmware's runtime ranges (those the first kernel moved); false when there are
 /// more than can be recorded (SetVirtualAddressMap then refuses every move of them).
 pub fn record_firmware_ranges(ranges: impl Iterator<Item = FirmwareRange>) -> bool {
-    // SAFETY: setup runs once, before any payload and so before any reader (see the Sync impl).
-    let (table, n) = unsafe { &mut *FIRMWARE_RANGES.0.get() };
+    let mut table = ([FirmwareRange::default(); MAX_FIRMWARE_RANGES], 0);
+    let mut all = true;
     for r in ranges {
-        if *n == MAX_FIRMWARE_RANGES {
+        if table.1 == MAX_FIRMWARE_RANGES {
             TOO_MANY_RANGES.store(true, Ordering::Relaxed);
-            return false;
+            all = false;
+            break;
         }
-        table[*n] = r;
-        *n += 1;
+        table.0[table.1] = r;
+        table.1 += 1;
     }
-    true
+    FIRMWARE_RANGES.set(table);
+    all
 }
 
 /// Set when the firmware had more runtime ranges than were recorded: every map is refused.
 static TOO_MANY_RANGES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-fn firmware_ranges() -> &'static [FirmwareRange] {
-    // SAFETY: only read once setup has written it (see the Sync impl).
-    let (table, n) = unsafe { &*FIRMWARE_RANGES.0.get() };
-    &table[..*n]
+/// Where the firmware range holding `addr` runs, if one does.
+fn firmware_virt(addr: u64) -> Option<u64> {
+    FIRMWARE_RANGES.with(|(table, n)| table[..*n].iter().find(|r| r.contains(addr)).map(|r| r.virt + (addr - r.phys))).flatten()
+}
+
+fn has_firmware_ranges() -> bool {
+    FIRMWARE_RANGES.with(|(_, n)| *n > 0).unwrap_or(false)
 }
 
 /// The firmware's table while it is hidden: it runs at the first kernel's virtual addresses, and
@@ -123,7 +123,6 @@ efiapi! {
         if map.is_null() || desc_size < 40 || version != efi::MEMORY_DESCRIPTOR_VERSION {
             return Status::INVALID_PARAMETER;
         }
-        let ranges = firmware_ranges();
         if TOO_MANY_RANGES.load(Ordering::Relaxed) {
             log::warn!("SetVirtualAddressMap refused: the firmware has more runtime ranges than the emulator recorded");
             return Status::UNSUPPORTED;
@@ -134,10 +133,7 @@ efiapi! {
             if d.attribute & efi::MEMORY_RUNTIME == 0 {
                 continue;
             }
-            let runs_at = match ranges.iter().find(|r| r.contains(d.physical_start)) {
-                Some(r) => r.virt + (d.physical_start - r.phys),
-                None => d.physical_start,
-            };
+            let runs_at = firmware_virt(d.physical_start).unwrap_or(d.physical_start);
             if d.virtual_start != runs_at {
                 // The payload's map would move what cannot move: an unchanged-map request is
                 // the only one we can honour.
@@ -358,7 +354,7 @@ fn publish_mask(mask: u32) {
 /// until a SetVirtualAddressMap that keeps those addresses; Linux calls it only on machines that
 /// need it, and otherwise maps runtime services 1:1, where the moved firmware would fault.
 pub fn exit_boot_services() {
-    if firmware_ranges().is_empty() && !TOO_MANY_RANGES.load(Ordering::Relaxed) {
+    if !has_firmware_ranges() && !TOO_MANY_RANGES.load(Ordering::Relaxed) {
         return;
     }
     let table = FIRMWARE.swap(0, Ordering::Relaxed);
@@ -398,4 +394,14 @@ pub fn table(at: *mut efi::RuntimeServices, firmware_phys: Option<u64>) {
         at.write(t);
         seal(&raw mut (*at).hdr);
     }
+}
+
+/// Host tests: no firmware, nothing hidden, nothing recorded.
+#[cfg(test)]
+pub fn reset_for_test() {
+    for a in [&FIRMWARE, &HIDDEN_FIRMWARE, &RT_PROPERTIES] {
+        a.store(0, Ordering::Relaxed);
+    }
+    TOO_MANY_RANGES.store(false, Ordering::Relaxed);
+    record_firmware_ranges(core::iter::empty());
 }

@@ -130,12 +130,12 @@ pub fn set_exited() {
     EXITED.store(true, Ordering::Relaxed);
 }
 
-/// Host tests: a fresh start for the next test.
+/// Host tests: a fresh start for the next test (the core and store are installed anew).
 #[cfg(test)]
-pub fn reset_for_test(core: Core, store: Option<VariableStore>) {
+pub fn reset_for_test() {
     EXITED.store(false, Ordering::Relaxed);
-    CORE.set(core);
-    *VARIABLES.0.borrow_mut() = store;
+    *CORE.0.borrow_mut() = None;
+    *VARIABLES.0.borrow_mut() = None;
 }
 
 /// Calls notify functions, outside the core: they may call boot services.

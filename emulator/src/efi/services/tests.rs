@@ -1,0 +1,609 @@
+//! Every boot and runtime service entry point, called through the tables as a payload calls it,
+//! on the simulated machine: NULL arguments, size probes, wrong types, rollback, TPL and event
+//! rules, and the status codes payloads branch on.
+//!
+//! SAFETY (for every `unsafe` block below): the tables' function pointers are called as a
+//! payload calls them, with valid pointers to locals or with the NULL and bogus values whose
+//! refusal is under test; the services check those before any access.
+
+use super::host::{self, machine, HostEntry};
+use super::*;
+use crate::efi::platform::{Access, PowerAction};
+use core::ffi::c_void;
+use core::ptr::{null, null_mut};
+use efi::protocols::{memory_attribute as ma, rng as rngp, simple_text_input as text_in, simple_text_output as text_out};
+use std::vec;
+
+const G1: Guid = Guid::from_fields(0x1111_1111, 0x2222, 0x3333, 0x44, 0x55, &[1, 2, 3, 4, 5, 6]);
+const G2: Guid = Guid::from_fields(0x5555_5555, 0x2222, 0x3333, 0x44, 0x55, &[1, 2, 3, 4, 5, 6]);
+
+fn ucs2(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(core::iter::once(0)).collect()
+}
+
+fn map_key(bs: &efi::BootServices) -> usize {
+    let (mut size, mut key, mut dsize, mut ver) = (0usize, 0usize, 0usize, 0u32);
+    // SAFETY: see the module comment.
+    assert_eq!(unsafe { (bs.get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut ver) }, Status::BUFFER_TOO_SMALL);
+    let mut buf = vec![0u8; size + 4 * dsize];
+    size = buf.len();
+    // SAFETY: see the module comment.
+    assert_eq!(unsafe { (bs.get_memory_map)(&mut size, buf.as_mut_ptr().cast(), &mut key, &mut dsize, &mut ver) }, Status::SUCCESS);
+    key
+}
+
+#[test]
+fn tables_are_complete_and_sealed() {
+    let (m, _) = machine();
+    // SAFETY: see the module comment.
+    unsafe {
+        let st = &*m.systab;
+        for hdr in [&st.hdr, &(*st.boot_services).hdr, &(*st.runtime_services).hdr] {
+            let crc = hdr.crc32;
+            let mut bytes = vec![0u8; hdr.header_size as usize];
+            core::ptr::copy_nonoverlapping((hdr as *const efi::TableHeader).cast::<u8>(), bytes.as_mut_ptr(), bytes.len());
+            bytes[16..20].fill(0);
+            assert_eq!(crate::efi::crc32::crc32(&bytes), crc, "table {:#x} sealed", hdr.signature);
+        }
+        // Every slot of both tables is a function (reserved excepted): no NULL a payload could call.
+        let words = |p: *const u8, len: usize| core::slice::from_raw_parts(p.add(24) as *const usize, (len - 24) / 8).to_vec();
+        let boot = words(st.boot_services as *const u8, core::mem::size_of::<efi::BootServices>());
+        assert_eq!(boot.iter().filter(|&&w| w == 0).count(), 1, "only BootServices.Reserved is NULL");
+        let runtime = words(st.runtime_services as *const u8, core::mem::size_of::<efi::RuntimeServices>());
+        assert!(runtime.iter().all(|&w| w != 0));
+        assert!(!st.con_out.is_null() && !st.con_in.is_null() && st.number_of_table_entries == 1, "RT properties table published");
+    }
+}
+
+#[test]
+fn pages_and_the_memory_map() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut at = 0u64;
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 4, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.allocate_pages)(7, efi::LOADER_DATA, 4, &mut at), Status::INVALID_PARAMETER, "bad allocation type");
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::CONVENTIONAL_MEMORY, 4, &mut at), Status::INVALID_PARAMETER, "bad memory type");
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 1 << 30, &mut at), Status::OUT_OF_RESOURCES);
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 4, &mut at), Status::SUCCESS);
+        let (lo, hi) = m.ram();
+        assert!(at >= lo && at + 4 * PAGE_SIZE <= hi && at.is_multiple_of(PAGE_SIZE));
+        let mut fixed = at;
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ADDRESS, efi::LOADER_DATA, 1, &mut fixed), Status::NOT_FOUND, "already taken");
+        let mut below = lo + 64 * PAGE_SIZE;
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_MAX_ADDRESS, efi::LOADER_DATA, 1, &mut below), Status::SUCCESS);
+        assert!(below < lo + 64 * PAGE_SIZE);
+        assert_eq!((bs.free_pages)(at + PAGE_SIZE, 1), Status::SUCCESS, "part of an allocation");
+        assert_eq!((bs.free_pages)(at + PAGE_SIZE, 1), Status::NOT_FOUND, "twice");
+        assert_eq!((bs.free_pages)(at + 1, 1), Status::INVALID_PARAMETER, "unaligned");
+
+        // GetMemoryMap: the size probe, NULL rules, the key changing with the map.
+        let (mut size, mut key, mut dsize, mut ver) = (0usize, 0usize, 0usize, 0u32);
+        assert_eq!((bs.get_memory_map)(null_mut(), null_mut(), &mut key, &mut dsize, &mut ver), Status::INVALID_PARAMETER);
+        assert_eq!((bs.get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut ver), Status::BUFFER_TOO_SMALL);
+        assert_eq!((dsize, ver), (memory::DESC_SIZE, 1));
+        let mut buf = vec![0u8; size];
+        assert_eq!((bs.get_memory_map)(&mut size, buf.as_mut_ptr().cast(), null_mut(), &mut dsize, &mut ver), Status::INVALID_PARAMETER, "NULL key");
+        let mut huge = usize::MAX / 2;
+        assert_eq!((bs.get_memory_map)(&mut huge, null_mut(), &mut key, &mut dsize, &mut ver), Status::INVALID_PARAMETER, "room claimed but no buffer");
+        assert_eq!((bs.get_memory_map)(&mut size, buf.as_mut_ptr().cast(), &mut key, &mut dsize, &mut ver), Status::SUCCESS);
+        let descs = crate::mem::Descriptors::new(&buf[..size], dsize);
+        assert!(descs.iter().any(|d| d.physical_start == at && d.r#type == efi::LOADER_DATA));
+        assert!(descs.iter().any(|d| d.r#type == efi::RUNTIME_SERVICES_DATA && d.attribute & efi::MEMORY_RUNTIME != 0), "the tables' block");
+        let before = key;
+        assert_eq!((bs.free_pages)(at, 1), Status::SUCCESS);
+        assert_ne!(map_key(bs), before, "a changed map has a new key");
+    }
+}
+
+#[test]
+fn pool() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((bs.allocate_pool)(efi::LOADER_DATA, 100, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.allocate_pool)(efi::CONVENTIONAL_MEMORY, 100, &mut p), Status::INVALID_PARAMETER);
+        assert_eq!((bs.allocate_pool)(efi::LOADER_DATA, 1 << 30, &mut p), Status::OUT_OF_RESOURCES);
+        assert_eq!((bs.allocate_pool)(efi::LOADER_DATA, 100, &mut p), Status::SUCCESS);
+        assert!((p as usize).is_multiple_of(8));
+        (bs.set_mem)(p, 100, 0x5a);
+        let mut q: *mut c_void = null_mut();
+        assert_eq!((bs.allocate_pool)(efi::BOOT_SERVICES_DATA, 100, &mut q), Status::SUCCESS);
+        (bs.copy_mem)(q, p, 100);
+        assert_eq!(*(q as *const u8).add(99), 0x5a);
+        (bs.copy_mem)((p as *mut u8).add(1).cast(), p, 50);
+        let mut crc = 0u32;
+        assert_eq!((bs.calculate_crc32)(q, 0, &mut crc), Status::INVALID_PARAMETER);
+        assert_eq!((bs.calculate_crc32)(q, 100, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.calculate_crc32)(q, 100, &mut crc), Status::SUCCESS);
+        assert_eq!(crc, crate::efi::crc32::crc32(&[0x5a; 100]));
+        assert_eq!((bs.free_pool)((p as *mut u8).add(8).cast()), Status::INVALID_PARAMETER, "inside an allocation");
+        assert_eq!((bs.free_pool)(p), Status::SUCCESS);
+        assert_eq!((bs.free_pool)(p), Status::INVALID_PARAMETER, "twice");
+        assert_eq!((bs.free_pool)(null_mut()), Status::INVALID_PARAMETER);
+    }
+}
+
+static NOTIFIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+extern "efiapi" fn count_notify(_: efi::Event, context: *mut c_void) {
+    NOTIFIED.fetch_add(context as usize, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// A NOTIFY_WAIT function that signals its event, as ConIn's WaitForKey does when a key is there.
+extern "efiapi" fn signal_self(event: efi::Event, context: *mut c_void) {
+    let bs = context as *const efi::BootServices;
+    // SAFETY: the test passes the boot services table as the context.
+    unsafe { ((*bs).signal_event)(event) };
+}
+
+#[test]
+fn events_timers_and_tpl() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut e: efi::Event = null_mut();
+        assert_eq!((bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, None, null_mut(), &mut e), Status::INVALID_PARAMETER, "no notify function");
+        assert_eq!((bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_HIGH_LEVEL, Some(count_notify), null_mut(), &mut e), Status::INVALID_PARAMETER, "bad TPL");
+        assert_eq!((bs.create_event)(0, 0, None, null_mut(), null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.create_event_ex)(efi::EVT_SIGNAL_EXIT_BOOT_SERVICES, efi::TPL_CALLBACK, Some(count_notify), null(), null(), &mut e), Status::INVALID_PARAMETER);
+
+        // A group: signaling one member notifies all.
+        let (mut a, mut b) = (null_mut(), null_mut());
+        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), 1 as *const c_void, &G1, &mut a), Status::SUCCESS);
+        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), 10 as *const c_void, &G1, &mut b), Status::SUCCESS);
+        assert_eq!((bs.signal_event)(a), Status::SUCCESS);
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 11);
+        assert_eq!((bs.check_event)(a), Status::INVALID_PARAMETER, "NOTIFY_SIGNAL events cannot be checked");
+        assert_eq!((bs.close_event)(a), Status::SUCCESS);
+        assert_eq!((bs.close_event)(a), Status::INVALID_PARAMETER);
+        assert_eq!((bs.signal_event)(a), Status::INVALID_PARAMETER);
+
+        // Timers fire when polled: the simulated counter moves 1 us a read.
+        let mut t = null_mut();
+        assert_eq!((bs.create_event)(efi::EVT_TIMER, 0, None, null_mut(), &mut t), Status::SUCCESS);
+        assert_eq!((bs.set_timer)(t, 9, 0), Status::INVALID_PARAMETER);
+        assert_eq!((bs.set_timer)(b, efi::TIMER_RELATIVE, 0), Status::INVALID_PARAMETER, "not a timer event");
+        assert_eq!((bs.set_timer)(t, efi::TIMER_RELATIVE, 1_000), Status::SUCCESS); // 100 us
+        assert_eq!((bs.check_event)(t), Status::NOT_READY);
+        assert_eq!((bs.stall)(200), Status::SUCCESS);
+        assert_eq!((bs.check_event)(t), Status::SUCCESS);
+        assert_eq!((bs.check_event)(t), Status::NOT_READY, "checking takes the signal");
+        assert_eq!((bs.set_timer)(t, efi::TIMER_RELATIVE, 500), Status::SUCCESS);
+        let mut index = 9usize;
+        let mut list = [b, t];
+        assert_eq!((bs.wait_for_event)(0, list.as_mut_ptr(), &mut index), Status::INVALID_PARAMETER);
+        assert_eq!((bs.wait_for_event)(1, list[1..].as_mut_ptr(), null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.wait_for_event)(2, list.as_mut_ptr(), &mut index), Status::INVALID_PARAMETER, "a NOTIFY_SIGNAL event in the list");
+        assert_eq!((bs.wait_for_event)(1, list[1..].as_mut_ptr(), &mut index), Status::SUCCESS);
+        assert_eq!(index, 0);
+        assert_eq!((bs.set_timer)(t, efi::TIMER_CANCEL, 0), Status::SUCCESS);
+
+        // A NOTIFY_WAIT event's function runs when it is checked, and can signal it.
+        let mut w = null_mut();
+        assert_eq!((bs.create_event)(efi::EVT_NOTIFY_WAIT, efi::TPL_NOTIFY, Some(signal_self), bs as *const _ as *mut c_void, &mut w), Status::SUCCESS);
+        assert_eq!((bs.check_event)(w), Status::SUCCESS);
+
+        // TPL: raise returns the old level; WaitForEvent is refused above TPL_APPLICATION.
+        assert_eq!((bs.raise_tpl)(efi::TPL_NOTIFY), efi::TPL_APPLICATION);
+        assert_eq!((bs.wait_for_event)(1, list[1..].as_mut_ptr(), &mut index), Status::UNSUPPORTED);
+        (bs.restore_tpl)(efi::TPL_APPLICATION);
+        assert_eq!((bs.raise_tpl)(efi::TPL_CALLBACK), efi::TPL_APPLICATION);
+        (bs.restore_tpl)(efi::TPL_APPLICATION);
+    }
+}
+
+#[test]
+fn protocols_and_handles() {
+    let (m, kernel) = machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut h: efi::Handle = null_mut();
+        let (i1, i2) = (0x1000 as *mut c_void, 0x2000 as *mut c_void);
+        assert_eq!((bs.install_protocol_interface)(null_mut(), &mut G1.clone(), efi::NATIVE_INTERFACE, i1), Status::INVALID_PARAMETER);
+        assert_eq!((bs.install_protocol_interface)(&mut h, null_mut(), efi::NATIVE_INTERFACE, i1), Status::INVALID_PARAMETER);
+        assert_eq!((bs.install_protocol_interface)(&mut h, &mut G1.clone(), 1, i1), Status::INVALID_PARAMETER, "not a native interface");
+        assert_eq!((bs.install_protocol_interface)(&mut h, &mut G1.clone(), efi::NATIVE_INTERFACE, i1), Status::SUCCESS);
+        assert!(!h.is_null());
+        assert_eq!((bs.install_protocol_interface)(&mut h, &mut G1.clone(), efi::NATIVE_INTERFACE, i1), Status::INVALID_PARAMETER, "already there");
+        let mut got: *mut c_void = null_mut();
+        assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), &mut got), Status::SUCCESS);
+        assert_eq!(got, i1);
+        assert_eq!((bs.handle_protocol)(h, &mut G2.clone(), &mut got), Status::UNSUPPORTED);
+        assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.reinstall_protocol_interface)(h, &mut G1.clone(), i2, i1), Status::NOT_FOUND, "wrong old interface");
+        assert_eq!((bs.reinstall_protocol_interface)(h, &mut G1.clone(), i1, i2), Status::SUCCESS);
+        assert_eq!((bs.locate_protocol)(&mut G1.clone(), null_mut(), &mut got), Status::SUCCESS);
+        assert_eq!(got, i2);
+        assert_eq!((bs.locate_protocol)(&mut G2.clone(), null_mut(), &mut got), Status::NOT_FOUND);
+        assert!(got.is_null(), "LocateProtocol clears the interface when it finds none");
+
+        // LocateHandle: the size probe; LocateHandleBuffer: a pool buffer.
+        let mut size = 0usize;
+        assert_eq!((bs.locate_handle)(efi::BY_PROTOCOL, &mut G1.clone(), null_mut(), &mut size, null_mut()), Status::BUFFER_TOO_SMALL);
+        assert_eq!(size, 8);
+        let mut found: efi::Handle = null_mut();
+        assert_eq!((bs.locate_handle)(efi::BY_PROTOCOL, &mut G1.clone(), null_mut(), &mut size, &mut found), Status::SUCCESS);
+        assert_eq!(found, h);
+        assert_eq!((bs.locate_handle)(efi::BY_PROTOCOL, &mut G2.clone(), null_mut(), &mut size, &mut found), Status::NOT_FOUND);
+        assert_eq!((bs.locate_handle)(efi::BY_REGISTER_NOTIFY, null_mut(), null_mut(), &mut size, &mut found), Status::INVALID_PARAMETER);
+        let (mut count, mut buf) = (0usize, null_mut());
+        assert_eq!((bs.locate_handle_buffer)(efi::ALL_HANDLES, null_mut(), null_mut(), &mut count, &mut buf), Status::SUCCESS);
+        assert!(count >= 3 && core::slice::from_raw_parts(buf, count).contains(&h), "console, RNG, memory attribute, kernel, h");
+        assert_eq!((bs.free_pool)(buf.cast()), Status::SUCCESS);
+        assert_eq!((bs.locate_handle_buffer)(efi::ALL_HANDLES, null_mut(), null_mut(), null_mut(), &mut buf), Status::INVALID_PARAMETER);
+
+        // ProtocolsPerHandle and OpenProtocol(Information).
+        let mut guids: *mut *mut Guid = null_mut();
+        assert_eq!((bs.protocols_per_handle)(h, &mut guids, &mut count), Status::SUCCESS);
+        assert_eq!((count, **guids), (1, G1));
+        assert_eq!((bs.free_pool)(guids.cast()), Status::SUCCESS);
+        assert_eq!((bs.protocols_per_handle)(0x77 as efi::Handle, &mut guids, &mut count), Status::INVALID_PARAMETER);
+        let agent = kernel as efi::Handle;
+        assert_eq!((bs.open_protocol)(h, &mut G1.clone(), null_mut(), agent, null_mut(), efi::OPEN_PROTOCOL_GET_PROTOCOL), Status::INVALID_PARAMETER);
+        assert_eq!((bs.open_protocol)(h, &mut G1.clone(), null_mut(), agent, null_mut(), efi::OPEN_PROTOCOL_TEST_PROTOCOL), Status::SUCCESS);
+        assert_eq!((bs.open_protocol)(h, &mut G1.clone(), &mut got, agent, null_mut(), 0x40), Status::INVALID_PARAMETER, "bad attributes");
+        assert_eq!((bs.open_protocol)(h, &mut G1.clone(), &mut got, agent, null_mut(), efi::OPEN_PROTOCOL_BY_HANDLE_PROTOCOL), Status::SUCCESS);
+        let mut entries: *mut efi::OpenProtocolInformationEntry = null_mut();
+        assert_eq!((bs.open_protocol_information)(h, &mut G1.clone(), &mut entries, &mut count), Status::SUCCESS);
+        assert_eq!((count, (*entries).agent_handle), (1, agent));
+        assert_eq!((bs.open_protocol_information)(h, &mut G1.clone(), null_mut(), &mut count), Status::INVALID_PARAMETER);
+        assert_eq!((bs.close_protocol)(h, &mut G1.clone(), agent, null_mut()), Status::SUCCESS);
+        assert_eq!((bs.close_protocol)(h, &mut G1.clone(), agent, null_mut()), Status::NOT_FOUND);
+
+        // RegisterProtocolNotify is refused honestly; controllers have no drivers.
+        let mut ev = null_mut();
+        assert_eq!((bs.create_event)(0, 0, None, null_mut(), &mut ev), Status::SUCCESS);
+        let mut reg: *mut c_void = null_mut();
+        assert_eq!((bs.register_protocol_notify)(&mut G1.clone(), ev, &mut reg), Status::UNSUPPORTED);
+        assert_eq!((bs.register_protocol_notify)(&mut G1.clone(), ev, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.connect_controller)(h, null_mut(), null_mut(), efi::Boolean::FALSE), Status::NOT_FOUND);
+        assert_eq!((bs.connect_controller)(0x55 as efi::Handle, null_mut(), null_mut(), efi::Boolean::FALSE), Status::INVALID_PARAMETER);
+        assert_eq!((bs.disconnect_controller)(h, null_mut(), null_mut()), Status::SUCCESS);
+        assert_eq!((bs.disconnect_controller)(0x55 as efi::Handle, null_mut(), null_mut()), Status::INVALID_PARAMETER);
+
+        assert_eq!((bs.uninstall_protocol_interface)(h, &mut G1.clone(), i1), Status::NOT_FOUND, "not that interface");
+        assert_eq!((bs.uninstall_protocol_interface)(h, &mut G1.clone(), i2), Status::SUCCESS);
+        assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), &mut got), Status::INVALID_PARAMETER, "the handle went with its last protocol");
+    }
+}
+
+#[test]
+fn multiple_protocol_interfaces_roll_back() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let (i1, i2) = (0x1000 as *mut c_void, 0x2000 as *mut c_void);
+        let mut h: efi::Handle = null_mut();
+        // The table's entries (one pair on the host), then the longer lists through `inner`.
+        assert_eq!((bs.install_multiple_protocol_interfaces)(&mut h, &G1 as *const Guid as *mut c_void, i1), Status::SUCCESS);
+        let mut got = null_mut();
+        assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), &mut got), Status::SUCCESS);
+        let g1 = &G1 as *const Guid as *mut c_void;
+        let g2 = &G2 as *const Guid as *mut c_void;
+        // G2 installs, then G1 is already there: all or nothing, so G2 is gone again.
+        let args = [g2, i2, g1, i1, null_mut()];
+        assert_eq!(protocols::install_multiple_pairs::inner(&mut h, args.as_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.handle_protocol)(h, &mut G2.clone(), &mut got), Status::UNSUPPORTED, "rolled back");
+        assert_eq!(protocols::install_multiple_pairs::inner(null_mut(), args.as_ptr()), Status::INVALID_PARAMETER);
+        // Uninstall: one pair that does not match leaves everything installed.
+        let args = [g1, i2, null_mut()];
+        assert_eq!((bs.uninstall_multiple_protocol_interfaces)(h, g1, i2), Status::INVALID_PARAMETER);
+        assert_eq!(protocols::uninstall_multiple_pairs::inner(h, args.as_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), &mut got), Status::SUCCESS);
+        assert_eq!((bs.uninstall_multiple_protocol_interfaces)(h, g1, i1), Status::SUCCESS);
+        // A device path another handle has is refused (EFI_ALREADY_STARTED).
+        let path = crate::efi::protocols::device_path::vendor_media(&G2);
+        let dp = &efi::protocols::device_path::PROTOCOL_GUID as *const Guid as *mut c_void;
+        let mut first = null_mut();
+        assert_eq!((bs.install_multiple_protocol_interfaces)(&mut first, dp, path.as_ptr() as *mut c_void), Status::SUCCESS);
+        let mut second = null_mut();
+        assert_eq!((bs.install_multiple_protocol_interfaces)(&mut second, dp, path.as_ptr() as *mut c_void), Status::ALREADY_STARTED);
+        // LocateDevicePath finds it and moves the path past the match.
+        let mut remaining = path.as_ptr() as *mut efi::protocols::device_path::Protocol;
+        let mut device = null_mut();
+        assert_eq!((bs.locate_device_path)(dp.cast(), &mut remaining, &mut device), Status::SUCCESS);
+        assert_eq!(device, first);
+        assert_eq!(remaining as usize - path.as_ptr() as usize, path.len() - 4, "at the End node");
+        assert_eq!((bs.locate_device_path)(&mut G1.clone(), &mut remaining, &mut device), Status::NOT_FOUND);
+        assert_eq!((bs.locate_device_path)(dp.cast(), null_mut(), &mut device), Status::INVALID_PARAMETER);
+    }
+}
+
+#[test]
+fn configuration_tables_and_misc() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let st = &*m.systab;
+        let n = st.number_of_table_entries;
+        assert_eq!((bs.install_configuration_table)(null_mut(), 0x10 as *mut c_void), Status::INVALID_PARAMETER);
+        assert_eq!((bs.install_configuration_table)(&mut G1.clone(), null_mut()), Status::NOT_FOUND, "deleting what is not there");
+        assert_eq!((bs.install_configuration_table)(&mut G1.clone(), 0x10 as *mut c_void), Status::SUCCESS);
+        assert_eq!((bs.install_configuration_table)(&mut G1.clone(), 0x20 as *mut c_void), Status::SUCCESS);
+        let st = &*m.systab;
+        assert_eq!(st.number_of_table_entries, n + 1, "replaced, not added");
+        assert_eq!((*st.configuration_table.add(n)).vendor_table, 0x20 as *mut c_void);
+        assert_eq!((bs.install_configuration_table)(&mut G1.clone(), null_mut()), Status::SUCCESS);
+        assert_eq!((*m.systab).number_of_table_entries, n);
+
+        let (mut a, mut b) = (0u64, 0u64);
+        assert_eq!((bs.get_next_monotonic_count)(null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.get_next_monotonic_count)(&mut a), Status::SUCCESS);
+        assert_eq!((bs.get_next_monotonic_count)(&mut b), Status::SUCCESS);
+        assert!(b > a);
+        assert_eq!((bs.set_watchdog_timer)(0, 0, 0, null_mut()), Status::SUCCESS);
+    }
+}
+
+#[test]
+fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
+    let (m, kernel) = machine();
+    let bs = m.bs();
+    NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut e = null_mut();
+        assert_eq!((bs.create_event)(efi::EVT_SIGNAL_EXIT_BOOT_SERVICES, efi::TPL_NOTIFY, Some(count_notify), 5 as *mut c_void, &mut e), Status::SUCCESS);
+        let key = map_key(bs);
+        assert_eq!((bs.exit_boot_services)(0x99 as efi::Handle, key), Status::INVALID_PARAMETER, "not an image");
+        assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key + 1), Status::INVALID_PARAMETER, "stale key");
+        let key = map_key(bs);
+        assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key), Status::SUCCESS);
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 5, "the group was signaled");
+        let mut p = null_mut();
+        let mut at = 0u64;
+        assert_eq!((bs.allocate_pool)(efi::LOADER_DATA, 8, &mut p), Status::UNSUPPORTED);
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 1, &mut at), Status::UNSUPPORTED);
+        assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key), Status::UNSUPPORTED);
+        assert_eq!((bs.raise_tpl)(efi::TPL_NOTIFY), efi::TPL_NOTIFY, "RaiseTPL is inert afterwards");
+        // Runtime services stay.
+        let mut name = ucs2("After");
+        let data = [1u8, 2, 3];
+        let attrs = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
+        assert_eq!((m.rt().set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 3, data.as_ptr() as *mut c_void), Status::SUCCESS);
+    }
+}
+
+#[test]
+fn images_load_start_exit_and_unload() {
+    let (m, kernel) = machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut h: efi::Handle = null_mut();
+        let junk = [0u8; 64];
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, 0x99 as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h), Status::INVALID_PARAMETER, "no such parent");
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h), Status::LOAD_ERROR, "not a PE file");
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), null_mut(), 0, &mut h), Status::INVALID_PARAMETER, "no buffer, no path");
+        let path = crate::efi::protocols::device_path::vendor_media(&G2);
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, path.as_ptr() as *mut _, null_mut(), 0, &mut h), Status::NOT_FOUND, "nothing serves that path");
+
+        // Images whose entry points are host functions: one returns, one calls Exit.
+        extern "efiapi" fn returns(_: efi::Handle, _: *mut efi::SystemTable) -> Status {
+            Status::from_usize(0x1234)
+        }
+        extern "efiapi" fn exits(handle: efi::Handle, st: *mut efi::SystemTable) -> Status {
+            // SAFETY: the system table StartImage passed.
+            unsafe { ((*(*st).boot_services).exit)(handle, Status::ABORTED, 0, null_mut()) };
+            unreachable!("Exit returned")
+        }
+        let fake = |entry: HostEntry| {
+            let h = with_core(|c| {
+                let h = c.handles.install(None, &efi::protocols::loaded_image::PROTOCOL_GUID, 0x3000).unwrap();
+                let li = publish(c, efi::BOOT_SERVICES_DATA, core::mem::zeroed::<efi::protocols::loaded_image::Protocol>()).unwrap();
+                let base = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, 1, PAGE_SIZE).unwrap();
+                c.images.push(Image { handle: h, loaded_image: li, base, pages: 1, entry: entry as usize as u64, started: false, exit_context: None, exit_data: None, owned: Vec::new() });
+                h
+            });
+            h as efi::Handle
+        };
+        let a = fake(returns);
+        let (mut size, mut data) = (0usize, null_mut());
+        assert_eq!((bs.start_image)(a, &mut size, &mut data), Status::from_usize(0x1234));
+        assert_eq!((bs.start_image)(a, &mut size, &mut data), Status::INVALID_PARAMETER, "started once");
+        let b = fake(exits);
+        assert_eq!((bs.start_image)(b, &mut size, &mut data), Status::ABORTED, "Exit came back to StartImage");
+        assert_eq!((bs.exit)(b, Status::SUCCESS, 0, null_mut()), Status::INVALID_PARAMETER, "not running");
+        assert_eq!((bs.unload_image)(b), Status::UNSUPPORTED, "started, and no Unload function");
+        let c = fake(returns);
+        assert_eq!((bs.exit)(c, Status::SUCCESS, 0, null_mut()), Status::SUCCESS, "Exit on an image never started unloads it");
+        assert_eq!((bs.unload_image)(c), Status::INVALID_PARAMETER, "gone");
+        let d = fake(returns);
+        assert_eq!((bs.unload_image)(d), Status::SUCCESS);
+        assert_eq!((bs.start_image)(0x99 as efi::Handle, null_mut(), null_mut()), Status::INVALID_PARAMETER);
+    }
+}
+
+#[test]
+fn initrd_through_load_file2() {
+    let (m, _) = machine();
+    let initrd: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let start = initrd.as_ptr() as u64;
+    with_core(|c| initrd::install(c, start, start + 5000)).unwrap();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((m.bs().locate_protocol)(&mut efi::protocols::load_file2::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let lf = &*(p as *const efi::protocols::load_file2::Protocol);
+        let mut size = 0usize;
+        assert_eq!((lf.load_file)(p.cast(), null_mut(), efi::Boolean::TRUE, &mut size, null_mut()), Status::UNSUPPORTED, "BootPolicy");
+        assert_eq!((lf.load_file)(p.cast(), null_mut(), efi::Boolean::FALSE, null_mut(), null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((lf.load_file)(p.cast(), null_mut(), efi::Boolean::FALSE, &mut size, null_mut()), Status::BUFFER_TOO_SMALL);
+        assert_eq!(size, 5000);
+        let mut buf = vec![0u8; 5000];
+        assert_eq!((lf.load_file)(p.cast(), null_mut(), efi::Boolean::FALSE, &mut size, buf.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(buf, initrd);
+    }
+}
+
+#[test]
+fn console_rng_and_memory_attributes() {
+    let (m, _) = machine();
+    // SAFETY: see the module comment.
+    unsafe {
+        let st = &*m.systab;
+        let con = &*st.con_out;
+        let mut text = ucs2("hi\r\n");
+        assert_eq!((con.output_string)(st.con_out, text.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!((con.output_string)(null_mut(), text.as_mut_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!((con.output_string)(st.con_out, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((con.test_string)(st.con_out, text.as_mut_ptr()), Status::SUCCESS);
+        let (mut cols, mut rows) = (0usize, 0usize);
+        assert_eq!((con.query_mode)(st.con_out, 0, &mut cols, &mut rows), Status::SUCCESS);
+        assert_eq!((cols, rows), (80, 25));
+        assert_eq!((con.query_mode)(st.con_out, 1, &mut cols, &mut rows), Status::UNSUPPORTED);
+        assert_eq!((con.set_mode)(st.con_out, 1), Status::UNSUPPORTED);
+        assert_eq!((con.set_mode)(st.con_out, 0), Status::SUCCESS);
+        assert_eq!((con.set_attribute)(st.con_out, 0x80), Status::UNSUPPORTED);
+        assert_eq!((con.set_attribute)(st.con_out, 0x1f), Status::SUCCESS);
+        assert_eq!((con.set_cursor_position)(st.con_out, 80, 0), Status::UNSUPPORTED);
+        assert_eq!((con.set_cursor_position)(st.con_out, 3, 2), Status::SUCCESS);
+        assert_eq!(((*con.mode).cursor_column, (*con.mode).cursor_row), (3, 2));
+        assert_eq!((con.clear_screen)(st.con_out), Status::SUCCESS);
+        assert_eq!((con.enable_cursor)(st.con_out, efi::Boolean::TRUE), Status::SUCCESS);
+        assert_eq!((con.reset)(st.con_out, efi::Boolean::FALSE), Status::SUCCESS);
+        assert!(host::state(|s| s.console_out.starts_with("hi\n")), "{:?}", host::state(|s| s.console_out.clone()));
+
+        let cin = &*st.con_in;
+        let mut key = text_in::InputKey { scan_code: 0, unicode_char: 0 };
+        assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::NOT_READY);
+        host::state(|s| s.console_in.extend([b'a', 0x1b, b'z']));
+        let mut index = 0usize;
+        let mut wait = [cin.wait_for_key];
+        assert_eq!((m.bs().wait_for_event)(1, wait.as_mut_ptr(), &mut index), Status::SUCCESS, "WaitForKey signals once a key is there");
+        assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::SUCCESS);
+        assert_eq!((key.scan_code, key.unicode_char), (0, b'a' as u16));
+        assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::SUCCESS);
+        assert_eq!((key.scan_code, key.unicode_char), (0x17, 0), "ESC");
+        assert_eq!((cin.read_key_stroke)(st.con_in, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((cin.reset)(st.con_in, efi::Boolean::FALSE), Status::SUCCESS);
+        assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::NOT_READY, "Reset dropped the rest");
+
+        // RNG.
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((m.bs().locate_protocol)(&mut rngp::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let rng = &*(p as *const rngp::Protocol);
+        let mut size = 0usize;
+        assert_eq!((rng.get_info)(p.cast(), &mut size, null_mut()), Status::BUFFER_TOO_SMALL);
+        let mut algs = [rngp::ALGORITHM_RAW; 2];
+        assert_eq!((rng.get_info)(p.cast(), &mut size, algs.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!(size, 32);
+        let mut bytes = [0u8; 13];
+        assert_eq!((rng.get_rng)(p.cast(), null_mut(), 13, bytes.as_mut_ptr()), Status::SUCCESS);
+        assert_ne!(bytes, [0u8; 13]);
+        assert_eq!((rng.get_rng)(p.cast(), &mut rngp::ALGORITHM_RAW.clone(), 0, bytes.as_mut_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!((rng.get_rng)(p.cast(), &mut G1.clone(), 8, bytes.as_mut_ptr()), Status::UNSUPPORTED);
+        host::state(|s| s.random = None);
+        assert_eq!((rng.get_rng)(p.cast(), &mut rngp::ALGORITHM_RAW.clone(), 8, bytes.as_mut_ptr()), Status::DEVICE_ERROR);
+
+        // Memory attributes on the simulated page tables.
+        assert_eq!((m.bs().locate_protocol)(&mut ma::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let mattr = &*(p as *const ma::Protocol);
+        let (base, _) = m.ram();
+        let mut bits = 0u64;
+        assert_eq!((mattr.get_memory_attributes)(p.cast(), base, 2 * PAGE_SIZE, &mut bits), Status::SUCCESS);
+        assert_eq!(bits, 0);
+        assert_eq!((mattr.set_memory_attributes)(p.cast(), base, PAGE_SIZE, efi::MEMORY_RO), Status::SUCCESS);
+        assert_eq!(host::state(|s| s.pages[&base]), Access::CODE);
+        assert_eq!((mattr.get_memory_attributes)(p.cast(), base, 2 * PAGE_SIZE, &mut bits), Status::NO_MAPPING, "not uniform");
+        assert_eq!((mattr.set_memory_attributes)(p.cast(), base, PAGE_SIZE, efi::MEMORY_RP), Status::UNSUPPORTED);
+        assert_eq!((mattr.set_memory_attributes)(p.cast(), base, PAGE_SIZE, 0), Status::INVALID_PARAMETER);
+        assert_eq!((mattr.set_memory_attributes)(p.cast(), base + 1, PAGE_SIZE, efi::MEMORY_XP), Status::INVALID_PARAMETER);
+        assert_eq!((mattr.clear_memory_attributes)(p.cast(), base, PAGE_SIZE, efi::MEMORY_RO), Status::SUCCESS);
+        assert_eq!((mattr.set_memory_attributes)(p.cast(), 0x1000, PAGE_SIZE, efi::MEMORY_XP), Status::NO_MAPPING, "unmapped");
+        assert_eq!((mattr.get_memory_attributes)(null_mut(), base, PAGE_SIZE, &mut bits), Status::INVALID_PARAMETER);
+        let _ = text_out::PROTOCOL_GUID;
+    }
+}
+
+#[test]
+fn runtime_services_without_firmware() {
+    let (m, _) = machine();
+    let rt = m.rt();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut name = ucs2("Var");
+        let attrs = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
+        let data = [7u8; 10];
+        assert_eq!((rt.set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 10, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((rt.set_variable)(null_mut(), &mut G1.clone(), attrs, 10, data.as_ptr() as *mut c_void), Status::INVALID_PARAMETER);
+        assert_eq!((rt.set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 10, data.as_ptr() as *mut c_void), Status::SUCCESS);
+        let (mut size, mut got_attrs) = (0usize, 0u32);
+        assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G1.clone(), &mut got_attrs, &mut size, null_mut()), Status::BUFFER_TOO_SMALL);
+        assert_eq!(size, 10);
+        let mut buf = [0u8; 10];
+        assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G1.clone(), &mut got_attrs, &mut size, buf.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!((buf, got_attrs), (data, attrs));
+        assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G2.clone(), &mut got_attrs, &mut size, buf.as_mut_ptr().cast()), Status::NOT_FOUND);
+        assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G1.clone(), &mut got_attrs, null_mut(), buf.as_mut_ptr().cast()), Status::INVALID_PARAMETER);
+
+        // GetNextVariableName: from the empty name, with the size probe.
+        let mut next = [0u16; 16];
+        let mut guid = G2;
+        let mut size = 2usize;
+        assert_eq!((rt.get_next_variable_name)(&mut size, next.as_mut_ptr(), &mut guid), Status::BUFFER_TOO_SMALL);
+        assert_eq!(size, 8);
+        size = 32;
+        assert_eq!((rt.get_next_variable_name)(&mut size, next.as_mut_ptr(), &mut guid), Status::SUCCESS);
+        assert_eq!((&next[..4], guid), (&name[..], G1));
+        assert_eq!((rt.get_next_variable_name)(&mut size, next.as_mut_ptr(), &mut guid), Status::NOT_FOUND, "the end");
+        assert_eq!((rt.get_next_variable_name)(null_mut(), next.as_mut_ptr(), &mut guid), Status::INVALID_PARAMETER);
+
+        let (mut max, mut remaining, mut largest) = (0u64, 0u64, 0u64);
+        assert_eq!((rt.query_variable_info)(attrs, &mut max, &mut remaining, &mut largest), Status::SUCCESS);
+        assert!(max > 0 && remaining < max && largest <= remaining);
+        assert_eq!((rt.query_variable_info)(attrs, null_mut(), &mut remaining, &mut largest), Status::INVALID_PARAMETER);
+        assert_eq!((rt.set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 0, null_mut()), Status::SUCCESS, "deleted");
+        assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G1.clone(), &mut got_attrs, &mut size, buf.as_mut_ptr().cast()), Status::NOT_FOUND);
+
+        // Honest EFI_UNSUPPORTED for what needs hardware this machine does not have.
+        let mut time = core::mem::zeroed::<efi::Time>();
+        let (mut enabled, mut pending) = (efi::Boolean::FALSE, efi::Boolean::FALSE);
+        let mut count = 0u32;
+        let (mut cap_max, mut reset) = (0u64, 0 as efi::ResetType);
+        assert_eq!((rt.get_time)(&mut time, null_mut()), Status::UNSUPPORTED);
+        assert_eq!((rt.set_time)(&mut time), Status::UNSUPPORTED);
+        assert_eq!((rt.get_wakeup_time)(&mut enabled, &mut pending, &mut time), Status::UNSUPPORTED);
+        assert_eq!((rt.set_wakeup_time)(efi::Boolean::FALSE, null_mut()), Status::UNSUPPORTED);
+        assert_eq!((rt.get_next_high_mono_count)(&mut count), Status::UNSUPPORTED);
+        assert_eq!((rt.update_capsule)(null_mut(), 0, 0), Status::UNSUPPORTED);
+        assert_eq!((rt.query_capsule_capabilities)(null_mut(), 0, &mut cap_max, &mut reset), Status::UNSUPPORTED);
+        assert_eq!((rt.convert_pointer)(0, null_mut()), Status::UNSUPPORTED);
+
+        // SetVirtualAddressMap: the identity map of the emulator is the only one it takes.
+        let d = efi::MemoryDescriptor { r#type: efi::RUNTIME_SERVICES_DATA, physical_start: 0x4000_0000, virtual_start: 0x4000_0000, number_of_pages: 1, attribute: efi::MEMORY_RUNTIME };
+        let mut one = [d];
+        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::SUCCESS);
+        one[0].virtual_start = 0xffff_0000_0000;
+        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::UNSUPPORTED, "a move");
+        assert_eq!((rt.set_virtual_address_map)(40, 8, 1, one.as_mut_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, null_mut()), Status::INVALID_PARAMETER);
+    }
+}
+
+#[test]
+fn reset_system_powers_off_through_the_machine() {
+    let (m, _) = machine();
+    let reset = m.rt().reset_system;
+    for (kind, expected) in [(efi::RESET_SHUTDOWN, PowerAction::Off), (efi::RESET_COLD, PowerAction::Reset)] {
+        host::state(|s| s.power = None);
+        // ResetSystem never returns: it runs on a thread of its own, which parks for good.
+        // SAFETY: see the module comment.
+        std::thread::spawn(move || unsafe { reset(kind, Status::SUCCESS, 0, null_mut()) });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while host::state(|s| s.power.is_none()) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(host::state(|s| s.power), Some(expected));
+    }
+}
