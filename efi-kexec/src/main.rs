@@ -13,9 +13,9 @@ mod iomem;
 mod system;
 
 use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout, RandomSeeds};
-use efi_emulator::mem::Extent;
 use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::efi::image_info::{self, ImageKind};
+use efi_emulator::mem::Extent;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -2,7 +2,6 @@
 
 use crate::abi::memory_type_name;
 use crate::abi::validate::{self, BlobPlacement, PhysMemory, Validated};
-use crate::mem::{Extent, PAGE_SIZE};
 use crate::arch::aarch64::cpu::{self, ExceptionLevel};
 use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
 use crate::arch::aarch64::mmu::{self, BumpFrames};
@@ -14,6 +13,7 @@ use crate::efi::services::{
     self,
     setup::{self, Reserved},
 };
+use crate::mem::{Extent, PAGE_SIZE};
 use crate::{console, fatal, println};
 use log::{info, warn};
 

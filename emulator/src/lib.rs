@@ -24,10 +24,10 @@ extern crate alloc;
 extern crate std;
 
 pub mod abi;
-pub mod mem;
 pub mod arch;
 pub mod drivers;
 pub mod efi;
+pub mod mem;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod boot;

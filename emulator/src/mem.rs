@@ -127,4 +127,3 @@ pub fn split<'h, H: Iterator<Item = Extent> + 'h>(whole: Extent, holes: impl Fn(
 pub fn desc_extent(d: &efi::MemoryDescriptor) -> Extent {
     Extent::new(d.physical_start, d.number_of_pages.saturating_mul(PAGE_SIZE))
 }
-

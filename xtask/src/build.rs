@@ -23,9 +23,24 @@ pub struct Blob {
 
 /// Builds the emulator for the bare-metal target and writes `efi-emulator.bin` beside its ELF.
 pub fn build_blob(verbose: bool) -> Result<Blob> {
+    build_blob_flavour(verbose, Flavour::Shipped)
+}
+
+/// The blob users ship, or the one the QEMU tests boot: the same code plus the test hooks
+/// (`/chosen/efi-emulator,debug-fault`, `debug-stale-map-key`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Shipped,
+    TestHooks,
+}
+
+pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(paths::root()).args(["build", "--release", "-p", "efi-emulator", "--bin", "efi-emulator", "--target", TARGET]);
+    if flavour == Flavour::TestHooks {
+        cmd.args(["--features", "test-hooks"]);
+    }
     if !verbose {
         cmd.arg("--quiet");
     }
@@ -38,9 +53,10 @@ pub fn build_blob(verbose: bool) -> Result<Blob> {
 
     let out = paths::out_dir();
     std::fs::create_dir_all(&out)?;
-    let bin = out.join("efi-emulator.bin");
+    let name = if flavour == Flavour::TestHooks { "efi-emulator-test-hooks" } else { "efi-emulator" };
+    let bin = out.join(format!("{name}.bin"));
     std::fs::write(&bin, &flat)?;
-    let elf_copy = out.join("efi-emulator.elf");
+    let elf_copy = out.join(format!("{name}.elf"));
     std::fs::copy(&elf_path, &elf_copy)?;
 
     let h = paths::root().join("emulator/include/efi_emulator.h");

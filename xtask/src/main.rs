@@ -50,7 +50,10 @@ enum Cmd {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Everything: setup, build, payloads, host tests, QEMU tests.
+    /// The lint gate: rustfmt, and clippy with -D warnings for the host, the blob (with and
+    /// without the test hooks) and the UEFI test payload.
+    Lint,
+    /// Everything: the lint gate, setup, build, payloads, host tests, Miri, QEMU tests.
     Test {
         /// Only the host unit tests.
         #[arg(long)]
@@ -165,6 +168,7 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run(a) => run_command(a)?,
         Cmd::Kexec(a) => kexec_command(a)?,
+        Cmd::Lint => lint()?,
         Cmd::Test { host_only } => test(host_only)?,
         Cmd::Fuzz { seconds, target } => {
             let payloads = payloads::ensure()?;
@@ -274,12 +278,18 @@ fn cargo() -> Command {
 
 /// Runs `cargo test` with `args`, streaming its output, and adds its counts to `total`.
 fn cargo_test(args: &[&str], env: &[(&str, &std::path::Path)], total: &mut (u64, u64)) -> Result<()> {
-    use std::io::BufRead;
     let mut cmd = cargo();
-    cmd.arg("test").args(args).stdout(std::process::Stdio::piped());
+    cmd.arg("test").args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
+    cargo_test_cmd(cmd, total).with_context(|| format!("cargo test {}", args.join(" ")))
+}
+
+/// Runs a test command, echoing its output and adding up its "test result" lines.
+fn cargo_test_cmd(mut cmd: Command, total: &mut (u64, u64)) -> Result<()> {
+    use std::io::BufRead;
+    cmd.stdout(std::process::Stdio::piped());
     let mut child = cmd.spawn().context("starting cargo test")?;
     for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
         let line = line?;
@@ -302,7 +312,7 @@ fn cargo_test(args: &[&str], env: &[(&str, &std::path::Path)], total: &mut (u64,
         }
     }
     let status = child.wait()?;
-    anyhow::ensure!(status.success(), "cargo test {} failed: {status}", args.join(" "));
+    anyhow::ensure!(status.success(), "failed: {status}");
     Ok(())
 }
 
@@ -313,17 +323,60 @@ fn test(host_only: bool) -> Result<()> {
     result
 }
 
+/// The lint gate: each check in the configuration it guards.
+const LINTS: &[&[&str]] = &[
+    &["fmt", "--all", "--check"],
+    &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
+    &["clippy", "-p", "efi-emulator", "--target", "aarch64-unknown-none", "--", "-D", "warnings"],
+    &["clippy", "-p", "efi-emulator", "--target", "aarch64-unknown-none", "--features", "test-hooks", "--", "-D", "warnings"],
+    &["clippy", "-p", "misbehave", "--target", "aarch64-unknown-uefi", "--", "-D", "warnings"],
+];
+
+fn lint() -> Result<()> {
+    for args in LINTS {
+        eprintln!("lint: cargo {}", args.join(" "));
+        xtask::run_checked(cargo().args(*args)).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
+    }
+    Ok(())
+}
+
+/// Miri over the host tests of the code that does pointer arithmetic on memory it manages: the
+/// pool, the handle database, the page-table builder. Needs the nightly toolchain's miri.
+fn miri(total: &mut (u64, u64)) -> Result<()> {
+    let has_miri = Command::new("cargo").args(["+nightly", "miri", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !has_miri {
+        let added = Command::new("rustup").args(["+nightly", "component", "add", "miri", "rust-src"]).status().is_ok_and(|s| s.success());
+        if !added {
+            eprintln!("miri: skipped: no nightly toolchain with miri (`rustup +nightly component add miri rust-src`)");
+            return Ok(());
+        }
+    }
+    for filter in ["efi::pool", "efi::handles", "page_table"] {
+        // The rustup proxy, not $CARGO: `+nightly` picks the toolchain.
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(paths::root()).args(["+nightly", "miri", "test", "-p", "efi-emulator", "--lib", "--", filter]).env("MIRIFLAGS", "-Zmiri-permissive-provenance");
+        cargo_test_cmd(cmd, total).with_context(|| format!("miri: {filter}"))?;
+    }
+    Ok(())
+}
+
 fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
+    eprintln!("== lint gate");
+    lint()?;
     eprintln!("== host tests");
     cargo_test(&["--workspace", "--exclude", "qemu-tests"], &[], total).context("host tests")?;
+    eprintln!("== miri");
+    miri(total)?;
     if host_only {
         return Ok(());
     }
     eprintln!("== setup");
     setup::setup()?;
     eprintln!("== build");
-    let blob = build::build_blob(false)?;
-    eprintln!("{}", blob.report());
+    let shipped = build::build_blob(false)?;
+    eprintln!("{}", shipped.report());
+    let blob = build::build_blob_flavour(false, build::Flavour::TestHooks)?;
+    eprintln!("test blob (with the test hooks): {} bytes, {} more than the shipped one", blob.bytes.len(), blob.bytes.len() as i64 - shipped.bytes.len() as i64);
     let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
     eprintln!("efi-kexec: {}", efi_kexec.display());
     eprintln!("== payloads");

@@ -16,9 +16,9 @@
 //! validated again, whole.
 
 use super::validate::{is_os_ram, virt_to_phys, ParamError, PhysMemory};
-use crate::mem::{desc_extent, split, write_desc, Descriptors, Extent};
 use super::*;
 use crate::drivers::fdt::{be_uint, Fdt};
+use crate::mem::{desc_extent, split, write_desc, Descriptors, Extent};
 use r_efi::efi;
 
 /// What the running kernel's stub recorded about the firmware.

@@ -10,10 +10,10 @@
 //! survive stay `EfiReservedMemoryType` in the map. [`KexecImage::validate_as_emulator`] runs the
 //! emulator's own validator over the result, so a loader refuses what the emulator would.
 
-use crate::mem::Extent;
 use super::*;
 use crate::drivers::fdt::edit::Tree;
 use crate::drivers::fdt::Fdt;
+use crate::mem::Extent;
 use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec;

@@ -1,10 +1,10 @@
 //! Test fixtures: a QEMU-virt-like device tree, a fake blob, and physical memory made of buffers.
 
 use super::loader::{plan, BootSpec, KexecImage, MemoryLayout};
-use crate::mem::Extent;
 use super::validate::{BlobPlacement, PhysMemory};
 use super::*;
 use crate::drivers::fdt::edit::{Tree, TreeNode};
+use crate::mem::Extent;
 use std::string::ToString;
 use std::vec::Vec;
 use std::{format, vec};

@@ -139,7 +139,9 @@ mod tests {
         assert_eq!(map.find(c as u64).unwrap().ty, efi::ACPI_RECLAIM_MEMORY, "pool memory has its type in the map");
         // SAFETY: writes inside allocations just made.
         unsafe { a.write_bytes(0xaa, 100) };
+        // SAFETY: as above.
         unsafe { b.write_bytes(0xbb, 24) };
+        // SAFETY: as above.
         assert_eq!(unsafe { *a.add(99) }, 0xaa);
     }
 

@@ -21,13 +21,8 @@ mod app {
 
     fn print(s: &str) {
         let mut buf = [0u16; 160];
-        let mut n = 0;
-        for c in s.encode_utf16().chain("\r\n".encode_utf16()) {
-            if n + 1 >= buf.len() {
-                break;
-            }
+        for (n, c) in s.encode_utf16().chain("\r\n".encode_utf16()).take(buf.len() - 1).enumerate() {
             buf[n] = c;
-            n += 1;
         }
         // SAFETY: ConOut from the system table; the buffer is NUL-terminated.
         unsafe {

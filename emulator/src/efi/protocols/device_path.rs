@@ -114,6 +114,7 @@ mod tests {
         assert_eq!(&p[..4], &[4, 3, 20, 0]);
         assert_eq!(&p[4..8], &0x5568e427u32.to_le_bytes());
         assert_eq!(&p[20..], &[0x7f, 0xff, 4, 0]);
+        // SAFETY: a device path in a local buffer.
         assert_eq!(unsafe { read(p.as_ptr()) }, Some(&p[..]));
     }
 
@@ -138,7 +139,9 @@ mod tests {
     fn damaged_paths_are_refused() {
         let mut p = vendor_media(&G);
         p[2] = 2; // node shorter than its header
+                  // SAFETY: a (malformed) device path in a local buffer.
         assert_eq!(unsafe { read(p.as_ptr()) }, None);
+        // SAFETY: NULL is refused before any access.
         assert_eq!(unsafe { read(core::ptr::null()) }, None);
     }
 }

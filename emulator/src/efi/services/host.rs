@@ -213,7 +213,17 @@ pub fn machine() -> (TestMachine, usize) {
     memory_attribute::install(&mut c).unwrap();
     rng::install(&mut c).unwrap();
     let kernel = c.handles.install(None, &efi::protocols::loaded_image::PROTOCOL_GUID, 0x1000).unwrap();
-    c.images.push(Image { handle: kernel, loaded_image: core::ptr::null_mut(), base: 0, pages: 0, entry: 0, started: true, exit_context: None, exit_data: None, owned: Vec::new() });
+    c.images.push(Image {
+        handle: kernel,
+        loaded_image: core::ptr::null_mut(),
+        base: 0,
+        pages: 0,
+        entry: 0,
+        started: true,
+        exit_context: None,
+        exit_data: None,
+        owned: Vec::new(),
+    });
     tables::publish_rt_properties(&mut c, None).unwrap();
     let systab = c.tables.systab;
     install(c);

@@ -37,11 +37,11 @@ mod host;
 mod tests;
 
 use super::EfiError;
+use crate::mem::PAGE_SIZE;
 use alloc::vec::Vec;
 pub use args::*;
 use r_efi::efi::{self, Guid, Status};
 pub use state::*;
-use crate::mem::PAGE_SIZE;
 
 /// The machine the services run on: the real one in the blob, a simulated one in host tests.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

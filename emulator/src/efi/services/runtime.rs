@@ -367,12 +367,12 @@ pub fn exit_boot_services() {
     }
 }
 
-/// Writes the runtime services table at `at` (runtime data) and remembers the firmware's.
-pub fn table(at: *mut efi::RuntimeServices, firmware_phys: Option<u64>) {
+/// The runtime services table (its CRC still to seal); remembers the firmware's.
+pub fn table(firmware_phys: Option<u64>) -> efi::RuntimeServices {
     if let Some(p) = firmware_phys {
         FIRMWARE.store(p, Ordering::Relaxed);
     }
-    let t = efi::RuntimeServices {
+    efi::RuntimeServices {
         hdr: table_header::<efi::RuntimeServices>(efi::RUNTIME_SERVICES_SIGNATURE),
         get_time: get_time::entry,
         set_time: set_time::entry,
@@ -388,11 +388,6 @@ pub fn table(at: *mut efi::RuntimeServices, firmware_phys: Option<u64>) {
         update_capsule: update_capsule::entry,
         query_capsule_capabilities: query_capsule_capabilities::entry,
         query_variable_info: query_variable_info::entry,
-    };
-    // SAFETY: `at` is runtime data we allocated for this table.
-    unsafe {
-        at.write(t);
-        seal(&raw mut (*at).hdr);
     }
 }
 

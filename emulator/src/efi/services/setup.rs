@@ -1,8 +1,8 @@
 //! Setting boot services up from a validated hand-off, and starting the kernel image.
 
 use super::tables::{new_core, publish_rt_properties};
-use crate::abi::validate::Validated;
 use super::*;
+use crate::abi::validate::Validated;
 use crate::arch::aarch64::memory_plan::BlobLayout;
 use crate::drivers::fdt::Fdt;
 use crate::efi::guids;

@@ -76,7 +76,11 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
     // SAFETY: fresh runtime data, 64 KiB; the store owns it for good.
     let buf = unsafe { core::slice::from_raw_parts_mut(store as *mut u8, VARIABLE_STORE as usize) };
     install_variables(VariableStore::new(buf));
-    runtime::table(runtime, firmware);
+    // SAFETY: the runtime table slot of the zeroed runtime block, ours alone.
+    unsafe {
+        runtime.write(runtime::table(firmware));
+        seal(&raw mut (*runtime).hdr);
+    }
 
     let vendor = at(AT_VENDOR) as *mut u16;
     for (i, u) in guids::FIRMWARE_VENDOR.encode_utf16().chain(core::iter::once(0)).enumerate() {

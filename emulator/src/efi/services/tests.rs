@@ -155,8 +155,8 @@ fn events_timers_and_tpl() {
 
         // A group: signaling one member notifies all.
         let (mut a, mut b) = (null_mut(), null_mut());
-        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), 1 as *const c_void, &G1, &mut a), Status::SUCCESS);
-        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), 10 as *const c_void, &G1, &mut b), Status::SUCCESS);
+        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), core::ptr::without_provenance(1), &G1, &mut a), Status::SUCCESS);
+        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), core::ptr::without_provenance(10), &G1, &mut b), Status::SUCCESS);
         assert_eq!((bs.signal_event)(a), Status::SUCCESS);
         assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 11);
         assert_eq!((bs.check_event)(a), Status::INVALID_PARAMETER, "NOTIFY_SIGNAL events cannot be checked");
@@ -402,7 +402,17 @@ fn images_load_start_exit_and_unload() {
                 let h = c.handles.install(None, &efi::protocols::loaded_image::PROTOCOL_GUID, 0x3000).unwrap();
                 let li = publish(c, efi::BOOT_SERVICES_DATA, core::mem::zeroed::<efi::protocols::loaded_image::Protocol>()).unwrap();
                 let base = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, 1, PAGE_SIZE).unwrap();
-                c.images.push(Image { handle: h, loaded_image: li, base, pages: 1, entry: entry as usize as u64, started: false, exit_context: None, exit_data: None, owned: Vec::new() });
+                c.images.push(Image {
+                    handle: h,
+                    loaded_image: li,
+                    base,
+                    pages: 1,
+                    entry: entry as usize as u64,
+                    started: false,
+                    exit_context: None,
+                    exit_data: None,
+                    owned: Vec::new(),
+                });
                 h
             });
             h as efi::Handle
@@ -581,7 +591,13 @@ fn runtime_services_without_firmware() {
         assert_eq!((rt.convert_pointer)(0, null_mut()), Status::UNSUPPORTED);
 
         // SetVirtualAddressMap: the identity map of the emulator is the only one it takes.
-        let d = efi::MemoryDescriptor { r#type: efi::RUNTIME_SERVICES_DATA, physical_start: 0x4000_0000, virtual_start: 0x4000_0000, number_of_pages: 1, attribute: efi::MEMORY_RUNTIME };
+        let d = efi::MemoryDescriptor {
+            r#type: efi::RUNTIME_SERVICES_DATA,
+            physical_start: 0x4000_0000,
+            virtual_start: 0x4000_0000,
+            number_of_pages: 1,
+            attribute: efi::MEMORY_RUNTIME,
+        };
         let mut one = [d];
         assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::SUCCESS);
         one[0].virtual_start = 0xffff_0000_0000;

@@ -9,8 +9,8 @@
 
 use super::page_table::{Attributes, FrameAlloc, MapError, PageTables, VA_LIMIT};
 use crate::abi::validate::{is_ram, Validated};
-use crate::mem::{desc_extent, Extent, PAGE_SIZE};
 use crate::drivers::fdt::Fdt;
+use crate::mem::{desc_extent, Extent, PAGE_SIZE};
 use r_efi::efi;
 
 /// Where the running blob's parts are, as offsets from `base` (from the linker script).
