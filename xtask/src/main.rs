@@ -196,7 +196,9 @@ fn real_main() -> Result<()> {
 fn run_command(a: RunArgs) -> Result<()> {
     run::parse_mem(&a.mem)?;
     setup::setup()?;
-    let blob = build::build_blob(false)?;
+    // --debug-fault needs the hooks the shipped blob leaves out.
+    let flavour = if a.debug_fault.is_some() { build::Flavour::TestHooks } else { build::Flavour::Shipped };
+    let blob = build::build_blob_flavour(false, flavour)?;
     eprintln!("{}", blob.report());
     let p = a.payload;
     let payloads = if p.kernel.is_none() || (p.initrd.is_none() && !p.no_initrd) { Some(payloads::ensure()?) } else { None };
