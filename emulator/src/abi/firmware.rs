@@ -154,7 +154,8 @@ pub fn complete(p: &mut EfiEmulatorParam, buffer: &mut [u8], firmware_map: &[u8]
     }
     let firmware = Descriptors::new(firmware_map, facts.desc_size as usize);
     let systab = mem.bytes(facts.system_table, SYSTAB_SIZE).ok_or(err("linux,uefi-system-table", facts.system_table, "the system table in readable memory"))?;
-    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    // Inside buffers of checked sizes: a short read cannot happen, and would read as 0.
+    let u64_at = |b: &[u8], o: usize| crate::mem::le_u64(b, o).unwrap_or_default();
     if u64_at(systab, 0) != crate::efi::guids::SYSTEM_TABLE_SIGNATURE {
         return Err(err("linux,uefi-system-table", facts.system_table, "an EFI system table (signature \"IBI SYST\")"));
     }

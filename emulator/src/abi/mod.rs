@@ -224,8 +224,9 @@ impl BlobHeader {
         if blob.len() < BLOB_HEADER_SIZE as usize {
             return Err(BlobHeaderError::TooShort(blob.len()));
         }
-        let u32_at = |o: usize| u32::from_le_bytes(blob[o..o + 4].try_into().unwrap());
-        let u64_at = |o: usize| u64::from_le_bytes(blob[o..o + 8].try_into().unwrap());
+        // The length was checked above: every field is there.
+        let u32_at = |o: usize| crate::mem::le_u32(blob, o).unwrap_or_default();
+        let u64_at = |o: usize| crate::mem::le_u64(blob, o).unwrap_or_default();
         let header = BlobHeader {
             code0: u32_at(0),
             reserved0: u32_at(4),

@@ -3,6 +3,7 @@
 //! Every offset read from the file is bounds-checked; a malformed image yields a [`PeError`]
 //! that names the field, the value found and what was expected.
 
+use crate::mem::{le_u16 as u16_at, le_u32 as u32_at, le_u64 as u64_at};
 use core::fmt;
 
 pub const MACHINE_AARCH64: u16 = 0xaa64;
@@ -29,16 +30,6 @@ impl core::error::Error for PeError {}
 
 fn bad<T>(field: &'static str, value: impl Into<u64>, expected: &'static str) -> Result<T, PeError> {
     Err(PeError { field, value: value.into(), expected })
-}
-
-fn u16_at(b: &[u8], o: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().unwrap()))
-}
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().unwrap()))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().unwrap()))
 }
 
 /// One section header.

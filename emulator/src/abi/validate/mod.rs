@@ -355,7 +355,7 @@ fn check_earlycon(p: &EfiEmulatorParam, map: &Descriptors, warn: &mut dyn FnMut(
     }
     let name = earlycon_name(&p.earlycon_name);
     if !name.is_some_and(|n| SUPPORTED_EARLYCONS.contains(&n)) {
-        let first = u64::from_le_bytes(p.earlycon_name[..8].try_into().unwrap());
+        let first = crate::mem::le_u64(&p.earlycon_name, 0).unwrap_or_default();
         return Err(err("earlycon_name", first, "\"pl011\" or \"amba-pl011\", NUL-terminated (value: its first 8 bytes)"));
     }
     let mut size = p.earlycon_reg_sz;
