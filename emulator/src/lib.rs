@@ -25,6 +25,7 @@ extern crate std;
 
 pub mod abi;
 pub mod arch;
+pub mod cell;
 pub mod drivers;
 pub mod efi;
 pub mod mem;

@@ -1,6 +1,7 @@
 //! The earlycon console: a global PL011, a leveled logger, and the one fatal-error path.
 
 use crate::arch::aarch64::{cpu, psci};
+use crate::cell::BootCell;
 use crate::drivers::pl011::Pl011;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -74,11 +75,11 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
-static FATAL_HOOK: AtomicUsize = AtomicUsize::new(0);
+static FATAL_HOOK: BootCell<fn()> = BootCell::empty();
 
 /// Something to run before a fatal power-off (the integrity check).
 pub fn set_fatal_hook(hook: fn()) {
-    FATAL_HOOK.store(hook as usize, Ordering::Relaxed);
+    FATAL_HOOK.set(hook);
 }
 
 /// Prints even when printing is disabled.
@@ -90,10 +91,9 @@ pub fn print_always(args: fmt::Arguments) {
 /// then PSCI SYSTEM_OFF so that QEMU, or the machine, stops.
 pub fn fatal(args: fmt::Arguments) -> ! {
     let _ = writeln!(Console, "efi-emulator: fatal: {args}");
-    let hook = FATAL_HOOK.swap(0, Ordering::Relaxed);
-    if hook != 0 {
-        // SAFETY: only `set_fatal_hook` stores here, always a `fn()`.
-        unsafe { core::mem::transmute::<usize, fn()>(hook)() };
+    // Taken out first: a fatal error inside the hook does not run it again.
+    if let Some(hook) = FATAL_HOOK.clear() {
+        hook();
     }
     let _ = writeln!(Console, "efi-emulator: powering off");
     flush();

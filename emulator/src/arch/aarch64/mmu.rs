@@ -9,9 +9,9 @@
 use super::cpu::{self, ExceptionLevel};
 use super::page_table::{Attributes, MapError};
 use super::page_table::{FrameAlloc, PageTables, Regime, Table, MAIR_VALUE};
+use crate::cell::BootCell;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
-use core::cell::RefCell;
 
 /// Page-table frames carved from the start of the mempool.
 pub struct BumpFrames {
@@ -110,10 +110,8 @@ pub fn enable<A: FrameAlloc>(el: ExceptionLevel, tables: &PageTables<A>, written
     barrier::isb(barrier::SY);
 }
 
-struct Live(RefCell<Option<PageTables<BumpFrames>>>);
-// SAFETY: one CPU, no interrupts: the tables are never reached concurrently.
-unsafe impl Sync for Live {}
-static LIVE: Live = Live(RefCell::new(None));
+/// The tables the MMU uses, once `keep_live` has them.
+static LIVE: BootCell<PageTables<BumpFrames>> = BootCell::empty();
 
 fn invalidate_el1() {
     // SAFETY: TLB maintenance of our own regime, with the barriers it needs.
@@ -131,25 +129,22 @@ pub fn keep_live(el: ExceptionLevel, mut tables: PageTables<BumpFrames>) {
         ExceptionLevel::El1 => invalidate_el1,
         ExceptionLevel::El2 { .. } => invalidate_el2,
     });
-    *LIVE.0.borrow_mut() = Some(tables);
+    LIVE.set(tables);
 }
 
 /// Changes the attributes of identity-mapped `[start, start + size)` in the live tables.
 pub fn protect(start: u64, size: u64, attrs: Attributes) -> Result<(), MapError> {
-    let mut live = LIVE.0.borrow_mut();
-    let tables = live.as_mut().ok_or(MapError::OutOfFrames)?;
     let (s, e) = (start & !0xfff, (start + size).next_multiple_of(0x1000));
-    tables.map(s, s, e - s, attrs)
+    LIVE.with(|tables| tables.map(s, s, e - s, attrs)).unwrap_or(Err(MapError::OutOfFrames))
 }
 
 /// Frames the tables use so far: (first address, count).
 pub fn table_frames() -> (u64, u64) {
-    LIVE.0.borrow().as_ref().map(|t| (t.allocator().start, (t.allocator().next - t.allocator().start) / 4096)).unwrap_or((0, 0))
+    LIVE.with(|t| (t.allocator().start, (t.allocator().next - t.allocator().start) / 4096)).unwrap_or((0, 0))
 }
 
 /// The attributes of the live mapping of `addr`, when it is identity-mapped.
 pub fn attributes_of(addr: u64) -> Option<Attributes> {
-    let live = LIVE.0.borrow();
-    let (pa, attrs, _) = live.as_ref()?.translate(addr)?;
+    let (pa, attrs, _) = LIVE.with(|t| t.translate(addr)).flatten()?;
     (pa == addr).then_some(attrs)
 }

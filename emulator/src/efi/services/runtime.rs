@@ -7,6 +7,7 @@
 //! data), runs on the caller's stack, and touches no boot-services memory.
 
 use super::*;
+use crate::cell::BootCell;
 use crate::efi::guids::rt_supported::*;
 use crate::efi::platform::{Platform, PowerAction};
 use core::ffi::c_void;

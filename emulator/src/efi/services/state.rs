@@ -1,9 +1,9 @@
 //! The state boot services share: the core, the variable store, and whether boot services
-//! have ended. One CPU runs the emulator and payloads, with interrupts masked, so the globals
-//! are plain cells; [`BootCell`] carries that argument once.
+//! have ended, in [`BootCell`]s.
 
 use super::{Machine, PAGE_SIZE};
 use crate::abi::validate::Validated;
+use crate::cell::BootCell;
 use crate::efi::events::{Events, Notify};
 use crate::efi::handles::HandleDb;
 use crate::efi::memory::{MemoryMap, Region};
@@ -13,40 +13,9 @@ use crate::efi::variables::VariableStore;
 use crate::efi::EfiError;
 use crate::mem::desc_extent;
 use alloc::vec::Vec;
-use core::cell::RefCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, Ordering};
 use r_efi::efi::{self, Guid};
-
-/// A global reached only from the one CPU that runs boot and runtime services, never from an
-/// interrupt (they are masked). The RefCell turns a re-entrant access (a notify function calling
-/// back in while the value is borrowed) into an error instead of a silent corruption.
-pub struct BootCell<T>(RefCell<Option<T>>);
-
-// SAFETY: see the type's comment: one CPU, no interrupts, so no two accesses are ever
-// concurrent. (Host tests run one service test at a time, under `host::machine()`'s lock.)
-unsafe impl<T> Sync for BootCell<T> {}
-
-impl<T> BootCell<T> {
-    pub const fn empty() -> Self {
-        BootCell(RefCell::new(None))
-    }
-
-    pub fn set(&self, value: T) {
-        *self.0.borrow_mut() = Some(value);
-    }
-
-    /// Runs `f` with the value; `None` when it is not set or already borrowed.
-    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        let mut slot = self.0.try_borrow_mut().ok()?;
-        slot.as_mut().map(f)
-    }
-
-    /// Whether the value is set and not borrowed.
-    pub fn is_free(&self) -> bool {
-        self.0.try_borrow().is_ok_and(|s| s.is_some())
-    }
-}
 
 /// Where the tables live.
 pub struct Tables {
@@ -115,7 +84,7 @@ pub fn with_core<R>(f: impl FnOnce(&mut Core) -> R) -> R {
 /// re-entered).
 pub fn with_variables<R>(f: impl FnOnce(&mut VariableStore) -> Result<R, EfiError>) -> Result<R, EfiError> {
     if !VARIABLES.is_free() {
-        return Err(if VARIABLES.0.try_borrow().is_ok() { EfiError::Unsupported } else { EfiError::AccessDenied });
+        return Err(if VARIABLES.is_borrowed() { EfiError::AccessDenied } else { EfiError::Unsupported });
     }
     VARIABLES.with(f).unwrap_or(Err(EfiError::AccessDenied))
 }
@@ -134,8 +103,8 @@ pub fn set_exited() {
 #[cfg(test)]
 pub fn reset_for_test() {
     EXITED.store(false, Ordering::Relaxed);
-    *CORE.0.borrow_mut() = None;
-    *VARIABLES.0.borrow_mut() = None;
+    CORE.clear();
+    VARIABLES.clear();
 }
 
 /// Calls notify functions, outside the core: they may call boot services.

@@ -467,6 +467,9 @@ fn console_rng_and_memory_attributes() {
         assert_eq!((con.output_string)(st.con_out, text.as_mut_ptr()), Status::SUCCESS);
         assert_eq!((con.output_string)(null_mut(), text.as_mut_ptr()), Status::INVALID_PARAMETER);
         assert_eq!((con.output_string)(st.con_out, null_mut()), Status::INVALID_PARAMETER);
+        // A misaligned CHAR16 pointer is refused, not read as a (misaligned) slice.
+        let units = [0x6800u16, 0, 0];
+        assert_eq!((con.output_string)(st.con_out, (units.as_ptr() as *const u8).add(1) as *mut u16), Status::INVALID_PARAMETER);
         assert_eq!((con.test_string)(st.con_out, text.as_mut_ptr()), Status::SUCCESS);
         let (mut cols, mut rows) = (0usize, 0usize);
         assert_eq!((con.query_mode)(st.con_out, 0, &mut cols, &mut rows), Status::SUCCESS);
