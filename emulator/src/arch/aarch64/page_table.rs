@@ -309,16 +309,27 @@ pub mod host_frames {
     #[repr(C, align(4096))]
     struct Frame(Table);
 
-    /// Owns every frame it hands out, so the tables live as long as it does.
+    /// Owns every frame it hands out, so the tables live as long as it does. The frames are
+    /// kept as raw pointers, not Boxes: moving a Box asserts unique access to its frame, which
+    /// the table walker's pointers into it would then violate (Miri's finding).
     #[derive(Default)]
-    pub struct HostFrames(Vec<Box<Frame>>);
+    pub struct HostFrames(Vec<*mut Frame>);
 
     impl FrameAlloc for &mut HostFrames {
         fn alloc_zeroed(&mut self) -> Option<*mut Table> {
-            let mut f = Box::new(Frame([0; ENTRIES]));
-            let p = &mut f.0 as *mut Table;
+            let f = Box::into_raw(Box::new(Frame([0; ENTRIES])));
             self.0.push(f);
-            Some(p)
+            // SAFETY: `f` is a live allocation this allocator owns until it is dropped.
+            Some(unsafe { &raw mut (*f).0 })
+        }
+    }
+
+    impl Drop for HostFrames {
+        fn drop(&mut self) {
+            for &f in &self.0 {
+                // SAFETY: each pointer came from Box::into_raw above and is freed once.
+                drop(unsafe { Box::from_raw(f) });
+            }
         }
     }
 }
