@@ -3,7 +3,7 @@
 use super::*;
 use crate::efi::platform::Platform;
 use core::ffi::c_void;
-use core::fmt::{self, Write};
+use core::fmt::Write;
 use efi::protocols::{simple_text_input as text_in, simple_text_output as text_out};
 
 /// The one text mode: 80x25, as a serial terminal is usually assumed to be.
@@ -17,16 +17,6 @@ fn mode(this: *mut text_out::Protocol) -> Result<&'static mut text_out::Mode, Ef
     // SAFETY: `this` is one of our protocol instances (payloads call through its table), and
     // its Mode lives as long as boot services.
     unsafe { (*this).mode.as_mut() }.ok_or(EfiError::InvalidParameter)
-}
-
-/// The machine's console as a `fmt::Write`.
-struct Console;
-
-impl Write for Console {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        Machine::console_write(s);
-        Ok(())
-    }
 }
 
 efiapi! {
@@ -57,12 +47,12 @@ efiapi! {
                     continue;
                 }
                 if n + 4 > buf.len() {
-                    let _ = Console.write_str(core::str::from_utf8(&buf[..n]).unwrap_or(""));
+                    let _ = ConsoleOut.write_str(core::str::from_utf8(&buf[..n]).unwrap_or(""));
                     n = 0;
                 }
                 n += c.encode_utf8(&mut buf[n..]).len();
             }
-            let _ = Console.write_str(core::str::from_utf8(&buf[..n]).unwrap_or(""));
+            let _ = ConsoleOut.write_str(core::str::from_utf8(&buf[..n]).unwrap_or(""));
             Ok(())
         })
     }
@@ -98,7 +88,7 @@ efiapi! {
 
     fn clear_screen(this: *mut text_out::Protocol) -> Status {
         status(mode(this).map(|m| {
-            let _ = Console.write_str("\x1b[2J\x1b[H");
+            let _ = ConsoleOut.write_str("\x1b[2J\x1b[H");
             m.cursor_column = 0;
             m.cursor_row = 0;
         }))
@@ -109,7 +99,7 @@ efiapi! {
             if column >= COLUMNS || row >= ROWS {
                 return Err(EfiError::Unsupported);
             }
-            let _ = write!(Console, "\x1b[{};{}H", row + 1, column + 1);
+            let _ = write!(ConsoleOut, "\x1b[{};{}H", row + 1, column + 1);
             m.cursor_column = column as i32;
             m.cursor_row = row as i32;
             Ok(())

@@ -2,22 +2,10 @@
 //! entry, checked again at ExitBootServices and before any fatal power-off. Opt-in
 //! (`/chosen/efi-emulator,integrity`): a CRC over a 40 MB kernel costs time on every boot.
 
-use super::Machine;
+use super::ConsoleOut;
 use crate::efi::crc32;
-use crate::efi::platform::Platform;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-
-/// The outcome lines go to the console even when printing is off, since they may precede a
-/// fatal power-off.
-struct Console;
-
-impl Write for Console {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        Machine::console_write(s);
-        Ok(())
-    }
-}
 
 struct Segment {
     name: &'static str,
@@ -58,7 +46,8 @@ pub fn kernel_runs_in_place() {
     KERNEL_IN_PLACE.store(true, Ordering::Relaxed);
 }
 
-/// Checks every segment again and prints the outcome.
+/// Checks every segment again and prints the outcome (even when printing is off, since it may
+/// precede a fatal power-off).
 pub fn verify(when: &str) {
     if !ENABLED.swap(false, Ordering::Relaxed) {
         return;
@@ -69,12 +58,12 @@ pub fn verify(when: &str) {
             continue;
         }
         if i == 0 && KERNEL_IN_PLACE.load(Ordering::Relaxed) {
-            let _ = writeln!(Console, "integrity at {when}: {}: run in place, handed to the payload", s.name);
+            let _ = writeln!(ConsoleOut, "integrity at {when}: {}: run in place, handed to the payload", s.name);
             continue;
         }
         let (before, now) = (s.crc.load(Ordering::Relaxed), crc_of(start, len));
         let verdict = if before == now { "unchanged" } else { "CHANGED" };
-        let _ = writeln!(Console, "integrity at {when}: {} crc32 {now:#010x} {verdict}", s.name);
+        let _ = writeln!(ConsoleOut, "integrity at {when}: {} crc32 {now:#010x} {verdict}", s.name);
     }
     ENABLED.store(true, Ordering::Relaxed);
 }

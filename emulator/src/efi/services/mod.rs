@@ -95,6 +95,17 @@ macro_rules! efiapi {
 }
 pub(crate) use efiapi;
 
+/// The machine's console as a `fmt::Write`: ConOut's text and the integrity lines, printed
+/// whatever the log level.
+pub struct ConsoleOut;
+
+impl core::fmt::Write for ConsoleOut {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        <Machine as crate::efi::platform::Platform>::console_write(s);
+        Ok(())
+    }
+}
+
 /// Runs a boot service: `EFI_UNSUPPORTED` once boot services are gone, else the body's result
 /// as a status.
 pub fn guarded(body: impl FnOnce() -> Result<(), EfiError>) -> Status {
