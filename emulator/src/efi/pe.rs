@@ -28,6 +28,12 @@ impl fmt::Display for PeError {
 
 impl core::error::Error for PeError {}
 
+/// A header field the bounds checks let through but the file does not hold: unreachable for a
+/// checked image, and an error, not a panic, all the same.
+fn past_end(file: &[u8]) -> PeError {
+    PeError { field: "file size", value: file.len() as u64, expected: "every header field inside the file" }
+}
+
 fn bad<T>(field: &'static str, value: impl Into<u64>, expected: &'static str) -> Result<T, PeError> {
     Err(PeError { field, value: value.into(), expected })
 }
@@ -87,41 +93,41 @@ impl<'a> PeImage<'a> {
         if !lfanew.is_multiple_of(8) || lfanew.checked_add(24).is_none_or(|end| end > file.len()) {
             return bad("e_lfanew", lfanew as u64, "an 8-byte-aligned offset of a PE header inside the file");
         }
-        let sig = u32_at(file, lfanew).unwrap();
+        let sig = u32_at(file, lfanew).ok_or_else(|| past_end(file))?;
         if sig != 0x0000_4550 {
             return bad("PE signature", sig, "\"PE\\0\\0\"");
         }
         let coff = lfanew + 4;
-        let machine = u16_at(file, coff).unwrap();
+        let machine = u16_at(file, coff).ok_or_else(|| past_end(file))?;
         if machine != MACHINE_AARCH64 {
             return bad("Machine", machine, "0xaa64 (AArch64)");
         }
-        let section_count = u16_at(file, coff + 2).unwrap();
-        let opt_size = u16_at(file, coff + 16).unwrap() as usize;
+        let section_count = u16_at(file, coff + 2).ok_or_else(|| past_end(file))?;
+        let opt_size = u16_at(file, coff + 16).ok_or_else(|| past_end(file))? as usize;
         let opt = coff + 20;
         let sections_offset = opt + opt_size;
         if opt_size < 112 || sections_offset > file.len() {
             return bad("SizeOfOptionalHeader", opt_size as u64, "at least 112 bytes, inside the file");
         }
-        let opt_magic = u16_at(file, opt).unwrap();
+        let opt_magic = u16_at(file, opt).ok_or_else(|| past_end(file))?;
         if opt_magic != OPTIONAL_MAGIC_PE32_PLUS {
             return bad("OptionalHeader.Magic", opt_magic, "0x20b (PE32+)");
         }
         let pe = PeImage {
             file,
             machine,
-            entry_point: u32_at(file, opt + 16).unwrap(),
-            image_base: u64_at(file, opt + 24).unwrap(),
-            section_alignment: u32_at(file, opt + 32).unwrap(),
-            file_alignment: u32_at(file, opt + 36).unwrap(),
-            major_image_version: u16_at(file, opt + 44).unwrap(),
-            minor_image_version: u16_at(file, opt + 46).unwrap(),
-            size_of_image: u32_at(file, opt + 56).unwrap(),
-            size_of_headers: u32_at(file, opt + 60).unwrap(),
-            subsystem: u16_at(file, opt + 68).unwrap(),
+            entry_point: u32_at(file, opt + 16).ok_or_else(|| past_end(file))?,
+            image_base: u64_at(file, opt + 24).ok_or_else(|| past_end(file))?,
+            section_alignment: u32_at(file, opt + 32).ok_or_else(|| past_end(file))?,
+            file_alignment: u32_at(file, opt + 36).ok_or_else(|| past_end(file))?,
+            major_image_version: u16_at(file, opt + 44).ok_or_else(|| past_end(file))?,
+            minor_image_version: u16_at(file, opt + 46).ok_or_else(|| past_end(file))?,
+            size_of_image: u32_at(file, opt + 56).ok_or_else(|| past_end(file))?,
+            size_of_headers: u32_at(file, opt + 60).ok_or_else(|| past_end(file))?,
+            subsystem: u16_at(file, opt + 68).ok_or_else(|| past_end(file))?,
             sections_offset,
             section_count,
-            directories: (opt + 112, u32_at(file, opt + 108).unwrap()),
+            directories: (opt + 112, u32_at(file, opt + 108).ok_or_else(|| past_end(file))?),
             linux_image_size: (u32_at(file, 0x38) == Some(0x644d_5241)).then(|| u64_at(file, 16)).flatten(),
         };
         let mut pe = pe;
@@ -248,13 +254,13 @@ impl<'a> PeImage<'a> {
             return bad("base relocation directory end", end as u64, "inside SizeOfImage");
         }
         while at + 8 <= end {
-            let page = u32_at(image, at).unwrap() as usize;
-            let block = u32_at(image, at + 4).unwrap() as usize;
+            let page = u32_at(image, at).ok_or_else(|| past_end(image))? as usize;
+            let block = u32_at(image, at + 4).ok_or_else(|| past_end(image))? as usize;
             if block < 8 || at + block > end {
                 return bad("base relocation block size", block as u64, "at least 8, inside the directory");
             }
             for i in 0..(block - 8) / 2 {
-                let entry = u16_at(image, at + 8 + i * 2).unwrap();
+                let entry = u16_at(image, at + 8 + i * 2).ok_or_else(|| past_end(image))?;
                 let (kind, offset) = (entry >> 12, (entry & 0xfff) as usize);
                 match kind {
                     0 => {} // IMAGE_REL_BASED_ABSOLUTE: padding
@@ -263,7 +269,7 @@ impl<'a> PeImage<'a> {
                         if target + 8 > image.len() {
                             return bad("DIR64 relocation target", target as u64, "inside SizeOfImage");
                         }
-                        let v = u64_at(image, target).unwrap().wrapping_add(delta);
+                        let v = u64_at(image, target).ok_or_else(|| past_end(image))?.wrapping_add(delta);
                         image[target..target + 8].copy_from_slice(&v.to_le_bytes());
                     }
                     other => return bad("base relocation type", other, "DIR64 (10) or ABSOLUTE (0)"),
@@ -274,6 +280,8 @@ impl<'a> PeImage<'a> {
         Ok(())
     }
 
+    /// The section headers. `check` established at parse time that the table lies inside the
+    /// file, so the reads below cannot fail.
     pub fn sections(&self) -> impl Iterator<Item = Section> + '_ {
         (0..self.section_count as usize).map(|i| {
             let o = self.sections_offset + i * 40;
