@@ -140,8 +140,7 @@ efiapi! {
     fn wait_for_key_notify(event: efi::Event, context: *mut c_void) {
         let _ = context;
         if Machine::console_has_input() {
-            let due = with_core(|c| c.events.signal(event as usize).unwrap_or_default());
-            dispatch(due);
+            let _ = with_core(|c| c.events.signal(event as usize));
         }
     }
 }

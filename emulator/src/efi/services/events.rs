@@ -7,29 +7,19 @@ use crate::efi::platform::Platform;
 use core::ffi::c_void;
 
 /// Whether `e` is signaled (its signal is then taken); a NOTIFY_WAIT event's notify function
-/// runs first, outside the core, so it can signal. Shared by CheckEvent and WaitForEvent.
+/// runs first, so it can signal. Shared by CheckEvent and WaitForEvent.
 fn take_signal(e: usize) -> Result<bool, EfiError> {
-    match with_core(|c| c.events.check(e)) {
-        Ok(None) => Ok(true),
-        Ok(Some(n)) => {
-            dispatch(alloc::vec![n]);
-            Ok(with_core(|c| {
-                let signaled = c.events.is_signaled(e);
-                if signaled {
-                    c.events.reset(e);
-                }
-                signaled
-            }))
-        }
-        Err(EfiError::NotReady) => Ok(false),
-        Err(e) => Err(e),
+    if with_core(|c| c.events.check(e))? {
+        return Ok(true);
     }
+    dispatch();
+    Ok(with_core(|c| c.events.take_signal(e)))
 }
 
-/// Fires the timers that are due and runs their notify functions.
+/// Fires the timers that are due and runs the notify functions due at the current TPL.
 pub fn poll_timers() {
-    let due = with_core(|c| c.events.poll_timers(Machine::ticks()));
-    dispatch(due);
+    with_core(|c| c.events.poll_timers(Machine::ticks()));
+    dispatch();
 }
 
 fn create(ty: u32, tpl: efi::Tpl, notify: Option<efi::EventNotify>, context: *mut c_void, group: Option<Guid>, event: *mut efi::Event) -> Result<(), EfiError> {
@@ -52,6 +42,7 @@ efiapi! {
     fn restore_tpl(old: efi::Tpl) {
         if !exited() {
             with_core(|c| c.events.restore_tpl(old));
+            dispatch();
         }
     }
 
@@ -96,9 +87,13 @@ efiapi! {
             loop {
                 poll_timers();
                 for (i, e) in list.iter().enumerate() {
-                    if take_signal(*e as usize)? {
+                    // The index names the event that ended the wait, also when it is refused
+                    // (a NOTIFY_SIGNAL event cannot be waited for).
+                    let signaled = take_signal(*e as usize);
+                    if signaled != Ok(false) {
                         // SAFETY: `index` is the payload's out-argument.
-                        return unsafe { out(index, i) };
+                        unsafe { out(index, i)? };
+                        return signaled.map(|_| ());
                     }
                 }
                 core::hint::spin_loop();
@@ -108,8 +103,8 @@ efiapi! {
 
     fn signal_event(event: efi::Event) -> Status {
         guarded(|| {
-            let due = with_core(|c| c.events.signal(event as usize))?;
-            dispatch(due);
+            with_core(|c| c.events.signal(event as usize))?;
+            dispatch();
             Ok(())
         })
     }

@@ -90,7 +90,7 @@ efiapi! {
 pub static DEBUG_STALE_KEY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
-    let due = with_core(|c| {
+    with_core(|c| {
         if !c.images.iter().any(|i| i.handle == image) {
             return Err(EfiError::InvalidParameter);
         }
@@ -105,9 +105,10 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
             log::warn!("ExitBootServices with stale map key {key} (current {}): EFI_INVALID_PARAMETER", c.memory.key());
             return Err(EfiError::InvalidParameter);
         }
-        Ok(c.events.signal_group(&efi::EVENT_GROUP_EXIT_BOOT_SERVICES))
+        c.events.signal_group(&efi::EVENT_GROUP_EXIT_BOOT_SERVICES);
+        Ok(())
     })?;
-    dispatch(due);
+    dispatch();
     with_core(|c| c.events.cancel_timers());
     super::integrity::verify("ExitBootServices");
     // Interrupts stay masked (they always were); from here on boot services refuse.

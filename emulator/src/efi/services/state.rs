@@ -4,7 +4,7 @@
 use super::{Machine, PAGE_SIZE};
 use crate::abi::validate::Validated;
 use crate::cell::BootCell;
-use crate::efi::events::{Events, Notify};
+use crate::efi::events::Events;
 use crate::efi::handles::HandleDb;
 use crate::efi::memory::{MemoryMap, Region};
 use crate::efi::platform::Platform;
@@ -107,12 +107,15 @@ pub fn reset_for_test() {
     VARIABLES.clear();
 }
 
-/// Calls notify functions, outside the core: they may call boot services.
-pub fn dispatch(notifies: Vec<Notify>) {
-    for n in notifies {
+/// Calls the notify functions that are due at the current TPL, outside the core (they may call
+/// boot services), each with the TPL raised to its own NotifyTpl.
+pub fn dispatch() {
+    while let Some(n) = with_core(|c| c.events.next_due()) {
+        let old = with_core(|c| c.events.raise_tpl(n.tpl));
         // SAFETY: the payload registered this function with CreateEvent as an EFI_EVENT_NOTIFY,
         // to be called with its event and context.
         unsafe { (n.function)(n.event as efi::Event, n.context as *mut c_void) };
+        with_core(|c| c.events.restore_tpl(old));
     }
 }
 

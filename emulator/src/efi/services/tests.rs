@@ -180,6 +180,7 @@ fn events_timers_and_tpl() {
         assert_eq!((bs.wait_for_event)(0, list.as_mut_ptr(), &mut index), Status::INVALID_PARAMETER);
         assert_eq!((bs.wait_for_event)(1, list[1..].as_mut_ptr(), null_mut()), Status::INVALID_PARAMETER);
         assert_eq!((bs.wait_for_event)(2, list.as_mut_ptr(), &mut index), Status::INVALID_PARAMETER, "a NOTIFY_SIGNAL event in the list");
+        assert_eq!(index, 0, "Index names the NOTIFY_SIGNAL event");
         assert_eq!((bs.wait_for_event)(1, list[1..].as_mut_ptr(), &mut index), Status::SUCCESS);
         assert_eq!(index, 0);
         assert_eq!((bs.set_timer)(t, efi::TIMER_CANCEL, 0), Status::SUCCESS);
@@ -195,6 +196,44 @@ fn events_timers_and_tpl() {
         (bs.restore_tpl)(efi::TPL_APPLICATION);
         assert_eq!((bs.raise_tpl)(efi::TPL_CALLBACK), efi::TPL_APPLICATION);
         (bs.restore_tpl)(efi::TPL_APPLICATION);
+    }
+}
+
+#[test]
+fn notifications_follow_the_tpl_and_repeat() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
+    let count = || NOTIFIED.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut e = null_mut();
+        assert_eq!((bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_APPLICATION, Some(count_notify), null_mut(), &mut e), Status::INVALID_PARAMETER);
+        assert_eq!((bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), core::ptr::without_provenance_mut(1), &mut e), Status::SUCCESS);
+        // Every SignalEvent notifies (it did once in the event's lifetime).
+        for n in 1..=3 {
+            assert_eq!((bs.signal_event)(e), Status::SUCCESS);
+            assert_eq!(count(), n);
+        }
+        // Signaled at TPL_NOTIFY: the notification waits for RestoreTPL.
+        assert_eq!((bs.raise_tpl)(efi::TPL_NOTIFY), efi::TPL_APPLICATION);
+        assert_eq!((bs.raise_tpl)(efi::TPL_CALLBACK), efi::TPL_NOTIFY, "no lowering through RaiseTPL");
+        assert_eq!((bs.signal_event)(e), Status::SUCCESS);
+        assert_eq!(count(), 3, "deferred");
+        (bs.restore_tpl)(efi::TPL_APPLICATION);
+        assert_eq!(count(), 4, "run by RestoreTPL");
+        // A periodic timer notifies at every period.
+        let mut t = null_mut();
+        assert_eq!(
+            (bs.create_event)(efi::EVT_TIMER | efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), core::ptr::without_provenance_mut(10), &mut t),
+            Status::SUCCESS
+        );
+        assert_eq!((bs.set_timer)(t, efi::TIMER_PERIODIC, 1_000), Status::SUCCESS); // 100 us
+        for _ in 0..5 {
+            assert_eq!((bs.stall)(150), Status::SUCCESS);
+        }
+        assert!(count() >= 4 + 40, "five periods at least: {}", count());
+        assert_eq!((bs.close_event)(t), Status::SUCCESS);
     }
 }
 
