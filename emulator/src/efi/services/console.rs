@@ -36,14 +36,16 @@ efiapi! {
             let s = unsafe { ucs2_arg(string)? };
             let mut buf = [0u8; 256];
             let mut n = 0;
-            for c in char::decode_utf16(s.iter().copied()).map(|c| c.unwrap_or('\u{fffd}')) {
+            let mut chars = char::decode_utf16(s.iter().copied()).map(|c| c.unwrap_or('\u{fffd}')).peekable();
+            while let Some(c) = chars.next() {
                 match c {
-                    // Terminals get "\r\n" from the console's '\n' handling.
                     '\r' => m.cursor_column = 0,
                     '\n' => m.cursor_row = (m.cursor_row + 1).min(ROWS as i32 - 1),
                     _ => m.cursor_column = (m.cursor_column + 1) % COLUMNS as i32,
                 }
-                if c == '\r' {
+                // Terminals get "\r\n" from the console's '\n' handling; a lone '\r' (a
+                // progress line redrawn in place) goes out as it is.
+                if c == '\r' && chars.peek() == Some(&'\n') {
                     continue;
                 }
                 if n + 4 > buf.len() {
@@ -82,8 +84,14 @@ efiapi! {
     }
 
     fn set_attribute(this: *mut text_out::Protocol, attribute: usize) -> Status {
-        // Accepted and remembered; a serial console shows no colours.
-        status(mode(this).and_then(|m| if attribute > 0x7f { Err(EfiError::Unsupported) } else { m.attribute = attribute as i32; Ok(()) }))
+        status(mode(this).and_then(|m| {
+            if attribute > 0x7f {
+                return Err(EfiError::Unsupported);
+            }
+            m.attribute = attribute as i32;
+            let _ = ConsoleOut.write_str(&sgr(attribute as u8));
+            Ok(())
+        }))
     }
 
     fn clear_screen(this: *mut text_out::Protocol) -> Status {
@@ -125,13 +133,7 @@ efiapi! {
                 return Err(EfiError::InvalidParameter);
             }
             let b = Machine::console_read().ok_or(EfiError::NotReady)?;
-            // Escape sequences for the arrow keys are not decoded: keys arrive as characters.
-            let (scan_code, unicode_char) = match b {
-                0x1b => (0x17, 0), // SCAN_ESC
-                0x7f => (0, 0x08), // DEL as backspace
-                b'\n' => (0, b'\r' as u16),
-                _ => (0, b as u16),
-            };
+            let (scan_code, unicode_char) = decode_key(b, next_key_byte);
             // SAFETY: the payload's out-argument.
             unsafe { out(key, text_in::InputKey { scan_code, unicode_char }) }
         })
@@ -143,6 +145,76 @@ efiapi! {
             let _ = with_core(|c| c.events.signal(event as usize));
         }
     }
+}
+
+/// The next byte of an escape sequence: terminals send a sequence at once, so a short wait
+/// (10 ms) tells a sequence from a lone ESC key.
+fn next_key_byte() -> Option<u8> {
+    let end = Machine::ticks() + Machine::ticks_per_second() / 100;
+    loop {
+        if let Some(b) = Machine::console_read() {
+            return Some(b);
+        }
+        if Machine::ticks() >= end {
+            return None;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// SCAN_* codes of UEFI 2.10 table 12.2.
+const SCAN_UP: u16 = 0x01;
+const SCAN_DOWN: u16 = 0x02;
+const SCAN_RIGHT: u16 = 0x03;
+const SCAN_LEFT: u16 = 0x04;
+const SCAN_HOME: u16 = 0x05;
+const SCAN_END: u16 = 0x06;
+const SCAN_INSERT: u16 = 0x07;
+const SCAN_DELETE: u16 = 0x08;
+const SCAN_PAGE_UP: u16 = 0x09;
+const SCAN_PAGE_DOWN: u16 = 0x0a;
+const SCAN_F1: u16 = 0x0b;
+const SCAN_ESC: u16 = 0x17;
+
+/// A key from the bytes a VT100/xterm terminal sends: (ScanCode, UnicodeChar). `first` was
+/// read; `next` gives the rest of an escape sequence. Unknown sequences read as ESC.
+pub fn decode_key(first: u8, mut next: impl FnMut() -> Option<u8>) -> (u16, u16) {
+    match first {
+        0x1b => {}
+        0x7f => return (0, 0x08), // DEL as backspace
+        b'\n' => return (0, b'\r' as u16),
+        b => return (0, b as u16),
+    }
+    let scan = match (next(), next()) {
+        (Some(b'['), Some(b'A')) => SCAN_UP,
+        (Some(b'['), Some(b'B')) => SCAN_DOWN,
+        (Some(b'['), Some(b'C')) => SCAN_RIGHT,
+        (Some(b'['), Some(b'D')) => SCAN_LEFT,
+        (Some(b'['), Some(b'H')) => SCAN_HOME,
+        (Some(b'['), Some(b'F')) => SCAN_END,
+        (Some(b'O'), Some(f @ b'P'..=b'S')) => SCAN_F1 + (f - b'P') as u16,
+        (Some(b'['), Some(d @ b'1'..=b'6')) => match (d, next()) {
+            (b'1', Some(b'~')) => SCAN_HOME,
+            (b'2', Some(b'~')) => SCAN_INSERT,
+            (b'3', Some(b'~')) => SCAN_DELETE,
+            (b'4', Some(b'~')) => SCAN_END,
+            (b'5', Some(b'~')) => SCAN_PAGE_UP,
+            (b'6', Some(b'~')) => SCAN_PAGE_DOWN,
+            _ => SCAN_ESC,
+        },
+        _ => SCAN_ESC,
+    };
+    (scan, 0)
+}
+
+/// The ANSI SGR sequence for an EFI text attribute: foreground in bits 0..3 (bit 3 bright),
+/// background in bits 4..6.
+pub fn sgr(attribute: u8) -> alloc::string::String {
+    // EFI's colour order (black, blue, green, cyan, red, magenta, brown, light gray) in ANSI's.
+    const ANSI: [u8; 8] = [0, 4, 2, 6, 1, 5, 3, 7];
+    let fg = ANSI[(attribute & 7) as usize] + if attribute & 8 != 0 { 90 } else { 30 };
+    let bg = ANSI[((attribute >> 4) & 7) as usize] + 40;
+    alloc::format!("\x1b[0;{fg};{bg}m")
 }
 
 /// Creates ConOut (also StdErr) and ConIn on one console handle; returns (handle, out, in).
@@ -167,4 +239,35 @@ pub fn install(c: &mut Core) -> Result<(usize, *mut text_out::Protocol, *mut tex
     let h = c.handles.install(None, &text_out::PROTOCOL_GUID, o as usize)?;
     c.handles.install(Some(h), &text_in::PROTOCOL_GUID, i as usize)?;
     Ok((h, o, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(bytes: &[u8]) -> (u16, u16) {
+        let mut rest = bytes[1..].iter().copied();
+        decode_key(bytes[0], || rest.next())
+    }
+
+    #[test]
+    fn terminal_keys_decode_to_scan_codes() {
+        assert_eq!(key(b"a"), (0, 'a' as u16));
+        assert_eq!(key(b"\n"), (0, '\r' as u16));
+        assert_eq!(key(b"\x7f"), (0, 8));
+        for (seq, scan) in
+            [(&b"\x1b[A"[..], SCAN_UP), (b"\x1b[D", SCAN_LEFT), (b"\x1b[H", SCAN_HOME), (b"\x1b[6~", SCAN_PAGE_DOWN), (b"\x1b[3~", SCAN_DELETE), (b"\x1bOQ", SCAN_F1 + 1)]
+        {
+            assert_eq!(key(seq), (scan, 0), "{seq:?}");
+        }
+        assert_eq!(key(b"\x1b"), (SCAN_ESC, 0));
+        assert_eq!(key(b"\x1b[Z"), (SCAN_ESC, 0), "unknown");
+    }
+
+    #[test]
+    fn attributes_become_ansi_colours() {
+        assert_eq!(sgr(0x07), "\x1b[0;37;40m", "light gray on black");
+        assert_eq!(sgr(0x70), "\x1b[0;30;47m", "black on light gray: a highlighted menu entry");
+        assert_eq!(sgr(0x0f), "\x1b[0;97;40m", "white");
+    }
 }

@@ -1,5 +1,7 @@
 //! EFI_MEMORY_ATTRIBUTE_PROTOCOL on the live page tables, so NX_COMPAT images (the 6.12 stub
-//! remapping a relocated kernel) keep W^X. RO and XP are served; RP (read-prevent) is not.
+//! remapping a relocated kernel) keep W^X. RO and XP are served; RP (read-prevent) is never set
+//! (SetMemoryAttributes with RP is EFI_UNSUPPORTED), so clearing it always succeeds: shim 15.7+
+//! clears RP|XP on every code section of the image it loads.
 //! `/chosen/efi-emulator,no-memory-attribute` hides the protocol from payloads that misuse it.
 
 use super::*;
@@ -25,18 +27,19 @@ fn no_mapping(s: Status) -> Status {
     }
 }
 
-/// Applies `f` to the access of every page of the range, a run of equal pages at a time.
-fn change(this: *mut ma::Protocol, base: u64, length: u64, attributes: u64, f: fn(Access, u64) -> Access, verb: &str) -> Status {
+/// Applies `f` to the access of every page of the range, a run of equal pages at a time; `set`
+/// says whether the attributes are being set or cleared.
+fn change(this: *mut ma::Protocol, base: u64, length: u64, attributes: u64, f: fn(Access, u64) -> Access, set: bool) -> Status {
     no_mapping(guarded(|| {
         if this.is_null() {
             return Err(EfiError::InvalidParameter);
         }
         check_range(base, length)?;
-        log::info!("memory attributes: {verb} {attributes:#x} on {base:#x}..{:#x}", base + length);
+        log::info!("memory attributes: {} {attributes:#x} on {base:#x}..{:#x}", if set { "set" } else { "clear" }, base + length);
         if attributes == 0 || attributes & !(SUPPORTED | efi::MEMORY_RP) != 0 {
             return Err(EfiError::InvalidParameter);
         }
-        if attributes & efi::MEMORY_RP != 0 {
+        if set && attributes & efi::MEMORY_RP != 0 {
             return Err(EfiError::Unsupported);
         }
         let mut at = base;
@@ -76,12 +79,12 @@ efiapi! {
 
     fn set_memory_attributes(this: *mut ma::Protocol, base: efi::PhysicalAddress, length: u64, attributes: u64) -> Status {
         let f = |a: Access, bits: u64| Access { writable: a.writable && bits & efi::MEMORY_RO == 0, executable: a.executable && bits & efi::MEMORY_XP == 0 };
-        change(this, base, length, attributes, f, "set")
+        change(this, base, length, attributes, f, true)
     }
 
     fn clear_memory_attributes(this: *mut ma::Protocol, base: efi::PhysicalAddress, length: u64, attributes: u64) -> Status {
         let f = |a: Access, bits: u64| Access { writable: a.writable || bits & efi::MEMORY_RO != 0, executable: a.executable || bits & efi::MEMORY_XP != 0 };
-        change(this, base, length, attributes, f, "clear")
+        change(this, base, length, attributes, f, false)
     }
 }
 

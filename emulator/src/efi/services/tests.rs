@@ -525,18 +525,27 @@ fn console_rng_and_memory_attributes() {
         assert_eq!((con.enable_cursor)(st.con_out, efi::Boolean::TRUE), Status::SUCCESS);
         assert_eq!((con.reset)(st.con_out, efi::Boolean::FALSE), Status::SUCCESS);
         assert!(host::state(|s| s.console_out.starts_with("hi\n")), "{:?}", host::state(|s| s.console_out.clone()));
+        // A lone CR (a line redrawn in place) reaches the terminal; SetAttribute sends colours.
+        host::state(|s| s.console_out.clear());
+        let mut progress = ucs2("50%\r60%");
+        assert_eq!((con.output_string)(st.con_out, progress.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!((con.set_attribute)(st.con_out, 0x1e), Status::SUCCESS); // yellow on blue
+        assert_eq!(host::state(|s| s.console_out.clone()), "50%\r60%\x1b[0;93;44m");
 
         let cin = &*st.con_in;
         let mut key = text_in::InputKey { scan_code: 0, unicode_char: 0 };
         assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::NOT_READY);
-        host::state(|s| s.console_in.extend([b'a', 0x1b, b'z']));
+        host::state(|s| s.console_in.extend([b'a', 0x1b, b'[', b'B', 0x1b]));
         let mut index = 0usize;
         let mut wait = [cin.wait_for_key];
         assert_eq!((m.bs().wait_for_event)(1, wait.as_mut_ptr(), &mut index), Status::SUCCESS, "WaitForKey signals once a key is there");
         assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::SUCCESS);
         assert_eq!((key.scan_code, key.unicode_char), (0, b'a' as u16));
         assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::SUCCESS);
-        assert_eq!((key.scan_code, key.unicode_char), (0x17, 0), "ESC");
+        assert_eq!((key.scan_code, key.unicode_char), (0x02, 0), "ESC [ B is the down arrow");
+        assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::SUCCESS);
+        assert_eq!((key.scan_code, key.unicode_char), (0x17, 0), "a lone ESC");
+        host::state(|s| s.console_in.push_back(b'z'));
         assert_eq!((cin.read_key_stroke)(st.con_in, null_mut()), Status::INVALID_PARAMETER);
         assert_eq!((cin.reset)(st.con_in, efi::Boolean::FALSE), Status::SUCCESS);
         assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::NOT_READY, "Reset dropped the rest");
@@ -572,6 +581,10 @@ fn console_rng_and_memory_attributes() {
         assert_eq!((mattr.set_memory_attributes)(p.cast(), base, PAGE_SIZE, 0), Status::INVALID_PARAMETER);
         assert_eq!((mattr.set_memory_attributes)(p.cast(), base + 1, PAGE_SIZE, efi::MEMORY_XP), Status::INVALID_PARAMETER);
         assert_eq!((mattr.clear_memory_attributes)(p.cast(), base, PAGE_SIZE, efi::MEMORY_RO), Status::SUCCESS);
+        // shim 15.7+ clears RP|XP on each code section: nothing is read-protected, so it works.
+        assert_eq!((mattr.set_memory_attributes)(p.cast(), base, PAGE_SIZE, efi::MEMORY_XP), Status::SUCCESS);
+        assert_eq!((mattr.clear_memory_attributes)(p.cast(), base, PAGE_SIZE, efi::MEMORY_RP | efi::MEMORY_XP), Status::SUCCESS);
+        assert_eq!(host::state(|s| s.pages[&base]), Access::RAM);
         assert_eq!((mattr.set_memory_attributes)(p.cast(), 0x1000, PAGE_SIZE, efi::MEMORY_XP), Status::NO_MAPPING, "unmapped");
         assert_eq!((mattr.get_memory_attributes)(null_mut(), base, PAGE_SIZE, &mut bits), Status::INVALID_PARAMETER);
         let _ = text_out::PROTOCOL_GUID;
