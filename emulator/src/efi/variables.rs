@@ -29,10 +29,24 @@ pub struct Variable<'a> {
 
 pub struct VariableStore {
     buf: &'static mut [u8],
+    /// After ExitBootServices: variables without EFI_VARIABLE_RUNTIME_ACCESS are gone.
+    runtime: bool,
 }
 
+/// EFI_IMAGE_SECURITY_DATABASE_GUID: db, dbx, dbt, dbr.
+pub const IMAGE_SECURITY_DATABASE: Guid = Guid::from_fields(0xd719b2cb, 0x3d3a, 0x4596, 0xa3, 0xbc, &[0xda, 0xd0, 0x0e, 0x67, 0x65, 0x6f]);
+
+/// The Secure Boot variables: read-only here. Their writes need authentication this store
+/// cannot check, and a payload must not fake `SecureBoot` for the next one.
+fn read_only(name: &[u16], guid: &Guid) -> bool {
+    let is = |s: &str| name.iter().copied().eq(s.encode_utf16());
+    (*guid == efi::GLOBAL_VARIABLE && ["SecureBoot", "SetupMode", "AuditMode", "DeployedMode", "VendorKeys", "PK", "KEK"].iter().any(|s| is(s)))
+        || (*guid == IMAGE_SECURITY_DATABASE && ["db", "dbx", "dbt", "dbr"].iter().any(|s| is(s)))
+}
+
+/// Fields of the store's own records: inside the buffer by construction.
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    crate::mem::le_u32(b, o).unwrap_or_default()
 }
 
 fn record_len(name_units: usize, data: usize) -> usize {
@@ -45,7 +59,24 @@ impl VariableStore {
         assert!(buf.len() > HEADER && (buf.as_ptr() as usize).is_multiple_of(8));
         buf[..4].copy_from_slice(&MAGIC.to_le_bytes());
         buf[4..8].copy_from_slice(&0u32.to_le_bytes());
-        VariableStore { buf }
+        VariableStore { buf, runtime: false }
+    }
+
+    /// ExitBootServices: from now on only runtime-access variables exist.
+    pub fn enter_runtime(&mut self) {
+        self.runtime = true;
+    }
+
+    /// Publishes a read-only variable the platform defines (SecureBoot = 0, SetupMode = 1 when
+    /// there is no firmware with keys).
+    pub fn define_read_only(&mut self, name: &str, guid: &Guid, data: &[u8]) -> Result<(), EfiError> {
+        let name: alloc::vec::Vec<u16> = name.encode_utf16().collect();
+        debug_assert!(read_only(&name, guid));
+        self.write(&name, guid, efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS, data)
+    }
+
+    fn visible(&self, v: &Variable) -> bool {
+        !self.runtime || v.attributes & efi::VARIABLE_RUNTIME_ACCESS != 0
     }
 
     fn used(&self) -> usize {
@@ -88,10 +119,11 @@ impl VariableStore {
         Variable { name, guid: Guid::from_bytes(self.buf[at + 16..at + 32].try_into().unwrap()), attributes: u32_at(self.buf, at), data: &self.buf[data_at..data_at + data_len] }
     }
 
+    /// The record of a variable that exists now (at runtime: with runtime access).
     fn find(&self, name: &[u16], guid: &Guid) -> Option<(usize, usize)> {
         self.records().find(|&(at, _)| {
             let v = self.view(at);
-            v.name == name && v.guid == *guid
+            v.name == name && v.guid == *guid && self.visible(&v)
         })
     }
 
@@ -138,6 +170,17 @@ impl VariableStore {
         if name.is_empty() {
             return Err(EfiError::InvalidParameter);
         }
+        if read_only(name, guid) {
+            return Err(EfiError::WriteProtected);
+        }
+        let deleting = attributes & !efi::VARIABLE_APPEND_WRITE == 0 || (data.is_empty() && attributes & efi::VARIABLE_APPEND_WRITE == 0);
+        if self.runtime && !deleting && attributes & efi::VARIABLE_RUNTIME_ACCESS == 0 {
+            return Err(EfiError::InvalidParameter);
+        }
+        self.write(name, guid, attributes, data)
+    }
+
+    fn write(&mut self, name: &[u16], guid: &Guid, attributes: u32, data: &[u8]) -> Result<(), EfiError> {
         if attributes & !SUPPORTED_ATTRIBUTES != 0 {
             // Authenticated writes need key material this store does not have.
             return Err(if attributes & (efi::VARIABLE_AUTHENTICATED_WRITE_ACCESS | efi::VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS) != 0 {
@@ -191,22 +234,17 @@ impl VariableStore {
 
     /// GetNextVariableName: the variable after (`name`, `guid`), or the first for an empty name.
     pub fn next(&self, name: &[u16], guid: &Guid) -> Result<Variable<'_>, EfiError> {
-        let mut records = self.records();
+        let mut records = self.records().map(|(at, _)| self.view(at)).filter(|v| self.visible(v));
         if !name.is_empty() {
-            records
-                .by_ref()
-                .find(|&(at, _)| {
-                    let v = self.view(at);
-                    v.name == name && v.guid == *guid
-                })
-                .ok_or(EfiError::InvalidParameter)?;
+            records.by_ref().find(|v| v.name == name && v.guid == *guid).ok_or(EfiError::InvalidParameter)?;
         }
-        records.next().map(|(at, _)| self.view(at)).ok_or(EfiError::NotFound)
+        records.next().ok_or(EfiError::NotFound)
     }
 
     /// QueryVariableInfo: (maximum storage, remaining, largest variable).
     pub fn query(&self, attributes: u32) -> Result<(u64, u64, u64), EfiError> {
-        if attributes & efi::VARIABLE_BOOTSERVICE_ACCESS == 0 || attributes & !SUPPORTED_ATTRIBUTES != 0 {
+        let runtime_only_ok = !self.runtime || attributes & efi::VARIABLE_RUNTIME_ACCESS != 0;
+        if attributes & efi::VARIABLE_BOOTSERVICE_ACCESS == 0 || attributes & !SUPPORTED_ATTRIBUTES != 0 || !runtime_only_ok {
             return Err(if attributes & (efi::VARIABLE_AUTHENTICATED_WRITE_ACCESS | efi::VARIABLE_TIME_BASED_AUTHENTICATED_WRITE_ACCESS) != 0 {
                 EfiError::Unsupported
             } else {
@@ -218,7 +256,7 @@ impl VariableStore {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Variable<'_>> {
-        self.records().map(|(at, _)| self.view(at))
+        self.records().map(|(at, _)| self.view(at)).filter(|v| self.visible(v))
     }
 }
 
@@ -238,6 +276,42 @@ mod tests {
     }
     const G: Guid = Guid::from_fields(0x4a67b082, 0x0a4c, 0x41cf, 0xb6, 0xc7, &[0x44, 0x0b, 0x29, 0xbb, 0x8c, 0x4f]);
     const BSRT: u32 = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
+
+    #[test]
+    fn boot_service_variables_are_gone_after_exit_boot_services() {
+        let mut s = store(64 * 1024);
+        s.set(&w("BootOnly"), &G, efi::VARIABLE_BOOTSERVICE_ACCESS, b"b").unwrap();
+        s.set(&w("Both"), &G, BSRT, b"r").unwrap();
+        s.enter_runtime();
+        assert_eq!(s.get(&w("BootOnly"), &G), Err(EfiError::NotFound));
+        assert_eq!(s.next(&[], &G).unwrap().name, &w("Both")[..], "not listed");
+        assert_eq!(s.next(&w("Both"), &G), Err(EfiError::NotFound));
+        assert_eq!(s.set(&w("BootOnly"), &G, efi::VARIABLE_BOOTSERVICE_ACCESS, b"x"), Err(EfiError::InvalidParameter), "no new boot-service variables");
+        assert_eq!(s.set(&w("BootOnly"), &G, 0, b""), Err(EfiError::NotFound), "nor deleting one");
+        assert_eq!(s.query(efi::VARIABLE_BOOTSERVICE_ACCESS), Err(EfiError::InvalidParameter));
+        s.set(&w("Both"), &G, BSRT, b"s").unwrap();
+        assert_eq!(s.iter().count(), 1);
+    }
+
+    #[test]
+    fn secure_boot_variables_are_read_only() {
+        let mut s = store(64 * 1024);
+        s.define_read_only("SecureBoot", &efi::GLOBAL_VARIABLE, &[0]).unwrap();
+        assert_eq!(s.get(&w("SecureBoot"), &efi::GLOBAL_VARIABLE).unwrap().data, [0]);
+        for (name, guid) in [
+            ("SecureBoot", efi::GLOBAL_VARIABLE),
+            ("SetupMode", efi::GLOBAL_VARIABLE),
+            ("PK", efi::GLOBAL_VARIABLE),
+            ("KEK", efi::GLOBAL_VARIABLE),
+            ("db", IMAGE_SECURITY_DATABASE),
+            ("dbx", IMAGE_SECURITY_DATABASE),
+        ] {
+            assert_eq!(s.set(&w(name), &guid, BSRT, &[1]), Err(EfiError::WriteProtected), "{name}");
+            assert_eq!(s.set(&w(name), &guid, 0, &[]), Err(EfiError::WriteProtected), "{name} deleted");
+        }
+        assert_eq!(s.get(&w("SecureBoot"), &efi::GLOBAL_VARIABLE).unwrap().data, [0], "still off");
+        s.set(&w("db"), &G, BSRT, &[1]).unwrap();
+    }
 
     #[test]
     fn set_get_replace_append_delete() {

@@ -355,6 +355,10 @@ fn publish_mask(mask: u32) {
 /// until a SetVirtualAddressMap that keeps those addresses; Linux calls it only on machines that
 /// need it, and otherwise maps runtime services 1:1, where the moved firmware would fault.
 pub fn exit_boot_services() {
+    let _ = with_variables(|s| {
+        s.enter_runtime();
+        Ok(())
+    });
     if !has_firmware_ranges() && !TOO_MANY_RANGES.load(Ordering::Relaxed) {
         return;
     }

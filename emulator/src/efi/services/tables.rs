@@ -75,7 +75,13 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
     let store = runtime_pages(&mut c.memory, VARIABLE_STORE)?;
     // SAFETY: fresh runtime data, 64 KiB; the store owns it for good.
     let buf = unsafe { core::slice::from_raw_parts_mut(store as *mut u8, VARIABLE_STORE as usize) };
-    install_variables(VariableStore::new(buf));
+    let mut variables = VariableStore::new(buf);
+    if firmware.is_none() {
+        // No keys anywhere: Secure Boot is off and the platform in setup mode, and says so.
+        variables.define_read_only("SecureBoot", &efi::GLOBAL_VARIABLE, &[0])?;
+        variables.define_read_only("SetupMode", &efi::GLOBAL_VARIABLE, &[1])?;
+    }
+    install_variables(variables);
     // SAFETY: the runtime table slot of the zeroed runtime block, ours alone.
     unsafe {
         runtime.write(runtime::table(firmware));

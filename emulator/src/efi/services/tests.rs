@@ -392,6 +392,9 @@ fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
     unsafe {
         let mut e = null_mut();
         assert_eq!((bs.create_event)(efi::EVT_SIGNAL_EXIT_BOOT_SERVICES, efi::TPL_NOTIFY, Some(count_notify), 5 as *mut c_void, &mut e), Status::SUCCESS);
+        let mut hidden = ucs2("BootOnly");
+        let bs_only = efi::VARIABLE_BOOTSERVICE_ACCESS;
+        assert_eq!((m.rt().set_variable)(hidden.as_mut_ptr(), &mut G1.clone(), bs_only, 1, [7u8].as_ptr() as *mut c_void), Status::SUCCESS);
         let key = map_key(bs);
         assert_eq!((bs.exit_boot_services)(0x99 as efi::Handle, key), Status::INVALID_PARAMETER, "not an image");
         assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key + 1), Status::INVALID_PARAMETER, "stale key");
@@ -404,11 +407,17 @@ fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
         assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 1, &mut at), Status::UNSUPPORTED);
         assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key), Status::UNSUPPORTED);
         assert_eq!((bs.raise_tpl)(efi::TPL_NOTIFY), efi::TPL_NOTIFY, "RaiseTPL is inert afterwards");
-        // Runtime services stay.
+        // Runtime services stay, for runtime-access variables only.
         let mut name = ucs2("After");
         let data = [1u8, 2, 3];
         let attrs = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
         assert_eq!((m.rt().set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 3, data.as_ptr() as *mut c_void), Status::SUCCESS);
+        let mut hidden = ucs2("BootOnly");
+        let mut size = 8usize;
+        let mut buf = [0u8; 8];
+        assert_eq!((m.rt().get_variable)(hidden.as_mut_ptr(), &mut G1.clone(), null_mut(), &mut size, buf.as_mut_ptr().cast()), Status::NOT_FOUND);
+        let bs_only = efi::VARIABLE_BOOTSERVICE_ACCESS;
+        assert_eq!((m.rt().set_variable)(hidden.as_mut_ptr(), &mut G1.clone(), bs_only, 3, data.as_ptr() as *mut c_void), Status::INVALID_PARAMETER);
     }
 }
 
@@ -612,12 +621,26 @@ fn runtime_services_without_firmware() {
         assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G2.clone(), &mut got_attrs, &mut size, buf.as_mut_ptr().cast()), Status::NOT_FOUND);
         assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G1.clone(), &mut got_attrs, null_mut(), buf.as_mut_ptr().cast()), Status::INVALID_PARAMETER);
 
-        // GetNextVariableName: from the empty name, with the size probe.
+        // Without firmware, Secure Boot is off and says so, read-only.
+        let mut secure_boot = ucs2("SecureBoot");
+        let mut one = [9u8];
+        let mut size = 1usize;
+        assert_eq!((rt.get_variable)(secure_boot.as_mut_ptr(), &mut efi::GLOBAL_VARIABLE.clone(), null_mut(), &mut size, one.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(one, [0]);
+        assert_eq!((rt.set_variable)(secure_boot.as_mut_ptr(), &mut efi::GLOBAL_VARIABLE.clone(), attrs, 1, [1u8].as_ptr() as *mut c_void), Status::WRITE_PROTECTED);
+
+        // GetNextVariableName: from the empty name, with the size probe; SecureBoot, SetupMode,
+        // then ours.
         let mut next = [0u16; 16];
         let mut guid = G2;
         let mut size = 2usize;
         assert_eq!((rt.get_next_variable_name)(&mut size, next.as_mut_ptr(), &mut guid), Status::BUFFER_TOO_SMALL);
-        assert_eq!(size, 8);
+        assert_eq!(size, 22);
+        size = 32;
+        assert_eq!((rt.get_next_variable_name)(&mut size, next.as_mut_ptr(), &mut guid), Status::SUCCESS);
+        assert_eq!((&next[..11], guid), (&secure_boot[..], efi::GLOBAL_VARIABLE));
+        size = 32;
+        assert_eq!((rt.get_next_variable_name)(&mut size, next.as_mut_ptr(), &mut guid), Status::SUCCESS);
         size = 32;
         assert_eq!((rt.get_next_variable_name)(&mut size, next.as_mut_ptr(), &mut guid), Status::SUCCESS);
         assert_eq!((&next[..4], guid), (&name[..], G1));
