@@ -35,5 +35,23 @@ pub fn install(c: &mut Core, start: u64, end: u64) -> Result<(), EfiError> {
     let proto = publish(c, efi::BOOT_SERVICES_DATA, load_file2::Protocol { load_file: initrd_load_file::entry })?;
     let h = c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, dp as usize)?;
     c.handles.install(Some(h), &load_file2::PROTOCOL_GUID, proto as usize)?;
+    c.initrd_handle = Some(h);
     Ok(())
+}
+
+/// A payload installs its own initrd on the same device path (GRUB's `initrd` command,
+/// systemd-stub assembling one from credentials and sysexts): the loader's steps aside, as it
+/// would never have been there had the payload been started by firmware.
+pub fn yield_to(c: &mut Core, handle: usize) -> bool {
+    if c.initrd_handle != Some(handle) {
+        return false;
+    }
+    for guid in [load_file2::PROTOCOL_GUID, efi::protocols::device_path::PROTOCOL_GUID] {
+        if let Ok(iface) = c.handles.get(handle, &guid) {
+            let _ = c.handles.uninstall(handle, &guid, iface);
+        }
+    }
+    c.initrd_handle = None;
+    log::info!("the payload installs its own initrd: the loader's initrd is withdrawn");
+    true
 }

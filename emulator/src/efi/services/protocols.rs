@@ -294,12 +294,14 @@ pub fn install_all(c: &mut Core, handle: usize, pairs: &[(Guid, usize)]) -> Resu
     if let Some(&(_, path)) = pairs.iter().find(|(g, _)| *g == DEVICE_PATH) {
         // SAFETY: the payload installs a device path it owns.
         if let Some(wanted) = unsafe { device_path::read(path as *const u8) } {
-            let taken = c.handles.with_protocol(&DEVICE_PATH).any(|(_, other)| {
+            let taken = c.handles.with_protocol(&DEVICE_PATH).find(|&(_, other)| {
                 // SAFETY: installed device paths.
                 unsafe { device_path::read(other as *const u8) }.is_some_and(|b| b == wanted)
             });
-            if taken {
-                return Err(EfiError::AlreadyStarted);
+            if let Some((owner, _)) = taken {
+                if !super::initrd::yield_to(c, owner) {
+                    return Err(EfiError::AlreadyStarted);
+                }
             }
         }
     }

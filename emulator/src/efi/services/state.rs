@@ -53,8 +53,10 @@ pub struct Core {
     pub monotonic: u64,
     /// ExitBootServices failed once: from then on only GetMemoryMap and ExitBootServices work.
     pub ebs_failed: bool,
-    /// The initrd from `/chosen` (start, end), served through LoadFile2.
+    /// The initrd from `/chosen` (start, end), served through LoadFile2, and the handle that
+    /// serves it (until a payload installs its own initrd there).
     pub initrd: Option<(u64, u64)>,
+    pub initrd_handle: Option<usize>,
 }
 
 static CORE: BootCell<Core> = BootCell::empty();

@@ -70,6 +70,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         monotonic: 0,
         ebs_failed: false,
         initrd: None,
+        initrd_handle: None,
     };
     c.tables.boot = boot::table(&mut c)?;
     let store = runtime_pages(&mut c.memory, VARIABLE_STORE)?;

@@ -501,6 +501,21 @@ fn initrd_through_load_file2() {
         let mut buf = vec![0u8; 5000];
         assert_eq!((lf.load_file)(p.cast(), null_mut(), efi::Boolean::FALSE, &mut size, buf.as_mut_ptr().cast()), Status::SUCCESS);
         assert_eq!(buf, initrd);
+
+        // GRUB's `initrd` installs its own LoadFile2 on the same device path: it gets it.
+        let path = crate::efi::protocols::device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA);
+        let dp = &efi::protocols::device_path::PROTOCOL_GUID as *const Guid as *mut c_void;
+        let lf2 = &efi::protocols::load_file2::PROTOCOL_GUID as *const Guid as *mut c_void;
+        let theirs = 0x7000 as *mut c_void;
+        let mut h: efi::Handle = null_mut();
+        let args = [dp, path.as_ptr() as *mut c_void, lf2, theirs, null_mut()];
+        assert_eq!(protocols::install_multiple_pairs::inner(&mut h, args.as_ptr()), Status::SUCCESS);
+        let mut found = null_mut();
+        assert_eq!((m.bs().locate_protocol)(&mut efi::protocols::load_file2::PROTOCOL_GUID.clone(), null_mut(), &mut found), Status::SUCCESS);
+        assert_eq!(found, theirs, "only the payload's initrd is left");
+        // Any other device path twice is still refused.
+        let mut again: efi::Handle = null_mut();
+        assert_eq!(protocols::install_multiple_pairs::inner(&mut again, args.as_ptr()), Status::ALREADY_STARTED);
     }
 }
 
