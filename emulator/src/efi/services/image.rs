@@ -33,7 +33,8 @@ fn load_error(e: crate::efi::pe::PeError) -> EfiError {
 
 /// Loads a PE image and gives it a handle with LoadedImage and LoadedImageDevicePath.
 /// `file_path` becomes LoadedImage.FilePath (the path after the device), `full_path` the
-/// LoadedImageDevicePath; without one, the image is named by its memory range.
+/// LoadedImageDevicePath; without one, LoadedImageDevicePath is installed with a NULL
+/// interface, as EDK2 does for an image loaded from a buffer with no path.
 pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, device: usize, file_path: Option<&[u8]>, full_path: Option<&[u8]>) -> Result<usize, EfiError> {
     let pe = PeImage::parse(file).map_err(load_error)?;
     let size = pe.size_of_image as u64;
@@ -82,7 +83,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
     };
     let full_path = match full_path {
         Some(p) => copy_to_pool(c, p)?,
-        None => copy_to_pool(c, &device_path::memory_mapped(efi::LOADER_CODE, base, base + size - 1))?,
+        None => core::ptr::null_mut(),
     };
     let li = publish(
         c,
@@ -105,10 +106,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
     )?;
     let handle = c.handles.install(None, &loaded_image::PROTOCOL_GUID, li as usize)?;
     c.handles.install(Some(handle), &loaded_image_device_path::PROTOCOL_GUID, full_path as usize)?;
-    let mut owned = alloc::vec![li as *mut u8, full_path];
-    if !path_copy.is_null() {
-        owned.push(path_copy);
-    }
+    let owned = [li as *mut u8, full_path, path_copy].into_iter().filter(|p| !p.is_null()).collect();
     c.images.push(Image { handle, loaded_image: li, base, pages, entry: base + pe.entry_point as u64, started: false, exit_context: None, exit_data: None, owned });
     Machine::image_loaded(base, size, handle);
     log::info!(
@@ -186,7 +184,10 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
         Ok((entry, stack, systab))
     })?;
     let mut ctx = <Machine as Platform>::ExitContext::default();
-    with_core(|c| c.image(handle).map(|i| i.exit_context = Some(&raw mut ctx)))?;
+    with_core(|c| {
+        c.running.push(handle);
+        c.image(handle).map(|i| i.exit_context = Some(&raw mut ctx))
+    })?;
     if PAYLOAD_START.load(Ordering::Relaxed) == 0 {
         PAYLOAD_START.store(Machine::ticks(), Ordering::Relaxed);
     }
@@ -200,6 +201,7 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
         return Ok(Status::from_usize(status));
     }
     with_core(|c| {
+        c.running.retain(|&h| h != handle);
         if let Ok(img) = c.image(handle) {
             img.exit_context = None;
         }
@@ -259,6 +261,9 @@ efiapi! {
                             let _ = out(exit_data, p);
                         }
                     }
+                    // An application is unloaded once it returns or exits (its ExitData, pool
+                    // memory it allocated, stays for the caller to free); only applications load.
+                    let _ = unload(handle as usize);
                 }
                 s
             }
@@ -271,8 +276,10 @@ efiapi! {
             return Status::UNSUPPORTED;
         }
         let ctx = with_core(|c| {
+            // Only the image running now may exit (not one further out, which would skip it).
+            let current = c.running.last() == Some(&(handle as usize));
             let img = c.image(handle as usize)?;
-            let ctx = img.exit_context.ok_or(EfiError::InvalidParameter)?;
+            let ctx = img.exit_context.filter(|_| current).ok_or(EfiError::InvalidParameter)?;
             if !data.is_null() && data_size > 0 {
                 img.exit_data = Some((data_size, data));
             }

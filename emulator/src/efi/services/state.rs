@@ -50,6 +50,8 @@ pub struct Core {
     pub config: Vec<(Guid, usize)>,
     pub tables: Tables,
     pub images: Vec<Image>,
+    /// The images running now, innermost last (an image may start another).
+    pub running: Vec<usize>,
     pub monotonic: u64,
     /// ExitBootServices failed once: from then on only GetMemoryMap and ExitBootServices work.
     pub ebs_failed: bool,

@@ -67,6 +67,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         config: Vec::new(),
         tables,
         images: Vec::new(),
+        running: Vec::new(),
         monotonic: 0,
         ebs_failed: false,
         initrd: None,

@@ -436,6 +436,23 @@ fn images_load_start_exit_and_unload() {
         let path = crate::efi::protocols::device_path::vendor_media(&G2);
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, path.as_ptr() as *mut _, null_mut(), 0, &mut h), Status::NOT_FOUND, "nothing serves that path");
 
+        // A real (tiny) PE from a buffer with no device path: loaded, W^X applied, and its
+        // LoadedImageDevicePath installed with a NULL interface, as EDK2 does.
+        let pe = crate::efi::pe::test_image();
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), pe.as_ptr() as *mut c_void, pe.len(), &mut h), Status::SUCCESS);
+        let mut li: *mut c_void = null_mut();
+        assert_eq!((bs.handle_protocol)(h, &mut efi::protocols::loaded_image::PROTOCOL_GUID.clone(), &mut li), Status::SUCCESS);
+        let li = &*(li as *const efi::protocols::loaded_image::Protocol);
+        assert!(li.file_path.is_null() && li.image_size == 0x2000 && li.parent_handle == kernel as efi::Handle);
+        let text = li.image_base as u64 + 0x1000;
+        assert_eq!(host::state(|s| s.pages[&text]), Access::CODE, ".text read-only and executable");
+        assert_eq!(host::state(|s| s.pages[&(li.image_base as u64)]), Access::RODATA, "headers read-only");
+        let mut dp: *mut c_void = 0x1 as *mut c_void;
+        assert_eq!((bs.handle_protocol)(h, &mut efi::protocols::loaded_image_device_path::PROTOCOL_GUID.clone(), &mut dp), Status::SUCCESS);
+        assert!(dp.is_null(), "no invented device path");
+        assert_eq!((bs.unload_image)(h), Status::SUCCESS);
+        assert_eq!(host::state(|s| s.pages[&text]), Access::RAM, "permissions restored on unload");
+
         // Images whose entry points are host functions: one returns, one calls Exit.
         extern "efiapi" fn returns(_: efi::Handle, _: *mut efi::SystemTable) -> Status {
             Status::from_usize(0x1234)
@@ -465,14 +482,41 @@ fn images_load_start_exit_and_unload() {
             });
             h as efi::Handle
         };
+        let free_before = with_core(|c| c.memory.free_pages());
         let a = fake(returns);
         let (mut size, mut data) = (0usize, null_mut());
         assert_eq!((bs.start_image)(a, &mut size, &mut data), Status::from_usize(0x1234));
-        assert_eq!((bs.start_image)(a, &mut size, &mut data), Status::INVALID_PARAMETER, "started once");
+        assert_eq!((bs.start_image)(a, &mut size, &mut data), Status::INVALID_PARAMETER, "unloaded once it returned");
+        assert_eq!(with_core(|c| c.memory.free_pages()), free_before, "its pages went back: chainloading leaks nothing");
         let b = fake(exits);
         assert_eq!((bs.start_image)(b, &mut size, &mut data), Status::ABORTED, "Exit came back to StartImage");
-        assert_eq!((bs.exit)(b, Status::SUCCESS, 0, null_mut()), Status::INVALID_PARAMETER, "not running");
-        assert_eq!((bs.unload_image)(b), Status::UNSUPPORTED, "started, and no Unload function");
+        assert_eq!((bs.exit)(b, Status::SUCCESS, 0, null_mut()), Status::INVALID_PARAMETER, "not running: unloaded when it exited");
+
+        // A running image may not Exit on behalf of the image that started it.
+        extern "efiapi" fn starts_inner(_: efi::Handle, st: *mut efi::SystemTable) -> Status {
+            let inner = INNER.load(std::sync::atomic::Ordering::SeqCst) as efi::Handle;
+            // SAFETY: the system table StartImage passed.
+            unsafe { ((*(*st).boot_services).start_image)(inner, null_mut(), null_mut()) }
+        }
+        extern "efiapi" fn exits_outer(_: efi::Handle, st: *mut efi::SystemTable) -> Status {
+            let outer = OUTER.load(std::sync::atomic::Ordering::SeqCst) as efi::Handle;
+            // SAFETY: the system table StartImage passed.
+            unsafe { ((*(*st).boot_services).exit)(outer, Status::ABORTED, 0, null_mut()) }
+        }
+        static OUTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        static INNER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let outer = fake(starts_inner);
+        OUTER.store(outer as usize, std::sync::atomic::Ordering::SeqCst);
+        INNER.store(fake(exits_outer) as usize, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!((bs.start_image)(outer, &mut size, &mut data), Status::INVALID_PARAMETER, "the inner image's Exit(outer) was refused, and returned");
+
+        // UnloadImage of a started image needs its Unload function.
+        extern "efiapi" fn unloads_itself(handle: efi::Handle, st: *mut efi::SystemTable) -> Status {
+            // SAFETY: the system table StartImage passed.
+            unsafe { ((*(*st).boot_services).unload_image)(handle) }
+        }
+        let u = fake(unloads_itself);
+        assert_eq!((bs.start_image)(u, &mut size, &mut data), Status::UNSUPPORTED, "started, and no Unload function");
         let c = fake(returns);
         assert_eq!((bs.exit)(c, Status::SUCCESS, 0, null_mut()), Status::SUCCESS, "Exit on an image never started unloads it");
         assert_eq!((bs.unload_image)(c), Status::INVALID_PARAMETER, "gone");
