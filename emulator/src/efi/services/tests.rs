@@ -447,7 +447,7 @@ fn images_load_start_exit_and_unload() {
         let text = li.image_base as u64 + 0x1000;
         assert_eq!(host::state(|s| s.pages[&text]), Access::CODE, ".text read-only and executable");
         assert_eq!(host::state(|s| s.pages[&(li.image_base as u64)]), Access::RODATA, "headers read-only");
-        let mut dp: *mut c_void = 0x1 as *mut c_void;
+        let mut dp: *mut c_void = core::ptr::dangling_mut();
         assert_eq!((bs.handle_protocol)(h, &mut efi::protocols::loaded_image_device_path::PROTOCOL_GUID.clone(), &mut dp), Status::SUCCESS);
         assert!(dp.is_null(), "no invented device path");
         assert_eq!((bs.unload_image)(h), Status::SUCCESS);
