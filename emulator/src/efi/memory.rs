@@ -46,20 +46,10 @@ pub fn is_runtime_type(ty: u32) -> bool {
     matches!(ty, efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA | efi::ACPI_MEMORY_NVS | efi::RESERVED_MEMORY_TYPE)
 }
 
-/// Types AllocatePages accepts: the standard allocatable ones and the OEM/OS ranges.
+/// Types AllocatePages and AllocatePool accept (EDK2's rule): every standard type but free
+/// memory (conventional, persistent, unaccepted), and the OEM and OS ranges.
 pub fn is_allocatable_type(ty: u32) -> bool {
-    matches!(
-        ty,
-        efi::LOADER_CODE
-            | efi::LOADER_DATA
-            | efi::BOOT_SERVICES_CODE
-            | efi::BOOT_SERVICES_DATA
-            | efi::RUNTIME_SERVICES_CODE
-            | efi::RUNTIME_SERVICES_DATA
-            | efi::ACPI_RECLAIM_MEMORY
-            | efi::ACPI_MEMORY_NVS
-            | efi::PERSISTENT_MEMORY
-    ) || ty >= 0x7000_0000
+    (ty < efi::UNACCEPTED_MEMORY_TYPE && ty != efi::CONVENTIONAL_MEMORY && ty != efi::PERSISTENT_MEMORY) || ty >= 0x7000_0000
 }
 
 #[derive(Clone, Debug, Default)]
@@ -178,6 +168,10 @@ impl MemoryMap {
                 if addr % PAGE_SIZE != 0 {
                     return Err(EfiError::InvalidParameter);
                 }
+                if addr % align != 0 {
+                    // A runtime type at an address off its 64 KiB granule (EDK2: not found).
+                    return Err(EfiError::NotFound);
+                }
                 if addr.checked_add(size).is_none() || !self.covered(addr, addr + size, |r| r.ty == efi::CONVENTIONAL_MEMORY) {
                     return Err(EfiError::NotFound);
                 }
@@ -206,6 +200,7 @@ impl MemoryMap {
     }
 
     /// FreePages: any page-aligned part of earlier allocations goes back to conventional memory.
+    /// Runtime types are freed in whole 64 KiB granules, as they were allocated.
     pub fn free(&mut self, start: u64, pages: u64) -> Result<(), EfiError> {
         if !start.is_multiple_of(PAGE_SIZE) {
             return Err(EfiError::InvalidParameter);
@@ -213,6 +208,16 @@ impl MemoryMap {
         if pages == 0 {
             return Err(EfiError::InvalidParameter);
         }
+        let granule = RUNTIME_GRANULE / PAGE_SIZE;
+        let pages = match self.find(start) {
+            Some(r) if r.allocated && is_runtime_type(r.ty) => {
+                if !start.is_multiple_of(RUNTIME_GRANULE) {
+                    return Err(EfiError::InvalidParameter);
+                }
+                pages.next_multiple_of(granule)
+            }
+            _ => pages,
+        };
         let end = start.checked_add(pages.checked_mul(PAGE_SIZE).ok_or(EfiError::InvalidParameter)?).ok_or(EfiError::InvalidParameter)?;
         if !self.covered(start, end, |r| r.allocated) {
             return Err(EfiError::NotFound);

@@ -184,3 +184,26 @@ fn property_random_operations_keep_the_map_consistent() {
         }
     }
 }
+
+#[test]
+fn allocatable_types_follow_edk2() {
+    let mut m = map();
+    for ty in [efi::RESERVED_MEMORY_TYPE, efi::UNUSABLE_MEMORY, efi::MEMORY_MAPPED_IO, efi::PAL_CODE, efi::ACPI_RECLAIM_MEMORY, 0x8000_0001] {
+        assert!(m.allocate(AllocateType::AnyPages, ty, 1, PAGE_SIZE).is_ok(), "type {ty:#x}");
+    }
+    for ty in [efi::CONVENTIONAL_MEMORY, efi::PERSISTENT_MEMORY, efi::UNACCEPTED_MEMORY_TYPE, 16, 0x6fff_ffff] {
+        assert_eq!(m.allocate(AllocateType::AnyPages, ty, 1, PAGE_SIZE), Err(EfiError::InvalidParameter), "type {ty:#x}");
+    }
+}
+
+#[test]
+fn runtime_allocations_are_freed_whole_and_placed_on_their_granule() {
+    let mut m = map();
+    let free = m.free_pages();
+    assert_eq!(m.allocate(AllocateType::Address(0x4100_1000), efi::RUNTIME_SERVICES_DATA, 1, PAGE_SIZE), Err(EfiError::NotFound), "off the 64 KiB granule");
+    let a = m.allocate(AllocateType::Address(0x4101_0000), efi::RUNTIME_SERVICES_DATA, 1, PAGE_SIZE).unwrap();
+    assert_eq!(m.free_pages(), free - 16, "one granule");
+    assert_eq!(m.free(a + PAGE_SIZE, 1), Err(EfiError::InvalidParameter), "inside the granule");
+    m.free(a, 1).unwrap();
+    assert_eq!(m.free_pages(), free, "the whole granule came back: no padding leaks");
+}
