@@ -9,6 +9,8 @@ use core::fmt;
 pub const MACHINE_AARCH64: u16 = 0xaa64;
 pub const OPTIONAL_MAGIC_PE32_PLUS: u16 = 0x20b;
 pub const SUBSYSTEM_EFI_APPLICATION: u16 = 10;
+pub const SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER: u16 = 11;
+pub const SUBSYSTEM_EFI_RUNTIME_DRIVER: u16 = 12;
 pub const SCN_MEM_EXECUTE: u32 = 0x2000_0000;
 pub const SCN_MEM_READ: u32 = 0x4000_0000;
 pub const SCN_MEM_WRITE: u32 = 0x8000_0000;
@@ -90,8 +92,8 @@ impl<'a> PeImage<'a> {
             return bad("DOS magic", magic, "\"MZ\" (0x5a4d)");
         }
         let lfanew = u32_at(file, 0x3c).ok_or(PeError { field: "file size", value: file.len() as u64, expected: "at least a DOS header" })? as usize;
-        if !lfanew.is_multiple_of(8) || lfanew.checked_add(24).is_none_or(|end| end > file.len()) {
-            return bad("e_lfanew", lfanew as u64, "an 8-byte-aligned offset of a PE header inside the file");
+        if lfanew.checked_add(24).is_none_or(|end| end > file.len()) {
+            return bad("e_lfanew", lfanew as u64, "the offset of a PE header inside the file");
         }
         let sig = u32_at(file, lfanew).ok_or_else(|| past_end(file))?;
         if sig != 0x0000_4550 {
@@ -139,12 +141,13 @@ impl<'a> PeImage<'a> {
     }
 
     fn check(&self) -> Result<(), PeError> {
-        if self.subsystem != SUBSYSTEM_EFI_APPLICATION {
-            return bad("Subsystem", self.subsystem, "10 (EFI application)");
+        if !matches!(self.subsystem, SUBSYSTEM_EFI_APPLICATION | SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER | SUBSYSTEM_EFI_RUNTIME_DRIVER) {
+            return bad("Subsystem", self.subsystem, "10, 11 or 12 (EFI application, boot service driver, runtime driver)");
         }
+        // Below a page, sections share pages: the image then gets no per-section permissions.
         let sa = self.section_alignment;
-        if sa == 0 || !sa.is_power_of_two() || sa < 4096 {
-            return bad("SectionAlignment", sa, "a power of two >= 4096");
+        if sa == 0 || !sa.is_power_of_two() {
+            return bad("SectionAlignment", sa, "a power of two");
         }
         if self.size_of_image == 0 || self.size_of_image > 1 << 30 {
             return bad("SizeOfImage", self.size_of_image, "non-zero and at most 1 GiB");
@@ -416,6 +419,23 @@ mod tests {
     }
 
     #[test]
+    fn accepts_what_edk2_loads() {
+        let mut f = synthetic();
+        // A PE header at an offset that is not a multiple of 8, and drivers.
+        f.copy_within(0x40..0x300, 0x44);
+        f[0x3c..0x40].copy_from_slice(&0x44u32.to_le_bytes());
+        let opt = 0x44 + 24;
+        for subsystem in [SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER, SUBSYSTEM_EFI_RUNTIME_DRIVER] {
+            f[opt + 68..opt + 70].copy_from_slice(&subsystem.to_le_bytes());
+            assert_eq!(PeImage::parse(&f).unwrap().subsystem, subsystem);
+        }
+        // SectionAlignment below a page (FileAlignment 512, sections in file layout).
+        let mut f = synthetic();
+        f[0x58 + 32..0x58 + 36].copy_from_slice(&0x200u32.to_le_bytes());
+        assert_eq!(PeImage::parse(&f).unwrap().section_alignment, 0x200);
+    }
+
+    #[test]
     fn rejects_each_broken_field() {
         let cases: &[(usize, &[u8], &str)] = &[
             (0, b"ZM", "DOS magic"),
@@ -423,7 +443,7 @@ mod tests {
             (0x44, &0x8664u16.to_le_bytes(), "Machine"),
             (0x58, &0x10bu16.to_le_bytes(), "OptionalHeader.Magic"),
             (0x58 + 68, &3u16.to_le_bytes(), "Subsystem"),
-            (0x58 + 32, &0x800u32.to_le_bytes(), "SectionAlignment"),
+            (0x58 + 32, &0x1800u32.to_le_bytes(), "SectionAlignment"),
             (0x58 + 56, &0u32.to_le_bytes(), "SizeOfImage"),
             (0x58 + 16, &0x2000u32.to_le_bytes(), "AddressOfEntryPoint"),
             (0x46, &60000u16.to_le_bytes(), "NumberOfSections"),

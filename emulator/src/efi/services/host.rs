@@ -219,6 +219,7 @@ pub fn machine() -> (TestMachine, usize) {
         base: 0,
         pages: 0,
         entry: 0,
+        application: true,
         started: true,
         exit_context: None,
         exit_data: None,

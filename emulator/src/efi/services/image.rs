@@ -37,11 +37,18 @@ fn load_error(e: crate::efi::pe::PeError) -> EfiError {
 /// interface, as EDK2 does for an image loaded from a buffer with no path.
 pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, device: usize, file_path: Option<&[u8]>, full_path: Option<&[u8]>) -> Result<usize, EfiError> {
     let pe = PeImage::parse(file).map_err(load_error)?;
+    // Each subsystem's memory types: applications are the loader's, drivers stay in boot
+    // services (or runtime) memory.
+    let (code_type, data_type) = match pe.subsystem {
+        crate::efi::pe::SUBSYSTEM_EFI_BOOT_SERVICE_DRIVER => (efi::BOOT_SERVICES_CODE, efi::BOOT_SERVICES_DATA),
+        crate::efi::pe::SUBSYSTEM_EFI_RUNTIME_DRIVER => (efi::RUNTIME_SERVICES_CODE, efi::RUNTIME_SERVICES_DATA),
+        _ => (efi::LOADER_CODE, efi::LOADER_DATA),
+    };
     let size = pe.size_of_image as u64;
     let pages = size.div_ceil(PAGE_SIZE);
     let base = match placement {
         Placement::InPlace(at) => {
-            c.memory.retype(at, pages, efi::LOADER_CODE, true)?;
+            c.memory.retype(at, pages, code_type, true)?;
             // SAFETY: the caller established that the file's pages, up to SizeOfImage, are
             // ours to use and identity-mapped.
             let image = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, size as usize) };
@@ -52,8 +59,8 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         Placement::Copy => {
             // Linux kernels at 2 MiB, so the stub need not move itself; others at their
             // section alignment.
-            let align = if pe.linux_image_size.is_some() { 2 << 20 } else { pe.section_alignment as u64 };
-            let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, pages, align).inspect_err(|_| {
+            let align = if pe.linux_image_size.is_some() { 2 << 20 } else { (pe.section_alignment as u64).max(PAGE_SIZE) };
+            let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, code_type, pages, align).inspect_err(|_| {
                 log::error!("no room for the image: {} KiB at {} KiB alignment needed, {} KiB of conventional memory free", pages * 4, align / 1024, c.memory.free_pages() * 4)
             })?;
             // SAFETY: freshly allocated pages, identity-mapped.
@@ -99,15 +106,16 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
             load_options: core::ptr::null_mut(),
             image_base: base as *mut c_void,
             image_size: size,
-            image_code_type: efi::LOADER_CODE,
-            image_data_type: efi::LOADER_DATA,
+            image_code_type: code_type,
+            image_data_type: data_type,
             unload: None,
         },
     )?;
     let handle = c.handles.install(None, &loaded_image::PROTOCOL_GUID, li as usize)?;
     c.handles.install(Some(handle), &loaded_image_device_path::PROTOCOL_GUID, full_path as usize)?;
     let owned = [li as *mut u8, full_path, path_copy].into_iter().filter(|p| !p.is_null()).collect();
-    c.images.push(Image { handle, loaded_image: li, base, pages, entry: base + pe.entry_point as u64, started: false, exit_context: None, exit_data: None, owned });
+    let application = pe.subsystem == crate::efi::pe::SUBSYSTEM_EFI_APPLICATION;
+    c.images.push(Image { handle, loaded_image: li, base, pages, entry: base + pe.entry_point as u64, application, started: false, exit_context: None, exit_data: None, owned });
     Machine::image_loaded(base, size, handle);
     log::info!(
         "image: {:#x}..{:#x} ({} KiB, {}), entry {:#x}, handle {handle:#x}",
@@ -125,6 +133,10 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
 /// both, with a warning: refusing it would refuse real images.
 fn map_sections(pe: &PeImage, base: u64, size: u64) {
     use crate::efi::pe::{SCN_MEM_EXECUTE as X, SCN_MEM_WRITE as W};
+    if (pe.section_alignment as u64) < PAGE_SIZE {
+        log::warn!("image at {base:#x}: SectionAlignment {:#x} is below a page: sections share pages, mapped RWX", pe.section_alignment);
+        return;
+    }
     let mut result = Machine::set_access(base, size, Access::RODATA);
     for s in pe.sections() {
         let access = match s.characteristics & (W | X) {
@@ -262,8 +274,12 @@ efiapi! {
                         }
                     }
                     // An application is unloaded once it returns or exits (its ExitData, pool
-                    // memory it allocated, stays for the caller to free); only applications load.
-                    let _ = unload(handle as usize);
+                    // memory it allocated, stays for the caller to free); a driver only when it
+                    // fails, since its protocols stay in use.
+                    let application = with_core(|c| c.image(handle as usize).map(|i| i.application).unwrap_or(false));
+                    if application || s.is_error() {
+                        let _ = unload(handle as usize);
+                    }
                 }
                 s
             }

@@ -33,6 +33,8 @@ pub struct Image {
     pub base: u64,
     pub pages: u64,
     pub entry: u64,
+    /// An EFI application (unloaded when it returns), not a driver.
+    pub application: bool,
     pub started: bool,
     /// While the image runs: where `Exit` unwinds to.
     pub exit_context: Option<*mut <Machine as Platform>::ExitContext>,

@@ -473,6 +473,7 @@ fn images_load_start_exit_and_unload() {
                     base,
                     pages: 1,
                     entry: entry as usize as u64,
+                    application: true,
                     started: false,
                     exit_context: None,
                     exit_data: None,
