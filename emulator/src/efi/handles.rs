@@ -38,17 +38,33 @@ struct Entry {
     protocols: Vec<Installed>,
 }
 
+/// A RegisterProtocolNotify registration: the handles that got `guid` since, not yet handed out.
+#[derive(Debug)]
+struct Registration {
+    key: usize,
+    guid: Guid,
+    event: usize,
+    pending: Vec<Handle>,
+}
+
 #[derive(Debug)]
 pub struct HandleDb {
     entries: Vec<Entry>,
     next: Handle,
+    registrations: Vec<Registration>,
+    next_key: usize,
+    /// Events of registrations whose protocol was just installed: the caller signals them.
+    to_signal: Vec<usize>,
 }
 
 impl Default for HandleDb {
     fn default() -> Self {
-        HandleDb { entries: Vec::new(), next: FIRST_HANDLE }
+        HandleDb { entries: Vec::new(), next: FIRST_HANDLE, registrations: Vec::new(), next_key: FIRST_REGISTRATION, to_signal: Vec::new() }
     }
 }
+
+/// First registration key; like handles, opaque and never NULL.
+const FIRST_REGISTRATION: usize = 0xe2e0_0010;
 
 /// LocateHandle's search.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +103,56 @@ impl HandleDb {
                 h
             }
         };
+        self.installed(h, guid);
         Ok(h)
+    }
+
+    /// Tells the registrations for `guid` that `handle` has it now.
+    fn installed(&mut self, handle: Handle, guid: &Guid) {
+        for r in self.registrations.iter_mut().filter(|r| r.guid == *guid) {
+            if !r.pending.contains(&handle) {
+                r.pending.push(handle);
+            }
+            self.to_signal.push(r.event);
+        }
+    }
+
+    /// RegisterProtocolNotify: a key for LocateHandle(ByRegisterNotify) and LocateProtocol.
+    pub fn register_notify(&mut self, guid: &Guid, event: usize) -> usize {
+        let key = self.next_key;
+        self.next_key += 0x10;
+        self.registrations.push(Registration { key, guid: *guid, event, pending: Vec::new() });
+        key
+    }
+
+    /// CloseEvent: its registrations go too.
+    pub fn unregister_event(&mut self, event: usize) {
+        self.registrations.retain(|r| r.event != event);
+    }
+
+    /// The events to signal for installs since the last call.
+    pub fn take_signals(&mut self) -> Vec<usize> {
+        core::mem::take(&mut self.to_signal)
+    }
+
+    /// The next handle that got the registration's protocol (LocateHandle ByRegisterNotify):
+    /// one a call, `NotFound` when there is none, `InvalidParameter` for an unknown key.
+    pub fn next_registered(&mut self, key: usize) -> Result<Handle, EfiError> {
+        let r = self.registrations.iter_mut().find(|r| r.key == key).ok_or(EfiError::InvalidParameter)?;
+        // Handles that lost the protocol since are skipped.
+        while !r.pending.is_empty() {
+            let h = r.pending.remove(0);
+            let still = self.entries.iter().any(|e| e.handle == h && e.protocols.iter().any(|p| p.guid == r.guid));
+            if still {
+                return Ok(h);
+            }
+        }
+        Err(EfiError::NotFound)
+    }
+
+    /// The GUID a registration watches.
+    pub fn registered_guid(&self, key: usize) -> Option<Guid> {
+        self.registrations.iter().find(|r| r.key == key).map(|r| r.guid)
     }
 
     /// UninstallProtocolInterface. A handle left without protocols disappears.
@@ -109,6 +174,7 @@ impl HandleDb {
         let e = self.entry_mut(handle).map_err(|_| EfiError::NotFound)?;
         let p = e.protocols.iter_mut().find(|p| p.guid == *guid && p.interface == old).ok_or(EfiError::NotFound)?;
         p.interface = new;
+        self.installed(handle, guid);
         Ok(())
     }
 

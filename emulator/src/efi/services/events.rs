@@ -110,7 +110,12 @@ efiapi! {
     }
 
     fn close_event(event: efi::Event) -> Status {
-        guarded(|| with_core(|c| c.events.close(event as usize)))
+        guarded(|| {
+            with_core(|c| {
+                c.handles.unregister_event(event as usize);
+                c.events.close(event as usize)
+            })
+        })
     }
 
     fn check_event(event: efi::Event) -> Status {

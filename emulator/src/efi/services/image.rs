@@ -253,6 +253,8 @@ efiapi! {
                 let (device, rest) = dp.and_then(|p| with_core(|c| find_device(c, p, &efi::protocols::device_path::PROTOCOL_GUID))).unwrap_or((0, 0));
                 with_core(|c| load(c, file, Placement::Copy, parent as usize, device, dp.map(|p| &p[rest..]), dp))?
             };
+            // Its LoadedImage is news to RegisterProtocolNotify registrations.
+            super::protocols::notify_registered();
             // SAFETY: the payload's out-argument.
             unsafe { out(image, h as efi::Handle) }
         })

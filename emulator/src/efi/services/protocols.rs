@@ -31,7 +31,7 @@ fn pool_array<T: Copy>(c: &mut Core, values: &[T]) -> Result<*mut T, EfiError> {
     Ok(buf)
 }
 
-fn locate(search: efi::LocateSearchType, protocol: *mut Guid) -> Result<Vec<usize>, EfiError> {
+fn locate(search: efi::LocateSearchType, protocol: *mut Guid, key: *mut c_void) -> Result<Vec<usize>, EfiError> {
     match search {
         efi::ALL_HANDLES => with_core(|c| c.handles.locate(Search::AllHandles)),
         efi::BY_PROTOCOL => {
@@ -39,9 +39,21 @@ fn locate(search: efi::LocateSearchType, protocol: *mut Guid) -> Result<Vec<usiz
             let g = unsafe { guid_arg(protocol)? };
             with_core(|c| c.handles.locate(Search::ByProtocol(&g)))
         }
-        // RegisterProtocolNotify refuses registrations, so there is no key to search by.
+        // One handle a call: the next that got the registration's protocol.
+        efi::BY_REGISTER_NOTIFY if !key.is_null() => with_core(|c| c.handles.next_registered(key as usize)).map(|h| alloc::vec![h]),
         _ => Err(EfiError::InvalidParameter),
     }
+}
+
+/// Signals the RegisterProtocolNotify events of the protocols just installed, and runs the
+/// notify functions that are due.
+pub fn notify_registered() {
+    with_core(|c| {
+        for e in c.handles.take_signals() {
+            let _ = c.events.signal(e);
+        }
+    });
+    dispatch();
 }
 
 efiapi! {
@@ -53,6 +65,7 @@ efiapi! {
             // SAFETY: the payload's GUID and in/out handle arguments.
             let (g, h) = unsafe { (guid_arg(protocol)?, read(handle)? as usize) };
             let h = with_core(|c| c.handles.install((h != 0).then_some(h), &g, interface as usize))?;
+            notify_registered();
             // SAFETY: as above.
             unsafe { out(handle, h as efi::Handle) }
         })
@@ -62,7 +75,9 @@ efiapi! {
         guarded(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
-            with_core(|c| c.handles.reinstall(handle as usize, &g, old as usize, new as usize))
+            with_core(|c| c.handles.reinstall(handle as usize, &g, old as usize, new as usize))?;
+            notify_registered();
+            Ok(())
         })
     }
 
@@ -90,20 +105,19 @@ efiapi! {
     fn register_protocol_notify(protocol: *mut Guid, event: efi::Event, registration: *mut *mut c_void) -> Status {
         guarded(|| {
             // SAFETY: the payload's GUID argument.
-            unsafe { guid_arg(protocol)? };
+            let g = unsafe { guid_arg(protocol)? };
             if registration.is_null() || !with_core(|c| c.events.exists(event as usize)) {
                 return Err(EfiError::InvalidParameter);
             }
-            // No driver here installs protocols behind a payload's back, so there is nothing
-            // to be told about: say so rather than accept a registration that never fires.
-            Err(EfiError::Unsupported)
+            let key = with_core(|c| c.handles.register_notify(&g, event as usize));
+            // SAFETY: the payload's out-argument.
+            unsafe { out(registration, key as *mut c_void) }
         })
     }
 
     fn locate_handle(search: efi::LocateSearchType, protocol: *mut Guid, key: *mut c_void, size: *mut usize, buffer: *mut efi::Handle) -> Status {
         guarded(|| {
-            let _ = key;
-            let found = locate(search, protocol)?;
+            let found = locate(search, protocol, key)?;
             // SAFETY: the payload's in/out size argument.
             unsafe { sized_buffer(size, found.len() * size_of::<efi::Handle>())? };
             if buffer.is_null() {
@@ -212,11 +226,10 @@ efiapi! {
 
     fn locate_handle_buffer(search: efi::LocateSearchType, protocol: *mut Guid, key: *mut c_void, count: *mut usize, buffer: *mut *mut efi::Handle) -> Status {
         guarded(|| {
-            let _ = key;
             if count.is_null() || buffer.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            let found: Vec<efi::Handle> = locate(search, protocol)?.into_iter().map(|h| h as efi::Handle).collect();
+            let found: Vec<efi::Handle> = locate(search, protocol, key)?.into_iter().map(|h| h as efi::Handle).collect();
             let buf = with_core(|c| pool_array(c, &found))?;
             // SAFETY: the payload's out-arguments.
             unsafe {
@@ -228,13 +241,17 @@ efiapi! {
 
     fn locate_protocol(protocol: *mut Guid, registration: *mut c_void, interface: *mut *mut c_void) -> Status {
         guarded(|| {
-            let _ = registration;
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
             if interface.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            let found = with_core(|c| c.handles.locate_protocol(&g));
+            // With a registration: the next interface installed since it, not the first one.
+            let found = with_core(|c| match registration as usize {
+                0 => c.handles.locate_protocol(&g),
+                key if c.handles.registered_guid(key) == Some(g) => c.handles.next_registered(key).and_then(|h| c.handles.get(h, &g)),
+                _ => Err(EfiError::NotFound),
+            });
             // SAFETY: the payload's out-argument: the interface, or NULL when there is none.
             unsafe { out(interface, found.map_or(core::ptr::null_mut(), |i| i as *mut c_void))? };
             found.map(|_| ())
@@ -248,6 +265,7 @@ efiapi! {
             // SAFETY: the payload's in/out handle argument.
             let h = unsafe { read(handle)? } as usize;
             let h = with_core(|c| install_all(c, h, &pairs))?;
+            notify_registered();
             // SAFETY: as above.
             unsafe { out(handle, h as efi::Handle) }
         })

@@ -296,12 +296,35 @@ fn protocols_and_handles() {
         assert_eq!((bs.close_protocol)(h, &mut G1.clone(), agent, null_mut()), Status::SUCCESS);
         assert_eq!((bs.close_protocol)(h, &mut G1.clone(), agent, null_mut()), Status::NOT_FOUND);
 
-        // RegisterProtocolNotify is refused honestly; controllers have no drivers.
+        // RegisterProtocolNotify: the event fires for each install of the protocol, and the
+        // registration hands out the new handles one at a time.
+        NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
         let mut ev = null_mut();
-        assert_eq!((bs.create_event)(0, 0, None, null_mut(), &mut ev), Status::SUCCESS);
+        assert_eq!((bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), core::ptr::without_provenance_mut(1), &mut ev), Status::SUCCESS);
         let mut reg: *mut c_void = null_mut();
-        assert_eq!((bs.register_protocol_notify)(&mut G1.clone(), ev, &mut reg), Status::UNSUPPORTED);
-        assert_eq!((bs.register_protocol_notify)(&mut G1.clone(), ev, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.register_protocol_notify)(&mut G2.clone(), ev, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.register_protocol_notify)(&mut G2.clone(), 0x77 as efi::Event, &mut reg), Status::INVALID_PARAMETER, "no such event");
+        assert_eq!((bs.register_protocol_notify)(&mut G2.clone(), ev, &mut reg), Status::SUCCESS);
+        assert!(!reg.is_null());
+        let mut size = 8usize;
+        assert_eq!((bs.locate_handle)(efi::BY_REGISTER_NOTIFY, null_mut(), reg, &mut size, &mut found), Status::NOT_FOUND, "nothing installed yet");
+        let mut h2: efi::Handle = null_mut();
+        assert_eq!((bs.install_protocol_interface)(&mut h2, &mut G2.clone(), efi::NATIVE_INTERFACE, i2), Status::SUCCESS);
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 1, "the event fired");
+        assert_eq!((bs.locate_protocol)(&mut G2.clone(), reg, &mut got), Status::SUCCESS);
+        assert_eq!(got, i2, "LocateProtocol with the registration gives the new interface");
+        assert_eq!((bs.locate_protocol)(&mut G2.clone(), reg, &mut got), Status::NOT_FOUND, "once");
+        assert_eq!((bs.reinstall_protocol_interface)(h2, &mut G2.clone(), i2, i1), Status::SUCCESS);
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 2, "a reinstall notifies too");
+        assert_eq!((bs.locate_handle)(efi::BY_REGISTER_NOTIFY, null_mut(), reg, &mut size, &mut found), Status::SUCCESS);
+        assert_eq!((found, size), (h2, 8));
+        assert_eq!((bs.locate_handle)(efi::BY_REGISTER_NOTIFY, null_mut(), reg, &mut size, &mut found), Status::NOT_FOUND);
+        assert_eq!((bs.locate_handle)(efi::BY_REGISTER_NOTIFY, null_mut(), null_mut(), &mut size, &mut found), Status::INVALID_PARAMETER, "no key");
+        assert_eq!((bs.close_event)(ev), Status::SUCCESS);
+        assert_eq!((bs.locate_handle)(efi::BY_REGISTER_NOTIFY, null_mut(), reg, &mut size, &mut found), Status::INVALID_PARAMETER, "closing the event ended the registration");
+        assert_eq!((bs.uninstall_protocol_interface)(h2, &mut G2.clone(), i1), Status::SUCCESS);
+
+        // Controllers have no drivers.
         assert_eq!((bs.connect_controller)(h, null_mut(), null_mut(), efi::Boolean::FALSE), Status::NOT_FOUND);
         assert_eq!((bs.connect_controller)(0x55 as efi::Handle, null_mut(), null_mut(), efi::Boolean::FALSE), Status::INVALID_PARAMETER);
         assert_eq!((bs.disconnect_controller)(h, null_mut(), null_mut()), Status::SUCCESS);
