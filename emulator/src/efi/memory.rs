@@ -136,6 +136,17 @@ impl MemoryMap {
         Ok(())
     }
 
+    /// Adds a range the map does not have yet (MMIO the OS must map for runtime services).
+    pub fn add(&mut self, region: Region) -> Result<(), EfiError> {
+        if self.regions.iter().any(|r| r.start < region.end() && region.start < r.end()) {
+            return Err(EfiError::AccessDenied);
+        }
+        let at = self.regions.partition_point(|r| r.start < region.start);
+        self.regions.insert(at, region);
+        self.changed();
+        Ok(())
+    }
+
     fn covered(&self, start: u64, end: u64, pred: impl Fn(&Region) -> bool) -> bool {
         let mut cursor = start;
         for r in &self.regions {

@@ -13,6 +13,7 @@ pub mod pool;
 pub mod protocols;
 #[cfg(any(test, all(target_arch = "aarch64", target_os = "none")))]
 pub mod services;
+pub mod time;
 pub mod variables;
 
 use r_efi::efi::Status;

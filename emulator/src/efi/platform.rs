@@ -80,6 +80,11 @@ pub trait Platform {
     /// `ctx` must be the context of a `start_image` call that is still running.
     unsafe fn exit_image(ctx: *mut Self::ExitContext, status: usize) -> !;
 
+    /// The real-time clock: seconds since 1970, when the machine has one the emulator drives.
+    fn rtc_seconds() -> Option<u64>;
+    /// Sets the real-time clock (`Err` without one, or for a value it cannot hold).
+    fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError>;
+
     /// Masks interrupts for good (ExitBootServices).
     fn mask_interrupts();
 

@@ -2,8 +2,10 @@
 //! maintenance, the StartImage/Exit context switch, PSCI and the PL011 console.
 
 use super::{console, cpu, exceptions, mmu, psci};
+use crate::drivers::pl031::Pl031;
 use crate::efi::platform::{Access, Platform, PowerAction, ProtectError};
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 use r_efi::efi;
 
 /// The AArch64 machine the blob runs on.
@@ -68,6 +70,21 @@ efi_emulator_exit_image:
 unsafe extern "C" {
     fn efi_emulator_start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, stack_top: u64, ctx: *mut ExitContext) -> usize;
     fn efi_emulator_exit_image(ctx: *mut ExitContext, status: usize) -> !;
+}
+
+/// The PL031 the device tree names, once setup found one (0: none).
+static RTC_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// Drives the PL031 at `base` for GetTime/SetTime (identity-mapped device memory).
+pub fn set_rtc(base: u64) {
+    RTC_BASE.store(base, Ordering::Relaxed);
+}
+
+fn rtc() -> Option<Pl031> {
+    let base = RTC_BASE.load(Ordering::Relaxed);
+    // SAFETY: a PL031 named by the device tree, mapped as device memory by the memory plan and
+    // published as runtime MMIO; only the emulator's time services drive it.
+    (base != 0).then(|| unsafe { Pl031::new(base as usize) })
 }
 
 /// ID_AA64ISAR0_EL1.RNDR says whether RNDR/RNDRRS exist.
@@ -164,6 +181,16 @@ impl Platform for Aarch64 {
         // SAFETY: `ctx` belongs to a running start_image (this function's contract), whose
         // frame is still on the stack below the image's.
         unsafe { efi_emulator_exit_image(ctx, status) }
+    }
+
+    fn rtc_seconds() -> Option<u64> {
+        rtc().map(|r| r.seconds() as u64)
+    }
+
+    fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError> {
+        let rtc = rtc().ok_or(ProtectError)?;
+        rtc.set_seconds(u32::try_from(seconds).map_err(|_| ProtectError)?);
+        Ok(())
     }
 
     fn mask_interrupts() {

@@ -207,3 +207,15 @@ fn runtime_allocations_are_freed_whole_and_placed_on_their_granule() {
     m.free(a, 1).unwrap();
     assert_eq!(m.free_pages(), free, "the whole granule came back: no padding leaks");
 }
+
+#[test]
+fn mmio_can_be_added_beside_ram_but_not_over_it() {
+    let mut m = map();
+    let rtc = Region { ty: efi::MEMORY_MAPPED_IO, start: 0x0901_0000, pages: 1, attr: efi::MEMORY_UC | efi::MEMORY_RUNTIME, virt: 0, allocated: false };
+    let key = m.key();
+    m.add(rtc).unwrap();
+    assert_ne!(m.key(), key);
+    assert_eq!(m.regions()[0], rtc, "sorted in front of RAM");
+    assert_eq!(m.add(rtc), Err(EfiError::AccessDenied), "already there");
+    assert_eq!(m.add(Region { start: 0x4100_0000, ..rtc }), Err(EfiError::AccessDenied), "over RAM");
+}

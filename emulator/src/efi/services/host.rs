@@ -27,6 +27,7 @@ pub struct State {
     pub console_in: VecDeque<u8>,
     pub power: Option<PowerAction>,
     pub images_loaded: usize,
+    pub rtc: Option<u64>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -131,6 +132,20 @@ impl Platform for HostMachine {
         loop {
             std::thread::park();
         }
+    }
+
+    fn rtc_seconds() -> Option<u64> {
+        state(|s| s.rtc)
+    }
+
+    fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError> {
+        state(|s| match s.rtc.as_mut() {
+            Some(r) if seconds <= u32::MAX as u64 => {
+                *r = seconds;
+                Ok(())
+            }
+            _ => Err(ProtectError),
+        })
     }
 
     fn mask_interrupts() {

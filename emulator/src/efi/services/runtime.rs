@@ -1,6 +1,7 @@
 //! Runtime services. Without firmware (`noefi_boot`): variables on the volatile store (in
-//! runtime memory, so the OS keeps them: efivarfs), ResetSystem through PSCI, everything else
-//! `EFI_UNSUPPORTED`, and the RT properties table says exactly that. With firmware: every call is passed to the
+//! runtime memory, so the OS keeps them: efivarfs), GetTime/SetTime on the PL031 RTC when the
+//! device tree has one, ResetSystem through PSCI, everything else `EFI_UNSUPPORTED`, and the RT
+//! properties table says exactly that. With firmware: every call is passed to the
 //! firmware's own table (SetVirtualAddressMap only when it would change nothing).
 //!
 //! Everything reachable after ExitBootServices lives in the blob (published as runtime code and
@@ -87,7 +88,7 @@ efiapi! {
         match firmware() {
             // SAFETY: forwarding to the firmware's own service with the caller's arguments.
             Some(f) => unsafe { (f.get_time)(time, caps) },
-            None => Status::UNSUPPORTED,
+            None => run(|| own_get_time(time, caps)),
         }
     }
 
@@ -95,7 +96,7 @@ efiapi! {
         match firmware() {
             // SAFETY: as above.
             Some(f) => unsafe { (f.set_time)(time) },
-            None => Status::UNSUPPORTED,
+            None => run(|| own_set_time(time)),
         }
     }
 
@@ -258,6 +259,38 @@ efiapi! {
     }
 }
 
+/// The time zone and daylight flags SetTime was given (the RTC counts seconds only), packed as
+/// `timezone << 8 | daylight`.
+static TIME_ZONE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new((crate::efi::time::UNSPECIFIED_TIMEZONE as u32) << 8);
+
+fn own_get_time(time: *mut efi::Time, caps: *mut efi::TimeCapabilities) -> Result<(), EfiError> {
+    let seconds = Machine::rtc_seconds().ok_or(EfiError::Unsupported)?;
+    let mut t = crate::efi::time::from_unix(seconds);
+    let zone = TIME_ZONE.load(Ordering::Relaxed);
+    (t.timezone, t.daylight) = ((zone >> 8) as u16 as i16, zone as u8);
+    // SAFETY: the payload's out-argument, and its optional capabilities out-argument.
+    unsafe {
+        out(time, t)?;
+        if !caps.is_null() {
+            // One-second resolution; PL031 crystals are good to about 50 ppm.
+            out(caps, efi::TimeCapabilities { resolution: 1, accuracy: 50_000_000, sets_to_zero: efi::Boolean::FALSE })?;
+        }
+    }
+    Ok(())
+}
+
+fn own_set_time(time: *mut efi::Time) -> Result<(), EfiError> {
+    if Machine::rtc_seconds().is_none() {
+        return Err(EfiError::Unsupported);
+    }
+    // SAFETY: the payload's in-argument.
+    let t = unsafe { read(time)? };
+    let seconds = crate::efi::time::to_unix(&t)?;
+    Machine::set_rtc_seconds(seconds).map_err(|_| EfiError::DeviceError)?;
+    TIME_ZONE.store(((t.timezone as u16 as u32) << 8) | t.daylight as u32, Ordering::Relaxed);
+    Ok(())
+}
+
 /// True when the emulator's own store holds `name`/`guid` (invalid arguments hold nothing).
 fn own_has(name: *mut u16, guid: *mut Guid) -> bool {
     // SAFETY: the payload's name and GUID arguments.
@@ -332,7 +365,10 @@ fn own_set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usiz
 pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     match firmware_mask {
         Some(mask) => (mask & !CONVERT_POINTER) | SET_VIRTUAL_ADDRESS_MAP,
-        None => GET_VARIABLE | GET_NEXT_VARIABLE_NAME | SET_VARIABLE | QUERY_VARIABLE_INFO | RESET_SYSTEM,
+        None => {
+            let time = if Machine::rtc_seconds().is_some() { GET_TIME | SET_TIME } else { 0 };
+            GET_VARIABLE | GET_NEXT_VARIABLE_NAME | SET_VARIABLE | QUERY_VARIABLE_INFO | RESET_SYSTEM | time
+        }
     }
 }
 

@@ -33,6 +33,10 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         }
     }
 
+    if v.runtime_phys.is_none() {
+        serve_rtc(&mut c, fdt);
+    }
+
     if fdt.find("/chosen").and_then(|n| n.property("efi-emulator,no-memory-attribute")).is_some() {
         log::info!("EFI_MEMORY_ATTRIBUTE_PROTOCOL hidden (/chosen/efi-emulator,no-memory-attribute)");
     } else {
@@ -60,6 +64,27 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     let supported = publish_rt_properties(&mut c, firmware_mask)?;
     log::info!("runtime services supported after ExitBootServices: mask {supported:#06x}");
     Ok(c)
+}
+
+/// GetTime/SetTime on the device tree's PL031, which the memory map then lists as runtime MMIO so
+/// the OS maps it for runtime calls.
+fn serve_rtc(c: &mut Core, fdt: &Fdt) {
+    let root = fdt.root();
+    let Some(rtc) = root.children().find(|n| n.is_enabled() && n.compatible_with("arm,pl031")) else {
+        return;
+    };
+    let Some((base, _)) = rtc.reg(root.cells()).next() else {
+        return;
+    };
+    let page =
+        crate::efi::memory::Region { ty: efi::MEMORY_MAPPED_IO, start: base & !(PAGE_SIZE - 1), pages: 1, attr: efi::MEMORY_UC | efi::MEMORY_RUNTIME, virt: 0, allocated: false };
+    match c.memory.add(page) {
+        Ok(()) => {
+            crate::arch::aarch64::platform::set_rtc(base);
+            log::info!("GetTime/SetTime on the PL031 at {base:#x}");
+        }
+        Err(_) => log::warn!("PL031 at {base:#x} overlaps the memory map: GetTime stays unsupported"),
+    }
 }
 
 fn kernel_file(v: &Validated) -> &'static [u8] {

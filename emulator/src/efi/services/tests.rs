@@ -751,6 +751,25 @@ fn runtime_services_without_firmware() {
         assert_eq!((rt.query_capsule_capabilities)(null_mut(), 0, &mut cap_max, &mut reset), Status::UNSUPPORTED);
         assert_eq!((rt.convert_pointer)(0, null_mut()), Status::UNSUPPORTED);
 
+        // With a PL031: GetTime and SetTime on it; the zone SetTime was given comes back.
+        host::state(|s| s.rtc = Some(1_796_083_199)); // 2026-11-30 23:59:59
+        let mut caps = core::mem::zeroed::<efi::TimeCapabilities>();
+        assert_eq!((rt.get_time)(null_mut(), &mut caps), Status::INVALID_PARAMETER);
+        assert_eq!((rt.get_time)(&mut time, &mut caps), Status::SUCCESS);
+        assert_eq!((time.year, time.month, time.day, time.hour, time.second, time.timezone), (2026, 11, 30, 23, 59, crate::efi::time::UNSPECIFIED_TIMEZONE));
+        assert_eq!((caps.resolution, caps.accuracy), (1, 50_000_000));
+        assert_eq!(runtime::supported_mask(None) & 3, 3, "GET_TIME | SET_TIME said supported");
+        time.day = 31;
+        assert_eq!((rt.set_time)(&mut time), Status::INVALID_PARAMETER, "30 November days");
+        (time.year, time.month, time.day, time.timezone, time.daylight) = (2030, 1, 2, -60, 1);
+        assert_eq!((rt.set_time)(&mut time), Status::SUCCESS);
+        assert_eq!(host::state(|s| s.rtc), Some(1_893_628_799), "2030-01-02 23:59:59");
+        assert_eq!((rt.get_time)(&mut time, null_mut()), Status::SUCCESS);
+        assert_eq!((time.year, time.timezone, time.daylight), (2030, -60, 1));
+        (time.year, time.timezone) = (2107, crate::efi::time::UNSPECIFIED_TIMEZONE);
+        assert_eq!((rt.set_time)(&mut time), Status::DEVICE_ERROR, "past what 32 bits of seconds hold");
+        host::state(|s| s.rtc = None);
+
         // SetVirtualAddressMap: the identity map of the emulator is the only one it takes.
         let d = efi::MemoryDescriptor {
             r#type: efi::RUNTIME_SERVICES_DATA,
