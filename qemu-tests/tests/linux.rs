@@ -47,6 +47,11 @@ fn boots(series: &str, el: EntryEl, smp: u32) {
         assert!(t.contains("memory attributes: set 0x4000 on "), "XP on its data");
     }
     assert!(!t.contains("[Firmware Bug]"));
+    // No firmware: the kernel reads the clock through GetTime on QEMU's PL031, after
+    // ExitBootServices, at the address the memory map published as runtime MMIO.
+    assert!(t.contains("GetTime/SetTime on the PL031 at 0x9010000"));
+    assert!(t.contains("rtc-efi rtc-efi.0: registered as"), "rtc-efi probes with GetTime");
+    assert!(!t.contains("EFI Runtime Services are disabled") && !t.contains("Exception in EFI runtime service"), "and no runtime call faults");
 }
 
 macro_rules! matrix {

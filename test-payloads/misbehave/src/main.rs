@@ -73,6 +73,17 @@ mod app {
 
     unsafe extern "efiapi" fn notify(_e: efi::Event, _c: *mut c_void) {}
 
+    /// Notifications counted, by the notify function below.
+    static NOTIFIED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+    unsafe extern "efiapi" fn count(_e: efi::Event, _c: *mut c_void) {
+        NOTIFIED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn notified() -> Status {
+        Status::from_usize(NOTIFIED.load(core::sync::atomic::Ordering::Relaxed))
+    }
+
     #[unsafe(no_mangle)]
     extern "efiapi" fn efi_main(image: Handle, st: *mut efi::SystemTable) -> Status {
         // SAFETY: the firmware passes a valid system table; every call below follows the
@@ -203,6 +214,65 @@ mod app {
             t.check("WaitForEvent on a 1 ms timer", (bs.wait_for_event)(1, list.as_mut_ptr(), &mut which), Status::SUCCESS);
             (bs.close_event)(timer);
 
+            // Notifications (the counts travel as statuses so that Tally prints them).
+            t.check(
+                "CreateEvent with NotifyTpl TPL_APPLICATION",
+                (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_APPLICATION, Some(count), null_mut(), &mut ev),
+                Status::INVALID_PARAMETER,
+            );
+            (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count), null_mut(), &mut ev);
+            (bs.signal_event)(ev);
+            (bs.signal_event)(ev);
+            t.check("SignalEvent twice notifies twice", notified(), Status::from_usize(2));
+            (bs.raise_tpl)(efi::TPL_NOTIFY);
+            (bs.signal_event)(ev);
+            t.check("SignalEvent at TPL_NOTIFY waits", notified(), Status::from_usize(2));
+            (bs.restore_tpl)(efi::TPL_APPLICATION);
+            t.check("RestoreTPL runs the notification", notified(), Status::from_usize(3));
+            let mut list = [ev];
+            t.check("WaitForEvent on a NOTIFY_SIGNAL event", (bs.wait_for_event)(1, list.as_mut_ptr(), &mut which), Status::INVALID_PARAMETER);
+            t.check("WaitForEvent names the refused event in Index", Status::from_usize(which), Status::from_usize(0));
+            (bs.close_event)(ev);
+            (bs.create_event)(efi::EVT_TIMER | efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count), null_mut(), &mut timer);
+            (bs.set_timer)(timer, efi::TIMER_PERIODIC, 2_000); // 200 us
+            for _ in 0..4 {
+                (bs.stall)(1_000);
+            }
+            (bs.close_event)(timer);
+            let periodic = NOTIFIED.load(core::sync::atomic::Ordering::Relaxed) - 3;
+            t.check("a periodic timer notifies every period", Status::from_usize((periodic >= 4) as usize), Status::from_usize(1));
+
+            // RegisterProtocolNotify fires when the protocol is installed.
+            let mut reg: *mut c_void = null_mut();
+            (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count), null_mut(), &mut ev);
+            t.check("RegisterProtocolNotify", (bs.register_protocol_notify)(&UNKNOWN as *const Guid as *mut Guid, ev, &mut reg), Status::SUCCESS);
+            let before = NOTIFIED.load(core::sync::atomic::Ordering::Relaxed);
+            let mut h: Handle = null_mut();
+            (bs.install_protocol_interface)(&mut h, &UNKNOWN as *const Guid as *mut Guid, efi::NATIVE_INTERFACE, 0x1234 as *mut c_void);
+            t.check("the registration's event fired", Status::from_usize(NOTIFIED.load(core::sync::atomic::Ordering::Relaxed) - before), Status::from_usize(1));
+            let mut found: *mut c_void = null_mut();
+            t.check("LocateProtocol with the registration", (bs.locate_protocol)(&UNKNOWN as *const Guid as *mut Guid, reg, &mut found), Status::SUCCESS);
+            (bs.uninstall_protocol_interface)(h, &UNKNOWN as *const Guid as *mut Guid, 0x1234 as *mut c_void);
+            (bs.close_event)(ev);
+
+            // Memory attributes: clearing RP (never set here) succeeds, as shim needs.
+            let ma_guid = efi::protocols::memory_attribute::PROTOCOL_GUID;
+            let mut ma: *mut c_void = null_mut();
+            if (bs.locate_protocol)(&ma_guid as *const Guid as *mut Guid, null_mut(), &mut ma) == Status::SUCCESS {
+                let ma = ma as *mut efi::protocols::memory_attribute::Protocol;
+                let mut page = 0u64;
+                (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_CODE, 1, &mut page);
+                t.check("ClearMemoryAttributes RP|XP", ((*ma).clear_memory_attributes)(ma, page, 4096, efi::MEMORY_RP | efi::MEMORY_XP), Status::SUCCESS);
+                t.check("SetMemoryAttributes RP", ((*ma).set_memory_attributes)(ma, page, 4096, efi::MEMORY_RP), Status::UNSUPPORTED);
+                (bs.free_pages)(page, 1);
+            }
+
+            // Memory types EDK2 allocates, and one it does not.
+            let mut page = 0u64;
+            t.check("AllocatePages EfiReservedMemoryType", (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::RESERVED_MEMORY_TYPE, 1, &mut page), Status::SUCCESS);
+            t.check("FreePages of it", (bs.free_pages)(page, 1), Status::SUCCESS);
+            t.check("AllocatePages EfiPersistentMemory", (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::PERSISTENT_MEMORY, 1, &mut page), Status::INVALID_PARAMETER);
+
             // Variables.
             let mut name = [b'N' as u16, b'o' as u16, 0];
             let mut vsize = 0usize;
@@ -228,6 +298,32 @@ mod app {
                 (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, null_mut()),
                 Status::BUFFER_TOO_SMALL,
             );
+            let mut kept = [b'K' as u16, 0];
+            let bs_rt = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
+            t.check(
+                "SetVariable with runtime access",
+                (rt.set_variable)(kept.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, bs_rt, 1, data.as_mut_ptr() as *mut c_void),
+                Status::SUCCESS,
+            );
+            let global = efi::GLOBAL_VARIABLE;
+            let mut secure_boot = [0u16; 11];
+            for (i, u) in "SecureBoot".encode_utf16().enumerate() {
+                secure_boot[i] = u;
+            }
+            let mut sb = [9u8];
+            vsize = 1;
+            t.check(
+                "GetVariable SecureBoot",
+                (rt.get_variable)(secure_boot.as_mut_ptr(), &global as *const Guid as *mut Guid, null_mut(), &mut vsize, sb.as_mut_ptr() as *mut c_void),
+                Status::SUCCESS,
+            );
+            t.check("SecureBoot is 0", Status::from_usize(sb[0] as usize), Status::from_usize(0));
+            sb[0] = 1;
+            t.check(
+                "SetVariable SecureBoot",
+                (rt.set_variable)(secure_boot.as_mut_ptr(), &global as *const Guid as *mut Guid, bs_rt, 1, sb.as_mut_ptr() as *mut c_void),
+                Status::WRITE_PROTECTED,
+            );
 
             // ExitBootServices: a stale key, then the right one.
             let mut size = buf.len();
@@ -242,8 +338,13 @@ mod app {
             vsize = 1;
             t.check(
                 "GetVariable at runtime",
-                (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, data.as_mut_ptr() as *mut c_void),
+                (rt.get_variable)(kept.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, data.as_mut_ptr() as *mut c_void),
                 Status::SUCCESS,
+            );
+            t.check(
+                "GetVariable of a boot-services-only variable at runtime",
+                (rt.get_variable)(name.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, null_mut(), &mut vsize, data.as_mut_ptr() as *mut c_void),
+                Status::NOT_FOUND,
             );
 
             say!("misbehave: {} passed, {} failed", t.passed, t.failed);

@@ -10,6 +10,7 @@ pub const TYPE_END: u8 = 0x7f;
 pub const SUBTYPE_MEMORY_MAPPED: u8 = 0x03;
 pub const SUBTYPE_VENDOR_MEDIA: u8 = 0x03;
 pub const SUBTYPE_END_ENTIRE: u8 = 0xff;
+pub const SUBTYPE_END_INSTANCE: u8 = 0x01;
 /// Longest device path we read.
 pub const MAX_LEN: usize = 64 * 1024;
 
@@ -101,11 +102,98 @@ pub fn memory_mapped(memory_type: u32, start: u64, end_inclusive: u64) -> Vec<u8
     v
 }
 
+/// The length a node's header gives (at least the header).
+fn node_len(node: &[u8]) -> usize {
+    (u16::from_le_bytes([node[2], node[3]]) as usize).max(4)
+}
+
+/// AppendDevicePath: `a` without its End, then `b`; a missing path counts as empty.
+pub fn append_paths(a: Option<&[u8]>, b: Option<&[u8]>) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(a.map(without_end).unwrap_or_default());
+    match b {
+        Some(b) => v.extend_from_slice(b),
+        None => v.extend(end()),
+    }
+    v
+}
+
+/// AppendDeviceNode: `path` without its End, the node (as long as its header says), End.
+pub fn append_node(path: Option<&[u8]>, node: Option<&[u8]>) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(path.map(without_end).unwrap_or_default());
+    if let Some(n) = node.filter(|n| n.len() >= 4) {
+        v.extend_from_slice(&n[..node_len(n).min(n.len())]);
+    }
+    v.extend(end());
+    v
+}
+
+/// AppendDevicePathInstance: `path`, its End made an instance separator, then `instance`.
+pub fn append_instance(path: Option<&[u8]>, instance: &[u8]) -> Vec<u8> {
+    let Some(path) = path else { return instance.to_vec() };
+    let mut v = path.to_vec();
+    let last = v.len() - 4;
+    v[last + 1] = SUBTYPE_END_INSTANCE;
+    v.extend_from_slice(instance);
+    v
+}
+
+/// GetNextDevicePathInstance: the first instance of a (multi-instance) path, ended with End,
+/// and where the next one begins (`None` after the last).
+pub fn next_instance(path: &[u8]) -> (Vec<u8>, Option<usize>) {
+    let mut off = 0;
+    while let Some(header) = path.get(off..off + 4) {
+        if header[0] == TYPE_END {
+            let mut instance = path[..off].to_vec();
+            instance.extend(end());
+            let next = (header[1] == SUBTYPE_END_INSTANCE).then_some(off + 4);
+            return (instance, next);
+        }
+        off += node_len(header);
+    }
+    (end(), None)
+}
+
+/// Whether the path has more than one instance.
+pub fn is_multi_instance(path: &[u8]) -> bool {
+    next_instance(path).1.is_some()
+}
+
+/// CreateDeviceNode: a zeroed node of `length` bytes (`None` below the 4-byte header).
+pub fn create_node(ty: u8, sub: u8, length: u16) -> Option<Vec<u8>> {
+    (length >= 4).then(|| node(ty, sub, &alloc::vec![0; length as usize - 4]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const G: Guid = Guid::from_fields(0x5568e427, 0x68fc, 0x4f3d, 0xac, 0x74, &[0xca, 0x55, 0x52, 0x31, 0xcc, 0x68]);
+
+    #[test]
+    fn utilities_append_and_split_instances() {
+        let a = vendor_media(&G);
+        let b = memory_mapped(2, 0x1000, 0x1fff);
+        let ab = append_paths(Some(&a), Some(&b));
+        assert_eq!(ab.len(), a.len() + b.len() - 4);
+        assert_eq!(nodes(&ab).count(), 2);
+        assert_eq!(append_paths(None, None), end());
+        assert_eq!(append_paths(None, Some(&b)), b);
+        let node = &b[..b.len() - 4];
+        assert_eq!(append_node(Some(&a), Some(node)), ab);
+        assert_eq!(append_node(None, None), end());
+        assert_eq!(append_node(Some(&a), None), a);
+        let multi = append_instance(Some(&a), &b);
+        assert!(is_multi_instance(&multi) && !is_multi_instance(&a));
+        let (first, next) = next_instance(&multi);
+        assert_eq!(first, a);
+        let (second, last) = next_instance(&multi[next.unwrap()..]);
+        assert_eq!((second, last), (b.clone(), None));
+        assert_eq!(append_instance(None, &b), b);
+        assert_eq!(create_node(TYPE_MEDIA, 4, 8).unwrap(), [TYPE_MEDIA, 4, 8, 0, 0, 0, 0, 0]);
+        assert_eq!(create_node(TYPE_MEDIA, 4, 3), None);
+    }
 
     #[test]
     fn vendor_media_is_byte_exact() {

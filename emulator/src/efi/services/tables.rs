@@ -96,6 +96,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         unsafe { vendor.add(i).write(u) };
     }
     let (console, con_out, con_in) = console::install(&mut c)?;
+    device_path_utilities::install(&mut c)?;
     // SAFETY: the system table slot of the runtime block.
     unsafe {
         systab.write(efi::SystemTable {

@@ -551,6 +551,42 @@ fn images_load_start_exit_and_unload() {
 }
 
 #[test]
+fn device_path_utilities() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((bs.locate_protocol)(&mut efi::protocols::device_path_utilities::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let u = &*(p as *const efi::protocols::device_path_utilities::Protocol);
+        let a = crate::efi::protocols::device_path::vendor_media(&G1);
+        let b = crate::efi::protocols::device_path::vendor_media(&G2);
+        let (pa, pb) = (a.as_ptr() as *const _, b.as_ptr() as *const _);
+        assert_eq!((u.get_device_path_size)(pa), a.len());
+        assert_eq!((u.get_device_path_size)(null()), 0);
+        let dup = (u.duplicate_device_path)(pa);
+        assert_eq!(core::slice::from_raw_parts(dup as *const u8, a.len()), &a[..]);
+        assert_eq!((bs.free_pool)(dup.cast()), Status::SUCCESS, "pool memory the caller frees");
+        let ab = (u.append_device_path)(pa, pb);
+        assert_eq!((u.get_device_path_size)(ab), a.len() + b.len() - 4);
+        let multi = (u.append_device_path_instance)(pa, pb);
+        assert_eq!((u.is_device_path_multi_instance)(multi), efi::Boolean::TRUE);
+        assert_eq!((u.is_device_path_multi_instance)(pa), efi::Boolean::FALSE);
+        let (mut cursor, mut size) = (multi, 0usize);
+        let first = (u.get_next_device_path_instance)(&mut cursor, &mut size);
+        assert_eq!((core::slice::from_raw_parts(first as *const u8, size), cursor.is_null()), (&a[..], false));
+        let second = (u.get_next_device_path_instance)(&mut cursor, &mut size);
+        assert_eq!((core::slice::from_raw_parts(second as *const u8, size), cursor.is_null()), (&b[..], true));
+        let node = (u.create_device_node)(4, 3, 20);
+        assert_eq!((u.get_device_path_size)((u.append_device_node)(null(), node)), 24);
+        assert!((u.create_device_node)(4, 3, 2).is_null());
+        let mut bad = a.clone();
+        bad[2] = 1; // a node shorter than its header
+        assert!((u.duplicate_device_path)(bad.as_ptr() as *const _).is_null());
+    }
+}
+
+#[test]
 fn initrd_through_load_file2() {
     let (m, _) = machine();
     let initrd: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
