@@ -1,10 +1,11 @@
-//! ConOut/StdErr (SimpleTextOutput) and ConIn (SimpleTextInput) on the PL011 earlycon.
+//! ConOut/StdErr (SimpleTextOutput) and ConIn (SimpleTextInput and SimpleTextInputEx) on the
+//! PL011 earlycon.
 
 use super::*;
 use crate::efi::platform::Platform;
 use core::ffi::c_void;
 use core::fmt::Write;
-use efi::protocols::{simple_text_input as text_in, simple_text_output as text_out};
+use efi::protocols::{simple_text_input as text_in, simple_text_input_ex as text_in_ex, simple_text_output as text_out};
 
 /// The one text mode: 80x25, as a serial terminal is usually assumed to be.
 const COLUMNS: usize = 80;
@@ -132,10 +133,75 @@ efiapi! {
             if this.is_null() || key.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            let b = Machine::console_read().ok_or(EfiError::NotReady)?;
-            let (scan_code, unicode_char) = decode_key(b, next_key_byte);
             // SAFETY: the payload's out-argument.
-            unsafe { out(key, text_in::InputKey { scan_code, unicode_char }) }
+            unsafe { out(key, read_key()?) }
+        })
+    }
+
+    fn ex_reset(this: *mut text_in_ex::Protocol, extended: efi::Boolean) -> Status {
+        let _ = extended;
+        if this.is_null() {
+            return Status::INVALID_PARAMETER;
+        }
+        while Machine::console_read().is_some() {}
+        Status::SUCCESS
+    }
+
+    fn read_key_stroke_ex(this: *mut text_in_ex::Protocol, data: *mut text_in_ex::KeyData) -> Status {
+        run(|| {
+            if this.is_null() || data.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            // A serial terminal reports no shift or toggle state: both left 0 ("not valid").
+            let key = read_key()?;
+            // SAFETY: the payload's out-argument.
+            unsafe { out(data, text_in_ex::KeyData { key, key_state: text_in_ex::KeyState::default() }) }
+        })
+    }
+
+    fn set_state(this: *mut text_in_ex::Protocol, toggle: *mut text_in_ex::KeyToggleState) -> Status {
+        run(|| {
+            // SAFETY: the payload's in-argument.
+            let toggle = unsafe { read(toggle)? };
+            if this.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            // The terminal's lock keys are its own: nothing to set, but a valid request is fine.
+            if toggle & text_in_ex::TOGGLE_STATE_VALID == 0 {
+                return Err(EfiError::Unsupported);
+            }
+            Ok(())
+        })
+    }
+
+    fn register_key_notify(this: *mut text_in_ex::Protocol, data: *mut text_in_ex::KeyData, function: text_in_ex::KeyNotifyFunction, handle: *mut *mut c_void) -> Status {
+        guarded(|| {
+            // SAFETY: the payload's in-argument.
+            let key = unsafe { read(data)? }.key;
+            if this.is_null() || handle.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            let h = with_core(|c| {
+                let h = KEY_NOTIFY_FIRST + c.key_notify_serial;
+                c.key_notify_serial += 0x10;
+                c.key_notifies.push(KeyNotify { handle: h, scan_code: key.scan_code, unicode_char: key.unicode_char, function });
+                h
+            });
+            // SAFETY: the payload's out-argument.
+            unsafe { out(handle, h as *mut c_void) }
+        })
+    }
+
+    fn unregister_key_notify(this: *mut text_in_ex::Protocol, handle: *mut c_void) -> Status {
+        guarded(|| {
+            if this.is_null() {
+                return Err(EfiError::InvalidParameter);
+            }
+            with_core(|c| {
+                let i = c.key_notifies.iter().position(|n| n.handle == handle as usize).ok_or(EfiError::InvalidParameter)?;
+                c.key_notifies.remove(i);
+                Ok(())
+            })
         })
     }
 
@@ -145,6 +211,34 @@ efiapi! {
             let _ = with_core(|c| c.events.signal(event as usize));
         }
     }
+}
+
+/// Where RegisterKeyNotify handles start (opaque, never NULL).
+const KEY_NOTIFY_FIRST: usize = 0xe3e0_0010;
+
+/// A RegisterKeyNotify registration: called for every key stroke read that matches.
+pub struct KeyNotify {
+    handle: usize,
+    scan_code: u16,
+    unicode_char: u16,
+    function: text_in_ex::KeyNotifyFunction,
+}
+
+/// The next key from the terminal (`NotReady` when none), after the key notifications that
+/// match it have run.
+fn read_key() -> Result<text_in::InputKey, EfiError> {
+    let b = Machine::console_read().ok_or(EfiError::NotReady)?;
+    let (scan_code, unicode_char) = decode_key(b, next_key_byte);
+    let key = text_in::InputKey { scan_code, unicode_char };
+    if !exited() {
+        let matching: Vec<_> = with_core(|c| c.key_notifies.iter().filter(|n| n.scan_code == scan_code && n.unicode_char == unicode_char).map(|n| n.function).collect());
+        for f in matching {
+            let mut data = text_in_ex::KeyData { key, key_state: text_in_ex::KeyState::default() };
+            // SAFETY: a KeyNotifyFunction the payload registered, called with the key's data.
+            unsafe { f(&mut data) };
+        }
+    }
+    Ok(key)
 }
 
 /// The next byte of an escape sequence: terminals send a sequence at once, so a short wait
@@ -236,8 +330,19 @@ pub fn install(c: &mut Core) -> Result<(usize, *mut text_out::Protocol, *mut tex
     let o = publish(c, efi::BOOT_SERVICES_DATA, text_out)?;
     let key_event = c.events.create(efi::EVT_NOTIFY_WAIT, efi::TPL_NOTIFY, Some((wait_for_key_notify::entry, 0)), None)?;
     let i = publish(c, efi::BOOT_SERVICES_DATA, text_in::Protocol { reset: in_reset::entry, read_key_stroke: read_key_stroke::entry, wait_for_key: key_event as efi::Event })?;
+    let key_event_ex = c.events.create(efi::EVT_NOTIFY_WAIT, efi::TPL_NOTIFY, Some((wait_for_key_notify::entry, 0)), None)?;
+    let text_in_ex = text_in_ex::Protocol {
+        reset: ex_reset::entry,
+        read_key_stroke_ex: read_key_stroke_ex::entry,
+        wait_for_key_ex: key_event_ex as efi::Event,
+        set_state: set_state::entry,
+        register_key_notify: register_key_notify::entry,
+        unregister_key_notify: unregister_key_notify::entry,
+    };
+    let ix = publish(c, efi::BOOT_SERVICES_DATA, text_in_ex)?;
     let h = c.handles.install(None, &text_out::PROTOCOL_GUID, o as usize)?;
     c.handles.install(Some(h), &text_in::PROTOCOL_GUID, i as usize)?;
+    c.handles.install(Some(h), &text_in_ex::PROTOCOL_GUID, ix as usize)?;
     Ok((h, o, i))
 }
 

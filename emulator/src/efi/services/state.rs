@@ -61,6 +61,9 @@ pub struct Core {
     /// serves it (until a payload installs its own initrd there).
     pub initrd: Option<(u64, u64)>,
     pub initrd_handle: Option<usize>,
+    /// SimpleTextInputEx.RegisterKeyNotify registrations, and a counter for their handles.
+    pub key_notifies: Vec<super::console::KeyNotify>,
+    pub key_notify_serial: usize,
 }
 
 static CORE: BootCell<Core> = BootCell::empty();

@@ -72,6 +72,8 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         ebs_failed: false,
         initrd: None,
         initrd_handle: None,
+        key_notifies: Vec::new(),
+        key_notify_serial: 0,
     };
     c.tables.boot = boot::table(&mut c)?;
     let store = runtime_pages(&mut c.memory, VARIABLE_STORE)?;

@@ -678,6 +678,40 @@ fn console_rng_and_memory_attributes() {
         assert_eq!((cin.reset)(st.con_in, efi::Boolean::FALSE), Status::SUCCESS);
         assert_eq!((cin.read_key_stroke)(st.con_in, &mut key), Status::NOT_READY, "Reset dropped the rest");
 
+        // SimpleTextInputEx on the same handle: keys with (unreported) state, WaitForKeyEx, key
+        // notifications, SetState.
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((m.bs().handle_protocol)(st.console_in_handle, &mut efi::protocols::simple_text_input_ex::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let ex = p as *mut efi::protocols::simple_text_input_ex::Protocol;
+        let mut data = efi::protocols::simple_text_input_ex::KeyData::default();
+        assert_eq!(((*ex).read_key_stroke_ex)(ex, &mut data), Status::NOT_READY);
+        extern "efiapi" fn on_q(data: *mut efi::protocols::simple_text_input_ex::KeyData) -> Status {
+            // SAFETY: the key data ReadKeyStroke passes.
+            NOTIFIED.fetch_add(unsafe { (*data).key.unicode_char } as usize, std::sync::atomic::Ordering::SeqCst);
+            Status::SUCCESS
+        }
+        NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
+        let mut q = efi::protocols::simple_text_input_ex::KeyData::default();
+        q.key.unicode_char = b'q' as u16;
+        let mut reg: *mut c_void = null_mut();
+        assert_eq!(((*ex).register_key_notify)(ex, &mut q, on_q, &mut reg), Status::SUCCESS);
+        host::state(|s| s.console_in.extend([b'x', b'q']));
+        let mut wait = [(*ex).wait_for_key_ex];
+        assert_eq!((m.bs().wait_for_event)(1, wait.as_mut_ptr(), &mut index), Status::SUCCESS);
+        assert_eq!(((*ex).read_key_stroke_ex)(ex, &mut data), Status::SUCCESS);
+        assert_eq!((data.key.unicode_char, data.key_state.key_shift_state), (b'x' as u16, 0));
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 0, "not the registered key");
+        assert_eq!(((*ex).read_key_stroke_ex)(ex, &mut data), Status::SUCCESS);
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), b'q' as usize, "the notification saw the key");
+        assert_eq!(((*ex).unregister_key_notify)(ex, reg), Status::SUCCESS);
+        assert_eq!(((*ex).unregister_key_notify)(ex, reg), Status::INVALID_PARAMETER);
+        let mut toggle = 0u8;
+        assert_eq!(((*ex).set_state)(ex, &mut toggle), Status::UNSUPPORTED);
+        toggle = efi::protocols::simple_text_input_ex::TOGGLE_STATE_VALID;
+        assert_eq!(((*ex).set_state)(ex, &mut toggle), Status::SUCCESS);
+        assert_eq!(((*ex).read_key_stroke_ex)(ex, null_mut()), Status::INVALID_PARAMETER);
+        assert_eq!(((*ex).reset)(ex, efi::Boolean::FALSE), Status::SUCCESS);
+
         // RNG.
         let mut p: *mut c_void = null_mut();
         assert_eq!((m.bs().locate_protocol)(&mut rngp::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
