@@ -25,6 +25,7 @@ pub mod memory;
 pub mod memory_attribute;
 pub mod misc;
 pub mod protocols;
+pub mod reset_notification;
 pub mod rng;
 pub mod runtime;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

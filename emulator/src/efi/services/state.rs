@@ -64,6 +64,8 @@ pub struct Core {
     /// SimpleTextInputEx.RegisterKeyNotify registrations, and a counter for their handles.
     pub key_notifies: Vec<super::console::KeyNotify>,
     pub key_notify_serial: usize,
+    /// ResetNotification registrations.
+    pub reset_notifies: Vec<efi::RuntimeResetSystem>,
 }
 
 static CORE: BootCell<Core> = BootCell::empty();

@@ -74,6 +74,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         initrd_handle: None,
         key_notifies: Vec::new(),
         key_notify_serial: 0,
+        reset_notifies: Vec::new(),
     };
     c.tables.boot = boot::table(&mut c)?;
     let store = runtime_pages(&mut c.memory, VARIABLE_STORE)?;
@@ -99,6 +100,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
     }
     let (console, con_out, con_in) = console::install(&mut c)?;
     device_path_utilities::install(&mut c)?;
+    reset_notification::install(&mut c)?;
     // SAFETY: the system table slot of the runtime block.
     unsafe {
         systab.write(efi::SystemTable {

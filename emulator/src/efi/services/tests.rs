@@ -861,6 +861,23 @@ fn runtime_services_without_firmware() {
 fn reset_system_powers_off_through_the_machine() {
     let (m, _) = machine();
     let reset = m.rt().reset_system;
+    // Reset notifications run first.
+    extern "efiapi" fn before_reset(kind: efi::ResetType, _: Status, _: usize, _: *mut c_void) {
+        NOTIFIED.store(100 + kind as usize, std::sync::atomic::Ordering::SeqCst);
+    }
+    NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((m.bs().locate_protocol)(&mut reset_notification::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let rn = p as *mut reset_notification::Protocol;
+        assert_eq!(((*rn).register_reset_notify)(rn, None), Status::INVALID_PARAMETER);
+        assert_eq!(((*rn).register_reset_notify)(rn, Some(before_reset)), Status::SUCCESS);
+        assert_eq!(((*rn).register_reset_notify)(rn, Some(before_reset)), Status::ALREADY_STARTED);
+        assert_eq!(((*rn).unregister_reset_notify)(rn, Some(before_reset)), Status::SUCCESS);
+        assert_eq!(((*rn).unregister_reset_notify)(rn, Some(before_reset)), Status::INVALID_PARAMETER);
+        assert_eq!(((*rn).register_reset_notify)(rn, Some(before_reset)), Status::SUCCESS);
+    }
     for (kind, expected) in [(efi::RESET_SHUTDOWN, PowerAction::Off), (efi::RESET_COLD, PowerAction::Reset)] {
         host::state(|s| s.power = None);
         // ResetSystem never returns: it runs on a thread of its own, which parks for good.
@@ -871,5 +888,6 @@ fn reset_system_powers_off_through_the_machine() {
             std::thread::yield_now();
         }
         assert_eq!(host::state(|s| s.power), Some(expected));
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 100 + kind as usize, "the registered function ran before");
     }
 }
