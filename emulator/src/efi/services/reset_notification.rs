@@ -43,7 +43,10 @@ efiapi! {
 
 /// Runs the registered functions with ResetSystem's arguments (during boot services only: the
 /// functions live in boot-services memory).
-pub fn notify(kind: efi::ResetType, status: Status, size: usize, data: *mut core::ffi::c_void) {
+///
+/// # Safety
+/// `size` and `data` are ResetSystem's, passed through as its caller gave them.
+pub unsafe fn notify(kind: efi::ResetType, status: Status, size: usize, data: *mut core::ffi::c_void) {
     if exited() {
         return;
     }
