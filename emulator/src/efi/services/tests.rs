@@ -712,6 +712,29 @@ fn console_rng_and_memory_attributes() {
         assert_eq!(((*ex).read_key_stroke_ex)(ex, null_mut()), Status::INVALID_PARAMETER);
         assert_eq!(((*ex).reset)(ex, efi::Boolean::FALSE), Status::SUCCESS);
 
+        // SerialIo on the console handle.
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((m.bs().handle_protocol)(st.console_in_handle, &mut serial_io::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let sio = p as *mut serial_io::Protocol;
+        assert_eq!(((*sio).set_attributes)(sio, 0, 0, 0, 0, 0, 0), Status::SUCCESS, "defaults");
+        assert_eq!(((*(*sio).mode).baud_rate, (*(*sio).mode).data_bits), (115_200, 8));
+        assert_eq!(((*sio).set_attributes)(sio, 9600, 1, 0, 9, 8, 1), Status::INVALID_PARAMETER, "no parity 9");
+        let mut control = 0u32;
+        assert_eq!(((*sio).get_control)(sio, &mut control), Status::SUCCESS);
+        assert_ne!(control & serial_io::INPUT_BUFFER_EMPTY, 0);
+        assert_eq!(((*sio).set_control)(sio, serial_io::REQUEST_TO_SEND), Status::SUCCESS);
+        assert_eq!(((*sio).set_control)(sio, 0x1000), Status::UNSUPPORTED, "no loopback");
+        host::state(|s| s.console_out.clear());
+        let mut n = 5usize;
+        assert_eq!(((*sio).write)(sio, &mut n, b"grub>".as_ptr() as *mut c_void), Status::SUCCESS);
+        assert_eq!(host::state(|s| s.console_out.clone()), "grub>");
+        host::state(|s| s.console_in.extend(*b"ab"));
+        let mut buf = [0u8; 4];
+        n = 4;
+        assert_eq!(((*sio).read)(sio, &mut n, buf.as_mut_ptr().cast()), Status::TIMEOUT, "two of four bytes");
+        assert_eq!((n, &buf[..2]), (2, &b"ab"[..]));
+        assert_eq!(((*sio).reset)(sio), Status::SUCCESS);
+
         // RNG.
         let mut p: *mut c_void = null_mut();
         assert_eq!((m.bs().locate_protocol)(&mut rngp::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
