@@ -33,6 +33,7 @@ pub mod serial_io;
 pub mod setup;
 mod state;
 pub mod tables;
+pub mod unicode_collation;
 
 #[cfg(test)]
 mod host;

@@ -102,6 +102,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
     serial_io::install(&mut c, console)?;
     device_path_utilities::install(&mut c)?;
     reset_notification::install(&mut c)?;
+    unicode_collation::install(&mut c)?;
     // SAFETY: the system table slot of the runtime block.
     unsafe {
         systab.write(efi::SystemTable {

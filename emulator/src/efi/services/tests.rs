@@ -587,6 +587,33 @@ fn device_path_utilities() {
 }
 
 #[test]
+fn unicode_collation() {
+    let (m, _) = machine();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((m.bs().locate_protocol)(&mut unicode_collation::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let uc = p as *mut unicode_collation::Protocol;
+        assert_eq!(core::ffi::CStr::from_ptr((*uc).supported_languages.cast()).to_str(), Ok("en"));
+        let (mut a, mut b) = (ucs2("EFI\\Boot"), ucs2("efi\\BOOT"));
+        assert_eq!(((*uc).stri_coll)(uc, a.as_mut_ptr(), b.as_mut_ptr()), 0);
+        let mut pattern = ucs2("*\\B??T");
+        assert_eq!(((*uc).metai_match)(uc, a.as_mut_ptr(), pattern.as_mut_ptr()), efi::Boolean::TRUE);
+        ((*uc).str_upr)(uc, b.as_mut_ptr());
+        assert_eq!(b, ucs2("EFI\\BOOT"));
+        ((*uc).str_lwr)(uc, b.as_mut_ptr());
+        assert_eq!(b, ucs2("efi\\boot"));
+        let mut fat = [0u8; 11];
+        let mut name = ucs2("grub.efi");
+        assert_eq!(((*uc).str_to_fat)(uc, name.as_mut_ptr(), 11, fat.as_mut_ptr()), efi::Boolean::FALSE);
+        assert_eq!(&fat[..7], b"GRUBEFI");
+        let mut back = [0u16; 12];
+        ((*uc).fat_to_str)(uc, 7, fat.as_mut_ptr(), back.as_mut_ptr());
+        assert_eq!(&back[..8], &ucs2("GRUBEFI")[..]);
+    }
+}
+
+#[test]
 fn initrd_through_load_file2() {
     let (m, _) = machine();
     let initrd: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
