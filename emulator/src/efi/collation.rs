@@ -66,20 +66,15 @@ fn fat_allowed(b: u8) -> bool {
 /// a short name cannot hold become `_`. True when any unit was replaced.
 pub fn str_to_fat(s: &[u16], fat: &mut [u8]) -> bool {
     let mut replaced = false;
-    let mut n = 0;
-    for &u in s.iter().filter(|&&u| u != b'.' as u16 && u != b' ' as u16) {
-        if n == fat.len() {
-            break;
-        }
-        let up = upper(u);
-        fat[n] = match u8::try_from(up) {
+    let units = s.iter().filter(|&&u| u != b'.' as u16 && u != b' ' as u16);
+    for (slot, &u) in fat.iter_mut().zip(units) {
+        *slot = match u8::try_from(upper(u)) {
             Ok(b) if fat_allowed(b) => b,
             _ => {
                 replaced = true;
                 b'_'
             }
         };
-        n += 1;
     }
     replaced
 }
