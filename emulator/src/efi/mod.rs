@@ -3,6 +3,7 @@
 pub mod collation;
 pub mod crc32;
 pub mod events;
+pub mod fat;
 pub mod guids;
 pub mod handles;
 pub mod image_info;

@@ -1,0 +1,126 @@
+use super::*;
+use std::io::{Cursor, Write};
+use std::vec;
+
+fn w(s: &str) -> Vec<u16> {
+    s.encode_utf16().collect()
+}
+
+/// A FAT image of `kind` made by the fatfs crate, with `files` (paths with `/`).
+fn image(kind: fatfs::FatType, files: &[(&str, &[u8])]) -> Vec<u8> {
+    let (size, cluster) = match kind {
+        fatfs::FatType::Fat12 => (2 << 20, 1024),
+        fatfs::FatType::Fat16 => (16 << 20, 2048),
+        fatfs::FatType::Fat32 => (40 << 20, 512),
+    };
+    let mut disk = Cursor::new(vec![0u8; size]);
+    fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new().fat_type(kind).bytes_per_cluster(cluster).volume_label(*b"EFI-ESP    ")).unwrap();
+    {
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
+        let root = fs.root_dir();
+        for (path, data) in files {
+            let mut parts: Vec<&str> = path.split('/').collect();
+            let file = parts.pop().unwrap();
+            let mut dir = root.clone();
+            for p in parts {
+                dir = dir.open_dir(p).or_else(|_| dir.create_dir(p)).unwrap();
+            }
+            dir.create_file(file).unwrap().write_all(data).unwrap();
+        }
+    }
+    disk.into_inner()
+}
+
+fn content(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn reads_files_and_long_names_on_every_fat_kind() {
+    let big = content(300_000);
+    for (kind, want) in [(fatfs::FatType::Fat12, Kind::Fat12), (fatfs::FatType::Fat16, Kind::Fat16), (fatfs::FatType::Fat32, Kind::Fat32)] {
+        let files: &[(&str, &[u8])] =
+            &[("EFI/BOOT/BOOTAA64.EFI", b"MZ boot"), ("loader/loader.conf", b"timeout 0\ndefault uki-254.efi\n"), ("EFI/Linux/uki-254+6.12 with spaces.efi", &big)];
+        let disk = image(kind, files);
+        let fat = Fat::new(&disk).unwrap();
+        assert_eq!(fat.kind, want);
+        let boot = fat.open(&w("\\efi\\boot\\bootaa64.efi")).expect("case-insensitive lookup");
+        let mut buf = [0u8; 64];
+        assert_eq!(fat.read(&boot, 0, &mut buf), 7);
+        assert_eq!(&buf[..7], b"MZ boot");
+        let uki = fat.open(&w("/EFI/Linux/uki-254+6.12 with spaces.efi")).expect("a long name");
+        assert_eq!(uki.size as usize, big.len());
+        let mut all = vec![0u8; big.len() + 10];
+        assert_eq!(fat.read(&uki, 0, &mut all), big.len());
+        assert_eq!(&all[..big.len()], &big[..]);
+        // Reads from the middle, across cluster boundaries.
+        let mut part = vec![0u8; 5000];
+        assert_eq!(fat.read(&uki, 123_457, &mut part), 5000);
+        assert_eq!(&part[..], &big[123_457..128_457]);
+        assert_eq!(fat.read(&uki, big.len() as u64, &mut part), 0, "at the end");
+        let names: Vec<_> = fat.read_dir(&fat.open(&w("EFI")).unwrap()).map(|e| String::from_utf16(&e.name).unwrap()).collect();
+        assert_eq!(names, ["BOOT", "Linux"]);
+        assert!(fat.open(&w("EFI\\Linux\\..\\BOOT\\.\\BOOTAA64.EFI")).is_some(), "dot and dot-dot");
+        assert!(fat.open(&w("EFI\\missing")).is_none());
+        assert_eq!(String::from_utf16(&fat.label()).unwrap(), "EFI-ESP");
+        let (total, free) = fat.space();
+        assert!(free > 0 && free < total);
+    }
+}
+
+#[test]
+fn damaged_images_are_refused_with_the_field() {
+    let disk = image(fatfs::FatType::Fat16, &[("a.txt", b"a")]);
+    let patch = |at: usize, bytes: &[u8]| {
+        let mut d = disk.clone();
+        d[at..at + bytes.len()].copy_from_slice(bytes);
+        d
+    };
+    for (d, field) in [
+        (patch(510, &[0, 0]), "boot sector signature"),
+        (patch(11, &[0x00, 0x03]), "BytesPerSector"),
+        (patch(13, &[3]), "SectorsPerCluster"),
+        (patch(19, &[0xff, 0xff]), "TotalSectors"),
+        (patch(22, &[1, 0]), "FATSize"),
+        (disk[..300].to_vec(), "boot sector signature"),
+    ] {
+        assert_eq!(Fat::new(&d).unwrap_err().field, field);
+    }
+}
+
+#[test]
+fn cluster_loops_end() {
+    let mut disk = image(fatfs::FatType::Fat16, &[("loop.bin", &content(10_000))]);
+    let fat = Fat::new(&disk).unwrap();
+    let f = fat.open(&w("loop.bin")).unwrap();
+    // Point the file's second cluster back at its first.
+    let (fat_start, first) = (fat.fat_start, f.cluster as usize);
+    let second = u16::from_le_bytes([disk[fat_start + 2 * first], disk[fat_start + 2 * first + 1]]) as usize;
+    disk[fat_start + 2 * second..fat_start + 2 * second + 2].copy_from_slice(&(first as u16).to_le_bytes());
+    let fat = Fat::new(&disk).unwrap();
+    let mut buf = vec![0u8; 20_000];
+    assert!(fat.read(&f, 0, &mut buf) <= 10_000, "bounded, no hang");
+}
+
+#[test]
+fn partitioned_disks_find_the_esp() {
+    let fs = image(fatfs::FatType::Fat12, &[("x", b"y")]);
+    // MBR with one type-0xEF partition at LBA 2048.
+    let mut mbr = vec![0u8; 2048 * 512 + fs.len()];
+    mbr[446 + 4] = 0xef;
+    mbr[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+    mbr[510..512].copy_from_slice(&[0x55, 0xaa]);
+    mbr[2048 * 512..].copy_from_slice(&fs);
+    assert!(Fat::new(&mbr).unwrap().open(&w("x")).is_some());
+    // GPT: header at LBA 1, entries at LBA 2, the ESP type GUID, at LBA 34.
+    let mut gpt = vec![0u8; 34 * 512 + fs.len()];
+    gpt[512..520].copy_from_slice(b"EFI PART");
+    gpt[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+    gpt[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+    gpt[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+    let esp = [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
+    gpt[1024 + 128..1024 + 144].copy_from_slice(&esp);
+    gpt[1024 + 128 + 32..1024 + 128 + 40].copy_from_slice(&34u64.to_le_bytes());
+    gpt[34 * 512..].copy_from_slice(&fs);
+    assert!(Fat::new(&gpt).unwrap().open(&w("x")).is_some(), "the second entry");
+}
