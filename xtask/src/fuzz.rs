@@ -8,7 +8,7 @@ use efi_emulator::abi::loader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const TARGETS: [&str; 6] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store"];
+pub const TARGETS: [&str; 7] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image"];
 
 fn nightly_cargo() -> Command {
     let mut c = Command::new("cargo");
@@ -79,6 +79,10 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             use efi_emulator::efi::protocols::device_path;
             write_seed(&dir, "initrd-vendor-media", &device_path::vendor_media(&efi_emulator::efi::guids::LINUX_EFI_INITRD_MEDIA))?;
             write_seed(&dir, "memory-mapped", &device_path::memory_mapped(2, 0x4000_0000, 0x4fff_ffff))?;
+        }
+        "fat_image" => {
+            let files: &[(&str, &[u8])] = &[("EFI/BOOT/BOOTAA64.EFI", b"MZ"), ("loader/entries/a long entry name.conf", b"title A\n"), ("EFI/Linux/x.efi", &[0u8; 5000])];
+            write_seed(&dir, "fat12-esp", &crate::esp::image_from_files(files, 256 * 1024)?)?;
         }
         _ => write_seed(&dir, "empty", &[0u8; 64])?,
     }
