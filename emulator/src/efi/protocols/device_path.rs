@@ -160,6 +160,48 @@ pub fn is_multi_instance(path: &[u8]) -> bool {
     next_instance(path).1.is_some()
 }
 
+/// EFI_VIRTUAL_DISK_GUID: a RAM disk holding a disk image.
+pub const VIRTUAL_DISK: Guid = Guid::from_fields(0x77ab535a, 0x45fc, 0x624b, 0x55, 0x60, &[0xf7, 0xb2, 0x81, 0xd1, 0xf9, 0x6e]);
+pub const SUBTYPE_FILE_PATH: u8 = 0x04;
+pub const SUBTYPE_RAM_DISK: u8 = 0x09;
+
+/// `RamDisk(start, end, VirtualDisk, 0)/End`: the ESP the loader placed in memory.
+pub fn ram_disk(start: u64, end_inclusive: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(34);
+    body.extend_from_slice(&start.to_le_bytes());
+    body.extend_from_slice(&end_inclusive.to_le_bytes());
+    body.extend_from_slice(VIRTUAL_DISK.as_bytes());
+    body.extend_from_slice(&0u16.to_le_bytes());
+    let mut v = node(TYPE_MEDIA, SUBTYPE_RAM_DISK, &body);
+    v.extend(end());
+    v
+}
+
+/// `File(path)/End` (path in UTF-16, NUL added).
+pub fn file_path(path: &[u16]) -> Vec<u8> {
+    let body: Vec<u8> = path.iter().chain(core::iter::once(&0)).flat_map(|u| u.to_le_bytes()).collect();
+    let mut v = node(TYPE_MEDIA, SUBTYPE_FILE_PATH, &body);
+    v.extend(end());
+    v
+}
+
+/// The path the File nodes of `path` name, joined with `\` (`None` when a node is not a File
+/// node).
+pub fn file_path_of(path: &[u8]) -> Option<Vec<u16>> {
+    let mut out: Vec<u16> = Vec::new();
+    for (_, n) in nodes(path) {
+        if n[0] != TYPE_MEDIA || n[1] != SUBTYPE_FILE_PATH {
+            return None;
+        }
+        let units = n[4..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0);
+        if !out.is_empty() && out.last() != Some(&(b'\\' as u16)) {
+            out.push(b'\\' as u16);
+        }
+        out.extend(units);
+    }
+    Some(out)
+}
+
 /// CreateDeviceNode: a zeroed node of `length` bytes (`None` below the 4-byte header).
 pub fn create_node(ty: u8, sub: u8, length: u16) -> Option<Vec<u8>> {
     (length >= 4).then(|| node(ty, sub, &alloc::vec![0; length as usize - 4]))

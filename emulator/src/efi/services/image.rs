@@ -337,10 +337,18 @@ efiapi! {
     }
 }
 
-/// LoadImage without a buffer: the file comes from LoadFile2 (unless BootPolicy) or LoadFile
-/// on the device the path names.
+/// LoadImage without a buffer: the file comes from the ESP's file system (a File() path on
+/// it), or from LoadFile2 (unless BootPolicy) or LoadFile on the device the path names.
 fn load_from_device(parent: usize, path: &[u8], boot_policy: bool) -> Result<usize, EfiError> {
     use efi::protocols::load_file;
+    let from_esp = with_core(|c| {
+        let (h, rest) = find_device(c, path, &efi::protocols::simple_file_system::PROTOCOL_GUID).filter(|&(h, _)| Some(h) == c.esp_handle)?;
+        let file = device_path::file_path_of(&path[rest..])?;
+        Some(super::esp::read_whole(c, &file).and_then(|bytes| load(c, &bytes, Placement::Copy, parent, h, Some(&path[rest..]), Some(path))))
+    });
+    if let Some(loaded) = from_esp {
+        return loaded;
+    }
     let guids = [(!boot_policy).then_some(load_file2::PROTOCOL_GUID), Some(load_file::PROTOCOL_GUID)];
     let (device, rest, iface) =
         with_core(|c| guids.iter().flatten().find_map(|g| find_device(c, path, g).map(|(h, n)| (h, n, c.handles.get(h, g).unwrap_or(0))))).ok_or(EfiError::NotFound)?;

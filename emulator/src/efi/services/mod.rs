@@ -17,6 +17,7 @@ mod args;
 pub mod boot;
 pub mod console;
 pub mod device_path_utilities;
+pub mod esp;
 pub mod events;
 pub mod image;
 pub mod initrd;

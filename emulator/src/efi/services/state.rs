@@ -64,6 +64,11 @@ pub struct Core {
     /// SimpleTextInputEx.RegisterKeyNotify registrations, and a counter for their handles.
     pub key_notifies: Vec<super::console::KeyNotify>,
     pub key_notify_serial: usize,
+    /// The ESP image (start, size) and its handle, when the loader passed one.
+    pub esp: Option<(u64, u64)>,
+    pub esp_handle: Option<usize>,
+    /// The EFI_FILE_PROTOCOL instances handed out and not closed.
+    pub open_files: Vec<usize>,
     /// ResetNotification registrations.
     pub reset_notifies: Vec<efi::RuntimeResetSystem>,
 }

@@ -75,6 +75,9 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         key_notifies: Vec::new(),
         key_notify_serial: 0,
         reset_notifies: Vec::new(),
+        esp: None,
+        esp_handle: None,
+        open_files: Vec::new(),
     };
     c.tables.boot = boot::table(&mut c)?;
     let store = runtime_pages(&mut c.memory, VARIABLE_STORE)?;

@@ -613,6 +613,126 @@ fn unicode_collation() {
     }
 }
 
+/// A FAT16 ESP with a loader, its config and a kernel-sized file, made by the fatfs crate.
+fn esp_image() -> Vec<u8> {
+    use std::io::Write;
+    let mut disk = std::io::Cursor::new(vec![0u8; 8 << 20]);
+    fatfs::format_volume(&mut disk, fatfs::FormatVolumeOptions::new().volume_label(*b"ESP        ")).unwrap();
+    {
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
+        let boot = fs.root_dir().create_dir("EFI").unwrap().create_dir("BOOT").unwrap();
+        boot.create_file("BOOTAA64.EFI").unwrap().write_all(&crate::efi::pe::test_image()).unwrap();
+        fs.root_dir().create_dir("loader").unwrap().create_file("loader.conf").unwrap().write_all(b"timeout 0\n").unwrap();
+    }
+    disk.into_inner()
+}
+
+#[test]
+fn esp_as_a_disk_and_a_file_system() {
+    let (m, kernel) = machine();
+    let bs = m.bs();
+    let disk = esp_image();
+    let esp = with_core(|c| esp::install(c, disk.as_ptr() as u64, disk.len() as u64)).unwrap();
+    let w = |s: &str| ucs2(s);
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((bs.handle_protocol)(esp as efi::Handle, &mut efi::protocols::simple_file_system::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let fs = p as *mut efi::protocols::simple_file_system::Protocol;
+        let mut root: *mut efi::protocols::file::Protocol = null_mut();
+        assert_eq!(((*fs).open_volume)(fs, &mut root), Status::SUCCESS);
+        let r = &*root;
+        let mut f: *mut efi::protocols::file::Protocol = null_mut();
+        assert_eq!((r.open)(root, &mut f, w("efi\\boot\\bootaa64.efi").as_mut_ptr(), efi::protocols::file::MODE_READ, 0), Status::SUCCESS);
+        assert_eq!((r.open)(root, &mut f, w("\\EFI\\nope").as_mut_ptr(), efi::protocols::file::MODE_READ, 0), Status::NOT_FOUND);
+        let mode_rw = efi::protocols::file::MODE_READ | efi::protocols::file::MODE_WRITE;
+        let mut g: *mut efi::protocols::file::Protocol = null_mut();
+        assert_eq!((r.open)(root, &mut g, w("loader\\loader.conf").as_mut_ptr(), mode_rw, 0), Status::WRITE_PROTECTED);
+        assert_eq!((r.open)(root, &mut f, w("\\EFI\\BOOT\\BOOTAA64.EFI").as_mut_ptr(), efi::protocols::file::MODE_READ, 0), Status::SUCCESS);
+        let file = &*f;
+        // GetInfo: the size probe, then EFI_FILE_INFO.
+        let mut size = 0usize;
+        assert_eq!((file.get_info)(f, &mut efi::protocols::file::INFO_ID.clone(), &mut size, null_mut()), Status::BUFFER_TOO_SMALL);
+        let mut info = vec![0u8; size];
+        assert_eq!((file.get_info)(f, &mut efi::protocols::file::INFO_ID.clone(), &mut size, info.as_mut_ptr().cast()), Status::SUCCESS);
+        let file_size = u64::from_le_bytes(info[8..16].try_into().unwrap());
+        assert_eq!(file_size as usize, crate::efi::pe::test_image().len());
+        let mut bytes = vec![0u8; 4096];
+        let mut n = bytes.len();
+        assert_eq!((file.read)(f, &mut n, bytes.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!((n, &bytes[..2]), (file_size as usize, &b"MZ"[..]));
+        let mut pos = 0u64;
+        assert_eq!((file.get_position)(f, &mut pos), Status::SUCCESS);
+        assert_eq!(pos, file_size);
+        assert_eq!((file.set_position)(f, 2), Status::SUCCESS);
+        n = 2;
+        assert_eq!((file.read)(f, &mut n, bytes.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(n, 2);
+        n = 4;
+        assert_eq!((file.write)(f, &mut n, bytes.as_mut_ptr().cast()), Status::WRITE_PROTECTED);
+        assert_eq!((file.set_info)(f, &mut efi::protocols::file::INFO_ID.clone(), 0, null_mut()), Status::WRITE_PROTECTED);
+        assert_eq!((file.flush)(f), Status::SUCCESS);
+        assert_eq!((file.delete)(f), Status::WARN_DELETE_FAILURE, "closed, not deleted");
+        assert_eq!((file.close)(f), Status::INVALID_PARAMETER, "already closed");
+        // The root directory reads as EFI_FILE_INFO entries, then size 0.
+        let mut names = Vec::new();
+        loop {
+            let mut buf = vec![0u8; 512];
+            let mut n = buf.len();
+            assert_eq!((r.read)(root, &mut n, buf.as_mut_ptr().cast()), Status::SUCCESS);
+            if n == 0 {
+                break;
+            }
+            let name: Vec<u16> = buf[80..n].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
+            names.push(String::from_utf16(&name).unwrap());
+        }
+        assert_eq!(names, ["EFI", "loader"]);
+        assert_eq!((r.set_position)(root, 5), Status::UNSUPPORTED, "directories only rewind");
+        assert_eq!((r.set_position)(root, 0), Status::SUCCESS);
+        let mut pos = 0u64;
+        assert_eq!((r.get_position)(root, &mut pos), Status::UNSUPPORTED);
+        let mut buf = vec![0u8; 256];
+        let mut n = buf.len();
+        assert_eq!((r.get_info)(root, &mut efi::protocols::file::SYSTEM_INFO_ID.clone(), &mut n, buf.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(buf[8], 1, "read-only volume");
+        n = buf.len();
+        assert_eq!((r.get_info)(root, &mut efi::protocols::file::SYSTEM_VOLUME_LABEL_ID.clone(), &mut n, buf.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(&buf[..8], &[b'E', 0, b'S', 0, b'P', 0, 0, 0]);
+        assert_eq!((r.get_info)(root, &mut G1.clone(), &mut n, buf.as_mut_ptr().cast()), Status::UNSUPPORTED);
+        assert_eq!((r.close)(root), Status::SUCCESS);
+
+        // BlockIo and DiskIo over the image.
+        assert_eq!((bs.handle_protocol)(esp as efi::Handle, &mut efi::protocols::block_io::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let bio = p as *mut efi::protocols::block_io::Protocol;
+        assert_eq!(((*(*bio).media).read_only, (*(*bio).media).last_block), (true, (8 << 20) / 512 - 1));
+        let mut sector = vec![0u8; 512];
+        assert_eq!(((*bio).read_blocks)(bio, 1, 0, 512, sector.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(&sector[510..], &[0x55, 0xaa]);
+        assert_eq!(((*bio).read_blocks)(bio, 2, 0, 512, sector.as_mut_ptr().cast()), Status::MEDIA_CHANGED);
+        assert_eq!(((*bio).read_blocks)(bio, 1, 0, 100, sector.as_mut_ptr().cast()), Status::BAD_BUFFER_SIZE);
+        assert_eq!(((*bio).read_blocks)(bio, 1, 1 << 20, 512, sector.as_mut_ptr().cast()), Status::INVALID_PARAMETER, "past the end");
+        assert_eq!(((*bio).write_blocks)(bio, 1, 0, 512, sector.as_mut_ptr().cast()), Status::WRITE_PROTECTED);
+        assert_eq!((bs.handle_protocol)(esp as efi::Handle, &mut efi::protocols::disk_io::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let dio = p as *mut efi::protocols::disk_io::Protocol;
+        let mut two = [0u8; 2];
+        assert_eq!(((*dio).read_disk)(dio, 1, 510, 2, two.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(two, [0x55, 0xaa]);
+
+        // LoadImage of RamDisk(..)/File(\EFI\BOOT\BOOTAA64.EFI): read through the file system.
+        let mut path = crate::efi::protocols::device_path::ram_disk(disk.as_ptr() as u64, disk.as_ptr() as u64 + disk.len() as u64 - 1);
+        path.truncate(path.len() - 4);
+        path.extend(crate::efi::protocols::device_path::file_path(&w("\\EFI\\BOOT\\BOOTAA64.EFI")[..22]));
+        let mut h: efi::Handle = null_mut();
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, path.as_mut_ptr().cast(), null_mut(), 0, &mut h), Status::SUCCESS);
+        let mut li: *mut c_void = null_mut();
+        assert_eq!((bs.handle_protocol)(h, &mut efi::protocols::loaded_image::PROTOCOL_GUID.clone(), &mut li), Status::SUCCESS);
+        let li = &*(li as *const efi::protocols::loaded_image::Protocol);
+        assert_eq!(li.device_handle, esp as efi::Handle, "DeviceHandle is the ESP");
+        let file_path = crate::efi::protocols::device_path::read(li.file_path as *const u8).unwrap();
+        assert_eq!(crate::efi::protocols::device_path::file_path_of(file_path).unwrap(), &w("\\EFI\\BOOT\\BOOTAA64.EFI")[..22]);
+    }
+}
+
 #[test]
 fn initrd_through_load_file2() {
     let (m, _) = machine();
