@@ -179,6 +179,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let spec = BootSpec {
         kernel: &kernel,
         initrd: initrd.as_deref(),
+        esp: None,
         dtb: &dtb,
         emulator: BLOB,
         cmdline: &cmdline,

@@ -54,6 +54,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                 let spec = loader::BootSpec {
                     kernel: &kernel,
                     initrd: None,
+                    esp: None,
                     dtb: &dtb,
                     emulator: &blob,
                     cmdline: "console=ttyAMA0",

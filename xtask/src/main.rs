@@ -106,6 +106,10 @@ struct KexecArgs {
 struct RunArgs {
     #[command(flatten)]
     payload: PayloadArgs,
+    /// An EFI system partition served as a disk: a directory (made into a FAT image) or a FAT
+    /// image; `--kernel ESP/EFI/BOOT/BOOTAA64.EFI` then boots the loader from it, as firmware.
+    #[arg(long)]
+    esp: Option<PathBuf>,
     /// The exception level the emulator is entered at.
     #[arg(long, value_enum, default_value = "1")]
     el: EntryEl,
@@ -205,6 +209,7 @@ fn run_command(a: RunArgs) -> Result<()> {
     let opts = run::RunOptions {
         kernel: p.kernel,
         initrd: p.initrd,
+        esp: a.esp,
         no_initrd: p.no_initrd,
         append: p.append,
         el: a.el,

@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub kernel: Option<PathBuf>,
     /// The initrd (default: the busybox test initramfs).
     pub initrd: Option<PathBuf>,
+    /// An EFI system partition for the emulator to serve as a disk: a directory (made into a
+    /// FAT image) or an image file. A kernel inside the directory is named by its path in it.
+    pub esp: Option<PathBuf>,
     pub no_initrd: bool,
     pub append: String,
     pub el: EntryEl,
@@ -55,6 +58,7 @@ impl Default for RunOptions {
         RunOptions {
             kernel: None,
             initrd: None,
+            esp: None,
             no_initrd: false,
             append: DEFAULT_APPEND.into(),
             el: EntryEl::El1,
@@ -147,6 +151,19 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     let initrd = initrd_path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))).transpose()?;
 
     let dtb = dump_dtb(o, &dir)?;
+    let esp_image = match &o.esp {
+        Some(p) if p.is_dir() => Some(crate::esp::image_from_dir(p)?),
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading ESP image {}", p.display()))?),
+        None => None,
+    };
+    // `\EFI\BOOT\BOOTAA64.EFI` when the kernel is a file of the ESP directory.
+    let esp_kernel_path = o.esp.as_ref().filter(|p| p.is_dir()).and_then(|d| kernel_path.strip_prefix(d).ok()).map(|rel| {
+        rel.components().fold(String::new(), |mut s, c| {
+            s.push('\\');
+            s.push_str(&c.as_os_str().to_string_lossy());
+            s
+        })
+    });
 
     let mut extra_chosen = Vec::new();
     if let Some(kind) = &o.debug_fault {
@@ -165,6 +182,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     let spec = BootSpec {
         kernel: &kernel,
         initrd: initrd.as_deref(),
+        esp: esp_image.as_deref().map(|image| loader::Esp { image, kernel_path: esp_kernel_path.as_deref() }),
         dtb: &dtb,
         emulator: &blob.bytes,
         cmdline: &o.append,

@@ -86,6 +86,8 @@ pub struct BootSpec<'a> {
     /// The PE file, raw.
     pub kernel: &'a [u8],
     pub initrd: Option<&'a [u8]>,
+    /// An EFI system partition image for the emulator to serve as a disk (see [`Esp`]).
+    pub esp: Option<Esp<'a>>,
     /// The machine's device tree; `/chosen` is updated like kexec does.
     pub dtb: &'a [u8],
     /// The emulator blob (its header tells its footprint).
@@ -106,6 +108,19 @@ pub struct BootSpec<'a> {
     /// Extra `/chosen` properties (test hooks).
     pub extra_chosen: Vec<(String, Vec<u8>)>,
 }
+
+/// The ESP image, and where in it the kernel file lies (`\\EFI\\BOOT\\BOOTAA64.EFI`), so its
+/// LoadedImage names it as firmware would.
+#[derive(Clone, Copy)]
+pub struct Esp<'a> {
+    pub image: &'a [u8],
+    pub kernel_path: Option<&'a str>,
+}
+
+/// `/chosen` properties naming the ESP for the emulator: (start, size) as two big-endian u64,
+/// and the kernel's path in it (a NUL-terminated string).
+pub const ESP_CHOSEN: &str = "efi-emulator,esp";
+pub const ESP_PATH_CHOSEN: &str = "efi-emulator,esp-path";
 
 /// One piece a loader copies: `bytes` at `addr`, zero-filled up to `mem_size` (page multiple).
 pub struct Segment<'a> {
@@ -132,6 +147,7 @@ impl super::validate::PhysMemory for SegmentMemory<'_> {
 pub struct KexecImage {
     pub kernel: Extent,
     pub initrd: Option<Extent>,
+    pub esp: Option<Extent>,
     pub dtb_addr: u64,
     /// The updated DTB.
     pub dtb: Vec<u8>,
@@ -274,13 +290,14 @@ impl FreeRanges {
 
 /// The `/chosen` properties a loader must not pass on: they describe the running kernel's boot
 /// (its initrd, its crash-kernel setup), not the next one.
-pub const STALE_CHOSEN: [&str; 6] = ["linux,initrd-start", "linux,initrd-end", "linux,elfcorehdr", "linux,usable-memory-range", "kaslr-seed", "rng-seed"];
+pub const STALE_CHOSEN: [&str; 8] =
+    ["linux,initrd-start", "linux,initrd-end", "linux,elfcorehdr", "linux,usable-memory-range", "kaslr-seed", "rng-seed", ESP_CHOSEN, ESP_PATH_CHOSEN];
 /// Where the running kernel's EFI stub recorded the firmware: kept for the emulator when it is to
 /// pass the firmware on (the next stub rewrites them), dropped otherwise.
 pub const UEFI_CHOSEN: [&str; 5] = ["linux,uefi-system-table", "linux,uefi-mmap-start", "linux,uefi-mmap-size", "linux,uefi-mmap-desc-size", "linux,uefi-mmap-desc-ver"];
 
 /// The DTB for the next kernel: `/chosen` with the command line, the initrd and fresh seeds.
-fn next_dtb(spec: &BootSpec, initrd: Option<Extent>) -> Result<Vec<u8>, LoaderError> {
+fn next_dtb(spec: &BootSpec, initrd: Option<Extent>, esp: Option<Extent>) -> Result<Vec<u8>, LoaderError> {
     let mut tree = Tree::parse(spec.dtb).map_err(LoaderError::Dtb)?;
     let chosen = tree.chosen_mut();
     for name in STALE_CHOSEN.iter().chain(if spec.firmware { &[][..] } else { &UEFI_CHOSEN[..] }) {
@@ -292,6 +309,14 @@ fn next_dtb(spec: &BootSpec, initrd: Option<Extent>) -> Result<Vec<u8>, LoaderEr
     if let Some(i) = initrd {
         chosen.set_property("linux,initrd-start", i.start.to_be_bytes().to_vec());
         chosen.set_property("linux,initrd-end", i.end().to_be_bytes().to_vec());
+    }
+    if let Some(e) = esp {
+        chosen.set_property(ESP_CHOSEN, [e.start.to_be_bytes(), e.size.to_be_bytes()].concat());
+        if let Some(path) = spec.esp.and_then(|e| e.kernel_path) {
+            let mut v = path.as_bytes().to_vec();
+            v.push(0);
+            chosen.set_property(ESP_PATH_CHOSEN, v);
+        }
     }
     if let Some(seeds) = &spec.seeds {
         chosen.set_property("kaslr-seed", seeds.kaslr.to_be_bytes().to_vec());
@@ -351,7 +376,11 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
         Some(i) => Some(Extent::new(free.take("initrd", i.len() as u64, PAGE_SIZE)?.start, i.len() as u64)),
         None => None,
     };
-    let dtb = next_dtb(spec, initrd)?;
+    let esp = match spec.esp {
+        Some(e) => Some(Extent::new(free.take("ESP image", e.image.len() as u64, PAGE_SIZE)?.start, e.image.len() as u64)),
+        None => None,
+    };
+    let dtb = next_dtb(spec, initrd, esp)?;
     let dtb_addr = free.take("device tree", dtb.len() as u64, PAGE_SIZE)?.start;
     let emulator = free.take("emulator blob", header.mem_size, PAGE_SIZE)?;
 
@@ -402,7 +431,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
             memmap: MemMapHeader { map_size, desc_size: 40, desc_ver: 1, _pad: 0, map_key: 0, buff_size: region - PARAM_SIZE as u64 },
         },
     };
-    Ok(KexecImage { kernel, initrd, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map })
+    Ok(KexecImage { kernel, initrd, esp, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map })
 }
 
 impl KexecImage {
@@ -432,6 +461,9 @@ impl KexecImage {
         if let (Some(e), Some(bytes)) = (self.initrd, spec.initrd) {
             s.push(Segment { name: "initrd", addr: e.start, bytes: Cow::Borrowed(bytes), mem_size: align_up(e.size, PAGE_SIZE) });
         }
+        if let (Some(e), Some(esp)) = (self.esp, spec.esp) {
+            s.push(Segment { name: "esp", addr: e.start, bytes: Cow::Borrowed(esp.image), mem_size: align_up(e.size, PAGE_SIZE) });
+        }
         s.push(Segment { name: "dtb", addr: self.dtb_addr, bytes: Cow::Borrowed(&self.dtb[..]), mem_size: align_up(self.dtb.len() as u64, PAGE_SIZE) });
         s.push(Segment { name: "emulator", addr: self.emulator.start, bytes: Cow::Owned(blob), mem_size: self.emulator.size });
         // Only the block and its map: the stack and the mempool need no contents, and copying
@@ -460,6 +492,9 @@ impl KexecImage {
         line("kernel", self.kernel);
         if let Some(i) = self.initrd {
             line("initrd", i);
+        }
+        if let Some(e) = self.esp {
+            line("esp", e);
         }
         line("dtb", Extent::new(self.dtb_addr, self.dtb.len() as u64));
         line("emulator", self.emulator);

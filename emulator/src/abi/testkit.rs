@@ -76,6 +76,7 @@ impl Fixture {
         BootSpec {
             kernel: &self.kernel,
             initrd: Some(&self.initrd),
+            esp: None,
             dtb: &self.dtb,
             emulator: &self.blob,
             cmdline: "console=ttyAMA0 earlycon panic=-1",

@@ -178,6 +178,18 @@ impl<'a> Fdt<'a> {
         (end > start).then_some((start, end))
     }
 
+    /// `/chosen/efi-emulator,esp`: the ESP image the loader placed (start, size).
+    pub fn esp(&self) -> Option<(u64, u64)> {
+        let v = self.find("/chosen")?.property("efi-emulator,esp")?;
+        let (start, size) = (be_uint(v.get(..8)?)?, be_uint(v.get(8..16)?)?);
+        (size > 0).then_some((start, size))
+    }
+
+    /// `/chosen/efi-emulator,esp-path`: where in the ESP the kernel file is.
+    pub fn esp_path(&self) -> Option<&'a str> {
+        self.find("/chosen")?.property_str("efi-emulator,esp-path")
+    }
+
     /// The PSCI conduit from `/psci`'s `method` property.
     pub fn psci_method(&self) -> Option<&'a str> {
         let psci = self.root().children().find(|n| n.name == "psci" || n.compatible_with("arm,psci"))?;

@@ -430,13 +430,16 @@ pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
     Ok(h)
 }
 
-/// A file's bytes from the ESP, by its path (LoadImage of a File() device path).
-pub fn read_whole(c: &Core, path: &[u16]) -> Result<Vec<u8>, EfiError> {
+/// Runs `f` with a file's bytes from the ESP, by its path (LoadImage of a File() device path),
+/// read into boot-services pages (kernels and UKIs are tens of MB: not for the heap).
+pub fn with_file<R>(c: &mut Core, path: &[u16], f: impl FnOnce(&mut Core, &[u8]) -> Result<R, EfiError>) -> Result<R, EfiError> {
     let fat = volume(c)?;
     let e = fat.open(path).filter(|e| !e.is_dir()).ok_or(EfiError::NotFound)?;
-    let mut bytes = alloc::vec![0u8; e.size as usize];
-    if fat.read(&e, 0, &mut bytes) != bytes.len() {
-        return Err(EfiError::VolumeCorrupted);
-    }
-    Ok(bytes)
+    let pages = (e.size as u64).div_ceil(PAGE_SIZE).max(1);
+    let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, pages, PAGE_SIZE)?;
+    // SAFETY: pages just allocated for this, identity-mapped, ours until freed below.
+    let buf = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, e.size as usize) };
+    let result = if fat.read(&e, 0, buf) == buf.len() { f(c, buf) } else { Err(EfiError::VolumeCorrupted) };
+    c.memory.free(at, pages)?;
+    result
 }

@@ -344,7 +344,7 @@ fn load_from_device(parent: usize, path: &[u8], boot_policy: bool) -> Result<usi
     let from_esp = with_core(|c| {
         let (h, rest) = find_device(c, path, &efi::protocols::simple_file_system::PROTOCOL_GUID).filter(|&(h, _)| Some(h) == c.esp_handle)?;
         let file = device_path::file_path_of(&path[rest..])?;
-        Some(super::esp::read_whole(c, &file).and_then(|bytes| load(c, &bytes, Placement::Copy, parent, h, Some(&path[rest..]), Some(path))))
+        Some(super::esp::with_file(c, &file, |c, bytes| load(c, bytes, Placement::Copy, parent, h, Some(&path[rest..]), Some(path))))
     });
     if let Some(loaded) = from_esp {
         return loaded;

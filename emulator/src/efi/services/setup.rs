@@ -55,6 +55,16 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         }
     }
 
+    if let Some((start, size)) = fdt.esp() {
+        // The loader's image: RAM it placed (occupied in the map), whole 512-byte blocks.
+        let extent = Extent::new(start, size);
+        if size >= 512 && size.is_multiple_of(512) && v.map.covers(extent, crate::abi::validate::is_os_ram) {
+            esp::install(&mut c, start, size)?;
+        } else {
+            log::warn!("/chosen/efi-emulator,esp {start:#x}+{size:#x} is not whole 512-byte blocks of the loader's RAM: no ESP served");
+        }
+    }
+
     c.config.push((guids::DEVICE_TREE, v.dtb.start as usize));
     let rt = &v.param.rt_info;
     for t in &rt.systab_tables[..rt.systab_nr_tables as usize] {
@@ -108,7 +118,8 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
     }
     let initrd = fdt.initrd().map(|(s, e)| Extent::new(s, e - s)).unwrap_or_default();
     let block = Extent::new(v.param_addr, v.param.sp - v.param_addr);
-    let others = [v.dtb, initrd, blob.extent(), block, v.mempool, v.uart];
+    let esp = fdt.esp().map(|(s, z)| Extent::new(s, z)).unwrap_or_default();
+    let others = [v.dtb, initrd, esp, blob.extent(), block, v.mempool, v.uart];
     if others.iter().any(|o| o.overlaps(&image)) {
         return false;
     }
@@ -141,9 +152,23 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Stat
         // The image "comes from" the memory the loader put it in: a device handle with that
         // device path and nothing else, so payloads probing it for a file system get
         // EFI_UNSUPPORTED, not EFI_INVALID_PARAMETER for a NULL handle.
-        let path = crate::efi::protocols::device_path::memory_mapped(efi::BOOT_SERVICES_DATA, v.kernel.start, v.kernel.end() - 1);
-        let device = image::install_device_path(c, &path)?;
-        let handle = image::load(c, file, placement, 0, device, None, Some(&path))?;
+        let handle = match (c.esp_handle, c.esp, fdt.esp_path()) {
+            // Loaded from the ESP, as firmware would have: DeviceHandle is the ESP's,
+            // FilePath the file's, so loaders find their configuration beside them.
+            (Some(esp), Some((start, size)), Some(path)) => {
+                use crate::efi::protocols::device_path as dp;
+                let units: Vec<u16> = path.encode_utf16().map(|u| if u == b'/' as u16 { b'\\' as u16 } else { u }).collect();
+                let file_path = dp::file_path(&units);
+                let full = dp::append_paths(Some(&dp::ram_disk(start, start + size - 1)), Some(&file_path));
+                log::info!("the kernel is {path} on the ESP");
+                image::load(c, file, placement, 0, esp, Some(&file_path), Some(&full))?
+            }
+            _ => {
+                let path = crate::efi::protocols::device_path::memory_mapped(efi::BOOT_SERVICES_DATA, v.kernel.start, v.kernel.end() - 1);
+                let device = image::install_device_path(c, &path)?;
+                image::load(c, file, placement, 0, device, None, Some(&path))?
+            }
+        };
         use crate::efi::image_policy::{load_options, LoadOptions};
         match load_options(v.cmdline_utf16().is_empty()) {
             LoadOptions::Empty if uki => log::info!("LoadOptions left empty: the UKI uses its own .cmdline"),

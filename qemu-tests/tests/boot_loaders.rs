@@ -1,0 +1,93 @@
+//! Real boot loaders from an EFI system partition the loader hands over: systemd-boot (the
+//! bookworm-backports 254 build) finds its `loader.conf` and the UKIs in `EFI/Linux` through
+//! SimpleFileSystem on the image's DeviceHandle, loads the default entry with LoadImage of a
+//! File() path, and the UKI boots to the userspace marker, at EL1 and EL2.
+
+use qemu_tests::{boot, options, payloads, EntryEl};
+use xtask::qemu::Transcript;
+use xtask::run::verdict;
+
+fn report(t: &Transcript, key: &str) -> String {
+    let prefix = format!("efi-emulator-test: {key}: ");
+    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
+}
+
+/// `EFI/BOOT/BOOTAA64.EFI` = systemd-boot 254, `loader/loader.conf` with `default`, and both
+/// UKIs in `EFI/Linux`: the ESP as a directory.
+fn systemd_boot_esp(default: &str) -> tempfile_dir::Dir {
+    let p = payloads();
+    let stub = p.stubs.iter().find(|s| s.version.starts_with("254")).expect("systemd-boot-efi 254");
+    let boot = stub.path.parent().unwrap().join("systemd-bootaa64.efi");
+    let dir = tempfile_dir::Dir::new("esp-systemd-boot");
+    dir.file("EFI/BOOT/BOOTAA64.EFI", &std::fs::read(boot).unwrap());
+    for u in &p.ukis {
+        dir.file(&format!("EFI/Linux/uki-{}.efi", u.name), &std::fs::read(&u.path).unwrap());
+    }
+    dir.file("loader/loader.conf", format!("timeout 0\ndefault {default}\n").as_bytes());
+    dir
+}
+
+fn systemd_boot(el: EntryEl) {
+    let esp = systemd_boot_esp("uki-254*");
+    let mut o = options(el);
+    o.kernel = Some(esp.path().join("EFI/BOOT/BOOTAA64.EFI"));
+    o.esp = Some(esp.path().to_path_buf());
+    o.no_initrd = true;
+    o.append = String::new();
+    o.timeout = std::time::Duration::from_secs(150);
+    let t = boot(o);
+    verdict(&t).unwrap();
+    assert!(t.contains("the kernel is \\EFI\\BOOT\\BOOTAA64.EFI on the ESP"));
+    assert!(t.contains("volume \"ESP\""), "the ESP was served as a FAT volume");
+    let efivars = report(&t, "efivars");
+    assert!(efivars.contains("LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"), "systemd-boot chose an entry: {efivars}");
+    assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", payloads().uki("254+6.12").unwrap().stub_version));
+    assert_eq!(report(&t, "initrd"), payloads().uki("254+6.12").unwrap().initrd_id, "the default entry, uki-254");
+    assert!(report(&t, "uname -r").starts_with("6.12"));
+    // Three images: systemd-boot, the UKI (loaded from the ESP by path), the kernel in it.
+    assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("] image: ")).count(), 3);
+    assert!(!t.contains("corrupted by EFI") && !t.contains("FIRMWARE BUG"));
+}
+
+#[test]
+fn systemd_boot_254_from_the_esp_at_el1() {
+    systemd_boot(EntryEl::El1);
+}
+
+#[test]
+fn systemd_boot_254_from_the_esp_at_el2() {
+    systemd_boot(EntryEl::El2);
+}
+
+/// A scratch directory under the target directory, removed when dropped.
+mod tempfile_dir {
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new(name: &str) -> Dir {
+            let base = std::env::var_os("CARGO_TARGET_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+            let path = base.join(format!("{name}-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            Dir(path)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+
+        pub fn file(&self, rel: &str, bytes: &[u8]) {
+            let p = self.0.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
