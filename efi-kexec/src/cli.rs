@@ -29,6 +29,15 @@ pub struct LoadArgs {
     /// The initrd, served to the EFI stub through LoadFile2 (`--ramdisk` in kexec-tools).
     #[arg(long, alias = "ramdisk")]
     pub initrd: Option<PathBuf>,
+    /// An EFI system partition for the next boot, served as a disk: a directory (`/boot/efi`,
+    /// made into a FAT image) or a FAT image. With IMAGE a file of it, the boot loader starts
+    /// from the ESP as firmware would start it (systemd-boot, GRUB, shim find their files).
+    #[arg(long, value_name = "DIR|IMAGE")]
+    pub esp: Option<PathBuf>,
+    /// Where IMAGE lies in the ESP (`\EFI\BOOT\BOOTAA64.EFI`), when IMAGE is not a file of
+    /// the ESP directory (an ESP image, or a copy).
+    #[arg(long, requires = "esp")]
+    pub esp_path: Option<String>,
     /// The next kernel's command line; empty lets a UKI use its own `.cmdline`.
     #[arg(long, alias = "command-line")]
     pub append: Option<String>,

@@ -159,6 +159,12 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let pe = image_info::check_loadable(&kernel).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
     let kind = image_info::classify(&kernel, &pe);
     let initrd = args.initrd.as_deref().map(|p| read(p, "initrd")).transpose()?;
+    let esp = match &args.esp {
+        Some(d) if d.is_dir() => Some(esp_image::image_from_dir(d).map_err(|e| format!("making an ESP image of {}: {e:#}", d.display()))?),
+        Some(f) => Some(read(f, "ESP image")?),
+        None => None,
+    };
+    let esp_kernel_path = args.esp_path.clone().or_else(|| args.esp.as_deref().filter(|d| d.is_dir()).and_then(|d| esp_image::path_in(d, &args.image)));
     let dtb_path = args.dtb.clone().unwrap_or_else(|| PathBuf::from(FDT_PATH));
     let dtb = std::fs::read(&dtb_path).map_err(|e| {
         if args.dtb.is_none() {
@@ -179,7 +185,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let spec = BootSpec {
         kernel: &kernel,
         initrd: initrd.as_deref(),
-        esp: None,
+        esp: esp.as_deref().map(|image| loader::Esp { image, kernel_path: esp_kernel_path.as_deref() }),
         dtb: &dtb,
         emulator: BLOB,
         cmdline: &cmdline,

@@ -392,3 +392,36 @@ fn efi_kexec_refuses_the_bad_image_corpus_like_the_emulator() {
         assert!(e.to_string().contains(bad.expect), "{}: {e}", bad.name);
     }
 }
+
+/// The user's own boot chain: the first kernel kexecs systemd-boot 254 from an ESP directory
+/// (`efi-kexec load BOOTAA64.EFI --esp DIR`), which boots the default UKI from `EFI/Linux`.
+fn systemd_boot_from_esp(el: EntryEl) {
+    let p = payloads();
+    let stub = p.stubs.iter().find(|s| s.version.starts_with("254")).expect("systemd-boot-efi 254");
+    let sd_boot = stub.path.parent().unwrap().join("systemd-bootaa64.efi");
+    let u = p.uki("254+6.12").unwrap();
+    let make_esp = "mkdir -p /tmp/esp/EFI/BOOT /tmp/esp/EFI/Linux /tmp/esp/loader && cp /next.efi /tmp/esp/EFI/BOOT/BOOTAA64.EFI && mv /uki.efi /tmp/esp/EFI/Linux/uki-254.efi && cp /loader.conf /tmp/esp/loader/";
+    let next = NextBoot {
+        image: sd_boot,
+        initrd: None,
+        append: Some(String::new()),
+        extra: vec!["--esp".into(), "/tmp/esp".into(), "--esp-path".into(), "'\\EFI\\BOOT\\BOOTAA64.EFI'".into()],
+        before_load: Some(make_esp.into()),
+        files: vec![("uki.efi".into(), std::fs::read(&u.path).unwrap()), ("loader.conf".into(), b"timeout 0\ndefault uki-254*\n".to_vec())],
+    };
+    let t = kexec(el, next);
+    assert_second_boot(&t, el);
+    assert!(t.contains("the kernel is \\EFI\\BOOT\\BOOTAA64.EFI on the ESP"));
+    assert!(report(&t, "efivars").contains("LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"), "systemd-boot chose the entry");
+    assert_eq!(report(&t, "initrd"), u.initrd_id, "the UKI from EFI/Linux booted");
+}
+
+#[test]
+fn systemd_boot_from_esp_at_el1() {
+    systemd_boot_from_esp(EntryEl::El1);
+}
+
+#[test]
+fn systemd_boot_from_esp_at_el2_nvhe() {
+    systemd_boot_from_esp(EntryEl::El2);
+}

@@ -83,7 +83,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
         }
         "fat_image" => {
             let files: &[(&str, &[u8])] = &[("EFI/BOOT/BOOTAA64.EFI", b"MZ"), ("loader/entries/a long entry name.conf", b"title A\n"), ("EFI/Linux/x.efi", &[0u8; 5000])];
-            write_seed(&dir, "fat12-esp", &crate::esp::image_from_files(files, 256 * 1024)?)?;
+            write_seed(&dir, "fat12-esp", &esp_image::image_from_files(files, 256 * 1024)?)?;
         }
         _ => write_seed(&dir, "empty", &[0u8; 64])?,
     }

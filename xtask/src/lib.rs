@@ -8,7 +8,6 @@ pub mod bench;
 pub mod build;
 pub mod corpus;
 pub mod cpio;
-pub mod esp;
 pub mod fuzz;
 pub mod kexec;
 pub mod kexec_tools;

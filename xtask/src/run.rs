@@ -152,18 +152,11 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
 
     let dtb = dump_dtb(o, &dir)?;
     let esp_image = match &o.esp {
-        Some(p) if p.is_dir() => Some(crate::esp::image_from_dir(p)?),
+        Some(p) if p.is_dir() => Some(esp_image::image_from_dir(p)?),
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading ESP image {}", p.display()))?),
         None => None,
     };
-    // `\EFI\BOOT\BOOTAA64.EFI` when the kernel is a file of the ESP directory.
-    let esp_kernel_path = o.esp.as_ref().filter(|p| p.is_dir()).and_then(|d| kernel_path.strip_prefix(d).ok()).map(|rel| {
-        rel.components().fold(String::new(), |mut s, c| {
-            s.push('\\');
-            s.push_str(&c.as_os_str().to_string_lossy());
-            s
-        })
-    });
+    let esp_kernel_path = o.esp.as_ref().filter(|p| p.is_dir()).and_then(|d| esp_image::path_in(d, &kernel_path));
 
     let mut extra_chosen = Vec::new();
     if let Some(kind) = &o.debug_fault {

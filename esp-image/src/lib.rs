@@ -1,5 +1,5 @@
 //! EFI system partition images: a FAT file system holding the files given, or a directory's
-//! tree, for `--esp` and the FAT reader's fuzz seeds.
+//! tree (`efi-kexec load --esp /boot/efi`, `cargo xtask run --esp DIR`, the FAT fuzz seeds).
 
 use anyhow::{Context, Result};
 use std::io::{Cursor, Write};
@@ -37,6 +37,18 @@ pub fn image_from_dir(dir: &Path) -> Result<Vec<u8>> {
     let size = (bytes + bytes / 8 + (8 << 20)).next_multiple_of(1 << 20);
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), d.as_slice())).collect();
     image_from_files(&refs, size)
+}
+
+/// `\\EFI\\BOOT\\BOOTAA64.EFI` when `file` lies under the ESP directory `esp`: how the
+/// emulator names the kernel's LoadedImage.FilePath, as firmware would.
+pub fn path_in(esp: &Path, file: &Path) -> Option<String> {
+    let (esp, file) = (esp.canonicalize().ok()?, file.canonicalize().ok()?);
+    let rel = file.strip_prefix(esp).ok()?;
+    Some(rel.components().fold(String::new(), |mut s, c| {
+        s.push('\\');
+        s.push_str(&c.as_os_str().to_string_lossy());
+        s
+    }))
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
