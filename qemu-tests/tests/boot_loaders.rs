@@ -20,8 +20,9 @@ fn systemd_boot_esp(default: &str) -> tempfile_dir::Dir {
     let boot = stub.path.parent().unwrap().join("systemd-bootaa64.efi");
     let dir = tempfile_dir::Dir::new("esp-systemd-boot");
     dir.file("EFI/BOOT/BOOTAA64.EFI", &std::fs::read(boot).unwrap());
+    // Named by stub version only: a `+` in the name is systemd's boot counting syntax.
     for u in &p.ukis {
-        dir.file(&format!("EFI/Linux/uki-{}.efi", u.name), &std::fs::read(&u.path).unwrap());
+        dir.file(&format!("EFI/Linux/uki-{}.efi", u.name.split('+').next().unwrap()), &std::fs::read(&u.path).unwrap());
     }
     dir.file("loader/loader.conf", format!("timeout 0\ndefault {default}\n").as_bytes());
     dir
@@ -47,6 +48,35 @@ fn systemd_boot(el: EntryEl) {
     // Three images: systemd-boot, the UKI (loaded from the ESP by path), the kernel in it.
     assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("] image: ")).count(), 3);
     assert!(!t.contains("corrupted by EFI") && !t.contains("FIRMWARE BUG"));
+}
+
+/// A UKI add-on beside the UKI (`uki-254.efi.extra.d/debug.addon.efi`, systemd's own
+/// add-on stub with a `.cmdline`): systemd-stub reads it through the ESP's file system and the
+/// kernel's command line carries it.
+fn uki_addon(el: EntryEl) {
+    let p = payloads();
+    let stub = p.stubs.iter().find(|s| s.version.starts_with("254")).expect("systemd-boot-efi 254");
+    let addon_stub = std::fs::read(stub.path.parent().unwrap().join("addonaa64.efi.stub")).unwrap();
+    let addon = xtask::uki::build(&addon_stub, &[(".cmdline", b"efi_emulator_addon=1")]).unwrap();
+    let esp = systemd_boot_esp("uki-254*");
+    esp.file("EFI/Linux/uki-254.efi.extra.d/debug.addon.efi", &addon);
+    let mut o = options(el);
+    o.kernel = Some(esp.path().join("EFI/Linux/uki-254.efi"));
+    o.esp = Some(esp.path().to_path_buf());
+    o.no_initrd = true;
+    o.append = String::new();
+    o.timeout = std::time::Duration::from_secs(150);
+    let t = boot(o);
+    verdict(&t).unwrap();
+    assert!(t.contains("the kernel is \\EFI\\Linux\\uki-254.efi on the ESP"));
+    let cmdline = report(&t, "cmdline");
+    assert!(cmdline.ends_with("efi_emulator_addon=1"), "the add-on's .cmdline: {cmdline}");
+    assert!(cmdline.starts_with(&payloads().uki("254+6.12").unwrap().cmdline), "after the UKI's own: {cmdline}");
+}
+
+#[test]
+fn uki_addon_from_the_esp_at_el1() {
+    uki_addon(EntryEl::El1);
 }
 
 #[test]
