@@ -79,6 +79,27 @@ fn uki_addon_from_the_esp_at_el1() {
     uki_addon(EntryEl::El1);
 }
 
+/// The menu, driven from the serial console: a 30 s timeout shows it, and arrow-down + Enter
+/// picks the second entry (the 252 UKI) over the default.
+#[test]
+fn systemd_boot_menu_takes_keys_from_the_serial_console() {
+    let esp = systemd_boot_esp("uki-254*");
+    esp.file("loader/loader.conf", b"timeout 30\ndefault uki-254*\n");
+    let mut o = options(EntryEl::El1);
+    o.kernel = Some(esp.path().join("EFI/BOOT/BOOTAA64.EFI"));
+    o.esp = Some(esp.path().to_path_buf());
+    o.no_initrd = true;
+    o.append = String::new();
+    o.timeout = std::time::Duration::from_secs(150);
+    // Entries sort by version, newest first: 254 (the default, selected), then 252.
+    o.input = Some(xtask::qemu::Input { after: "handing off to the payload".into(), delay: std::time::Duration::from_secs(3), bytes: b"\x1b[B\r".to_vec() });
+    let t = boot(o);
+    verdict(&t).unwrap();
+    let u = payloads().uki("252+6.1").unwrap();
+    assert_eq!(report(&t, "initrd"), u.initrd_id, "the entry below the default booted");
+    assert!(report(&t, "uname -r").starts_with("6.1"));
+}
+
 #[test]
 fn systemd_boot_254_from_the_esp_at_el1() {
     systemd_boot(EntryEl::El1);

@@ -220,6 +220,7 @@ fn run_command(a: RunArgs) -> Result<()> {
         print: !a.quiet,
         debug_fault: a.debug_fault,
         stale_map_key: false,
+        input: None,
         integrity: a.integrity,
         echo: true,
         tweak: None,

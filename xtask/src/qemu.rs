@@ -45,13 +45,27 @@ pub fn version() -> Result<(u32, u32)> {
     Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))
 }
 
+/// Keys to type on the serial console: `bytes`, `delay` after the first console line that
+/// contains `after`. QEMU takes them from its stdin as the UART has room for them.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub after: String,
+    pub delay: Duration,
+    pub bytes: Vec<u8>,
+}
+
 /// Runs QEMU with `args`, streaming its console to stderr when `echo` is set.
 pub fn run(args: &[String], timeout: Duration, echo: bool) -> Result<Transcript> {
+    run_with_input(args, timeout, echo, None)
+}
+
+/// [`run`], typing `input` on the console.
+pub fn run_with_input(args: &[String], timeout: Duration, echo: bool, input: Option<&Input>) -> Result<Transcript> {
     let command = format!("{QEMU} {}", args.join(" "));
     let start = Instant::now();
     let mut child = Command::new(QEMU)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -77,12 +91,28 @@ pub fn run(args: &[String], timeout: Duration, echo: bool) -> Result<Transcript>
     let mut lines = Vec::new();
     let mut timed_out = false;
     let deadline = start + timeout;
+    let mut stdin = child.stdin.take();
+    // Written to, then kept open until QEMU ends: closing it would be EOF on the console.
+    let mut typed = None;
+    let mut type_at: Option<Instant> = None;
     loop {
+        if let (Some(at), Some(i)) = (type_at, input) {
+            if Instant::now() >= at {
+                if let Some(mut s) = stdin.take() {
+                    let _ = s.write_all(&i.bytes).and_then(|_| s.flush());
+                    typed = Some(s);
+                }
+                type_at = None;
+            }
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left.min(Duration::from_millis(100))) {
             Ok((t, line)) => {
                 if echo {
                     let _ = writeln!(std::io::stderr(), "{line}");
+                }
+                if let Some(i) = input.filter(|i| stdin.is_some() && type_at.is_none() && line.contains(&i.after)) {
+                    type_at = Some(Instant::now() + i.delay);
                 }
                 lines.push((t, line));
             }
@@ -97,6 +127,7 @@ pub fn run(args: &[String], timeout: Duration, echo: bool) -> Result<Transcript>
         }
     }
     let exit = child.wait().ok();
+    drop(typed);
     let _ = reader.join();
     let _ = err_reader.join();
     // Lines that arrived between the kill and the end of the pipe.

@@ -51,6 +51,8 @@ pub struct RunOptions {
     /// Stream the console while it runs.
     pub echo: bool,
     pub tweak: Option<Tweak>,
+    /// Keys typed on the console during the run (menu tests).
+    pub input: Option<qemu::Input>,
 }
 
 impl Default for RunOptions {
@@ -72,6 +74,7 @@ impl Default for RunOptions {
             integrity: false,
             echo: false,
             tweak: None,
+            input: None,
         }
     }
 }
@@ -220,7 +223,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
 /// Prepares and runs one boot.
 pub fn boot(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Result<Transcript> {
     let prepared = prepare(o, blob, payloads)?;
-    qemu::run(&prepared.qemu_args, o.timeout, o.echo)
+    qemu::run_with_input(&prepared.qemu_args, o.timeout, o.echo, o.input.as_ref())
 }
 
 /// How a run ended, in words; `Err` when it is a failure.
