@@ -100,6 +100,22 @@ fn systemd_boot_menu_takes_keys_from_the_serial_console() {
     assert!(report(&t, "uname -r").starts_with("6.1"));
 }
 
+/// A damaged ESP image: refused with the field named, served as a raw disk only, and the kernel
+/// boots all the same.
+#[test]
+fn a_damaged_esp_is_named_and_the_kernel_boots() {
+    let dir = tempfile_dir::Dir::new("esp-damaged");
+    dir.file("esp.img", &vec![0x5a; 1 << 20]);
+    let mut o = options(EntryEl::El1);
+    o.kernel = Some(payloads().kernel("6.12").unwrap().image.clone());
+    o.esp = Some(dir.path().join("esp.img"));
+    o.timeout = std::time::Duration::from_secs(150);
+    let t = boot(o);
+    verdict(&t).unwrap();
+    assert!(t.contains("ESP: FAT image: boot sector signature = 0x5a5a, expected 0xaa55"), "the refusal names the field");
+    assert!(report(&t, "uname -r").starts_with("6.12"));
+}
+
 #[test]
 fn systemd_boot_254_from_the_esp_at_el1() {
     systemd_boot(EntryEl::El1);
