@@ -28,16 +28,23 @@ fn systemd_boot_esp(default: &str) -> tempfile_dir::Dir {
     dir
 }
 
-fn systemd_boot(el: EntryEl) {
-    let esp = systemd_boot_esp("uki-254*");
+/// Boots `kernel` (a path in the ESP) with the ESP directory, no initrd and an empty command line.
+fn boot_from_esp(esp: &tempfile_dir::Dir, kernel: &str, el: EntryEl, input: Option<xtask::qemu::Input>) -> Transcript {
     let mut o = options(el);
-    o.kernel = Some(esp.path().join("EFI/BOOT/BOOTAA64.EFI"));
+    o.kernel = Some(esp.path().join(kernel));
     o.esp = Some(esp.path().to_path_buf());
     o.no_initrd = true;
     o.append = String::new();
     o.timeout = std::time::Duration::from_secs(150);
+    o.input = input;
     let t = boot(o);
     verdict(&t).unwrap();
+    t
+}
+
+fn systemd_boot(el: EntryEl) {
+    let esp = systemd_boot_esp("uki-254*");
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, None);
     assert!(t.contains("the kernel is \\EFI\\BOOT\\BOOTAA64.EFI on the ESP"));
     assert!(t.contains("volume \"ESP\""), "the ESP was served as a FAT volume");
     let efivars = report(&t, "efivars");
@@ -60,14 +67,7 @@ fn uki_addon(el: EntryEl) {
     let addon = xtask::uki::build(&addon_stub, &[(".cmdline", b"efi_emulator_addon=1")]).unwrap();
     let esp = systemd_boot_esp("uki-254*");
     esp.file("EFI/Linux/uki-254.efi.extra.d/debug.addon.efi", &addon);
-    let mut o = options(el);
-    o.kernel = Some(esp.path().join("EFI/Linux/uki-254.efi"));
-    o.esp = Some(esp.path().to_path_buf());
-    o.no_initrd = true;
-    o.append = String::new();
-    o.timeout = std::time::Duration::from_secs(150);
-    let t = boot(o);
-    verdict(&t).unwrap();
+    let t = boot_from_esp(&esp, "EFI/Linux/uki-254.efi", el, None);
     assert!(t.contains("the kernel is \\EFI\\Linux\\uki-254.efi on the ESP"));
     let cmdline = report(&t, "cmdline");
     assert!(cmdline.ends_with("efi_emulator_addon=1"), "the add-on's .cmdline: {cmdline}");
@@ -85,16 +85,9 @@ fn uki_addon_from_the_esp_at_el1() {
 fn systemd_boot_menu_takes_keys_from_the_serial_console() {
     let esp = systemd_boot_esp("uki-254*");
     esp.file("loader/loader.conf", b"timeout 30\ndefault uki-254*\n");
-    let mut o = options(EntryEl::El1);
-    o.kernel = Some(esp.path().join("EFI/BOOT/BOOTAA64.EFI"));
-    o.esp = Some(esp.path().to_path_buf());
-    o.no_initrd = true;
-    o.append = String::new();
-    o.timeout = std::time::Duration::from_secs(150);
     // Entries sort by version, newest first: 254 (the default, selected), then 252.
-    o.input = Some(xtask::qemu::Input { after: "handing off to the payload".into(), delay: std::time::Duration::from_secs(3), bytes: b"\x1b[B\r".to_vec() });
-    let t = boot(o);
-    verdict(&t).unwrap();
+    let keys = xtask::qemu::Input { after: "handing off to the payload".into(), delay: std::time::Duration::from_secs(3), bytes: b"\x1b[B\r".to_vec() };
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", EntryEl::El1, Some(keys));
     let u = payloads().uki("252+6.1").unwrap();
     assert_eq!(report(&t, "initrd"), u.initrd_id, "the entry below the default booted");
     assert!(report(&t, "uname -r").starts_with("6.1"));

@@ -121,11 +121,7 @@ efiapi! {
 
     fn in_reset(this: *mut text_in::Protocol, extended: efi::Boolean) -> Status {
         let _ = extended;
-        if this.is_null() {
-            return Status::INVALID_PARAMETER;
-        }
-        while Machine::console_read().is_some() {}
-        Status::SUCCESS
+        reset_input(this.is_null())
     }
 
     fn read_key_stroke(this: *mut text_in::Protocol, key: *mut text_in::InputKey) -> Status {
@@ -140,11 +136,7 @@ efiapi! {
 
     fn ex_reset(this: *mut text_in_ex::Protocol, extended: efi::Boolean) -> Status {
         let _ = extended;
-        if this.is_null() {
-            return Status::INVALID_PARAMETER;
-        }
-        while Machine::console_read().is_some() {}
-        Status::SUCCESS
+        reset_input(this.is_null())
     }
 
     fn read_key_stroke_ex(this: *mut text_in_ex::Protocol, data: *mut text_in_ex::KeyData) -> Status {
@@ -211,6 +203,15 @@ efiapi! {
             let _ = with_core(|c| c.events.signal(event as usize));
         }
     }
+}
+
+/// Reset of ConIn (either protocol): drops what the terminal sent so far.
+fn reset_input(this_is_null: bool) -> Status {
+    if this_is_null {
+        return Status::INVALID_PARAMETER;
+    }
+    while Machine::console_read().is_some() {}
+    Status::SUCCESS
 }
 
 /// Where RegisterKeyNotify handles start (opaque, never NULL).
