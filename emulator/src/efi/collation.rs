@@ -4,23 +4,23 @@
 
 use core::cmp::Ordering;
 
-/// The upper case of a UCS-2 unit, when it is one unit; otherwise the unit.
+/// The upper case of a UCS-2 unit in Latin-1 (ASCII and U+00C0..U+00FE, as EDK2's English
+/// collation maps them); other units are their own case. Full Unicode case tables would double
+/// the blob's read-only data for names FAT volumes do not use.
 pub fn upper(u: u16) -> u16 {
-    map_case(u, true)
+    match u {
+        0x61..=0x7a | 0xe0..=0xfe if u != 0xf7 => u - 0x20,
+        0xff => 0x178,
+        _ => u,
+    }
 }
 
 pub fn lower(u: u16) -> u16 {
-    map_case(u, false)
-}
-
-fn map_case(u: u16, up: bool) -> u16 {
-    fn single(mut it: impl Iterator<Item = char>) -> Option<char> {
-        let c = it.next()?;
-        it.next().is_none().then_some(c)
+    match u {
+        0x41..=0x5a | 0xc0..=0xde if u != 0xd7 => u + 0x20,
+        0x178 => 0xff,
+        _ => u,
     }
-    let Some(c) = char::from_u32(u as u32) else { return u };
-    let mapped = if up { single(c.to_uppercase()) } else { single(c.to_lowercase()) };
-    mapped.and_then(|m| u16::try_from(m as u32).ok()).unwrap_or(u)
 }
 
 /// StriColl.
@@ -100,6 +100,8 @@ mod tests {
         assert_eq!(stri_coll(&w("ab"), &w("a")), Ordering::Greater);
         assert_eq!(upper('é' as u16), 'É' as u16);
         assert_eq!(upper('ß' as u16), 'ß' as u16, "no one-unit upper case: kept");
+        assert_eq!((upper('÷' as u16), lower('×' as u16)), ('÷' as u16, '×' as u16), "signs, not letters");
+        assert_eq!(upper('ÿ' as u16), 'Ÿ' as u16);
         assert_eq!(lower('Z' as u16), 'z' as u16);
     }
 
