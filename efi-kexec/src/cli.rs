@@ -31,7 +31,8 @@ pub struct LoadArgs {
     pub initrd: Option<PathBuf>,
     /// An EFI system partition for the next boot, served as a disk: a directory (`/boot/efi`,
     /// made into a FAT image) or a FAT image. With IMAGE a file of it, the boot loader starts
-    /// from the ESP as firmware would start it (systemd-boot, GRUB, shim find their files).
+    /// from the ESP as firmware would start it, and finds its files beside it (tested with
+    /// systemd-boot).
     #[arg(long, value_name = "DIR|IMAGE")]
     pub esp: Option<PathBuf>,
     /// Where IMAGE lies in the ESP (`\EFI\BOOT\BOOTAA64.EFI`), when IMAGE is not a file of
