@@ -18,6 +18,7 @@ fn take_signal(e: usize) -> Result<bool, EfiError> {
 
 /// Fires the timers that are due and runs the notify functions due at the current TPL.
 pub fn poll_timers() {
+    super::misc::check_watchdog();
     with_core(|c| c.events.poll_timers(Machine::ticks()));
     dispatch();
 }

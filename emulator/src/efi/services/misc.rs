@@ -33,10 +33,14 @@ efiapi! {
     }
 
     fn set_watchdog_timer(timeout: usize, code: u64, size: usize, data: *mut u16) -> Status {
-        // Accepted and never fires: nothing here can reset a hung payload more usefully than
-        // the user's own timeout.
         guarded(|| {
-            let _ = (timeout, code, size, data);
+            let _ = (size, data);
+            // Codes up to 0xffff are the firmware's own (spec).
+            if code <= 0xffff && timeout != 0 {
+                return Err(EfiError::InvalidParameter);
+            }
+            let image = with_core(|c| c.running.last().copied().unwrap_or(0));
+            arm_watchdog(timeout as u64, image);
             Ok(())
         })
     }
@@ -83,6 +87,28 @@ efiapi! {
     }
 }
 
+/// The watchdog firmware arms before it starts a boot option (UEFI 2.10 section 3.1.2).
+pub const BOOT_WATCHDOG_SECONDS: u64 = 300;
+
+/// Arms the watchdog for `seconds` from now (0 disarms), naming `image`. Without a timer
+/// interrupt it is checked whenever a payload waits in boot services (WaitForEvent, CheckEvent,
+/// Stall, RestoreTPL), the places a hung payload spins in.
+pub fn arm_watchdog(seconds: u64, image: usize) {
+    let now = Machine::ticks();
+    with_core(|c| c.watchdog = (seconds != 0).then(|| (now.saturating_add(seconds.saturating_mul(Machine::ticks_per_second())), seconds, image)));
+}
+
+/// Ends the machine when the watchdog has run out: which image hung, for how long, then a reset
+/// (as firmware does; QEMU's `-no-reboot` makes that an exit).
+pub fn check_watchdog() {
+    let now = Machine::ticks();
+    let Some((seconds, image)) = with_core(|c| c.watchdog.filter(|&(deadline, ..)| now >= deadline).map(|(_, s, i)| (s, i))) else {
+        return;
+    };
+    log::error!("watchdog: image {image:#x} did not return or exit within {seconds} s of the watchdog being armed: resetting");
+    Machine::power(crate::efi::platform::PowerAction::Reset)
+}
+
 /// Test hook (`/chosen/efi-emulator,debug-stale-map-key`, only in blobs built with the
 /// `test-hooks` feature): the map changes under the first ExitBootServices, as if a timer event
 /// had allocated, so the payload's one retry runs.
@@ -109,7 +135,11 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
         Ok(())
     })?;
     dispatch();
-    with_core(|c| c.events.cancel_timers());
+    with_core(|c| {
+        c.events.cancel_timers();
+        // ExitBootServices disarms the watchdog (spec).
+        c.watchdog = None;
+    });
     super::integrity::verify("ExitBootServices");
     // Interrupts stay masked (they always were); from here on boot services refuse.
     Machine::mask_interrupts();

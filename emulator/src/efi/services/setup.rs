@@ -183,6 +183,8 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Stat
         Ok::<_, EfiError>(handle)
     })?;
     let entry = with_core(|c| c.image(handle).map(|i| i.entry))?;
+    // As a firmware boot manager arms it before it starts a boot option.
+    misc::arm_watchdog(misc::BOOT_WATCHDOG_SECONDS, handle);
     image::report_handoff(entry);
     let status = image::start(handle)?;
     if exited() {

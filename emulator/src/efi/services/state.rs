@@ -69,6 +69,8 @@ pub struct Core {
     pub esp_handle: Option<usize>,
     /// The EFI_FILE_PROTOCOL instances handed out and not closed.
     pub open_files: Vec<usize>,
+    /// The watchdog: (deadline in ticks, its length in seconds, the image it was armed for).
+    pub watchdog: Option<(u64, u64, usize)>,
     /// ResetNotification registrations.
     pub reset_notifies: Vec<efi::RuntimeResetSystem>,
 }

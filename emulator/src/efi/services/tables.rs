@@ -75,6 +75,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         key_notifies: Vec::new(),
         key_notify_serial: 0,
         reset_notifies: Vec::new(),
+        watchdog: None,
         esp: None,
         esp_handle: None,
         open_files: Vec::new(),

@@ -402,7 +402,8 @@ fn configuration_tables_and_misc() {
         assert_eq!((bs.get_next_monotonic_count)(&mut a), Status::SUCCESS);
         assert_eq!((bs.get_next_monotonic_count)(&mut b), Status::SUCCESS);
         assert!(b > a);
-        assert_eq!((bs.set_watchdog_timer)(0, 0, 0, null_mut()), Status::SUCCESS);
+        assert_eq!((bs.set_watchdog_timer)(0, 0, 0, null_mut()), Status::SUCCESS, "disarming");
+        assert_eq!((bs.set_watchdog_timer)(5, 0x100, 0, null_mut()), Status::INVALID_PARAMETER, "codes up to 0xffff are the firmware's");
     }
 }
 
@@ -1025,6 +1026,29 @@ fn runtime_services_without_firmware() {
         assert_eq!((rt.set_virtual_address_map)(40, 8, 1, one.as_mut_ptr()), Status::INVALID_PARAMETER);
         assert_eq!((rt.set_virtual_address_map)(40, 40, 1, null_mut()), Status::INVALID_PARAMETER);
     }
+}
+
+#[test]
+fn the_watchdog_resets_a_payload_that_waits_too_long() {
+    let (m, _) = machine();
+    let bs = m.bs() as *const efi::BootServices as usize;
+    host::state(|s| s.power = None);
+    // A payload that arms a 1 s watchdog and then stalls 2 s: it never returns, so it runs on
+    // a thread of its own, which the reset parks.
+    std::thread::spawn(move || {
+        // SAFETY: the boot services table of the machine, which outlives the test's wait.
+        let bs = unsafe { &*(bs as *const efi::BootServices) };
+        // SAFETY: see the module comment.
+        unsafe {
+            assert_eq!((bs.set_watchdog_timer)(1, 0x10000, 0, null_mut()), Status::SUCCESS);
+            (bs.stall)(2_000_000);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while host::state(|s| s.power.is_none()) && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(host::state(|s| s.power), Some(PowerAction::Reset));
 }
 
 #[test]
