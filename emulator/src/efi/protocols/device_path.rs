@@ -202,6 +202,57 @@ pub fn file_path_of(path: &[u8]) -> Option<Vec<u16>> {
     Some(out)
 }
 
+fn guid_text(b: &[u8]) -> alloc::string::String {
+    let g = |r: core::ops::Range<usize>| b[r].iter().map(|x| alloc::format!("{x:02X}")).collect::<alloc::string::String>();
+    let le32 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let (le16a, le16b) = (u16::from_le_bytes([b[4], b[5]]), u16::from_le_bytes([b[6], b[7]]));
+    alloc::format!("{le32:08X}-{le16a:04X}-{le16b:04X}-{}-{}", g(8..10), g(10..16))
+}
+
+/// One node in the text form of UEFI 2.10 section 10.6 (the nodes this firmware makes, and the
+/// generic `Path(type,subtype,data)` form for the rest).
+pub fn node_text(n: &[u8]) -> alloc::string::String {
+    use alloc::format;
+    let body = &n[4..];
+    let u64_at = |o: usize| crate::mem::le_u64(body, o).unwrap_or(0);
+    match (n[0], n[1]) {
+        (TYPE_HARDWARE, SUBTYPE_MEMORY_MAPPED) if body.len() >= 20 => {
+            format!("MemoryMapped(0x{:X},0x{:X},0x{:X})", crate::mem::le_u32(body, 0).unwrap_or(0), u64_at(4), u64_at(12))
+        }
+        (TYPE_MEDIA, SUBTYPE_VENDOR_MEDIA) if body.len() >= 16 => format!("VenMedia({})", guid_text(&body[..16])),
+        (TYPE_MEDIA, SUBTYPE_FILE_PATH) => {
+            let units: Vec<u16> = body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
+            alloc::string::String::from_utf16_lossy(&units)
+        }
+        (TYPE_MEDIA, SUBTYPE_RAM_DISK) if body.len() >= 34 && body[16..32] == *VIRTUAL_DISK.as_bytes() => {
+            format!("VirtualDisk(0x{:X},0x{:X},{})", u64_at(0), u64_at(8), u16::from_le_bytes([body[32], body[33]]))
+        }
+        (TYPE_END, SUBTYPE_END_INSTANCE) => ",".into(),
+        (TYPE_END, _) => alloc::string::String::new(),
+        (ty, sub) => format!("Path({ty},{sub},{})", body.iter().map(|b| format!("{b:02X}")).collect::<alloc::string::String>()),
+    }
+}
+
+/// A whole path in text form: nodes joined with `/`, instances with `,`.
+pub fn path_text(path: &[u8]) -> alloc::string::String {
+    let mut out = alloc::string::String::new();
+    let mut off = 0;
+    while let Some(header) = path.get(off..off + 4) {
+        let len = node_len(header);
+        let Some(n) = path.get(off..off + len) else { break };
+        if n[0] == TYPE_END && n[1] == SUBTYPE_END_ENTIRE {
+            break;
+        }
+        let text = node_text(n);
+        if !out.is_empty() && !out.ends_with(',') && text != "," {
+            out.push('/');
+        }
+        out.push_str(&text);
+        off += len;
+    }
+    out
+}
+
 /// CreateDeviceNode: a zeroed node of `length` bytes (`None` below the 4-byte header).
 pub fn create_node(ty: u8, sub: u8, length: u16) -> Option<Vec<u8>> {
     (length >= 4).then(|| node(ty, sub, &alloc::vec![0; length as usize - 4]))
@@ -212,6 +263,19 @@ mod tests {
     use super::*;
 
     const G: Guid = Guid::from_fields(0x5568e427, 0x68fc, 0x4f3d, 0xac, 0x74, &[0xca, 0x55, 0x52, 0x31, 0xcc, 0x68]);
+
+    #[test]
+    fn text_forms() {
+        let mut p = ram_disk(0x4000_0000, 0x41ff_ffff);
+        p.truncate(p.len() - 4);
+        p.extend(file_path(&"\\EFI\\BOOT\\BOOTAA64.EFI".encode_utf16().collect::<Vec<_>>()));
+        assert_eq!(path_text(&p), "VirtualDisk(0x40000000,0x41FFFFFF,0)/\\EFI\\BOOT\\BOOTAA64.EFI");
+        assert_eq!(path_text(&vendor_media(&G)), "VenMedia(5568E427-68FC-4F3D-AC74-CA555231CC68)");
+        assert_eq!(path_text(&memory_mapped(2, 0x1000, 0x1fff)), "MemoryMapped(0x2,0x1000,0x1FFF)");
+        let multi = append_instance(Some(&vendor_media(&G)), &memory_mapped(2, 0, 1));
+        assert_eq!(path_text(&multi), "VenMedia(5568E427-68FC-4F3D-AC74-CA555231CC68),MemoryMapped(0x2,0x0,0x1)");
+        assert_eq!(node_text(&[3, 11, 6, 0, 0xab, 0xcd]), "Path(3,11,ABCD)");
+    }
 
     #[test]
     fn utilities_append_and_split_instances() {

@@ -16,6 +16,7 @@
 mod args;
 pub mod boot;
 pub mod console;
+pub mod device_path_to_text;
 pub mod device_path_utilities;
 pub mod esp;
 pub mod events;

@@ -105,6 +105,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
     let (console, con_out, con_in) = console::install(&mut c)?;
     serial_io::install(&mut c, console)?;
     device_path_utilities::install(&mut c)?;
+    device_path_to_text::install(&mut c)?;
     reset_notification::install(&mut c)?;
     unicode_collation::install(&mut c)?;
     // SAFETY: the system table slot of the runtime block.

@@ -584,6 +584,21 @@ fn device_path_utilities() {
         let mut bad = a.clone();
         bad[2] = 1; // a node shorter than its header
         assert!((u.duplicate_device_path)(bad.as_ptr() as *const _).is_null());
+
+        // DevicePathToText: a path and a node, in pool memory.
+        assert_eq!((bs.locate_protocol)(&mut efi::protocols::device_path_to_text::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let t = &*(p as *const efi::protocols::device_path_to_text::Protocol);
+        let text = |p: *mut u16| {
+            let n = (0..).take_while(|&i| *p.add(i) != 0).count();
+            String::from_utf16(core::slice::from_raw_parts(p, n)).unwrap()
+        };
+        let s = (t.convert_device_path_to_text)(multi, efi::Boolean::FALSE, efi::Boolean::FALSE);
+        assert_eq!(text(s), "VenMedia(11111111-2222-3333-4455-010203040506),VenMedia(55555555-2222-3333-4455-010203040506)");
+        assert_eq!((bs.free_pool)(s.cast()), Status::SUCCESS);
+        let s = (t.convert_device_node_to_text)(pb as *mut _, efi::Boolean::TRUE, efi::Boolean::TRUE);
+        assert_eq!(text(s), "VenMedia(55555555-2222-3333-4455-010203040506)");
+        assert!((t.convert_device_path_to_text)(null_mut(), efi::Boolean::FALSE, efi::Boolean::FALSE).is_null());
+        assert!((t.convert_device_path_to_text)(bad.as_mut_ptr().cast(), efi::Boolean::FALSE, efi::Boolean::FALSE).is_null());
     }
 }
 

@@ -1,0 +1,48 @@
+//! EFI_DEVICE_PATH_TO_TEXT_PROTOCOL: device paths and nodes as text (UEFI 2.10 section 10.6),
+//! in pool memory the caller frees. The nodes this firmware makes have their own forms; other
+//! nodes use the generic `Path(type,subtype,data)` form.
+
+use super::*;
+use crate::efi::protocols::device_path as dp;
+use efi::protocols::device_path::Protocol as DevicePath;
+use efi::protocols::device_path_to_text as dptt;
+
+/// `text` as a NUL-terminated UCS-2 string in pool memory (NULL when that fails or boot
+/// services are gone).
+fn to_pool(text: &str) -> *mut u16 {
+    if exited() {
+        return core::ptr::null_mut();
+    }
+    let units: Vec<u8> = text.encode_utf16().chain(core::iter::once(0)).flat_map(|u| u.to_le_bytes()).collect();
+    with_core(|c| super::image::copy_to_pool(c, &units)).map_or(core::ptr::null_mut(), |p| p as *mut u16)
+}
+
+efiapi! {
+    fn convert_device_node_to_text(node: *mut DevicePath, display_only: efi::Boolean, allow_shortcuts: efi::Boolean) -> *mut u16 {
+        let _ = (display_only, allow_shortcuts);
+        if node.is_null() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: the payload's node: its 4-byte header, then the length that header gives.
+        let bytes = unsafe {
+            let len = u16::from_le_bytes([*(node as *const u8).add(2), *(node as *const u8).add(3)]) as usize;
+            core::slice::from_raw_parts(node as *const u8, len.max(4))
+        };
+        to_pool(&dp::node_text(bytes))
+    }
+
+    fn convert_device_path_to_text(path: *mut DevicePath, display_only: efi::Boolean, allow_shortcuts: efi::Boolean) -> *mut u16 {
+        let _ = (display_only, allow_shortcuts);
+        // SAFETY: the payload's device path (NULL and malformed paths give NULL).
+        match unsafe { dp::read(path as *const u8) } {
+            Some(bytes) => to_pool(&dp::path_text(bytes)),
+            None => core::ptr::null_mut(),
+        }
+    }
+}
+
+pub fn install(c: &mut Core) -> Result<(), EfiError> {
+    let protocol = dptt::Protocol { convert_device_node_to_text: convert_device_node_to_text::entry, convert_device_path_to_text: convert_device_path_to_text::entry };
+    install_protocol(c, &dptt::PROTOCOL_GUID, protocol)?;
+    Ok(())
+}
