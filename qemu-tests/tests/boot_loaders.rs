@@ -16,8 +16,7 @@ fn report(t: &Transcript, key: &str) -> String {
 /// UKIs in `EFI/Linux`: the ESP as a directory.
 fn systemd_boot_esp(default: &str) -> tempfile_dir::Dir {
     let p = payloads();
-    let stub = p.stubs.iter().find(|s| s.version.starts_with("254")).expect("systemd-boot-efi 254");
-    let boot = stub.path.parent().unwrap().join("systemd-bootaa64.efi");
+    let boot = p.stub("254").unwrap().sibling("systemd-bootaa64.efi");
     let dir = tempfile_dir::Dir::new("esp-systemd-boot");
     dir.file("EFI/BOOT/BOOTAA64.EFI", &std::fs::read(boot).unwrap());
     // Named by stub version only: a `+` in the name is systemd's boot counting syntax.
@@ -62,8 +61,7 @@ fn systemd_boot(el: EntryEl) {
 /// kernel's command line carries it.
 fn uki_addon(el: EntryEl) {
     let p = payloads();
-    let stub = p.stubs.iter().find(|s| s.version.starts_with("254")).expect("systemd-boot-efi 254");
-    let addon_stub = std::fs::read(stub.path.parent().unwrap().join("addonaa64.efi.stub")).unwrap();
+    let addon_stub = std::fs::read(p.stub("254").unwrap().sibling("addonaa64.efi.stub")).unwrap();
     let addon = xtask::uki::build(&addon_stub, &[(".cmdline", b"efi_emulator_addon=1")]).unwrap();
     let esp = systemd_boot_esp("uki-254*");
     esp.file("EFI/Linux/uki-254.efi.extra.d/debug.addon.efi", &addon);

@@ -397,8 +397,7 @@ fn efi_kexec_refuses_the_bad_image_corpus_like_the_emulator() {
 /// (`efi-kexec load BOOTAA64.EFI --esp DIR`), which boots the default UKI from `EFI/Linux`.
 fn systemd_boot_from_esp(el: EntryEl) {
     let p = payloads();
-    let stub = p.stubs.iter().find(|s| s.version.starts_with("254")).expect("systemd-boot-efi 254");
-    let sd_boot = stub.path.parent().unwrap().join("systemd-bootaa64.efi");
+    let sd_boot = p.stub("254").unwrap().sibling("systemd-bootaa64.efi");
     let u = p.uki("254+6.12").unwrap();
     let make_esp = "mkdir -p /tmp/esp/EFI/BOOT /tmp/esp/EFI/Linux /tmp/esp/loader && cp /next.efi /tmp/esp/EFI/BOOT/BOOTAA64.EFI && mv /uki.efi /tmp/esp/EFI/Linux/uki-254.efi && cp /loader.conf /tmp/esp/loader/";
     let next = NextBoot {

@@ -61,7 +61,18 @@ pub struct Payloads {
     pub zboot: Vec<crate::zboot::Zboot>,
 }
 
+impl Stub {
+    /// A file of the same package beside the stub (`systemd-bootaa64.efi`, `addonaa64.efi.stub`).
+    pub fn sibling(&self, name: &str) -> PathBuf {
+        self.path.with_file_name(name)
+    }
+}
+
 impl Payloads {
+    /// The systemd-boot-efi build whose version starts with `version` ("252", "254").
+    pub fn stub(&self, version: &str) -> Result<&Stub> {
+        self.stubs.iter().find(|s| s.version.starts_with(version)).with_context(|| format!("no systemd-boot-efi {version} among the payloads"))
+    }
     pub fn kernel(&self, series: &str) -> Result<&Kernel> {
         self.kernels.iter().find(|k| k.series == series).with_context(|| format!("no {series} kernel among the payloads"))
     }

@@ -39,6 +39,21 @@ pub unsafe fn read<'a>(ptr: *const u8) -> Option<&'a [u8]> {
     }
 }
 
+/// The bytes of the one node at `ptr`: its header and the length the header gives (at least 4).
+///
+/// # Safety
+/// `ptr` must be NULL or point to a readable node of the length its header gives.
+pub unsafe fn read_node<'a>(ptr: *const u8) -> Option<&'a [u8]> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract: the 4-byte header, then the length it gives.
+    unsafe {
+        let len = u16::from_le_bytes([*ptr.add(2), *ptr.add(3)]) as usize;
+        Some(core::slice::from_raw_parts(ptr, len.max(4)))
+    }
+}
+
 /// The nodes of a well-formed path, End excluded: (offset, node bytes).
 pub fn nodes(path: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
     let mut off = 0;

@@ -210,8 +210,13 @@ fn reset_input(this_is_null: bool) -> Status {
     if this_is_null {
         return Status::INVALID_PARAMETER;
     }
-    while Machine::console_read().is_some() {}
+    drain_input();
     Status::SUCCESS
+}
+
+/// Drops what the terminal sent so far (ConIn and SerialIo resets).
+pub fn drain_input() {
+    while Machine::console_read().is_some() {}
 }
 
 /// Where RegisterKeyNotify handles start (opaque, never NULL).

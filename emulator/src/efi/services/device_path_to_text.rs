@@ -7,28 +7,20 @@ use crate::efi::protocols::device_path as dp;
 use efi::protocols::device_path::Protocol as DevicePath;
 use efi::protocols::device_path_to_text as dptt;
 
-/// `text` as a NUL-terminated UCS-2 string in pool memory (NULL when that fails or boot
-/// services are gone).
+/// `text` as a NUL-terminated UCS-2 string in pool memory.
 fn to_pool(text: &str) -> *mut u16 {
-    if exited() {
-        return core::ptr::null_mut();
-    }
     let units: Vec<u8> = text.encode_utf16().chain(core::iter::once(0)).flat_map(|u| u.to_le_bytes()).collect();
-    with_core(|c| super::image::copy_to_pool(c, &units)).map_or(core::ptr::null_mut(), |p| p as *mut u16)
+    pool_copy_for_payload(&units) as *mut u16
 }
 
 efiapi! {
     fn convert_device_node_to_text(node: *mut DevicePath, display_only: efi::Boolean, allow_shortcuts: efi::Boolean) -> *mut u16 {
         let _ = (display_only, allow_shortcuts);
-        if node.is_null() {
-            return core::ptr::null_mut();
-        }
         // SAFETY: the payload's node: its 4-byte header, then the length that header gives.
-        let bytes = unsafe {
-            let len = u16::from_le_bytes([*(node as *const u8).add(2), *(node as *const u8).add(3)]) as usize;
-            core::slice::from_raw_parts(node as *const u8, len.max(4))
-        };
-        to_pool(&dp::node_text(bytes))
+        match unsafe { dp::read_node(node as *const u8) } {
+            Some(bytes) => to_pool(&dp::node_text(bytes)),
+            None => core::ptr::null_mut(),
+        }
     }
 
     fn convert_device_path_to_text(path: *mut DevicePath, display_only: efi::Boolean, allow_shortcuts: efi::Boolean) -> *mut u16 {

@@ -19,13 +19,9 @@ unsafe fn path<'a>(p: *const DevicePath) -> Result<Option<&'a [u8]>, ()> {
     unsafe { dp::read(p as *const u8) }.map(Some).ok_or(())
 }
 
-/// `bytes` in boot-services pool memory, as the device path the caller gets (NULL when the pool
-/// is exhausted, or boot services are gone).
+/// `bytes` in pool memory, as the device path the caller gets.
 fn to_pool(bytes: &[u8]) -> *mut DevicePath {
-    if exited() {
-        return core::ptr::null_mut();
-    }
-    with_core(|c| super::image::copy_to_pool(c, bytes)).map_or(core::ptr::null_mut(), |p| p as *mut DevicePath)
+    pool_copy_for_payload(bytes) as *mut DevicePath
 }
 
 efiapi! {
@@ -51,11 +47,8 @@ efiapi! {
     }
 
     fn append_device_node(p: *const DevicePath, node: *const DevicePath) -> *mut DevicePath {
-        // SAFETY: the payload's path argument, and its node (a header and the length it gives).
-        let node = (!node.is_null()).then(|| unsafe {
-            let len = u16::from_le_bytes([*(node as *const u8).add(2), *(node as *const u8).add(3)]) as usize;
-            core::slice::from_raw_parts(node as *const u8, len.max(4))
-        });
+        // SAFETY: the payload's node (a header and the length it gives).
+        let node = unsafe { dp::read_node(node as *const u8) };
         // SAFETY: as above.
         match unsafe { path(p) } {
             Ok(p) => to_pool(&dp::append_node(p, node)),

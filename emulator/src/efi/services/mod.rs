@@ -159,6 +159,15 @@ pub fn publish<T>(c: &mut Core, ty: u32, value: T) -> Result<*mut T, EfiError> {
     Ok(p)
 }
 
+/// `bytes` in fresh boot-services pool memory the payload frees, for services that return a
+/// pointer: NULL when the pool is exhausted or boot services are gone.
+pub fn pool_copy_for_payload(bytes: &[u8]) -> *mut u8 {
+    if exited() {
+        return core::ptr::null_mut();
+    }
+    with_core(|c| image::copy_to_pool(c, bytes)).unwrap_or(core::ptr::null_mut())
+}
+
 /// Installs a protocol instance the emulator publishes on a new handle.
 pub fn install_protocol<T>(c: &mut Core, guid: &Guid, value: T) -> Result<usize, EfiError> {
     let p = publish(c, efi::BOOT_SERVICES_DATA, value)?;

@@ -62,7 +62,7 @@ efiapi! {
     fn serial_reset(this: *mut Protocol) -> Status {
         run(|| {
             mode(this)?;
-            while Machine::console_read().is_some() {}
+            super::console::drain_input();
             Ok(())
         })
     }
