@@ -5,7 +5,7 @@ use crate::abi::validate::{self, BlobPlacement, PhysMemory, Validated};
 use crate::arch::aarch64::cpu::{self, ExceptionLevel};
 use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
 use crate::arch::aarch64::mmu::{self, BumpFrames};
-use crate::arch::aarch64::page_table::PageTables;
+use crate::arch::aarch64::page_table::{Attributes, PageTables};
 use crate::arch::aarch64::{entry, exceptions, psci};
 use crate::drivers::fdt::Fdt;
 use crate::efi::pe::PeImage;
@@ -309,6 +309,10 @@ fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -
         PlanNote::DeviceInRam { base } => warn!("device tree node at {base:#x} overlaps RAM; left as RAM"),
     };
     if let Err(e) = memory_plan::build(&mut tables, v, fdt, blob, &mut note) {
+        fatal!("page tables: {e}");
+    }
+    // The frames by pages: a later split never breaks the block that holds the entry it writes.
+    if let Err(e) = tables.map(table_area.0, table_area.0, table_area.1, Attributes::RAM) {
         fatal!("page tables: {e}");
     }
     let written = [(blob.base, blob.mem_end), (v.stack.start, v.stack.size), table_area];

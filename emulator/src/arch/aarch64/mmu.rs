@@ -8,7 +8,7 @@
 
 use super::cpu::{self, ExceptionLevel};
 use super::page_table::{Attributes, MapError};
-use super::page_table::{FrameAlloc, PageTables, Regime, Table, MAIR_VALUE};
+use super::page_table::{FrameAlloc, LiveOps, PageTables, Regime, Table, MAIR_VALUE};
 use crate::cell::BootCell;
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
@@ -123,11 +123,41 @@ fn invalidate_el2() {
     unsafe { core::arch::asm!("dsb ishst", "tlbi alle2is", "dsb ish", "isb", options(nostack)) };
 }
 
+// Break-before-make of one descriptor (x0 = its address, x1 = the new value) in registers only:
+// between the break and the make, the broken block may be the one that maps the caller's stack.
+core::arch::global_asm!(
+    r#"
+    .section .text.efi_emulator_replace_entry, "ax"
+    .macro replace_entry name, tlbi_op
+    .global \name
+    .type \name, %function
+\name:
+    str     xzr, [x0]
+    dsb     ishst
+    tlbi    \tlbi_op
+    dsb     ish
+    isb
+    str     x1, [x0]
+    dsb     ishst
+    isb
+    ret
+    .size \name, . - \name
+    .endm
+    replace_entry efi_emulator_replace_entry_el1, vmalle1is
+    replace_entry efi_emulator_replace_entry_el2, alle2is
+"#
+);
+
+unsafe extern "C" {
+    fn efi_emulator_replace_entry_el1(entry: *mut u64, new: u64);
+    fn efi_emulator_replace_entry_el2(entry: *mut u64, new: u64);
+}
+
 /// Keeps the tables the MMU now uses, so that image sections can get their permissions.
 pub fn keep_live(el: ExceptionLevel, mut tables: PageTables<BumpFrames>) {
     tables.set_live(match el {
-        ExceptionLevel::El1 => invalidate_el1,
-        ExceptionLevel::El2 { .. } => invalidate_el2,
+        ExceptionLevel::El1 => LiveOps { invalidate: invalidate_el1, replace: efi_emulator_replace_entry_el1 },
+        ExceptionLevel::El2 { .. } => LiveOps { invalidate: invalidate_el2, replace: efi_emulator_replace_entry_el2 },
     });
     LIVE.set(tables);
 }

@@ -121,14 +121,27 @@ impl core::fmt::Display for MapError {
 
 impl core::error::Error for MapError {}
 
+/// The TLB maintenance of the regime the live tables serve.
+#[derive(Clone, Copy)]
+pub struct LiveOps {
+    /// Invalidates the regime's TLBs, with the barriers around it.
+    pub invalidate: fn(),
+    /// Break-before-make of one entry: writes 0, invalidates the TLBs, writes `new`. It must
+    /// touch no memory but the entry (no stack): the block being broken may map the very stack
+    /// the caller runs on (a payload's, when a service splits the block around it).
+    ///
+    /// # Safety
+    /// `entry` is a descriptor of the live tables, in a page that stays mapped throughout.
+    pub replace: unsafe extern "C" fn(entry: *mut u64, new: u64),
+}
+
 /// One translation table tree.
 pub struct PageTables<A: FrameAlloc> {
     root: *mut Table,
     regime: Regime,
     alloc: A,
-    /// Set once the tables are live: changing a valid entry then goes through
-    /// break-before-make, with this function invalidating the TLBs in between.
-    invalidate_tlb: Option<fn()>,
+    /// Set once the tables are live: how valid entries change from then on.
+    live: Option<LiveOps>,
     /// A permission-only change was written since the last invalidation.
     stale_tlb: bool,
 }
@@ -154,7 +167,7 @@ fn index(va: u64, level: usize) -> usize {
 impl<A: FrameAlloc> PageTables<A> {
     pub fn new(regime: Regime, mut alloc: A) -> Result<Self, MapError> {
         let root = alloc.alloc_zeroed().ok_or(MapError::OutOfFrames)?;
-        Ok(PageTables { root, regime, alloc, invalidate_tlb: None, stale_tlb: false })
+        Ok(PageTables { root, regime, alloc, live: None, stale_tlb: false })
     }
 
     /// Physical address of the level-0 table, for TTBR0.
@@ -171,31 +184,31 @@ impl<A: FrameAlloc> PageTables<A> {
     }
 
     /// From now on the tables are in use: valid entries change by break-before-make.
-    pub fn set_live(&mut self, invalidate_tlb: fn()) {
-        self.invalidate_tlb = Some(invalidate_tlb);
+    pub fn set_live(&mut self, ops: LiveOps) {
+        self.live = Some(ops);
     }
 
     /// Writes an entry. When the tables are live, a valid entry that changes its output,
-    /// size or memory type is first invalidated and its TLB entries dropped (the
-    /// architecture's break-before-make rule); a change of permissions alone needs no break,
-    /// only one TLB invalidation when the whole `map` is done.
+    /// size or memory type is replaced by break-before-make (the architecture's rule); a
+    /// change of permissions alone needs no break, only one TLB invalidation when the whole
+    /// `map` is done.
     fn write(&mut self, entry: &mut u64, new: u64) {
-        if let Some(invalidate) = self.invalidate_tlb {
+        if let Some(live) = self.live {
             let old = *entry;
             let permissions = AP_RO | AP_EL0 | PXN | UXN_OR_XN;
+            if old & VALID != 0 && old != new && (new & VALID == 0 || (old ^ new) & !permissions != 0) {
+                // SAFETY: `entry` is in a table frame, which the memory plan maps by pages that
+                // no split ever breaks.
+                unsafe { (live.replace)(entry, new) };
+                return;
+            }
             if old & VALID != 0 && old != new {
-                if new & VALID != 0 && (old ^ new) & !permissions == 0 {
-                    self.stale_tlb = true;
-                } else {
-                    // SAFETY: volatile writes to a table entry the walker reads.
-                    unsafe { core::ptr::write_volatile(entry, 0) };
-                    invalidate();
-                }
+                self.stale_tlb = true;
             }
         }
-        // SAFETY: as above.
+        // SAFETY: a volatile write to a table entry the walker reads.
         unsafe { core::ptr::write_volatile(entry, new) };
-        if self.invalidate_tlb.is_some() {
+        if self.live.is_some() {
             invalidate_after_write();
         }
     }
@@ -213,8 +226,8 @@ impl<A: FrameAlloc> PageTables<A> {
         let bits = attrs.bits(self.regime);
         let root = self.root;
         let result = self.map_level(root, 0, va, pa, size, bits);
-        if let (true, Some(invalidate)) = (self.stale_tlb, self.invalidate_tlb) {
-            invalidate();
+        if let (true, Some(live)) = (self.stale_tlb, self.live) {
+            (live.invalidate)();
             self.stale_tlb = false;
         }
         result
@@ -432,27 +445,38 @@ mod tests {
     fn live_tables_break_before_make() {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static FLUSHES: AtomicUsize = AtomicUsize::new(0);
+        static BREAKS: AtomicUsize = AtomicUsize::new(0);
         fn flush() {
             FLUSHES.fetch_add(1, Ordering::Relaxed);
+        }
+        /// Breaks and makes in one call, as the target's stackless sequence does: the entry
+        /// is still valid when it is called, so nothing ran with the mapping broken.
+        unsafe extern "C" fn replace(entry: *mut u64, new: u64) {
+            // SAFETY: the caller passes an entry of the live tables.
+            unsafe {
+                assert_ne!(*entry & VALID, 0, "the entry was broken before the replace sequence");
+                *entry = new;
+            }
+            BREAKS.fetch_add(1, Ordering::Relaxed);
         }
         let mut frames = HostFrames::default();
         let mut pt = PageTables::new(Regime::TwoLevels, &mut frames).unwrap();
         pt.map(GIB, GIB, GIB, Attributes::RAM).unwrap();
-        assert_eq!(FLUSHES.load(Ordering::Relaxed), 0, "building needs no invalidation");
-        pt.set_live(flush);
+        assert_eq!(FLUSHES.load(Ordering::Relaxed) + BREAKS.load(Ordering::Relaxed), 0, "building needs no invalidation");
+        pt.set_live(LiveOps { invalidate: flush, replace });
         // Splitting the GiB block (1 break) and the 2 MiB block under it (1 break); the page
         // itself only changes permissions: one invalidation at the end.
         pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x1000, Attributes::CODE).unwrap();
-        assert_eq!(FLUSHES.load(Ordering::Relaxed), 3);
+        assert_eq!((BREAKS.load(Ordering::Relaxed), FLUSHES.load(Ordering::Relaxed)), (2, 1));
         assert_eq!(pt.translate(GIB + 0x20_0000).unwrap().1, Attributes::CODE);
         pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x1000, Attributes::CODE).unwrap();
-        assert_eq!(FLUSHES.load(Ordering::Relaxed), 3, "an unchanged entry is not broken");
+        assert_eq!((BREAKS.load(Ordering::Relaxed), FLUSHES.load(Ordering::Relaxed)), (2, 1), "an unchanged entry is not broken");
         // Two 2 MiB blocks: the first replaces the split table (a break), the second only
         // changes permissions (one invalidation at the end).
         pt.map(GIB + 0x20_0000, GIB + 0x20_0000, 0x40_0000, Attributes::DATA).unwrap();
-        assert_eq!(FLUSHES.load(Ordering::Relaxed), 5);
+        assert_eq!((BREAKS.load(Ordering::Relaxed), FLUSHES.load(Ordering::Relaxed)), (3, 2));
         pt.map(GIB + 0x80_0000, GIB + 0x80_0000, 0x60_0000, Attributes::CODE).unwrap();
-        assert_eq!(FLUSHES.load(Ordering::Relaxed), 6, "three permission changes, one invalidation");
+        assert_eq!((BREAKS.load(Ordering::Relaxed), FLUSHES.load(Ordering::Relaxed)), (3, 3), "three permission changes, one invalidation");
     }
 
     #[test]
