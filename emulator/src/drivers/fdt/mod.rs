@@ -217,6 +217,20 @@ fn align4(v: usize) -> usize {
 }
 
 /// Reads a big-endian 32- or 64-bit property value.
+/// Deletes property `name` of node `path` in place, as libfdt's `fdt_nop_property` does: its
+/// token, header and value become FDT_NOP words, so the blob keeps its size and every other
+/// offset. False when the tree or the property is not there.
+pub fn nop_property(blob: &mut [u8], path: &str, name: &str) -> bool {
+    let Some((start, end)) = Fdt::new(blob).ok().and_then(|f| f.find(path)).and_then(|n| n.property_span(name)) else {
+        return false;
+    };
+    let base = be32(blob, 8).unwrap_or(0) as usize;
+    for word in blob[base + start..base + end].chunks_exact_mut(4) {
+        word.copy_from_slice(&NOP.to_be_bytes());
+    }
+    true
+}
+
 pub fn be_uint(v: &[u8]) -> Option<u64> {
     match v.len() {
         4 => Some(u32::from_be_bytes(v.try_into().unwrap()) as u64),
@@ -267,6 +281,27 @@ impl<'a> Node<'a> {
 
     pub fn property(&self, name: &str) -> Option<&'a [u8]> {
         self.properties().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Where property `name` lies in the structure block: its FDT_PROP token to the next token.
+    fn property_span(&self, name: &str) -> Option<(usize, usize)> {
+        let fdt = self.fdt;
+        let mut off = self.body;
+        loop {
+            let (tok, next) = fdt.token(off)?;
+            match tok {
+                NOP => {}
+                PROP => {
+                    let nameoff = be32(fdt.structs, off + 8)? as usize;
+                    let rest = fdt.strings.get(nameoff..)?;
+                    if rest.starts_with(name.as_bytes()) && rest.get(name.len()) == Some(&0) {
+                        return Some((off, next));
+                    }
+                }
+                _ => return None,
+            }
+            off = next;
+        }
     }
 
     /// A string property, without its NUL.

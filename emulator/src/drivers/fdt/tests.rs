@@ -37,6 +37,26 @@ fn edits_round_trip_through_the_writer() {
 }
 
 #[test]
+fn deletes_a_property_in_place() {
+    let mut tree = Tree::parse(&virt_dtb(1 << 30, "hvc")).unwrap();
+    let chosen = tree.chosen_mut();
+    chosen.set_property("linux,initrd-start", 0x4800_0000u64.to_be_bytes().to_vec());
+    chosen.set_property("linux,initrd-end", 0x4810_0000u64.to_be_bytes().to_vec());
+    chosen.set_property("bootargs", b"console=ttyAMA0\0".to_vec());
+    let mut blob = tree.to_blob();
+    let len = blob.len();
+    assert!(nop_property(&mut blob, "/chosen", "linux,initrd-start"));
+    assert!(nop_property(&mut blob, "/chosen", "linux,initrd-end"));
+    assert!(!nop_property(&mut blob, "/chosen", "linux,initrd-end"), "gone already");
+    assert!(!nop_property(&mut blob, "/chosen", "linux,initrd"), "a prefix of a name is not the name");
+    assert_eq!(blob.len(), len);
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(fdt.initrd(), None);
+    assert_eq!(fdt.find("/chosen").unwrap().property_str("bootargs"), Some("console=ttyAMA0"), "the properties after it are still read");
+    assert_eq!(fdt.psci_method(), Some("hvc"));
+}
+
+#[test]
 fn rejects_damaged_blobs_with_the_bad_value() {
     let good = virt_dtb(1 << 30, "hvc");
     let mut bad = good.clone();

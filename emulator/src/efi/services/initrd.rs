@@ -3,6 +3,7 @@
 
 use super::image::copy_to_pool;
 use super::*;
+use crate::drivers::fdt;
 use crate::efi::protocols::device_path;
 use core::ffi::c_void;
 use efi::protocols::load_file2;
@@ -52,6 +53,30 @@ pub fn yield_to(c: &mut Core, handle: usize) -> bool {
         }
     }
     c.initrd_handle = None;
+    forget_in_device_tree(c);
     log::info!("the payload installs its own initrd: the loader's initrd is withdrawn");
     true
+}
+
+/// The loader named its initrd in the device tree's `/chosen` too, and Linux takes that over
+/// the initrd its EFI stub loads: the published tree forgets it (in place, FDT_NOP), when it
+/// still names exactly the loader's initrd.
+fn forget_in_device_tree(c: &Core) {
+    let (Some(initrd), Some(&(_, dtb))) = (c.initrd, c.config.iter().find(|(g, _)| *g == crate::efi::guids::DEVICE_TREE)) else {
+        return;
+    };
+    // SAFETY: the published device tree: the loader's DTB (validated at entry) or one a payload
+    // installed, in RAM; its header is read first, then `totalsize` bytes.
+    let size = match fdt::total_size(unsafe { core::slice::from_raw_parts(dtb as *const u8, fdt::HEADER_SIZE) }) {
+        Ok(size) => size,
+        Err(_) => return,
+    };
+    // SAFETY: as above; nothing else holds a reference to the tree while boot services run.
+    let blob = unsafe { core::slice::from_raw_parts_mut(dtb as *mut u8, size) };
+    if fdt::Fdt::new(blob).ok().and_then(|f| f.initrd()) != Some(initrd) {
+        return;
+    }
+    for name in ["linux,initrd-start", "linux,initrd-end"] {
+        fdt::nop_property(blob, "/chosen", name);
+    }
 }
