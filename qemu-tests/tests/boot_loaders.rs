@@ -1,9 +1,15 @@
-//! Real boot loaders from an EFI system partition the loader hands over: systemd-boot (the
-//! bookworm-backports 254 build) finds its `loader.conf` and the UKIs in `EFI/Linux` through
-//! SimpleFileSystem on the image's DeviceHandle, loads the default entry with LoadImage of a
-//! File() path, and the UKI boots to the userspace marker, at EL1 and EL2.
+//! Real boot loaders from an EFI system partition the loader hands over, at EL1 and EL2:
+//! - systemd-boot (257 from trixie, and bookworm-backports' 254) finds `loader.conf` and the UKIs
+//!   in `EFI/Linux` through SimpleFileSystem on the image's DeviceHandle, loads the default entry
+//!   (or the one picked with keys on the serial console) with LoadImage of a File() path;
+//! - a systemd-stub 257 UKI reads its add-on's `.cmdline` from the ESP;
+//! - GRUB 2.12, made here with `grub-mkimage`, reads `grub.cfg`, `linux` and `initrd` from the
+//!   ESP and starts the kernel with its own initrd (not the loader's);
+//! - Debian's signed shim starts Debian's signed GRUB 2.12 (Secure Boot off), which boots Linux.
 
 use qemu_tests::{boot, options, payloads, EntryEl};
+use xtask::loaders::{Loaders, GRUB_INITRD_ID};
+use xtask::payloads::Uki;
 use xtask::qemu::Transcript;
 use xtask::run::verdict;
 
@@ -12,83 +18,193 @@ fn report(t: &Transcript, key: &str) -> String {
     t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
 }
 
-/// `EFI/BOOT/BOOTAA64.EFI` = systemd-boot 254, `loader/loader.conf` with `default`, and both
-/// UKIs in `EFI/Linux`: the ESP as a directory.
-fn systemd_boot_esp(default: &str) -> tempfile_dir::Dir {
+fn loaders() -> &'static Loaders {
+    payloads().loaders().unwrap()
+}
+
+fn images_started(t: &Transcript) -> usize {
+    t.lines.iter().filter(|(_, l)| l.contains("] image: ")).count()
+}
+
+/// The UKIs of the systemd-boot ESPs: 257+6.12, 254+6.12 and 252+6.1.
+fn all_ukis() -> Vec<&'static Uki> {
     let p = payloads();
-    let boot = p.stub("254").unwrap().sibling("systemd-bootaa64.efi");
+    vec![&loaders().uki, p.uki("254+6.12").unwrap(), p.uki("252+6.1").unwrap()]
+}
+
+/// `EFI/BOOT/BOOTAA64.EFI` = systemd-boot `version`, `loader/loader.conf` with `default`, and
+/// the UKIs in `EFI/Linux`: the ESP as a directory.
+fn systemd_boot_esp(version: &str, default: &str) -> tempfile_dir::Dir {
+    let boot = if version == "257" { loaders().systemd.sibling("systemd-bootaa64.efi") } else { payloads().stub(version).unwrap().sibling("systemd-bootaa64.efi") };
     let dir = tempfile_dir::Dir::new("esp-systemd-boot");
     dir.file("EFI/BOOT/BOOTAA64.EFI", &std::fs::read(boot).unwrap());
     // Named by stub version only: a `+` in the name is systemd's boot counting syntax.
-    for u in &p.ukis {
+    for u in all_ukis() {
         dir.file(&format!("EFI/Linux/uki-{}.efi", u.name.split('+').next().unwrap()), &std::fs::read(&u.path).unwrap());
     }
     dir.file("loader/loader.conf", format!("timeout 0\ndefault {default}\n").as_bytes());
     dir
 }
 
-/// Boots `kernel` (a path in the ESP) with the ESP directory, no initrd and an empty command line.
-fn boot_from_esp(esp: &tempfile_dir::Dir, kernel: &str, el: EntryEl, input: Option<xtask::qemu::Input>) -> Transcript {
+/// Boots `kernel` (a path in the ESP) with the ESP directory and an empty command line; with the
+/// loader's own initrd (the plain test initramfs) when `loader_initrd`, else none.
+fn boot_from_esp(esp: &tempfile_dir::Dir, kernel: &str, el: EntryEl, loader_initrd: bool, input: Option<xtask::qemu::Input>) -> Transcript {
     let mut o = options(el);
     o.kernel = Some(esp.path().join(kernel));
     o.esp = Some(esp.path().to_path_buf());
-    o.no_initrd = true;
+    o.no_initrd = !loader_initrd;
     o.append = String::new();
     o.timeout = std::time::Duration::from_secs(150);
     o.input = input;
     let t = boot(o);
     verdict(&t).unwrap();
+    assert!(!t.contains("corrupted by EFI") && !t.contains("FIRMWARE BUG"));
     t
 }
 
-fn systemd_boot(el: EntryEl) {
-    let esp = systemd_boot_esp("uki-254*");
-    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, None);
+fn systemd_boot(version: &str, el: EntryEl) {
+    let esp = systemd_boot_esp(version, "uki-254*");
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, false, None);
     assert!(t.contains("the kernel is \\EFI\\BOOT\\BOOTAA64.EFI on the ESP"));
     assert!(t.contains("volume \"ESP\""), "the ESP was served as a FAT volume");
     let efivars = report(&t, "efivars");
     assert!(efivars.contains("LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"), "systemd-boot chose an entry: {efivars}");
-    assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", payloads().uki("254+6.12").unwrap().stub_version));
-    assert_eq!(report(&t, "initrd"), payloads().uki("254+6.12").unwrap().initrd_id, "the default entry, uki-254");
+    let loader_info = if version == "257" { &loaders().systemd.version } else { &payloads().stub(version).unwrap().version };
+    assert!(efivars.contains("LoaderInfo-4a67b082"), "systemd-boot {loader_info} said who it is: {efivars}");
+    let u = payloads().uki("254+6.12").unwrap();
+    assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", u.stub_version));
+    assert_eq!(report(&t, "initrd"), u.initrd_id, "the default entry, uki-254");
     assert!(report(&t, "uname -r").starts_with("6.12"));
     // Three images: systemd-boot, the UKI (loaded from the ESP by path), the kernel in it.
-    assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("] image: ")).count(), 3);
-    assert!(!t.contains("corrupted by EFI") && !t.contains("FIRMWARE BUG"));
-}
-
-/// A UKI add-on beside the UKI (`uki-254.efi.extra.d/debug.addon.efi`, systemd's own
-/// add-on stub with a `.cmdline`): systemd-stub reads it through the ESP's file system and the
-/// kernel's command line carries it.
-fn uki_addon(el: EntryEl) {
-    let p = payloads();
-    let addon_stub = std::fs::read(p.stub("254").unwrap().sibling("addonaa64.efi.stub")).unwrap();
-    let addon = xtask::uki::build(&addon_stub, &[(".cmdline", b"efi_emulator_addon=1")]).unwrap();
-    let esp = systemd_boot_esp("uki-254*");
-    esp.file("EFI/Linux/uki-254.efi.extra.d/debug.addon.efi", &addon);
-    let t = boot_from_esp(&esp, "EFI/Linux/uki-254.efi", el, None);
-    assert!(t.contains("the kernel is \\EFI\\Linux\\uki-254.efi on the ESP"));
-    let cmdline = report(&t, "cmdline");
-    assert!(cmdline.ends_with("efi_emulator_addon=1"), "the add-on's .cmdline: {cmdline}");
-    assert!(cmdline.starts_with(&payloads().uki("254+6.12").unwrap().cmdline), "after the UKI's own: {cmdline}");
+    assert_eq!(images_started(&t), 3);
 }
 
 #[test]
-fn uki_addon_from_the_esp_at_el1() {
-    uki_addon(EntryEl::El1);
+fn systemd_boot_257_from_the_esp_at_el1() {
+    systemd_boot("257", EntryEl::El1);
+}
+
+#[test]
+fn systemd_boot_257_from_the_esp_at_el2() {
+    systemd_boot("257", EntryEl::El2);
+}
+
+#[test]
+fn systemd_boot_254_from_the_esp_at_el1() {
+    systemd_boot("254", EntryEl::El1);
 }
 
 /// The menu, driven from the serial console: a 30 s timeout shows it, and arrow-down + Enter
-/// picks the second entry (the 252 UKI) over the default.
+/// picks the entry below the default (257 UKI).
 #[test]
-fn systemd_boot_menu_takes_keys_from_the_serial_console() {
-    let esp = systemd_boot_esp("uki-254*");
-    esp.file("loader/loader.conf", b"timeout 30\ndefault uki-254*\n");
-    // Entries sort by version, newest first: 254 (the default, selected), then 252.
+fn systemd_boot_257_menu_takes_keys_from_the_serial_console() {
+    let esp = systemd_boot_esp("257", "uki-257*");
+    esp.file("loader/loader.conf", b"timeout 30\ndefault uki-257*\n");
+    // Entries sort by version, newest first: 257 (the default, selected), 254, 252.
     let keys = xtask::qemu::Input { after: "handing off to the payload".into(), delay: std::time::Duration::from_secs(3), bytes: b"\x1b[B\r".to_vec() };
-    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", EntryEl::El1, Some(keys));
-    let u = payloads().uki("252+6.1").unwrap();
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", EntryEl::El1, false, Some(keys));
+    let u = payloads().uki("254+6.12").unwrap();
     assert_eq!(report(&t, "initrd"), u.initrd_id, "the entry below the default booted");
-    assert!(report(&t, "uname -r").starts_with("6.1"));
+    assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", u.stub_version));
+}
+
+/// A UKI add-on beside the 257 UKI (`uki-257.efi.extra.d/debug.addon.efi`, systemd's own
+/// add-on stub with a `.cmdline`): systemd-stub reads it through the ESP's file system and the
+/// kernel's command line carries it.
+fn uki_addon(el: EntryEl) {
+    let l = loaders();
+    let addon_stub = std::fs::read(l.systemd.sibling("addonaa64.efi.stub")).unwrap();
+    let addon = xtask::uki::build(&addon_stub, &[(".cmdline", b"efi_emulator_addon=1")]).unwrap();
+    let esp = systemd_boot_esp("257", "uki-257*");
+    esp.file("EFI/Linux/uki-257.efi.extra.d/debug.addon.efi", &addon);
+    let t = boot_from_esp(&esp, "EFI/Linux/uki-257.efi", el, false, None);
+    assert!(t.contains("the kernel is \\EFI\\Linux\\uki-257.efi on the ESP"));
+    assert_eq!(report(&t, "StubInfo"), format!("systemd-stub {}", l.systemd.version));
+    let cmdline = report(&t, "cmdline");
+    assert!(cmdline.ends_with("efi_emulator_addon=1"), "the add-on's .cmdline: {cmdline}");
+    assert!(cmdline.starts_with(&l.uki.cmdline), "after the UKI's own: {cmdline}");
+}
+
+#[test]
+fn uki_257_addon_from_the_esp_at_el1() {
+    uki_addon(EntryEl::El1);
+}
+
+#[test]
+fn uki_257_addon_from_the_esp_at_el2() {
+    uki_addon(EntryEl::El2);
+}
+
+/// `grub.cfg` of the GRUB chains: one entry, Linux 6.12 and the GRUB initrd from the ESP.
+const GRUB_CFG: &str = "set timeout=0\nmenuentry 'Linux' {\n  echo 'grub: loading linux'\n  linux /vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1\n  echo 'grub: loading initrd'\n  initrd /initrd\n}\n";
+
+/// The kernel and the GRUB initrd at the ESP's root, where `grub.cfg` names them.
+fn grub_payload(esp: &tempfile_dir::Dir) {
+    esp.file("vmlinuz", &std::fs::read(&payloads().kernel("6.12").unwrap().image).unwrap());
+    esp.file("initrd", &std::fs::read(&loaders().grub_initrd).unwrap());
+}
+
+/// What every GRUB chain shows: GRUB read its config, the kernel and the initrd from the ESP, and
+/// the initrd that booted is GRUB's although the loader passed one too.
+fn assert_grub_booted(t: &Transcript) {
+    assert!(t.contains("grub: loading initrd"), "GRUB read grub.cfg from the ESP");
+    assert_eq!(report(t, "initrd"), GRUB_INITRD_ID, "GRUB's initrd, not the loader's");
+    assert_eq!(report(t, "cmdline"), "BOOT_IMAGE=/vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1");
+    assert!(report(t, "uname -r").starts_with("6.12"));
+}
+
+/// GRUB 2.12 made with `grub-mkimage -O arm64-efi` (prefix `/EFI/BOOT` on the device it was
+/// loaded from) as `EFI/BOOT/BOOTAA64.EFI`.
+fn grub(el: EntryEl) {
+    let l = loaders();
+    let esp = tempfile_dir::Dir::new("esp-grub");
+    let image = esp.path().join("EFI/BOOT/BOOTAA64.EFI");
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    l.grub.mkimage(&image, "/EFI/BOOT", None, &["part_gpt", "part_msdos", "fat", "normal", "linux", "configfile", "echo", "test"]).unwrap();
+    esp.file("EFI/BOOT/grub.cfg", GRUB_CFG.as_bytes());
+    grub_payload(&esp);
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, true, None);
+    assert!(t.contains(&format!("GNU GRUB  version {}", l.grub.version)) || t.contains("Booting `Linux'"), "GRUB ran");
+    assert_grub_booted(&t);
+    // GRUB 2.12 starts Linux with LoadImage + StartImage: two images.
+    assert_eq!(images_started(&t), 2);
+}
+
+#[test]
+fn grub_2_12_from_the_esp_at_el1() {
+    grub(EntryEl::El1);
+}
+
+#[test]
+fn grub_2_12_from_the_esp_at_el2() {
+    grub(EntryEl::El2);
+}
+
+/// Debian's signed shim as `EFI/BOOT/BOOTAA64.EFI`, Debian's signed GRUB beside it as
+/// `grubaa64.efi`, and `grub.cfg` in `EFI/debian`, where the signed GRUB's prefix points.
+fn shim_grub(el: EntryEl) {
+    let l = loaders();
+    let esp = tempfile_dir::Dir::new("esp-shim");
+    esp.file("EFI/BOOT/BOOTAA64.EFI", &std::fs::read(&l.shim.path).unwrap());
+    esp.file("EFI/BOOT/grubaa64.efi", &std::fs::read(&l.grub.signed).unwrap());
+    esp.file("EFI/debian/grub.cfg", GRUB_CFG.as_bytes());
+    grub_payload(&esp);
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, true, None);
+    assert_grub_booted(&t);
+    // shim loads GRUB, and GRUB (seeing shim) Linux, with loaders of their own: one image.
+    assert_eq!(images_started(&t), 1);
+    let efivars = report(&t, "efivars");
+    assert!(efivars.contains("MokListRT-605dab50-e046-4300-abb6-3dd810dd8b23"), "shim mirrored its MOK list for the OS: {efivars}");
+}
+
+#[test]
+fn shim_grub_from_the_esp_at_el1() {
+    shim_grub(EntryEl::El1);
+}
+
+#[test]
+fn shim_grub_from_the_esp_at_el2() {
+    shim_grub(EntryEl::El2);
 }
 
 /// A damaged ESP image: refused with the field named, served as a raw disk only, and the kernel
@@ -105,16 +221,6 @@ fn a_damaged_esp_is_named_and_the_kernel_boots() {
     verdict(&t).unwrap();
     assert!(t.contains("ESP: FAT image: boot sector signature = 0x5a5a, expected 0xaa55"), "the refusal names the field");
     assert!(report(&t, "uname -r").starts_with("6.12"));
-}
-
-#[test]
-fn systemd_boot_254_from_the_esp_at_el1() {
-    systemd_boot(EntryEl::El1);
-}
-
-#[test]
-fn systemd_boot_254_from_the_esp_at_el2() {
-    systemd_boot(EntryEl::El2);
 }
 
 /// A scratch directory under the target directory, removed when dropped.

@@ -9,12 +9,32 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-/// The suites our payloads come from.
+/// The suites most payloads come from.
 pub const SUITES: [&str; 2] = ["bookworm", "bookworm-backports"];
 
-/// A private apt state for arm64 packages.
+/// One private apt state: an architecture and the suites it sees.
+#[derive(Clone, Copy, Debug)]
+pub struct Archive {
+    /// The state's folder under the cache (`apt`, `apt-trixie`, ...).
+    pub state: &'static str,
+    pub arch: &'static str,
+    pub suites: &'static [&'static str],
+}
+
+/// The kernels, busybox, systemd-boot-efi 252/254, GRUB 2.12 and shim: arm64 from bookworm and
+/// bookworm-backports.
+pub const BOOKWORM: Archive = Archive { state: "apt", arch: "arm64", suites: &SUITES };
+/// systemd-boot-efi 257, which only trixie has. A state of its own, so that adding it never
+/// re-resolves what the bookworm state pins.
+pub const TRIXIE: Archive = Archive { state: "apt-trixie", arch: "arm64", suites: &["trixie"] };
+/// Tools that run on this (amd64 bookworm) host, such as `grub-mkimage` of the same GRUB
+/// release as the arm64 modules.
+pub const HOST_TOOLS: Archive = Archive { state: "apt-host", arch: "amd64", suites: &SUITES };
+
+/// A private apt state.
 pub struct Apt {
     root: PathBuf,
+    archive: Archive,
 }
 
 /// One package file apt would download.
@@ -69,11 +89,16 @@ pub fn host_mirror() -> Result<String> {
 }
 
 impl Apt {
-    /// Prepares (once) and refreshes (when older than a day) the private state.
+    /// The bookworm arm64 state ([`BOOKWORM`]).
     pub fn open(cache: &Path) -> Result<Apt> {
+        Apt::open_archive(cache, BOOKWORM)
+    }
+
+    /// Prepares (once) and refreshes (when older than a day) a private state.
+    pub fn open_archive(cache: &Path, archive: Archive) -> Result<Apt> {
         ensure!(Path::new("/usr/bin/apt-get").exists(), "payloads are Debian packages fetched with apt; this host has no apt-get (a Debian or Ubuntu host is needed)");
         ensure!(Path::new(KEYRING).exists(), "{KEYRING} is missing: install the debian-archive-keyring package");
-        let root = cache.join("apt");
+        let root = cache.join(archive.state);
         for d in ["etc/sources.list.d", "etc/preferences.d", "etc/apt.conf.d", "etc/trusted.gpg.d", "state/lists/partial", "cache/archives/partial"] {
             std::fs::create_dir_all(root.join(d))?;
         }
@@ -82,23 +107,29 @@ impl Apt {
             std::fs::write(&status, "")?;
         }
         let mirror = host_mirror()?;
-        let sources: String = SUITES.iter().map(|s| format!("deb [arch=arm64 signed-by={KEYRING}] {mirror} {s} main\n")).collect();
+        let arch = archive.arch;
+        let sources: String = archive.suites.iter().map(|s| format!("deb [arch={arch} signed-by={KEYRING}] {mirror} {s} main\n")).collect();
         std::fs::write(root.join("etc/sources.list"), sources)?;
-        let apt = Apt { root };
+        let apt = Apt { root, archive };
         let stamp = apt.root.join("state/updated");
         let fresh = std::fs::metadata(&stamp).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|e| e.as_secs() < 86_400));
         if !fresh {
-            eprintln!("apt: updating the arm64 package lists ({})", SUITES.join(", "));
+            eprintln!("apt: updating the {arch} package lists ({})", archive.suites.join(", "));
             let out = apt.command("apt-get").args(["-q", "update"]).output().context("running apt-get update")?;
             if out.status.success() {
                 std::fs::write(&stamp, "")?;
             } else if stamp.exists() {
                 eprintln!("apt: warning: update failed, using the package lists from the last update:\n{}", String::from_utf8_lossy(&out.stderr));
             } else {
-                bail!("apt-get update for arm64 failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                bail!("apt-get update for {arch} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             }
         }
         Ok(apt)
+    }
+
+    /// The architecture this state's packages are for.
+    pub fn arch(&self) -> &'static str {
+        self.archive.arch
     }
 
     fn command(&self, program: &str) -> Command {
@@ -111,8 +142,8 @@ impl Apt {
             format!("Dir::State={}", r("state")),
             format!("Dir::State::status={}", r("state/status")),
             format!("Dir::Cache={}", r("cache")),
-            "APT::Architecture=arm64".into(),
-            "APT::Architectures=arm64".into(),
+            format!("APT::Architecture={}", self.archive.arch),
+            format!("APT::Architectures={}", self.archive.arch),
             "Acquire::Languages=none".into(),
             "Debug::NoLocking=true".into(),
         ] {

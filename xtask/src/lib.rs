@@ -11,6 +11,7 @@ pub mod cpio;
 pub mod fuzz;
 pub mod kexec;
 pub mod kexec_tools;
+pub mod loaders;
 pub mod paths;
 pub mod payloads;
 pub mod qemu;

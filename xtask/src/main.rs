@@ -169,6 +169,11 @@ fn real_main() -> Result<()> {
                 println!("UKI {:<8} {}\n             .cmdline {:?}", u.name, u.path.display(), u.cmdline);
             }
             println!("initramfs    {}\nbusybox      {}", p.initramfs.display(), p.busybox.display());
+            let l = p.loaders()?;
+            println!("systemd-boot {}\n             {}", l.systemd.version, l.systemd.sibling("systemd-bootaa64.efi").display());
+            println!("GRUB         {} (arm64-efi modules, grub-mkimage)\n             {}", l.grub.version, l.grub.modules.display());
+            println!("GRUB signed  {}\n             {}", l.grub.signed_version, l.grub.signed.display());
+            println!("shim         {}\n             {}", l.shim.version, l.shim.path.display());
         }
         Cmd::Run(a) => run_command(a)?,
         Cmd::Kexec(a) => kexec_command(a)?,

@@ -5,7 +5,8 @@
 //! - `busybox-static`, packed into an initramfs whose `/init` reports and powers off;
 //! - `systemd-boot-efi` 252 (bookworm) and the bookworm-backports one (254 when offered), and
 //!   UKIs made of them;
-//! - EFI zboot kernels built from `linux-source-6.1` and `linux-source-6.12`.
+//! - EFI zboot kernels built from `linux-source-6.1` and `linux-source-6.12`;
+//! - the boot loaders of [`crate::loaders`].
 
 use crate::apt::{self, Apt};
 use crate::cpio::Cpio;
@@ -59,6 +60,8 @@ pub struct Payloads {
     pub stubs: Vec<Stub>,
     pub ukis: Vec<Uki>,
     pub zboot: Vec<crate::zboot::Zboot>,
+    /// systemd-boot 257, GRUB 2.12 and shim: left to [`ensure_all`], like the zboot kernels.
+    pub loaders: Option<crate::loaders::Loaders>,
 }
 
 impl Stub {
@@ -78,6 +81,9 @@ impl Payloads {
     }
     pub fn zboot(&self, series: &str) -> Result<&crate::zboot::Zboot> {
         self.zboot.iter().find(|z| z.series == series).with_context(|| format!("no {series} zboot kernel among the payloads"))
+    }
+    pub fn loaders(&self) -> Result<&crate::loaders::Loaders> {
+        self.loaders.as_ref().context("the boot loaders are fetched by `cargo xtask payloads` (payloads::ensure_all)")
     }
     pub fn uki(&self, name: &str) -> Result<&Uki> {
         self.ukis.iter().find(|u| u.name == name).with_context(|| format!("no UKI {name} among the payloads"))
@@ -150,41 +156,45 @@ pub fn efivarfs_module(kernel: &Kernel) -> Result<Vec<u8>> {
 
 /// The two test UKIs: stub 252 with the 6.1 kernel, stub 254 (or newer) with 6.12.
 fn build_ukis(kernels: &[Kernel], stubs: &[Stub], busybox: &Path) -> Result<Vec<Uki>> {
-    let mut ukis = Vec::new();
-    for (stub, series) in [(&stubs[0], "6.1"), (&stubs[1], "6.12")] {
-        let kernel = kernels.iter().find(|k| k.series == series).unwrap();
-        let major = stub.version.split('.').next().unwrap_or("?").to_string();
-        let name = format!("{major}+{series}");
-        let id = format!("uki-{name}");
-        let initramfs = payload_dir().join(format!("initramfs-{id}.cpio"));
-        build_initramfs(busybox, &initramfs, &id, &[("efivarfs.ko", efivarfs_module(kernel)?)])?;
-        let cmdline = format!("console=ttyAMA0 earlycon panic=-1 efi_emulator_uki={name}");
-        let release = kernel.image.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
-        let linux = std::fs::read(&kernel.image)?;
-        let initrd = std::fs::read(&initramfs)?;
-        let osrel = crate::uki::os_release(&name);
-        let mut sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", cmdline.as_bytes())];
-        if major != "252" {
-            sections.push((".uname", release.as_bytes()));
-        }
-        sections.push((".initrd", &initrd));
-        sections.push((".linux", &linux));
-        let uki = crate::uki::build(&std::fs::read(&stub.path)?, &sections)?;
-        crate::uki::verify(&uki, &sections)?;
-        let path = payload_dir().join(format!("uki-{name}.efi"));
-        std::fs::write(&path, uki)?;
-        ukis.push(Uki { name, path, cmdline, stub_version: stub.version.clone(), initrd_id: id });
-    }
-    Ok(ukis)
+    let kernel = |series: &str| kernels.iter().find(|k| k.series == series).unwrap();
+    Ok(vec![build_uki(&stubs[0], kernel("6.1"), busybox)?, build_uki(&stubs[1], kernel("6.12"), busybox)?])
 }
 
-fn payload_dir() -> PathBuf {
+/// A UKI named `<stub major>+<series>`: the stub, `kernel`, an initramfs of its own (with the
+/// kernel's efivarfs module) and a command line that names it.
+pub fn build_uki(stub: &Stub, kernel: &Kernel, busybox: &Path) -> Result<Uki> {
+    let series = kernel.series;
+    let major = stub.version.split('.').next().unwrap_or("?").to_string();
+    let name = format!("{major}+{series}");
+    let id = format!("uki-{name}");
+    let initramfs = payload_dir().join(format!("initramfs-{id}.cpio"));
+    build_initramfs(busybox, &initramfs, &id, &[("efivarfs.ko", efivarfs_module(kernel)?)])?;
+    let cmdline = format!("console=ttyAMA0 earlycon panic=-1 efi_emulator_uki={name}");
+    let release = kernel.image.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let linux = std::fs::read(&kernel.image)?;
+    let initrd = std::fs::read(&initramfs)?;
+    let osrel = crate::uki::os_release(&name);
+    let mut sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", cmdline.as_bytes())];
+    if major != "252" {
+        sections.push((".uname", release.as_bytes()));
+    }
+    sections.push((".initrd", &initrd));
+    sections.push((".linux", &linux));
+    let uki = crate::uki::build(&std::fs::read(&stub.path)?, &sections)?;
+    crate::uki::verify(&uki, &sections)?;
+    let path = payload_dir().join(format!("uki-{name}.efi"));
+    std::fs::write(&path, uki)?;
+    Ok(Uki { name, path, cmdline, stub_version: stub.version.clone(), initrd_id: id })
+}
+
+pub fn payload_dir() -> PathBuf {
     paths::cache_dir().join("payloads")
 }
 
 /// Downloads and unpacks one package version (once); returns the directory it was unpacked in.
 pub fn unpack(apt: &Apt, name: &str, version: &str) -> Result<PathBuf> {
-    let dir = payload_dir().join(format!("{name}_{version}"));
+    let arch = apt.arch();
+    let dir = payload_dir().join(if arch == "arm64" { format!("{name}_{version}") } else { format!("{name}_{version}_{arch}") });
     let done = dir.join(".unpacked");
     if done.exists() {
         return Ok(dir);
@@ -257,7 +267,7 @@ pub fn ensure() -> Result<Payloads> {
         stubs.push(Stub { version: version.clone(), path });
     }
     let ukis = build_ukis(&kernels, &stubs, &busybox)?;
-    Ok(Payloads { kernels, busybox, initramfs, stubs, ukis, zboot: Vec::new() })
+    Ok(Payloads { kernels, busybox, initramfs, stubs, ukis, zboot: Vec::new(), loaders: None })
 }
 
 /// Everything, the zboot kernels too (they are built from source: minutes, the first time).
@@ -265,6 +275,7 @@ pub fn ensure_all() -> Result<Payloads> {
     let mut p = ensure()?;
     let apt = Apt::open(&paths::cache_dir())?;
     p.zboot = ["6.1", "6.12"].into_iter().map(|s| crate::zboot::ensure(&apt, s)).collect::<Result<Vec<_>>>()?;
+    p.loaders = Some(crate::loaders::ensure(&paths::cache_dir(), p.kernel("6.12")?, &p.busybox)?);
     Ok(p)
 }
 

@@ -5,6 +5,8 @@
 //!   `aarch64-unknown-linux-musl` (`efi-kexec`);
 //! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check);
 //! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds);
+//! - the shared libraries of `grub-mkimage` (GRUB's image builder, unpacked from Debian's amd64
+//!   `grub-common`): libdevmapper and liblzma;
 //! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests).
 
 use crate::qemu;
@@ -67,6 +69,12 @@ pub fn setup() -> Result<()> {
     // The zboot kernels are cross-built from Debian's kernel sources.
     for (tool, package) in [("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"), ("make", "make"), ("bison", "bison"), ("flex", "flex"), ("bc", "bc"), ("xz", "xz-utils")] {
         if !have(tool) {
+            packages.push(package);
+        }
+    }
+    // The shared libraries of GRUB's grub-mkimage (amd64, unpacked from grub-common).
+    for (lib, package) in [("libdevmapper.so.1.02.1", "libdevmapper1.02.1"), ("liblzma.so.5", "liblzma5")] {
+        if !Path::new("/lib/x86_64-linux-gnu").join(lib).exists() && !Path::new("/usr/lib/x86_64-linux-gnu").join(lib).exists() {
             packages.push(package);
         }
     }
