@@ -5,16 +5,20 @@ use qemu_tests::{boot, misbehave, options, EntryEl};
 
 #[test]
 fn misbehaving_payload_gets_spec_statuses_and_its_fault_is_named() {
-    for el in [EntryEl::El1, EntryEl::El2Vhe] {
+    // GICv2 at EL1 and EL2 (VHE), GICv3 at EL1 and EL2 (nVHE): the tick runs on each.
+    for (el, gic) in [(EntryEl::El1, 2), (EntryEl::El2Vhe, 2), (EntryEl::El1, 3), (EntryEl::El2, 3)] {
         let mut o = options(el);
         o.kernel = Some(misbehave().clone());
         o.no_initrd = true;
+        o.gic = gic;
         let t = boot(o);
+        let timer = if el == EntryEl::El1 { "INTID 27 (virtual timer)" } else { "INTID 26 (EL2 physical timer)" };
+        assert!(t.contains(&format!("tick: every 10 ms on {timer}, GICv{gic}")), "the tick runs on GICv{gic} at {el:?}");
         let failures: Vec<_> = t.lines.iter().filter(|(_, l)| l.starts_with("misbehave: FAIL")).map(|(_, l)| l.clone()).collect();
         assert!(failures.is_empty(), "{failures:#?}");
         let summary = t.find("misbehave: ").map(|_| ()).and_then(|_| t.lines.iter().find(|(_, l)| l.contains(" passed, ")).map(|(_, l)| l.clone())).expect("summary");
         let passed: u32 = summary.trim_start_matches("misbehave: ").split(' ').next().unwrap().parse().unwrap();
-        assert!(passed >= 71, "{summary}");
+        assert!(passed >= 74, "{summary}");
         assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
         // The deliberate data abort: decoded, and placed inside the payload's loaded image.
         assert!(t.contains("EC 0x25 data abort from the current EL: translation fault at level 0"));

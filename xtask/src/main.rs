@@ -110,6 +110,10 @@ struct RunArgs {
     /// image; `--kernel ESP/EFI/BOOT/BOOTAA64.EFI` then boots the loader from it, as firmware.
     #[arg(long)]
     esp: Option<PathBuf>,
+    /// Serve an `--esp` directory as a GPT disk with one EFI system partition (`HD()` device
+    /// paths, a partition handle under the disk's), as a real disk's ESP looks.
+    #[arg(long, requires = "esp")]
+    esp_gpt: bool,
     /// The exception level the emulator is entered at.
     #[arg(long, value_enum, default_value = "1")]
     el: EntryEl,
@@ -119,6 +123,9 @@ struct RunArgs {
     mem: String,
     #[arg(long, default_value = "max")]
     cpu: String,
+    /// The GIC of QEMU's `virt` machine (2 or 3).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
+    gic: u8,
     /// Seconds before the run is stopped and counted as failed.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -215,12 +222,14 @@ fn run_command(a: RunArgs) -> Result<()> {
         kernel: p.kernel,
         initrd: p.initrd,
         esp: a.esp,
+        esp_gpt: a.esp_gpt,
         no_initrd: p.no_initrd,
         append: p.append,
         el: a.el,
         smp: a.smp,
         mem: a.mem,
         cpu: a.cpu,
+        gic: a.gic,
         timeout: Duration::from_secs(a.timeout),
         print: !a.quiet,
         debug_fault: a.debug_fault,

@@ -33,12 +33,17 @@ pub struct RunOptions {
     /// An EFI system partition for the emulator to serve as a disk: a directory (made into a
     /// FAT image) or an image file. A kernel inside the directory is named by its path in it.
     pub esp: Option<PathBuf>,
+    /// Serve an ESP directory as a GPT disk with one EFI system partition (as a real disk's ESP
+    /// looks), not as a bare FAT volume.
+    pub esp_gpt: bool,
     pub no_initrd: bool,
     pub append: String,
     pub el: EntryEl,
     pub smp: u32,
     pub mem: String,
     pub cpu: String,
+    /// The GIC version of the `virt` machine (2 or 3).
+    pub gic: u8,
     pub timeout: Duration,
     /// `print_enabled` in the parameter block.
     pub print: bool,
@@ -61,11 +66,13 @@ impl Default for RunOptions {
             kernel: None,
             initrd: None,
             esp: None,
+            esp_gpt: false,
             no_initrd: false,
             append: DEFAULT_APPEND.into(),
             el: EntryEl::El1,
             smp: 1,
             mem: "1G".into(),
+            gic: 2,
             cpu: "max".into(),
             timeout: Duration::from_secs(120),
             print: true,
@@ -94,10 +101,15 @@ pub fn parse_mem(s: &str) -> Result<u64> {
     })
 }
 
-fn machine(el: EntryEl) -> &'static str {
-    match el {
+fn machine(o: &RunOptions) -> String {
+    let virt = match o.el {
         EntryEl::El1 => "virt",
         EntryEl::El2 | EntryEl::El2Vhe => "virt,virtualization=on",
+    };
+    if o.gic == 2 {
+        virt.to_string()
+    } else {
+        format!("{virt},gic-version={}", o.gic)
     }
 }
 
@@ -116,7 +128,7 @@ fn run_dir() -> Result<PathBuf> {
 /// QEMU's own device tree for the machine `o` describes, as the guest would get it.
 pub fn dump_dtb(o: &RunOptions, dir: &std::path::Path) -> Result<Vec<u8>> {
     let path = dir.join("virt.dtb");
-    let mut dump = vec!["-M".to_string(), format!("{},dumpdtb={}", machine(o.el), path.display())];
+    let mut dump = vec!["-M".to_string(), format!("{},dumpdtb={}", machine(o), path.display())];
     dump.extend(base_args(o));
     crate::output_checked(std::process::Command::new(qemu::QEMU).args(&dump)).context("dumping QEMU's device tree")?;
     Ok(std::fs::read(&path)?)
@@ -155,6 +167,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
 
     let dtb = dump_dtb(o, &dir)?;
     let esp_image = match &o.esp {
+        Some(p) if p.is_dir() && o.esp_gpt => Some(esp_image::gpt_disk(&esp_image::image_from_dir(p)?, *b"efi-emulator-esp")),
         Some(p) if p.is_dir() => Some(esp_image::image_from_dir(p)?),
         Some(p) => Some(std::fs::read(p).with_context(|| format!("reading ESP image {}", p.display()))?),
         None => None,
@@ -197,7 +210,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     }
     let trampoline_addr = ram_start + QEMU_DTB_AREA;
 
-    let mut args = vec!["-M".to_string(), machine(o.el).to_string()];
+    let mut args = vec!["-M".to_string(), machine(o)];
     args.extend(base_args(o));
     args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
     for segment in image.segments(&spec).map_err(|e| anyhow::anyhow!("{e}"))? {

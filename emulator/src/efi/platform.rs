@@ -85,7 +85,10 @@ pub trait Platform {
     /// Sets the real-time clock (`Err` without one, or for a value it cannot hold).
     fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError>;
 
-    /// Masks interrupts for good (ExitBootServices).
+    /// Lets the boot-services tick interrupt the code that runs next (a payload below
+    /// TPL_HIGH_LEVEL), or keeps it out. Nothing happens without a tick.
+    fn set_interrupts(enabled: bool);
+    /// Stops the tick and masks interrupts for good (ExitBootServices).
     fn mask_interrupts();
 
     /// Ends the machine (ResetSystem).

@@ -242,6 +242,34 @@ mod app {
             let periodic = NOTIFIED.load(core::sync::atomic::Ordering::Relaxed) - 3;
             t.check("a periodic timer notifies every period", Status::from_usize((periodic >= 4) as usize), Status::from_usize(1));
 
+            // Idling with `wfi`, calling no service (as iPXE does): the tick interrupt wakes
+            // the CPU and the timer's notifications run. Without a tick, wfi never returns.
+            let daif = || {
+                let v: u64;
+                // Reads PSTATE.DAIF (inside the payload's unsafe block).
+                core::arch::asm!("mrs {}, daif", out(reg) v);
+                v
+            };
+            t.check("IRQs unmasked at TPL_APPLICATION", Status::from_usize((daif() >> 7 & 1) as usize), Status::from_usize(0));
+            let old = (bs.raise_tpl)(efi::TPL_HIGH_LEVEL);
+            t.check("RaiseTPL(TPL_HIGH_LEVEL) masks IRQs", Status::from_usize((daif() >> 7 & 1) as usize), Status::from_usize(1));
+            (bs.restore_tpl)(old);
+            (bs.create_event)(efi::EVT_TIMER | efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count), null_mut(), &mut timer);
+            let before = NOTIFIED.load(core::sync::atomic::Ordering::Relaxed);
+            (bs.set_timer)(timer, efi::TIMER_PERIODIC, 100_000); // 10 ms
+            let mut wakeups = 0usize;
+            while NOTIFIED.load(core::sync::atomic::Ordering::Relaxed) - before < 3 && wakeups < 10_000 {
+                // Waits for an interrupt; no memory effects (inside the payload's unsafe block).
+                core::arch::asm!("wfi");
+                wakeups += 1;
+            }
+            (bs.close_event)(timer);
+            t.check(
+                "a periodic timer notifies while the payload idles in wfi",
+                Status::from_usize((NOTIFIED.load(core::sync::atomic::Ordering::Relaxed) - before >= 3) as usize),
+                Status::from_usize(1),
+            );
+
             // RegisterProtocolNotify fires when the protocol is installed.
             let mut reg: *mut c_void = null_mut();
             (bs.create_event)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count), null_mut(), &mut ev);

@@ -55,6 +55,10 @@ pub fn midr() -> u64 {
     MIDR_EL1.get()
 }
 
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get()
+}
+
 /// Implementer and part name for the MIDR values we are likely to meet.
 pub fn cpu_name(midr: u64) -> &'static str {
     let implementer = (midr >> 24) & 0xff;

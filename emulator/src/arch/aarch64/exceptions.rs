@@ -1,4 +1,5 @@
-//! Exception vectors and the fault dump: every exception the emulator takes is fatal.
+//! Exception vectors and the fault dump: every exception the emulator takes is fatal, except an
+//! IRQ that interrupts a payload, which goes to the boot-services tick ([`super::tick`]).
 //!
 //! The dump names the exception, the decoded ESR, ELR/FAR/SPSR, all general registers and the
 //! EL, and places ELR and FAR inside the emulator or the payload image when they fall there.
@@ -18,11 +19,103 @@ core::arch::global_asm!(
 __exception_vectors:
     .irp kind, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
     .balign 128
+    .if \kind == 5
+    // IRQ from the current EL on SP_ELx: a payload interrupted by the tick.
+    b       __irq_entry
+    .else
     sub     sp, sp, #{frame}
     stp     x0, x1, [sp, #0]
     mov     x0, #\kind
     b       __exception_common
+    .endif
     .endr
+
+    // Saves what the interrupted code may hold in caller-saved registers (x0-x18, x29, x30, the
+    // FP/SIMD registers and their control), and ELR/SPSR in case the tick's work takes another
+    // exception level's trip (PSCI); calls the handler; returns to the interrupted code.
+__irq_entry:
+    sub     sp, sp, #{irq_frame}
+    stp     x0, x1, [sp, #0]
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x29, [sp, #144]
+    str     x30, [sp, #160]
+    mrs     x0, CurrentEL
+    cmp     x0, #8
+    b.eq    1f
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    b       2f
+1:  mrs     x1, elr_el2
+    mrs     x2, spsr_el2
+2:  stp     x1, x2, [sp, #176]
+    mrs     x1, fpcr
+    mrs     x2, fpsr
+    stp     x1, x2, [sp, #192]
+    stp     q0, q1, [sp, #208]
+    stp     q2, q3, [sp, #240]
+    stp     q4, q5, [sp, #272]
+    stp     q6, q7, [sp, #304]
+    stp     q8, q9, [sp, #336]
+    stp     q10, q11, [sp, #368]
+    stp     q12, q13, [sp, #400]
+    stp     q14, q15, [sp, #432]
+    stp     q16, q17, [sp, #464]
+    stp     q18, q19, [sp, #496]
+    stp     q20, q21, [sp, #528]
+    stp     q22, q23, [sp, #560]
+    stp     q24, q25, [sp, #592]
+    stp     q26, q27, [sp, #624]
+    stp     q28, q29, [sp, #656]
+    stp     q30, q31, [sp, #688]
+    bl      efi_emulator_irq
+    ldp     q0, q1, [sp, #208]
+    ldp     q2, q3, [sp, #240]
+    ldp     q4, q5, [sp, #272]
+    ldp     q6, q7, [sp, #304]
+    ldp     q8, q9, [sp, #336]
+    ldp     q10, q11, [sp, #368]
+    ldp     q12, q13, [sp, #400]
+    ldp     q14, q15, [sp, #432]
+    ldp     q16, q17, [sp, #464]
+    ldp     q18, q19, [sp, #496]
+    ldp     q20, q21, [sp, #528]
+    ldp     q22, q23, [sp, #560]
+    ldp     q24, q25, [sp, #592]
+    ldp     q26, q27, [sp, #624]
+    ldp     q28, q29, [sp, #656]
+    ldp     q30, q31, [sp, #688]
+    ldp     x1, x2, [sp, #192]
+    msr     fpcr, x1
+    msr     fpsr, x2
+    ldp     x1, x2, [sp, #176]
+    mrs     x0, CurrentEL
+    cmp     x0, #8
+    b.eq    3f
+    msr     elr_el1, x1
+    msr     spsr_el1, x2
+    b       4f
+3:  msr     elr_el2, x1
+    msr     spsr_el2, x2
+4:  ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x29, [sp, #144]
+    ldr     x30, [sp, #160]
+    add     sp, sp, #{irq_frame}
+    eret
 
 __exception_common:
     stp     x2, x3, [sp, #16]
@@ -47,7 +140,12 @@ __exception_common:
     b       1b
 "#,
     frame = const core::mem::size_of::<Frame>(),
+    irq_frame = const IRQ_FRAME,
 );
+
+/// Bytes `__irq_entry` saves: x0-x18, x29, x30 (168, padded to 176), ELR and SPSR, FPCR and
+/// FPSR, q0-q31.
+const IRQ_FRAME: usize = 176 + 16 + 16 + 32 * 16;
 
 /// What the vector stub saved: x0..x30 and the stack pointer before the exception.
 #[repr(C)]

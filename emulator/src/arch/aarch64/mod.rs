@@ -19,3 +19,5 @@ pub mod mmu;
 pub mod platform;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod psci;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod tick;

@@ -193,7 +193,12 @@ impl Platform for Aarch64 {
         Ok(())
     }
 
+    fn set_interrupts(enabled: bool) {
+        super::tick::set_enabled(enabled);
+    }
+
     fn mask_interrupts() {
+        super::tick::stop();
         // SAFETY: masking DAIF has no memory effects.
         unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };
     }

@@ -23,6 +23,18 @@ pub fn poll_timers() {
     dispatch();
 }
 
+/// The boot-services tick: an IRQ interrupted payload code below TPL_HIGH_LEVEL (IRQs masked
+/// now). Timers and the watchdog are served as when a payload waits in a service; the notify
+/// functions that run count as inside a service, so their calls do not unmask.
+pub fn timer_tick() {
+    if exited() {
+        return;
+    }
+    super::SERVICE_DEPTH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    poll_timers();
+    super::SERVICE_DEPTH.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+}
+
 fn create(ty: u32, tpl: efi::Tpl, notify: Option<efi::EventNotify>, context: *mut c_void, group: Option<Guid>, event: *mut efi::Event) -> Result<(), EfiError> {
     if event.is_null() {
         return Err(EfiError::InvalidParameter);

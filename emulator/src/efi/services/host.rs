@@ -148,6 +148,8 @@ impl Platform for HostMachine {
         })
     }
 
+    fn set_interrupts(_enabled: bool) {}
+
     fn mask_interrupts() {
         // Nothing interrupts a host test.
     }

@@ -203,10 +203,16 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
     if PAYLOAD_START.load(Ordering::Relaxed) == 0 {
         PAYLOAD_START.store(Machine::ticks(), Ordering::Relaxed);
     }
+    // The image runs outside every service call (its own calls count from zero), at
+    // TPL_APPLICATION, where the tick may interrupt it.
+    let depth = super::SERVICE_DEPTH.swap(0, Ordering::Relaxed);
+    Machine::set_interrupts(true);
     // SAFETY: the entry point of an image we loaded and synchronised with the I-cache, on a
     // fresh 16-byte-aligned stack freed only after the call; the context lives in this frame,
     // which stays alive until the image returns or exits.
     let status = unsafe { Machine::start_image(entry, handle, systab, stack + IMAGE_STACK, &raw mut ctx) };
+    Machine::set_interrupts(false);
+    super::SERVICE_DEPTH.store(depth, Ordering::Relaxed);
     if exited() {
         // Boot services are gone (the image called ExitBootServices, then returned): the
         // core's memory may belong to the OS now.

@@ -16,6 +16,8 @@
 mod args;
 pub mod boot;
 pub mod console;
+pub mod decompress;
+pub mod device_path_from_text;
 pub mod device_path_to_text;
 pub mod device_path_utilities;
 pub mod esp;
@@ -43,6 +45,7 @@ mod host;
 mod tests;
 
 use super::EfiError;
+use crate::efi::platform::Platform;
 use crate::mem::PAGE_SIZE;
 use alloc::vec::Vec;
 pub use args::*;
@@ -71,7 +74,10 @@ macro_rules! efiapi {
             $(#[$meta])*
             pub(crate) extern "efiapi" fn inner($($arg: $ty),*) $(-> $ret)? $body
 
-            /// The entry a payload calls: x18 and x30 saved across the body.
+            /// The entry a payload calls: x18 and x30 saved across the body, IRQs masked for
+            /// it (the tick never meets the core mid-change), and on the outermost return
+            /// unmasked again when the TPL allows ([`services_left`]). x9 and x10 are
+            /// scratch registers in the calling convention.
             ///
             /// # Safety
             /// Called by payloads with the arguments the UEFI specification gives this service.
@@ -81,10 +87,26 @@ macro_rules! efiapi {
             pub unsafe extern "efiapi" fn entry($($arg: $ty),*) $(-> $ret)? {
                 core::arch::naked_asm!(
                     "stp x18, x30, [sp, #-16]!",
+                    "msr daifset, #2",
+                    "adrp x9, {depth}",
+                    "ldr x10, [x9, :lo12:{depth}]",
+                    "add x10, x10, #1",
+                    "str x10, [x9, :lo12:{depth}]",
                     "bl {inner}",
+                    "adrp x9, {depth}",
+                    "ldr x10, [x9, :lo12:{depth}]",
+                    "sub x10, x10, #1",
+                    "str x10, [x9, :lo12:{depth}]",
+                    "cbnz x10, 1f",
+                    "str x0, [sp, #-16]!",
+                    "bl {left}",
+                    "ldr x0, [sp], #16",
+                    "1:",
                     "ldp x18, x30, [sp], #16",
                     "ret",
                     inner = sym inner,
+                    depth = sym $crate::efi::services::SERVICE_DEPTH,
+                    left = sym $crate::efi::services::services_left,
                 )
             }
 
@@ -100,6 +122,18 @@ macro_rules! efiapi {
     )*};
 }
 pub(crate) use efiapi;
+
+/// How many service calls are running (nested through notify functions and images): the
+/// entries count it, and only the outermost return may let the tick's interrupts in.
+pub static SERVICE_DEPTH: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// The payload gets control back from its outermost service call: IRQs (the tick) are unmasked
+/// while boot services run and its TPL is below TPL_HIGH_LEVEL.
+pub extern "C" fn services_left() {
+    if !exited() {
+        Machine::set_interrupts(with_core(|c| c.events.tpl()) < efi::TPL_HIGH_LEVEL);
+    }
+}
 
 /// The machine's console as a `fmt::Write`: ConOut's text and the integrity lines, printed
 /// whatever the log level.

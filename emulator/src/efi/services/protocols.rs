@@ -387,10 +387,11 @@ macro_rules! variadic_entry {
         /// A handle and one (GUID, interface) pair.
         pub unsafe extern "efiapi" fn $name(handle: $handle, first: *mut c_void, second: *mut c_void) -> Status {
             let list = [first, second, core::ptr::null_mut()];
-            $inner(handle, list.as_ptr())
+            // SAFETY: the entry of the same service, with a NULL-terminated pair list.
+            unsafe { $inner(handle, list.as_ptr()) }
         }
     };
 }
 
-variadic_entry!(install_multiple_protocol_interfaces(*mut efi::Handle) => install_multiple_pairs::inner);
-variadic_entry!(uninstall_multiple_protocol_interfaces(efi::Handle) => uninstall_multiple_pairs::inner);
+variadic_entry!(install_multiple_protocol_interfaces(*mut efi::Handle) => install_multiple_pairs::entry);
+variadic_entry!(uninstall_multiple_protocol_interfaces(efi::Handle) => uninstall_multiple_pairs::entry);

@@ -36,6 +36,7 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     if v.runtime_phys.is_none() {
         serve_rtc(&mut c, fdt);
     }
+    start_tick(fdt);
 
     if fdt.find("/chosen").and_then(|n| n.property("efi-emulator,no-memory-attribute")).is_some() {
         log::info!("EFI_MEMORY_ATTRIBUTE_PROTOCOL hidden (/chosen/efi-emulator,no-memory-attribute)");
@@ -97,6 +98,52 @@ fn serve_rtc(c: &mut Core, fdt: &Fdt) {
     }
 }
 
+/// The boot-services tick on the device tree's GIC (a top-level node, which the memory plan
+/// maps) and the architected timer's private interrupts.
+fn start_tick(fdt: &Fdt) {
+    use crate::drivers::gic::{find_redistributor, Gic};
+    let root = fdt.root();
+    let cells = root.cells();
+    let gic = root.children().filter(|n| n.is_enabled() && n.property("interrupt-controller").is_some()).find_map(|n| {
+        let mut reg = n.reg(cells);
+        if n.compatible_with("arm,gic-v3") {
+            let (dist, _) = reg.next()?;
+            let (rd_base, rd_size) = reg.next()?;
+            let mpidr = crate::arch::aarch64::cpu::mpidr();
+            let affinity = ((mpidr >> 8) & 0xff00_0000) as u32 | (mpidr & 0xff_ffff) as u32;
+            match find_redistributor(rd_base, rd_size, affinity) {
+                Ok(redist) => Some(Gic::V3 { dist, redist }),
+                Err(e) => {
+                    log::warn!("GICv3 at {dist:#x}: {e}");
+                    None
+                }
+            }
+        } else if ["arm,cortex-a15-gic", "arm,gic-400", "arm,cortex-a9-gic", "arm,cortex-a7-gic", "arm,pl390"].iter().any(|c| n.compatible_with(c)) {
+            let (dist, _) = reg.next()?;
+            let (cpu, _) = reg.next()?;
+            Some(Gic::V2 { dist, cpu })
+        } else {
+            None
+        }
+    });
+    let Some(gic) = gic else {
+        log::warn!("no GICv2/v3 at the device tree's top level: timer events fire only while a payload calls boot services");
+        return;
+    };
+    // interrupts = <secure phys>, <non-secure phys>, <virtual>, <EL2 phys>: 3 cells each, PPIs.
+    let ppi = |index: usize, default: u32| {
+        let timer = root.children().find(|n| n.is_enabled() && (n.compatible_with("arm,armv8-timer") || n.compatible_with("arm,armv7-timer")));
+        let cell = |i: usize| timer.and_then(|t| t.property("interrupts")).and_then(|p| p.get(4 * i..4 * i + 4)).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        match (cell(3 * index), cell(3 * index + 1)) {
+            (Some(1), Some(n)) if n < 16 => n + 16,
+            _ => default,
+        }
+    };
+    if let Err(e) = crate::arch::aarch64::tick::start(gic, (ppi(2, 27), ppi(3, 26)), events::timer_tick) {
+        log::warn!("tick: {e}: timer events fire only while a payload calls boot services");
+    }
+}
+
 fn kernel_file(v: &Validated) -> &'static [u8] {
     // SAFETY: the validated kernel image lies in RAM the loader placed; nothing else writes it
     // before it is loaded.
@@ -155,11 +202,15 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Stat
         let handle = match (c.esp_handle, c.esp, fdt.esp_path()) {
             // Loaded from the ESP, as firmware would have: DeviceHandle is the ESP's,
             // FilePath the file's, so loaders find their configuration beside them.
-            (Some(esp), Some((start, size)), Some(path)) => {
+            (Some(esp), Some(_), Some(path)) => {
                 use crate::efi::protocols::device_path as dp;
                 let units: Vec<u16> = path.encode_utf16().map(|u| if u == b'/' as u16 { b'\\' as u16 } else { u }).collect();
                 let file_path = dp::file_path(&units);
-                let full = dp::append_paths(Some(&dp::ram_disk(start, start + size - 1)), Some(&file_path));
+                // The volume's own path: RamDisk, or RamDisk/HD(..) for a partitioned image.
+                let volume = c.handles.get(esp, &efi::protocols::device_path::PROTOCOL_GUID)?;
+                // SAFETY: the device path esp::install made, in pool memory.
+                let volume = unsafe { dp::read(volume as *const u8) }.ok_or(EfiError::DeviceError)?;
+                let full = dp::append_paths(Some(volume), Some(&file_path));
                 log::info!("the kernel is {path} on the ESP");
                 image::load(c, file, placement, 0, esp, Some(&file_path), Some(&full))?
             }
