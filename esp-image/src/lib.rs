@@ -39,6 +39,62 @@ pub fn image_from_dir(dir: &Path) -> Result<Vec<u8>> {
     image_from_files(&refs, size)
 }
 
+/// The EFI system partition type GUID, as GPT stores it.
+const ESP_TYPE: [u8; 16] = [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
+/// Where the partition starts: 1 MiB, as partitioning tools align it.
+const FIRST_LBA: u64 = 2048;
+
+fn crc32(data: &[u8]) -> u32 {
+    !data.iter().fold(!0u32, |crc, &b| (0..8).fold(crc ^ b as u32, |c, _| if c & 1 != 0 { (c >> 1) ^ 0xedb8_8320 } else { c >> 1 }))
+}
+
+/// A GPT disk whose one partition, an EFI system partition with the unique GUID `unique`, holds
+/// `volume` (a FAT image of whole 512-byte blocks): protective MBR, primary and backup headers
+/// and entry arrays with their CRCs, as a disk's ESP looks to firmware.
+pub fn gpt_disk(volume: &[u8], unique: [u8; 16]) -> Vec<u8> {
+    let blocks = volume.len().div_ceil(512) as u64;
+    let total = FIRST_LBA + blocks + 33;
+    let mut disk = vec![0u8; total as usize * 512];
+    // Protective MBR: one 0xEE partition over the disk.
+    disk[446 + 4] = 0xee;
+    disk[446 + 8..446 + 12].copy_from_slice(&1u32.to_le_bytes());
+    disk[446 + 12..446 + 16].copy_from_slice(&((total - 1).min(u32::MAX as u64) as u32).to_le_bytes());
+    disk[510..512].copy_from_slice(&[0x55, 0xaa]);
+    let mut entries = vec![0u8; 128 * 128];
+    entries[..16].copy_from_slice(&ESP_TYPE);
+    entries[16..32].copy_from_slice(&unique);
+    entries[32..40].copy_from_slice(&FIRST_LBA.to_le_bytes());
+    entries[40..48].copy_from_slice(&(FIRST_LBA + blocks - 1).to_le_bytes());
+    for (i, u) in "EFI System".encode_utf16().enumerate() {
+        entries[56 + 2 * i..58 + 2 * i].copy_from_slice(&u.to_le_bytes());
+    }
+    let header = |my: u64, alternate: u64, entries_at: u64| {
+        let mut h = vec![0u8; 92];
+        h[..8].copy_from_slice(b"EFI PART");
+        h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
+        h[12..16].copy_from_slice(&92u32.to_le_bytes());
+        h[24..32].copy_from_slice(&my.to_le_bytes());
+        h[32..40].copy_from_slice(&alternate.to_le_bytes());
+        h[40..48].copy_from_slice(&34u64.to_le_bytes());
+        h[48..56].copy_from_slice(&(total - 34).to_le_bytes());
+        h[56..72].copy_from_slice(&[0x5a; 16]);
+        h[72..80].copy_from_slice(&entries_at.to_le_bytes());
+        h[80..84].copy_from_slice(&128u32.to_le_bytes());
+        h[84..88].copy_from_slice(&128u32.to_le_bytes());
+        h[88..92].copy_from_slice(&crc32(&entries).to_le_bytes());
+        let crc = crc32(&h);
+        h[16..20].copy_from_slice(&crc.to_le_bytes());
+        h
+    };
+    let at = |lba: u64| lba as usize * 512;
+    disk[at(1)..at(1) + 92].copy_from_slice(&header(1, total - 1, 2));
+    disk[at(2)..at(2) + entries.len()].copy_from_slice(&entries);
+    disk[at(FIRST_LBA)..at(FIRST_LBA) + volume.len()].copy_from_slice(volume);
+    disk[at(total - 33)..at(total - 33) + entries.len()].copy_from_slice(&entries);
+    disk[at(total - 1)..at(total - 1) + 92].copy_from_slice(&header(total - 1, 1, total - 33));
+    disk
+}
+
 /// `\\EFI\\BOOT\\BOOTAA64.EFI` when `file` lies under the ESP directory `esp`: how the
 /// emulator names the kernel's LoadedImage.FilePath, as firmware would.
 pub fn path_in(esp: &Path, file: &Path) -> Option<String> {
@@ -79,5 +135,24 @@ mod tests {
         let mut buf = [0u8; 16];
         assert_eq!(fat.read(&e, 0, &mut buf), 8);
         assert_eq!(&buf[..8], b"title A\n");
+    }
+
+    #[test]
+    fn a_gpt_disk_holds_the_volume_with_valid_crcs() {
+        let img = image_from_files(&[("EFI/BOOT/BOOTAA64.EFI", b"MZ")], 256 * 1024).unwrap();
+        let disk = gpt_disk(&img, [9; 16]);
+        let p = efi_emulator::efi::fat::partition(&disk).unwrap().unwrap();
+        assert_eq!((p.number, p.start, p.size), (1, 2048 * 512, img.len() as u64));
+        assert_eq!(p.signature, efi_emulator::efi::fat::Signature::Gpt([9; 16]));
+        assert!(efi_emulator::efi::fat::Fat::new(&disk).unwrap().open(&"EFI\\BOOT\\BOOTAA64.EFI".encode_utf16().collect::<Vec<_>>()).is_some());
+        // Both headers check out (CRC32 over the header with its CRC field zeroed).
+        for lba in [1, disk.len() / 512 - 1] {
+            let mut h = disk[lba * 512..lba * 512 + 92].to_vec();
+            let stored = u32::from_le_bytes(h[16..20].try_into().unwrap());
+            h[16..20].fill(0);
+            assert_eq!(crc32(&h), stored);
+            assert_eq!(efi_emulator::efi::crc32::crc32(&h), stored, "the same CRC as the emulator's");
+        }
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
     }
 }

@@ -8,7 +8,7 @@ use efi_emulator::abi::loader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const TARGETS: [&str; 7] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image"];
+pub const TARGETS: [&str; 8] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress"];
 
 fn nightly_cargo() -> Command {
     let mut c = Command::new("cargo");
@@ -84,6 +84,12 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
         "fat_image" => {
             let files: &[(&str, &[u8])] = &[("EFI/BOOT/BOOTAA64.EFI", b"MZ"), ("loader/entries/a long entry name.conf", b"title A\n"), ("EFI/Linux/x.efi", &[0u8; 5000])];
             write_seed(&dir, "fat12-esp", &esp_image::image_from_files(files, 256 * 1024)?)?;
+        }
+        "decompress" => {
+            let data = paths::root().join("emulator/tests/data/decompress");
+            for name in ["text.efi", "mixed.efi", "text.tiano"] {
+                write_seed(&dir, name, &std::fs::read(data.join(name))?)?;
+            }
         }
         _ => write_seed(&dir, "empty", &[0u8; 64])?,
     }

@@ -384,8 +384,38 @@ fn short_name(short: &[u8], nt_flags: u8) -> Vec<u16> {
 
 /// Where the FAT volume starts: 0 for a bare file system, else the first EFI system partition
 /// (GPT) or FAT/ESP partition (MBR).
+/// The partition a FAT volume was found in: what a `HD()` device path node says of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// 1-based: the GPT entry's index + 1, or the MBR slot's.
+    pub number: u32,
+    /// Byte offset and size in the disk image.
+    pub start: u64,
+    pub size: u64,
+    pub signature: Signature,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signature {
+    /// The GPT entry's unique partition GUID (bytes as on disk).
+    Gpt([u8; 16]),
+    /// The MBR's disk signature.
+    Mbr(u32),
+}
+
 fn partition_start(disk: &[u8]) -> Result<usize, FatError> {
+    Ok(partition(disk)?.map_or(0, |p| p.start as usize))
+}
+
+/// The partition holding the ESP: the first EFI system partition of a GPT disk, the first FAT
+/// (or ESP) partition of an MBR disk; `None` for a bare file system.
+pub fn partition(disk: &[u8]) -> Result<Option<Partition>, FatError> {
     const ESP: [u8; 16] = [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
+    let inside = |first: u64, blocks: u64, what: &'static str| -> Result<(u64, u64), FatError> {
+        let start = first.checked_mul(512).filter(|&at| at < disk.len() as u64);
+        let Some(start) = start else { return bad(what, first, "inside the image") };
+        Ok((start, blocks.saturating_mul(512).min(disk.len() as u64 - start)))
+    };
     // GPT: the header at LBA 1 (512-byte sectors).
     if disk.get(512..520) == Some(b"EFI PART") {
         let entries = le_u32(disk, 512 + 72).unwrap_or(0) as usize * 512;
@@ -397,8 +427,12 @@ fn partition_start(disk: &[u8]) -> Result<usize, FatError> {
         for i in 0..count {
             let e = disk.get(entries + i * size..entries + i * size + 128).unwrap_or(&[]);
             if e.len() == 128 && e[..16] == ESP {
-                let first = crate::mem::le_u64(e, 32).unwrap_or(0) as usize;
-                return first.checked_mul(512).filter(|&at| at < disk.len()).map_or(bad("GPT ESP StartingLBA", first as u64, "inside the image"), Ok);
+                let first = crate::mem::le_u64(e, 32).unwrap_or(0);
+                let last = crate::mem::le_u64(e, 40).unwrap_or(0);
+                let (start, size) = inside(first, last.saturating_sub(first) + 1, "GPT ESP StartingLBA")?;
+                let mut guid = [0u8; 16];
+                guid.copy_from_slice(&e[16..32]);
+                return Ok(Some(Partition { number: i as u32 + 1, start, size, signature: Signature::Gpt(guid) }));
             }
         }
         return bad("GPT partition entries", count as u64, "an EFI system partition");
@@ -406,16 +440,17 @@ fn partition_start(disk: &[u8]) -> Result<usize, FatError> {
     // A boot sector with a BPB is a bare file system; otherwise look for MBR partitions.
     let bare = matches!(disk.first(), Some(0xeb | 0xe9)) && le_u16(disk, 11).is_some_and(|b| matches!(b, 512 | 1024 | 2048 | 4096));
     if bare || disk.get(510..512) != Some(&[0x55, 0xaa]) {
-        return Ok(0);
+        return Ok(None);
     }
     for i in 0..4 {
         let e = &disk[446 + i * 16..462 + i * 16];
         if matches!(e[4], 0xef | 0x01 | 0x04 | 0x06 | 0x0b | 0x0c | 0x0e) {
-            let first = le_u32(e, 8).unwrap_or(0) as usize;
-            return first.checked_mul(512).filter(|&at| at < disk.len()).map_or(bad("MBR partition start", first as u64, "inside the image"), Ok);
+            let first = le_u32(e, 8).unwrap_or(0) as u64;
+            let (start, size) = inside(first, le_u32(e, 12).unwrap_or(0) as u64, "MBR partition start")?;
+            return Ok(Some(Partition { number: i as u32 + 1, start, size, signature: Signature::Mbr(le_u32(disk, 440).unwrap_or(0)) }));
         }
     }
-    Ok(0)
+    Ok(None)
 }
 
 #[cfg(test)]

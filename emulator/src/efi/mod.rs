@@ -2,6 +2,7 @@
 
 pub mod collation;
 pub mod crc32;
+pub mod decompress;
 pub mod events;
 pub mod fat;
 pub mod guids;

@@ -111,7 +111,11 @@ fn partitioned_disks_find_the_esp() {
     mbr[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
     mbr[510..512].copy_from_slice(&[0x55, 0xaa]);
     mbr[2048 * 512..].copy_from_slice(&fs);
+    mbr[446 + 12..446 + 16].copy_from_slice(&((fs.len() / 512) as u32).to_le_bytes());
+    mbr[440..444].copy_from_slice(&0x1234_5678u32.to_le_bytes());
     assert!(Fat::new(&mbr).unwrap().open(&w("x")).is_some());
+    let p = partition(&mbr).unwrap().unwrap();
+    assert_eq!(p, Partition { number: 1, start: 2048 * 512, size: fs.len() as u64, signature: Signature::Mbr(0x1234_5678) });
     // GPT: header at LBA 1, entries at LBA 2, the ESP type GUID, at LBA 34.
     let mut gpt = vec![0u8; 34 * 512 + fs.len()];
     gpt[512..520].copy_from_slice(b"EFI PART");
@@ -121,6 +125,11 @@ fn partitioned_disks_find_the_esp() {
     let esp = [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
     gpt[1024 + 128..1024 + 144].copy_from_slice(&esp);
     gpt[1024 + 128 + 32..1024 + 128 + 40].copy_from_slice(&34u64.to_le_bytes());
+    gpt[1024 + 128 + 16..1024 + 128 + 32].copy_from_slice(&[7; 16]);
+    gpt[1024 + 128 + 40..1024 + 128 + 48].copy_from_slice(&(34 + fs.len() as u64 / 512 - 1).to_le_bytes());
     gpt[34 * 512..].copy_from_slice(&fs);
     assert!(Fat::new(&gpt).unwrap().open(&w("x")).is_some(), "the second entry");
+    let p = partition(&gpt).unwrap().unwrap();
+    assert_eq!(p, Partition { number: 2, start: 34 * 512, size: fs.len() as u64, signature: Signature::Gpt([7; 16]) });
+    assert_eq!(partition(&fs).unwrap(), None, "a bare file system");
 }

@@ -177,6 +177,7 @@ pub fn is_multi_instance(path: &[u8]) -> bool {
 
 /// EFI_VIRTUAL_DISK_GUID: a RAM disk holding a disk image.
 pub const VIRTUAL_DISK: Guid = Guid::from_fields(0x77ab535a, 0x45fc, 0x624b, 0x55, 0x60, &[0xf7, 0xb2, 0x81, 0xd1, 0xf9, 0x6e]);
+pub const SUBTYPE_HARD_DRIVE: u8 = 0x01;
 pub const SUBTYPE_FILE_PATH: u8 = 0x04;
 pub const SUBTYPE_RAM_DISK: u8 = 0x09;
 
@@ -190,6 +191,27 @@ pub fn ram_disk(start: u64, end_inclusive: u64) -> Vec<u8> {
     let mut v = node(TYPE_MEDIA, SUBTYPE_RAM_DISK, &body);
     v.extend(end());
     v
+}
+
+/// The `HD(number,GPT|MBR,signature,start,size)` node of a partition (no End): start and size
+/// in 512-byte blocks.
+pub fn hard_drive(p: &crate::efi::fat::Partition) -> Vec<u8> {
+    use crate::efi::fat::Signature;
+    let mut body = Vec::with_capacity(38);
+    body.extend_from_slice(&p.number.to_le_bytes());
+    body.extend_from_slice(&(p.start / 512).to_le_bytes());
+    body.extend_from_slice(&(p.size / 512).to_le_bytes());
+    let (signature, mbr_type, signature_type) = match p.signature {
+        Signature::Gpt(guid) => (guid, 2u8, 2u8),
+        Signature::Mbr(id) => {
+            let mut s = [0u8; 16];
+            s[..4].copy_from_slice(&id.to_le_bytes());
+            (s, 1, 1)
+        }
+    };
+    body.extend_from_slice(&signature);
+    body.extend_from_slice(&[mbr_type, signature_type]);
+    node(TYPE_MEDIA, SUBTYPE_HARD_DRIVE, &body)
 }
 
 /// `File(path)/End` (path in UTF-16, NUL added).
@@ -235,6 +257,11 @@ pub fn node_text(n: &[u8]) -> alloc::string::String {
             format!("MemoryMapped(0x{:X},0x{:X},0x{:X})", crate::mem::le_u32(body, 0).unwrap_or(0), u64_at(4), u64_at(12))
         }
         (TYPE_MEDIA, SUBTYPE_VENDOR_MEDIA) if body.len() >= 16 => format!("VenMedia({})", guid_text(&body[..16])),
+        (TYPE_MEDIA, SUBTYPE_HARD_DRIVE) if body.len() >= 38 && matches!(body[37], 1 | 2) => {
+            let number = crate::mem::le_u32(body, 0).unwrap_or(0);
+            let signature = if body[37] == 2 { guid_text(&body[20..36]) } else { format!("0x{:X}", crate::mem::le_u32(body, 20).unwrap_or(0)) };
+            format!("HD({number},{},{signature},0x{:X},0x{:X})", if body[36] == 2 { "GPT" } else { "MBR" }, u64_at(4), u64_at(12))
+        }
         (TYPE_MEDIA, SUBTYPE_FILE_PATH) => {
             let units: Vec<u16> = body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
             alloc::string::String::from_utf16_lossy(&units)
@@ -268,6 +295,115 @@ pub fn path_text(path: &[u8]) -> alloc::string::String {
     out
 }
 
+/// Splits `text` at `sep` outside parentheses.
+fn split_top<'a>(text: &'a str, sep: &[char]) -> Vec<(char, &'a str)> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start, mut before) = (0i32, 0, '/');
+    for (i, ch) in text.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            c if depth == 0 && sep.contains(&c) => {
+                parts.push((before, &text[start..i]));
+                (start, before) = (i + 1, c);
+            }
+            _ => {}
+        }
+    }
+    parts.push((before, &text[start..]));
+    parts
+}
+
+fn number(text: &str) -> Option<u64> {
+    let t = text.trim();
+    match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => t.parse().ok(),
+    }
+}
+
+fn guid_from_text(t: &str) -> Option<[u8; 16]> {
+    let parts: Vec<&str> = t.trim().split('-').collect();
+    let [a, b, c, d, e] = parts[..] else { return None };
+    if (a.len(), b.len(), c.len(), d.len(), e.len()) != (8, 4, 4, 4, 12) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    out[0..4].copy_from_slice(&u32::from_str_radix(a, 16).ok()?.to_le_bytes());
+    out[4..6].copy_from_slice(&u16::from_str_radix(b, 16).ok()?.to_le_bytes());
+    out[6..8].copy_from_slice(&u16::from_str_radix(c, 16).ok()?.to_le_bytes());
+    let tail = [d, e].concat();
+    for (i, o) in out[8..].iter_mut().enumerate() {
+        *o = u8::from_str_radix(tail.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// One node from its text form (the inverse of [`node_text`]): `MemoryMapped(type,start,end)`,
+/// `VenMedia(guid)`, `HD(number,GPT|MBR,signature,start,size)`, `VirtualDisk(start,end,instance)`, `Path(type,subtype,hex)`, and any text
+/// that is not `Name(...)` as a file path. `None` for forms this firmware does not know.
+pub fn node_from_text(text: &str) -> Option<Vec<u8>> {
+    let Some((name, rest)) = text.split_once('(').filter(|(n, r)| r.ends_with(')') && n.chars().all(|c| c.is_ascii_alphanumeric())) else {
+        let units: Vec<u16> = text.encode_utf16().collect();
+        let mut n = file_path(&units);
+        n.truncate(n.len() - 4);
+        return Some(n);
+    };
+    let args: Vec<&str> = rest[..rest.len() - 1].split(',').map(str::trim).collect();
+    let arg = |i: usize| args.get(i).copied().and_then(number);
+    match (name, args.len()) {
+        ("MemoryMapped", 3) => {
+            let mut n = memory_mapped(u32::try_from(arg(0)?).ok()?, arg(1)?, arg(2)?);
+            n.truncate(n.len() - 4);
+            Some(n)
+        }
+        ("VenMedia", 1) => Some(node(TYPE_MEDIA, SUBTYPE_VENDOR_MEDIA, &guid_from_text(args[0])?)),
+        ("HD", 5) => {
+            use crate::efi::fat::{Partition, Signature};
+            let signature = match args[1] {
+                "GPT" => Signature::Gpt(guid_from_text(args[2])?),
+                "MBR" => Signature::Mbr(u32::try_from(arg(2)?).ok()?),
+                _ => return None,
+            };
+            let blocks = |i| arg(i).and_then(|b| b.checked_mul(512));
+            Some(hard_drive(&Partition { number: u32::try_from(arg(0)?).ok()?, start: blocks(3)?, size: blocks(4)?, signature }))
+        }
+        ("VirtualDisk", 3) => {
+            let mut n = ram_disk(arg(0)?, arg(1)?);
+            n.truncate(n.len() - 4);
+            let instance = u16::try_from(arg(2)?).ok()?;
+            let len = n.len();
+            n[len - 2..].copy_from_slice(&instance.to_le_bytes());
+            Some(n)
+        }
+        ("Path", 3) => {
+            let hex = args[2];
+            if !hex.len().is_multiple_of(2) {
+                return None;
+            }
+            let body = (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()?;
+            Some(node(u8::try_from(arg(0)?).ok()?, u8::try_from(arg(1)?).ok()?, &body))
+        }
+        _ => None,
+    }
+}
+
+/// A whole path from its text form: nodes separated by `/`, instances by `,` (outside
+/// parentheses), ending with End.
+pub fn path_from_text(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for (sep, part) in split_top(text, &['/', ',']) {
+        if sep == ',' {
+            out.extend(node(TYPE_END, SUBTYPE_END_INSTANCE, &[]));
+        }
+        if !part.is_empty() {
+            out.extend(node_from_text(part)?);
+        }
+    }
+    out.extend(end());
+    Some(out)
+}
+
 /// CreateDeviceNode: a zeroed node of `length` bytes (`None` below the 4-byte header).
 pub fn create_node(ty: u8, sub: u8, length: u16) -> Option<Vec<u8>> {
     (length >= 4).then(|| node(ty, sub, &alloc::vec![0; length as usize - 4]))
@@ -290,6 +426,30 @@ mod tests {
         let multi = append_instance(Some(&vendor_media(&G)), &memory_mapped(2, 0, 1));
         assert_eq!(path_text(&multi), "VenMedia(5568E427-68FC-4F3D-AC74-CA555231CC68),MemoryMapped(0x2,0x0,0x1)");
         assert_eq!(node_text(&[3, 11, 6, 0, 0xab, 0xcd]), "Path(3,11,ABCD)");
+    }
+
+    #[test]
+    fn text_forms_parse_back() {
+        let mut p = ram_disk(0x4000_0000, 0x41ff_ffff);
+        p.truncate(p.len() - 4);
+        p.extend(file_path(&"\\EFI\\BOOT\\BOOTAA64.EFI".encode_utf16().collect::<Vec<_>>()));
+        let multi = append_instance(Some(&vendor_media(&G)), &memory_mapped(2, 0, 1));
+        for path in [p, vendor_media(&G), memory_mapped(2, 0x1000, 0x1fff), multi] {
+            assert_eq!(path_from_text(&path_text(&path)).as_deref(), Some(&path[..]), "{}", path_text(&path));
+        }
+        assert_eq!(node_from_text("Path(3,11,ABCD)"), Some(vec![3, 11, 6, 0, 0xab, 0xcd]));
+        use crate::efi::fat::{Partition, Signature};
+        let gpt = hard_drive(&Partition { number: 1, start: 0x800 * 512, size: 0x1_0000 * 512, signature: Signature::Gpt(*G.as_bytes()) });
+        assert_eq!((gpt.len(), node_text(&gpt).as_str()), (42, "HD(1,GPT,5568E427-68FC-4F3D-AC74-CA555231CC68,0x800,0x10000)"));
+        assert_eq!(node_from_text(&node_text(&gpt)), Some(gpt));
+        let mbr = hard_drive(&Partition { number: 2, start: 2048 * 512, size: 4096 * 512, signature: Signature::Mbr(0xdead_beef) });
+        assert_eq!(node_text(&mbr), "HD(2,MBR,0xDEADBEEF,0x800,0x1000)");
+        assert_eq!(node_from_text(&node_text(&mbr)), Some(mbr));
+        assert_eq!(node_from_text("MemoryMapped(2,4096,0x1FFF)"), node_from_text("MemoryMapped(0x2,0x1000,0x1FFF)"), "decimal or hex");
+        assert_eq!(node_from_text("Pci(0x1,0x0)"), None, "a form this firmware does not know");
+        assert_eq!(node_from_text("VenMedia(5568E427-68FC-4F3D-AC74)"), None, "a short GUID");
+        assert_eq!(node_from_text("Path(3,11,ABC)"), None, "odd hex");
+        assert_eq!(path_from_text(""), Some(end()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The EFI system partition the loader placed in memory, served as firmware serves a disk: a
-//! handle with a `RamDisk` device path, BlockIo and DiskIo over the image, and a read-only
-//! SimpleFileSystem on the FAT volume in it (bare, or the ESP of a GPT or MBR image). Writes are
+//! handle with a `RamDisk` device path, BlockIo and DiskIo over the image, for a GPT or MBR
+//! image a child handle for the ESP partition (`RamDisk/HD(..)`), and a read-only
+//! SimpleFileSystem on the FAT volume (bare, or in that partition). Writes are
 //! refused with EFI_WRITE_PROTECTED: the image is the loader's, and nothing would keep them.
 
 use super::*;
@@ -328,7 +329,7 @@ efiapi! {
             }
             let offset = lba.checked_mul(BLOCK).ok_or(EfiError::InvalidParameter)?;
             // SAFETY: the payload's buffer of `size` bytes.
-            unsafe { read_image(offset, size, buffer) }
+            unsafe { read_image(this as usize, offset, size, buffer) }
         })
     }
 
@@ -350,7 +351,7 @@ efiapi! {
                 return Err(EfiError::MediaChanged);
             }
             // SAFETY: the payload's buffer of `size` bytes.
-            unsafe { read_image(offset, size, buffer) }
+            unsafe { read_image(this as usize, offset, size, buffer) }
         })
     }
 
@@ -360,18 +361,20 @@ efiapi! {
     }
 }
 
-/// Copies `size` bytes of the image at `offset` to the payload's buffer.
+/// Copies `size` bytes at `offset` of what `instance` (a BlockIo or DiskIo of ours) reads, the
+/// whole image or the ESP partition, to the payload's buffer.
 ///
 /// # Safety
 /// `buffer` is NULL or holds `size` writable bytes.
-unsafe fn read_image(offset: u64, size: usize, buffer: *mut c_void) -> Result<(), EfiError> {
+unsafe fn read_image(instance: usize, offset: u64, size: usize, buffer: *mut c_void) -> Result<(), EfiError> {
     if size == 0 {
         return Ok(());
     }
     if buffer.is_null() {
         return Err(EfiError::InvalidParameter);
     }
-    let disk = with_core(|c| image(c))?;
+    let (disk, (base, len)) = with_core(|c| image(c).map(|d| (d, region(c, instance))))?;
+    let disk = &disk[base as usize..(base + len) as usize];
     let at = usize::try_from(offset).map_err(|_| EfiError::InvalidParameter)?;
     let bytes = disk.get(at..at.checked_add(size).ok_or(EfiError::InvalidParameter)?).ok_or(EfiError::InvalidParameter)?;
     // SAFETY: per the contract.
@@ -379,22 +382,14 @@ unsafe fn read_image(offset: u64, size: usize, buffer: *mut c_void) -> Result<()
     Ok(())
 }
 
-/// Publishes the ESP image at `[start, start + size)`: a handle with its device path, BlockIo,
-/// DiskIo and (when it holds a FAT volume) SimpleFileSystem. Returns the handle.
-pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
-    c.esp = Some((start, size));
-    let fat_ok = match volume(c) {
-        Ok(fat) => {
-            log::info!("ESP {start:#x}+{size:#x}: {:?} volume \"{}\"", fat.kind, alloc::string::String::from_utf16_lossy(&fat.label()));
-            true
-        }
-        Err(_) => false,
-    };
+/// A handle with a device path, BlockIo and DiskIo over `size` bytes (the whole image, or a
+/// partition of it). Returns (handle, BlockIo, DiskIo).
+fn publish_disk(c: &mut Core, path: &[u8], size: u64, partition: bool) -> Result<(usize, usize, usize), EfiError> {
     let media = block_io::Media {
         media_id: MEDIA_ID,
         removable_media: false,
         media_present: true,
-        logical_partition: false,
+        logical_partition: partition,
         read_only: true,
         write_caching: false,
         block_size: BLOCK as u32,
@@ -418,16 +413,65 @@ pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
         },
     )?;
     let dio = publish(c, efi::BOOT_SERVICES_DATA, disk_io::Protocol { revision: disk_io::REVISION, read_disk: read_disk::entry, write_disk: write_disk::entry })?;
-    let path = super::image::copy_to_pool(c, &device_path::ram_disk(start, start + size - 1))?;
+    let path = super::image::copy_to_pool(c, path)?;
     let h = c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, path as usize)?;
     c.handles.install(Some(h), &block_io::PROTOCOL_GUID, bio as usize)?;
     c.handles.install(Some(h), &disk_io::PROTOCOL_GUID, dio as usize)?;
+    Ok((h, bio as usize, dio as usize))
+}
+
+/// Publishes the ESP image at `[start, start + size)` as firmware publishes a disk: a handle
+/// with its `RamDisk` device path, BlockIo and DiskIo; for a GPT or MBR image, a child handle
+/// for the ESP partition (`RamDisk/HD(..)`, its own BlockIo and DiskIo); and SimpleFileSystem on
+/// the handle that holds the FAT volume. Returns that handle.
+pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
+    c.esp = Some((start, size));
+    let fat_ok = match volume(c) {
+        Ok(fat) => {
+            log::info!("ESP {start:#x}+{size:#x}: {:?} volume \"{}\"", fat.kind, alloc::string::String::from_utf16_lossy(&fat.label()));
+            true
+        }
+        Err(_) => false,
+    };
+    let mut path = device_path::ram_disk(start, start + size - 1);
+    let (disk, _, _) = publish_disk(c, &path, size, false)?;
+    let partition = if fat_ok { crate::efi::fat::partition(image(c)?).ok().flatten() } else { None };
+    let volume_handle = match partition {
+        Some(p) => {
+            path.truncate(path.len() - 4);
+            path.extend(device_path::hard_drive(&p));
+            path.extend(device_path::end());
+            let (h, block_io, disk_io) = publish_disk(c, &path, p.size, true)?;
+            c.esp_partition = Some(EspPartition { offset: p.start, size: p.size, block_io, disk_io });
+            log::info!("ESP partition: {}", device_path::path_text(&path));
+            h
+        }
+        None => disk,
+    };
     if fat_ok {
         let fs = publish(c, efi::BOOT_SERVICES_DATA, sfs::Protocol { revision: sfs::REVISION, open_volume: open_volume::entry })?;
-        c.handles.install(Some(h), &sfs::PROTOCOL_GUID, fs as usize)?;
+        c.handles.install(Some(volume_handle), &sfs::PROTOCOL_GUID, fs as usize)?;
     }
-    c.esp_handle = Some(h);
-    Ok(h)
+    c.esp_handle = Some(volume_handle);
+    Ok(volume_handle)
+}
+
+/// The ESP partition's child handle: where it lies in the image, and its own protocol
+/// instances (which is how a call on them is told from one on the whole disk).
+#[derive(Clone, Copy, Debug)]
+pub struct EspPartition {
+    pub offset: u64,
+    pub size: u64,
+    pub block_io: usize,
+    pub disk_io: usize,
+}
+
+/// The (offset, size) of the image that a BlockIo or DiskIo instance reads.
+fn region(c: &Core, instance: usize) -> (u64, u64) {
+    match c.esp_partition {
+        Some(p) if p.block_io == instance || p.disk_io == instance => (p.offset, p.size),
+        _ => (0, c.esp.map_or(0, |(_, size)| size)),
+    }
 }
 
 /// Runs `f` with a file's bytes from the ESP, by its path (LoadImage of a File() device path),

@@ -67,6 +67,8 @@ pub struct Core {
     /// The ESP image (start, size) and its handle, when the loader passed one.
     pub esp: Option<(u64, u64)>,
     pub esp_handle: Option<usize>,
+    /// The ESP partition's child handle's region and protocol instances, for GPT/MBR images.
+    pub esp_partition: Option<super::esp::EspPartition>,
     /// The EFI_FILE_PROTOCOL instances handed out and not closed.
     pub open_files: Vec<usize>,
     /// The watchdog: (deadline in ticks, its length in seconds, the image it was armed for).

@@ -78,6 +78,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         watchdog: None,
         esp: None,
         esp_handle: None,
+        esp_partition: None,
         open_files: Vec::new(),
     };
     c.tables.boot = boot::table(&mut c)?;
@@ -106,6 +107,8 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
     serial_io::install(&mut c, console)?;
     device_path_utilities::install(&mut c)?;
     device_path_to_text::install(&mut c)?;
+    device_path_from_text::install(&mut c)?;
+    decompress::install(&mut c)?;
     reset_notification::install(&mut c)?;
     unicode_collation::install(&mut c)?;
     // SAFETY: the system table slot of the runtime block.

@@ -604,6 +604,23 @@ fn device_path_utilities() {
         assert_eq!(text(s), "VenMedia(55555555-2222-3333-4455-010203040506)");
         assert!((t.convert_device_path_to_text)(null_mut(), efi::Boolean::FALSE, efi::Boolean::FALSE).is_null());
         assert!((t.convert_device_path_to_text)(bad.as_mut_ptr().cast(), efi::Boolean::FALSE, efi::Boolean::FALSE).is_null());
+
+        // DevicePathFromText: the text back to the same bytes.
+        assert_eq!((bs.locate_protocol)(&mut efi::protocols::device_path_from_text::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let f = &*(p as *const efi::protocols::device_path_from_text::Protocol);
+        let s = (t.convert_device_path_to_text)(multi, efi::Boolean::FALSE, efi::Boolean::FALSE);
+        let back = (f.convert_text_to_device_path)(s);
+        assert_eq!((u.get_device_path_size)(back), (u.get_device_path_size)(multi));
+        assert_eq!(
+            core::slice::from_raw_parts(back as *const u8, (u.get_device_path_size)(multi)),
+            core::slice::from_raw_parts(multi as *const u8, (u.get_device_path_size)(multi))
+        );
+        let file = ucs2("\\EFI\\BOOT\\grubaa64.efi");
+        let node = (f.convert_text_to_device_node)(file.as_ptr());
+        assert_eq!(((*node).r#type, (*node).sub_type), (4, 4), "a file path node");
+        let unknown = ucs2("Pci(0x1,0x0)");
+        assert!((f.convert_text_to_device_path)(unknown.as_ptr()).is_null(), "a form this firmware cannot make");
+        assert!((f.convert_text_to_device_node)(null()).is_null());
     }
 }
 
@@ -1114,5 +1131,85 @@ fn reset_system_powers_off_through_the_machine() {
         }
         assert_eq!(host::state(|s| s.power), Some(expected));
         assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 100 + kind as usize, "the registered function ran before");
+    }
+}
+
+#[test]
+fn decompress_protocol() {
+    let (m, _) = machine();
+    let packed: &[u8] = include_bytes!("../../../tests/data/decompress/text.efi");
+    let text: &[u8] = include_bytes!("../../../tests/data/decompress/text.txt");
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((m.bs().locate_protocol)(&mut efi::protocols::decompress::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let d = p as *mut efi::protocols::decompress::Protocol;
+        let src = packed.as_ptr() as *mut c_void;
+        let (mut size, mut scratch_size) = (0u32, 0u32);
+        assert_eq!(((*d).get_info)(d, src, packed.len() as u32, &mut size, &mut scratch_size), Status::SUCCESS);
+        assert_eq!((size as usize, scratch_size), (text.len(), decompress::SCRATCH_SIZE));
+        assert_eq!(((*d).get_info)(d, src, 7, &mut size, &mut scratch_size), Status::INVALID_PARAMETER, "shorter than the header");
+        assert_eq!(((*d).get_info)(d, src, packed.len() as u32 - 1, &mut size, &mut scratch_size), Status::INVALID_PARAMETER, "shorter than the header says");
+        let mut out = vec![0u8; text.len()];
+        let mut scratch = vec![0u8; scratch_size as usize];
+        let (dst, scr) = (out.as_mut_ptr() as *mut c_void, scratch.as_mut_ptr() as *mut c_void);
+        assert_eq!(((*d).decompress)(d, src, packed.len() as u32, dst, size - 1, scr, scratch_size), Status::INVALID_PARAMETER, "destination too small");
+        assert_eq!(((*d).decompress)(d, src, packed.len() as u32, dst, size, scr, scratch_size - 1), Status::INVALID_PARAMETER, "scratch too small");
+        assert_eq!(((*d).decompress)(d, src, packed.len() as u32, dst, size, scr, scratch_size), Status::SUCCESS);
+        assert_eq!(out, text);
+        let mut bad = packed.to_vec();
+        bad[8..40].fill(0xff);
+        assert_eq!(((*d).decompress)(d, bad.as_mut_ptr().cast(), bad.len() as u32, dst, size, scr, scratch_size), Status::INVALID_PARAMETER, "damaged tables");
+    }
+}
+
+#[test]
+fn a_gpt_esp_gets_a_partition_child_handle() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    let fs = esp_image();
+    // A GPT disk: header at LBA 1, entries at LBA 2, the ESP (entry 1) at LBA 34.
+    let mut disk = vec![0u8; 34 * 512 + fs.len() + 33 * 512];
+    disk[512..520].copy_from_slice(b"EFI PART");
+    disk[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+    disk[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+    disk[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+    let esp_type = [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
+    disk[1024..1040].copy_from_slice(&esp_type);
+    disk[1040..1056].copy_from_slice(&[0x42; 16]);
+    disk[1056..1064].copy_from_slice(&34u64.to_le_bytes());
+    disk[1064..1072].copy_from_slice(&(34 + fs.len() as u64 / 512 - 1).to_le_bytes());
+    disk[34 * 512..34 * 512 + fs.len()].copy_from_slice(&fs);
+    let start = disk.as_ptr() as u64;
+    let volume = with_core(|c| esp::install(c, start, disk.len() as u64)).unwrap();
+    // SAFETY: see the module comment.
+    unsafe {
+        // The volume's handle is the partition: RamDisk/HD(1,GPT,..)/End, with SimpleFileSystem.
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((bs.handle_protocol)(volume as efi::Handle, &mut efi::protocols::device_path::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let text = crate::efi::protocols::device_path::path_text(crate::efi::protocols::device_path::read(p as *const u8).unwrap());
+        assert_eq!(text, format!("VirtualDisk(0x{start:X},0x{:X},0)/HD(1,GPT,42424242-4242-4242-4242-424242424242,0x22,0x{:X})", start + disk.len() as u64 - 1, fs.len() / 512));
+        assert_eq!((bs.handle_protocol)(volume as efi::Handle, &mut efi::protocols::simple_file_system::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        // Its BlockIo starts at the partition: block 0 is the FAT boot sector.
+        assert_eq!((bs.handle_protocol)(volume as efi::Handle, &mut efi::protocols::block_io::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let bio = p as *mut efi::protocols::block_io::Protocol;
+        assert!((*(*bio).media).logical_partition);
+        assert_eq!((*(*bio).media).last_block, fs.len() as u64 / 512 - 1);
+        let mut sector = [0u8; 512];
+        assert_eq!(((*bio).read_blocks)(bio, 1, 0, 512, sector.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!((&sector[..3], &sector[510..]), (&fs[..3], &[0x55, 0xaa][..]));
+        let last = fs.len() as u64 / 512;
+        assert_eq!(((*bio).read_blocks)(bio, 1, last, 512, sector.as_mut_ptr().cast()), Status::INVALID_PARAMETER, "past the partition");
+        // The whole disk is a handle of its own, whose block 1 is the GPT header.
+        let mut n = 0usize;
+        let mut handles: *mut efi::Handle = null_mut();
+        assert_eq!((bs.locate_handle_buffer)(efi::BY_PROTOCOL, &mut efi::protocols::block_io::PROTOCOL_GUID.clone(), null_mut(), &mut n, &mut handles), Status::SUCCESS);
+        assert_eq!(n, 2);
+        let whole = (0..n).map(|i| *handles.add(i)).find(|&h| h as usize != volume).unwrap();
+        assert_eq!((bs.handle_protocol)(whole, &mut efi::protocols::block_io::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
+        let bio = p as *mut efi::protocols::block_io::Protocol;
+        assert!(!(*(*bio).media).logical_partition);
+        assert_eq!(((*bio).read_blocks)(bio, 1, 1, 512, sector.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(&sector[..8], b"EFI PART");
     }
 }
