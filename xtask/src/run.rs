@@ -251,6 +251,10 @@ pub fn verdict(t: &Transcript) -> Result<&'static str> {
         Some(s) if s.success() => {}
         other => bail!("QEMU exited with {other:?}"),
     }
+    // Linux's own checks of the firmware: x18 and the IRQ mask kept across runtime calls, ...
+    if let Some((_, line)) = t.find("[Firmware Bug]").or_else(|| t.find("FIRMWARE BUG")) {
+        bail!("Linux reports a firmware bug: {line}");
+    }
     if t.contains(crate::payloads::MARKER) {
         Ok("the payload reached userspace and powered off")
     } else if t.contains("Kernel panic") {

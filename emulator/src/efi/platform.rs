@@ -88,6 +88,8 @@ pub trait Platform {
     /// Lets the boot-services tick interrupt the code that runs next (a payload below
     /// TPL_HIGH_LEVEL), or keeps it out. Nothing happens without a tick.
     fn set_interrupts(enabled: bool);
+    /// Puts the IRQ mask back as `saved` (the caller's PSTATE.DAIF at a service entry) had it.
+    fn restore_interrupt_mask(saved: u64);
     /// Stops the tick and masks interrupts for good (ExitBootServices).
     fn mask_interrupts();
 

@@ -8,6 +8,9 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use r_efi::efi;
 
+/// PSTATE.DAIF's I bit, as `mrs daif` reads it.
+const DAIF_I: u64 = 1 << 7;
+
 /// The AArch64 machine the blob runs on.
 pub struct Aarch64;
 
@@ -195,6 +198,13 @@ impl Platform for Aarch64 {
 
     fn set_interrupts(enabled: bool) {
         super::tick::set_enabled(enabled);
+    }
+
+    fn restore_interrupt_mask(saved: u64) {
+        if saved & DAIF_I == 0 {
+            // SAFETY: DAIF.I only; the caller ran unmasked.
+            unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
+        }
     }
 
     fn mask_interrupts() {

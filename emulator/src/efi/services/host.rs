@@ -150,6 +150,8 @@ impl Platform for HostMachine {
 
     fn set_interrupts(_enabled: bool) {}
 
+    fn restore_interrupt_mask(_saved: u64) {}
+
     fn mask_interrupts() {
         // Nothing interrupts a host test.
     }

@@ -76,8 +76,8 @@ macro_rules! efiapi {
 
             /// The entry a payload calls: x18 and x30 saved across the body, IRQs masked for
             /// it (the tick never meets the core mid-change), and on the outermost return
-            /// unmasked again when the TPL allows ([`services_left`]). x9 and x10 are
-            /// scratch registers in the calling convention.
+            /// set as [`services_left`] says, from the caller's DAIF. x9 and x10 are scratch
+            /// registers in the calling convention.
             ///
             /// # Safety
             /// Called by payloads with the arguments the UEFI specification gives this service.
@@ -86,7 +86,9 @@ macro_rules! efiapi {
             #[allow(unused_variables)]
             pub unsafe extern "efiapi" fn entry($($arg: $ty),*) $(-> $ret)? {
                 core::arch::naked_asm!(
-                    "stp x18, x30, [sp, #-16]!",
+                    "stp x18, x30, [sp, #-32]!",
+                    "mrs x9, daif",
+                    "str x9, [sp, #16]",
                     "msr daifset, #2",
                     "adrp x9, {depth}",
                     "ldr x10, [x9, :lo12:{depth}]",
@@ -98,11 +100,12 @@ macro_rules! efiapi {
                     "sub x10, x10, #1",
                     "str x10, [x9, :lo12:{depth}]",
                     "cbnz x10, 1f",
-                    "str x0, [sp, #-16]!",
+                    "str x0, [sp, #24]",
+                    "ldr x0, [sp, #16]",
                     "bl {left}",
-                    "ldr x0, [sp], #16",
+                    "ldr x0, [sp, #24]",
                     "1:",
-                    "ldp x18, x30, [sp], #16",
+                    "ldp x18, x30, [sp], #32",
                     "ret",
                     inner = sym inner,
                     depth = sym $crate::efi::services::SERVICE_DEPTH,
@@ -127,10 +130,14 @@ pub(crate) use efiapi;
 /// entries count it, and only the outermost return may let the tick's interrupts in.
 pub static SERVICE_DEPTH: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
 
-/// The payload gets control back from its outermost service call: IRQs (the tick) are unmasked
-/// while boot services run and its TPL is below TPL_HIGH_LEVEL.
-pub extern "C" fn services_left() {
-    if !exited() {
+/// The payload gets control back from its outermost service call (`daif`: its interrupt mask
+/// when it called): while boot services run, IRQs (the tick) are unmasked when its TPL is below
+/// TPL_HIGH_LEVEL; afterwards (an OS calling runtime services) the mask is the caller's own, as
+/// Linux checks.
+pub extern "C" fn services_left(daif: u64) {
+    if exited() {
+        Machine::restore_interrupt_mask(daif);
+    } else {
         Machine::set_interrupts(with_core(|c| c.events.tpl()) < efi::TPL_HIGH_LEVEL);
     }
 }
