@@ -74,10 +74,8 @@ macro_rules! efiapi {
             $(#[$meta])*
             pub(crate) extern "efiapi" fn inner($($arg: $ty),*) $(-> $ret)? $body
 
-            /// The entry a payload calls: x18 and x30 saved across the body, IRQs masked for
-            /// it (the tick never meets the core mid-change), and on the outermost return
-            /// set as [`services_left`] says, from the caller's DAIF. x9 and x10 are scratch
-            /// registers in the calling convention.
+            /// The entry a payload calls: `efi_emulator_service` (beside [`efiapi`]) with the body's
+            /// address in x9 (a scratch register in the calling convention).
             ///
             /// # Safety
             /// Called by payloads with the arguments the UEFI specification gives this service.
@@ -86,30 +84,10 @@ macro_rules! efiapi {
             #[allow(unused_variables)]
             pub unsafe extern "efiapi" fn entry($($arg: $ty),*) $(-> $ret)? {
                 core::arch::naked_asm!(
-                    "stp x18, x30, [sp, #-32]!",
-                    "mrs x9, daif",
-                    "str x9, [sp, #16]",
-                    "msr daifset, #2",
-                    "adrp x9, {depth}",
-                    "ldr x10, [x9, :lo12:{depth}]",
-                    "add x10, x10, #1",
-                    "str x10, [x9, :lo12:{depth}]",
-                    "bl {inner}",
-                    "adrp x9, {depth}",
-                    "ldr x10, [x9, :lo12:{depth}]",
-                    "sub x10, x10, #1",
-                    "str x10, [x9, :lo12:{depth}]",
-                    "cbnz x10, 1f",
-                    "str x0, [sp, #24]",
-                    "ldr x0, [sp, #16]",
-                    "bl {left}",
-                    "ldr x0, [sp, #24]",
-                    "1:",
-                    "ldp x18, x30, [sp], #32",
-                    "ret",
+                    "adrp x9, {inner}",
+                    "add x9, x9, :lo12:{inner}",
+                    "b efi_emulator_service",
                     inner = sym inner,
-                    depth = sym $crate::efi::services::SERVICE_DEPTH,
-                    left = sym $crate::efi::services::services_left,
                 )
             }
 
@@ -125,6 +103,41 @@ macro_rules! efiapi {
     )*};
 }
 pub(crate) use efiapi;
+
+// What every service entry does around its body (x9): x18 and x30 saved, the caller's DAIF
+// kept, IRQs masked for the body (the tick never meets the core mid-change), the nesting depth
+// counted, and on the outermost return the mask set as `services_left` says. x9-x11 are scratch
+// registers in the calling convention; no service takes arguments on the stack.
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+core::arch::global_asm!(
+    r#"
+    .section .text.efi_emulator_service, "ax"
+    .global efi_emulator_service
+efi_emulator_service:
+    stp     x18, x30, [sp, #-32]!
+    mrs     x10, daif
+    str     x10, [sp, #16]
+    msr     daifset, #2
+    adrp    x10, {depth}
+    ldr     x11, [x10, :lo12:{depth}]
+    add     x11, x11, #1
+    str     x11, [x10, :lo12:{depth}]
+    blr     x9
+    adrp    x10, {depth}
+    ldr     x11, [x10, :lo12:{depth}]
+    sub     x11, x11, #1
+    str     x11, [x10, :lo12:{depth}]
+    cbnz    x11, 1f
+    str     x0, [sp, #24]
+    ldr     x0, [sp, #16]
+    bl      {left}
+    ldr     x0, [sp, #24]
+1:  ldp     x18, x30, [sp], #32
+    ret
+"#,
+    depth = sym SERVICE_DEPTH,
+    left = sym services_left,
+);
 
 /// How many service calls are running (nested through notify functions and images): the
 /// entries count it, and only the outermost return may let the tick's interrupts in.
