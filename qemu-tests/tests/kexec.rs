@@ -424,3 +424,36 @@ fn systemd_boot_from_esp_at_el1() {
 fn systemd_boot_from_esp_at_el2_nvhe() {
     systemd_boot_from_esp(EntryEl::El2);
 }
+
+/// shim -> GRUB -> Linux under a real kexec: the first kernel kexecs Debian's signed shim from an
+/// ESP directory; shim starts the signed GRUB beside it, which reads `EFI/debian/grub.cfg` and
+/// boots the 6.12 kernel with its own initrd from the ESP.
+fn shim_grub_from_esp(el: EntryEl) {
+    let p = payloads();
+    let l = p.loaders().unwrap();
+    let cfg = "set timeout=0\nmenuentry 'Linux' {\n  linux /vmlinuz console=ttyAMA0 earlycon panic=-1\n  initrd /initrd\n}\n";
+    let make_esp = "mkdir -p /tmp/esp/EFI/BOOT /tmp/esp/EFI/debian && cp /next.efi /tmp/esp/EFI/BOOT/BOOTAA64.EFI && mv /grubaa64.efi /tmp/esp/EFI/BOOT/ && mv /grub.cfg /tmp/esp/EFI/debian/ && mv /vmlinuz /grub-initrd /tmp/esp/ && mv /tmp/esp/grub-initrd /tmp/esp/initrd";
+    let next = NextBoot {
+        image: l.shim.path.clone(),
+        initrd: None,
+        append: Some(String::new()),
+        extra: vec!["--esp".into(), "/tmp/esp".into(), "--esp-path".into(), "'\\EFI\\BOOT\\BOOTAA64.EFI'".into()],
+        before_load: Some(make_esp.into()),
+        files: vec![
+            ("grubaa64.efi".into(), std::fs::read(&l.grub.signed).unwrap()),
+            ("grub.cfg".into(), cfg.as_bytes().to_vec()),
+            ("vmlinuz".into(), std::fs::read(&p.kernel("6.12").unwrap().image).unwrap()),
+            ("grub-initrd".into(), std::fs::read(&l.grub_initrd).unwrap()),
+        ],
+    };
+    let t = kexec(el, next);
+    assert_second_boot(&t, el);
+    assert!(t.contains("Booting `Linux'"), "GRUB ran its entry");
+    assert_eq!(report(&t, "initrd"), xtask::loaders::GRUB_INITRD_ID, "the initrd GRUB loaded from the ESP");
+    assert!(report(&t, "efivars").contains("MokListRT-605dab50-e046-4300-abb6-3dd810dd8b23"), "shim ran");
+}
+
+#[test]
+fn shim_grub_from_esp_at_el2_nvhe() {
+    shim_grub_from_esp(EntryEl::El2);
+}
