@@ -16,8 +16,11 @@ pub enum Command {
     Load(LoadArgs),
     /// Boot the loaded image now (kexec-tools: -e/--exec).
     Exec,
-    /// Drop the loaded image (kexec-tools: -u/--unload).
-    Unload,
+    /// Drop the loaded image (kexec-tools: -u/--unload), or with -p the crash kernel.
+    Unload {
+        #[arg(short = 'p', long = "load-panic")]
+        panic: bool,
+    },
     /// Tell what IMAGE is: Image with EFI stub, zboot and its compression, UKI and its sections.
     Info { image: PathBuf },
 }
@@ -57,6 +60,10 @@ pub struct LoadArgs {
     /// Print the segment plan and the parameter block; load nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Load IMAGE as the crash kernel, started by a panic, in the "Crash kernel" region
+    /// (`crashkernel=`), with an ELF core header of the rest of RAM (kexec-tools: -p).
+    #[arg(short = 'p', long = "load-panic")]
+    pub panic: bool,
 }
 
 fn parse_address(s: &str) -> Result<u64, String> {
@@ -66,15 +73,21 @@ fn parse_address(s: &str) -> Result<u64, String> {
 
 /// kexec-tools' action flags, turned into our subcommands.
 fn translate(args: Vec<String>) -> Vec<String> {
-    let action = args.iter().skip(1).position(|a| matches!(a.as_str(), "-l" | "--load" | "-e" | "--exec" | "-u" | "--unload"));
-    let Some(i) = action.map(|i| i + 1) else { return args };
+    let is_action = |a: &str| matches!(a, "-l" | "--load" | "-e" | "--exec" | "-u" | "--unload");
     let mut out = args.clone();
-    let sub = match out.remove(i).as_str() {
-        "-l" | "--load" => "load",
-        "-e" | "--exec" => "exec",
-        _ => "unload",
-    };
-    out.insert(1, sub.to_string());
+    match args.iter().skip(1).position(|a| is_action(a)).map(|i| i + 1) {
+        Some(i) => {
+            let sub = match out.remove(i).as_str() {
+                "-l" | "--load" => "load",
+                "-e" | "--exec" => "exec",
+                _ => "unload",
+            };
+            out.insert(1, sub.to_string());
+        }
+        // `kexec -p IMAGE`: -p alone is the action, a crash-kernel load.
+        None if args.get(1).is_some_and(|a| a == "-p" || a == "--load-panic") => out.insert(1, "load".to_string()),
+        None => {}
+    }
     out
 }
 
@@ -108,7 +121,12 @@ mod tests {
         assert_eq!(a.append.as_deref(), Some("console=ttyAMA0"));
         assert_eq!(parse("efi-kexec --load --ramdisk /i /Image"), parse("efi-kexec load /Image --initrd /i"));
         assert_eq!(parse("efi-kexec -e"), Command::Exec);
-        assert_eq!(parse("efi-kexec --unload"), Command::Unload);
+        assert_eq!(parse("efi-kexec --unload"), Command::Unload { panic: false });
+        assert_eq!(parse("efi-kexec -p -u"), Command::Unload { panic: true });
+        assert_eq!(parse("efi-kexec unload -p"), Command::Unload { panic: true });
+        let Command::Load(crash) = parse("efi-kexec -p /Image --initrd=/i --append=maxcpus=1") else { panic!() };
+        assert!(crash.panic && crash.initrd.is_some());
+        assert_eq!(parse("efi-kexec load -p /Image"), parse("efi-kexec --load-panic /Image"));
         assert_eq!(parse("efi-kexec exec"), Command::Exec);
     }
 

@@ -9,6 +9,7 @@
 //! library, and the emulator's own validator checks them before anything is loaded.
 
 mod cli;
+mod crash;
 mod iomem;
 mod system;
 
@@ -50,12 +51,12 @@ fn run(command: cli::Command) -> Result<(), String> {
             }
             Err(system::kexec_exec())
         }
-        cli::Command::Unload => {
+        cli::Command::Unload { panic } => {
             if let Some(why) = system::kexec_load_refusal() {
                 return Err(why);
             }
-            system::kexec_load(0, &[])?;
-            println!("efi-kexec: unloaded");
+            system::kexec_load(0, &[], panic)?;
+            println!("efi-kexec: {} unloaded", if panic { "crash kernel" } else { "image" });
             Ok(())
         }
     }
@@ -178,7 +179,18 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
 
     let iomem_text = std::fs::read_to_string(IOMEM_PATH).map_err(|e| format!("cannot read {IOMEM_PATH}: {e}"))?;
     let iomem = iomem::parse(&iomem_text).map_err(|e| e.to_string())?;
-    let memory = MemoryLayout { ram: iomem.ram.clone(), busy: iomem.busy.iter().map(|(e, _)| *e).collect(), reserved: loader::dtb_reservations(&fdt) };
+    let crash_regions = if args.panic { Some(crash_regions(&iomem)?) } else { None };
+    let memory = match &crash_regions {
+        // A crash kernel gets its region only; the rest of RAM is the evidence.
+        Some(regions) => MemoryLayout {
+            ram: regions.clone(),
+            busy: Vec::new(),
+            reserved: loader::dtb_reservations(&fdt).into_iter().filter(|r| regions.iter().any(|c| c.overlaps(r))).collect(),
+        },
+        None => MemoryLayout { ram: iomem.ram.clone(), busy: iomem.busy.iter().map(|(e, _)| *e).collect(), reserved: loader::dtb_reservations(&fdt) },
+    };
+    let core_header = crash_regions.as_ref().map(|regions| core_header(&iomem, regions)).transpose()?;
+    let crash = core_header.as_ref().map(|(header, preserved)| loader::Crash { elfcorehdr: header, preserved: preserved.clone() });
 
     let cmdline = cmdline(args)?;
     let seeds = system::random_bytes(8 + RNG_SEED_BYTES)?;
@@ -197,6 +209,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         firmware: firmware.is_some(),
         seeds: Some(RandomSeeds { kaslr: u64::from_le_bytes(seeds[..8].try_into().unwrap()), rng: seeds[8..].to_vec() }),
         extra_chosen: Vec::new(),
+        crash,
     };
     let image = loader::plan(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
     let warnings = image.validate_as_emulator(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
@@ -226,17 +239,47 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         segments.iter().map(|s| system::KexecSegment { buf: s.bytes.as_ptr(), bufsz: s.bytes.len(), mem: s.addr, memsz: s.mem_size as usize }).collect();
     let entry = image.emulator.start + efi_emulator::abi::BlobHeader::parse(BLOB).map_err(|e| e.to_string())?.entry_offset;
     let planned = started.elapsed();
-    system::kexec_load(entry, &raw)?;
+    system::kexec_load(entry, &raw, args.panic)?;
     println!(
-        "efi-kexec: loaded {} segments (checked and planned in {} ms, kexec_load {} ms), entry {entry:#x} (the emulator); kernel {:#x}, param {:#x}, mempool {} MiB: run `efi-kexec exec`",
+        "efi-kexec: loaded {} segments (checked and planned in {} ms, kexec_load {} ms), entry {entry:#x} (the emulator); kernel {:#x}, param {:#x}, mempool {} MiB: {}",
         raw.len(),
         planned.as_millis(),
         (started.elapsed() - planned).as_millis(),
         image.kernel.start,
         image.param_addr,
-        image.param.mempool_sz >> 20
+        image.param.mempool_sz >> 20,
+        if args.panic { "the crash kernel starts at the next panic" } else { "run `efi-kexec exec`" }
     );
     Ok(())
+}
+
+/// The "Crash kernel" ranges of `/proc/iomem` (`crashkernel=` on the running kernel's command
+/// line), largest first.
+fn crash_regions(iomem: &iomem::Iomem) -> Result<Vec<Extent>, String> {
+    let mut regions: Vec<Extent> = iomem.busy.iter().filter(|(_, name)| name.starts_with("Crash kernel")).map(|(e, _)| *e).collect();
+    if regions.is_empty() {
+        return Err("no \"Crash kernel\" range in /proc/iomem: boot the running kernel with crashkernel=SIZE (256M for a UKI) to load a crash kernel".into());
+    }
+    regions.sort_by_key(|r| std::cmp::Reverse(r.size));
+    Ok(regions)
+}
+
+/// The crashed kernel's memory as an ELF core header (what kexec-tools builds for arm64), and
+/// the RAM outside the crash regions, which the crash kernel's boot must leave untouched.
+fn core_header(iomem: &iomem::Iomem, regions: &[Extent]) -> Result<(Vec<u8>, Vec<Extent>), String> {
+    let kernel_code = iomem.busy.iter().find(|(_, n)| n == "Kernel code").map(|(e, _)| *e);
+    let mut kcore = vec![0u8; 64 * 1024];
+    let n = std::io::Read::read(&mut std::fs::File::open("/proc/kcore").map_err(|e| format!("cannot read /proc/kcore: {e}"))?, &mut kcore)
+        .map_err(|e| format!("cannot read /proc/kcore: {e}"))?;
+    kcore.truncate(n);
+    let (linear_offset, kernel_text) = crash::kcore_mappings(&kcore, kernel_code)?;
+    let vmcoreinfo = std::fs::read_to_string("/sys/kernel/vmcoreinfo").map_err(|e| format!("cannot read /sys/kernel/vmcoreinfo: {e}"))?;
+    let mut ram = iomem.ram.clone();
+    for r in regions {
+        ram = crash::outside(&ram, *r);
+    }
+    let layout = crash::CoreLayout { cpu_notes: system::crash_notes()?, vmcoreinfo: crash::parse_vmcoreinfo(&vmcoreinfo)?, kernel_text, ram: ram.clone(), linear_offset };
+    Ok((crash::elf_core_header(&layout), ram))
 }
 
 fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {

@@ -96,6 +96,21 @@ pub fn kexec_loaded() -> bool {
     read_trimmed("/sys/kernel/kexec_loaded").as_deref() == Some("1")
 }
 
+/// Each possible CPU's `crash_notes` (physical address and size), in CPU order.
+pub fn crash_notes() -> Result<Vec<efi_emulator::mem::Extent>, String> {
+    let size = read_trimmed("/sys/devices/system/cpu/cpu0/crash_notes_size").and_then(|s| s.parse().ok()).unwrap_or(0x1000u64);
+    let mut notes = Vec::new();
+    for cpu in 0.. {
+        let Some(addr) = read_trimmed(&format!("/sys/devices/system/cpu/cpu{cpu}/crash_notes")) else { break };
+        let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).map_err(|e| format!("cpu{cpu}/crash_notes {addr:?}: {e}"))?;
+        notes.push(efi_emulator::mem::Extent::new(addr, size));
+    }
+    if notes.is_empty() {
+        return Err("no /sys/devices/system/cpu/cpu*/crash_notes: this kernel has no crash dump support (CONFIG_CRASH_DUMP)".into());
+    }
+    Ok(notes)
+}
+
 fn errno_message(call: &str) -> String {
     let e = std::io::Error::last_os_error();
     let hint = match e.raw_os_error() {
@@ -110,13 +125,17 @@ fn errno_message(call: &str) -> String {
     format!("{call} failed: {e}{hint}")
 }
 
-/// `kexec_load(entry, segments, KEXEC_ARCH_AARCH64)`; no segments unloads.
-pub fn kexec_load(entry: u64, segments: &[KexecSegment]) -> Result<(), String> {
+/// `KEXEC_ON_CRASH`: the image is the crash kernel, started by a panic.
+const KEXEC_ON_CRASH: libc::c_ulong = 1;
+
+/// `kexec_load(entry, segments, KEXEC_ARCH_AARCH64 [| KEXEC_ON_CRASH])`; no segments unloads.
+pub fn kexec_load(entry: u64, segments: &[KexecSegment], on_crash: bool) -> Result<(), String> {
+    let flags = KEXEC_ARCH_AARCH64 | if on_crash { KEXEC_ON_CRASH } else { 0 };
     // SAFETY: every segment's buf/bufsz describes a live buffer the caller keeps until this
     // returns (the kernel copies them during the call); an empty list passes NULL and 0.
     let r = unsafe {
         let ptr = if segments.is_empty() { std::ptr::null() } else { segments.as_ptr() };
-        libc::syscall(libc::SYS_kexec_load, entry as libc::c_ulong, segments.len() as libc::c_ulong, ptr, KEXEC_ARCH_AARCH64)
+        libc::syscall(libc::SYS_kexec_load, entry as libc::c_ulong, segments.len() as libc::c_ulong, ptr, flags)
     };
     if r != 0 {
         return Err(errno_message(if segments.is_empty() { "kexec_load (unload)" } else { "kexec_load" }));

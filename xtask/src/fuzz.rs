@@ -66,6 +66,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                     firmware: false,
                     seeds: None,
                     extra_chosen: Vec::new(),
+                    crash: None,
                 };
                 let img = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let param = img.param_bytes();

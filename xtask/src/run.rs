@@ -203,6 +203,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         firmware: false,
         seeds: None,
         extra_chosen,
+        crash: None,
     };
     let mut image = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(tweak) = &o.tweak {

@@ -107,6 +107,19 @@ pub struct BootSpec<'a> {
     pub seeds: Option<RandomSeeds>,
     /// Extra `/chosen` properties (test hooks).
     pub extra_chosen: Vec<(String, Vec<u8>)>,
+    /// A crash kernel (kexec `-p`): `memory.ram` is then the crash region only.
+    pub crash: Option<Crash<'a>>,
+}
+
+/// What a crash kernel's boot carries besides the usual: the ELF core header of the crashed
+/// kernel's memory, and that memory, which nothing may touch.
+#[derive(Clone)]
+pub struct Crash<'a> {
+    /// Placed in the crash region, named by `/chosen/linux,elfcorehdr`.
+    pub elfcorehdr: &'a [u8],
+    /// The RAM outside the crash region: `EfiReservedMemoryType` in the emulator's map, so
+    /// neither it nor the payload ever allocates there.
+    pub preserved: Vec<Extent>,
 }
 
 /// The ESP image, and where in it the kernel file lies (`\\EFI\\BOOT\\BOOTAA64.EFI`), so its
@@ -148,6 +161,8 @@ pub struct KexecImage {
     pub kernel: Extent,
     pub initrd: Option<Extent>,
     pub esp: Option<Extent>,
+    /// The crash kernel's ELF core header.
+    pub elfcorehdr: Option<Extent>,
     pub dtb_addr: u64,
     /// The updated DTB.
     pub dtb: Vec<u8>,
@@ -252,6 +267,10 @@ struct FreeRanges {
 }
 
 impl FreeRanges {
+    fn largest(&self) -> u64 {
+        self.ranges.iter().map(|r| r.size).max().unwrap_or(0)
+    }
+
     fn take(&mut self, what: &'static str, size: u64, align: u64) -> Result<Extent, LoaderError> {
         let size = align_up(size.max(1), PAGE_SIZE);
         let lowest = |r: &Extent, from: u64| {
@@ -272,7 +291,7 @@ impl FreeRanges {
             Placement::Highest => self.ranges.iter().enumerate().rev().find_map(|(i, r)| highest(r).map(|s| (i, s))),
         };
         let Some((i, start)) = found else {
-            return Err(LoaderError::DoesNotFit { what, needed: size, largest_free: self.ranges.iter().map(|r| r.size).max().unwrap_or(0) });
+            return Err(LoaderError::DoesNotFit { what, needed: size, largest_free: self.largest() });
         };
         let (r, taken) = (self.ranges[i], Extent::new(start, size));
         let mut rest = Vec::new();
@@ -296,9 +315,21 @@ pub const STALE_CHOSEN: [&str; 8] =
 /// pass the firmware on (the next stub rewrites them), dropped otherwise.
 pub const UEFI_CHOSEN: [&str; 5] = ["linux,uefi-system-table", "linux,uefi-mmap-start", "linux,uefi-mmap-size", "linux,uefi-mmap-desc-size", "linux,uefi-mmap-desc-ver"];
 
-/// The DTB for the next kernel: `/chosen` with the command line, the initrd and fresh seeds.
-fn next_dtb(spec: &BootSpec, initrd: Option<Extent>, esp: Option<Extent>) -> Result<Vec<u8>, LoaderError> {
+/// `value` as `cells` big-endian 32-bit cells.
+fn cell_bytes(value: u64, cells: u64) -> Vec<u8> {
+    if cells == 1 {
+        (value as u32).to_be_bytes().to_vec()
+    } else {
+        value.to_be_bytes().to_vec()
+    }
+}
+
+/// The DTB for the next kernel: `/chosen` with the command line, the initrd and fresh seeds;
+/// for a crash kernel, the ELF core header and the usable memory.
+fn next_dtb(spec: &BootSpec, initrd: Option<Extent>, esp: Option<Extent>, crash: Option<(Extent, &[Extent])>) -> Result<Vec<u8>, LoaderError> {
     let mut tree = Tree::parse(spec.dtb).map_err(LoaderError::Dtb)?;
+    let cells = |name: &str| tree.root.property(name).and_then(crate::drivers::fdt::be_uint).unwrap_or(2);
+    let (address_cells, size_cells) = (cells("#address-cells"), cells("#size-cells"));
     let chosen = tree.chosen_mut();
     for name in STALE_CHOSEN.iter().chain(if spec.firmware { &[][..] } else { &UEFI_CHOSEN[..] }) {
         chosen.remove_property(name);
@@ -321,6 +352,12 @@ fn next_dtb(spec: &BootSpec, initrd: Option<Extent>, esp: Option<Extent>) -> Res
     if let Some(seeds) = &spec.seeds {
         chosen.set_property("kaslr-seed", seeds.kaslr.to_be_bytes().to_vec());
         chosen.set_property("rng-seed", seeds.rng.clone());
+    }
+    if let Some((header, usable)) = crash {
+        // In the root's cells, as the crash kernel's early FDT code reads them.
+        let reg = |e: &Extent| [cell_bytes(e.start, address_cells), cell_bytes(e.size, size_cells)].concat();
+        chosen.set_property("linux,elfcorehdr", reg(&header));
+        chosen.set_property("linux,usable-memory-range", usable.iter().flat_map(reg).collect());
     }
     for (k, v) in &spec.extra_chosen {
         chosen.set_property(k, v.clone());
@@ -380,17 +417,27 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
         Some(e) => Some(Extent::new(free.take("ESP image", e.image.len() as u64, PAGE_SIZE)?.start, e.image.len() as u64)),
         None => None,
     };
-    let dtb = next_dtb(spec, initrd, esp)?;
+    let elfcorehdr = match &spec.crash {
+        Some(c) => Some(Extent::new(free.take("ELF core header", c.elfcorehdr.len() as u64, PAGE_SIZE)?.start, c.elfcorehdr.len() as u64)),
+        None => None,
+    };
+    let dtb = next_dtb(spec, initrd, esp, elfcorehdr.map(|h| (h, &ram[..])))?;
     let dtb_addr = free.take("device tree", dtb.len() as u64, PAGE_SIZE)?.start;
     let emulator = free.take("emulator blob", header.mem_size, PAGE_SIZE)?;
 
     // The parameter block, its stack, then the mempool: one piece, as the kexec loader has it.
-    let mempool_size = (1 << 20) + align_up(kernel.size, PAGE_SIZE) + MEMPOOL_EXTRA;
+    let mempool_size = match spec.crash {
+        // A crash kernel lives in its region: the mempool, which becomes its conventional
+        // memory, is all of the region that is left.
+        Some(_) => free.largest().saturating_sub(STACK_REGION) & !(PAGE_SIZE - 1),
+        None => (1 << 20) + align_up(kernel.size, PAGE_SIZE) + MEMPOOL_EXTRA,
+    };
     let param_addr = free.take("parameter block, stack and mempool", STACK_REGION + mempool_size, PAGE_SIZE)?.start;
     let sp = param_addr + STACK_REGION;
     let mempool = Extent::new(sp, mempool_size);
 
-    let map = memory_map(&ram, &reserved, mempool);
+    let preserved = spec.crash.as_ref().map_or(&[][..], |c| &c.preserved[..]);
+    let map = memory_map(&ram, &[&reserved[..], &normalize_outward(preserved)[..]].concat(), mempool);
     let region = if spec.firmware { FIRMWARE_PARAM_REGION } else { PARAM_REGION };
     if PARAM_SIZE + map.len() * 40 > region as usize {
         return Err(LoaderError::TooManyDescriptors(map.len()));
@@ -431,7 +478,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
             memmap: MemMapHeader { map_size, desc_size: 40, desc_ver: 1, _pad: 0, map_key: 0, buff_size: region - PARAM_SIZE as u64 },
         },
     };
-    Ok(KexecImage { kernel, initrd, esp, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map })
+    Ok(KexecImage { kernel, initrd, esp, elfcorehdr, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map })
 }
 
 impl KexecImage {
@@ -464,6 +511,9 @@ impl KexecImage {
         if let (Some(e), Some(esp)) = (self.esp, spec.esp) {
             s.push(Segment { name: "esp", addr: e.start, bytes: Cow::Borrowed(esp.image), mem_size: align_up(e.size, PAGE_SIZE) });
         }
+        if let (Some(e), Some(c)) = (self.elfcorehdr, &spec.crash) {
+            s.push(Segment { name: "elfcorehdr", addr: e.start, bytes: Cow::Borrowed(c.elfcorehdr), mem_size: align_up(e.size, PAGE_SIZE) });
+        }
         s.push(Segment { name: "dtb", addr: self.dtb_addr, bytes: Cow::Borrowed(&self.dtb[..]), mem_size: align_up(self.dtb.len() as u64, PAGE_SIZE) });
         s.push(Segment { name: "emulator", addr: self.emulator.start, bytes: Cow::Owned(blob), mem_size: self.emulator.size });
         // Only the block and its map: the stack and the mempool need no contents, and copying
@@ -495,6 +545,9 @@ impl KexecImage {
         }
         if let Some(e) = self.esp {
             line("esp", e);
+        }
+        if let Some(e) = self.elfcorehdr {
+            line("elfcorehdr", e);
         }
         line("dtb", Extent::new(self.dtb_addr, self.dtb.len() as u64));
         line("emulator", self.emulator);

@@ -88,6 +88,7 @@ impl Fixture {
             firmware: false,
             seeds: None,
             extra_chosen: vec![],
+            crash: None,
         }
     }
     pub fn image(&self) -> KexecImage {

@@ -213,3 +213,34 @@ fn a_uefi_booted_kernels_firmware_is_left_for_the_emulator_to_take() {
     assert!(UEFI_CHOSEN.iter().all(|&n| chosen_has(n)), "the stub's records stay for the emulator");
     assert!(img.validate_as_emulator(&spec).unwrap().is_empty(), "valid as far as it goes");
 }
+
+#[test]
+fn a_crash_kernel_stays_in_its_region_and_points_at_its_core_header() {
+    let f = Fixture::new();
+    let region = Extent::new(RAM_START + (768 << 20), 256 << 20);
+    let header = vec![0x7fu8; 700];
+    let mut spec = f.spec();
+    spec.memory = MemoryLayout { ram: vec![region], busy: vec![], reserved: vec![] };
+    let preserved = vec![Extent::new(RAM_START, 768 << 20)];
+    spec.crash = Some(Crash { elfcorehdr: &header, preserved: preserved.clone() });
+    let img = plan(&spec).unwrap();
+    // Every segment, the stack and the mempool inside the crash region.
+    for s in img.segments(&spec).unwrap() {
+        assert!(s.addr >= region.start && s.addr + s.mem_size <= region.end(), "{} at {:#x}", s.name, s.addr);
+    }
+    assert!(img.param.mempool_start >= region.start && img.param.mempool_start + img.param.mempool_sz <= region.end());
+    let hdr = img.elfcorehdr.unwrap();
+    assert_eq!(hdr.size, 700);
+    // /chosen names the header and the usable memory, in the root's cells (2 and 2).
+    let fdt = crate::drivers::fdt::Fdt::new(&img.dtb).unwrap();
+    let chosen = fdt.find("/chosen").unwrap();
+    assert_eq!(chosen.property("linux,elfcorehdr").unwrap(), [hdr.start.to_be_bytes(), 700u64.to_be_bytes()].concat());
+    assert_eq!(chosen.property("linux,usable-memory-range").unwrap(), [region.start.to_be_bytes(), region.size.to_be_bytes()].concat());
+    // The crashed kernel's RAM is reserved in the map; nothing outside the region is free.
+    assert!(img.map.iter().any(|d| d.r#type == efi::RESERVED_MEMORY_TYPE && d.physical_start == RAM_START && d.number_of_pages == (768 << 20) / PAGE_SIZE));
+    for d in img.map.iter().filter(|d| d.r#type != efi::RESERVED_MEMORY_TYPE) {
+        assert!(d.physical_start >= region.start && d.physical_start + d.number_of_pages * PAGE_SIZE <= region.end(), "{:#x} type {}", d.physical_start, d.r#type);
+    }
+    assert!(img.validate_as_emulator(&spec).is_ok());
+    assert!(img.describe().contains("elfcorehdr"));
+}
