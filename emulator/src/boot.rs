@@ -66,7 +66,8 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     }
 
     banner(el, &blob, &v, &fdt);
-    let tables = enable_mmu(el, &blob, &v, &fdt);
+    let samples = crash_boot(&v, &blob, &fdt);
+    let tables = enable_mmu(el, &blob, &v, &fdt, &samples);
     info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.1, tables.1 * 4, tables.0);
     if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,integrity")).is_some() {
         let initrd = fdt.initrd().map(|(s, e)| (s, e - s)).unwrap_or((0, 0));
@@ -298,7 +299,42 @@ fn kernel_summary(v: &Validated) {
     }
 }
 
-fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -> (u64, u64) {
+/// A crash kernel's boot (`/chosen/linux,elfcorehdr`): checks that everything it uses lies in
+/// the usable memory, and takes the CRCs of a sample of the crashed kernel's RAM (the MMU is
+/// still off). Returns the sampled pages, which the tables map read-only for the check at
+/// ExitBootServices; nothing else of that RAM is mapped.
+fn crash_boot(v: &Validated, blob: &BlobLayout, fdt: &Fdt) -> alloc::vec::Vec<u64> {
+    use crate::abi::crash;
+    let Some(c) = crash::from_fdt(fdt).unwrap_or_else(|e| fatal!("{e}")) else {
+        return alloc::vec::Vec::new();
+    };
+    let extent = |r: Option<(u64, u64)>| r.map(|(s, e)| Extent::new(s, e - s));
+    let esp = fdt.esp().map(|(s, n)| Extent::new(s, n));
+    if let Err(e) = c.check(v, Extent::new(blob.base, blob.mem_end), extent(fdt.initrd()), esp) {
+        fatal!("{e}");
+    }
+    let preserved: alloc::vec::Vec<Extent> = v
+        .map
+        .iter()
+        .filter(|d| d.r#type == r_efi::efi::RESERVED_MEMORY_TYPE)
+        .map(|d| Extent::new(d.physical_start, d.number_of_pages * PAGE_SIZE))
+        .filter(|e| !c.usable.iter().any(|u| u.overlaps(e)))
+        .collect();
+    let samples = c.sample_pages(&preserved);
+    services::integrity::record_preserved(&samples);
+    let mib = |e: &Extent| e.size >> 20;
+    info!(
+        "crash kernel: confined to {} MiB at {:#x} (linux,usable-memory-range), ELF core header at {:#x}; {} MiB of the crashed kernel's RAM left unmapped but for {} sample pages, checked at ExitBootServices",
+        c.usable.iter().map(mib).sum::<u64>(),
+        c.usable.first().map_or(0, |u| u.start),
+        c.elfcorehdr.start,
+        preserved.iter().map(mib).sum::<u64>(),
+        samples.len()
+    );
+    samples
+}
+
+fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt, read_only: &[u64]) -> (u64, u64) {
     let table_area = (v.mempool.start, MAX_TABLE_BYTES.min(v.mempool.size / 2));
     let frames = BumpFrames { start: table_area.0, next: table_area.0, end: table_area.0 + table_area.1 };
     let mut tables = PageTables::new(mmu::regime_for(el), frames).unwrap_or_else(|e| fatal!("page tables: {e}"));
@@ -314,6 +350,11 @@ fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt) -
     // The frames by pages: a later split never breaks the block that holds the entry it writes.
     if let Err(e) = tables.map(table_area.0, table_area.0, table_area.1, Attributes::RAM) {
         fatal!("page tables: {e}");
+    }
+    for &page in read_only {
+        if let Err(e) = tables.map(page, page, PAGE_SIZE, Attributes::RODATA) {
+            fatal!("page tables: {e}");
+        }
     }
     let written = [(blob.base, blob.mem_end), (v.stack.start, v.stack.size), table_area];
     mmu::enable(el, &tables, &written);

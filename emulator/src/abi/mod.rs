@@ -10,6 +10,7 @@ use r_efi::efi::{Guid, MemoryDescriptor};
 
 #[cfg(any(test, feature = "loader"))]
 pub mod c_header;
+pub mod crash;
 pub mod firmware;
 #[cfg(feature = "flatten")]
 pub mod flat;
