@@ -274,12 +274,13 @@ fn core_header(iomem: &iomem::Iomem, regions: &[Extent]) -> Result<(Vec<u8>, Vec
     kcore.truncate(n);
     let (linear_offset, kernel_text) = crash::kcore_mappings(&kcore, kernel_code)?;
     let vmcoreinfo = std::fs::read_to_string("/sys/kernel/vmcoreinfo").map_err(|e| format!("cannot read /sys/kernel/vmcoreinfo: {e}"))?;
+    use efi_emulator::abi::loader::core_header::{elf_core_header, outside, CoreLayout};
     let mut ram = iomem.ram.clone();
     for r in regions {
-        ram = crash::outside(&ram, *r);
+        ram = outside(&ram, *r);
     }
-    let layout = crash::CoreLayout { cpu_notes: system::crash_notes()?, vmcoreinfo: crash::parse_vmcoreinfo(&vmcoreinfo)?, kernel_text, ram: ram.clone(), linear_offset };
-    Ok((crash::elf_core_header(&layout), ram))
+    let layout = CoreLayout { cpu_notes: system::crash_notes()?, vmcoreinfo: crash::parse_vmcoreinfo(&vmcoreinfo)?, kernel_text, ram: ram.clone(), linear_offset };
+    Ok((elf_core_header(&layout), ram))
 }
 
 fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {

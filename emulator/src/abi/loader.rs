@@ -589,5 +589,7 @@ impl KexecImage {
     }
 }
 
+pub mod core_header;
+
 #[cfg(test)]
 mod tests;
