@@ -67,7 +67,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
 
     banner(el, &blob, &v, &fdt);
     let samples = crash_boot(&v, &blob, &fdt);
-    let tables = enable_mmu(el, &blob, &v, &fdt, &samples);
+    let tables = enable_mmu(el, &blob, &v, &fdt, samples.as_ref().map_or(&[][..], |s| s.pages()));
     info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.1, tables.1 * 4, tables.0);
     if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,integrity")).is_some() {
         let initrd = fdt.initrd().map(|(s, e)| (s, e - s)).unwrap_or((0, 0));
@@ -303,35 +303,34 @@ fn kernel_summary(v: &Validated) {
 /// the usable memory, and takes the CRCs of a sample of the crashed kernel's RAM (the MMU is
 /// still off). Returns the sampled pages, which the tables map read-only for the check at
 /// ExitBootServices; nothing else of that RAM is mapped.
-fn crash_boot(v: &Validated, blob: &BlobLayout, fdt: &Fdt) -> alloc::vec::Vec<u64> {
+fn crash_boot(v: &Validated, blob: &BlobLayout, fdt: &Fdt) -> Option<crate::abi::crash::Samples> {
     use crate::abi::crash;
-    let Some(c) = crash::from_fdt(fdt).unwrap_or_else(|e| fatal!("{e}")) else {
-        return alloc::vec::Vec::new();
-    };
+    let c = crash::from_fdt(fdt).unwrap_or_else(|e| fatal!("{e}"))?;
     let extent = |r: Option<(u64, u64)>| r.map(|(s, e)| Extent::new(s, e - s));
     let esp = fdt.esp().map(|(s, n)| Extent::new(s, n));
     if let Err(e) = c.check(v, Extent::new(blob.base, blob.mem_end), extent(fdt.initrd()), esp) {
         fatal!("{e}");
     }
-    let preserved: alloc::vec::Vec<Extent> = v
-        .map
-        .iter()
-        .filter(|d| d.r#type == r_efi::efi::RESERVED_MEMORY_TYPE)
-        .map(|d| Extent::new(d.physical_start, d.number_of_pages * PAGE_SIZE))
-        .filter(|e| !c.usable.iter().any(|u| u.overlaps(e)))
-        .collect();
-    let samples = c.sample_pages(&preserved);
-    services::integrity::record_preserved(&samples);
-    let mib = |e: &Extent| e.size >> 20;
+    // The crashed kernel's RAM: the reserved descriptors outside the usable memory.
+    let preserved = || {
+        v.map
+            .iter()
+            .filter(|d| d.r#type == r_efi::efi::RESERVED_MEMORY_TYPE)
+            .map(|d| Extent::new(d.physical_start, d.number_of_pages * PAGE_SIZE))
+            .filter(|e| !c.usable().iter().any(|u| u.overlaps(e)))
+    };
+    let samples = c.sample_pages(preserved);
+    services::integrity::record_preserved(samples.pages());
+    let mib = |e: Extent| e.size >> 20;
     info!(
         "crash kernel: confined to {} MiB at {:#x} (linux,usable-memory-range), ELF core header at {:#x}; {} MiB of the crashed kernel's RAM left unmapped but for {} sample pages, checked at ExitBootServices",
-        c.usable.iter().map(mib).sum::<u64>(),
-        c.usable.first().map_or(0, |u| u.start),
+        c.usable().iter().copied().map(mib).sum::<u64>(),
+        c.usable().first().map_or(0, |u| u.start),
         c.elfcorehdr.start,
-        preserved.iter().map(mib).sum::<u64>(),
-        samples.len()
+        preserved().map(mib).sum::<u64>(),
+        samples.pages().len()
     );
-    samples
+    Some(samples)
 }
 
 fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt, read_only: &[u64]) -> (u64, u64) {

@@ -223,6 +223,7 @@ fn run_command(a: RunArgs) -> Result<()> {
         initrd: p.initrd,
         esp: a.esp,
         esp_gpt: a.esp_gpt,
+        crash_region: None,
         no_initrd: p.no_initrd,
         append: p.append,
         el: a.el,

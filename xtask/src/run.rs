@@ -36,6 +36,9 @@ pub struct RunOptions {
     /// Serve an ESP directory as a GPT disk with one EFI system partition (as a real disk's ESP
     /// looks), not as a bare FAT volume.
     pub esp_gpt: bool,
+    /// Boot as a crash kernel (kexec -p) confined to the top this many bytes of RAM, with an ELF
+    /// core header of the rest (no real panic: the "crashed" memory is what QEMU started with).
+    pub crash_region: Option<u64>,
     pub no_initrd: bool,
     pub append: String,
     pub el: EntryEl,
@@ -67,6 +70,7 @@ impl Default for RunOptions {
             initrd: None,
             esp: None,
             esp_gpt: false,
+            crash_region: None,
             no_initrd: false,
             append: DEFAULT_APPEND.into(),
             el: EntryEl::El1,
@@ -99,6 +103,25 @@ pub fn parse_mem(s: &str) -> Result<u64> {
         "M" | "MB" | "MIB" => n << 20,
         other => bail!("memory size {s:?}: unknown unit {other:?} (use M or G)"),
     })
+}
+
+/// Where a simulated crash boot puts the "crashed" kernel's vmcoreinfo note: low RAM, outside
+/// the crash region and clear of the harness's DTB area and trampoline.
+const CRASH_NOTE_OFFSET: u64 = 4 << 20;
+
+/// An ELF note named VMCOREINFO with `text`, as the kernel keeps it.
+fn vmcoreinfo_note(text: &str) -> Vec<u8> {
+    let pad = |n: usize| n.next_multiple_of(4);
+    let name = b"VMCOREINFO\0";
+    let mut note = Vec::new();
+    for v in [name.len() as u32, text.len() as u32, 0] {
+        note.extend_from_slice(&v.to_le_bytes());
+    }
+    note.extend_from_slice(name);
+    note.resize(pad(note.len()), 0);
+    note.extend_from_slice(text.as_bytes());
+    note.resize(pad(note.len()), 0);
+    note
 }
 
 fn machine(o: &RunOptions) -> String {
@@ -187,7 +210,26 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         extra_chosen.push(("efi-emulator,debug-stale-map-key".to_string(), Vec::new()));
     }
     let ram_start = Fdt::new(&dtb).ok().and_then(|f| f.memory().next()).map(|(s, _)| s).context("QEMU's DTB has no /memory")?;
-    let memory = MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(Extent::new(ram_start, QEMU_DTB_AREA + 0x1000));
+    let mut memory = MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(Extent::new(ram_start, QEMU_DTB_AREA + 0x1000));
+    let crash = match o.crash_region {
+        Some(size) => {
+            use efi_emulator::abi::loader::core_header::{elf_core_header, outside, CoreLayout};
+            let bank = memory.ram.first().copied().context("QEMU's DTB has no RAM")?;
+            let region = Extent::new((bank.end() - size) & !((2 << 20) - 1), size);
+            let preserved = outside(&memory.ram, region);
+            let note = vmcoreinfo_note("OSRELEASE=efi-emulator-harness\n");
+            let layout = CoreLayout {
+                cpu_notes: Vec::new(),
+                vmcoreinfo: Extent::new(ram_start + CRASH_NOTE_OFFSET, note.len() as u64),
+                kernel_text: None,
+                ram: preserved.clone(),
+                linear_offset: 0,
+            };
+            memory = MemoryLayout { ram: vec![region], busy: Vec::new(), reserved: Vec::new() };
+            Some((elf_core_header(&layout), preserved, note))
+        }
+        None => None,
+    };
     let spec = BootSpec {
         kernel: &kernel,
         initrd: initrd.as_deref(),
@@ -203,7 +245,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         firmware: false,
         seeds: None,
         extra_chosen,
-        crash: None,
+        crash: crash.as_ref().map(|(header, preserved, _)| loader::Crash { elfcorehdr: header, preserved: preserved.clone() }),
     };
     let mut image = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(tweak) = &o.tweak {
@@ -227,6 +269,12 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
             }
         };
         args.extend(["-device".into(), format!("loader,file={},addr={addr:#x},force-raw=on", file.display())]);
+    }
+    if let Some((_, _, note)) = &crash {
+        // The "crashed" kernel's vmcoreinfo, where the core header says it is.
+        let file = dir.join("vmcoreinfo.bin");
+        std::fs::write(&file, note)?;
+        args.extend(["-device".into(), format!("loader,file={},addr={:#x},force-raw=on", file.display(), ram_start + CRASH_NOTE_OFFSET)]);
     }
     let tramp = dir.join("trampoline.bin");
     std::fs::write(&tramp, trampoline::build(o.el, image.param_addr, image.emulator.start))?;

@@ -3,6 +3,8 @@
 //! `efi-kexec -p`), so no new ABI field is needed, and `/chosen/linux,usable-memory-range` is
 //! the memory the boot may use.
 //!
+//! It runs before the emulator has a heap: nothing here allocates.
+//!
 //! Everything the emulator and its payload touch must lie there: the segments, the stack and
 //! the mempool (hence the page tables, the heap and every allocation it serves). The crashed
 //! kernel's RAM around it is the evidence: never conventional memory in the map, never mapped,
@@ -12,17 +14,32 @@
 use super::validate::Validated;
 use crate::drivers::fdt::{be_uint, Fdt};
 use crate::mem::{Extent, PAGE_SIZE};
-use alloc::vec::Vec;
 use core::fmt;
 
 /// Pages of the crashed kernel's RAM whose CRCs prove it untouched.
 pub const SAMPLE_PAGES: usize = 64;
 
+/// Most `linux,usable-memory-range` entries (kexec-tools writes one or two: low and high).
+pub const MAX_USABLE: usize = 8;
+
 /// What `/chosen` says of a crash boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrashBoot {
     pub elfcorehdr: Extent,
-    pub usable: Vec<Extent>,
+    usable: [Extent; MAX_USABLE],
+    usable_len: usize,
+}
+
+/// The sampled pages (see [`CrashBoot::sample_pages`]).
+pub struct Samples {
+    pages: [u64; SAMPLE_PAGES],
+    len: usize,
+}
+
+impl Samples {
+    pub fn pages(&self) -> &[u64] {
+        &self.pages[..self.len]
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,13 +75,17 @@ impl fmt::Display for CrashError {
     }
 }
 
-/// (address, size) pairs of a `/chosen` property, in the root's cells.
-fn pairs(value: &[u8], address_cells: usize, size_cells: usize, name: &'static str) -> Result<Vec<Extent>, CrashError> {
+/// The (address, size) pairs of a `/chosen` property, in the root's cells, into `out`; returns
+/// how many.
+fn pairs(value: &[u8], address_cells: usize, size_cells: usize, name: &'static str, out: &mut [Extent]) -> Result<usize, CrashError> {
     let stride = 4 * (address_cells + size_cells);
-    if value.is_empty() || stride == 0 || !value.len().is_multiple_of(stride) {
+    if value.is_empty() || stride == 0 || !value.len().is_multiple_of(stride) || value.len() / stride > out.len() {
         return Err(CrashError::Property { name, len: value.len() });
     }
-    Ok(value.chunks_exact(stride).map(|c| Extent::new(be_uint(&c[..4 * address_cells]).unwrap_or(0), be_uint(&c[4 * address_cells..]).unwrap_or(0))).collect())
+    for (o, c) in out.iter_mut().zip(value.chunks_exact(stride)) {
+        *o = Extent::new(be_uint(&c[..4 * address_cells]).unwrap_or(0), be_uint(&c[4 * address_cells..]).unwrap_or(0));
+    }
+    Ok(value.len() / stride)
 }
 
 /// The crash boot `/chosen` describes, or `None` for an ordinary boot.
@@ -73,14 +94,26 @@ pub fn from_fdt(fdt: &Fdt) -> Result<Option<CrashBoot>, CrashError> {
     let Some(header) = chosen.property("linux,elfcorehdr") else { return Ok(None) };
     let cells = fdt.root().cells();
     let (a, s) = (cells.address, cells.size);
-    let elfcorehdr = pairs(header, a, s, "linux,elfcorehdr")?[0];
-    let usable = pairs(chosen.property("linux,usable-memory-range").ok_or(CrashError::NoUsableRange)?, a, s, "linux,usable-memory-range")?;
-    Ok(Some(CrashBoot { elfcorehdr, usable }))
+    let mut one = [Extent::new(0, 0)];
+    pairs(header, a, s, "linux,elfcorehdr", &mut one)?;
+    let mut usable = [Extent::new(0, 0); MAX_USABLE];
+    let usable_len = pairs(chosen.property("linux,usable-memory-range").ok_or(CrashError::NoUsableRange)?, a, s, "linux,usable-memory-range", &mut usable)?;
+    Ok(Some(CrashBoot { elfcorehdr: one[0], usable, usable_len }))
 }
 
 impl CrashBoot {
+    pub fn new(elfcorehdr: Extent, usable: &[Extent]) -> Self {
+        let mut c = CrashBoot { elfcorehdr, usable: [Extent::new(0, 0); MAX_USABLE], usable_len: usable.len().min(MAX_USABLE) };
+        c.usable[..c.usable_len].copy_from_slice(&usable[..c.usable_len]);
+        c
+    }
+
+    pub fn usable(&self) -> &[Extent] {
+        &self.usable[..self.usable_len]
+    }
+
     fn inside(&self, e: Extent) -> bool {
-        e.size == 0 || self.usable.iter().any(|u| e.start >= u.start && e.end() <= u.end())
+        e.size == 0 || self.usable().iter().any(|u| e.start >= u.start && e.end() <= u.end())
     }
 
     /// Everything the boot uses lies in the usable memory, and the map offers nothing outside
@@ -111,23 +144,22 @@ impl CrashBoot {
     }
 
     /// Up to [`SAMPLE_PAGES`] pages spread evenly over `preserved` (the crashed kernel's RAM).
-    pub fn sample_pages(&self, preserved: &[Extent]) -> Vec<u64> {
-        let total: u64 = preserved.iter().map(|e| e.size / PAGE_SIZE).sum();
+    pub fn sample_pages<I: Iterator<Item = Extent>>(&self, preserved: impl Fn() -> I) -> Samples {
+        let total: u64 = preserved().map(|e| e.size / PAGE_SIZE).sum();
         let n = (SAMPLE_PAGES as u64).min(total);
-        (0..n)
-            .filter_map(|i| {
-                let mut k = i * total / n;
-                preserved.iter().find_map(|e| {
-                    let pages = e.size / PAGE_SIZE;
-                    if k < pages {
-                        Some(e.start + k * PAGE_SIZE)
-                    } else {
-                        k -= pages;
-                        None
-                    }
-                })
-            })
-            .collect()
+        let mut out = Samples { pages: [0; SAMPLE_PAGES], len: n as usize };
+        for (i, slot) in out.pages[..n as usize].iter_mut().enumerate() {
+            let mut k = i as u64 * total / n;
+            for e in preserved() {
+                let pages = e.size / PAGE_SIZE;
+                if k < pages {
+                    *slot = e.start + k * PAGE_SIZE;
+                    break;
+                }
+                k -= pages;
+            }
+        }
+        out
     }
 }
 
@@ -155,7 +187,7 @@ mod tests {
         let hdr = Extent::new(0x7000_0000, 0x1000);
         let usable = Extent::new(0x6000_0000, 0x1000_0000);
         let dtb = with_chosen(&[("linux,elfcorehdr", reg(hdr)), ("linux,usable-memory-range", reg(usable))]);
-        assert_eq!(from_fdt(&Fdt::new(&dtb).unwrap()), Ok(Some(CrashBoot { elfcorehdr: hdr, usable: vec![usable] })));
+        assert_eq!(from_fdt(&Fdt::new(&dtb).unwrap()), Ok(Some(CrashBoot::new(hdr, &[usable]))));
         let dtb = with_chosen(&[("linux,elfcorehdr", reg(hdr))]);
         assert_eq!(from_fdt(&Fdt::new(&dtb).unwrap()), Err(CrashError::NoUsableRange));
         let dtb = with_chosen(&[("linux,elfcorehdr", vec![0; 12]), ("linux,usable-memory-range", reg(usable))]);
@@ -170,10 +202,10 @@ mod tests {
         let v = crate::abi::validate::validate(&mem, img.param_addr, crate::abi::testkit::placement(&img), &mut |_| ()).unwrap();
         let blob = img.emulator;
         // All of RAM usable: confined.
-        let all = CrashBoot { elfcorehdr: Extent::new(RAM_START, 0x1000), usable: vec![Extent::new(RAM_START, 1 << 30)] };
+        let all = CrashBoot::new(Extent::new(RAM_START, 0x1000), &[Extent::new(RAM_START, 1 << 30)]);
         assert_eq!(all.check(&v, blob, None, None), Ok(()));
         // A region that holds the kernel but not the mempool.
-        let small = CrashBoot { elfcorehdr: img.kernel, usable: vec![Extent::new(RAM_START, img.kernel.end() - RAM_START)] };
+        let small = CrashBoot::new(img.kernel, &[Extent::new(RAM_START, img.kernel.end() - RAM_START)]);
         let err = small.check(&v, blob, None, None).unwrap_err();
         assert!(matches!(err, CrashError::Outside { what: "device tree", .. }), "{err}");
         assert!(err.to_string().contains("lies outside linux,usable-memory-range"));
@@ -181,14 +213,15 @@ mod tests {
 
     #[test]
     fn samples_spread_over_the_preserved_ram() {
-        let c = CrashBoot { elfcorehdr: Extent::new(0, 0), usable: vec![] };
+        let c = CrashBoot::new(Extent::new(0, 0), &[]);
         let preserved = [Extent::new(0x4000_0000, 0x100_0000), Extent::new(0x8000_0000, 0x300_0000)];
-        let s = c.sample_pages(&preserved);
+        let samples = c.sample_pages(|| preserved.iter().copied());
+        let s = samples.pages();
         assert_eq!(s.len(), SAMPLE_PAGES);
         assert_eq!(s[0], 0x4000_0000);
         assert!(s.iter().all(|p| preserved.iter().any(|e| *p >= e.start && *p < e.end())));
         assert!(s.iter().filter(|p| **p >= 0x8000_0000).count() > s.len() / 2, "by size");
-        assert_eq!(c.sample_pages(&[Extent::new(0x1000, 0x2000)]), [0x1000, 0x2000]);
-        assert!(c.sample_pages(&[]).is_empty());
+        assert_eq!(c.sample_pages(|| [Extent::new(0x1000, 0x2000)].into_iter()).pages(), [0x1000, 0x2000]);
+        assert!(c.sample_pages(|| [].into_iter()).pages().is_empty());
     }
 }
