@@ -35,10 +35,11 @@ pub fn kcore_mappings(kcore: &[u8], kernel_code: Option<Extent>) -> Result<(u64,
     Ok((linear, text))
 }
 
-/// `/sys/kernel/vmcoreinfo`: "ADDRESS SIZE" in hex.
+/// `/sys/kernel/vmcoreinfo`: "ADDRESS SIZE" in hex (the address as `%pa` prints it, with 0x).
 pub fn parse_vmcoreinfo(text: &str) -> Result<Extent, String> {
     let mut words = text.split_whitespace();
-    let mut hex = |what: &str| words.next().and_then(|w| u64::from_str_radix(w, 16).ok()).ok_or_else(|| format!("/sys/kernel/vmcoreinfo: no {what} in {text:?}"));
+    let mut hex =
+        |what: &str| words.next().and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok()).ok_or_else(|| format!("/sys/kernel/vmcoreinfo: no {what} in {text:?}"));
     Ok(Extent::new(hex("address")?, hex("size")?))
 }
 
@@ -73,6 +74,7 @@ mod tests {
         assert!(kcore_mappings(&k[..100], None).unwrap_err().contains("past the"));
         assert!(kcore_mappings(b"not elf", None).is_err());
         assert_eq!(parse_vmcoreinfo("41000000 1024\n"), Ok(Extent::new(0x4100_0000, 0x1024)));
+        assert_eq!(parse_vmcoreinfo("0x00000000438d0000 1024\n"), Ok(Extent::new(0x438d_0000, 0x1024)), "as Debian's 6.12 prints it");
         assert!(parse_vmcoreinfo("").is_err());
     }
 }

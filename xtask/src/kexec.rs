@@ -140,6 +140,8 @@ pub fn first_machine(el: EntryEl) -> (&'static str, &'static str) {
 pub enum FirstBoot {
     /// QEMU enters the Image itself: no UEFI, the machine's device tree.
     Direct,
+    /// The same, with [`crate::kdump::CRASHKERNEL`] reserving a crash kernel region.
+    DirectCrashKernel,
     /// EDK2 (Debian's AAVMF, with a writable variable store) boots it through its EFI stub; on
     /// QEMU `virt` the kernel then takes ACPI, and `/sys/firmware/fdt` holds only `/chosen`.
     Edk2,
@@ -177,7 +179,10 @@ pub fn boot_first_vars(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
             .iter()
             .map(|s| s.to_string())
             .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
-            .chain(["-append".into(), format!("{FIRST_APPEND}{extra}")])
+            .chain([
+                "-append".into(),
+                format!("{FIRST_APPEND}{extra}{}", if boot == FirstBoot::DirectCrashKernel { format!(" {}", crate::kdump::CRASHKERNEL) } else { String::new() }),
+            ])
             .collect();
     if boot == FirstBoot::Edk2Emag {
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);

@@ -9,6 +9,7 @@ pub mod build;
 pub mod corpus;
 pub mod cpio;
 pub mod fuzz;
+pub mod kdump;
 pub mod kexec;
 pub mod kexec_tools;
 pub mod loaders;

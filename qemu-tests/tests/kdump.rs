@@ -1,0 +1,101 @@
+//! kdump through the emulator: Debian's 6.12 with `crashkernel=256M` loads a crash kernel with
+//! `efi-kexec load -p` (the 6.12 Image, or a UKI), plants a known pattern in a locked page,
+//! reports the page's physical address and panics (`echo c > /proc/sysrq-trigger`). The crash
+//! kernel boots through the emulator inside the crash region, finds `/proc/vmcore`, checks that
+//! its vmcoreinfo names the first kernel's release, and reads the pattern back, byte for byte.
+
+use qemu_tests::{efi_kexec, payloads, EntryEl};
+use std::sync::OnceLock;
+use std::time::Duration;
+use xtask::kexec::{stage_report, FirstBoot, NextBoot};
+use xtask::qemu::Transcript;
+use xtask::run::verdict;
+
+fn probe() -> &'static std::path::PathBuf {
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| xtask::kdump::build_kdump_probe().expect("building kdump-probe"))
+}
+
+fn report(t: &Transcript, key: &str) -> String {
+    let prefix = format!("efi-emulator-test: {key}: ");
+    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
+}
+
+fn at(t: &Transcript, needle: &str) -> Duration {
+    t.lines.iter().find(|(_, l)| l.contains(needle)).map(|(d, _)| *d).unwrap_or_else(|| panic!("no {needle:?}"))
+}
+
+/// Panics the first kernel with `next` loaded as its crash kernel; checks the vmcore.
+fn kdump(el: EntryEl, next: NextBoot) -> Transcript {
+    let p = payloads();
+    let first = xtask::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
+    let t = xtask::kexec::boot_first_with(p, el, FirstBoot::DirectCrashKernel, &first, Duration::from_secs(300), false).unwrap();
+    eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
+    verdict(&t).unwrap();
+    let first_release = stage_report(&t, "first", "up").unwrap().split(',').next().unwrap().to_string();
+    let planted = t.lines.iter().find_map(|(_, l)| l.strip_prefix("efi-emulator-test: kdump: planted at ")).expect("the first kernel planted the pattern").to_string();
+    assert!(t.contains("Starting crashdump kernel"), "the first kernel panicked into the crash kernel");
+    assert!(t.contains("crash kernel: confined to 256 MiB"), "the emulator confined itself to the crash region");
+    assert!(t.contains("integrity at ExitBootServices: 64 sample pages of the crashed kernel's RAM unchanged"));
+    assert!(report(&t, "vmcore").parse::<u64>().unwrap_or(0) > 0, "/proc/vmcore is there");
+    assert_eq!(report(&t, "kdump: vmcoreinfo OSRELEASE"), first_release, "vmcoreinfo names the first kernel's release");
+    assert_eq!(report(&t, &format!("kdump: pattern at {planted}")), "intact", "the pattern, byte for byte");
+    let panic = at(&t, "first: panic at uptime");
+    let marker = at(&t, xtask::payloads::MARKER);
+    eprintln!("kdump at {el:?}: panic to the crash kernel's userspace marker in {:.3} s", (marker - panic).as_secs_f64());
+    t
+}
+
+fn image_6_12(el: EntryEl) {
+    let p = payloads();
+    let next = NextBoot {
+        image: p.kernel("6.12").unwrap().image.clone(),
+        initrd: Some(xtask::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
+        append: None,
+        extra: vec![],
+        before_load: None,
+        files: vec![],
+    };
+    kdump(el, next);
+}
+
+#[test]
+fn kdump_6_12_image_at_el1() {
+    image_6_12(EntryEl::El1);
+}
+
+#[test]
+fn kdump_6_12_image_at_el2() {
+    image_6_12(EntryEl::El2);
+}
+
+/// The 254 stub with the 6.12 kernel and the crash initramfs as its `.initrd`; the loader's
+/// command line (with the pattern's address) overrides its `.cmdline`.
+fn uki_254(el: EntryEl) {
+    let p = payloads();
+    let stub = p.stub("254").unwrap();
+    let kernel = p.kernel("6.12").unwrap();
+    let initrd = xtask::kdump::crash_initramfs(&p.busybox, probe()).unwrap();
+    let linux = std::fs::read(&kernel.image).unwrap();
+    let osrel = xtask::uki::os_release("kdump");
+    let sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", b"console=ttyAMA0"), (".initrd", &initrd), (".linux", &linux)];
+    let uki = xtask::uki::build(&std::fs::read(&stub.path).unwrap(), &sections).unwrap();
+    let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("kdump-uki-{}-{el:?}.efi", std::process::id()));
+    std::fs::write(&path, uki).unwrap();
+    let next = NextBoot { image: path.clone(), initrd: None, append: None, extra: vec![], before_load: None, files: vec![] };
+    let t = kdump(el, next);
+    assert_eq!(report(&t, "StubInfo"), "", "no efivarfs in the crash initramfs");
+    assert!(t.contains("EFI stub: "), "the UKI's kernel ran its EFI stub");
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn kdump_uki_254_at_el1() {
+    uki_254(EntryEl::El1);
+}
+
+#[test]
+fn kdump_uki_254_at_el2() {
+    uki_254(EntryEl::El2);
+}

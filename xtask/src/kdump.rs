@@ -1,0 +1,77 @@
+//! kdump under QEMU: a first kernel with a crash region loads a crash kernel through
+//! `efi-kexec load -p`, plants a known pattern in a locked page (`kdump-probe plant`), and
+//! panics; the crash kernel boots through the emulator inside the region and finds the pattern
+//! in `/proc/vmcore` at the physical address the first kernel reported (`kdump-probe check`).
+
+use crate::cpio::Cpio;
+use crate::kexec::{script, NextBoot, TARGET};
+use crate::payloads::{MARKER, REPORT_PREFIX};
+use crate::{paths, run_checked};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The first kernel's crash region.
+pub const CRASHKERNEL: &str = "crashkernel=256M";
+/// The crash kernel's command line, before the pattern's address.
+pub const CRASH_APPEND: &str = "console=ttyAMA0 earlycon panic=-1 maxcpus=1 reset_devices";
+
+/// Builds the static arm64 `kdump-probe`; returns the binary.
+pub fn build_kdump_probe() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_checked(Command::new(cargo).current_dir(paths::root()).args(["build", "--quiet", "--release", "-p", "kdump-probe", "--target", TARGET]))
+        .with_context(|| format!("building kdump-probe (is the {TARGET} target installed? `cargo xtask setup`)"))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
+    Ok(target_dir.join(TARGET).join("release").join("kdump-probe"))
+}
+
+/// The crash kernel's `/init`: the userspace marker, then the probe's check of `/proc/vmcore`
+/// at the address on the command line.
+pub fn crash_init() -> String {
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+echo "{MARKER}"
+echo "{p}uname -r: $(uname -r)"
+echo "{p}cmdline: $(cat /proc/cmdline)"
+echo "{p}uptime: $(cut -d' ' -f1 /proc/uptime)"
+echo "{p}memtotal: $(grep MemTotal /proc/meminfo | tr -s ' ')"
+echo "{p}vmcore: $(ls -l /proc/vmcore 2>&1 | tr -s ' ' | cut -d' ' -f5)"
+/kdump-probe check "$(sed -n 's/.*kdump_pattern=\([0-9a-fx]*\).*/\1/p' /proc/cmdline)"
+echo "{p}done"
+poweroff -f
+"#,
+        p = REPORT_PREFIX
+    )
+}
+
+/// The crash kernel's initramfs: busybox, the probe, [`crash_init`].
+pub fn crash_initramfs(busybox: &Path, probe: &Path) -> Result<Vec<u8>> {
+    let mut c = Cpio::default();
+    for d in ["bin", "dev", "proc", "sys"] {
+        c.dir(d);
+    }
+    c.char_device("dev/console", 5, 1);
+    c.file("bin/busybox", 0o755, &std::fs::read(busybox)?);
+    c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
+    c.file("init", 0o755, crash_init().as_bytes());
+    Ok(c.finish())
+}
+
+/// The first kernel's initramfs: plants the pattern, loads `next` as the crash kernel with the
+/// pattern's address on its command line, and panics.
+pub fn first_stage(busybox: &Path, efi_kexec: &Path, probe: &Path, next: &NextBoot) -> Result<Vec<u8>> {
+    // A background job's stdin is /dev/null: devtmpfs provides it.
+    let before_load = "mount -t devtmpfs devtmpfs /dev\n/kdump-probe plant /tmp/pattern &\nfor i in 1 2 3 4 5 6 7 8 9 10; do [ -s /tmp/pattern ] && break; sleep 1; done\nPATTERN=$(cat /tmp/pattern)";
+    let mut load = format!("/efi-kexec load -p /next.efi --append \"{CRASH_APPEND} kdump_pattern=$PATTERN\"");
+    if next.initrd.is_some() {
+        load.push_str(" --initrd /next.initrd");
+    }
+    let panic = "echo \"$p: panic at uptime $(cut -d' ' -f1 /proc/uptime)\"\necho c > /proc/sysrq-trigger";
+    let mut c = crate::kexec::stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, panic, before_load), next)?;
+    c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec)?);
+    c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
+    Ok(c.finish())
+}
