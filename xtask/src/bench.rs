@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: boot times through the emulator beside QEMU's direct `-kernel` boot,
-//! interleaved in one run, medians of N.
+//! `cargo xtask bench`: boot times through the emulator (printing on and off) beside QEMU's
+//! direct `-kernel` boot and EDK2 (`-bios QEMU_EFI.fd -kernel`), interleaved in one run,
+//! medians of N.
 
 use crate::build::Blob;
 use crate::payloads::{Payloads, MARKER};
@@ -16,6 +17,10 @@ pub enum Mode {
     Direct,
     /// The kexec-style hand-off into efi-emulator.
     Emulator,
+    /// The same with `print_enabled = 0`.
+    EmulatorQuiet,
+    /// Debian's EDK2 for QEMU loads the kernel itself and starts its EFI stub.
+    Edk2,
 }
 
 impl Mode {
@@ -23,6 +28,8 @@ impl Mode {
         match self {
             Mode::Direct => "direct -kernel (no EFI)",
             Mode::Emulator => "efi-emulator (kexec hand-off)",
+            Mode::EmulatorQuiet => "efi-emulator, printing off",
+            Mode::Edk2 => "EDK2 2022.11 (-bios -kernel)",
         }
     }
 }
@@ -49,34 +56,22 @@ fn sample(t: &Transcript) -> Result<Sample> {
     Ok(Sample { stub, marker, handoff_ms })
 }
 
-fn direct(kernel: &std::path::Path, initrd: &std::path::Path, timeout: Duration) -> Result<Transcript> {
-    let args: Vec<String> = [
-        "-M",
-        "virt",
-        "-cpu",
-        "max",
-        "-m",
-        "1G",
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-        "-monitor",
-        "none",
-        "-kernel",
-        &kernel.display().to_string(),
-        "-initrd",
-        &initrd.display().to_string(),
-        "-append",
-        run::DEFAULT_APPEND,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// Debian's EDK2 build for QEMU (package `qemu-efi-aarch64`).
+pub const QEMU_EFI: &str = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd";
+
+/// QEMU boots `kernel` itself (`-kernel`), directly or through `firmware` (`-bios`).
+fn qemu_kernel(firmware: Option<&str>, kernel: &std::path::Path, initrd: Option<&std::path::Path>, append: &str, timeout: Duration) -> Result<Transcript> {
+    let mut args: Vec<String> = ["-M", "virt", "-cpu", "max", "-m", "1G", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(f) = firmware {
+        args.extend(["-bios".into(), f.into()]);
+    }
+    args.extend(["-kernel".into(), kernel.display().to_string(), "-append".into(), append.into()]);
+    if let Some(i) = initrd {
+        args.extend(["-initrd".into(), i.display().to_string()]);
+    }
     qemu::run(&args, timeout, false)
 }
 
@@ -93,41 +88,59 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// How one configuration boots.
+enum How {
+    /// QEMU's `-kernel`, directly (`None`) or through a firmware.
+    Qemu {
+        firmware: Option<&'static str>,
+        kernel: std::path::PathBuf,
+        initrd: Option<std::path::PathBuf>,
+        append: String,
+    },
+    Emulator(Box<RunOptions>),
+}
+
 /// One configuration of the benchmark.
 struct Config {
     kernel: String,
     mode: Mode,
-    direct: Option<(std::path::PathBuf, std::path::PathBuf)>,
-    emulator: Option<RunOptions>,
+    how: How,
 }
 
 fn configs(payloads: &Payloads, timeout: Duration) -> Result<Vec<Config>> {
-    let emu = |kernel: std::path::PathBuf, no_initrd: bool, append: &str| RunOptions {
+    let emu = |kernel: std::path::PathBuf, no_initrd: bool, append: &str, print: bool| RunOptions {
         kernel: Some(kernel),
         no_initrd,
         append: append.to_string(),
         el: EntryEl::El1,
         timeout,
+        print,
         ..RunOptions::default()
     };
+    let qemu = |firmware, kernel: std::path::PathBuf, initrd: Option<std::path::PathBuf>, append: &str| How::Qemu { firmware, kernel, initrd, append: append.to_string() };
+    let initramfs = Some(payloads.initramfs.clone());
     let mut v = Vec::new();
     for series in ["6.1", "6.12"] {
         let k = payloads.kernel(series)?.image.clone();
-        v.push(Config { kernel: format!("Debian {series} Image"), mode: Mode::Direct, direct: Some((k.clone(), payloads.initramfs.clone())), emulator: None });
-        v.push(Config { kernel: format!("Debian {series} Image"), mode: Mode::Emulator, direct: None, emulator: Some(emu(k, false, run::DEFAULT_APPEND)) });
+        let name = format!("Debian {series} Image");
+        v.push(Config { kernel: name.clone(), mode: Mode::Direct, how: qemu(None, k.clone(), initramfs.clone(), run::DEFAULT_APPEND) });
+        v.push(Config { kernel: name.clone(), mode: Mode::Emulator, how: How::Emulator(Box::new(emu(k.clone(), false, run::DEFAULT_APPEND, true))) });
+        v.push(Config { kernel: name.clone(), mode: Mode::EmulatorQuiet, how: How::Emulator(Box::new(emu(k.clone(), false, run::DEFAULT_APPEND, false))) });
+        v.push(Config { kernel: name, mode: Mode::Edk2, how: qemu(Some(QEMU_EFI), k, initramfs.clone(), run::DEFAULT_APPEND) });
     }
     for u in &payloads.ukis {
-        v.push(Config { kernel: format!("UKI {}", u.name), mode: Mode::Emulator, direct: None, emulator: Some(emu(u.path.clone(), true, "")) });
+        v.push(Config { kernel: format!("UKI {}", u.name), mode: Mode::Emulator, how: How::Emulator(Box::new(emu(u.path.clone(), true, "", true))) });
+        // An empty command line: the UKI uses its own `.cmdline` and `.initrd`.
+        v.push(Config { kernel: format!("UKI {}", u.name), mode: Mode::Edk2, how: qemu(Some(QEMU_EFI), u.path.clone(), None, "") });
     }
     for z in &payloads.zboot {
         // Beside it, the same build's plain Image booted directly.
         let image = z.image.with_file_name("Image");
-        v.push(Config { kernel: format!("zboot {} (its Image)", z.series), mode: Mode::Direct, direct: Some((image, payloads.initramfs.clone())), emulator: None });
+        v.push(Config { kernel: format!("zboot {} (its Image)", z.series), mode: Mode::Direct, how: qemu(None, image, initramfs.clone(), run::DEFAULT_APPEND) });
         v.push(Config {
             kernel: format!("zboot {} ({})", z.series, z.compression),
             mode: Mode::Emulator,
-            direct: None,
-            emulator: Some(emu(z.image.clone(), false, run::DEFAULT_APPEND)),
+            how: How::Emulator(Box::new(emu(z.image.clone(), false, run::DEFAULT_APPEND, true))),
         });
     }
     Ok(v)
@@ -141,10 +154,9 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize) -> Result<String> {
     for round in 1..=runs {
         // Interleaved: every configuration once per round, so drift hits all alike.
         for (c, out) in configs.iter().zip(samples.iter_mut()) {
-            let t = match (&c.direct, &c.emulator) {
-                (Some((kernel, initrd)), _) => direct(kernel, initrd, timeout)?,
-                (None, Some(o)) => run::boot(o, blob, Some(payloads))?,
-                (None, None) => unreachable!(),
+            let t = match &c.how {
+                How::Qemu { firmware, kernel, initrd, append } => qemu_kernel(*firmware, kernel, initrd.as_deref(), append, timeout)?,
+                How::Emulator(o) => run::boot(o, blob, Some(payloads))?,
             };
             let s = sample(&t)?;
             eprintln!("round {round}/{runs}: {:<22} {:<30} stub {:>6} marker {:6.3} s", c.kernel, c.mode.name(), s.stub.map_or("-".into(), |v| format!("{v:.3}")), s.marker);

@@ -36,8 +36,8 @@ enum Cmd {
         /// Boots per configuration.
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// boot: payloads through the kexec hand-off beside direct boot; kexec: real kexec from
-        /// Debian 6.12, kexec-tools beside efi-kexec; all: both.
+        /// boot: payloads through the kexec hand-off (printing on and off) beside direct boot
+        /// and EDK2; kexec: real kexec from Debian 6.12, kexec-tools beside efi-kexec; all: both.
         #[arg(long, value_enum, default_value = "all")]
         suite: BenchSuite,
     },
