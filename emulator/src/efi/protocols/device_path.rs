@@ -345,18 +345,12 @@ fn guid_from_text(t: &str) -> Option<[u8; 16]> {
 pub fn node_from_text(text: &str) -> Option<Vec<u8>> {
     let Some((name, rest)) = text.split_once('(').filter(|(n, r)| r.ends_with(')') && n.chars().all(|c| c.is_ascii_alphanumeric())) else {
         let units: Vec<u16> = text.encode_utf16().collect();
-        let mut n = file_path(&units);
-        n.truncate(n.len() - 4);
-        return Some(n);
+        return Some(without_end(&file_path(&units)).to_vec());
     };
     let args: Vec<&str> = rest[..rest.len() - 1].split(',').map(str::trim).collect();
     let arg = |i: usize| args.get(i).copied().and_then(number);
     match (name, args.len()) {
-        ("MemoryMapped", 3) => {
-            let mut n = memory_mapped(u32::try_from(arg(0)?).ok()?, arg(1)?, arg(2)?);
-            n.truncate(n.len() - 4);
-            Some(n)
-        }
+        ("MemoryMapped", 3) => Some(without_end(&memory_mapped(u32::try_from(arg(0)?).ok()?, arg(1)?, arg(2)?)).to_vec()),
         ("VenMedia", 1) => Some(node(TYPE_MEDIA, SUBTYPE_VENDOR_MEDIA, &guid_from_text(args[0])?)),
         ("HD", 5) => {
             use crate::efi::fat::{Partition, Signature};
@@ -369,8 +363,7 @@ pub fn node_from_text(text: &str) -> Option<Vec<u8>> {
             Some(hard_drive(&Partition { number: u32::try_from(arg(0)?).ok()?, start: blocks(3)?, size: blocks(4)?, signature }))
         }
         ("VirtualDisk", 3) => {
-            let mut n = ram_disk(arg(0)?, arg(1)?);
-            n.truncate(n.len() - 4);
+            let mut n = without_end(&ram_disk(arg(0)?, arg(1)?)).to_vec();
             let instance = u16::try_from(arg(2)?).ok()?;
             let len = n.len();
             n[len - 2..].copy_from_slice(&instance.to_le_bytes());

@@ -433,14 +433,12 @@ pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
         }
         Err(_) => false,
     };
-    let mut path = device_path::ram_disk(start, start + size - 1);
+    let path = device_path::ram_disk(start, start + size - 1);
     let (disk, _, _) = publish_disk(c, &path, size, false)?;
     let partition = if fat_ok { crate::efi::fat::partition(image(c)?).ok().flatten() } else { None };
     let volume_handle = match partition {
         Some(p) => {
-            path.truncate(path.len() - 4);
-            path.extend(device_path::hard_drive(&p));
-            path.extend(device_path::end());
+            let path = device_path::append_node(Some(&path), Some(&device_path::hard_drive(&p)));
             let (h, block_io, disk_io) = publish_disk(c, &path, p.size, true)?;
             c.esp_partition = Some(EspPartition { offset: p.start, size: p.size, block_io, disk_io });
             log::info!("ESP partition: {}", device_path::path_text(&path));
