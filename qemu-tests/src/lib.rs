@@ -38,6 +38,12 @@ pub fn boot(opts: RunOptions) -> Transcript {
     t
 }
 
+/// What the test initramfs's `/init` printed as `efi-emulator-test: KEY: value` (empty if not).
+pub fn report(t: &Transcript, key: &str) -> String {
+    let prefix = format!("{}{key}: ", xtask::payloads::REPORT_PREFIX);
+    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
+}
+
 /// Default options with a short timeout: nothing here should take long.
 pub fn options(el: EntryEl) -> RunOptions {
     RunOptions { el, timeout: Duration::from_secs(60), ..RunOptions::default() }

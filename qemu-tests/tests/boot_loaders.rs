@@ -7,16 +7,11 @@
 //!   ESP and starts the kernel with its own initrd (not the loader's);
 //! - Debian's signed shim starts Debian's signed GRUB 2.12 (Secure Boot off), which boots Linux.
 
-use qemu_tests::{boot, options, payloads, EntryEl};
+use qemu_tests::{boot, options, payloads, report, EntryEl};
 use xtask::loaders::{Loaders, GRUB_INITRD_ID};
 use xtask::payloads::Uki;
 use xtask::qemu::Transcript;
 use xtask::run::verdict;
-
-fn report(t: &Transcript, key: &str) -> String {
-    let prefix = format!("efi-emulator-test: {key}: ");
-    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
-}
 
 fn loaders() -> &'static Loaders {
     payloads().loaders().unwrap()

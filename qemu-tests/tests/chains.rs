@@ -2,14 +2,8 @@
 //! (6.1 through LoadImage on a LoadFile2 device path, 6.12 decompressing in place), each to the
 //! userspace marker at EL1 and EL2.
 
-use qemu_tests::{boot, options, payloads, EntryEl};
-use xtask::qemu::Transcript;
+use qemu_tests::{boot, options, payloads, report, EntryEl};
 use xtask::run::verdict;
-
-fn report(t: &Transcript, key: &str) -> String {
-    let prefix = format!("efi-emulator-test: {key}: ");
-    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
-}
 
 fn uki(name: &str, el: EntryEl) {
     let u = payloads().uki(name).unwrap();

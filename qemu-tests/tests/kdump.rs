@@ -4,7 +4,7 @@
 //! kernel boots through the emulator inside the crash region, finds `/proc/vmcore`, checks that
 //! its vmcoreinfo names the first kernel's release, and reads the pattern back, byte for byte.
 
-use qemu_tests::{efi_kexec, payloads, EntryEl};
+use qemu_tests::{efi_kexec, payloads, report, EntryEl};
 use std::sync::OnceLock;
 use std::time::Duration;
 use xtask::kexec::{stage_report, FirstBoot, NextBoot};
@@ -14,11 +14,6 @@ use xtask::run::verdict;
 fn probe() -> &'static std::path::PathBuf {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
     PATH.get_or_init(|| xtask::kdump::build_kdump_probe().expect("building kdump-probe"))
-}
-
-fn report(t: &Transcript, key: &str) -> String {
-    let prefix = format!("efi-emulator-test: {key}: ");
-    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
 }
 
 fn at(t: &Transcript, needle: &str) -> Duration {

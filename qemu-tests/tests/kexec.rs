@@ -4,7 +4,7 @@
 //! EL2 with VHE and EL2 without VHE (`kvm-arm.mode=nvhe`). Then a chain (the second kernel
 //! kexecs a third time) and a refusal (a damaged image; the first kernel keeps running).
 
-use qemu_tests::{efi_kexec, payloads, EntryEl};
+use qemu_tests::{efi_kexec, payloads, report, EntryEl};
 use std::time::Duration;
 use xtask::kexec::{boot_first, stage_initramfs, stage_report, NextBoot};
 use xtask::qemu::Transcript;
@@ -12,11 +12,6 @@ use xtask::run::verdict;
 
 const APPEND: &str = "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=second";
 const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn report(t: &Transcript, key: &str) -> String {
-    let prefix = format!("efi-emulator-test: {key}: ");
-    t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
-}
 
 fn kexec(el: EntryEl, next: NextBoot) -> Transcript {
     let p = payloads();

@@ -100,11 +100,21 @@ impl Blob {
 /// The target of the test payloads that run under the emulator.
 pub const UEFI_TARGET: &str = "aarch64-unknown-uefi";
 
+/// `cargo build --release -p PACKAGE --target TARGET` with `env` set; returns the artifact
+/// `artifact` it leaves in the target directory.
+pub fn build_release(package: &str, target: &str, env: &[(&str, &std::path::Path)], artifact: &str) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(paths::root()).args(["build", "--quiet", "--release", "-p", package, "--target", target]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    crate::run_checked(&mut cmd).with_context(|| format!("building {package} (is the {target} target installed? `cargo xtask setup`)"))?;
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
+    Ok(target_dir.join(target).join("release").join(artifact))
+}
+
 /// Builds the misbehaving test payload (`test-payloads/misbehave`) and returns its `.efi`.
 pub fn build_misbehave() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    crate::run_checked(Command::new(cargo).current_dir(paths::root()).args(["build", "--quiet", "--release", "-p", "misbehave", "--target", UEFI_TARGET]))
-        .context("building the misbehaving payload (is the aarch64-unknown-uefi target installed? `cargo xtask setup`)")?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
-    Ok(target_dir.join(UEFI_TARGET).join("release").join("misbehave.efi"))
+    build_release("misbehave", UEFI_TARGET, &[], "misbehave.efi")
 }

@@ -6,10 +6,9 @@
 use crate::cpio::Cpio;
 use crate::kexec::{script, NextBoot, TARGET};
 use crate::payloads::{MARKER, REPORT_PREFIX};
-use crate::{paths, run_checked};
-use anyhow::{Context, Result};
+
+use anyhow::Result;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The first kernel's crash region.
 pub const CRASHKERNEL: &str = "crashkernel=256M";
@@ -18,11 +17,7 @@ pub const CRASH_APPEND: &str = "console=ttyAMA0 earlycon panic=-1 maxcpus=1 rese
 
 /// Builds the static arm64 `kdump-probe`; returns the binary.
 pub fn build_kdump_probe() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run_checked(Command::new(cargo).current_dir(paths::root()).args(["build", "--quiet", "--release", "-p", "kdump-probe", "--target", TARGET]))
-        .with_context(|| format!("building kdump-probe (is the {TARGET} target installed? `cargo xtask setup`)"))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
-    Ok(target_dir.join(TARGET).join("release").join("kdump-probe"))
+    crate::build::build_release("kdump-probe", TARGET, &[], "kdump-probe")
 }
 
 /// The crash kernel's `/init`: the userspace marker, then the probe's check of `/proc/vmcore`

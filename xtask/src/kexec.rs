@@ -7,13 +7,12 @@
 
 use crate::build::Blob;
 use crate::cpio::Cpio;
+use crate::paths;
 use crate::payloads::Payloads;
 use crate::qemu::{self, Transcript};
 use crate::trampoline::EntryEl;
-use crate::{paths, run_checked};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 pub const TARGET: &str = "aarch64-unknown-linux-musl";
@@ -26,12 +25,8 @@ pub const FIRST_CPU: &str = "max,lpa2=off";
 
 /// Builds the static arm64 `efi-kexec` with `blob` embedded; returns the binary.
 pub fn build_efi_kexec(blob: &Blob) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let bin = std::fs::canonicalize(&blob.bin)?;
-    run_checked(Command::new(cargo).current_dir(paths::root()).env("EFI_EMULATOR_BLOB", &bin).args(["build", "--quiet", "--release", "-p", "efi-kexec", "--target", TARGET]))
-        .with_context(|| format!("building efi-kexec (is the {TARGET} target installed? `cargo xtask setup`)"))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
-    Ok(target_dir.join(TARGET).join("release").join("efi-kexec"))
+    crate::build::build_release("efi-kexec", TARGET, &[("EFI_EMULATOR_BLOB", &bin)], "efi-kexec")
 }
 
 /// What a stage kexecs into: an image, its initrd, its command line.

@@ -51,12 +51,7 @@ pub struct Shim {
 
 /// The newest version of `name` starting with `prefix`.
 fn version(apt: &Apt, name: &str, prefix: &str) -> Result<String> {
-    apt.show(name)?
-        .iter()
-        .filter_map(|s| apt::field(s, "Version"))
-        .find(|v| v.starts_with(prefix))
-        .map(str::to_string)
-        .with_context(|| format!("no {name} {prefix}* for {} in the package lists", apt.arch()))
+    crate::payloads::versions(apt, name)?.into_iter().find(|v| v.starts_with(prefix)).with_context(|| format!("no {name} {prefix}* for {} in the package lists", apt.arch()))
 }
 
 /// The one file under `dir` whose name is `name`.

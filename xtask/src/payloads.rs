@@ -227,7 +227,7 @@ fn kernel_package(apt: &Apt, series: &str) -> Result<(String, String)> {
 }
 
 /// Versions of a package, newest suite first (as apt-cache lists them).
-fn versions(apt: &Apt, name: &str) -> Result<Vec<String>> {
+pub(crate) fn versions(apt: &Apt, name: &str) -> Result<Vec<String>> {
     Ok(apt.show(name)?.iter().filter_map(|s| apt::field(s, "Version").map(str::to_string)).collect())
 }
 
