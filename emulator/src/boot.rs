@@ -12,6 +12,7 @@ use crate::efi::pe::PeImage;
 use crate::efi::services::{
     self,
     setup::{self, Reserved},
+    timeline::{self, Milestone},
 };
 use crate::mem::{Extent, PAGE_SIZE};
 use crate::{console, fatal, println};
@@ -68,11 +69,15 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     banner(el, &blob, &v, &fdt);
     let samples = crash_boot(&v, &blob, &fdt);
     let tables = enable_mmu(el, &blob, &v, &fdt, samples.as_ref().map_or(&[][..], |s| s.pages()));
+    timeline::mark(Milestone::MmuOn);
     info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.1, tables.1 * 4, tables.0);
     if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,integrity")).is_some() {
         let initrd = fdt.initrd().map(|(s, e)| (s, e - s)).unwrap_or((0, 0));
         services::integrity::record([(v.kernel.start, v.kernel.size), initrd, (v.dtb.start, v.dtb.size)]);
         crate::console::set_fatal_hook(|| services::integrity::verify("power-off"));
+    }
+    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,timeline")).is_some() {
+        timeline::always_print();
     }
     #[cfg(feature = "test-hooks")]
     debug_fault(&fdt);
@@ -94,6 +99,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     }
     let core = setup::build(&v, &blob, &fdt, &reserved).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
     services::install(core);
+    timeline::mark(Milestone::ServicesReady);
     let us = cpu::micros_since_entry();
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
     let (status, exit_data) =
@@ -177,6 +183,12 @@ unsafe impl core::alloc::GlobalAlloc for EmulatorHeap {
         // SAFETY: `ptr` came from `alloc` with this layout.
         unsafe { (*self.0.get()).deallocate(core::ptr::NonNull::new_unchecked(ptr), layout) }
     }
+}
+
+/// Bytes of the emulator's heap in use now.
+pub fn heap_used() -> u64 {
+    // SAFETY: a read of the allocator's counters; no allocation runs concurrently (one CPU).
+    unsafe { (*HEAP.0.get()).used() as u64 }
 }
 
 #[global_allocator]

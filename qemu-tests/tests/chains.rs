@@ -6,8 +6,13 @@ use qemu_tests::{boot, options, payloads, report, EntryEl};
 use xtask::run::verdict;
 
 fn uki(name: &str, el: EntryEl) {
+    uki_on(name, el, "max");
+}
+
+fn uki_on(name: &str, el: EntryEl, cpu: &str) {
     let u = payloads().uki(name).unwrap();
     let mut o = options(el);
+    o.cpu = cpu.into();
     o.kernel = Some(u.path.clone());
     o.no_initrd = true;
     o.append = String::new();
@@ -53,6 +58,11 @@ fn uki_252_with_6_1_at_el1() {
 #[test]
 fn uki_252_with_6_1_at_el2() {
     uki("252+6.1", EntryEl::El2);
+}
+/// Without FEAT_MOPS, the copy of the .linux section and the BSS fill take the SIMD loops.
+#[test]
+fn uki_252_with_6_1_on_a_cpu_without_mops() {
+    uki_on("252+6.1", EntryEl::El1, "cortex-a72");
 }
 #[test]
 fn uki_254_with_6_12_at_el1() {

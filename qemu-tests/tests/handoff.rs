@@ -29,6 +29,37 @@ fn print_disabled_is_silent() {
     let first_kernel_line = t.lines.iter().position(|(_, l)| l.starts_with("EFI stub:")).expect("the stub still prints");
     assert!(t.lines[..first_kernel_line].iter().all(|(_, l)| l.trim().is_empty()), "the emulator printed nothing");
     assert!(!t.contains("ExitBootServices: the payload ran"));
+    assert!(!t.contains("timeline:"), "the timeline only when asked for");
+}
+
+/// `/chosen/efi-emulator,timeline` with printing off: one line after ExitBootServices with the
+/// four phases in order, and the same figures on a second run under `-icount` (guest time).
+#[test]
+fn timeline_with_printing_off_repeats_under_icount() {
+    let run = || {
+        let mut o = options(EntryEl::El1);
+        o.print = false;
+        o.timeline = true;
+        o.icount = true;
+        let t = boot(o);
+        verdict(&t).unwrap();
+        let (_, line) = t.find("efi-emulator timeline: ").expect("the timeline line").clone();
+        let first_kernel_line = t.lines.iter().position(|(_, l)| l.starts_with("EFI stub:")).unwrap();
+        assert!(t.lines[..first_kernel_line].iter().all(|(_, l)| l.trim().is_empty()), "nothing else printed");
+        line
+    };
+    let (a, b) = (run(), run());
+    let ms = |line: &str, name: &str| -> f64 {
+        let rest = line.split(&format!("{name} ")).nth(1).unwrap_or_else(|| panic!("no {name} in {line}"));
+        rest.split(" ms").next().unwrap().parse().unwrap()
+    };
+    let phases = ["MMU on", "boot services ready", "payload entered", "ExitBootServices"].map(|p| ms(&a, p));
+    assert!(phases.windows(2).all(|w| w[0] < w[1]), "in order: {a}");
+    for p in ["MMU on", "boot services ready", "payload entered"] {
+        assert_eq!(ms(&a, p), ms(&b, p), "{p} repeats under -icount:\n{a}\n{b}");
+    }
+    let kib: u64 = a.split("mempool used by the emulator: ").nth(1).unwrap().split(" KiB").next().unwrap().parse().unwrap();
+    assert!(kib > 0 && a.contains("page tables") && a.contains("heap"), "{a}");
 }
 
 #[test]

@@ -138,6 +138,12 @@ struct RunArgs {
     /// Have the emulator CRC the kernel, initrd and DTB at entry and check them again.
     #[arg(long)]
     integrity: bool,
+    /// Have the emulator print its timeline line even with `--quiet`.
+    #[arg(long)]
+    timeline: bool,
+    /// Run QEMU with `-icount shift=0`: guest time that repeats exactly.
+    #[arg(long)]
+    icount: bool,
 }
 
 fn main() {
@@ -237,6 +243,8 @@ fn run_command(a: RunArgs) -> Result<()> {
         stale_map_key: false,
         input: None,
         integrity: a.integrity,
+        timeline: a.timeline,
+        icount: a.icount,
         echo: true,
         tweak: None,
     };

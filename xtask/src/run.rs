@@ -56,6 +56,11 @@ pub struct RunOptions {
     pub stale_map_key: bool,
     /// Sets `/chosen/efi-emulator,integrity`: CRCs of the loader's segments, checked again.
     pub integrity: bool,
+    /// Sets `/chosen/efi-emulator,timeline`: the emulator's phase line even with printing off.
+    pub timeline: bool,
+    /// Runs QEMU with `-icount shift=0`: one nanosecond of guest time per instruction, so the
+    /// emulator's counter readings repeat exactly.
+    pub icount: bool,
     /// Stream the console while it runs.
     pub echo: bool,
     pub tweak: Option<Tweak>,
@@ -83,6 +88,8 @@ impl Default for RunOptions {
             debug_fault: None,
             stale_map_key: false,
             integrity: false,
+            timeline: false,
+            icount: false,
             echo: false,
             tweak: None,
             input: None,
@@ -135,6 +142,10 @@ fn machine(o: &RunOptions) -> String {
         format!("{virt},gic-version={}", o.gic)
     }
 }
+
+/// Deterministic guest time: one instruction is one nanosecond, and idle time is skipped
+/// rather than slept through.
+pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 
 fn base_args(o: &RunOptions) -> Vec<String> {
     ["-cpu", &o.cpu, "-m", &o.mem, "-smp", &o.smp.to_string(), "-nodefaults", "-display", "none", "-no-reboot"].iter().map(|s| s.to_string()).collect()
@@ -206,6 +217,9 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     if o.integrity {
         extra_chosen.push(("efi-emulator,integrity".to_string(), Vec::new()));
     }
+    if o.timeline {
+        extra_chosen.push(("efi-emulator,timeline".to_string(), Vec::new()));
+    }
     if o.stale_map_key {
         extra_chosen.push(("efi-emulator,debug-stale-map-key".to_string(), Vec::new()));
     }
@@ -255,6 +269,9 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
 
     let mut args = vec!["-M".to_string(), machine(o)];
     args.extend(base_args(o));
+    if o.icount {
+        args.extend(ICOUNT.iter().map(|s| s.to_string()));
+    }
     args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
     for segment in image.segments(&spec).map_err(|e| anyhow::anyhow!("{e}"))? {
         let (addr, name) = (segment.addr, segment.name);

@@ -3,6 +3,7 @@
 //! Every offset read from the file is bounds-checked; a malformed image yields a [`PeError`]
 //! that names the field, the value found and what was expected.
 
+use crate::arch::aarch64::bulk;
 use crate::mem::{le_u16 as u16_at, le_u32 as u32_at, le_u64 as u64_at};
 use core::fmt;
 
@@ -212,7 +213,7 @@ impl<'a> PeImage<'a> {
         // Copy what the file holds and zero only the rest: for a kernel, the copy is 40 MB
         // and zeroing it first would double the memory traffic.
         let h = self.size_of_headers as usize;
-        dest[..h].copy_from_slice(&self.file[..h]);
+        bulk::copy(&mut dest[..h], &self.file[..h]);
         let mut filled = h;
         let mut sections: alloc::vec::Vec<Section> = self.sections().collect();
         sections.sort_unstable_by_key(|s| s.virtual_address);
@@ -221,12 +222,12 @@ impl<'a> PeImage<'a> {
             // Raw data may be padded past VirtualSize up to FileAlignment: copy what belongs.
             let n = if s.virtual_size == 0 { s.raw_size } else { s.raw_size.min(s.virtual_size) } as usize;
             if va > filled {
-                dest[filled..va].fill(0);
+                bulk::fill(&mut dest[filled..va], 0);
             }
-            dest[va..va + n].copy_from_slice(&self.file[s.raw_offset as usize..s.raw_offset as usize + n]);
+            bulk::copy(&mut dest[va..va + n], &self.file[s.raw_offset as usize..s.raw_offset as usize + n]);
             filled = filled.max(va + n);
         }
-        dest[filled..size].fill(0);
+        bulk::fill(&mut dest[filled..size], 0);
         self.relocate(dest, dest_addr)
     }
 
@@ -240,7 +241,7 @@ impl<'a> PeImage<'a> {
             if s.virtual_size > s.raw_size {
                 let start = (s.virtual_address + s.raw_size) as usize;
                 let end = (s.virtual_address + s.virtual_size) as usize;
-                image[start..end].fill(0);
+                bulk::fill(&mut image[start..end], 0);
             }
         }
         Ok(())

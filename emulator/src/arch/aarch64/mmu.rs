@@ -175,6 +175,13 @@ pub fn table_frames() -> (u64, u64) {
 
 /// The attributes of the live mapping of `addr`, when it is identity-mapped.
 pub fn attributes_of(addr: u64) -> Option<Attributes> {
-    let (pa, attrs, _) = LIVE.with(|t| t.translate(addr)).flatten()?;
-    (pa == addr).then_some(attrs)
+    leaf_of(addr).map(|(attrs, _)| attrs)
+}
+
+/// The attributes of the live identity mapping of `addr`, and the end of the leaf entry (page
+/// or block) that maps it: everything up to there has the same attributes.
+pub fn leaf_of(addr: u64) -> Option<(Attributes, u64)> {
+    let (pa, attrs, level) = LIVE.with(|t| t.translate(addr)).flatten()?;
+    let span = super::page_table::entry_span(level);
+    (pa == addr).then_some((attrs, (addr | (span - 1)) + 1))
 }

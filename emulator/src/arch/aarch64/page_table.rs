@@ -156,7 +156,7 @@ fn invalidate_after_write() {
 }
 
 /// Bytes one entry maps at `level` (0..=3).
-const fn entry_span(level: usize) -> u64 {
+pub const fn entry_span(level: usize) -> u64 {
     1 << (12 + 9 * (3 - level))
 }
 

@@ -144,15 +144,18 @@ impl Platform for Aarch64 {
     }
 
     fn set_access(base: u64, size: u64, access: Access) -> Result<(), ProtectError> {
-        // Page by page runs of one memory type, so device memory stays device memory.
-        let page = crate::mem::PAGE_SIZE;
+        // Runs of one memory type, so device memory stays device memory; a leaf (page or
+        // block) has one type throughout, so the walk steps leaf by leaf.
         let mut at = base;
         while at < base + size {
-            let current = mmu::attributes_of(at).ok_or(ProtectError)?;
-            let mut end = at + page;
-            while end < base + size && mmu::attributes_of(end).is_some_and(|a| a.mem == current.mem) {
-                end += page;
+            let (current, mut end) = mmu::leaf_of(at).ok_or(ProtectError)?;
+            while end < base + size {
+                match mmu::leaf_of(end) {
+                    Some((a, leaf_end)) if a.mem == current.mem => end = leaf_end,
+                    _ => break,
+                }
             }
+            let end = end.min(base + size);
             let attrs = super::page_table::Attributes { writable: access.writable, executable: access.executable, ..current };
             mmu::protect(at, end - at, attrs).map_err(|_| ProtectError)?;
             at = end;

@@ -230,6 +230,7 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
 
 /// The milestone lines the harness measures.
 pub fn report_handoff(entry: u64) {
+    super::timeline::mark(super::timeline::Milestone::PayloadEntry);
     let us = Machine::micros_since_entry();
     log::info!("handing off to the payload at {entry:#x}: {}.{:03} ms after emulator entry", us / 1000, us % 1000);
 }
@@ -239,6 +240,7 @@ pub fn report_exit_boot_services() {
     let us = ((Machine::ticks() - start) as u128 * 1_000_000 / Machine::ticks_per_second() as u128) as u64;
     let total = Machine::micros_since_entry();
     log::info!("ExitBootServices: the payload ran {}.{:03} ms in boot services ({}.{:03} ms since emulator entry)", us / 1000, us % 1000, total / 1000, total % 1000);
+    super::timeline::report();
 }
 
 efiapi! {

@@ -37,6 +37,7 @@ pub mod serial_io;
 pub mod setup;
 mod state;
 pub mod tables;
+pub mod timeline;
 pub mod unicode_collation;
 
 #[cfg(test)]

@@ -233,7 +233,14 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Stat
         }
         Ok::<_, EfiError>(handle)
     })?;
-    let entry = with_core(|c| c.image(handle).map(|i| i.entry))?;
+    let (entry, image_pages) = with_core(|c| c.image(handle).map(|i| (i.entry, i.pages)))?;
+    // Every allocated page but the image's own is the emulator's (tables, pool, protocols).
+    let allocated: u64 = with_core(|c| c.memory.regions().iter().filter(|r| r.allocated).map(|r| r.pages).sum());
+    timeline::record_mempool_use(timeline::MempoolUse {
+        page_tables: crate::arch::aarch64::mmu::table_frames().1 * PAGE_SIZE,
+        heap: crate::boot::heap_used(),
+        pages: allocated.saturating_sub(image_pages) * PAGE_SIZE,
+    });
     // As a firmware boot manager arms it before it starts a boot option.
     misc::arm_watchdog(misc::BOOT_WATCHDOG_SECONDS, handle);
     image::report_handoff(entry);
