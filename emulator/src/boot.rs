@@ -33,8 +33,12 @@ impl PhysMemory for RawMemory {
     }
 }
 
-/// Page-table frames the emulator may take from the start of the mempool.
-const MAX_TABLE_BYTES: u64 = 512 * 1024;
+/// Page-table frames the emulator may take from the start of the mempool: a base for the
+/// blocks of RAM and the devices, and two frames for each descriptor, whose edges may each
+/// split a 2 MiB block (reserved memory stays unmapped).
+fn table_budget(v: &Validated) -> u64 {
+    (512 * 1024 + v.map.len() as u64 * 2 * PAGE_SIZE).min(v.mempool.size / 2)
+}
 
 #[unsafe(no_mangle)]
 extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -> ! {
@@ -84,7 +88,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     kernel_summary(&v);
 
     // The emulator's own heap follows the page-table area at the start of the mempool.
-    let page_tables = Extent::new(v.mempool.start, MAX_TABLE_BYTES.min(v.mempool.size / 2));
+    let page_tables = Extent::new(v.mempool.start, table_budget(&v));
     let heap = Extent::new(page_tables.end(), HEAP_SIZE);
     if heap.end() > v.mempool.end() {
         fatal!("mempool of {} KiB is too small for the page tables and the emulator's heap", v.mempool.size / 1024);
@@ -346,7 +350,7 @@ fn crash_boot(v: &Validated, blob: &BlobLayout, fdt: &Fdt) -> Option<crate::abi:
 }
 
 fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt, read_only: &[u64]) -> (u64, u64) {
-    let table_area = (v.mempool.start, MAX_TABLE_BYTES.min(v.mempool.size / 2));
+    let table_area = (v.mempool.start, table_budget(v));
     let frames = BumpFrames { start: table_area.0, next: table_area.0, end: table_area.0 + table_area.1 };
     let mut tables = PageTables::new(mmu::regime_for(el), frames).unwrap_or_else(|e| fatal!("page tables: {e}"));
     let mut note = |n: PlanNote| match n {

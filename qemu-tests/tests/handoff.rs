@@ -84,3 +84,18 @@ fn fault_dump_names_the_emulator_offset() {
         assert!(verdict(&t).is_err());
     }
 }
+
+/// 300 reserved ranges in RAM: a map of over 600 descriptors, which once overflowed the
+/// parameter region and the page-table budget (each unmapped hole splits a 2 MiB block).
+#[test]
+fn a_map_of_hundreds_of_descriptors_boots() {
+    let mut o = options(EntryEl::El1);
+    o.reserved_ranges = 300;
+    let t = boot(o);
+    verdict(&t).unwrap();
+    let (_, line) = t.find("memory map: ").expect("the map line");
+    let n: usize = line.split("memory map: ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(n > 600, "{line}");
+    let reserved = t.lines.iter().filter(|(_, l)| l.contains(" Reserved ") || l.contains("ReservedMemoryType")).count();
+    assert!(reserved >= 300, "{reserved} reserved descriptors listed");
+}

@@ -377,6 +377,7 @@ mod tests {
             exit: None,
             timed_out: false,
             elapsed: Duration::from_secs(10),
+            first_byte: None,
             command: "qemu-system-aarch64 ...".into(),
         }
     }

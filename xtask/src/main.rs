@@ -144,6 +144,10 @@ struct RunArgs {
     /// Run QEMU with `-icount shift=0`: guest time that repeats exactly.
     #[arg(long)]
     icount: bool,
+    /// Reserve this many 64 KiB ranges in the upper half of RAM (a map of hundreds of
+    /// descriptors).
+    #[arg(long, default_value_t = 0)]
+    reserved_ranges: usize,
 }
 
 fn main() {
@@ -245,6 +249,7 @@ fn run_command(a: RunArgs) -> Result<()> {
         integrity: a.integrity,
         timeline: a.timeline,
         icount: a.icount,
+        reserved_ranges: a.reserved_ranges,
         echo: true,
         tweak: None,
     };

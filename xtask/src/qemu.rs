@@ -17,6 +17,8 @@ pub struct Transcript {
     pub exit: Option<ExitStatus>,
     pub timed_out: bool,
     pub elapsed: Duration,
+    /// When the console's first byte arrived.
+    pub first_byte: Option<Duration>,
     pub command: String,
 }
 
@@ -61,6 +63,16 @@ pub fn run(args: &[String], timeout: Duration, echo: bool) -> Result<Transcript>
 
 /// [`run`], typing `input` on the console.
 pub fn run_with_input(args: &[String], timeout: Duration, echo: bool, input: Option<&Input>) -> Result<Transcript> {
+    run_inner(args, timeout, echo, input, None)
+}
+
+/// [`run`], stopping QEMU once a console line contains `stop` (the transcript then has no
+/// exit status).
+pub fn run_until(args: &[String], timeout: Duration, stop: &str) -> Result<Transcript> {
+    run_inner(args, timeout, false, None, Some(stop))
+}
+
+fn run_inner(args: &[String], timeout: Duration, echo: bool, input: Option<&Input>, stop: Option<&str>) -> Result<Transcript> {
     let command = format!("{QEMU} {}", args.join(" "));
     let start = Instant::now();
     let mut child = Command::new(QEMU)
@@ -74,10 +86,19 @@ pub fn run_with_input(args: &[String], timeout: Duration, echo: bool, input: Opt
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let tx_err = tx.clone();
+    let first_byte = std::sync::Arc::new(std::sync::OnceLock::new());
+    let first = first_byte.clone();
     let reader = std::thread::spawn(move || {
         let mut r = BufReader::new(stdout);
         let mut buf = Vec::new();
-        while r.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+        loop {
+            // The first byte's time as it arrives, not when its line ends.
+            if first.get().is_none() && r.fill_buf().is_ok_and(|b| !b.is_empty()) {
+                let _ = first.set(start.elapsed());
+            }
+            if r.read_until(b'\n', &mut buf).unwrap_or(0) == 0 {
+                break;
+            }
             let line = String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string();
             let _ = tx.send((start.elapsed(), line));
             buf.clear();
@@ -90,6 +111,7 @@ pub fn run_with_input(args: &[String], timeout: Duration, echo: bool, input: Opt
     });
     let mut lines = Vec::new();
     let mut timed_out = false;
+    let mut stopped = false;
     let deadline = start + timeout;
     let mut stdin = child.stdin.take();
     // Written to, then kept open until QEMU ends: closing it would be EOF on the console.
@@ -114,7 +136,13 @@ pub fn run_with_input(args: &[String], timeout: Duration, echo: bool, input: Opt
                 if let Some(i) = input.filter(|i| stdin.is_some() && type_at.is_none() && line.contains(&i.after)) {
                     type_at = Some(Instant::now() + i.delay);
                 }
+                let stop_here = stop.is_some_and(|s| line.contains(s));
                 lines.push((t, line));
+                if stop_here {
+                    let _ = child.kill();
+                    stopped = true;
+                    break;
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -132,5 +160,5 @@ pub fn run_with_input(args: &[String], timeout: Duration, echo: bool, input: Opt
     let _ = err_reader.join();
     // Lines that arrived between the kill and the end of the pipe.
     lines.extend(rx.try_iter());
-    Ok(Transcript { lines, exit: if timed_out { None } else { exit }, timed_out, elapsed: start.elapsed(), command })
+    Ok(Transcript { lines, exit: if timed_out || stopped { None } else { exit }, timed_out, elapsed: start.elapsed(), first_byte: first_byte.get().copied(), command })
 }

@@ -58,6 +58,9 @@ pub struct RunOptions {
     pub integrity: bool,
     /// Sets `/chosen/efi-emulator,timeline`: the emulator's phase line even with printing off.
     pub timeline: bool,
+    /// This many 64 KiB reserved ranges spread over the upper half of RAM: a memory map of
+    /// hundreds of descriptors, as on large machines.
+    pub reserved_ranges: usize,
     /// Runs QEMU with `-icount shift=0`: one nanosecond of guest time per instruction, so the
     /// emulator's counter readings repeat exactly.
     pub icount: bool,
@@ -90,6 +93,7 @@ impl Default for RunOptions {
             integrity: false,
             timeline: false,
             icount: false,
+            reserved_ranges: 0,
             echo: false,
             tweak: None,
             input: None,
@@ -225,6 +229,10 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     }
     let ram_start = Fdt::new(&dtb).ok().and_then(|f| f.memory().next()).map(|(s, _)| s).context("QEMU's DTB has no /memory")?;
     let mut memory = MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(Extent::new(ram_start, QEMU_DTB_AREA + 0x1000));
+    if let Some(bank) = memory.ram.first().copied().filter(|_| o.reserved_ranges > 0) {
+        let step = (bank.size / 2 / o.reserved_ranges as u64) & !0xffff;
+        memory.reserved.extend((0..o.reserved_ranges as u64).map(|i| Extent::new(bank.start + bank.size / 2 + i * step, 0x10000)));
+    }
     let crash = match o.crash_region {
         Some(size) => {
             use efi_emulator::abi::loader::core_header::{elf_core_header, outside, CoreLayout};

@@ -28,6 +28,8 @@ pub const PARAM_REGION: u64 = 16 * 1024;
 pub const FIRMWARE_PARAM_REGION: u64 = 64 * 1024;
 /// Stack between the parameter block and the mempool (`sp` = param + 128 KiB).
 pub const STACK_REGION: u64 = 128 * 1024;
+/// Stack the emulator keeps however large the map: a region for about 1,600 descriptors.
+const MIN_STACK: u64 = 64 * 1024;
 /// The mempool is 1 MiB + the kernel's size + this.
 pub const MEMPOOL_EXTRA: u64 = 256 << 20;
 const MIB2: u64 = 2 << 20;
@@ -438,8 +440,10 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
 
     let preserved = spec.crash.as_ref().map_or(&[][..], |c| &c.preserved[..]);
     let map = memory_map(&ram, &[&reserved[..], &normalize_outward(preserved)[..]].concat(), mempool);
-    let region = if spec.firmware { FIRMWARE_PARAM_REGION } else { PARAM_REGION };
-    if PARAM_SIZE + map.len() * 40 > region as usize {
+    // A larger map takes a larger region, out of the stack, as long as MIN_STACK is left.
+    let needed = ((PARAM_SIZE + map.len() * 40) as u64).next_multiple_of(PAGE_SIZE);
+    let region = if spec.firmware { FIRMWARE_PARAM_REGION } else { PARAM_REGION }.max(needed);
+    if region > STACK_REGION - MIN_STACK {
         return Err(LoaderError::TooManyDescriptors(map.len()));
     }
 

@@ -244,3 +244,19 @@ fn a_crash_kernel_stays_in_its_region_and_points_at_its_core_header() {
     assert!(img.validate_as_emulator(&spec).is_ok());
     assert!(img.describe().contains("elfcorehdr"));
 }
+
+#[test]
+fn a_map_of_hundreds_of_descriptors_takes_a_larger_parameter_region() {
+    let fixture = Fixture::new();
+    let mut spec = fixture.spec();
+    let reserve = |n: u64| (0..n).map(|i| (RAM_START + (512 << 20) + i * 0x20000, 0x10000)).collect::<std::vec::Vec<_>>();
+    spec.memory = layout(&[(RAM_START, 1 << 30)], &[], &reserve(300));
+    let img = plan(&spec).unwrap();
+    assert!(img.map.len() > 600, "{} descriptors", img.map.len());
+    assert_eq!(img.param_region(), ((PARAM_SIZE + img.map.len() * 40) as u64).next_multiple_of(PAGE_SIZE));
+    assert!(STACK_REGION - img.param_region() >= MIN_STACK);
+    assert_eq!(img.validate_as_emulator(&spec).unwrap(), std::vec::Vec::<std::string::String>::new());
+    // Beyond what leaves the emulator its stack: refused, with the count.
+    spec.memory = layout(&[(RAM_START, 1 << 30)], &[], &reserve(1000));
+    assert!(matches!(plan(&spec), Err(LoaderError::TooManyDescriptors(n)) if n > 2000));
+}

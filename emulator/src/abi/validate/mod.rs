@@ -288,17 +288,39 @@ fn check_memory_map(map: &Descriptors, warn: &mut dyn FnMut(ParamWarning)) -> Re
             warn(ParamWarning { field: "memmap.phys_addr", index: Some(i), value: d.physical_start, note: "not page aligned; treated as starting at the page below" });
         }
     }
-    // Overlaps, once every descriptor is known to be in range.
-    for (i, d) in map.iter().enumerate() {
-        let here = desc_extent(&d);
-        for other in map.iter().skip(i + 1) {
-            let there = desc_extent(&other);
-            // Compare page-rounded ranges: an unaligned start overlapping its neighbour's last
-            // partial page is the defect above, not a real overlap.
-            let shrink = |x: Extent| Extent::new(align_up(x.start, PAGE_SIZE), x.size.saturating_sub(x.start % PAGE_SIZE) & !(PAGE_SIZE - 1));
-            if shrink(here).overlaps(&shrink(there)) {
-                return Err(ParamError { field: "memmap.phys_addr", index: Some(i), value: d.physical_start, expected: "descriptors that do not overlap each other" });
+    // Overlaps, once every descriptor is known to be in range. Compare page-rounded ranges:
+    // an unaligned start overlapping its neighbour's last partial page is the defect above,
+    // not a real overlap.
+    let shrink = |x: Extent| Extent::new(align_up(x.start, PAGE_SIZE), x.size.saturating_sub(x.start % PAGE_SIZE) & !(PAGE_SIZE - 1));
+    let overlap = |i: usize, d: &efi::MemoryDescriptor| ParamError {
+        field: "memmap.phys_addr",
+        index: Some(i),
+        value: d.physical_start,
+        expected: "descriptors that do not overlap each other",
+    };
+    // Sorted by address (as loaders and firmware write it), one sweep that remembers the
+    // furthest end so far finds any overlap: linear in maps of thousands of descriptors.
+    // Otherwise every pair is compared.
+    let sorted = (1..map.len()).all(|i| map.get(i - 1).physical_start <= map.get(i).physical_start);
+    if sorted {
+        let mut reach: Option<(usize, u64)> = None;
+        for (i, d) in map.iter().enumerate() {
+            let here = shrink(desc_extent(&d));
+            if here.size == 0 {
+                continue;
             }
+            match reach {
+                Some((j, end)) if here.start < end => return Err(overlap(j, &map.get(j))),
+                Some((_, end)) if end >= here.end() => {}
+                _ => reach = Some((i, here.end())),
+            }
+        }
+        return Ok(());
+    }
+    for (i, d) in map.iter().enumerate() {
+        let here = shrink(desc_extent(&d));
+        if map.iter().skip(i + 1).any(|other| here.overlaps(&shrink(desc_extent(&other)))) {
+            return Err(overlap(i, &d));
         }
     }
     Ok(())

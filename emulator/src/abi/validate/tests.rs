@@ -69,6 +69,20 @@ rejects! {
     rejects_empty_descriptor: "memmap.num_pages", |img| img.map[2].number_of_pages = 0;
     rejects_descriptor_beyond_52_bits: "memmap.phys_addr", |img| img.map[2].physical_start = 1 << 52;
     rejects_overlapping_descriptors: "memmap.phys_addr", |img| img.map[0].number_of_pages += 1;
+    rejects_overlap_in_an_unsorted_map: "memmap.phys_addr", |img| {
+        img.map.swap(0, 2);
+        img.map[2].number_of_pages += 1;
+    };
+    rejects_overlap_past_a_page_that_rounds_away: "memmap.phys_addr", |img| {
+        // Sorted, and the neighbour an unaligned half page (empty once rounded inward): the
+        // first descriptor still overlaps the one after it.
+        let d = img.map[0];
+        let mut sliver = d;
+        sliver.physical_start = d.physical_start + d.number_of_pages * PAGE_SIZE - 0x800;
+        sliver.number_of_pages = 1;
+        img.map[0].number_of_pages += 1;
+        img.map.insert(1, sliver);
+    };
     rejects_null_mempool: "mempool_start", |img| img.param.mempool_start = 0;
     rejects_tiny_mempool: "mempool_sz", |img| img.param.mempool_sz = 0x8000;
     rejects_mempool_outside_conventional_memory: "mempool_start", |img| img.param.mempool_start -= 0x10_0000;

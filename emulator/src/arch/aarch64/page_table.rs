@@ -234,6 +234,17 @@ impl<A: FrameAlloc> PageTables<A> {
     }
 
     fn map_level(&mut self, table: *mut Table, level: usize, mut va: u64, mut pa: u64, mut size: u64, bits: u64) -> Result<(), MapError> {
+        if level == 3 {
+            // Pages only, all in this table (the caller passes at most its span): one tight
+            // loop, as RAM between unmapped holes can be hundreds of thousands of pages.
+            let first = index(va, 3);
+            for k in 0..(size / entry_span(3)) as usize {
+                // SAFETY: as below; `first + k` stays inside the table.
+                let entry = unsafe { &mut (*table)[first + k] };
+                self.write(entry, ((pa + k as u64 * entry_span(3)) & ADDR_MASK) | bits | VALID | TABLE_OR_PAGE);
+            }
+            return Ok(());
+        }
         let span = entry_span(level);
         while size > 0 {
             let i = index(va, level);

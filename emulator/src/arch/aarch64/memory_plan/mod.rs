@@ -58,6 +58,15 @@ pub fn build<A: FrameAlloc>(pt: &mut PageTables<A>, v: &Validated, fdt: &Fdt, bl
             identity(pt, e, Attributes::DEVICE)?;
         }
     }
+    // Devices lie outside the span of RAM on most machines: only those inside it are checked
+    // against every descriptor.
+    let ram_span = v
+        .map
+        .iter()
+        .filter(|d| is_ram(d.r#type))
+        .map(|d| desc_extent(&d))
+        .fold(None, |span: Option<(u64, u64)>, e| Some(span.map_or((e.start, e.end()), |(lo, hi)| (lo.min(e.start), hi.max(e.end())))));
+    let in_ram = |e: &Extent| ram_span.is_some_and(|(lo, hi)| e.start < hi && lo < e.end()) && v.map.iter().any(|d| is_ram(d.r#type) && desc_extent(&d).overlaps(e));
     let root = fdt.root();
     let cells = root.cells();
     for node in root.children().filter(|n| n.is_enabled() && n.property_str("device_type") != Some("memory")) {
@@ -66,7 +75,7 @@ pub fn build<A: FrameAlloc>(pt: &mut PageTables<A>, v: &Validated, fdt: &Fdt, bl
             if size == 0 || e.end() > VA_LIMIT {
                 continue;
             }
-            if v.map.iter().any(|d| is_ram(d.r#type) && desc_extent(&d).overlaps(&e)) {
+            if in_ram(&e) {
                 note(PlanNote::DeviceInRam { base });
                 continue;
             }
