@@ -7,7 +7,7 @@
 //! payloads; which files are needed is read from the ELF files themselves (`DT_NEEDED`).
 
 use crate::apt::{self, Apt};
-use crate::bench::median;
+use crate::bench::cell;
 use crate::kexec::{boot_first, NextBoot, FIRST_CPU};
 use crate::payloads::{Payloads, MARKER};
 use crate::qemu::{self, Transcript};
@@ -299,21 +299,6 @@ fn sample(t: &Transcript) -> Result<Sample> {
     Ok(Sample { load, banner: after(BANNER), stub: after(EFI_STUB), marker })
 }
 
-/// A table cell: median and range in seconds, `-` without values, and how many runs had one
-/// when not all did.
-fn cell(values: &[f64], runs: usize) -> String {
-    if values.is_empty() {
-        return "-".into();
-    }
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let mut s = format!("{:.3} s ({min:.3}–{max:.3})", median(values.to_vec()));
-    if values.len() < runs {
-        s.push_str(&format!(" in {} of {runs} runs", values.len()));
-    }
-    s
-}
-
 fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
@@ -407,13 +392,6 @@ mod tests {
         let hung = transcript(&[(1.0, "efi-kexec-test: first: exec at uptime 1.0"), (2.0, "Kernel panic")]);
         let e = sample(&hung).unwrap_err().to_string();
         assert!(e.contains("no userspace marker") && e.contains("Kernel panic"), "{e}");
-    }
-
-    #[test]
-    fn cells_give_median_range_and_coverage() {
-        assert_eq!(cell(&[], 3), "-");
-        assert_eq!(cell(&[2.0, 1.0, 4.0], 3), "2.000 s (1.000–4.000)");
-        assert_eq!(cell(&[1.0, 3.0], 3), "2.000 s (1.000–3.000) in 2 of 3 runs");
     }
 
     #[test]

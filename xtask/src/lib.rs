@@ -19,6 +19,7 @@ pub mod qemu;
 pub mod run;
 pub mod setup;
 pub mod trampoline;
+pub mod uboot;
 pub mod uki;
 pub mod zboot;
 

@@ -31,13 +31,15 @@ enum Cmd {
     Run(RunArgs),
     /// Real kexec: Debian's 6.12 boots directly, and its /init kexecs PE through efi-kexec.
     Kexec(KexecArgs),
-    /// Boot times through the emulator beside QEMU's direct -kernel boot (medians, interleaved).
+    /// Boot times beside direct boot, U-Boot and EDK2 (medians with min-max, interleaved), the
+    /// emulator's phases under -icount, sizes; writes docs/bench.{md,json,svg}.
     Bench {
-        /// Boots per configuration.
+        /// Boots per configuration (the icount suite repeats exactly and takes at most 3).
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        /// boot: payloads through the kexec hand-off (printing on and off) beside direct boot
-        /// and EDK2; kexec: real kexec from Debian 6.12, kexec-tools beside efi-kexec; all: both.
+        /// boot: the payloads under the emulator (printing on and off), direct -kernel, U-Boot
+        /// and EDK2; icount: the emulator's phases in guest time and how they scale; kexec: real
+        /// kexec from Debian 6.12, kexec-tools beside efi-kexec; all: the three.
         #[arg(long, value_enum, default_value = "all")]
         suite: BenchSuite,
     },
@@ -65,6 +67,7 @@ enum Cmd {
 enum BenchSuite {
     All,
     Boot,
+    Icount,
     Kexec,
 }
 
@@ -207,13 +210,11 @@ fn real_main() -> Result<()> {
             let blob = build::build_blob(false)?;
             eprintln!("{}", blob.report());
             let payloads = payloads::ensure_all()?;
-            if suite != BenchSuite::Kexec {
-                println!("{}", xtask::bench::bench(&blob, &payloads, runs)?);
-            }
-            if suite != BenchSuite::Boot {
-                let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
-                println!("{}", xtask::kexec_tools::bench_kexec(&efi_kexec, &payloads, runs)?);
-            }
+            let all = suite == BenchSuite::All;
+            let suites = xtask::bench::Suites { boot: all || suite == BenchSuite::Boot, icount: all || suite == BenchSuite::Icount, kexec: all || suite == BenchSuite::Kexec };
+            let efi_kexec = if suites.kexec { Some(xtask::kexec::build_efi_kexec(&blob)?) } else { None };
+            println!("{}", xtask::bench::bench(&blob, &payloads, runs, suites, efi_kexec.as_deref(), &xtask::paths::root())?);
+            eprintln!("written: docs/bench.md, docs/bench.json, docs/bench.svg");
         }
     }
     Ok(())

@@ -82,6 +82,10 @@ pub fn setup() -> Result<()> {
     if !Path::new(crate::kexec::AAVMF_CODE).exists() {
         packages.push("qemu-efi-aarch64");
     }
+    // U-Boot is a peer in `cargo xtask bench`.
+    if !Path::new(crate::uboot::U_BOOT).exists() {
+        packages.push("u-boot-qemu");
+    }
     let qemu_ok = qemu::version().is_ok_and(|v| v >= MIN_QEMU);
     if packages.is_empty() && qemu_ok {
         let (major, minor) = qemu::version()?;

@@ -15,6 +15,9 @@ pub const U_BOOT: &str = "/usr/lib/u-boot/qemu_arm64/u-boot.bin";
 /// second flash bank (`CONFIG_ENV_ADDR` 0x4000000), which QEMU's `virt` makes 64 MiB.
 const ENV_SIZE: usize = 0x40000;
 const FLASH_BANK: usize = 64 << 20;
+/// `kernel_addr_r` and `ramdisk_addr_r` of the built-in environment.
+const KERNEL_ADDR: &str = "0x40400000";
+const RAMDISK_ADDR: &str = "0x44000000";
 
 /// A flash bank holding the environment `vars`: CRC32 of the data, then `name=value` strings,
 /// each ended by a NUL, and an empty one; erased flash (0xff) after it.
@@ -66,7 +69,9 @@ pub fn qemu_args(kernel: &Path, initrd: Option<&Path>, append: &str, dir: &Path)
     let disk = dir.join("u-boot-disk.img");
     std::fs::write(&disk, esp_image::image_from_files(&files, size.next_multiple_of(1 << 20))?)?;
     let cmd = bootcmd(initrd.is_some());
-    let mut vars = vec![("bootdelay", "0"), ("bootcmd", cmd.as_str())];
+    // A stored environment replaces the built-in one whole: the load addresses are Debian's
+    // defaults for this build, below the 1 GiB of RAM's middle.
+    let mut vars = vec![("bootdelay", "0"), ("kernel_addr_r", KERNEL_ADDR), ("ramdisk_addr_r", RAMDISK_ADDR), ("bootcmd", cmd.as_str())];
     if !append.is_empty() {
         vars.push(("bootargs", append));
     }
