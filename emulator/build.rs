@@ -4,7 +4,7 @@ fn main() {
     println!("cargo:rerun-if-changed=../linker.ld");
     if target == "aarch64-unknown-none" {
         let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
-        for arg in ["-pie", "--no-dynamic-linker", "-z", "notext", "-z", "norelro", "--pack-dyn-relocs=none"] {
+        for arg in ["-pie", "--no-dynamic-linker", "-z", "notext", "-z", "norelro", "--pack-dyn-relocs=relr"] {
             println!("cargo:rustc-link-arg-bins={arg}");
         }
         println!("cargo:rustc-link-arg-bins=-T{manifest}/../linker.ld");

@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use object::{Object, ObjectSegment, ObjectSymbol, RelocationFlags};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, RelocationFlags};
 
 const R_AARCH64_RELATIVE: u32 = 1027;
 
@@ -55,9 +55,47 @@ pub fn flatten(elf_bytes: &[u8]) -> Result<FlatBlob, String> {
             other => return Err(format!("dynamic relocation at {offset:#x} is {other:?}: the blob only applies R_AARCH64_RELATIVE")),
         }
     }
+    if let Some(relr) = elf.section_by_name(".relr.dyn") {
+        let data = relr.data().map_err(|e| format!(".relr.dyn: {e}"))?;
+        for at in relr_offsets(data) {
+            if at + 8 > file_end {
+                return Err(format!("packed relocation at {at:#x} lies past __file_end {file_end:#x}"));
+            }
+            relocations += 1;
+        }
+    }
     let header = BlobHeader::parse(&flat).map_err(|e| format!("the built blob's header: {e}"))?;
     if header.mem_size != mem_end {
         return Err(format!("header mem_size {:#x} != __mem_end {mem_end:#x}", header.mem_size));
     }
     Ok(FlatBlob { bytes: flat, header, text: text_end, rodata: rw_start - text_end, data: file_end - rw_start, relocations })
+}
+
+/// The offsets a packed (RELR) relocation section relocates, as the entry code decodes it: an
+/// even word is an offset, an odd one a bitmap of the 63 words after the last offset.
+pub fn relr_offsets(section: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut next = 0u64;
+    for word in section.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())) {
+        if word & 1 == 0 {
+            out.push(word);
+            next = word + 8;
+        } else {
+            out.extend((1..64).filter(|bit| word >> bit & 1 != 0).map(|bit| next + (bit - 1) * 8));
+            next += 63 * 8;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn relr_entries_decode_to_offsets() {
+        let words: Vec<u64> = alloc::vec![0x1000, 0b1011, 0x2000, 1 | (1 << 63)];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        // 0x1000, then bits 1 and 3 of the bitmap: 0x1008 and 0x1018; 0x2000, then bit 63: the
+        // 63rd word after it.
+        assert_eq!(super::relr_offsets(&bytes), [0x1000, 0x1008, 0x1018, 0x2000, 0x2008 + 62 * 8]);
+    }
 }

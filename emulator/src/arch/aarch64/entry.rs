@@ -2,7 +2,7 @@
 //!
 //! Kept to the minimum in assembly: remember the entry time and `x0`, take a stack, install our
 //! vectors, enable FP/SIMD (Rust code uses NEON registers), apply our own `R_AARCH64_RELATIVE`
-//! relocations and zero `.bss`. Everything else is Rust.
+//! relocations (RELA and packed RELR) and zero `.bss`. Everything else is Rust.
 //!
 //! x18: the precompiled `core` for `aarch64-unknown-none` treats x18 as an ordinary scratch
 //! register, so emulator code may clobber it. We do not rebuild `core` with x18 reserved (that
@@ -82,8 +82,38 @@ __param_slot:
     str     x5, [x20, x3]
     b       5b
 
+    // The same, packed (RELR, what the linker writes): an even entry is the offset of a word
+    // to relocate (*word += base); an odd one is a bitmap of the 63 words after the last
+    // relocated one. x6: the offset the next bitmap starts at.
+6:  adrp    x1, __relr_start
+    add     x1, x1, :lo12:__relr_start
+    adrp    x2, __relr_end
+    add     x2, x2, :lo12:__relr_end
+    mov     x6, xzr
+12: cmp     x1, x2
+    b.hs    16f
+    ldr     x3, [x1], #8
+    tbnz    x3, #0, 13f
+    ldr     x4, [x20, x3]
+    add     x4, x4, x20
+    str     x4, [x20, x3]
+    add     x6, x3, #8
+    b       12b
+13: lsr     x3, x3, #1
+    mov     x7, x6
+14: cbz     x3, 15f
+    tbz     x3, #0, 17f
+    ldr     x4, [x20, x7]
+    add     x4, x4, x20
+    str     x4, [x20, x7]
+17: lsr     x3, x3, #1
+    add     x7, x7, #8
+    b       14b
+15: add     x6, x6, #(63 * 8)
+    b       12b
+
     // Zero .bss (the boot stack is in it, but nothing is on it yet).
-6:  adrp    x1, __bss_start
+16: adrp    x1, __bss_start
     add     x1, x1, :lo12:__bss_start
     adrp    x2, __bss_end
     add     x2, x2, :lo12:__bss_end
