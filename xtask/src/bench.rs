@@ -3,7 +3,7 @@
 //! -kernel`), interleaved in one run, medians of N with min-max per milestone; the emulator's
 //! own phases in guest time under `-icount` (and how they scale with the image and the memory
 //! map); sizes beside the peers'. Writes `docs/bench.md`, `docs/bench.json` and
-//! `docs/bench.svg`.
+//! `docs/bench.svg` (a run of one suite: `docs/bench-<suite>.*`, so it leaves those alone).
 
 use crate::build::Blob;
 use crate::payloads::{Payloads, MARKER};
@@ -395,9 +395,10 @@ fn host_line(runs: usize) -> Result<String> {
     ))
 }
 
-/// Runs the chosen suites, writes `docs/bench.{md,json,svg}` under `repo`, and returns the
+/// Runs the chosen suites, writes `docs/<stem>.{md,json,svg}` under `repo`, and returns the
 /// Markdown report.
-pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_kexec: Option<&Path>, repo: &Path) -> Result<String> {
+pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_kexec: Option<&Path>, repo: &Path, stem: &str) -> Result<String> {
+    let out = |ext: &str| repo.join("docs").join(format!("{stem}.{ext}"));
     let dir = tempdir()?;
     let host = host_line(runs)?;
     let mut md = format!("# `cargo xtask bench`\n\n{host}; seconds from QEMU's start.\n\n");
@@ -428,8 +429,8 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
         }
         js["boot"] = Value::Array(jrows);
         std::fs::create_dir_all(repo.join("docs"))?;
-        std::fs::write(repo.join("docs/bench.svg"), svg(&format!("Boot phases, medians of {runs} (cargo xtask bench)"), &rows))?;
-        md.push_str("\n![boot phases](bench.svg)\n\n");
+        std::fs::write(out("svg"), svg(&format!("Boot phases, medians of {runs} (cargo xtask bench)"), &rows))?;
+        md.push_str(&format!("\n![boot phases]({stem}.svg)\n\n"));
     }
     if suites.icount {
         let (configs, phases) = icount_suite(blob, payloads, runs.min(3))?;
@@ -474,8 +475,8 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
         md.push_str(&crate::kexec_tools::bench_kexec(k, payloads, runs)?);
     }
     std::fs::create_dir_all(repo.join("docs"))?;
-    std::fs::write(repo.join("docs/bench.md"), &md)?;
-    std::fs::write(repo.join("docs/bench.json"), serde_json::to_string_pretty(&js)? + "\n")?;
+    std::fs::write(out("md"), &md)?;
+    std::fs::write(out("json"), serde_json::to_string_pretty(&js)? + "\n")?;
     Ok(md)
 }
 

@@ -32,7 +32,8 @@ enum Cmd {
     /// Real kexec: Debian's 6.12 boots directly, and its /init kexecs PE through efi-kexec.
     Kexec(KexecArgs),
     /// Boot times beside direct boot, U-Boot and EDK2 (medians with min-max, interleaved), the
-    /// emulator's phases under -icount, sizes; writes docs/bench.{md,json,svg}.
+    /// emulator's phases under -icount, sizes; writes docs/bench.{md,json,svg} (one suite:
+    /// docs/bench-SUITE.*).
     Bench {
         /// Boots per configuration (the icount suite repeats exactly and takes at most 3).
         #[arg(long, default_value_t = 5)]
@@ -217,8 +218,12 @@ fn real_main() -> Result<()> {
             let suites =
                 xtask::bench::Suites { boot: standard || suite == BenchSuite::Boot, icount: standard || suite == BenchSuite::Icount, kexec: all || suite == BenchSuite::Kexec };
             let efi_kexec = if suites.kexec { Some(xtask::kexec::build_efi_kexec(&blob)?) } else { None };
-            println!("{}", xtask::bench::bench(&blob, &payloads, runs, suites, efi_kexec.as_deref(), &xtask::paths::root())?);
-            eprintln!("written: docs/bench.md, docs/bench.json, docs/bench.svg");
+            let stem = match suite {
+                BenchSuite::Standard | BenchSuite::All => "bench".to_string(),
+                one => format!("bench-{}", clap::ValueEnum::to_possible_value(&one).expect("a named suite").get_name()),
+            };
+            println!("{}", xtask::bench::bench(&blob, &payloads, runs, suites, efi_kexec.as_deref(), &xtask::paths::root(), &stem)?);
+            eprintln!("written: docs/{stem}.md, docs/{stem}.json and (with the boot suite) docs/{stem}.svg");
         }
     }
     Ok(())
