@@ -395,10 +395,11 @@ fn host_line(runs: usize) -> Result<String> {
     ))
 }
 
-/// Runs the chosen suites, writes `docs/<stem>.{md,json,svg}` under `repo`, and returns the
+/// Runs the chosen suites, writes `<stem>.{md,json,svg}` into `out`, and returns the
 /// Markdown report.
-pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_kexec: Option<&Path>, repo: &Path, stem: &str) -> Result<String> {
-    let out = |ext: &str| repo.join("docs").join(format!("{stem}.{ext}"));
+pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_kexec: Option<&Path>, out_dir: &Path, stem: &str) -> Result<String> {
+    std::fs::create_dir_all(out_dir)?;
+    let out = |ext: &str| out_dir.join(format!("{stem}.{ext}"));
     let dir = tempdir()?;
     let host = host_line(runs)?;
     let mut md = format!("# `cargo xtask bench`\n\n{host}; seconds from QEMU's start.\n\n");
@@ -428,7 +429,6 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
             jrows.push(json!({ "kernel": c.kernel, "boot": c.mode.name(), "seconds": milestones }));
         }
         js["boot"] = Value::Array(jrows);
-        std::fs::create_dir_all(repo.join("docs"))?;
         std::fs::write(out("svg"), svg(&format!("Boot phases, medians of {runs} (cargo xtask bench)"), &rows))?;
         md.push_str(&format!("\n![boot phases]({stem}.svg)\n\n"));
     }
@@ -474,7 +474,6 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
         md.push_str("\n## Real kexec (`kexec -e` to the marker)\n\n");
         md.push_str(&crate::kexec_tools::bench_kexec(k, payloads, runs)?);
     }
-    std::fs::create_dir_all(repo.join("docs"))?;
     std::fs::write(out("md"), &md)?;
     std::fs::write(out("json"), serde_json::to_string_pretty(&js)? + "\n")?;
     Ok(md)

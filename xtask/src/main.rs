@@ -44,6 +44,9 @@ enum Cmd {
         /// for 5 rounds: kexec-tools loads for 80-100 s under TCG); all: the three.
         #[arg(long, value_enum, default_value = "standard")]
         suite: BenchSuite,
+        /// Where the report goes (default: docs/ of the repository).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Run the fuzz targets in fuzz/ (cargo-fuzz, nightly), seeded from the payloads.
     Fuzz {
@@ -208,7 +211,7 @@ fn real_main() -> Result<()> {
                 println!("{t:<16} {execs:>12} executions in {seconds} s, no crash");
             }
         }
-        Cmd::Bench { runs, suite } => {
+        Cmd::Bench { runs, suite, out } => {
             setup::setup()?;
             let blob = build::build_blob(false)?;
             eprintln!("{}", blob.report());
@@ -222,8 +225,9 @@ fn real_main() -> Result<()> {
                 BenchSuite::Standard | BenchSuite::All => "bench".to_string(),
                 one => format!("bench-{}", clap::ValueEnum::to_possible_value(&one).expect("a named suite").get_name()),
             };
-            println!("{}", xtask::bench::bench(&blob, &payloads, runs, suites, efi_kexec.as_deref(), &xtask::paths::root(), &stem)?);
-            eprintln!("written: docs/{stem}.md, docs/{stem}.json and (with the boot suite) docs/{stem}.svg");
+            let out = out.unwrap_or_else(|| xtask::paths::root().join("docs"));
+            println!("{}", xtask::bench::bench(&blob, &payloads, runs, suites, efi_kexec.as_deref(), &out, &stem)?);
+            eprintln!("written: {0}/{stem}.md, {0}/{stem}.json and (with the boot suite) {0}/{stem}.svg", out.display());
         }
     }
     Ok(())
