@@ -206,6 +206,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         print: !args.quiet,
         memory,
         placement: loader::Placement::Highest,
+        file_size_only: false,
         firmware: firmware.is_some(),
         seeds: Some(RandomSeeds { kaslr: u64::from_le_bytes(seeds[..8].try_into().unwrap()), rng: seeds[8..].to_vec() }),
         extra_chosen: Vec::new(),

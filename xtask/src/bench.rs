@@ -231,6 +231,7 @@ fn icount_configs(payloads: &Payloads) -> Result<Vec<IcountConfig>> {
         IcountConfig { name: "6.1 Image (32 MB), runs in place".into(), options: base(&image("6.1")?) },
         IcountConfig { name: "6.12 Image (43 MB), runs in place".into(), options: base(&image("6.12")?) },
         IcountConfig { name: "6.12 Image, printing on".into(), options: RunOptions { print: true, ..base(&image("6.12")?) } },
+        IcountConfig { name: "6.12 Image, the loader reserved only its file size: copied".into(), options: RunOptions { kernel_file_size_only: true, ..base(&image("6.12")?) } },
         IcountConfig { name: format!("UKI {} (46 MB, copied: it is no Linux Image), FEAT_MOPS", uki.name), options: uki_opts("max") },
         IcountConfig { name: format!("UKI {}, the same on -cpu cortex-a72 (no FEAT_MOPS)", uki.name), options: uki_opts("cortex-a72") },
         IcountConfig { name: "6.12 Image, 8 GiB of RAM".into(), options: RunOptions { mem: "8G".into(), ..base(&image("6.12")?) } },

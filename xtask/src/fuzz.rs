@@ -63,6 +63,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                     print: true,
                     memory: loader::MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(efi_emulator::mem::Extent::new(0x4000_0000, 1 << 20)),
                     placement: Default::default(),
+                    file_size_only: false,
                     firmware: false,
                     seeds: None,
                     extra_chosen: Vec::new(),

@@ -157,6 +157,10 @@ struct RunArgs {
     /// descriptors).
     #[arg(long, default_value_t = 0)]
     reserved_ranges: usize,
+    /// Reserve only the kernel file's bytes, not SizeOfImage, as a loader that ignores the PE
+    /// header would: the emulator must copy the kernel.
+    #[arg(long)]
+    kernel_file_size_only: bool,
 }
 
 fn main() {
@@ -264,6 +268,7 @@ fn run_command(a: RunArgs) -> Result<()> {
         timeline: a.timeline,
         icount: a.icount,
         reserved_ranges: a.reserved_ranges,
+        kernel_file_size_only: a.kernel_file_size_only,
         echo: true,
         tweak: None,
     };

@@ -61,6 +61,8 @@ pub struct RunOptions {
     /// This many 64 KiB reserved ranges spread over the upper half of RAM: a memory map of
     /// hundreds of descriptors, as on large machines.
     pub reserved_ranges: usize,
+    /// The loader reserves only the kernel file's bytes, not SizeOfImage: the emulator copies.
+    pub kernel_file_size_only: bool,
     /// Runs QEMU with `-icount shift=0`: one nanosecond of guest time per instruction, so the
     /// emulator's counter readings repeat exactly.
     pub icount: bool,
@@ -94,6 +96,7 @@ impl Default for RunOptions {
             timeline: false,
             icount: false,
             reserved_ranges: 0,
+            kernel_file_size_only: false,
             echo: false,
             tweak: None,
             input: None,
@@ -264,6 +267,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         print: o.print,
         memory,
         placement: Default::default(),
+        file_size_only: o.kernel_file_size_only,
         firmware: false,
         seeds: None,
         extra_chosen,

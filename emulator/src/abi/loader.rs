@@ -101,6 +101,10 @@ pub struct BootSpec<'a> {
     pub print: bool,
     pub memory: MemoryLayout,
     pub placement: Placement,
+    /// Reserve only the kernel file's bytes, as a loader that does not read the PE header
+    /// would, not the room the image needs to run (SizeOfImage): the emulator must then copy
+    /// it. For measuring that copy; real loaders reserve the running size.
+    pub file_size_only: bool,
     /// The running kernel was booted by UEFI firmware and its DTB's `/chosen` still has the
     /// `linux,uefi-*` properties its stub wrote: the block asks the emulator to take `rt_info`
     /// from there (`noefi_boot` 0, `runtime` NULL; see [`super::firmware`]).
@@ -410,7 +414,8 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     // image as it runs (SizeOfImage, BSS included), so the emulator can run it in place.
     let file_size = spec.kernel.len() as u64;
     let running_size = crate::efi::pe::PeImage::parse(spec.kernel).map(|pe| pe.size_of_image as u64).unwrap_or(0);
-    let kernel = Extent::new(free.take("kernel image", file_size.max(running_size), MIB2)?.start, file_size);
+    let reserved_size = if spec.file_size_only { file_size } else { file_size.max(running_size) };
+    let kernel = Extent::new(free.take("kernel image", reserved_size, MIB2)?.start, file_size);
     let initrd = match spec.initrd {
         Some(i) => Some(Extent::new(free.take("initrd", i.len() as u64, PAGE_SIZE)?.start, i.len() as u64)),
         None => None,

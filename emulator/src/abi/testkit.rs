@@ -85,6 +85,7 @@ impl Fixture {
             print: true,
             memory: MemoryLayout::from_dtb(&self.dtb).unwrap().with_busy(Extent::new(RAM_START, 1 << 20)),
             placement: Default::default(),
+            file_size_only: false,
             firmware: false,
             seeds: None,
             extra_chosen: vec![],

@@ -260,3 +260,18 @@ fn a_map_of_hundreds_of_descriptors_takes_a_larger_parameter_region() {
     spec.memory = layout(&[(RAM_START, 1 << 30)], &[], &reserve(1000));
     assert!(matches!(plan(&spec), Err(LoaderError::TooManyDescriptors(n)) if n > 2000));
 }
+
+#[test]
+fn file_size_only_reserves_the_file_not_the_running_image() {
+    let mut fixture = Fixture::new();
+    fixture.kernel = crate::efi::pe::test_image();
+    let mut spec = fixture.spec();
+    let running = crate::efi::pe::PeImage::parse(spec.kernel).unwrap().size_of_image as u64;
+    assert!(running > spec.kernel.len() as u64, "the fixture's image is larger running than as a file");
+    let reserved = plan(&spec).unwrap();
+    assert!(reserved.initrd.unwrap().start >= reserved.kernel.start + running);
+    spec.file_size_only = true;
+    let file_only = plan(&spec).unwrap();
+    assert_eq!(file_only.initrd.unwrap().start, align_up(file_only.kernel.end(), PAGE_SIZE), "the initrd follows the file's bytes");
+    assert!(file_only.initrd.unwrap().start < file_only.kernel.start + running);
+}

@@ -89,6 +89,15 @@ pub fn dcache_line() -> u64 {
     4 << ((ctr >> 16) & 0xf)
 }
 
+/// CTR_EL0.IDC and DIC: whether instruction fetch sees data writes without a D-cache clean to
+/// the point of unification, and without I-cache invalidation.
+pub fn cache_coherence() -> (bool, bool) {
+    let ctr: u64;
+    // SAFETY: reading CTR_EL0 has no side effects.
+    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    (ctr >> 28 & 1 != 0, ctr >> 29 & 1 != 0)
+}
+
 /// Invalidates the data cache for `[start, start + size)` to the point of coherency.
 ///
 /// Used before the caches are turned on for memory we wrote with them off: a stale line from
