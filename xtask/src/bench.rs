@@ -168,6 +168,13 @@ fn boot_configs(payloads: &Payloads, timeout: Duration) -> Result<Vec<Config>> {
         // Not EDK2: with `-kernel` it boots ACPI, which this small build leaves out.
         add(&format!("zboot {} ({})", z.series, z.compression), &all[1..4], &z.image, Some(initramfs), run::DEFAULT_APPEND);
     }
+    // The copy a loader that reserves only the file's bytes makes the emulator do.
+    let copied = emu(&payloads.kernel("6.12")?.image, false, run::DEFAULT_APPEND, false).map(|mut o| {
+        o.kernel_file_size_only = true;
+        o
+    });
+    let at = v.iter().rposition(|c| c.kernel == "Debian 6.12 Image").map_or(v.len(), |i| i + 1);
+    v.insert(at, Config { kernel: "Debian 6.12 Image, file size reserved: copied".into(), mode: Mode::EmulatorQuiet, emulator: copied, peer: None });
     Ok(v)
 }
 
