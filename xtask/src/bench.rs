@@ -137,23 +137,35 @@ pub fn cell(values: &[f64], runs: usize) -> String {
 struct Config {
     kernel: String,
     mode: Mode,
-    /// For the emulator: the run's options; for the peers: the kernel, initrd and command line.
-    emulator: Option<Box<RunOptions>>,
-    peer: Option<(PathBuf, Option<PathBuf>, String)>,
+    how: How,
+}
+
+/// What a boot is given.
+enum How {
+    /// The emulator's run, through the kexec hand-off.
+    Emulator(Box<RunOptions>),
+    /// A peer's: the kernel, initrd and command line.
+    Peer { kernel: PathBuf, initrd: Option<PathBuf>, append: String },
 }
 
 fn boot_configs(payloads: &Payloads, timeout: Duration) -> Result<Vec<Config>> {
-    let emu = |kernel: &Path, no_initrd: bool, append: &str, print: bool| {
-        Some(Box::new(RunOptions { kernel: Some(kernel.to_path_buf()), no_initrd, append: append.to_string(), el: EntryEl::El1, timeout, print, ..RunOptions::default() }))
+    let emu = |kernel: &Path, no_initrd: bool, append: &str, print: bool| RunOptions {
+        kernel: Some(kernel.to_path_buf()),
+        no_initrd,
+        append: append.to_string(),
+        el: EntryEl::El1,
+        timeout,
+        print,
+        ..RunOptions::default()
     };
     let mut v = Vec::new();
     let mut add = |kernel: &str, modes: &[Mode], file: &Path, initrd: Option<&Path>, append: &str| {
         for &mode in modes {
-            let (emulator, peer) = match mode {
-                Mode::Emulator | Mode::EmulatorQuiet => (emu(file, initrd.is_none(), append, mode == Mode::Emulator), None),
-                _ => (None, Some((file.to_path_buf(), initrd.map(Path::to_path_buf), append.to_string()))),
+            let how = match mode {
+                Mode::Emulator | Mode::EmulatorQuiet => How::Emulator(Box::new(emu(file, initrd.is_none(), append, mode == Mode::Emulator))),
+                _ => How::Peer { kernel: file.to_path_buf(), initrd: initrd.map(Path::to_path_buf), append: append.to_string() },
             };
-            v.push(Config { kernel: kernel.to_string(), mode, emulator, peer });
+            v.push(Config { kernel: kernel.to_string(), mode, how });
         }
     };
     let all = [Mode::Direct, Mode::Emulator, Mode::EmulatorQuiet, Mode::UBoot, Mode::Edk2];
@@ -169,12 +181,9 @@ fn boot_configs(payloads: &Payloads, timeout: Duration) -> Result<Vec<Config>> {
         add(&format!("zboot {} ({})", z.series, z.compression), &all[1..4], &z.image, Some(initramfs), run::DEFAULT_APPEND);
     }
     // The copy a loader that reserves only the file's bytes makes the emulator do.
-    let copied = emu(&payloads.kernel("6.12")?.image, false, run::DEFAULT_APPEND, false).map(|mut o| {
-        o.kernel_file_size_only = true;
-        o
-    });
+    let copied = RunOptions { kernel_file_size_only: true, ..emu(&payloads.kernel("6.12")?.image, false, run::DEFAULT_APPEND, false) };
     let at = v.iter().rposition(|c| c.kernel == "Debian 6.12 Image").map_or(v.len(), |i| i + 1);
-    v.insert(at, Config { kernel: "Debian 6.12 Image, file size reserved: copied".into(), mode: Mode::EmulatorQuiet, emulator: copied, peer: None });
+    v.insert(at, Config { kernel: "Debian 6.12 Image, file size reserved: copied".into(), mode: Mode::EmulatorQuiet, how: How::Emulator(Box::new(copied)) });
     Ok(v)
 }
 
@@ -186,10 +195,9 @@ fn boot_suite(blob: &Blob, payloads: &Payloads, runs: usize, dir: &Path) -> Resu
     for round in 1..=runs {
         // Interleaved, so drift hits all alike.
         for (c, out) in configs.iter().zip(samples.iter_mut()) {
-            let t = match (&c.emulator, &c.peer) {
-                (Some(o), _) => run::boot(o, blob, Some(payloads))?,
-                (_, Some((kernel, initrd, append))) => qemu::run(&peer_args(c.mode, kernel, initrd.as_deref(), append, dir)?, timeout, false)?,
-                _ => unreachable!(),
+            let t = match &c.how {
+                How::Emulator(o) => run::boot(o, blob, Some(payloads))?,
+                How::Peer { kernel, initrd, append } => qemu::run(&peer_args(c.mode, kernel, initrd.as_deref(), append, dir)?, timeout, false)?,
             };
             let s = sample(&t).with_context(|| format!("{} {}", c.kernel, c.mode.name()))?;
             let f = |i: usize| s.at[i].map_or("-".into(), |v| format!("{v:.3}"));
