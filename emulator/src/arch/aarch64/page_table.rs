@@ -253,9 +253,8 @@ impl<A: FrameAlloc> PageTables<A> {
             // address, and no other reference to it is alive while we build.
             let entry = unsafe { &mut (*table)[i] };
             let whole = chunk == span && va.is_multiple_of(span) && pa.is_multiple_of(span);
-            if whole && level == 3 {
-                self.write(entry, (pa & ADDR_MASK) | bits | VALID | TABLE_OR_PAGE);
-            } else if whole && (level == 1 || level == 2) {
+            // Levels 1 and 2 take blocks (level 3 returned above; level 0 has none).
+            if whole && level != 0 {
                 self.write(entry, (pa & ADDR_MASK) | bits | VALID);
             } else {
                 let next = self.next_table(entry, level)?;
