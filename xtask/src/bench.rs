@@ -42,14 +42,25 @@ impl Mode {
     }
 }
 
-/// The milestones of a boot, with the console text that marks each (`None`: from the run).
-pub const MILESTONES: [(&str, Option<&str>); 6] = [
-    ("first console byte", None),
-    ("EFI stub entered", Some("EFI stub: ")),
-    ("ExitBootServices", Some("EFI stub: Exiting boot services")),
-    ("first kernel message", Some("Booting Linux on physical CPU")),
-    ("userspace marker", Some(MARKER)),
-    ("QEMU exit", None),
+/// Where a milestone's time comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Mark {
+    /// The console's first byte.
+    FirstByte,
+    /// The first console line containing this text.
+    Line(&'static str),
+    /// QEMU's exit.
+    Exit,
+}
+
+/// The milestones of a boot.
+pub const MILESTONES: [(&str, Mark); 6] = [
+    ("first console byte", Mark::FirstByte),
+    ("EFI stub entered", Mark::Line("EFI stub: ")),
+    ("ExitBootServices", Mark::Line("EFI stub: Exiting boot services")),
+    ("first kernel message", Mark::Line("Booting Linux on physical CPU")),
+    ("userspace marker", Mark::Line(MARKER)),
+    ("QEMU exit", Mark::Exit),
 ];
 
 /// What one boot measured: seconds from QEMU's start per milestone.
@@ -62,26 +73,21 @@ fn sample(t: &Transcript) -> Result<Sample> {
     if !t.contains(MARKER) {
         bail!("no userspace marker:\n{}", t.text());
     }
-    let mut at = [None; 6];
-    for (slot, (name, needle)) in at.iter_mut().zip(MILESTONES) {
-        *slot = match (name, needle) {
-            ("first console byte", _) => t.first_byte.map(|d| d.as_secs_f64()),
-            (_, Some(n)) => t.find(n).map(|(d, _)| d.as_secs_f64()),
-            _ => Some(t.elapsed.as_secs_f64()),
-        };
-    }
+    let at = MILESTONES.map(|(_, mark)| match mark {
+        Mark::FirstByte => t.first_byte.map(|d| d.as_secs_f64()),
+        Mark::Line(text) => t.find(text).map(|(d, _)| d.as_secs_f64()),
+        Mark::Exit => Some(t.elapsed.as_secs_f64()),
+    });
     Ok(Sample { at })
 }
 
 /// Debian's EDK2 build for QEMU (package `qemu-efi-aarch64`).
 pub const QEMU_EFI: &str = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd";
 
-/// The machine every boot of the boot suite gets.
-const MACHINE: [&str; 16] = ["-M", "virt", "-cpu", "max", "-m", "1G", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"];
-
 /// QEMU's arguments for booting `kernel` directly, through EDK2 or through U-Boot.
 fn peer_args(mode: Mode, kernel: &Path, initrd: Option<&Path>, append: &str, dir: &Path) -> Result<Vec<String>> {
-    let mut args: Vec<String> = MACHINE.iter().map(|s| s.to_string()).collect();
+    // The machine the emulator's boots get (`virt`, `-cpu max`, 1 GiB, one CPU).
+    let mut args = run::machine_args(&RunOptions::default());
     match mode {
         Mode::UBoot => args.extend(crate::uboot::qemu_args(kernel, initrd, append, dir)?),
         Mode::Direct | Mode::Edk2 => {
@@ -513,6 +519,14 @@ mod tests {
         assert_eq!(cell(&[], 3), "-");
         assert_eq!(cell(&[2.0, 1.0, 4.0], 3), "2.000 s (1.000–4.000)");
         assert_eq!(cell(&[2.0], 3), "2.000 s (2.000–2.000) in 1 of 3 runs");
+    }
+
+    #[test]
+    fn peers_boot_the_harness_machine() {
+        let args = peer_args(Mode::Direct, Path::new("Image"), None, "quiet", Path::new(".")).unwrap();
+        let machine = ["-M", "virt", "-cpu", "max", "-m", "1G", "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"];
+        assert_eq!(args[..machine.len()], machine);
+        assert_eq!(args[machine.len()..], ["-kernel", "Image", "-append", "quiet"]);
     }
 
     #[test]

@@ -158,6 +158,18 @@ fn base_args(o: &RunOptions) -> Vec<String> {
     ["-cpu", &o.cpu, "-m", &o.mem, "-smp", &o.smp.to_string(), "-nodefaults", "-display", "none", "-no-reboot"].iter().map(|s| s.to_string()).collect()
 }
 
+/// QEMU's arguments for the machine `o` describes, with the console on stdio: what every boot
+/// of the harness starts from, and the bench's peers too.
+pub fn machine_args(o: &RunOptions) -> Vec<String> {
+    let mut args = vec!["-M".to_string(), machine(o)];
+    args.extend(base_args(o));
+    if o.icount {
+        args.extend(ICOUNT.iter().map(|s| s.to_string()));
+    }
+    args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
+    args
+}
+
 /// A fresh directory for one run's files (runs may go in parallel).
 fn run_dir() -> Result<PathBuf> {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -279,12 +291,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     }
     let trampoline_addr = ram_start + QEMU_DTB_AREA;
 
-    let mut args = vec!["-M".to_string(), machine(o)];
-    args.extend(base_args(o));
-    if o.icount {
-        args.extend(ICOUNT.iter().map(|s| s.to_string()));
-    }
-    args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
+    let mut args = machine_args(o);
     for segment in image.segments(&spec).map_err(|e| anyhow::anyhow!("{e}"))? {
         let (addr, name) = (segment.addr, segment.name);
         // The kernel and initrd are placed raw: QEMU reads them from where they are.
