@@ -81,20 +81,23 @@ pub fn cpu_name(midr: u64) -> &'static str {
     }
 }
 
-/// Smallest data cache line, from CTR_EL0.DminLine.
-pub fn dcache_line() -> u64 {
+/// The cache type register: line sizes and what the CPU keeps coherent itself.
+fn ctr_el0() -> u64 {
     let ctr: u64;
     // SAFETY: reading CTR_EL0 has no side effects.
     unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
-    4 << ((ctr >> 16) & 0xf)
+    ctr
+}
+
+/// Smallest data cache line, from CTR_EL0.DminLine.
+pub fn dcache_line() -> u64 {
+    4 << ((ctr_el0() >> 16) & 0xf)
 }
 
 /// CTR_EL0.IDC and DIC: whether instruction fetch sees data writes without a D-cache clean to
 /// the point of unification, and without I-cache invalidation.
 pub fn cache_coherence() -> (bool, bool) {
-    let ctr: u64;
-    // SAFETY: reading CTR_EL0 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack)) };
+    let ctr = ctr_el0();
     (ctr >> 28 & 1 != 0, ctr >> 29 & 1 != 0)
 }
 
