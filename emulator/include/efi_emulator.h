@@ -28,7 +28,7 @@
 /* At offset 0 of the blob. */
 struct efi_emulator_blob_header {
 	uint32_t code0;          /* branch over this header */
-	uint32_t reserved0;
+	uint32_t text_size;      /* bytes of code at the start (0 in older blobs) */
 	char magic[8];           /* EFI_EMULATOR_MAGIC, not NUL-terminated */
 	uint32_t abi_version;    /* EFI_EMULATOR_ABI_VERSION */
 	uint32_t header_size;    /* 72 */

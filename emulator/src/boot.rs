@@ -50,6 +50,12 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     });
     let blob = entry::blob_layout();
     exceptions::set_known_images((blob.base, blob.base + blob.mem_end), (0, 0));
+    if let Some(dtb) = device_tree_at(param_addr) {
+        let (param, sp) = enter_from_device_tree(dtb, &blob);
+        // SAFETY: `param` is a block written just now, in RAM the plan keeps for it, with its
+        // stack below `sp`; the boot restarts from the top and never returns here.
+        unsafe { entry::efi_emulator_restart(param, blob.base, entry_ticks, sp) }
+    }
     start_console(param_addr);
 
     let placement = BlobPlacement { start: blob.base, mem_size: blob.mem_end };
@@ -115,6 +121,77 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
         Some(text) => fatal!("the payload returned {} ({:#x}) with exit data \"{text}\"", status_name(status), status.as_usize()),
         None => fatal!("the payload returned {} ({:#x})", status_name(status), status.as_usize()),
     }
+}
+
+/// The device tree at `x0`, when it is one (arm64 `kexec_file_load` enters so): its extent.
+fn device_tree_at(addr: u64) -> Option<Extent> {
+    if addr == 0 || !addr.is_multiple_of(8) {
+        return None;
+    }
+    let header = RawMemory.bytes(addr, crate::drivers::fdt::HEADER_SIZE)?;
+    if header[..4] != [0xd0, 0x0d, 0xfe, 0xed] {
+        return None;
+    }
+    Some(Extent::new(addr, crate::drivers::fdt::total_size(header).unwrap_or(crate::drivers::fdt::HEADER_SIZE) as u64))
+}
+
+/// Entry with a device tree (the Image form, started by `kexec_file_load`): makes the parameter
+/// block a loader would have made (see `abi::dtb_entry`), points the DTB's initrd at the
+/// bundle's own (or removes it), and returns the block and its stack.
+fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
+    use crate::abi::dtb_entry::{self, Inputs, PARAM_REGION};
+    let bytes = RawMemory.bytes(dtb.start, dtb.size as usize).unwrap();
+    let fdt = match Fdt::new(bytes) {
+        Ok(f) => f,
+        Err(e) => fatal!("entered with a device tree at {:#x}: {e}", dtb.start),
+    };
+    if let Some((base, _)) = fdt.stdout_uart() {
+        console::init(base, true);
+    }
+    let footprint = crate::abi::image::footprint(blob.base, blob.file_end, blob.mem_end);
+    let inputs = Inputs { fdt, dtb, footprint, blob_start: blob.base, mem: &RawMemory };
+    let plan = dtb_entry::plan(&inputs).unwrap_or_else(|e| fatal!("{e}"));
+    let payload = RawMemory.bytes(plan.payload.start, plan.payload.size as usize).unwrap();
+    let slots = (PARAM_REGION as usize - crate::abi::PARAM_SIZE) / core::mem::size_of::<r_efi::efi::MemoryDescriptor>();
+    // SAFETY: the plan put the block's region in free RAM (clear of the Image, the DTB, the
+    // payload and every reservation) that nothing else uses; the block is page aligned and the
+    // descriptors follow it at an 8-byte-aligned offset (1680), inside the region.
+    let (param, map) = unsafe {
+        let param = &mut *(plan.param_addr as *mut crate::abi::EfiEmulatorParam);
+        let map = core::slice::from_raw_parts_mut((plan.param_addr + crate::abi::PARAM_SIZE as u64) as *mut r_efi::efi::MemoryDescriptor, slots);
+        (param, map)
+    };
+    let descriptors = dtb_entry::write(&inputs, &plan, payload, param, map).unwrap_or_else(|e| fatal!("{e}"));
+    // SAFETY: the DTB is the kernel's segment for this boot, ours until ExitBootServices; its
+    // size does not change (values are overwritten or become NOPs in place).
+    let dtb_bytes = unsafe { core::slice::from_raw_parts_mut(dtb.start as *mut u8, dtb.size as usize) };
+    match plan.initrd() {
+        Some(i) => {
+            let ok = crate::drivers::fdt::set_uint_in_place(dtb_bytes, "/chosen", "linux,initrd-start", i.start)
+                && crate::drivers::fdt::set_uint_in_place(dtb_bytes, "/chosen", "linux,initrd-end", i.end());
+            if !ok {
+                fatal!("cannot point /chosen/linux,initrd-* at the bundle's initrd {:#x}..{:#x}", i.start, i.end());
+            }
+        }
+        None => {
+            crate::drivers::fdt::nop_property(dtb_bytes, "/chosen", "linux,initrd-start");
+            crate::drivers::fdt::nop_property(dtb_bytes, "/chosen", "linux,initrd-end");
+        }
+    }
+    let k = plan.kernel();
+    info!(
+        "entered with a device tree at {:#x} (kexec_file_load): the payload at {:#x} is {} ({} B at {:#x}{}); {descriptors} descriptors, mempool {} MiB at {:#x}{}",
+        dtb.start,
+        plan.payload.start,
+        if plan.contents.bundle { "a bundle" } else { "one PE file" },
+        k.size,
+        k.start,
+        plan.initrd().map_or(alloc::string::String::new(), |i| alloc::format!(", initrd {} B at {:#x}", i.size, i.start)),
+        mib(plan.mempool.size),
+        plan.mempool.start,
+        if plan.crash.is_some() { ", a crash boot" } else { "" }
+    );
+    (plan.param_addr, plan.sp())
 }
 
 /// Fills `rt_info` from the firmware the running kernel's stub recorded in `/chosen` (see

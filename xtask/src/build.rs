@@ -12,6 +12,9 @@ pub const TARGET: &str = "aarch64-unknown-none";
 /// The built blob.
 pub struct Blob {
     pub bin: PathBuf,
+    /// The same blob as an arm64 Image with a PE header (`efi-emulator.efi`), for
+    /// `kexec_file_load` (`kexec -s`, `efi-kexec load -s`); sign it with `sbsign`.
+    pub efi: PathBuf,
     pub elf: PathBuf,
     pub bytes: Vec<u8>,
     pub header: BlobHeader,
@@ -56,6 +59,8 @@ pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
     let name = if flavour == Flavour::TestHooks { "efi-emulator-test-hooks" } else { "efi-emulator" };
     let bin = out.join(format!("{name}.bin"));
     std::fs::write(&bin, &flat)?;
+    let efi = out.join(format!("{name}.efi"));
+    std::fs::write(&efi, efi_emulator::abi::image::wrap(&flat).map_err(anyhow::Error::msg)?)?;
     let elf_copy = out.join(format!("{name}.elf"));
     std::fs::copy(&elf_path, &elf_copy)?;
 
@@ -67,14 +72,14 @@ pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
         eprintln!("updated emulator/include/efi_emulator.h");
     }
 
-    Ok(Blob { bin, elf: elf_copy, bytes: flat, header, text, rodata, data, relocations })
+    Ok(Blob { bin, efi, elf: elf_copy, bytes: flat, header, text, rodata, data, relocations })
 }
 
 impl Blob {
     /// The size report `cargo xtask build` prints.
     pub fn report(&self) -> String {
         format!(
-            "efi-emulator.bin: {} bytes (code {} + read-only {} + data {}), footprint {} bytes with .bss and boot stack, {} relocations, ABI {}\n  blob: {}\n  elf:  {}",
+            "efi-emulator.bin: {} bytes (code {} + read-only {} + data {}), footprint {} bytes with .bss and boot stack, {} relocations, ABI {}\n  blob:  {}\n  image: {} ({} bytes: the blob as an arm64 Image with a PE header, for kexec_file_load)\n  elf:   {}",
             self.bytes.len(),
             self.text,
             self.rodata,
@@ -83,6 +88,8 @@ impl Blob {
             self.relocations,
             self.header.abi_version,
             self.bin.display(),
+            self.efi.display(),
+            std::fs::metadata(&self.efi).map_or(0, |m| m.len()),
             self.elf.display()
         )
     }
@@ -93,7 +100,7 @@ impl Blob {
     pub fn load(bin: &std::path::Path) -> Result<Blob> {
         let bytes = std::fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
         let header = BlobHeader::parse(&bytes).with_context(|| format!("{}", bin.display()))?;
-        Ok(Blob { bin: bin.to_path_buf(), elf: bin.with_extension("elf"), bytes, header, text: 0, rodata: 0, data: 0, relocations: 0 })
+        Ok(Blob { bin: bin.to_path_buf(), efi: bin.with_extension("efi"), elf: bin.with_extension("elf"), bytes, header, text: 0, rodata: 0, data: 0, relocations: 0 })
     }
 }
 

@@ -10,8 +10,11 @@ use r_efi::efi::{Guid, MemoryDescriptor};
 
 #[cfg(any(test, feature = "loader"))]
 pub mod c_header;
+pub mod bundle;
 pub mod crash;
+pub mod dtb_entry;
 pub mod firmware;
+pub mod image;
 #[cfg(feature = "flatten")]
 pub mod flat;
 #[cfg(any(test, feature = "loader"))]
@@ -155,7 +158,9 @@ pub const PARAM_SLOT_OFFSET: usize = 64;
 pub struct BlobHeader {
     /// `b` over the header: the loader jumps to offset 0.
     pub code0: u32,
-    pub reserved0: u32,
+    /// Bytes of code at the start of the blob (page aligned); the rest is never executed.
+    /// Informational (the Image form's PE sections); 0 in blobs that predate it.
+    pub text_size: u32,
     /// [`BLOB_MAGIC`].
     pub magic: [u8; 8],
     /// [`ABI_VERSION`].
@@ -230,7 +235,7 @@ impl BlobHeader {
         let u64_at = |o: usize| crate::mem::le_u64(blob, o).unwrap_or_default();
         let header = BlobHeader {
             code0: u32_at(0),
-            reserved0: u32_at(4),
+            text_size: u32_at(4),
             magic: blob[8..16].try_into().unwrap(),
             abi_version: u32_at(16),
             header_size: u32_at(20),

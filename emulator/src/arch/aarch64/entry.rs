@@ -19,7 +19,7 @@ core::arch::global_asm!(
     .global _start
 _start:
     b       1f                      // code0: branch over the header
-    .word   0                       // reserved0
+    .word   __emulator_text_size    // text_size: bytes of code (reserved0 before)
     .ascii  "EFIEMU64"              // magic
     .word   {abi_version}
     .word   {header_size}
@@ -123,8 +123,16 @@ __param_slot:
     b       7b
 
     // The loader's stack, when the block is where the ABI says and sp looks sane; otherwise
-    // stay on the boot stack so Rust can report what is wrong.
+    // stay on the boot stack so Rust can report what is wrong. A device tree at x0
+    // (kexec_file_load enters the Image form so) has no sp: Rust makes a block and restarts.
 8:  cbz     x19, 9f
+    tst     x19, #0x7
+    b.ne    9f
+    ldr     w1, [x19]
+    movz    w2, #0x0dd0
+    movk    w2, #0xedfe, lsl #16    // the FDT magic 0xd00dfeed, big endian, as a 32-bit load sees it
+    cmp     w1, w2
+    b.eq    9f
     tst     x19, #0xfff
     b.ne    9f
     ldr     x1, [x19]               // param->sp
@@ -141,6 +149,16 @@ __param_slot:
 10: wfi
     b       10b
 
+    // efi_emulator_restart(param, base, entry_ticks, sp): the boot again from the top, on the
+    // stack of a parameter block the emulator made itself (entry with a device tree).
+    .global efi_emulator_restart
+efi_emulator_restart:
+    mov     sp, x3
+    mov     x29, xzr
+    mov     x30, xzr
+    bl      efi_emulator_main
+    b       10b
+
     .section .bss.boot_stack, "aw", %nobits
     .balign 16
 __boot_stack:
@@ -153,6 +171,11 @@ __boot_stack_top:
     flags = const BLOB_FLAG_POSITION_INDEPENDENT | BLOB_FLAG_PARAM_SLOT,
     boot_stack_size = const BOOT_STACK_SIZE,
 );
+
+unsafe extern "C" {
+    /// Starts `efi_emulator_main(param, base, entry_ticks)` afresh on the stack at `sp`.
+    pub fn efi_emulator_restart(param: u64, base: u64, entry_ticks: u64, sp: u64) -> !;
+}
 
 /// Stack used before the parameter block's `sp` is trusted, and when it cannot be.
 pub const BOOT_STACK_SIZE: usize = 16 * 1024;

@@ -231,6 +231,24 @@ pub fn nop_property(blob: &mut [u8], path: &str, name: &str) -> bool {
     true
 }
 
+/// Overwrites the value of property `name` of node `path` in place with `value` as a
+/// big-endian number of the property's own length (4 or 8 bytes). False when the tree or the
+/// property is not there, or the value does not fit.
+pub fn set_uint_in_place(blob: &mut [u8], path: &str, name: &str, value: u64) -> bool {
+    let Some((start, _)) = Fdt::new(blob).ok().and_then(|f| f.find(path)).and_then(|n| n.property_span(name)) else {
+        return false;
+    };
+    let base = be32(blob, 8).unwrap_or(0) as usize;
+    // The property: its token, its length, its name's offset, then the value.
+    let value_at = base + start + 12;
+    match be32(blob, base + start + 4).unwrap_or(0) {
+        8 => blob[value_at..value_at + 8].copy_from_slice(&value.to_be_bytes()),
+        4 if value <= u32::MAX as u64 => blob[value_at..value_at + 4].copy_from_slice(&(value as u32).to_be_bytes()),
+        _ => return false,
+    }
+    true
+}
+
 pub fn be_uint(v: &[u8]) -> Option<u64> {
     match v.len() {
         4 => Some(u32::from_be_bytes(v.try_into().unwrap()) as u64),

@@ -57,6 +57,22 @@ fn deletes_a_property_in_place() {
 }
 
 #[test]
+fn overwrites_a_number_in_place() {
+    let mut tree = Tree::parse(&virt_dtb(1 << 30, "hvc")).unwrap();
+    let chosen = tree.chosen_mut();
+    chosen.set_property("linux,initrd-start", 0x4800_0000u64.to_be_bytes().to_vec());
+    chosen.set_property("linux,initrd-end", 0x4810_0000u32.to_be_bytes().to_vec());
+    chosen.set_property("odd", vec![1, 2, 3, 4, 5]);
+    let mut blob = tree.to_blob();
+    assert!(set_uint_in_place(&mut blob, "/chosen", "linux,initrd-start", 0x4010_0000));
+    assert!(set_uint_in_place(&mut blob, "/chosen", "linux,initrd-end", 0x4820_0000));
+    assert!(!set_uint_in_place(&mut blob, "/chosen", "linux,initrd-end", 1 << 32), "too large for 4 bytes");
+    assert!(!set_uint_in_place(&mut blob, "/chosen", "odd", 1), "5 bytes: neither 4 nor 8");
+    assert!(!set_uint_in_place(&mut blob, "/chosen", "missing", 1));
+    assert_eq!(Fdt::new(&blob).unwrap().initrd(), Some((0x4010_0000, 0x4820_0000)));
+}
+
+#[test]
 fn rejects_damaged_blobs_with_the_bad_value() {
     let good = virt_dtb(1 << 30, "hvc");
     let mut bad = good.clone();
