@@ -178,15 +178,22 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
             crate::drivers::fdt::nop_property(dtb_bytes, "/chosen", "linux,initrd-end");
         }
     }
+    // No heap yet: nothing here may allocate, formatting included.
     let k = plan.kernel();
     info!(
-        "entered with a device tree at {:#x} (kexec_file_load): the payload at {:#x} is {} ({} B at {:#x}{}); {descriptors} descriptors, mempool {} MiB at {:#x}{}",
+        "entered with a device tree at {:#x} (kexec_file_load): the payload at {:#x} is {}, the PE file {} B at {:#x}",
         dtb.start,
         plan.payload.start,
         if plan.contents.bundle { "a bundle" } else { "one PE file" },
         k.size,
-        k.start,
-        plan.initrd().map_or(alloc::string::String::new(), |i| alloc::format!(", initrd {} B at {:#x}", i.size, i.start)),
+        k.start
+    );
+    if let Some(i) = plan.initrd() {
+        info!("  the bundle's initrd: {} B at {:#x}, now /chosen/linux,initrd-*", i.size, i.start);
+    }
+    info!(
+        "  made a parameter block at {:#x}: {descriptors} descriptors, mempool {} MiB at {:#x}{}",
+        plan.param_addr,
         mib(plan.mempool.size),
         plan.mempool.start,
         if plan.crash.is_some() { ", a crash boot" } else { "" }

@@ -161,6 +161,11 @@ struct RunArgs {
     /// header would: the emulator must copy the kernel.
     #[arg(long)]
     kernel_file_size_only: bool,
+    /// Boot the Image form (efi-emulator.efi) as arm64 kexec_file_load does: the kernel as its
+    /// initrd (with --initrd, a bundle of kernel, initrd and command line), entered with x0 =
+    /// the DTB.
+    #[arg(long)]
+    kexec_file: bool,
 }
 
 fn main() {
@@ -269,12 +274,14 @@ fn run_command(a: RunArgs) -> Result<()> {
         icount: a.icount,
         reserved_ranges: a.reserved_ranges,
         kernel_file_size_only: a.kernel_file_size_only,
+        kexec_file: a.kexec_file,
         echo: true,
         tweak: None,
     };
     let prepared = run::prepare(&opts, &blob, payloads.as_ref())?;
-    eprintln!("kexec-style layout, entered at {} through the trampoline at {:#x}:", opts.el.name(), prepared.trampoline_addr);
-    eprint!("{}", prepared.image.describe());
+    let door = if opts.kexec_file { "kexec_file_load" } else { "kexec-style" };
+    eprintln!("{door} layout, entered at {} through the trampoline at {:#x}:", opts.el.name(), prepared.trampoline_addr);
+    eprint!("{}", prepared.summary);
     eprintln!("--- serial console ---");
     let t = xtask::qemu::run(&prepared.qemu_args, opts.timeout, true)?;
     eprintln!("--- end of console ---");

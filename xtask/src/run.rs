@@ -6,7 +6,7 @@ use crate::paths;
 use crate::payloads::Payloads;
 use crate::qemu::{self, Transcript};
 use crate::trampoline::{self, EntryEl};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout};
 use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::mem::Extent;
@@ -63,6 +63,10 @@ pub struct RunOptions {
     pub reserved_ranges: usize,
     /// The loader reserves only the kernel file's bytes, not SizeOfImage: the emulator copies.
     pub kernel_file_size_only: bool,
+    /// Boots the Image form (`efi-emulator.efi`) as arm64 `kexec_file_load` does: the Image 2
+    /// MiB aligned, the payload as its initrd (the PE file alone, or with an initrd a bundle
+    /// with the command line), a DTB top-down, and `x0` = the DTB.
+    pub kexec_file: bool,
     /// Runs QEMU with `-icount shift=0`: one nanosecond of guest time per instruction, so the
     /// emulator's counter readings repeat exactly.
     pub icount: bool,
@@ -97,6 +101,7 @@ impl Default for RunOptions {
             icount: false,
             reserved_ranges: 0,
             kernel_file_size_only: false,
+            kexec_file: false,
             echo: false,
             tweak: None,
             input: None,
@@ -189,7 +194,10 @@ pub fn dump_dtb(o: &RunOptions, dir: &std::path::Path) -> Result<Vec<u8>> {
 
 /// A planned boot, ready to start.
 pub struct Prepared {
-    pub image: KexecImage,
+    /// The planned kexec_load-style boot (none for `kexec_file`'s).
+    pub image: Option<KexecImage>,
+    /// The layout in words, one line per segment.
+    pub summary: String,
     pub trampoline_addr: u64,
     pub qemu_args: Vec<String>,
     dir: PathBuf,
@@ -203,18 +211,11 @@ impl Drop for Prepared {
 
 /// Dumps QEMU's DTB for the machine, lays the segments out, writes them and the trampoline.
 pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Result<Prepared> {
+    if o.kexec_file {
+        return prepare_kexec_file(o, blob, payloads);
+    }
     let dir = run_dir()?;
-    let kernel_path = match (&o.kernel, payloads) {
-        (Some(k), _) => k.clone(),
-        (None, Some(p)) => p.kernel("6.12")?.image.clone(),
-        (None, None) => bail!("no kernel given and no payloads"),
-    };
-    let initrd_path = match (&o.initrd, payloads, o.no_initrd) {
-        (_, _, true) => None,
-        (Some(i), _, _) => Some(i.clone()),
-        (None, Some(p), _) => Some(p.initramfs.clone()),
-        (None, None, _) => None,
-    };
+    let (kernel_path, initrd_path) = kernel_and_initrd(o, payloads)?;
     let kernel = std::fs::read(&kernel_path).with_context(|| format!("reading kernel {}", kernel_path.display()))?;
     let initrd = initrd_path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))).transpose()?;
 
@@ -227,21 +228,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     };
     let esp_kernel_path = o.esp.as_ref().filter(|p| p.is_dir()).and_then(|d| esp_image::path_in(d, &kernel_path));
 
-    let mut extra_chosen = Vec::new();
-    if let Some(kind) = &o.debug_fault {
-        let mut v = kind.as_bytes().to_vec();
-        v.push(0);
-        extra_chosen.push(("efi-emulator,debug-fault".to_string(), v));
-    }
-    if o.integrity {
-        extra_chosen.push(("efi-emulator,integrity".to_string(), Vec::new()));
-    }
-    if o.timeline {
-        extra_chosen.push(("efi-emulator,timeline".to_string(), Vec::new()));
-    }
-    if o.stale_map_key {
-        extra_chosen.push(("efi-emulator,debug-stale-map-key".to_string(), Vec::new()));
-    }
+    let extra_chosen = hook_properties(o);
     let ram_start = Fdt::new(&dtb).ok().and_then(|f| f.memory().next()).map(|(s, _)| s).context("QEMU's DTB has no /memory")?;
     let mut memory = MemoryLayout::from_dtb(&dtb).map_err(|e| anyhow::anyhow!("{e}"))?.with_busy(Extent::new(ram_start, QEMU_DTB_AREA + 0x1000));
     if let Some(bank) = memory.ram.first().copied().filter(|_| o.reserved_ranges > 0) {
@@ -315,7 +302,99 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     let tramp = dir.join("trampoline.bin");
     std::fs::write(&tramp, trampoline::build(o.el, image.param_addr, image.emulator.start))?;
     args.extend(["-device".into(), format!("loader,file={},addr={trampoline_addr:#x},force-raw=on,cpu-num=0", tramp.display())]);
-    Ok(Prepared { image, trampoline_addr, qemu_args: args, dir })
+    Ok(Prepared { summary: image.describe(), image: Some(image), trampoline_addr, qemu_args: args, dir })
+}
+
+/// The kernel and initrd `o` names, or the payloads' defaults.
+fn kernel_and_initrd(o: &RunOptions, payloads: Option<&Payloads>) -> Result<(PathBuf, Option<PathBuf>)> {
+    let kernel = match (&o.kernel, payloads) {
+        (Some(k), _) => k.clone(),
+        (None, Some(p)) => p.kernel("6.12")?.image.clone(),
+        (None, None) => bail!("no kernel given and no payloads"),
+    };
+    let initrd = match (&o.initrd, payloads, o.no_initrd) {
+        (_, _, true) => None,
+        (Some(i), _, _) => Some(i.clone()),
+        (None, Some(p), _) => Some(p.initramfs.clone()),
+        (None, None, _) => None,
+    };
+    Ok((kernel, initrd))
+}
+
+/// The `/chosen` properties the test hooks ask for.
+fn hook_properties(o: &RunOptions) -> Vec<(String, Vec<u8>)> {
+    let mut extra = Vec::new();
+    if let Some(kind) = &o.debug_fault {
+        let mut v = kind.as_bytes().to_vec();
+        v.push(0);
+        extra.push(("efi-emulator,debug-fault".to_string(), v));
+    }
+    for (on, name) in [(o.integrity, "integrity"), (o.timeline, "timeline"), (o.stale_map_key, "debug-stale-map-key")] {
+        if on {
+            extra.push((format!("efi-emulator,{name}"), Vec::new()));
+        }
+    }
+    extra
+}
+
+/// The boot arm64 `kexec_file_load` makes of `efi-emulator.efi` with the payload as its initrd
+/// (`arch/arm64/kernel/kexec_image.c`, `machine_kexec_file.c`): the Image at the first 2 MiB
+/// boundary of free RAM, the initrd page aligned after it, the DTB 2 MiB aligned from the top of
+/// RAM, with `/chosen` as `of_kexec_alloc_and_setup_fdt` writes it (`bootargs`, the initrd range
+/// and its `/memreserve/`, `linux,booted-from-kexec`); entered with `x0` = the DTB.
+fn prepare_kexec_file(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Result<Prepared> {
+    use efi_emulator::abi::{bundle, image};
+    use efi_emulator::drivers::fdt::edit::Tree;
+    const MIB2: u64 = 2 << 20;
+    ensure!(o.crash_region.is_none() && o.esp.is_none() && o.reserved_ranges == 0 && !o.kernel_file_size_only, "--kexec-file boots without --crash-region, --esp, --reserved-ranges and --kernel-file-size-only");
+    let dir = run_dir()?;
+    let (kernel_path, initrd_path) = kernel_and_initrd(o, payloads)?;
+    let kernel = std::fs::read(&kernel_path).with_context(|| format!("reading kernel {}", kernel_path.display()))?;
+    // With an initrd, a bundle that also carries the command line; without, the PE file alone
+    // and the command line in bootargs (kexec -s --append).
+    let (payload, bootargs) = match &initrd_path {
+        Some(p) => {
+            let initrd = std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))?;
+            (bundle::make(&kernel, Some(&initrd), Some(&o.append)), String::new())
+        }
+        None => (kernel, o.append.clone()),
+    };
+    let efi = image::wrap(&blob.bytes).map_err(anyhow::Error::msg)?;
+    let header = image::parse(&efi).map_err(anyhow::Error::msg)?;
+
+    let qemu_dtb = dump_dtb(o, &dir)?;
+    let (ram_start, ram_size) = Fdt::new(&qemu_dtb).ok().and_then(|f| f.memory().next()).context("QEMU's DTB has no /memory")?;
+    let image_at = (ram_start + QEMU_DTB_AREA + 0x1000).next_multiple_of(MIB2) + header.text_offset;
+    let payload_at = (image_at + header.image_size).next_multiple_of(0x1000);
+    let mut tree = Tree::parse(&qemu_dtb).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let chosen = tree.chosen_mut();
+    let mut args = bootargs.into_bytes();
+    args.push(0);
+    chosen.set_property("bootargs", args);
+    chosen.set_property("linux,initrd-start", payload_at.to_be_bytes().to_vec());
+    chosen.set_property("linux,initrd-end", (payload_at + payload.len() as u64).to_be_bytes().to_vec());
+    chosen.set_property("linux,booted-from-kexec", Vec::new());
+    for (k, v) in hook_properties(o) {
+        chosen.set_property(&k, v);
+    }
+    tree.reservations.push((payload_at, payload.len() as u64));
+    let dtb = tree.to_blob();
+    let dtb_at = (ram_start + ram_size - dtb.len() as u64) & !(MIB2 - 1);
+    ensure!(dtb_at >= payload_at + payload.len() as u64, "the payload ({} MiB) does not fit below the DTB in {} MiB of RAM", payload.len() >> 20, ram_size >> 20);
+
+    let mut args = machine_args(o);
+    let mut summary = String::new();
+    for (name, addr, bytes) in [("image", image_at, &efi), ("payload", payload_at, &payload), ("dtb", dtb_at, &dtb)] {
+        summary.push_str(&format!("  {name:<9} {addr:#012x}..{:#012x} {:>11} B\n", addr + bytes.len() as u64, bytes.len()));
+        let file = dir.join(format!("{name}.bin"));
+        std::fs::write(&file, bytes)?;
+        args.extend(["-device".into(), format!("loader,file={},addr={addr:#x},force-raw=on", file.display())]);
+    }
+    let trampoline_addr = ram_start + QEMU_DTB_AREA;
+    let tramp = dir.join("trampoline.bin");
+    std::fs::write(&tramp, trampoline::build(o.el, dtb_at, image_at))?;
+    args.extend(["-device".into(), format!("loader,file={},addr={trampoline_addr:#x},force-raw=on,cpu-num=0", tramp.display())]);
+    Ok(Prepared { image: None, summary, trampoline_addr, qemu_args: args, dir })
 }
 
 /// Prepares and runs one boot.
