@@ -20,6 +20,9 @@ pub enum Command {
     Unload {
         #[arg(short = 'p', long = "load-panic")]
         panic: bool,
+        /// Through kexec_file_load's KEXEC_FILE_UNLOAD (chosen by itself under lockdown).
+        #[arg(short = 's', long = "file")]
+        file: bool,
     },
     /// Tell what IMAGE is: Image with EFI stub, zboot and its compression, UKI and its sections.
     Info { image: PathBuf },
@@ -64,6 +67,19 @@ pub struct LoadArgs {
     /// (`crashkernel=`), with an ELF core header of the rest of RAM (kexec-tools: -p).
     #[arg(short = 'p', long = "load-panic")]
     pub panic: bool,
+    /// Load through kexec_file_load(2), which lockdown allows for signed images: the emulator
+    /// goes as an arm64 Image (`--emulator`), IMAGE (with `--initrd`, a bundle of both) as its
+    /// initrd; the kernel builds the DTB (kexec-tools: -s). Chosen by itself when the kernel is
+    /// locked down or has no kexec_load.
+    #[arg(short = 's', long = "file", conflicts_with_all = ["syscall", "esp", "dtb", "earlycon", "quiet"])]
+    pub file: bool,
+    /// Load through kexec_load(2) only (kexec-tools: -c).
+    #[arg(short = 'c', long = "syscall")]
+    pub syscall: bool,
+    /// The efi-emulator.efi to load with -s: signed, for a locked-down kernel (default: the
+    /// built-in emulator as an unsigned Image).
+    #[arg(long, value_name = "FILE")]
+    pub emulator: Option<PathBuf>,
 }
 
 fn parse_address(s: &str) -> Result<u64, String> {
@@ -84,8 +100,10 @@ fn translate(args: Vec<String>) -> Vec<String> {
             };
             out.insert(1, sub.to_string());
         }
-        // `kexec -p IMAGE`: -p alone is the action, a crash-kernel load.
-        None if args.get(1).is_some_and(|a| a == "-p" || a == "--load-panic") => out.insert(1, "load".to_string()),
+        // `kexec [-s] -p IMAGE`: -p alone is the action, a crash-kernel load.
+        None if !args.iter().skip(1).any(|a| matches!(a.as_str(), "load" | "exec" | "unload" | "info")) && args.iter().skip(1).any(|a| a == "-p" || a == "--load-panic") => {
+            out.insert(1, "load".to_string())
+        }
         None => {}
     }
     out
@@ -121,13 +139,20 @@ mod tests {
         assert_eq!(a.append.as_deref(), Some("console=ttyAMA0"));
         assert_eq!(parse("efi-kexec --load --ramdisk /i /Image"), parse("efi-kexec load /Image --initrd /i"));
         assert_eq!(parse("efi-kexec -e"), Command::Exec);
-        assert_eq!(parse("efi-kexec --unload"), Command::Unload { panic: false });
-        assert_eq!(parse("efi-kexec -p -u"), Command::Unload { panic: true });
-        assert_eq!(parse("efi-kexec unload -p"), Command::Unload { panic: true });
+        assert_eq!(parse("efi-kexec --unload"), Command::Unload { panic: false, file: false });
+        assert_eq!(parse("efi-kexec -p -u"), Command::Unload { panic: true, file: false });
+        assert_eq!(parse("efi-kexec unload -p"), Command::Unload { panic: true, file: false });
+        assert_eq!(parse("efi-kexec -s -u"), Command::Unload { panic: false, file: true });
         let Command::Load(crash) = parse("efi-kexec -p /Image --initrd=/i --append=maxcpus=1") else { panic!() };
         assert!(crash.panic && crash.initrd.is_some());
         assert_eq!(parse("efi-kexec load -p /Image"), parse("efi-kexec --load-panic /Image"));
         assert_eq!(parse("efi-kexec exec"), Command::Exec);
+        // kexec-tools' -s, before or after the action, and with -p.
+        assert_eq!(parse("efi-kexec -s -l /uki.efi --initrd /i"), parse("efi-kexec load --file /uki.efi --initrd /i"));
+        let Command::Load(file_crash) = parse("efi-kexec -s -p /uki.efi --emulator /signed.efi") else { panic!() };
+        assert!(file_crash.file && file_crash.panic && file_crash.emulator.is_some());
+        assert!(parse_from("efi-kexec load -s -c /x".split(' ').map(str::to_string).collect()).is_err(), "-s and -c exclude each other");
+        assert!(parse_from("efi-kexec load -s --esp /boot/efi /x".split(' ').map(str::to_string).collect()).unwrap_err().contains("--esp"), "the kernel builds the DTB for -s");
     }
 
     #[test]

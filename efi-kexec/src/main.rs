@@ -43,7 +43,9 @@ fn run(command: cli::Command) -> Result<(), String> {
         cli::Command::Info { image } => info(&image),
         cli::Command::Load(args) => load(&args),
         cli::Command::Exec => {
-            if let Some(why) = system::kexec_load_refusal() {
+            // reboot(LINUX_REBOOT_CMD_KEXEC) is allowed under lockdown: only root and a loaded
+            // image are needed, however it was loaded.
+            if let Some(why) = system::common_refusal(&system::Facts::of_this_system()) {
                 return Err(why);
             }
             if !system::kexec_loaded() {
@@ -51,15 +53,54 @@ fn run(command: cli::Command) -> Result<(), String> {
             }
             Err(system::kexec_exec())
         }
-        cli::Command::Unload { panic } => {
-            if let Some(why) = system::kexec_load_refusal() {
+        cli::Command::Unload { panic, file } => {
+            let facts = system::Facts::of_this_system();
+            if let Some(why) = system::common_refusal(&facts) {
                 return Err(why);
             }
-            system::kexec_load(0, &[], panic)?;
-            println!("efi-kexec: {} unloaded", if panic { "crash kernel" } else { "image" });
+            let what = if panic { "crash kernel" } else { "image" };
+            if file || system::lockdown(&facts).is_some() {
+                system::kexec_file_unload(panic)?;
+                println!("efi-kexec: {what} unloaded (kexec_file_load, KEXEC_FILE_UNLOAD)");
+                return Ok(());
+            }
+            match system::kexec_load(0, &[], panic) {
+                Err(e) if system::kexec_load_absent(&e) => system::kexec_file_unload(panic)?,
+                other => other?,
+            }
+            println!("efi-kexec: {what} unloaded");
             Ok(())
         }
     }
+}
+
+/// Which system call loads: `-s`/`-c`, else kexec_load unless lockdown forbids it (then
+/// kexec_file_load, said so).
+fn door(args: &cli::LoadArgs) -> Result<Door, String> {
+    if args.dry_run {
+        return Ok(if args.file { Door::File } else { Door::Load });
+    }
+    let facts = system::Facts::of_this_system();
+    if let Some(why) = system::common_refusal(&facts) {
+        return Err(why);
+    }
+    match (args.file, args.syscall, system::lockdown(&facts)) {
+        (true, _, _) => Ok(Door::File),
+        (false, true, Some(_)) => Err(system::refusal(&facts).unwrap_or_default()),
+        (false, false, Some(mode)) => {
+            println!("efi-kexec: the kernel is locked down ({mode}), which forbids kexec_load(2): loading through kexec_file_load(2) (as -s), which checks the emulator Image's signature");
+            Ok(Door::File)
+        }
+        (false, _, None) => Ok(Door::Load),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Door {
+    /// kexec_load(2): efi-kexec places everything (the flat blob, a parameter block).
+    Load,
+    /// kexec_file_load(2): the kernel places the emulator Image, the payload and a DTB.
+    File,
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
@@ -151,15 +192,14 @@ fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
 
 fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
-    if !args.dry_run {
-        if let Some(why) = system::kexec_load_refusal() {
-            return Err(why);
-        }
-    }
+    let door = door(args)?;
     let kernel = read(&args.image, "image")?;
     let pe = image_info::check_loadable(&kernel).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
     let kind = image_info::classify(&kernel, &pe);
     let initrd = args.initrd.as_deref().map(|p| read(p, "initrd")).transpose()?;
+    if door == Door::File {
+        return load_file(args, &kernel, &kind, initrd.as_deref(), started);
+    }
     let esp = match &args.esp {
         Some(d) if d.is_dir() => Some(esp_image::image_from_dir(d).map_err(|e| format!("making an ESP image of {}: {e:#}", d.display()))?),
         Some(f) => Some(read(f, "ESP image")?),
@@ -240,7 +280,13 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         segments.iter().map(|s| system::KexecSegment { buf: s.bytes.as_ptr(), bufsz: s.bytes.len(), mem: s.addr, memsz: s.mem_size as usize }).collect();
     let entry = image.emulator.start + efi_emulator::abi::BlobHeader::parse(BLOB).map_err(|e| e.to_string())?.entry_offset;
     let planned = started.elapsed();
-    system::kexec_load(entry, &raw, args.panic)?;
+    match system::kexec_load(entry, &raw, args.panic) {
+        Err(e) if system::kexec_load_absent(&e) && !args.syscall => {
+            println!("efi-kexec: this kernel has no kexec_load(2): loading through kexec_file_load(2) (as -s)");
+            return load_file(args, &kernel, &kind, initrd.as_deref(), started);
+        }
+        other => other?,
+    }
     println!(
         "efi-kexec: loaded {} segments (checked and planned in {} ms, kexec_load {} ms), entry {entry:#x} (the emulator); kernel {:#x}, param {:#x}, mempool {} MiB: {}",
         raw.len(),
@@ -249,6 +295,48 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         image.kernel.start,
         image.param_addr,
         image.param.mempool_sz >> 20,
+        if args.panic { "the crash kernel starts at the next panic" } else { "run `efi-kexec exec`" }
+    );
+    Ok(())
+}
+
+/// Loads through kexec_file_load(2): the emulator as an arm64 Image (`--emulator`, signed, or the
+/// built-in one wrapped), the PE file (with an initrd: a bundle of both, see
+/// `efi_emulator::abi::bundle`) as its initrd, the command line as the kernel's. The kernel
+/// checks the Image's signature under lockdown, places everything, builds the DTB (with the ELF
+/// core header for `-p`) and enters the emulator with `x0` = that DTB.
+fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Option<&[u8]>, started: std::time::Instant) -> Result<(), String> {
+    use efi_emulator::abi::{bundle, image};
+    let (emulator, source) = match &args.emulator {
+        Some(path) => {
+            let bytes = read(path, "emulator Image")?;
+            image::parse(&bytes).map_err(|e| format!("{}: {e} (build it with `cargo xtask build`: target/efi-emulator/efi-emulator.efi)", path.display()))?;
+            (bytes, format!("{}", path.display()))
+        }
+        None => (image::wrap(BLOB).map_err(|e| e.to_string())?, "the built-in emulator, unsigned".to_string()),
+    };
+    let payload: std::borrow::Cow<[u8]> = match initrd {
+        Some(i) => bundle::make(kernel, Some(i), None).into(),
+        None => kernel.into(),
+    };
+    let cmdline = cmdline(args)?;
+    println!("efi-kexec: {}: {kind}", args.image.display());
+    if let ImageKind::Uki(uki) = kind {
+        if cmdline.is_empty() {
+            println!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
+        }
+    }
+    let what = if initrd.is_some() { format!("a bundle of {} and its initrd ({} B)", args.image.display(), payload.len()) } else { format!("{} ({} B)", args.image.display(), payload.len()) };
+    if args.dry_run {
+        println!("efi-kexec: dry run, nothing loaded: kexec_file_load(2) with the Image {source} ({} B), as its initrd {what}, command line {cmdline:?}{}", emulator.len(), if args.panic { ", as the crash kernel" } else { "" });
+        return Ok(());
+    }
+    let image_fd = system::memfd("efi-emulator.efi", &emulator)?;
+    let payload_fd = system::memfd("efi-emulator-payload", &payload)?;
+    system::kexec_file_load(&image_fd, Some(&payload_fd), &cmdline, args.panic).map_err(|e| format!("{e}\nefi-kexec: the Image was {source}"))?;
+    println!(
+        "efi-kexec: loaded through kexec_file_load in {} ms: the Image {source}, as its initrd {what}: {}",
+        started.elapsed().as_millis(),
         if args.panic { "the crash kernel starts at the next panic" } else { "run `efi-kexec exec`" }
     );
     Ok(())

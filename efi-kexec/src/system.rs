@@ -59,36 +59,43 @@ impl Facts {
     }
 }
 
-/// Why `kexec_load` cannot be used here, when it cannot.
-pub fn kexec_load_refusal() -> Option<String> {
-    refusal(&Facts::of_this_system())
-}
-
-pub fn refusal(f: &Facts) -> Option<String> {
+/// Why no kexec at all can be loaded here, when none can (either system call).
+pub fn common_refusal(f: &Facts) -> Option<String> {
     if f.machine != "aarch64" {
         return Some(format!("this machine is {}: efi-kexec loads arm64 kernels and runs on arm64 Linux", f.machine));
     }
     if f.euid != 0 {
-        return Some(format!("kexec_load(2) needs root (CAP_SYS_BOOT), and this is uid {}: run efi-kexec as root", f.euid));
+        return Some(format!("kexec needs root (CAP_SYS_BOOT), and this is uid {}: run efi-kexec as root", f.euid));
     }
     if !f.has_kexec {
-        return Some("this kernel has no kexec support (no /sys/kernel/kexec_loaded: CONFIG_KEXEC is off)".into());
+        return Some("this kernel has no kexec support (no /sys/kernel/kexec_loaded: neither CONFIG_KEXEC nor CONFIG_KEXEC_FILE)".into());
     }
     if f.load_disabled.as_deref() == Some("1") {
-        return Some("kexec_load is disabled: /proc/sys/kernel/kexec_load_disabled is 1, and it stays so until the next reboot".into());
+        return Some("kexec is disabled: /proc/sys/kernel/kexec_load_disabled is 1 (for both kexec_load and kexec_file_load), and it stays so until the next reboot".into());
     }
     if f.limit_reboot.as_deref() == Some("0") {
-        return Some("kexec_load is disabled: /proc/sys/kernel/kexec_load_limit_reboot is 0 (no more loads allowed until reboot)".into());
-    }
-    let mode = f.lockdown.as_deref().and_then(|t| t.split_whitespace().find(|w| w.starts_with('['))).map(|w| w.trim_matches(['[', ']']));
-    if let Some(mode) = mode.filter(|m| *m != "none") {
-        return Some(format!(
-            "the kernel is locked down ({mode}): lockdown forbids kexec_load(2), which efi-kexec needs to place the emulator and enter it; \
-             kexec_file_load(2), which lockdown allows for signed images, takes only a raw Image on arm64 and skips the EFI stub \
-             (boot without lockdown, e.g. with Secure Boot off, or use kexec-tools with the raw Image)"
-        ));
+        return Some("kexec is disabled: /proc/sys/kernel/kexec_load_limit_reboot is 0 (no more loads allowed until reboot)".into());
     }
     None
+}
+
+/// The lockdown mode, when the kernel is locked down ("integrity" or "confidentiality").
+pub fn lockdown(f: &Facts) -> Option<String> {
+    let mode = f.lockdown.as_deref().and_then(|t| t.split_whitespace().find(|w| w.starts_with('['))).map(|w| w.trim_matches(['[', ']']));
+    mode.filter(|m| *m != "none").map(str::to_string)
+}
+
+/// Why `kexec_load` cannot be used here, when it cannot.
+pub fn refusal(f: &Facts) -> Option<String> {
+    if let Some(why) = common_refusal(f) {
+        return Some(why);
+    }
+    lockdown(f).map(|mode| {
+        format!(
+            "the kernel is locked down ({mode}): lockdown forbids kexec_load(2); kexec_file_load(2) is allowed for a signed Image: \
+             load with -s (efi-kexec passes the emulator as an arm64 Image, signed with --emulator FILE)"
+        )
+    })
 }
 
 /// True when an image is loaded for `kexec -e`.
@@ -123,6 +130,82 @@ fn errno_message(call: &str) -> String {
         _ => "",
     };
     format!("{call} failed: {e}{hint}")
+}
+
+/// `kexec_file_load(2)` flags.
+const KEXEC_FILE_UNLOAD: libc::c_ulong = 1;
+const KEXEC_FILE_ON_CRASH: libc::c_ulong = 2;
+const KEXEC_FILE_NO_INITRAMFS: libc::c_ulong = 4;
+
+/// Why `kexec_file_load` failed, with what the kernel checks under lockdown.
+fn file_errno_message(call: &str) -> String {
+    let e = std::io::Error::last_os_error();
+    let signature = "the kernel checks the Image's PE/Authenticode signature against the .builtin_trusted_keys and \
+        .secondary_trusted_keys keyrings, then .platform (the firmware's db, and shim's MOKs through .machine): \
+        sign efi-emulator.efi with a key those hold (`sbsign --key KEY --cert CERT efi-emulator.efi`, a db key or \
+        an enrolled MOK; remove an older signature first with `sbattach --remove`, the kernel checks only the first) \
+        and pass it with --emulator FILE";
+    let hint = match e.raw_os_error() {
+        Some(libc::EPERM) => format!(" (the kernel refuses unsigned or unverifiable images here: lockdown or KEXEC_SIG_FORCE; {signature})"),
+        Some(libc::EKEYREJECTED) | Some(libc::ENOKEY) | Some(libc::EBADMSG) | Some(libc::ENODATA) | Some(libc::ENOPKG) => {
+            format!(" (the signature was refused: {signature})")
+        }
+        Some(libc::ENOEXEC) => " (the kernel's arm64 Image loader did not take the file: not an arm64 Image)".into(),
+        Some(libc::ENOSYS) => " (this kernel was built without CONFIG_KEXEC_FILE)".into(),
+        Some(libc::EBUSY) => " (another kexec load or exec is in progress)".into(),
+        Some(libc::ENOMEM) | Some(libc::EADDRNOTAVAIL) => " (no room for the segments: the payload is too large for this machine's RAM or crash region)".into(),
+        _ => String::new(),
+    };
+    format!("{call} failed: {e}{hint}")
+}
+
+/// An anonymous file holding `bytes`, for `kexec_file_load`'s file descriptors.
+pub fn memfd(name: &str, bytes: &[u8]) -> Result<std::fs::File, String> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let cname = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
+    // SAFETY: a NUL-terminated name and flags; the returned descriptor is owned by the File.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("memfd_create failed: {} (kexec_file_load needs files: CONFIG_MEMFD_CREATE)", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(bytes).map_err(|e| format!("writing {name} to a memfd: {e}"))?;
+    Ok(f)
+}
+
+/// `kexec_file_load(kernel, initrd, cmdline, flags)`: the kernel reads, checks (under lockdown:
+/// the signature) and places the files itself.
+pub fn kexec_file_load(kernel: &std::fs::File, initrd: Option<&std::fs::File>, cmdline: &str, on_crash: bool) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let c = std::ffi::CString::new(cmdline).map_err(|_| "the command line holds a NUL byte".to_string())?;
+    let flags = if on_crash { KEXEC_FILE_ON_CRASH } else { 0 } | if initrd.is_none() { KEXEC_FILE_NO_INITRAMFS } else { 0 };
+    // SAFETY: the descriptors are open files; the command line is NUL-terminated and its length
+    // counts the NUL, as the kernel expects.
+    let r = unsafe {
+        libc::syscall(libc::SYS_kexec_file_load, kernel.as_raw_fd(), initrd.map_or(-1, |f| f.as_raw_fd()), c.as_bytes_with_nul().len() as libc::c_ulong, c.as_ptr(), flags)
+    };
+    if r != 0 {
+        return Err(file_errno_message("kexec_file_load"));
+    }
+    Ok(())
+}
+
+/// `kexec_file_load(KEXEC_FILE_UNLOAD)`: allowed under lockdown.
+pub fn kexec_file_unload(on_crash: bool) -> Result<(), String> {
+    let flags = KEXEC_FILE_UNLOAD | if on_crash { KEXEC_FILE_ON_CRASH } else { 0 };
+    // SAFETY: no pointers: the descriptors are ignored with KEXEC_FILE_UNLOAD.
+    let r = unsafe { libc::syscall(libc::SYS_kexec_file_load, -1 as libc::c_int, -1 as libc::c_int, 0 as libc::c_ulong, std::ptr::null::<libc::c_char>(), flags) };
+    if r != 0 {
+        return Err(file_errno_message("kexec_file_load (unload)"));
+    }
+    Ok(())
+}
+
+/// True when `kexec_load`'s error says the kernel has no such system call (ENOSYS).
+pub fn kexec_load_absent(message: &str) -> bool {
+    message.ends_with("(this kernel was built without CONFIG_KEXEC)")
 }
 
 /// `KEXEC_ON_CRASH`: the image is the crash kernel, started by a panic.
@@ -190,10 +273,10 @@ mod tests {
         let cases: [(Break, &str); 6] = [
             (|f| f.machine = "x86_64".into(), "this machine is x86_64"),
             (|f| f.euid = 1000, "needs root (CAP_SYS_BOOT), and this is uid 1000"),
-            (|f| f.has_kexec = false, "CONFIG_KEXEC is off"),
+            (|f| f.has_kexec = false, "neither CONFIG_KEXEC nor CONFIG_KEXEC_FILE"),
             (|f| f.load_disabled = Some("1".into()), "kexec_load_disabled is 1"),
             (|f| f.limit_reboot = Some("0".into()), "kexec_load_limit_reboot is 0"),
-            (|f| f.lockdown = Some("none [integrity] confidentiality".into()), "locked down (integrity): lockdown forbids kexec_load(2)"),
+            (|f| f.lockdown = Some("none [integrity] confidentiality".into()), "locked down (integrity): lockdown forbids kexec_load(2); kexec_file_load(2) is allowed for a signed Image: load with -s"),
         ];
         for (break_it, expected) in cases {
             let mut f = ok();
@@ -204,5 +287,10 @@ mod tests {
         let mut no_securityfs = ok();
         no_securityfs.lockdown = None;
         assert_eq!(refusal(&no_securityfs), None);
+        // Lockdown closes only kexec_load: the common checks pass, and the mode is named.
+        let mut locked = ok();
+        locked.lockdown = Some("none integrity [confidentiality]".into());
+        assert_eq!(common_refusal(&locked), None);
+        assert_eq!(lockdown(&locked).as_deref(), Some("confidentiality"));
     }
 }
