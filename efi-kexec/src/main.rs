@@ -326,9 +326,17 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
             println!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
         }
     }
-    let what = if initrd.is_some() { format!("a bundle of {} and its initrd ({} B)", args.image.display(), payload.len()) } else { format!("{} ({} B)", args.image.display(), payload.len()) };
+    let what = if initrd.is_some() {
+        format!("a bundle of {} and its initrd ({} B)", args.image.display(), payload.len())
+    } else {
+        format!("{} ({} B)", args.image.display(), payload.len())
+    };
     if args.dry_run {
-        println!("efi-kexec: dry run, nothing loaded: kexec_file_load(2) with the Image {source} ({} B), as its initrd {what}, command line {cmdline:?}{}", emulator.len(), if args.panic { ", as the crash kernel" } else { "" });
+        println!(
+            "efi-kexec: dry run, nothing loaded: kexec_file_load(2) with the Image {source} ({} B), as its initrd {what}, command line {cmdline:?}{}",
+            emulator.len(),
+            if args.panic { ", as the crash kernel" } else { "" }
+        );
         return Ok(());
     }
     let image_fd = system::memfd("efi-emulator.efi", &emulator)?;

@@ -276,7 +276,10 @@ mod tests {
             (|f| f.has_kexec = false, "neither CONFIG_KEXEC nor CONFIG_KEXEC_FILE"),
             (|f| f.load_disabled = Some("1".into()), "kexec_load_disabled is 1"),
             (|f| f.limit_reboot = Some("0".into()), "kexec_load_limit_reboot is 0"),
-            (|f| f.lockdown = Some("none [integrity] confidentiality".into()), "locked down (integrity): lockdown forbids kexec_load(2); kexec_file_load(2) is allowed for a signed Image: load with -s"),
+            (
+                |f| f.lockdown = Some("none [integrity] confidentiality".into()),
+                "locked down (integrity): lockdown forbids kexec_load(2); kexec_file_load(2) is allowed for a signed Image: load with -s",
+            ),
         ];
         for (break_it, expected) in cases {
             let mut f = ok();

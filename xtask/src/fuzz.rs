@@ -8,7 +8,7 @@ use efi_emulator::abi::loader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const TARGETS: [&str; 8] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress"];
+pub const TARGETS: [&str; 9] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry"];
 
 fn nightly_cargo() -> Command {
     let mut c = Command::new("cargo");
@@ -43,6 +43,18 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             // The kernel's headers and first section start: what the parser looks at.
             let k = std::fs::read(&p.kernel("6.12")?.image)?;
             write_seed(&dir, "debian-6.12-head", &k[..k.len().min(256 * 1024)])?;
+        }
+        "kexec_file_entry" => {
+            use efi_emulator::abi::bundle;
+            write_seed(&dir, "bundle", &bundle::make(b"MZ kernel", Some(b"initrd"), Some("console=ttyAMA0")))?;
+            // QEMU's DTB as kexec_file_load passes it: the payload named in /chosen.
+            let mut tree = efi_emulator::drivers::fdt::edit::Tree::parse(&qemu_dtb()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let chosen = tree.chosen_mut();
+            chosen.set_property("linux,initrd-start", 0x4400_0000u64.to_be_bytes().to_vec());
+            // The fuzz target's own payload, so the plan gets past reading it.
+            let payload = bundle::make(b"MZ a kernel", Some(b"an initrd"), Some("quiet"));
+            chosen.set_property("linux,initrd-end", (0x4400_0000 + payload.len() as u64).to_be_bytes().to_vec());
+            write_seed(&dir, "kexec-file.dtb", &tree.to_blob())?;
         }
         "param_validate" | "dtb_reader" => {
             let dtb = qemu_dtb()?;

@@ -346,7 +346,10 @@ fn prepare_kexec_file(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) 
     use efi_emulator::abi::{bundle, image};
     use efi_emulator::drivers::fdt::edit::Tree;
     const MIB2: u64 = 2 << 20;
-    ensure!(o.crash_region.is_none() && o.esp.is_none() && o.reserved_ranges == 0 && !o.kernel_file_size_only, "--kexec-file boots without --crash-region, --esp, --reserved-ranges and --kernel-file-size-only");
+    ensure!(
+        o.crash_region.is_none() && o.esp.is_none() && o.reserved_ranges == 0 && !o.kernel_file_size_only,
+        "--kexec-file boots without --crash-region, --esp, --reserved-ranges and --kernel-file-size-only"
+    );
     let dir = run_dir()?;
     let (kernel_path, initrd_path) = kernel_and_initrd(o, payloads)?;
     let kernel = std::fs::read(&kernel_path).with_context(|| format!("reading kernel {}", kernel_path.display()))?;

@@ -28,17 +28,32 @@ pub struct Payload {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BundleError {
     /// Neither a PE file ("MZ") nor a newc cpio archive ("070701"/"070702").
-    Unknown { first: [u8; 6] },
+    Unknown {
+        first: [u8; 6],
+    },
     /// A header field is not 8 hexadecimal digits, or lies past the end.
-    Field { offset: usize, field: &'static str },
+    Field {
+        offset: usize,
+        field: &'static str,
+    },
     /// A member runs past the end of the archive.
-    Truncated { offset: usize, needed: usize, len: usize },
+    Truncated {
+        offset: usize,
+        needed: usize,
+        len: usize,
+    },
     /// A member whose name is not one of the three.
-    UnknownMember { offset: usize },
-    Duplicate { name: &'static str },
+    UnknownMember {
+        offset: usize,
+    },
+    Duplicate {
+        name: &'static str,
+    },
     NoKernel,
     /// The command line is not UTF-8.
-    Cmdline { offset: usize },
+    Cmdline {
+        offset: usize,
+    },
 }
 
 impl fmt::Display for BundleError {

@@ -56,7 +56,9 @@ pub enum DtbEntryError {
     NoMemory,
     NoConsole,
     /// No free range holds the block, its stack and the smallest mempool.
-    NoRoom { largest: u64 },
+    NoRoom {
+        largest: u64,
+    },
     TooManyDescriptors(usize),
     CmdlineTooLong(usize),
 }
@@ -65,13 +67,17 @@ impl fmt::Display for DtbEntryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Dtb(e) => write!(f, "entered with a device tree: {e}"),
-            Self::NoPayload => write!(f, "entered with a device tree without /chosen/linux,initrd-start and -end: nothing to boot (kexec -s: give the PE file or bundle as --initrd)"),
+            Self::NoPayload => {
+                write!(f, "entered with a device tree without /chosen/linux,initrd-start and -end: nothing to boot (kexec -s: give the PE file or bundle as --initrd)")
+            }
             Self::Payload(e) => write!(f, "the payload (/chosen/linux,initrd-*): {e}"),
             Self::Crash(e) => write!(f, "{e}"),
             Self::Firmware(e) => write!(f, "the firmware the running kernel was booted by: {e}"),
             Self::NoMemory => write!(f, "the device tree describes no RAM (no /memory and no /chosen/linux,uefi-mmap-*)"),
             Self::NoConsole => write!(f, "no console: /chosen/stdout-path names no PL011"),
-            Self::NoRoom { largest } => write!(f, "no free RAM for the parameter block, its stack and a mempool of at least 1 MiB: the largest free range has {} KiB", largest / 1024),
+            Self::NoRoom { largest } => {
+                write!(f, "no free RAM for the parameter block, its stack and a mempool of at least 1 MiB: the largest free range has {} KiB", largest / 1024)
+            }
             Self::TooManyDescriptors(n) => write!(f, "the memory map would have {n} descriptors, more than the parameter block's 64 KiB hold"),
             Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
         }
@@ -183,14 +189,7 @@ impl<'a> Inputs<'a> {
 
     /// Ranges nothing of the boot may overlap, whole pages.
     fn busy<'p>(&'p self, plan: &'p Plan) -> impl Iterator<Item = Extent> + 'p {
-        let fixed = [
-            Some(self.footprint),
-            Some(self.dtb),
-            Some(plan.payload),
-            plan.crash.as_ref().map(|c| c.elfcorehdr),
-            plan.ima,
-            plan.firmware.map(|f| f.mmap),
-        ];
+        let fixed = [Some(self.footprint), Some(self.dtb), Some(plan.payload), plan.crash.as_ref().map(|c| c.elfcorehdr), plan.ima, plan.firmware.map(|f| f.mmap)];
         fixed.into_iter().flatten().chain(reservations(&self.fdt)).map(outward)
     }
 
@@ -216,17 +215,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
     };
     let ram_from_firmware = fdt.memory().next().is_none() && firmware.is_some();
     let uart = fdt.stdout_uart().filter(|_| stdout_is_pl011(fdt)).ok_or(DtbEntryError::NoConsole)?;
-    let mut plan = Plan {
-        param_addr: 0,
-        mempool: Extent::default(),
-        payload,
-        contents,
-        crash,
-        firmware,
-        ima: ima_buffer(fdt),
-        uart,
-        ram_from_firmware,
-    };
+    let mut plan = Plan { param_addr: 0, mempool: Extent::default(), payload, contents, crash, firmware, ima: ima_buffer(fdt), uart, ram_from_firmware };
     if let Some(f) = &plan.firmware {
         if plan.ram_from_firmware && inputs.firmware_map(f).is_none() {
             return Err(DtbEntryError::Firmware(ParamError { field: "linux,uefi-mmap-start", index: None, value: f.mmap.start, expected: "the firmware's memory map, in RAM" }));

@@ -8,15 +8,15 @@
 use core::mem::{offset_of, size_of};
 use r_efi::efi::{Guid, MemoryDescriptor};
 
+pub mod bundle;
 #[cfg(any(test, feature = "loader"))]
 pub mod c_header;
-pub mod bundle;
 pub mod crash;
 pub mod dtb_entry;
 pub mod firmware;
-pub mod image;
 #[cfg(feature = "flatten")]
 pub mod flat;
+pub mod image;
 #[cfg(any(test, feature = "loader"))]
 pub mod loader;
 #[cfg(test)]
