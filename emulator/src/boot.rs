@@ -151,6 +151,8 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
     let footprint = crate::abi::image::footprint(blob.base, blob.file_end, blob.mem_end);
     let inputs = Inputs { fdt, dtb, footprint, blob_start: blob.base, mem: &RawMemory };
     let plan = dtb_entry::plan(&inputs).unwrap_or_else(|e| fatal!("{e}"));
+    // The plan's console: the device tree's, or the one ACPI's SPCR names.
+    console::init(plan.uart.0, true);
     let payload = RawMemory.bytes(plan.payload.start, plan.payload.size as usize).unwrap();
     let slots = (PARAM_REGION as usize - crate::abi::PARAM_SIZE) / core::mem::size_of::<r_efi::efi::MemoryDescriptor>();
     // SAFETY: the plan put the block's region in free RAM (clear of the Image, the DTB, the

@@ -22,7 +22,8 @@
 //!   smaller (a crash boot takes the whole range);
 //! - the command line: the bundle's `cmdline`, else `/chosen/bootargs` (`kexec -s --append`);
 //!   empty lets a UKI use its own `.cmdline`;
-//! - the console: the UART `/chosen/stdout-path` names (a PL011).
+//! - the console: the PL011 `/chosen/stdout-path` names, else the one the firmware's ACPI SPCR
+//!   names (a machine booted by UEFI on ACPI, whose DTB holds only `/chosen`).
 //!
 //! Everything here allocates nothing: it runs before the emulator has a heap.
 
@@ -74,7 +75,7 @@ impl fmt::Display for DtbEntryError {
             Self::Crash(e) => write!(f, "{e}"),
             Self::Firmware(e) => write!(f, "the firmware the running kernel was booted by: {e}"),
             Self::NoMemory => write!(f, "the device tree describes no RAM (no /memory and no /chosen/linux,uefi-mmap-*)"),
-            Self::NoConsole => write!(f, "no console: /chosen/stdout-path names no PL011"),
+            Self::NoConsole => write!(f, "no console: /chosen/stdout-path names no PL011, and no firmware's ACPI SPCR names one"),
             Self::NoRoom { largest } => {
                 write!(f, "no free RAM for the parameter block, its stack and a mempool of at least 1 MiB: the largest free range has {} KiB", largest / 1024)
             }
@@ -214,7 +215,12 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
         None => None,
     };
     let ram_from_firmware = fdt.memory().next().is_none() && firmware.is_some();
-    let uart = fdt.stdout_uart().filter(|_| stdout_is_pl011(fdt)).ok_or(DtbEntryError::NoConsole)?;
+    // The device tree's console, else (an ACPI machine) the one the firmware's SPCR names.
+    let spcr = || {
+        let f = firmware.as_ref()?;
+        firmware::spcr_uart(f, &inputs.firmware_map(f)?, inputs.mem).map(|base| (base, 0x1000))
+    };
+    let uart = fdt.stdout_uart().filter(|_| stdout_is_pl011(fdt)).or_else(spcr).ok_or(DtbEntryError::NoConsole)?;
     let mut plan = Plan { param_addr: 0, mempool: Extent::default(), payload, contents, crash, firmware, ima: ima_buffer(fdt), uart, ram_from_firmware };
     if let Some(f) = &plan.firmware {
         if plan.ram_from_firmware && inputs.firmware_map(f).is_none() {

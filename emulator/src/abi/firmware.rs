@@ -198,6 +198,28 @@ pub fn complete(p: &mut EfiEmulatorParam, buffer: &mut [u8], firmware_map: &[u8]
     Ok(Completion { previous_emulator: false, firmware_descriptors: firmware.iter().filter(joins).count(), config_tables: count, passed_on, revision })
 }
 
+/// The PL011 ACPI's SPCR table names (interface type 3, PL011, or 0x0e, the SBSA generic UART,
+/// a PL011 subset): the console of a machine whose device tree holds only `/chosen`. Found
+/// through the system table's ACPI 2.0 RSDP and its XSDT; `firmware` translates the system
+/// table's virtual pointers.
+pub fn spcr_uart(facts: &StubFacts, firmware: &Descriptors, mem: &dyn PhysMemory) -> Option<u64> {
+    let u64_at = |b: &[u8], o: usize| crate::mem::le_u64(b, o);
+    let systab = mem.bytes(facts.system_table, SYSTAB_SIZE)?;
+    let (count, tables_va) = (u64_at(systab, 104)? as usize, u64_at(systab, 112)?);
+    let tables = mem.bytes(virt_to_phys(firmware, tables_va).unwrap_or(tables_va), count.min(256) * 24)?;
+    let rsdp = tables.chunks_exact(24).find(|e| efi::Guid::from_bytes(e[..16].try_into().unwrap()) == r_efi::system::ACPI_20_TABLE_GUID).and_then(|e| u64_at(e, 16))?;
+    let rsdp = mem.bytes(rsdp, 36).filter(|r| r.starts_with(b"RSD PTR "))?;
+    let xsdt_at = u64_at(rsdp, 24)?;
+    let header = mem.bytes(xsdt_at, 36).filter(|x| x.starts_with(b"XSDT"))?;
+    let len = (crate::mem::le_u32(header, 4)? as usize).clamp(36, 36 + 8 * 256);
+    let xsdt = mem.bytes(xsdt_at, len)?;
+    xsdt[36..].chunks_exact(8).filter_map(|e| u64_at(e, 0)).find_map(|table| {
+        let spcr = mem.bytes(table, 52).filter(|t| t.starts_with(b"SPCR"))?;
+        let base = u64_at(spcr, 44)?;
+        (matches!(spcr[36], 0x03 | 0x0e) && base != 0).then_some(base)
+    })
+}
+
 /// True when the NUL-terminated UTF-16 string at `va` (a firmware address) is `name`.
 fn vendor_is(mem: &dyn PhysMemory, firmware: &Descriptors, va: u64, name: &str) -> bool {
     let pa = virt_to_phys(firmware, va).unwrap_or(va);

@@ -182,3 +182,35 @@ fn stub_facts_come_from_chosen() {
     let facts = stub_facts(&Fdt::new(&blob).unwrap()).unwrap().unwrap();
     assert_eq!(facts, StubFacts { system_table: 0xbf10_0000, mmap: Extent::new(0x4500_0000, 480), desc_size: 48, desc_ver: 1 });
 }
+
+#[test]
+fn spcr_names_the_console_of_an_acpi_machine() {
+    // The system table (config tables at a virtual address), an RSDP, an XSDT with a FACP and
+    // the SPCR, as QEMU virt's EDK2 has them.
+    let systab_pa = 0xbf10_0000u64;
+    let mut systab = std::vec![0u8; 0x400];
+    systab[104..112].copy_from_slice(&1u64.to_le_bytes());
+    systab[112..120].copy_from_slice(&0x2410_0200u64.to_le_bytes());
+    systab[0x200..0x210].copy_from_slice(&guid_bytes(&r_efi::system::ACPI_20_TABLE_GUID));
+    systab[0x210..0x218].copy_from_slice(&0xbe00_0000u64.to_le_bytes());
+    let mut acpi = std::vec![0u8; 0x1000];
+    acpi[..8].copy_from_slice(b"RSD PTR ");
+    acpi[24..32].copy_from_slice(&0xbe00_0100u64.to_le_bytes());
+    acpi[0x100..0x104].copy_from_slice(b"XSDT");
+    acpi[0x104..0x108].copy_from_slice(&(36u32 + 16).to_le_bytes());
+    acpi[0x124..0x12c].copy_from_slice(&0xbe00_0200u64.to_le_bytes());
+    acpi[0x12c..0x134].copy_from_slice(&0xbe00_0300u64.to_le_bytes());
+    acpi[0x200..0x204].copy_from_slice(b"FACP");
+    acpi[0x300..0x304].copy_from_slice(b"SPCR");
+    acpi[0x300 + 36] = 3;
+    acpi[0x300 + 44..0x300 + 52].copy_from_slice(&0x900_0000u64.to_le_bytes());
+    let fw = raw(&firmware_map(), 48);
+    let facts = StubFacts { system_table: systab_pa, mmap: Extent::new(0x4500_0000, fw.len() as u64), desc_size: 48, desc_ver: 1 };
+    let firmware = Descriptors::new(&fw, 48);
+    let mem = Mem(std::vec![(systab_pa, systab.clone()), (0xbe00_0000, acpi.clone())]);
+    assert_eq!(spcr_uart(&facts, &firmware, &mem), Some(0x900_0000));
+    // A 16550 (interface type 0) is not a console the emulator drives.
+    acpi[0x300 + 36] = 0;
+    let mem = Mem(std::vec![(systab_pa, systab), (0xbe00_0000, acpi)]);
+    assert_eq!(spcr_uart(&facts, &firmware, &mem), None);
+}
