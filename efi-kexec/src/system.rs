@@ -132,6 +132,12 @@ fn errno_message(call: &str) -> String {
     format!("{call} failed: {e}{hint}")
 }
 
+/// `__NR_kexec_file_load`: the libc crate names it for glibc targets but not for musl's arm64.
+#[cfg(target_arch = "aarch64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 294;
+#[cfg(target_arch = "x86_64")]
+const SYS_KEXEC_FILE_LOAD: libc::c_long = 320;
+
 /// `kexec_file_load(2)` flags.
 const KEXEC_FILE_UNLOAD: libc::c_ulong = 1;
 const KEXEC_FILE_ON_CRASH: libc::c_ulong = 2;
@@ -183,9 +189,8 @@ pub fn kexec_file_load(kernel: &std::fs::File, initrd: Option<&std::fs::File>, c
     let flags = if on_crash { KEXEC_FILE_ON_CRASH } else { 0 } | if initrd.is_none() { KEXEC_FILE_NO_INITRAMFS } else { 0 };
     // SAFETY: the descriptors are open files; the command line is NUL-terminated and its length
     // counts the NUL, as the kernel expects.
-    let r = unsafe {
-        libc::syscall(libc::SYS_kexec_file_load, kernel.as_raw_fd(), initrd.map_or(-1, |f| f.as_raw_fd()), c.as_bytes_with_nul().len() as libc::c_ulong, c.as_ptr(), flags)
-    };
+    let r =
+        unsafe { libc::syscall(SYS_KEXEC_FILE_LOAD, kernel.as_raw_fd(), initrd.map_or(-1, |f| f.as_raw_fd()), c.as_bytes_with_nul().len() as libc::c_ulong, c.as_ptr(), flags) };
     if r != 0 {
         return Err(file_errno_message("kexec_file_load"));
     }
@@ -196,7 +201,7 @@ pub fn kexec_file_load(kernel: &std::fs::File, initrd: Option<&std::fs::File>, c
 pub fn kexec_file_unload(on_crash: bool) -> Result<(), String> {
     let flags = KEXEC_FILE_UNLOAD | if on_crash { KEXEC_FILE_ON_CRASH } else { 0 };
     // SAFETY: no pointers: the descriptors are ignored with KEXEC_FILE_UNLOAD.
-    let r = unsafe { libc::syscall(libc::SYS_kexec_file_load, -1 as libc::c_int, -1 as libc::c_int, 0 as libc::c_ulong, std::ptr::null::<libc::c_char>(), flags) };
+    let r = unsafe { libc::syscall(SYS_KEXEC_FILE_LOAD, -1 as libc::c_int, -1 as libc::c_int, 0 as libc::c_ulong, std::ptr::null::<libc::c_char>(), flags) };
     if r != 0 {
         return Err(file_errno_message("kexec_file_load (unload)"));
     }

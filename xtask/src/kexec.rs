@@ -163,12 +163,17 @@ pub fn boot_first_with(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
 /// [`boot_first_with`], with EDK2's variable store in `vars` (kept across boots) instead of a
 /// fresh copy.
 pub fn boot_first_vars(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initramfs: &[u8], vars: Option<&Path>, timeout: Duration, echo: bool) -> Result<Transcript> {
+    boot_first_kernel(&payloads.kernel("6.12")?.image, el, boot, initramfs, vars, timeout, echo)
+}
+
+/// [`boot_first_vars`] with another first kernel than Debian's 6.12, such as
+/// [`crate::file_kernel`]'s `Image` (a raw arm64 Image with the EFI stub, for EDK2).
+pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs: &[u8], vars: Option<&Path>, timeout: Duration, echo: bool) -> Result<Transcript> {
     let dir = paths::out_dir().join("runs").join(format!("kexec-{}-{:?}-{}", std::process::id(), el, unique()));
     std::fs::create_dir_all(&dir)?;
     let initrd = dir.join("first.cpio");
     std::fs::write(&initrd, initramfs)?;
     let (machine, extra) = first_machine(el);
-    let kernel = payloads.kernel("6.12")?.image.clone();
     let mut args: Vec<String> =
         ["-M", machine, "-cpu", FIRST_CPU, "-m", "2G", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
             .iter()

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod build;
 pub mod corpus;
 pub mod cpio;
+pub mod file_kernel;
 pub mod fuzz;
 pub mod kdump;
 pub mod kexec;

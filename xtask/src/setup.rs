@@ -4,7 +4,8 @@
 //! - the `aarch64-unknown-none` Rust target (the blob), `aarch64-unknown-uefi` (test payloads) and
 //!   `aarch64-unknown-linux-musl` (`efi-kexec`);
 //! - `dpkg-deb`, the Debian archive keyring and a C compiler (the C header check);
-//! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds);
+//! - `gcc-aarch64-linux-gnu`, make, bison, flex, bc and xz (the zboot kernel builds), openssl and
+//!   libssl-dev (the kexec_file_load first kernel, which signs);
 //! - the shared libraries of `grub-mkimage` (GRUB's image builder, unpacked from Debian's amd64
 //!   `grub-common`): libdevmapper and liblzma;
 //! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests).
@@ -66,11 +67,18 @@ pub fn setup() -> Result<()> {
     if !have("cc") {
         packages.push("gcc");
     }
-    // The zboot kernels are cross-built from Debian's kernel sources.
-    for (tool, package) in [("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"), ("make", "make"), ("bison", "bison"), ("flex", "flex"), ("bc", "bc"), ("xz", "xz-utils")] {
+    // The zboot kernels and the kexec_file_load first kernel are cross-built from Debian's
+    // kernel sources; the latter signs (MODULE_SIG) and so generates a key with openssl and
+    // builds the host tools extract-cert and sign-file against libcrypto.
+    for (tool, package) in
+        [("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"), ("make", "make"), ("bison", "bison"), ("flex", "flex"), ("bc", "bc"), ("xz", "xz-utils"), ("openssl", "openssl")]
+    {
         if !have(tool) {
             packages.push(package);
         }
+    }
+    if !Path::new("/usr/include/openssl/evp.h").exists() {
+        packages.push("libssl-dev");
     }
     // The shared libraries of GRUB's grub-mkimage (amd64, unpacked from grub-common).
     for (lib, package) in [("libdevmapper.so.1.02.1", "libdevmapper1.02.1"), ("liblzma.so.5", "liblzma5")] {

@@ -50,8 +50,9 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     crate::run_checked(cmd).with_context(|| what.to_string())
 }
 
-/// The source tree of `linux-source-<series>`, unpacked once.
-fn source_tree(apt: &Apt, series: &str) -> Result<(PathBuf, String)> {
+/// The source tree of `linux-source-<series>` and its version, unpacked once under the cache's
+/// `zboot/src-<series>-<version>` (the zboot kernels and [`crate::file_kernel`] share it).
+pub(crate) fn source_tree(apt: &Apt, series: &str) -> Result<(PathBuf, String)> {
     let name = format!("linux-source-{series}");
     let version = apt.show(&name)?.iter().filter_map(|s| apt::field(s, "Version").map(str::to_string)).next().with_context(|| format!("no {name}"))?;
     let dir = paths::cache_dir().join("zboot").join(format!("src-{series}-{version}"));
@@ -79,8 +80,9 @@ fn source_tree(apt: &Apt, series: &str) -> Result<(PathBuf, String)> {
     Ok((dir, version))
 }
 
-/// `make` with a one-line progress display of the kbuild steps.
-fn make(src: &Path, out: &Path, targets: &[&str], label: &str) -> Result<()> {
+/// `make` (arm64, cross-compiled, out of tree in `out`) with a one-line progress display of the
+/// kbuild steps, prefixed with `label`.
+pub(crate) fn make(src: &Path, out: &Path, targets: &[&str], label: &str) -> Result<()> {
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).to_string();
     let mut child = Command::new("make")
         .current_dir(src)
@@ -114,16 +116,50 @@ fn make(src: &Path, out: &Path, targets: &[&str], label: &str) -> Result<()> {
     Ok(())
 }
 
+/// The cache key of a kernel build: the source version, the config fragment and the cross
+/// compiler's version (12 hex digits).
+pub(crate) fn build_key(version: &str, fragment: &[&str]) -> Result<String> {
+    let gcc = crate::output_checked(Command::new(format!("{CROSS_COMPILE}gcc")).arg("--version")).context("no aarch64-linux-gnu-gcc: `cargo xtask setup`")?;
+    let mut key = Sha256::new();
+    key.update(version.as_bytes());
+    key.update(fragment.join("\n").as_bytes());
+    key.update(gcc.lines().next().unwrap_or("").as_bytes());
+    Ok(key.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect())
+}
+
+/// `tinyconfig` plus `fragment`, then `olddefconfig`; fails naming every fragment line that did
+/// not survive (a dependency is missing, or the option does not exist in this source).
+pub(crate) fn configure(src: &Path, out: &Path, fragment: &[&str], label: &str) -> Result<()> {
+    make(src, out, &["tinyconfig"], label)?;
+    let config = out.join(".config");
+    let mut text = std::fs::read_to_string(&config)?;
+    for line in fragment {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&config, text)?;
+    make(src, out, &["olddefconfig"], label)?;
+    let final_config = std::fs::read_to_string(&config)?;
+    let lost: Vec<String> =
+        fragment.iter().filter(|line| !final_config.lines().any(|l| l == **line)).map(|line| format!("{line} ({})", config_state(&final_config, line))).collect();
+    ensure!(lost.is_empty(), "{label}: did not survive olddefconfig: {}", lost.join("; "));
+    Ok(())
+}
+
+/// What a `.config` says about the option of a fragment line, for error messages.
+fn config_state(config: &str, line: &str) -> String {
+    let name = line.split('=').next().unwrap_or(line);
+    config
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}=")) || *l == format!("# {name} is not set"))
+        .map_or_else(|| format!("{name} is absent: unmet dependencies, or no such option"), |l| format!("the result has `{l}`"))
+}
+
 /// Builds (once per source version and config) the zboot kernel of `series`.
 pub fn ensure(apt: &Apt, series: &'static str) -> Result<Zboot> {
     let compression = if series == "6.1" { "gzip" } else { "zstd" };
     let (src, version) = source_tree(apt, series)?;
-    let gcc = crate::output_checked(Command::new(format!("{CROSS_COMPILE}gcc")).arg("--version")).context("no aarch64-linux-gnu-gcc: `cargo xtask setup`")?;
-    let mut key = Sha256::new();
-    key.update(version.as_bytes());
-    key.update(fragment(series).join("\n").as_bytes());
-    key.update(gcc.lines().next().unwrap_or("").as_bytes());
-    let key: String = key.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let key = build_key(&version, &fragment(series))?;
     let out = paths::cache_dir().join("zboot").join(format!("build-{series}-{key}"));
     let image = out.join("arch/arm64/boot/vmlinuz.efi");
     if image.exists() {
@@ -131,19 +167,7 @@ pub fn ensure(apt: &Apt, series: &'static str) -> Result<Zboot> {
     }
     std::fs::create_dir_all(&out)?;
     let label = format!("zboot {series}");
-    make(&src, &out, &["tinyconfig"], &label)?;
-    let config = out.join(".config");
-    let mut text = std::fs::read_to_string(&config)?;
-    for line in fragment(series) {
-        text.push_str(line);
-        text.push('\n');
-    }
-    std::fs::write(&config, text)?;
-    make(&src, &out, &["olddefconfig"], &label)?;
-    let final_config = std::fs::read_to_string(&config)?;
-    for line in fragment(series) {
-        ensure!(final_config.lines().any(|l| l == line), "{label}: {line} did not survive olddefconfig");
-    }
+    configure(&src, &out, &fragment(series), &label)?;
     make(&src, &out, &["vmlinuz.efi"], &label)?;
     ensure!(image.exists(), "{label}: no arch/arm64/boot/vmlinuz.efi after the build");
     Ok(Zboot { series, source_version: version, image, compression })
@@ -156,5 +180,13 @@ mod tests {
         assert!(super::fragment("6.1").contains(&"CONFIG_KERNEL_GZIP=y"));
         assert!(super::fragment("6.12").contains(&"CONFIG_KERNEL_ZSTD=y"));
         assert!(super::fragment("6.12").contains(&"CONFIG_EFI_ZBOOT=y"));
+    }
+
+    #[test]
+    fn config_state_says_what_became_of_a_line() {
+        let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=m\n";
+        assert_eq!(super::config_state(config, "CONFIG_B=y"), "the result has `# CONFIG_B is not set`");
+        assert_eq!(super::config_state(config, "CONFIG_C=y"), "the result has `CONFIG_C=m`");
+        assert!(super::config_state(config, "CONFIG_AB=y").starts_with("CONFIG_AB is absent"));
     }
 }

@@ -1,0 +1,94 @@
+//! Real `kexec -s` (`kexec_file_load`) through the emulator's Image form, from a running kernel
+//! that has the door: Debian's arm64 kernels lack `CONFIG_KEXEC_FILE`, so the first kernel is
+//! built from `linux-source-6.12` (`xtask::file_kernel`). Debian's own kexec-tools loads
+//! `efi-emulator.efi` with the payload as its initrd; `efi-kexec load -s` does the same.
+
+use qemu_tests::{blob, efi_kexec, payloads, EntryEl};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+use xtask::kexec::{self, stage_report, FirstBoot, NextBoot};
+use xtask::payloads::MARKER;
+use xtask::qemu::Transcript;
+
+fn first_kernel() -> &'static PathBuf {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let apt = xtask::apt::Apt::open(&xtask::paths::cache_dir()).expect("apt state");
+        xtask::file_kernel::ensure(&apt).expect("building the kexec_file first kernel").image
+    })
+}
+
+fn kexec_tools() -> &'static xtask::kexec_tools::KexecTools {
+    static TOOLS: OnceLock<xtask::kexec_tools::KexecTools> = OnceLock::new();
+    TOOLS.get_or_init(|| xtask::kexec_tools::ensure_kexec_tools().expect("Debian's kexec-tools"))
+}
+
+fn boot(el: EntryEl, initramfs: &[u8]) -> Transcript {
+    let t = kexec::boot_first_kernel(first_kernel(), el, FirstBoot::Direct, initramfs, None, Duration::from_secs(300), false).expect("starting QEMU");
+    eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
+    t
+}
+
+/// The emulator's Image, as `cargo xtask build` writes it (the test blob's, with its hooks).
+fn emulator_image() -> PathBuf {
+    let path = std::env::temp_dir().join(format!("efi-emulator-{}.efi", std::process::id()));
+    std::fs::write(&path, efi_emulator::abi::image::wrap(&blob().bytes).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn kexec_tools_kexec_s_boots_a_uki_through_the_emulator_image() {
+    let u = payloads().uki("254+6.12").unwrap();
+    let image = emulator_image();
+    for el in [EntryEl::El1, EntryEl::El2Vhe, EntryEl::El2] {
+        let next = NextBoot {
+            image: image.clone(),
+            initrd: Some(std::fs::read(&u.path).unwrap()),
+            append: Some(String::new()),
+            extra: vec!["-s".into()],
+            before_load: None,
+            files: vec![],
+        };
+        let initramfs = xtask::kexec_tools::stage_initramfs(&payloads().busybox, kexec_tools(), &next).unwrap();
+        let t = boot(el, &initramfs);
+        assert!(stage_report(&t, "first", "exec at uptime").is_some(), "kexec -s loaded at {el:?}");
+        assert!(t.contains("(kexec_file_load): the payload at 0x") && t.contains("is one PE file"), "the emulator was entered with the DTB at {el:?}");
+        assert!(t.contains("LoadOptions left empty: the UKI uses its own .cmdline"));
+        assert!(t.contains(MARKER), "the UKI reached userspace at {el:?}");
+        assert_eq!(qemu_tests::report(&t, "cmdline"), u.cmdline, "the UKI's .cmdline won at {el:?}");
+    }
+    let _ = std::fs::remove_file(image);
+}
+
+#[test]
+fn efi_kexec_s_boots_an_image_with_its_initrd_and_chains() {
+    let p = payloads();
+    // first (the kexec_file kernel, booted directly) -> efi-kexec -s: the same kernel through
+    // the emulator, with a stage initramfs -> efi-kexec -s again: Debian's 6.12 with the test
+    // initramfs, through the emulator once more.
+    let third = NextBoot {
+        image: p.kernel("6.12").unwrap().image.clone(),
+        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
+        append: Some("console=ttyAMA0 panic=-1 third=1".into()),
+        extra: vec!["-s".into()],
+        before_load: None,
+        files: vec![],
+    };
+    let second = NextBoot {
+        image: first_kernel().clone(),
+        initrd: Some(kexec::stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap()),
+        append: Some("console=ttyAMA0 panic=-1 second=1".into()),
+        extra: vec!["-s".into()],
+        before_load: None,
+        files: vec![],
+    };
+    let initramfs = kexec::stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
+    let t = boot(EntryEl::El1, &initramfs);
+    assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("efi-kexec: loaded through kexec_file_load")).count(), 2, "efi-kexec -s loaded twice");
+    assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("is a bundle, the PE file")).count(), 2, "each time a bundle of the Image and its initrd");
+    assert!(stage_report(&t, "second", "cmdline").is_some_and(|c| c == "console=ttyAMA0 panic=-1 second=1"), "the second kernel got its command line");
+    assert!(t.contains(MARKER), "the third kernel reached userspace");
+    assert_eq!(qemu_tests::report(&t, "cmdline"), "console=ttyAMA0 panic=-1 third=1");
+    assert_eq!(qemu_tests::report(&t, "initrd"), "plain");
+}
