@@ -65,7 +65,7 @@ fn run(command: cli::Command) -> Result<(), String> {
                 return Ok(());
             }
             match system::kexec_load(0, &[], panic) {
-                Err(e) if system::kexec_load_absent(&e) => system::kexec_file_unload(panic)?,
+                Err(e) if e.absent() || e.refused() => system::kexec_file_unload(panic)?,
                 other => other?,
             }
             println!("efi-kexec: {what} unloaded");
@@ -281,8 +281,14 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let entry = image.emulator.start + efi_emulator::abi::BlobHeader::parse(BLOB).map_err(|e| e.to_string())?.entry_offset;
     let planned = started.elapsed();
     match system::kexec_load(entry, &raw, args.panic) {
-        Err(e) if system::kexec_load_absent(&e) && !args.syscall => {
+        Err(e) if e.absent() && !args.syscall => {
             println!("efi-kexec: this kernel has no kexec_load(2): loading through kexec_file_load(2) (as -s)");
+            return load_file(args, &kernel, &kind, initrd.as_deref(), started);
+        }
+        Err(e) if e.refused() && !args.syscall => {
+            println!(
+                "efi-kexec: kexec_load(2) was refused (EPERM) although this is root: the kernel is locked down, which /sys/kernel/security/lockdown would have said had securityfs been mounted; loading through kexec_file_load(2) (as -s)"
+            );
             return load_file(args, &kernel, &kind, initrd.as_deref(), started);
         }
         other => other?,

@@ -208,16 +208,36 @@ pub fn kexec_file_unload(on_crash: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// True when `kexec_load`'s error says the kernel has no such system call (ENOSYS).
-pub fn kexec_load_absent(message: &str) -> bool {
-    message.ends_with("(this kernel was built without CONFIG_KEXEC)")
+/// A failed `kexec_load`: its message, and the errno that decides whether another door is
+/// worth trying.
+#[derive(Debug)]
+pub struct LoadError {
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+impl LoadError {
+    /// The kernel has no `kexec_load` (ENOSYS).
+    pub fn absent(&self) -> bool {
+        self.errno == Some(libc::ENOSYS)
+    }
+    /// Refused for root (EPERM): lockdown, when securityfs was not there to say so beforehand.
+    pub fn refused(&self) -> bool {
+        self.errno == Some(libc::EPERM)
+    }
+}
+
+impl From<LoadError> for String {
+    fn from(e: LoadError) -> String {
+        e.message
+    }
 }
 
 /// `KEXEC_ON_CRASH`: the image is the crash kernel, started by a panic.
 const KEXEC_ON_CRASH: libc::c_ulong = 1;
 
 /// `kexec_load(entry, segments, KEXEC_ARCH_AARCH64 [| KEXEC_ON_CRASH])`; no segments unloads.
-pub fn kexec_load(entry: u64, segments: &[KexecSegment], on_crash: bool) -> Result<(), String> {
+pub fn kexec_load(entry: u64, segments: &[KexecSegment], on_crash: bool) -> Result<(), LoadError> {
     let flags = KEXEC_ARCH_AARCH64 | if on_crash { KEXEC_ON_CRASH } else { 0 };
     // SAFETY: every segment's buf/bufsz describes a live buffer the caller keeps until this
     // returns (the kernel copies them during the call); an empty list passes NULL and 0.
@@ -226,7 +246,8 @@ pub fn kexec_load(entry: u64, segments: &[KexecSegment], on_crash: bool) -> Resu
         libc::syscall(libc::SYS_kexec_load, entry as libc::c_ulong, segments.len() as libc::c_ulong, ptr, flags)
     };
     if r != 0 {
-        return Err(errno_message(if segments.is_empty() { "kexec_load (unload)" } else { "kexec_load" }));
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        return Err(LoadError { errno, message: errno_message(if segments.is_empty() { "kexec_load (unload)" } else { "kexec_load" }) });
     }
     Ok(())
 }

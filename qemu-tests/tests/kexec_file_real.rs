@@ -92,3 +92,55 @@ fn efi_kexec_s_boots_an_image_with_its_initrd_and_chains() {
     assert_eq!(qemu_tests::report(&t, "cmdline"), "console=ttyAMA0 panic=-1 third=1");
     assert_eq!(qemu_tests::report(&t, "initrd"), "plain");
 }
+
+#[test]
+fn under_lockdown_only_the_signed_emulator_gets_in() {
+    // The first kernel, signed with EDK2's test key and booted by EDK2 with Secure Boot on,
+    // locks itself down and trusts that key (the platform keyring, from db).
+    let dir = std::env::temp_dir().join(format!("efi-emulator-sb-{}", std::process::id()));
+    let keys = xtask::secure_boot::Snakeoil::new(&dir).unwrap();
+    let first = dir.join("Image.signed");
+    keys.sign(first_kernel(), &first).unwrap();
+    let unsigned = emulator_image();
+    let signed = dir.join("efi-emulator.signed.efi");
+    keys.sign(&unsigned, &signed).unwrap();
+
+    let u = payloads().uki("254+6.12").unwrap();
+    // Before the real load, with securityfs mounted (as systemd mounts it): kexec_load is
+    // refused by name (-c), and the built-in, unsigned emulator, through kexec_file_load as
+    // lockdown makes efi-kexec choose, is refused by the kernel with efi-kexec's explanation.
+    // Then without securityfs: efi-kexec learns of lockdown from kexec_load's EPERM and takes
+    // the other door with the signed emulator.
+    let before = "mkdir -p /sys/kernel/security && mount -t securityfs securityfs /sys/kernel/security\n\
+                  /efi-kexec load -c /next.efi --append '' ; echo \"$p: forced kexec_load: $?\"\n\
+                  /efi-kexec load /next.efi --append '' ; echo \"$p: unsigned: $?\"\n\
+                  umount /sys/kernel/security";
+    let next = NextBoot {
+        image: u.path.clone(),
+        initrd: None,
+        append: Some(String::new()),
+        extra: vec!["--emulator".into(), "/emulator.efi".into()],
+        before_load: Some(before.into()),
+        files: vec![("emulator.efi".into(), std::fs::read(&signed).unwrap())],
+    };
+    let initramfs = kexec::stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
+    let t = kexec::boot_first_kernel(&first, EntryEl::El1, FirstBoot::Edk2, &initramfs, Some(&keys.vars), Duration::from_secs(300), false).expect("starting QEMU");
+    eprintln!("$ {}\n{}", t.command, t.text());
+    assert!(t.contains("Kernel is locked down from EFI Secure Boot"), "the first kernel locked itself down");
+    assert!(t.contains("efi-kexec: the kernel is locked down (integrity): lockdown forbids kexec_load(2)"), "-c is refused by name");
+    assert_eq!(stage_report(&t, "first", "forced kexec_load").as_deref(), Some("1"));
+    assert!(
+        t.contains("kexec_file_load failed: Operation not permitted (os error 1) (the kernel refuses unsigned or unverifiable images here"),
+        "the unsigned emulator is refused, explained"
+    );
+    assert!(t.contains(".platform (the firmware's db"), "the explanation names the keyrings");
+    assert_eq!(stage_report(&t, "first", "unsigned").as_deref(), Some("1"));
+    assert!(t.contains("efi-kexec: the kernel is locked down (integrity), which forbids kexec_load(2): loading through kexec_file_load(2)"), "efi-kexec chose -s by itself");
+    assert!(t.contains("efi-kexec: kexec_load(2) was refused (EPERM) although this is root: the kernel is locked down"), "and without securityfs, after kexec_load's EPERM");
+    assert!(t.contains("efi-kexec: loaded through kexec_file_load") && t.contains("the Image /emulator.efi"), "the signed emulator was accepted");
+    assert!(t.contains("(kexec_file_load): the payload at 0x"), "the emulator started from the DTB");
+    assert!(t.contains(MARKER), "the UKI reached userspace");
+    assert_eq!(qemu_tests::report(&t, "cmdline"), u.cmdline);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(unsigned);
+}

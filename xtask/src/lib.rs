@@ -18,6 +18,7 @@ pub mod paths;
 pub mod payloads;
 pub mod qemu;
 pub mod run;
+pub mod secure_boot;
 pub mod setup;
 pub mod trampoline;
 pub mod uboot;

@@ -8,7 +8,8 @@
 //!   libssl-dev (the kexec_file_load first kernel, which signs);
 //! - the shared libraries of `grub-mkimage` (GRUB's image builder, unpacked from Debian's amd64
 //!   `grub-common`): libdevmapper and liblzma;
-//! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests).
+//! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests, and
+//!   its Secure Boot test key) and `sbsigntool` (signs for it).
 
 use crate::qemu;
 use anyhow::{bail, ensure, Context, Result};
@@ -86,9 +87,12 @@ pub fn setup() -> Result<()> {
             packages.push(package);
         }
     }
-    // EDK2 boots the first kernel of the UEFI kexec tests.
-    if !Path::new(crate::kexec::AAVMF_CODE).exists() {
+    // EDK2 boots the first kernel of the UEFI kexec tests; sbsign signs for its Secure Boot.
+    if !Path::new(crate::kexec::AAVMF_CODE).exists() || !Path::new(crate::secure_boot::SNAKEOIL_KEY).exists() {
         packages.push("qemu-efi-aarch64");
+    }
+    if !have("sbsign") {
+        packages.push("sbsigntool");
     }
     // U-Boot is a peer in `cargo xtask bench`.
     if !Path::new(crate::uboot::U_BOOT).exists() {
