@@ -144,3 +144,33 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(unsigned);
 }
+
+/// A stage's report of IMA's measurement list: how many entries, and the first one.
+const IMA_REPORT: &str = "mkdir -p /sys/kernel/security && mount -t securityfs securityfs /sys/kernel/security\n\
+    m=/sys/kernel/security/ima/ascii_runtime_measurements\n\
+    echo \"$p: ima entries: $(wc -l < $m)\"\n\
+    echo \"$p: ima first: $(head -n 1 $m)\"";
+
+#[test]
+fn the_ima_measurement_list_carries_over_through_the_emulator() {
+    let p = payloads();
+    // The second kernel (the same kexec_file kernel, through the emulator) reports its list and
+    // powers off.
+    let last = NextBoot { image: first_kernel().clone(), initrd: None, append: None, extra: vec![], before_load: Some(format!("{IMA_REPORT}\npoweroff -f")), files: vec![] };
+    let second = NextBoot {
+        image: first_kernel().clone(),
+        initrd: Some(kexec::stage_initramfs(&p.busybox, efi_kexec(), "second", &last).unwrap()),
+        append: Some("console=ttyAMA0 panic=-1".into()),
+        extra: vec!["-s".into()],
+        before_load: Some(IMA_REPORT.into()),
+        files: vec![],
+    };
+    let initramfs = kexec::stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
+    let t = boot(EntryEl::El1, &initramfs);
+    let count = |stage| stage_report(&t, stage, "ima entries").and_then(|n| n.parse::<usize>().ok()).unwrap_or_else(|| panic!("{stage}: no IMA list"));
+    let (first, second) = (count("first"), count("second"));
+    assert!(first >= 1);
+    assert!(t.contains("(kexec_file_load): the payload at 0x"), "the second kernel came through the emulator");
+    assert_eq!(stage_report(&t, "second", "ima first"), stage_report(&t, "first", "ima first"), "the list begins with the first kernel's entries");
+    assert!(second > first, "the second kernel added its own ({first} -> {second})");
+}
