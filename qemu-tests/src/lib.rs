@@ -58,3 +58,23 @@ pub fn efi_kexec() -> &'static std::path::PathBuf {
         None => xtask::kexec::build_efi_kexec(blob()).expect("building efi-kexec"),
     })
 }
+
+/// The first kernel with the `kexec_file_load` door (`xtask::file_kernel`), built once.
+pub fn file_kernel() -> &'static std::path::PathBuf {
+    static IMAGE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let apt = xtask::apt::Apt::open(&xtask::paths::cache_dir()).expect("apt state");
+        xtask::file_kernel::ensure(&apt).expect("building the kexec_file first kernel").image
+    })
+}
+
+/// Debian's arm64 kexec-tools with its libraries, unpacked once.
+pub fn kexec_tools() -> &'static xtask::kexec_tools::KexecTools {
+    static TOOLS: OnceLock<xtask::kexec_tools::KexecTools> = OnceLock::new();
+    TOOLS.get_or_init(|| xtask::kexec_tools::ensure_kexec_tools().expect("Debian's kexec-tools"))
+}
+
+/// The test blob as the arm64 Image `kexec_file_load` takes (`efi-emulator.efi`).
+pub fn emulator_image() -> Vec<u8> {
+    efi_emulator::abi::image::wrap(&blob().bytes).expect("wrapping the blob")
+}

@@ -25,20 +25,25 @@ fn kdump(el: EntryEl, next: NextBoot) -> Transcript {
     let p = payloads();
     let first = xtask::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
     let t = xtask::kexec::boot_first_with(p, el, FirstBoot::DirectCrashKernel, &first, Duration::from_secs(300), false).unwrap();
+    check(&t, el);
+    t
+}
+
+/// The crash kernel found what the first kernel left: its vmcoreinfo and the planted pattern.
+fn check(t: &Transcript, el: EntryEl) {
     eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
-    verdict(&t).unwrap();
-    let first_release = stage_report(&t, "first", "up").unwrap().split(',').next().unwrap().to_string();
+    verdict(t).unwrap();
+    let first_release = stage_report(t, "first", "up").unwrap().split(',').next().unwrap().to_string();
     let planted = t.lines.iter().find_map(|(_, l)| l.strip_prefix("efi-emulator-test: kdump: planted at ")).expect("the first kernel planted the pattern").to_string();
     assert!(t.contains("Starting crashdump kernel"), "the first kernel panicked into the crash kernel");
     assert!(t.contains("crash kernel: confined to 256 MiB"), "the emulator confined itself to the crash region");
     assert!(t.contains("integrity at ExitBootServices: 64 sample pages of the crashed kernel's RAM unchanged"));
-    assert!(report(&t, "vmcore").parse::<u64>().unwrap_or(0) > 0, "/proc/vmcore is there");
-    assert_eq!(report(&t, "kdump: vmcoreinfo OSRELEASE"), first_release, "vmcoreinfo names the first kernel's release");
-    assert_eq!(report(&t, &format!("kdump: pattern at {planted}")), "intact", "the pattern, byte for byte");
-    let panic = at(&t, "first: panic at uptime");
-    let marker = at(&t, xtask::payloads::MARKER);
+    assert!(report(t, "vmcore").parse::<u64>().unwrap_or(0) > 0, "/proc/vmcore is there");
+    assert_eq!(report(t, "kdump: vmcoreinfo OSRELEASE"), first_release, "vmcoreinfo names the first kernel's release");
+    assert_eq!(report(t, &format!("kdump: pattern at {planted}")), "intact", "the pattern, byte for byte");
+    let panic = at(t, "first: panic at uptime");
+    let marker = at(t, xtask::payloads::MARKER);
     eprintln!("kdump at {el:?}: panic to the crash kernel's userspace marker in {:.3} s", (marker - panic).as_secs_f64());
-    t
 }
 
 fn image_6_12(el: EntryEl) {
@@ -67,14 +72,7 @@ fn kdump_6_12_image_at_el2() {
 /// The 254 stub with the 6.12 kernel and the crash initramfs as its `.initrd`; the loader's
 /// command line (with the pattern's address) overrides its `.cmdline`.
 fn uki_254(el: EntryEl) {
-    let p = payloads();
-    let stub = p.stub("254").unwrap();
-    let kernel = p.kernel("6.12").unwrap();
-    let initrd = xtask::kdump::crash_initramfs(&p.busybox, probe()).unwrap();
-    let linux = std::fs::read(&kernel.image).unwrap();
-    let osrel = xtask::uki::os_release("kdump");
-    let sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", b"console=ttyAMA0"), (".initrd", &initrd), (".linux", &linux)];
-    let uki = xtask::uki::build(&std::fs::read(&stub.path).unwrap(), &sections).unwrap();
+    let uki = xtask::kdump::crash_uki(payloads(), probe()).unwrap();
     let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let path = dir.join(format!("kdump-uki-{}-{el:?}.efi", std::process::id()));
     std::fs::write(&path, uki).unwrap();
@@ -93,4 +91,41 @@ fn kdump_uki_254_at_el1() {
 #[test]
 fn kdump_uki_254_at_el2() {
     uki_254(EntryEl::El2);
+}
+
+/// kdump through the signed door, from the kexec_file first kernel with `crashkernel=256M`: the
+/// kernel builds the ELF core header itself. Debian's `kexec -s -p efi-emulator.efi --initrd
+/// UKI`, then `efi-kexec load -s -p` with the 6.12 Image and the crash initramfs (a bundle).
+#[test]
+fn kdump_through_kexec_file_load() {
+    let p = payloads();
+    let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let uki = dir.join(format!("kdump-file-uki-{}.efi", std::process::id()));
+    std::fs::write(&uki, xtask::kdump::crash_uki(p, probe()).unwrap()).unwrap();
+    let boot = |first: &[u8]| {
+        let t = xtask::kexec::boot_first_kernel(qemu_tests::file_kernel(), EntryEl::El1, FirstBoot::DirectCrashKernel, first, None, Duration::from_secs(300), false).unwrap();
+        check(&t, EntryEl::El1);
+        assert!(t.contains("(kexec_file_load): the payload at 0x"), "the crash kernel came through the device-tree entry");
+        assert!(t.contains(", a crash boot"));
+        t
+    };
+
+    let next = NextBoot { image: uki.clone(), initrd: None, append: None, extra: vec![], before_load: None, files: vec![] };
+    let first = xtask::kdump::first_stage_kexec_file(&p.busybox, qemu_tests::kexec_tools(), &qemu_tests::emulator_image(), probe(), &next).unwrap();
+    let t = boot(&first);
+    assert!(t.contains("EFI stub: "), "the UKI's kernel ran its EFI stub");
+
+    let next = NextBoot {
+        image: p.kernel("6.12").unwrap().image.clone(),
+        initrd: Some(xtask::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
+        append: None,
+        extra: vec!["-s".into()],
+        before_load: None,
+        files: vec![],
+    };
+    let first = xtask::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
+    let t = boot(&first);
+    assert!(t.contains("efi-kexec: loaded through kexec_file_load") && t.contains("the crash kernel starts at the next panic"));
+    assert!(t.contains("is a bundle, the PE file"));
+    let _ = std::fs::remove_file(uki);
 }

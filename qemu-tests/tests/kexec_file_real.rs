@@ -3,25 +3,15 @@
 //! built from `linux-source-6.12` (`xtask::file_kernel`). Debian's own kexec-tools loads
 //! `efi-emulator.efi` with the payload as its initrd; `efi-kexec load -s` does the same.
 
-use qemu_tests::{blob, efi_kexec, payloads, EntryEl};
+use qemu_tests::{efi_kexec, payloads, EntryEl};
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 use xtask::kexec::{self, stage_report, FirstBoot, NextBoot};
 use xtask::payloads::MARKER;
 use xtask::qemu::Transcript;
 
 fn first_kernel() -> &'static PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let apt = xtask::apt::Apt::open(&xtask::paths::cache_dir()).expect("apt state");
-        xtask::file_kernel::ensure(&apt).expect("building the kexec_file first kernel").image
-    })
-}
-
-fn kexec_tools() -> &'static xtask::kexec_tools::KexecTools {
-    static TOOLS: OnceLock<xtask::kexec_tools::KexecTools> = OnceLock::new();
-    TOOLS.get_or_init(|| xtask::kexec_tools::ensure_kexec_tools().expect("Debian's kexec-tools"))
+    qemu_tests::file_kernel()
 }
 
 fn boot(el: EntryEl, initramfs: &[u8]) -> Transcript {
@@ -30,10 +20,11 @@ fn boot(el: EntryEl, initramfs: &[u8]) -> Transcript {
     t
 }
 
-/// The emulator's Image, as `cargo xtask build` writes it (the test blob's, with its hooks).
+/// The emulator's Image, as `cargo xtask build` writes it (the test blob's, with its hooks), in
+/// a file.
 fn emulator_image() -> PathBuf {
     let path = std::env::temp_dir().join(format!("efi-emulator-{}.efi", std::process::id()));
-    std::fs::write(&path, efi_emulator::abi::image::wrap(&blob().bytes).unwrap()).unwrap();
+    std::fs::write(&path, qemu_tests::emulator_image()).unwrap();
     path
 }
 
@@ -50,7 +41,7 @@ fn kexec_tools_kexec_s_boots_a_uki_through_the_emulator_image() {
             before_load: None,
             files: vec![],
         };
-        let initramfs = xtask::kexec_tools::stage_initramfs(&payloads().busybox, kexec_tools(), &next).unwrap();
+        let initramfs = xtask::kexec_tools::stage_initramfs(&payloads().busybox, qemu_tests::kexec_tools(), &next).unwrap();
         let t = boot(el, &initramfs);
         assert!(stage_report(&t, "first", "exec at uptime").is_some(), "kexec -s loaded at {el:?}");
         assert!(t.contains("(kexec_file_load): the payload at 0x") && t.contains("is one PE file"), "the emulator was entered with the DTB at {el:?}");

@@ -55,18 +55,52 @@ pub fn crash_initramfs(busybox: &Path, probe: &Path) -> Result<Vec<u8>> {
     Ok(c.finish())
 }
 
+/// A UKI for crash boots: the 254 stub with Debian's 6.12 and [`crash_initramfs`] as its
+/// `.initrd`; the loader's command line (with the pattern's address) overrides its `.cmdline`.
+pub fn crash_uki(p: &crate::payloads::Payloads, probe: &Path) -> Result<Vec<u8>> {
+    let stub = std::fs::read(&p.stub("254")?.path)?;
+    let linux = std::fs::read(&p.kernel("6.12")?.image)?;
+    let initrd = crash_initramfs(&p.busybox, probe)?;
+    let osrel = crate::uki::os_release("kdump");
+    let sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", b"console=ttyAMA0"), (".initrd", &initrd), (".linux", &linux)];
+    crate::uki::build(&stub, &sections)
+}
+
+/// What the first stage does before it loads: plant the pattern, keep its address in $PATTERN.
+/// A background job's stdin is /dev/null: devtmpfs provides it.
+const PLANT: &str = "mount -t devtmpfs devtmpfs /dev\n/kdump-probe plant /tmp/pattern &\nfor i in 1 2 3 4 5 6 7 8 9 10; do [ -s /tmp/pattern ] && break; sleep 1; done\nPATTERN=$(cat /tmp/pattern)";
+/// After the load: panic.
+const PANIC: &str = "echo \"$p: panic at uptime $(cut -d' ' -f1 /proc/uptime)\"\necho c > /proc/sysrq-trigger";
+
+/// The crash kernel's command line, with the pattern's address the first stage found.
+fn crash_append() -> String {
+    format!("{CRASH_APPEND} kdump_pattern=$PATTERN")
+}
+
 /// The first kernel's initramfs: plants the pattern, loads `next` as the crash kernel with the
-/// pattern's address on its command line, and panics.
+/// pattern's address on its command line (`efi-kexec load -p`, with `extra` arguments such as
+/// `-s`), and panics.
 pub fn first_stage(busybox: &Path, efi_kexec: &Path, probe: &Path, next: &NextBoot) -> Result<Vec<u8>> {
-    // A background job's stdin is /dev/null: devtmpfs provides it.
-    let before_load = "mount -t devtmpfs devtmpfs /dev\n/kdump-probe plant /tmp/pattern &\nfor i in 1 2 3 4 5 6 7 8 9 10; do [ -s /tmp/pattern ] && break; sleep 1; done\nPATTERN=$(cat /tmp/pattern)";
-    let mut load = format!("/efi-kexec load -p /next.efi --append \"{CRASH_APPEND} kdump_pattern=$PATTERN\"");
+    let mut load = format!("/efi-kexec load -p /next.efi --append \"{}\"", crash_append());
     if next.initrd.is_some() {
         load.push_str(" --initrd /next.initrd");
     }
-    let panic = "echo \"$p: panic at uptime $(cut -d' ' -f1 /proc/uptime)\"\necho c > /proc/sysrq-trigger";
-    let mut c = crate::kexec::stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, panic, before_load), next)?;
+    for a in &next.extra {
+        load.push(' ');
+        load.push_str(a);
+    }
+    let mut c = crate::kexec::stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, PANIC, PLANT), next)?;
     c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec)?);
+    c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
+    Ok(c.finish())
+}
+
+/// The same with Debian's kexec-tools through the signed door: `kexec -s -p emulator.efi
+/// --initrd=PAYLOAD`, the payload being `next`'s image (a PE file or a bundle).
+pub fn first_stage_kexec_file(busybox: &Path, tools: &crate::kexec_tools::KexecTools, emulator: &[u8], probe: &Path, next: &NextBoot) -> Result<Vec<u8>> {
+    let load = format!("/sbin/kexec -s -p /emulator.efi --initrd=/next.efi --append=\"{}\"", crash_append());
+    let mut c = crate::kexec_tools::tools_cpio(busybox, tools, &script("first", "", &load, PANIC, PLANT), next)?;
+    c.file("emulator.efi", 0o644, emulator);
     c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
     Ok(c.finish())
 }

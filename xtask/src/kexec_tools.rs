@@ -247,6 +247,12 @@ fn stage_script(next: &NextBoot) -> String {
 
 /// An initramfs whose `/init` kexecs `next` through Debian's kexec-tools.
 pub fn stage_initramfs(busybox: &Path, tools: &KexecTools, next: &NextBoot) -> Result<Vec<u8>> {
+    Ok(tools_cpio(busybox, tools, &stage_script(next), next)?.finish())
+}
+
+/// A stage's archive (see [`crate::kexec::stage_cpio`]) with `script` as `/init` and
+/// kexec-tools' `/sbin/kexec` with the libraries it needs.
+pub fn tools_cpio(busybox: &Path, tools: &KexecTools, script: &str, next: &NextBoot) -> Result<crate::cpio::Cpio> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     // Every directory the libraries need, parents first (BTreeSet order puts "a" before "a/b").
     let mut dirs: BTreeSet<String> = ["sbin", "lib", "usr"].map(String::from).into();
@@ -257,14 +263,14 @@ pub fn stage_initramfs(busybox: &Path, tools: &KexecTools, next: &NextBoot) -> R
             parent = p.parent();
         }
     }
-    let mut c = crate::kexec::stage_cpio(busybox, &dirs.into_iter().collect::<Vec<_>>(), &stage_script(next), next)?;
+    let mut c = crate::kexec::stage_cpio(busybox, &dirs.into_iter().collect::<Vec<_>>(), script, next)?;
     // /usr/lib/... resolves like /lib/..., for binaries built with merged-/usr paths.
     c.symlink("usr/lib", "../lib");
     c.file("sbin/kexec", 0o755, &read(&tools.kexec)?);
     for (path, host) in &tools.libs {
         c.file(path, 0o755, &read(host)?);
     }
-    Ok(c.finish())
+    Ok(c)
 }
 
 /// One boot's milestones after the first kernel's `exec at uptime` line, in seconds.
