@@ -494,7 +494,7 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
     });
     if let (true, Some(k)) = (suites.kexec, efi_kexec) {
         md.push_str("\n## Real kexec (`kexec -e` to the marker)\n\n");
-        md.push_str(&crate::kexec_tools::bench_kexec(k, payloads, runs)?);
+        md.push_str(&crate::kexec_tools::bench_kexec(k, &blob.bin, payloads, runs)?);
     }
     std::fs::write(out("md"), &md)?;
     std::fs::write(out("json"), serde_json::to_string_pretty(&js)? + "\n")?;

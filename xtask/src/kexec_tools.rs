@@ -8,7 +8,7 @@
 
 use crate::apt::{self, Apt};
 use crate::bench::cell;
-use crate::kexec::{boot_first, NextBoot, FIRST_CPU};
+use crate::kexec::{NextBoot, FIRST_CPU};
 use crate::payloads::{Payloads, MARKER};
 use crate::qemu::{self, Transcript};
 use crate::trampoline::EntryEl;
@@ -309,11 +309,13 @@ fn opt(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.3}"))
 }
 
-/// Times kexec from Debian's 6.12 into the next kernel three ways, interleaved round by
-/// round: Debian's kexec-tools with the 6.1 Image (no EFI), `efi-kexec` with the same Image
-/// (through the emulator and the kernel's EFI stub), and `efi-kexec` with the 254+6.12 UKI.
-/// Returns the report (a Markdown table).
-pub fn bench_kexec(efi_kexec: &Path, payloads: &Payloads, runs: usize) -> Result<String> {
+/// Times kexec into the next kernel six ways, interleaved round by round. From Debian's 6.12
+/// through `kexec_load`: Debian's kexec-tools with the 6.1 Image (no EFI), `efi-kexec` with the
+/// same Image (through the emulator and the kernel's EFI stub), and `efi-kexec` with the
+/// 254+6.12 UKI. From the kexec_file kernel through `kexec_file_load` (`kexec -s`): the raw 6.12
+/// Image (no EFI), and the emulator Image (`emulator_blob` wrapped) with the same Image and
+/// initrd as a bundle, and with the UKI. Returns the report (a Markdown table).
+pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, runs: usize) -> Result<String> {
     let timeout = Duration::from_secs(300);
     let tools = ensure_kexec_tools()?;
     let image = payloads.kernel("6.1")?.image.clone();
@@ -328,31 +330,51 @@ pub fn bench_kexec(efi_kexec: &Path, payloads: &Payloads, runs: usize) -> Result
     // does none. Loading takes kexec-tools 80-100 s under TCG either way; this release cannot
     // use `kexec_file_load` (`-s`) on arm64.
     let unchecked = NextBoot { extra: vec!["-i".into()], ..next_image() };
-    let configs: Vec<(String, Vec<u8>)> = vec![
-        (format!("kexec-tools {} `kexec -l -i` Image 6.1 + initrd (no EFI)", tools.version), stage_initramfs(&payloads.busybox, &tools, &unchecked)?),
-        ("efi-kexec, Image 6.1 + initrd (emulator, EFI stub)".into(), crate::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_image())?),
-        (format!("efi-kexec, UKI {} (emulator, systemd-stub)", uki.name), crate::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_uki)?),
+    let debian = payloads.kernel("6.12")?.image.clone();
+    // The signed door: kexec_file_load from the kexec_file first kernel, kexec-tools' `-s`, with
+    // the raw 6.12 Image (no EFI) and through the emulator Image with the same Image and initrd
+    // (a bundle) and with the UKI.
+    let file_kernel = crate::file_kernel::ensure(&crate::apt::Apt::open(&crate::paths::cache_dir())?)?.image;
+    let emulator = efi_emulator::abi::image::wrap(&std::fs::read(emulator_blob)?).map_err(anyhow::Error::msg)?;
+    let emulator_file = std::env::temp_dir().join(format!("efi-emulator-bench-{}.efi", std::process::id()));
+    std::fs::write(&emulator_file, &emulator)?;
+    let image_612 = std::fs::read(&debian)?;
+    let raw_file = NextBoot { image: debian.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let bundle = efi_emulator::abi::bundle::make(&image_612, Some(&initrd), None);
+    let emulator_bundle = NextBoot { image: emulator_file.clone(), initrd: Some(bundle), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let emulator_uki = NextBoot { image: emulator_file.clone(), initrd: Some(std::fs::read(&uki.path)?), append: Some(String::new()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let first_612 = payloads.kernel("6.12")?.image.clone();
+    let configs: Vec<(String, Vec<u8>, PathBuf)> = vec![
+        (format!("kexec-tools {} `kexec -l -i` Image 6.1 + initrd (no EFI)", tools.version), stage_initramfs(&payloads.busybox, &tools, &unchecked)?, first_612.clone()),
+        ("efi-kexec, Image 6.1 + initrd (emulator, EFI stub)".into(), crate::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_image())?, first_612.clone()),
+        (format!("efi-kexec, UKI {} (emulator, systemd-stub)", uki.name), crate::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_uki)?, first_612),
+        ("kexec-tools `kexec -s` Image 6.12 + initrd (kexec_file_load, no EFI)".into(), stage_initramfs(&payloads.busybox, &tools, &raw_file)?, file_kernel.clone()),
+        ("kexec-tools `kexec -s` efi-emulator.efi + bundle of Image 6.12 and initrd".into(), stage_initramfs(&payloads.busybox, &tools, &emulator_bundle)?, file_kernel.clone()),
+        (format!("kexec-tools `kexec -s` efi-emulator.efi + UKI {}", uki.name), stage_initramfs(&payloads.busybox, &tools, &emulator_uki)?, file_kernel),
     ];
+    let _ = std::fs::remove_file(&emulator_file);
     let mut samples: Vec<Vec<Sample>> = configs.iter().map(|_| Vec::new()).collect();
     for round in 1..=runs {
         // Interleaved: every configuration once per round, so drift hits all alike.
-        for ((name, initramfs), out) in configs.iter().zip(samples.iter_mut()) {
-            let t = boot_first(payloads, EntryEl::El1, initramfs, timeout, false)?;
+        for ((name, initramfs, first), out) in configs.iter().zip(samples.iter_mut()) {
+            let t = crate::kexec::boot_first_kernel(first, EntryEl::El1, crate::kexec::FirstBoot::Direct, initramfs, None, timeout, false)?;
             let s = sample(&t).with_context(|| name.clone())?;
-            eprintln!("round {round}/{runs}: {name:<62} load {:>7} banner {:>6} stub {:>6} marker {:6.3} s", opt(s.load), opt(s.banner), opt(s.stub), s.marker);
+            eprintln!("round {round}/{runs}: {name:<72} load {:>7} banner {:>6} stub {:>6} marker {:6.3} s", opt(s.load), opt(s.banner), opt(s.stub), s.marker);
             out.push(s);
         }
     }
     let (major, minor) = qemu::version()?;
     let mut report = format!(
-        "QEMU {major}.{minor} virt, TCG, -cpu {FIRST_CPU}, -m 2G, -smp 2, EL1; first kernel Debian {} (`-kernel`), next kernel Debian {}; \
-         kexec-tools {} (Debian arm64); medians of {runs} (min–max), interleaved; seconds after the first kernel's `exec at uptime` line.\n\n",
+        "QEMU {major}.{minor} virt, TCG, -cpu {FIRST_CPU}, -m 2G, -smp 2, EL1; first kernel Debian {} (`-kernel`; for `kexec -s` the kexec_file kernel built from linux-source {}), \
+         next kernel Debian {} (`kexec -s`: {}); kexec-tools {} (Debian arm64); medians of {runs} (min–max), interleaved; seconds after the first kernel's `exec at uptime` line.\n\n",
         payloads.kernel("6.12")?.version,
+        crate::file_kernel::SERIES,
         payloads.kernel("6.1")?.version,
+        payloads.kernel("6.12")?.version,
         tools.version,
     );
     report.push_str("| configuration | load (guest time) | exec → emulator banner | exec → EFI stub | exec → marker |\n|---|---:|---:|---:|---:|\n");
-    for ((name, _), s) in configs.iter().zip(&samples) {
+    for ((name, _, _), s) in configs.iter().zip(&samples) {
         let col = |f: fn(&Sample) -> Option<f64>| cell(&s.iter().filter_map(f).collect::<Vec<_>>(), runs);
         report.push_str(&format!("| {name} | {} | {} | {} | {} |\n", col(|x| x.load), col(|x| x.banner), col(|x| x.stub), col(|x| Some(x.marker))));
     }
@@ -552,7 +574,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// One real round of [`bench_kexec`] (three QEMU boots, minutes):
+    /// One real round of [`bench_kexec`] (six QEMU boots, minutes):
     /// `cargo test -p xtask --lib kexec_tools::tests::bench_smoke -- --ignored --nocapture`.
     #[test]
     #[ignore]
@@ -565,7 +587,7 @@ mod tests {
         for (path, host) in &tools.libs {
             println!("  /{path} <- {}", host.display());
         }
-        println!("{}", bench_kexec(&efi_kexec, &payloads, 1)?);
+        println!("{}", bench_kexec(&efi_kexec, &blob.bin, &payloads, 1)?);
         Ok(())
     }
 }
