@@ -339,10 +339,19 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
     let emulator_file = std::env::temp_dir().join(format!("efi-emulator-bench-{}.efi", std::process::id()));
     std::fs::write(&emulator_file, &emulator)?;
     let image_612 = std::fs::read(&debian)?;
-    let raw_file = NextBoot { image: debian.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let raw_file =
+        NextBoot { image: debian.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
     let bundle = efi_emulator::abi::bundle::make(&image_612, Some(&initrd), None);
-    let emulator_bundle = NextBoot { image: emulator_file.clone(), initrd: Some(bundle), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
-    let emulator_uki = NextBoot { image: emulator_file.clone(), initrd: Some(std::fs::read(&uki.path)?), append: Some(String::new()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let emulator_bundle =
+        NextBoot { image: emulator_file.clone(), initrd: Some(bundle), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let emulator_uki = NextBoot {
+        image: emulator_file.clone(),
+        initrd: Some(std::fs::read(&uki.path)?),
+        append: Some(String::new()),
+        extra: vec!["-s".into()],
+        before_load: None,
+        files: Vec::new(),
+    };
     let first_612 = payloads.kernel("6.12")?.image.clone();
     let configs: Vec<(String, Vec<u8>, PathBuf)> = vec![
         (format!("kexec-tools {} `kexec -l -i` Image 6.1 + initrd (no EFI)", tools.version), stage_initramfs(&payloads.busybox, &tools, &unchecked)?, first_612.clone()),

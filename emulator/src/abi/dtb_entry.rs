@@ -308,38 +308,20 @@ pub fn write(inputs: &Inputs, plan: &Plan, payload: &[u8], p: &mut EfiEmulatorPa
         units[len] = u;
         len += 1;
     }
-    let mut name = [0u8; 16];
-    name[..10].copy_from_slice(b"amba-pl011");
-    let kernel = plan.kernel();
-    *p = EfiEmulatorParam {
+    *p = EfiEmulatorParam::new(&BlockFields {
         sp: plan.sp(),
         load_address: inputs.blob_start,
-        sz_in_byte: (len * 2) as u32,
-        cmdline: units,
-        noefi_boot: plan.firmware.is_none() as u8,
-        print_enabled: 1,
-        earlycon_name: name,
-        _pad0: [0; 2],
-        earlycon_reg_base: plan.uart.0,
-        earlycon_reg_sz: plan.uart.1,
-        mmu_on: 0,
-        _pad1: [0; 7],
-        pgd_root: 0,
-        kernel_img_start: kernel.start,
-        kernel_img_sz: kernel.size,
+        cmdline: &units[..len],
+        firmware: plan.firmware.is_some(),
+        print: true,
+        earlycon_name: "amba-pl011",
+        uart: plan.uart,
+        kernel: plan.kernel(),
         dtb: inputs.dtb.start,
-        mempool_start: plan.mempool.start,
-        mempool_sz: plan.mempool.size,
-        rt_info: EfiRtInfo {
-            runtime: 0,
-            runtime_version: 0,
-            runtime_supported_mask: 0,
-            systab_nr_tables: 0,
-            _pad: 0,
-            systab_tables: [ConfigTableEntry { guid: efi::Guid::from_bytes(&[0; 16]), table: 0 }; MAX_SYSTAB_TABLES],
-            memmap: MemMapHeader { map_size: (n * 40) as u64, desc_size: 40, desc_ver: 1, _pad: 0, map_key: 0, buff_size: PARAM_REGION - PARAM_SIZE as u64 },
-        },
-    };
+        mempool: plan.mempool,
+        map_size: (n * 40) as u64,
+        buff_size: PARAM_REGION - PARAM_SIZE as u64,
+    });
     Ok(n)
 }
 

@@ -452,41 +452,20 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
         return Err(LoaderError::TooManyDescriptors(map.len()));
     }
 
-    let mut units = [0u16; CMDLINE_BYTES / 2];
-    units[..cmdline.len()].copy_from_slice(&cmdline);
-    let mut name = [0u8; 16];
-    let n = spec.earlycon_name.len().min(15);
-    name[..n].copy_from_slice(&spec.earlycon_name.as_bytes()[..n]);
-    let map_size = (map.len() * 40) as u64;
-    let param = EfiEmulatorParam {
+    let param = EfiEmulatorParam::new(&BlockFields {
         sp,
         load_address: emulator.start,
-        sz_in_byte: (cmdline.len() * 2) as u32,
-        cmdline: units,
-        noefi_boot: !spec.firmware as u8,
-        print_enabled: spec.print as u8,
-        earlycon_name: name,
-        _pad0: [0; 2],
-        earlycon_reg_base: spec.uart.0,
-        earlycon_reg_sz: spec.uart.1,
-        mmu_on: 0,
-        _pad1: [0; 7],
-        pgd_root: 0,
-        kernel_img_start: kernel.start,
-        kernel_img_sz: kernel.size,
+        cmdline: &cmdline,
+        firmware: spec.firmware,
+        print: spec.print,
+        earlycon_name: spec.earlycon_name,
+        uart: spec.uart,
+        kernel,
         dtb: dtb_addr,
-        mempool_start: mempool.start,
-        mempool_sz: mempool.size,
-        rt_info: EfiRtInfo {
-            runtime: 0,
-            runtime_version: 0,
-            runtime_supported_mask: 0,
-            systab_nr_tables: 0,
-            _pad: 0,
-            systab_tables: [ConfigTableEntry { guid: efi::Guid::from_bytes(&[0; 16]), table: 0 }; MAX_SYSTAB_TABLES],
-            memmap: MemMapHeader { map_size, desc_size: 40, desc_ver: 1, _pad: 0, map_key: 0, buff_size: region - PARAM_SIZE as u64 },
-        },
-    };
+        mempool,
+        map_size: (map.len() * 40) as u64,
+        buff_size: region - PARAM_SIZE as u64,
+    });
     Ok(KexecImage { kernel, initrd, esp, elfcorehdr, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map })
 }
 

@@ -128,6 +128,67 @@ const _: () = {
     assert!(size_of::<MemoryDescriptor>() == 40);
 };
 
+/// What a loader decides of a parameter block; [`EfiEmulatorParam::new`] makes the rest as the
+/// kexec loader does (no firmware tables yet, 40-byte descriptors of version 1, `mmu_on` 0).
+pub struct BlockFields<'a> {
+    pub sp: u64,
+    pub load_address: u64,
+    /// UTF-16, without a NUL; at most 511 units.
+    pub cmdline: &'a [u16],
+    /// The running kernel was booted by UEFI firmware: `noefi_boot` 0, `rt_info` to be taken
+    /// from the DTB by the emulator.
+    pub firmware: bool,
+    pub print: bool,
+    pub earlycon_name: &'a str,
+    pub uart: (u64, u64),
+    pub kernel: crate::mem::Extent,
+    pub dtb: u64,
+    pub mempool: crate::mem::Extent,
+    /// Bytes of descriptors, and of room for them after the struct.
+    pub map_size: u64,
+    pub buff_size: u64,
+}
+
+impl EfiEmulatorParam {
+    pub fn new(f: &BlockFields) -> Self {
+        let mut units = [0u16; CMDLINE_BYTES / 2];
+        let len = f.cmdline.len().min(units.len() - 1);
+        units[..len].copy_from_slice(&f.cmdline[..len]);
+        let mut name = [0u8; 16];
+        let n = f.earlycon_name.len().min(15);
+        name[..n].copy_from_slice(&f.earlycon_name.as_bytes()[..n]);
+        EfiEmulatorParam {
+            sp: f.sp,
+            load_address: f.load_address,
+            sz_in_byte: (len * 2) as u32,
+            cmdline: units,
+            noefi_boot: !f.firmware as u8,
+            print_enabled: f.print as u8,
+            earlycon_name: name,
+            _pad0: [0; 2],
+            earlycon_reg_base: f.uart.0,
+            earlycon_reg_sz: f.uart.1,
+            mmu_on: 0,
+            _pad1: [0; 7],
+            pgd_root: 0,
+            kernel_img_start: f.kernel.start,
+            kernel_img_sz: f.kernel.size,
+            dtb: f.dtb,
+            mempool_start: f.mempool.start,
+            mempool_sz: f.mempool.size,
+            rt_info: EfiRtInfo {
+                runtime: 0,
+                runtime_version: 0,
+                runtime_supported_mask: 0,
+                systab_nr_tables: 0,
+                _pad: 0,
+                systab_tables: [ConfigTableEntry { guid: r_efi::efi::Guid::from_bytes(&[0; 16]), table: 0 }; MAX_SYSTAB_TABLES],
+                memmap: MemMapHeader { map_size: f.map_size, desc_size: MIN_DESC_SIZE, desc_ver: 1, _pad: 0, map_key: 0, buff_size: f.buff_size },
+            },
+        }
+    }
+}
+
 /// Offset of the first memory descriptor from the start of the parameter block.
 pub const MEMMAP_OFFSET: usize = PARAM_SIZE;
 
