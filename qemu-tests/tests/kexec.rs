@@ -373,7 +373,7 @@ fn disabled_kexec_load_is_explained() {
     };
     let t = kexec(EntryEl::El1, next);
     assert!(t.powered_off());
-    assert!(t.contains("efi-kexec: kexec_load is disabled: /proc/sys/kernel/kexec_load_disabled is 1"));
+    assert!(t.contains("efi-kexec: kexec is disabled: /proc/sys/kernel/kexec_load_disabled is 1 (for both kexec_load and kexec_file_load)"));
     assert!(stage_report(&t, "first", "load refused; still running").is_some());
     assert!(!t.contains("efi-emulator 0."));
 }
