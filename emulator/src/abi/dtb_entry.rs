@@ -220,7 +220,9 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
         let f = firmware.as_ref()?;
         firmware::spcr_uart(f, &inputs.firmware_map(f)?, inputs.mem).map(|base| (base, 0x1000))
     };
-    let uart = fdt.stdout_uart().filter(|_| stdout_is_pl011(fdt)).or_else(spcr).ok_or(DtbEntryError::NoConsole)?;
+    // A PL011: the one console the emulator drives.
+    let pl011 = fdt.stdout_node().filter(|n| n.compatible_with("arm,pl011")).and_then(|n| n.reg(fdt.root().cells()).next());
+    let uart = pl011.or_else(spcr).ok_or(DtbEntryError::NoConsole)?;
     let mut plan = Plan { param_addr: 0, mempool: Extent::default(), payload, contents, crash, firmware, ima: ima_buffer(fdt), uart, ram_from_firmware };
     if let Some(f) = &plan.firmware {
         if plan.ram_from_firmware && inputs.firmware_map(f).is_none() {
@@ -244,14 +246,6 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
     plan.param_addr = largest.end() - mempool_size - STACK_REGION;
     plan.mempool = Extent::new(plan.param_addr + STACK_REGION, mempool_size);
     Ok(plan)
-}
-
-/// The node `/chosen/stdout-path` names is a PL011 (the one console the emulator drives).
-fn stdout_is_pl011(fdt: &Fdt) -> bool {
-    let Some(path) = fdt.find("/chosen").and_then(|c| c.property_str("stdout-path")) else { return false };
-    let path = path.split(':').next().unwrap_or("");
-    let path = if path.starts_with('/') { Some(path) } else { fdt.find("/aliases").and_then(|a| a.property_str(path)) };
-    path.and_then(|p| fdt.find(p)).is_some_and(|n| n.compatible_with("arm,pl011"))
 }
 
 /// Writes the parameter block and its memory map for `plan`; returns the descriptor count.

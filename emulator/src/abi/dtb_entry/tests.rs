@@ -188,6 +188,8 @@ fn what_cannot_boot_is_named() {
     assert!(matches!(build(&elf).err().unwrap(), DtbEntryError::Payload(BundleError::Unknown { .. })));
     let no_console = case(pe(0x2000), |t| t.chosen_mut().remove_property("stdout-path"));
     assert_eq!(build(&no_console).err().unwrap(), DtbEntryError::NoConsole);
+    let not_a_pl011 = case(pe(0x2000), |t| t.chosen_mut().set_property("stdout-path", b"/intc@8000000\0".to_vec()));
+    assert_eq!(build(&not_a_pl011).err().unwrap(), DtbEntryError::NoConsole, "a console the emulator cannot drive is none");
     // RAM taken by reservations but for 512 KiB.
     let full = case(pe(0x2000), |t| t.reservations.push((RAM_START, (1 << 30) - 0x8_0000)));
     assert!(matches!(build(&full).err().unwrap(), DtbEntryError::NoRoom { .. }));

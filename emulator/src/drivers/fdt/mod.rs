@@ -196,12 +196,17 @@ impl<'a> Fdt<'a> {
         psci.property_str("method")
     }
 
-    /// The `reg` (base, size) of the node `/chosen/stdout-path` names, by path or alias.
-    pub fn stdout_uart(&self) -> Option<(u64, u64)> {
+    /// The node `/chosen/stdout-path` names, by path or alias.
+    pub fn stdout_node(&self) -> Option<Node<'a>> {
         let path = self.find("/chosen")?.property_str("stdout-path")?;
         let path = path.split(':').next()?;
         let path = if path.starts_with('/') { path } else { self.find("/aliases")?.property_str(path)? };
-        self.find(path)?.reg(self.root().cells()).next()
+        self.find(path)
+    }
+
+    /// The `reg` (base, size) of the node `/chosen/stdout-path` names.
+    pub fn stdout_uart(&self) -> Option<(u64, u64)> {
+        self.stdout_node()?.reg(self.root().cells()).next()
     }
 
     /// Every `/memory` range.
