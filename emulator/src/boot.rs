@@ -145,7 +145,8 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
         Ok(f) => f,
         Err(e) => fatal!("entered with a device tree at {:#x}: {e}", dtb.start),
     };
-    if let Some((base, _)) = fdt.stdout_uart() {
+    // Before the plan, for its errors: the device tree's console, if it is one we can drive.
+    if let Some((base, _)) = dtb_entry::pl011_console(&fdt) {
         console::init(base, true);
     }
     let footprint = crate::abi::image::footprint(blob.base, blob.file_end, blob.mem_end);

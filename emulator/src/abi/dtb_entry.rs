@@ -220,9 +220,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
         let f = firmware.as_ref()?;
         firmware::spcr_uart(f, &inputs.firmware_map(f)?, inputs.mem).map(|base| (base, 0x1000))
     };
-    // A PL011: the one console the emulator drives.
-    let pl011 = fdt.stdout_node().filter(|n| n.compatible_with("arm,pl011")).and_then(|n| n.reg(fdt.root().cells()).next());
-    let uart = pl011.or_else(spcr).ok_or(DtbEntryError::NoConsole)?;
+    let uart = pl011_console(fdt).or_else(spcr).ok_or(DtbEntryError::NoConsole)?;
     let mut plan = Plan { param_addr: 0, mempool: Extent::default(), payload, contents, crash, firmware, ima: ima_buffer(fdt), uart, ram_from_firmware };
     if let Some(f) = &plan.firmware {
         if plan.ram_from_firmware && inputs.firmware_map(f).is_none() {
@@ -246,6 +244,12 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
     plan.param_addr = largest.end() - mempool_size - STACK_REGION;
     plan.mempool = Extent::new(plan.param_addr + STACK_REGION, mempool_size);
     Ok(plan)
+}
+
+/// The UART `/chosen/stdout-path` names, when it is a PL011: the one console the emulator
+/// drives (its registers written to another UART could hang the boot).
+pub fn pl011_console(fdt: &Fdt) -> Option<(u64, u64)> {
+    fdt.stdout_node().filter(|n| n.compatible_with("arm,pl011")).and_then(|n| n.reg(fdt.root().cells()).next())
 }
 
 /// Writes the parameter block and its memory map for `plan`; returns the descriptor count.
