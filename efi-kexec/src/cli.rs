@@ -113,7 +113,7 @@ pub fn parse() -> Result<Command, String> {
     parse_from(std::env::args().collect())
 }
 
-fn parse_from(args: Vec<String>) -> Result<Command, String> {
+pub(crate) fn parse_from(args: Vec<String>) -> Result<Command, String> {
     match Cli::try_parse_from(translate(args)) {
         Ok(cli) => Ok(cli.command),
         Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => e.exit(),

@@ -306,6 +306,15 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The options given that only a loader that builds the DTB and the parameter block (kexec_load)
+/// can honour.
+fn kexec_load_only(args: &cli::LoadArgs) -> Vec<&'static str> {
+    [(args.esp.is_some(), "--esp"), (args.dtb.is_some(), "--dtb"), (args.earlycon.is_some(), "--earlycon"), (args.quiet, "--quiet")]
+        .into_iter()
+        .filter_map(|(given, name)| given.then_some(name))
+        .collect()
+}
+
 /// Loads through kexec_file_load(2): the emulator as an arm64 Image (`--emulator`, signed, or the
 /// built-in one wrapped), the PE file (with an initrd: a bundle of both, see
 /// `efi_emulator::abi::bundle`) as its initrd, the command line as the kernel's. The kernel
@@ -313,6 +322,13 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
 /// core header for `-p`) and enters the emulator with `x0` = that DTB.
 fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Option<&[u8]>, started: std::time::Instant) -> Result<(), String> {
     use efi_emulator::abi::{bundle, image};
+    let needs_kexec_load = kexec_load_only(args);
+    if !needs_kexec_load.is_empty() {
+        return Err(format!(
+            "{} need kexec_load(2), and this load goes through kexec_file_load(2), where the kernel builds the device tree: drop them, or load where kexec_load is allowed",
+            needs_kexec_load.join(", ")
+        ));
+    }
     let (emulator, source) = match &args.emulator {
         Some(path) => {
             let bytes = read(path, "emulator Image")?;
@@ -425,6 +441,16 @@ mod tests {
         let full = firmware(&Fdt::new(&dtb(true, true)).unwrap()).unwrap();
         assert_eq!((full.system_table, full.acpi_only), (0xbf5c_0018, false));
         assert!(firmware(&Fdt::new(&dtb(false, true)).unwrap()).unwrap().acpi_only);
+    }
+
+    #[test]
+    fn options_only_kexec_load_honours_are_named() {
+        let args = |line: &str| match cli::parse_from(line.split(' ').map(str::to_string).collect()).unwrap() {
+            cli::Command::Load(a) => a,
+            _ => unreachable!(),
+        };
+        assert!(kexec_load_only(&args("efi-kexec load /uki.efi --append=")).is_empty());
+        assert_eq!(kexec_load_only(&args("efi-kexec load /uki.efi --esp /boot/efi --quiet")), ["--esp", "--quiet"]);
     }
 
     #[test]
