@@ -8,7 +8,8 @@ use efi_emulator::abi::loader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub const TARGETS: [&str; 9] = ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry"];
+pub const TARGETS: [&str; 10] =
+    ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "authenticode"];
 
 fn nightly_cargo() -> Command {
     let mut c = Command::new("cargo");
@@ -35,6 +36,15 @@ fn write_seed(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
     let dir = paths::cache_dir().join("fuzz/seeds").join(target);
     match target {
+        "authenticode" => {
+            // Signed binaries, with a certificate table to walk, when the boot loaders are in the
+            // cache (`cargo xtask payloads`); an unsigned one always.
+            if let Ok(loaders) = p.loaders() {
+                write_seed(&dir, "shim-signed", &std::fs::read(&loaders.shim.path)?)?;
+                write_seed(&dir, "grub-signed", &std::fs::read(&loaders.grub.signed)?)?;
+            }
+            write_seed(&dir, "misbehave.efi", &std::fs::read(misbehave)?)?;
+        }
         "pe_loader" => {
             for s in &p.stubs {
                 write_seed(&dir, &format!("systemd-stub-{}", s.version), &std::fs::read(&s.path)?)?;

@@ -1,5 +1,6 @@
 //! The portable UEFI core: knows UEFI, knows nothing of registers or MMIO.
 
+pub mod authenticode;
 pub mod collation;
 pub mod crc32;
 pub mod decompress;

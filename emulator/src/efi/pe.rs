@@ -185,6 +185,21 @@ impl<'a> PeImage<'a> {
         Ok(())
     }
 
+    /// The whole file the headers were read from.
+    pub fn file(&self) -> &'a [u8] {
+        self.file
+    }
+
+    /// Offset of the optional header in the file.
+    pub fn optional_header_offset(&self) -> usize {
+        self.directories.0 - 112
+    }
+
+    /// Offset of data directory `index`'s entry in the file, when the header has that many.
+    pub fn directory_entry_offset(&self, index: u32) -> Option<usize> {
+        (index < self.directories.1).then_some(self.directories.0 + index as usize * 8)
+    }
+
     /// Data directory `index` (RVA, size), when present and non-empty.
     pub fn directory(&self, index: u32) -> Option<(u32, u32)> {
         if index >= self.directories.1 {
