@@ -129,7 +129,7 @@ fn device_tree_at(addr: u64) -> Option<Extent> {
         return None;
     }
     let header = RawMemory.bytes(addr, crate::drivers::fdt::HEADER_SIZE)?;
-    if header[..4] != [0xd0, 0x0d, 0xfe, 0xed] {
+    if header[..4] != crate::drivers::fdt::MAGIC.to_be_bytes() {
         return None;
     }
     Some(Extent::new(addr, crate::drivers::fdt::total_size(header).unwrap_or(crate::drivers::fdt::HEADER_SIZE) as u64))

@@ -29,6 +29,16 @@ impl Extent {
     pub const fn contains(&self, inner: &Extent) -> bool {
         inner.start >= self.start && inner.end() <= self.end()
     }
+    /// Grown to whole pages: how memory someone holds is kept.
+    pub const fn pages_around(&self) -> Extent {
+        let start = self.start & !(PAGE_SIZE - 1);
+        Extent::new(start, (self.end().saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)) - start)
+    }
+    /// Shrunk to whole pages: how free memory is used.
+    pub const fn pages_within(&self) -> Extent {
+        let start = self.start.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+        Extent::new(start, (self.end() & !(PAGE_SIZE - 1)).saturating_sub(start))
+    }
 }
 
 /// Little-endian fields at byte offsets; `None` past the end. The one reader of on-disk and
@@ -126,4 +136,18 @@ pub fn split<'h, H: Iterator<Item = Extent> + 'h>(whole: Extent, holes: impl Fn(
 /// The physical range a descriptor covers.
 pub fn desc_extent(d: &efi::MemoryDescriptor) -> Extent {
     Extent::new(d.physical_start, d.number_of_pages.saturating_mul(PAGE_SIZE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extents_round_to_whole_pages() {
+        let e = Extent::new(0x1800, 0x2000);
+        assert_eq!(e.pages_around(), Extent::new(0x1000, 0x3000));
+        assert_eq!(e.pages_within(), Extent::new(0x2000, 0x1000));
+        assert_eq!(Extent::new(0x1800, 0x100).pages_within().size, 0, "less than a page holds no whole page");
+        assert_eq!(Extent::new(0x4000, 0x1000).pages_around(), Extent::new(0x4000, 0x1000));
+    }
 }

@@ -3,9 +3,9 @@
 //! panics; the crash kernel boots through the emulator inside the region and finds the pattern
 //! in `/proc/vmcore` at the physical address the first kernel reported (`kdump-probe check`).
 
-use crate::cpio::Cpio;
 use crate::kexec::{script, NextBoot, TARGET};
 use crate::payloads::{MARKER, REPORT_PREFIX};
+use efi_emulator::abi::cpio::Cpio;
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};

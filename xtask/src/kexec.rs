@@ -6,12 +6,12 @@
 //! `trans_pgd_create_copy` during `kexec_load` on a CPU with FEAT_LPA2 (52-bit VAs).
 
 use crate::build::Blob;
-use crate::cpio::Cpio;
 use crate::paths;
 use crate::payloads::Payloads;
 use crate::qemu::{self, Transcript};
 use crate::trampoline::EntryEl;
 use anyhow::{Context, Result};
+use efi_emulator::abi::cpio::Cpio;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

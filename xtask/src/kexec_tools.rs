@@ -252,7 +252,7 @@ pub fn stage_initramfs(busybox: &Path, tools: &KexecTools, next: &NextBoot) -> R
 
 /// A stage's archive (see [`crate::kexec::stage_cpio`]) with `script` as `/init` and
 /// kexec-tools' `/sbin/kexec` with the libraries it needs.
-pub fn tools_cpio(busybox: &Path, tools: &KexecTools, script: &str, next: &NextBoot) -> Result<crate::cpio::Cpio> {
+pub fn tools_cpio(busybox: &Path, tools: &KexecTools, script: &str, next: &NextBoot) -> Result<efi_emulator::abi::cpio::Cpio> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     // Every directory the libraries need, parents first (BTreeSet order puts "a" before "a/b").
     let mut dirs: BTreeSet<String> = ["sbin", "lib", "usr"].map(String::from).into();

@@ -7,7 +7,6 @@ pub mod apt;
 pub mod bench;
 pub mod build;
 pub mod corpus;
-pub mod cpio;
 pub mod file_kernel;
 pub mod fuzz;
 pub mod kdump;

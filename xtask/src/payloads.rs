@@ -9,9 +9,9 @@
 //! - the boot loaders of [`crate::loaders`].
 
 use crate::apt::{self, Apt};
-use crate::cpio::Cpio;
 use crate::paths;
 use anyhow::{bail, Context, Result};
+use efi_emulator::abi::cpio::Cpio;
 use std::path::{Path, PathBuf};
 
 /// First line `/init` prints: the boot reached userspace.

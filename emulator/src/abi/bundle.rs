@@ -150,43 +150,37 @@ pub fn cmdline<'a>(bytes: &'a [u8], p: &Payload) -> Option<&'a str> {
     Some(text.strip_suffix('\n').unwrap_or(text))
 }
 
-/// A newc archive of `members` (name, mode, data), as `cpio -o -H newc` writes it.
-#[cfg(any(test, feature = "loader"))]
-pub fn newc(members: &[(&str, u32, &[u8])]) -> alloc::vec::Vec<u8> {
-    let mut out = alloc::vec::Vec::new();
-    let mut add = |name: &str, mode: u32, data: &[u8]| {
-        let fields = [1, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, 0, 0, name.len() as u32 + 1, 0];
-        out.extend_from_slice(b"070701");
-        for f in fields {
-            out.extend_from_slice(alloc::format!("{f:08X}").as_bytes());
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        out.resize(align4(out.len()), 0);
-        out.extend_from_slice(data);
-        out.resize(align4(out.len()), 0);
-    };
-    for (name, mode, data) in members {
-        add(name, *mode, data);
-    }
-    add("TRAILER!!!", 0, b"");
-    out
-}
-
 /// The bundle of a PE file, its initrd and its command line (see the module's table).
 #[cfg(any(test, feature = "loader"))]
 pub fn make(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>) -> alloc::vec::Vec<u8> {
-    let mut members: alloc::vec::Vec<(&str, u32, &[u8])> = alloc::vec![("kernel", S_IFREG | 0o644, kernel)];
-    members.extend(initrd.map(|i| ("initrd", S_IFREG | 0o644, i)));
-    members.extend(cmdline.map(|c| ("cmdline", S_IFREG | 0o644, c.as_bytes())));
-    newc(&members)
+    let mut c = super::cpio::Cpio::default();
+    c.file("kernel", 0o644, kernel);
+    if let Some(i) = initrd {
+        c.file("initrd", 0o644, i);
+    }
+    if let Some(text) = cmdline {
+        c.file("cmdline", 0o644, text.as_bytes());
+    }
+    c.finish()
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::abi::cpio::Cpio;
+    use alloc::vec::Vec;
 
-    use super::newc;
+    /// An archive of `members` (name, mode with its type bits, data).
+    fn newc(members: &[(&str, u32, &[u8])]) -> Vec<u8> {
+        let mut c = Cpio::default();
+        for &(name, mode, data) in members {
+            match mode & S_IFMT {
+                S_IFDIR => c.dir(name),
+                _ => c.file(name, mode & 0o7777, data),
+            }
+        }
+        c.finish()
+    }
 
     const FILE: u32 = 0o100644;
     const DIR: u32 = 0o040755;
@@ -199,7 +193,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_bundle_names_its_members() {
-        let a = newc(&[(".", DIR, b""), ("./kernel", FILE, b"MZ kernel"), ("initrd", FILE, b"initrd bytes"), ("cmdline", FILE, b"root=/dev/vda ro\n")]);
+        let a = newc(&[(".", DIR, &[]), ("./kernel", FILE, b"MZ kernel"), ("initrd", FILE, b"initrd bytes"), ("cmdline", FILE, b"root=/dev/vda ro\n")]);
         let p = open(&a).unwrap();
         assert!(p.bundle);
         assert_eq!(&a[p.kernel.clone()], b"MZ kernel");

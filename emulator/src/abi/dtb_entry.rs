@@ -126,18 +126,6 @@ fn page_up(v: u64) -> u64 {
     v.saturating_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
 }
 
-/// `e` grown to whole pages.
-fn outward(e: Extent) -> Extent {
-    let start = page_down(e.start);
-    Extent::new(start, page_up(e.end()) - start)
-}
-
-/// `e` shrunk to whole pages.
-fn inward(e: Extent) -> Extent {
-    let start = page_up(e.start);
-    Extent::new(start, page_down(e.end()).saturating_sub(start))
-}
-
 /// `/memreserve/` entries and `/reserved-memory` children with a `reg` (dynamically placed
 /// ones have none and were placed by the running kernel).
 pub fn reservations<'a>(fdt: &Fdt<'a>) -> impl Iterator<Item = Extent> + 'a {
@@ -173,7 +161,7 @@ impl<'a> Inputs<'a> {
     fn ram<'p>(&'p self, plan: &'p Plan) -> impl Iterator<Item = Extent> + 'p {
         let usable = plan.crash.as_ref().map_or(&[][..], |c| c.usable());
         let all = self.all_ram(plan).filter(move |_| plan.crash.is_none());
-        all.chain(usable.iter().copied()).map(inward).filter(|e| e.size > 0)
+        all.chain(usable.iter().copied()).map(|e| e.pages_within()).filter(|e| e.size > 0)
     }
 
     /// All of RAM, crash or not.
@@ -191,14 +179,14 @@ impl<'a> Inputs<'a> {
     /// Ranges nothing of the boot may overlap, whole pages.
     fn busy<'p>(&'p self, plan: &'p Plan) -> impl Iterator<Item = Extent> + 'p {
         let fixed = [Some(self.footprint), Some(self.dtb), Some(plan.payload), plan.crash.as_ref().map(|c| c.elfcorehdr), plan.ima, plan.firmware.map(|f| f.mmap)];
-        fixed.into_iter().flatten().chain(reservations(&self.fdt)).map(outward)
+        fixed.into_iter().flatten().chain(reservations(&self.fdt)).map(|e| e.pages_around())
     }
 
     /// Reservations the next kernel keeps: all but those the running kernel made for this
     /// boot's own segments.
     fn kept_reservations<'p>(&'p self, plan: &'p Plan) -> impl Iterator<Item = Extent> + 'p {
         let own = [Some(plan.payload), plan.crash.as_ref().map(|c| c.elfcorehdr), plan.ima];
-        reservations(&self.fdt).filter(move |r| !own.iter().flatten().any(|o| o == r)).map(outward)
+        reservations(&self.fdt).filter(move |r| !own.iter().flatten().any(|o| o == r)).map(|e| e.pages_around())
     }
 }
 
@@ -232,7 +220,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
     }
 
     // The largest free range; the block, its stack and the mempool at its top.
-    let largest = inputs.ram(&plan).flat_map(|bank| split(bank, || inputs.busy(&plan))).map(inward).max_by_key(|e| e.size).unwrap_or_default();
+    let largest = inputs.ram(&plan).flat_map(|bank| split(bank, || inputs.busy(&plan))).map(|e| e.pages_within()).max_by_key(|e| e.size).unwrap_or_default();
     let wanted = match plan.crash {
         Some(_) => u64::MAX,
         None => page_up(2 * plan.kernel().size + plan.initrd().map_or(0, |i| i.size)) + MEMPOOL_EXTRA,
@@ -271,11 +259,11 @@ pub fn write(inputs: &Inputs, plan: &Plan, payload: &[u8], p: &mut EfiEmulatorPa
         push(map, desc(efi::RESERVED_MEMORY_TYPE, r))?;
     }
     if let Some(ima) = plan.ima {
-        push(map, desc(efi::ACPI_RECLAIM_MEMORY, outward(ima)))?;
+        push(map, desc(efi::ACPI_RECLAIM_MEMORY, ima.pages_around()))?;
     }
     if let Some(c) = &plan.crash {
-        for bank in inputs.all_ram(plan).map(inward) {
-            for piece in split(bank, || c.usable().iter().copied().map(inward)) {
+        for bank in inputs.all_ram(plan).map(|e| e.pages_within()) {
+            for piece in split(bank, || c.usable().iter().copied().map(|e| e.pages_within())) {
                 push(map, desc(efi::RESERVED_MEMORY_TYPE, piece))?;
             }
         }

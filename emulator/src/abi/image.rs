@@ -51,10 +51,6 @@ const EFI_STUB_AT: usize = 0x200;
 /// `movz x0, #3; movk x0, #0x8000, lsl #48; ret`: return EFI_UNSUPPORTED (0x8000000000000003).
 const EFI_UNSUPPORTED_STUB: [u32; 3] = [0xd280_0060, 0xf2f0_0000, 0xd65f_03c0];
 
-fn align_up(v: u64, a: u64) -> u64 {
-    v.div_ceil(a) * a
-}
-
 /// `b` from `from` to `to` (both offsets in the file).
 fn branch(from: usize, to: usize) -> u32 {
     0x1400_0000 | ((((to as i64 - from as i64) >> 2) as u32) & 0x03ff_ffff)
@@ -63,8 +59,8 @@ fn branch(from: usize, to: usize) -> u32 {
 /// The Image's `image_size` for a blob of `file_size` bytes with a footprint of `mem_size`: the
 /// headers, the blob's footprint, and room for a signature after the file.
 pub fn image_size(file_size: u64, mem_size: u64) -> u64 {
-    let file = align_up(file_size, FILE_ALIGNMENT as u64);
-    align_up(PREFIX_SIZE as u64 + mem_size.max(file + SIGNATURE_ROOM), SECTION_ALIGNMENT as u64)
+    let file = file_size.next_multiple_of(FILE_ALIGNMENT as u64);
+    (PREFIX_SIZE as u64 + mem_size.max(file + SIGNATURE_ROOM)).next_multiple_of(SECTION_ALIGNMENT as u64)
 }
 
 /// What the kernel reserved for the Image whose blob runs at `blob_start`.
@@ -101,7 +97,7 @@ impl core::error::Error for ImageError {}
 pub fn wrap(blob: &[u8]) -> Result<Vec<u8>, super::BlobHeaderError> {
     let header = BlobHeader::parse(blob)?;
     let text_end = text_size(&header).min(blob.len() as u64);
-    let file_size = align_up(blob.len() as u64, FILE_ALIGNMENT as u64) as usize;
+    let file_size = (blob.len() as u64).next_multiple_of(FILE_ALIGNMENT as u64) as usize;
     let image_size = image_size(blob.len() as u64, header.mem_size);
 
     let mut f = alloc::vec![0u8; PREFIX_SIZE + file_size];

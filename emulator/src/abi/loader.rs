@@ -227,14 +227,7 @@ fn desc(ty: u32, e: Extent) -> efi::MemoryDescriptor {
 
 /// Sorted, merged ranges, each rounded outward to whole pages.
 fn normalize_outward(ranges: &[Extent]) -> Vec<Extent> {
-    let mut v: Vec<Extent> = ranges
-        .iter()
-        .filter(|e| e.size > 0)
-        .map(|e| {
-            let start = e.start & !(PAGE_SIZE - 1);
-            Extent::new(start, align_up(e.end(), PAGE_SIZE) - start)
-        })
-        .collect();
+    let mut v: Vec<Extent> = ranges.iter().filter(|e| e.size > 0).map(|e| e.pages_around()).collect();
     v.sort_unstable_by_key(|e| e.start);
     let mut out: Vec<Extent> = Vec::with_capacity(v.len());
     for e in v {
@@ -387,16 +380,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     let header = BlobHeader::parse(spec.emulator).map_err(LoaderError::Blob)?;
     Fdt::new(spec.dtb).map_err(LoaderError::Dtb)?;
     // RAM rounded inward to whole pages (exclusive ends: the last page stays), the rest outward.
-    let mut ram: Vec<Extent> = spec
-        .memory
-        .ram
-        .iter()
-        .map(|r| {
-            let start = align_up(r.start, PAGE_SIZE);
-            Extent::new(start, (r.end() & !(PAGE_SIZE - 1)).saturating_sub(start))
-        })
-        .filter(|e| e.size > 0)
-        .collect();
+    let mut ram: Vec<Extent> = spec.memory.ram.iter().map(|r| r.pages_within()).filter(|e| e.size > 0).collect();
     ram.sort_unstable_by_key(|e| e.start);
     if ram.is_empty() {
         return Err(LoaderError::NoMemory);

@@ -11,6 +11,8 @@ use r_efi::efi::{Guid, MemoryDescriptor};
 pub mod bundle;
 #[cfg(any(test, feature = "loader"))]
 pub mod c_header;
+#[cfg(any(test, feature = "loader"))]
+pub mod cpio;
 pub mod crash;
 pub mod dtb_entry;
 pub mod firmware;

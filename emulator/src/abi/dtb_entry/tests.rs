@@ -122,7 +122,7 @@ fn a_pe_payload_boots_from_the_largest_free_range() {
 #[test]
 fn a_bundle_brings_its_initrd_and_command_line() {
     let kernel = pe(0x3000);
-    let archive = crate::abi::bundle::newc(&[("kernel", 0o100644, &kernel), ("initrd", 0o100644, b"the initrd"), ("cmdline", 0o100644, b"root=/dev/vda\n")]);
+    let archive = crate::abi::bundle::make(&kernel, Some(b"the initrd"), Some("root=/dev/vda\n"));
     let c = case(archive, |_| ());
     let (plan, p, map) = build(&c).unwrap();
     let k = plan.kernel();

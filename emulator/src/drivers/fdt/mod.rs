@@ -4,7 +4,8 @@
 //! bounds-checks every offset, because the DTB comes from the loader and may be damaged.
 
 pub const HEADER_SIZE: usize = 40;
-const MAGIC: u32 = 0xd00d_feed;
+/// The FDT header's first word (big endian).
+pub const MAGIC: u32 = 0xd00d_feed;
 const BEGIN_NODE: u32 = 1;
 const END_NODE: u32 = 2;
 const PROP: u32 = 3;

@@ -1,5 +1,9 @@
 //! A `newc` cpio writer: enough for an initramfs with directories, files, symlinks and a
-//! device node, built without root.
+//! device node, built without root; and for the kexec_file door's payload bundle
+//! ([`super::bundle::make`]). Loaders (efi-kexec) and the xtask harness share it.
+
+use alloc::format;
+use alloc::vec::Vec;
 
 #[derive(Default)]
 pub struct Cpio {
