@@ -166,14 +166,6 @@ fn firmware(fdt: &Fdt) -> Option<Firmware> {
     })
 }
 
-/// The PL011 ACPI's SPCR table names (interface type 3, PL011, or 0x0e, the SBSA generic UART,
-/// a PL011 subset), at its 64-bit base address.
-fn spcr_uart(spcr: &[u8]) -> Option<u64> {
-    let interface = *spcr.get(36)?;
-    let base = u64::from_le_bytes(spcr.get(44..52)?.try_into().ok()?);
-    (spcr.get(..4)? == b"SPCR" && matches!(interface, 0x03 | 0x0e) && base != 0).then_some(base)
-}
-
 const SPCR_PATH: &str = "/sys/firmware/acpi/tables/SPCR";
 
 /// The earlycon: `--earlycon`, else the DTB's `stdout-path`, else ACPI's SPCR.
@@ -184,7 +176,7 @@ fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
     if let Some(uart) = fdt.stdout_uart() {
         return Ok(uart);
     }
-    if let Some(base) = std::fs::read(SPCR_PATH).ok().as_deref().and_then(spcr_uart) {
+    if let Some(base) = std::fs::read(SPCR_PATH).ok().as_deref().and_then(efi_emulator::abi::firmware::spcr_pl011) {
         return Ok((base, 0x1000));
     }
     Err(format!("neither the device tree (/chosen/stdout-path) nor ACPI ({SPCR_PATH}) names a PL011 console: pass --earlycon ADDRESS"))
@@ -460,9 +452,9 @@ mod tests {
         spcr[..4].copy_from_slice(b"SPCR");
         spcr[36] = 3;
         spcr[44..52].copy_from_slice(&0x900_0000u64.to_le_bytes());
-        assert_eq!(spcr_uart(&spcr), Some(0x900_0000));
+        assert_eq!(efi_emulator::abi::firmware::spcr_pl011(&spcr), Some(0x900_0000));
         spcr[36] = 0x12; // a 16550
-        assert_eq!(spcr_uart(&spcr), None);
-        assert_eq!(spcr_uart(b"SPCR"), None);
+        assert_eq!(efi_emulator::abi::firmware::spcr_pl011(&spcr), None);
+        assert_eq!(efi_emulator::abi::firmware::spcr_pl011(b"SPCR"), None);
     }
 }

@@ -213,11 +213,14 @@ pub fn spcr_uart(facts: &StubFacts, firmware: &Descriptors, mem: &dyn PhysMemory
     let header = mem.bytes(xsdt_at, 36).filter(|x| x.starts_with(b"XSDT"))?;
     let len = (crate::mem::le_u32(header, 4)? as usize).clamp(36, 36 + 8 * 256);
     let xsdt = mem.bytes(xsdt_at, len)?;
-    xsdt[36..].chunks_exact(8).filter_map(|e| u64_at(e, 0)).find_map(|table| {
-        let spcr = mem.bytes(table, 52).filter(|t| t.starts_with(b"SPCR"))?;
-        let base = u64_at(spcr, 44)?;
-        (matches!(spcr[36], 0x03 | 0x0e) && base != 0).then_some(base)
-    })
+    xsdt[36..].chunks_exact(8).filter_map(|e| u64_at(e, 0)).find_map(|table| spcr_pl011(mem.bytes(table, 52)?))
+}
+
+/// The base of the UART an SPCR table names, when it is a PL011 (interface type 3) or the SBSA
+/// generic UART (0x0e, a PL011 subset); `spcr` is the table from its signature on.
+pub fn spcr_pl011(spcr: &[u8]) -> Option<u64> {
+    let base = crate::mem::le_u64(spcr, 44)?;
+    (spcr.get(..4)? == b"SPCR" && matches!(*spcr.get(36)?, 0x03 | 0x0e) && base != 0).then_some(base)
 }
 
 /// True when the NUL-terminated UTF-16 string at `va` (a firmware address) is `name`.
