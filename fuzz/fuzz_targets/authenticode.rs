@@ -1,7 +1,7 @@
 //! The Authenticode digest and the certificate table walk on arbitrary PE files: an error or a
 //! digest, never a panic; every certificate lies inside the file.
 #![no_main]
-use efi_emulator::efi::authenticode::{certificates, digest};
+use efi_emulator::efi::secure_boot::authenticode::{certificates, digest};
 use efi_emulator::efi::pe::PeImage;
 use libfuzzer_sys::fuzz_target;
 

@@ -2,8 +2,8 @@
 //! signature itself carries: Microsoft's over Debian's shim, Debian's over its GRUB and kernels,
 //! and sbsign's over the emulator Image signed at test time with EDK2's test key.
 
-use efi_emulator::efi::authenticode::{certificates, digest, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
 use efi_emulator::efi::pe::PeImage;
+use efi_emulator::efi::secure_boot::authenticode::{certificates, digest, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
 use qemu_tests::payloads;
 use std::path::Path;
 

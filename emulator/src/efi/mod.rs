@@ -1,6 +1,5 @@
 //! The portable UEFI core: knows UEFI, knows nothing of registers or MMIO.
 
-pub mod authenticode;
 pub mod collation;
 pub mod crc32;
 pub mod decompress;
@@ -15,6 +14,7 @@ pub mod pe;
 pub mod platform;
 pub mod pool;
 pub mod protocols;
+pub mod secure_boot;
 #[cfg(any(test, all(target_arch = "aarch64", target_os = "none")))]
 pub mod services;
 pub mod time;

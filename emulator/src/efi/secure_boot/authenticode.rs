@@ -14,7 +14,7 @@
 //! 8-byte aligned, at the file offset the security directory names. Both readers take hostile
 //! input: every offset is checked, nothing allocates.
 
-use super::pe::PeImage;
+use crate::efi::pe::PeImage;
 use crate::mem::{le_u16, le_u32};
 use core::fmt;
 use sha2::Digest;

@@ -1,0 +1,7 @@
+//! Secure Boot: what the emulator checks before it runs a PE image, as EDK2's
+//! DxeImageVerificationLib does (UEFI 2.10 §32).
+
+pub mod authenticode;
+pub mod der;
+pub mod hash;
+pub mod rsa;
