@@ -1,9 +1,12 @@
-//! Authenticode digests of real signed binaries (host side), against the digest each
-//! signature itself carries: Microsoft's over Debian's shim, Debian's over its GRUB and kernels,
-//! and sbsign's over the emulator Image signed at test time with EDK2's test key.
+//! Secure Boot verification of real signed binaries (host side): Authenticode digests against
+//! the digest each signature carries, and the verifier's verdicts against the databases of
+//! Debian's EDK2 variable stores: Microsoft's over Debian's shim, Debian's over its GRUB and
+//! kernels, and sbsign's over the emulator Image signed at test time with EDK2's test key.
 
 use efi_emulator::efi::pe::PeImage;
-use efi_emulator::efi::secure_boot::authenticode::{certificates, digest, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
+use efi_emulator::efi::secure_boot::authenticode::{certificates, digest_with, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
+use efi_emulator::efi::secure_boot::hash::HashAlg;
+use efi_emulator::efi::secure_boot::verify::{verify, Accepted, Databases, Reason};
 use qemu_tests::payloads;
 use std::path::Path;
 
@@ -23,8 +26,8 @@ fn agrees(path: &Path) {
     let pe = PeImage::parse(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let first = certificates(&pe).next().expect("signed").unwrap();
     assert_eq!(first.certificate_type, WIN_CERT_TYPE_PKCS_SIGNED_DATA, "{}", path.display());
-    let ours = digest::<sha2::Sha256>(&pe).unwrap();
-    assert_eq!(ours.to_vec(), signed_digest(first.data), "{}: our Authenticode digest differs from the signed one", path.display());
+    let ours = digest_with(HashAlg::Sha256, &pe).unwrap();
+    assert_eq!(ours.as_bytes(), signed_digest(first.data), "{}: our Authenticode digest differs from the signed one", path.display());
 }
 
 #[test]
@@ -48,6 +51,119 @@ fn digest_matches_what_sbsign_signs() {
     agrees(&signed);
     // Signing changes nothing the digest covers: the unsigned file has the same one.
     let (a, b) = (std::fs::read(&unsigned).unwrap(), std::fs::read(&signed).unwrap());
-    assert_eq!(digest::<sha2::Sha256>(&PeImage::parse(&a).unwrap()).unwrap(), digest::<sha2::Sha256>(&PeImage::parse(&b).unwrap()).unwrap());
+    assert_eq!(digest_with(HashAlg::Sha256, &PeImage::parse(&a).unwrap()).unwrap(), digest_with(HashAlg::Sha256, &PeImage::parse(&b).unwrap()).unwrap());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+const MS_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.ms.fd";
+
+fn variable(store: &str, name: &str) -> Vec<u8> {
+    use xtask::secure_boot::{read_variable, IMAGE_SECURITY_DATABASE};
+    let bytes = std::fs::read(store).unwrap_or_else(|e| panic!("{store}: {e} (cargo xtask setup installs qemu-efi-aarch64)"));
+    read_variable(&bytes, name, &IMAGE_SECURITY_DATABASE).unwrap_or_else(|| panic!("no {name} in {store}"))
+}
+
+fn verdict(path: &Path, dbs: &Databases) -> Result<String, Reason> {
+    let file = std::fs::read(path).unwrap();
+    let pe = PeImage::parse(&file).unwrap();
+    match verify(&pe, dbs) {
+        Ok(Accepted::Signed { signer, anchor }) => Ok(format!("{signer} by {anchor}")),
+        Ok(Accepted::HashListed(alg)) => Ok(format!("hash {alg:?}")),
+        Err(r) => Err(r.reason),
+    }
+}
+
+/// Microsoft's db and dbx as Debian's AAVMF ships them: its UEFI CA 2011 signed the shim, not
+/// Debian's GRUB or kernels (shim vouches for those with Debian's certificate).
+#[test]
+fn microsoft_db_accepts_shim_and_nothing_debian_signed_itself() {
+    let (db, dbx) = (variable(MS_VARS, "db"), variable(MS_VARS, "dbx"));
+    let dbs = Databases { db: &db, dbx: &dbx, ..Default::default() };
+    let p = payloads();
+    let loaders = p.loaders().unwrap();
+    let shim = verdict(&loaders.shim.path, &dbs).expect("shim accepted");
+    assert!(shim.contains("Microsoft Windows UEFI Driver Publisher") && shim.contains("Microsoft Corporation UEFI CA 2011"), "{shim}");
+    assert_eq!(verdict(&loaders.grub.signed, &dbs), Err(Reason::UnknownSigner));
+    for k in &p.kernels {
+        assert_eq!(verdict(&k.image, &dbs), Err(Reason::UnknownSigner), "{}", k.image.display());
+    }
+    // One byte of shim's code changed: its signature no longer matches.
+    let mut tampered = std::fs::read(&loaders.shim.path).unwrap();
+    let pe = PeImage::parse(&tampered).unwrap();
+    let text = pe.sections().find(|s| s.name() == ".text").unwrap().raw_offset as usize;
+    tampered[text + 0x100] ^= 0x01;
+    let pe = PeImage::parse(&tampered).unwrap();
+    assert_eq!(verify(&pe, &dbs).unwrap_err().reason, Reason::DigestMismatch);
+    // Shim's hash added to dbx: refused although its signer is trusted.
+    let original = std::fs::read(&loaders.shim.path).unwrap();
+    let hash = digest_with(HashAlg::Sha256, &PeImage::parse(&original).unwrap()).unwrap();
+    let dbx = [dbx.clone(), sha256_list(&[hash.as_bytes()])].concat();
+    let dbs = Databases { db: &db, dbx: &dbx, ..Default::default() };
+    assert_eq!(verify(&PeImage::parse(&original).unwrap(), &dbs).unwrap_err().reason, Reason::Revoked("the image's hash"));
+}
+
+/// An EFI_SIGNATURE_LIST of SHA-256 hashes.
+fn sha256_list(hashes: &[&[u8]]) -> Vec<u8> {
+    let sha256: [u8; 16] = [0x26, 0x16, 0xc4, 0xc1, 0x4c, 0x50, 0x92, 0x40, 0xac, 0xa9, 0x41, 0xf9, 0x36, 0x93, 0x43, 0x28];
+    let mut l = sha256.to_vec();
+    l.extend_from_slice(&(28 + 48 * hashes.len() as u32).to_le_bytes());
+    l.extend_from_slice(&0u32.to_le_bytes());
+    l.extend_from_slice(&48u32.to_le_bytes());
+    for h in hashes {
+        l.extend_from_slice(&[0; 16]);
+        l.extend_from_slice(h);
+    }
+    l
+}
+
+/// EDK2's test key in db: sbsign's signature is accepted, the unsigned and the tampered
+/// image are refused, each for its reason; the image's hash alone in db is enough.
+#[test]
+fn snakeoil_db_accepts_what_its_key_signed() {
+    let dir = std::env::temp_dir().join(format!("efi-emulator-verify-{}", std::process::id()));
+    let keys = xtask::secure_boot::Snakeoil::new(&dir).unwrap();
+    let (unsigned, signed) = (dir.join("efi-emulator.efi"), dir.join("efi-emulator.signed.efi"));
+    std::fs::write(&unsigned, qemu_tests::emulator_image()).unwrap();
+    keys.sign(&unsigned, &signed).unwrap();
+    let db = variable(xtask::secure_boot::SNAKEOIL_VARS, "db");
+    let dbs = Databases { db: &db, ..Default::default() };
+    let accepted = verdict(&signed, &dbs).expect("signed by the db key");
+    assert!(accepted.contains("SnakeOil"), "{accepted}");
+    assert_eq!(verdict(&unsigned, &dbs), Err(Reason::NotSigned));
+    let mut tampered = std::fs::read(&signed).unwrap();
+    tampered[0x1000 + 64] ^= 0x80;
+    assert_eq!(verify(&PeImage::parse(&tampered).unwrap(), &dbs).unwrap_err().reason, Reason::DigestMismatch);
+    // Microsoft's db does not know the test key.
+    let ms = variable(MS_VARS, "db");
+    assert_eq!(verdict(&signed, &Databases { db: &ms, ..Default::default() }), Err(Reason::UnknownSigner));
+    // The unsigned image by its hash.
+    let hash = digest_with(HashAlg::Sha256, &PeImage::parse(&std::fs::read(&unsigned).unwrap()).unwrap()).unwrap();
+    let by_hash = sha256_list(&[hash.as_bytes()]);
+    assert_eq!(verdict(&unsigned, &Databases { db: &by_hash, ..Default::default() }), Ok("hash Sha256".into()));
+    assert_eq!(verdict(&unsigned, &Databases { db: &by_hash, dbx: &by_hash, ..Default::default() }), Err(Reason::Revoked("the image's hash")));
+    // The test certificate in dbx revokes what it signed; MokListRT trusts like db.
+    let cert = std::fs::read_to_string(xtask::secure_boot::SNAKEOIL_CERT).unwrap();
+    let der = pem_to_der(&cert);
+    let x509: [u8; 16] = [0xa1, 0x59, 0xc0, 0xa5, 0xe4, 0x94, 0xa7, 0x4a, 0x87, 0xb5, 0xab, 0x15, 0x5c, 0x2b, 0xf0, 0x72];
+    let mut list = x509.to_vec();
+    list.extend_from_slice(&(28 + 16 + der.len() as u32).to_le_bytes());
+    list.extend_from_slice(&0u32.to_le_bytes());
+    list.extend_from_slice(&(16 + der.len() as u32).to_le_bytes());
+    list.extend_from_slice(&[0; 16]);
+    list.extend_from_slice(&der);
+    assert!(verdict(&signed, &Databases { mok: &list, ..Default::default() }).is_ok(), "MokListRT trusts");
+    assert_eq!(verdict(&signed, &Databases { db: &db, dbx: &list, ..Default::default() }), Err(Reason::Revoked("a certificate of its signature")));
+    assert_eq!(verdict(&signed, &Databases { db: &db, mokx: &list, ..Default::default() }), Err(Reason::Revoked("a certificate of its signature")));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let out =
+        std::process::Command::new("openssl").args(["base64", "-d", "-A"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b64.as_bytes())?;
+            c.wait_with_output()
+        });
+    out.unwrap().stdout
 }

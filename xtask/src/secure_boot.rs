@@ -46,3 +46,28 @@ impl Snakeoil {
         Ok(())
     }
 }
+
+/// `EFI_IMAGE_SECURITY_DATABASE_GUID` (db, dbx) and `EFI_GLOBAL_VARIABLE` as they lie in a store.
+pub const IMAGE_SECURITY_DATABASE: [u8; 16] = [0xcb, 0xb2, 0x19, 0xd7, 0x3a, 0x3d, 0x96, 0x45, 0xa3, 0xbc, 0xda, 0xd0, 0x0e, 0x67, 0x65, 0x6f];
+pub const GLOBAL_VARIABLE: [u8; 16] = [0x61, 0xdf, 0xe4, 0x8b, 0xca, 0x93, 0xd2, 0x11, 0xaa, 0x0d, 0x00, 0xe0, 0x98, 0x03, 0x2b, 0x8c];
+
+/// A variable's data in an EDK2 variable store file (`AAVMF_VARS*.fd`): a firmware volume
+/// whose store holds authenticated variables (60-byte headers, 4-byte aligned); only those in
+/// the ADDED state count.
+pub fn read_variable(store: &[u8], name: &str, guid: &[u8; 16]) -> Option<Vec<u8>> {
+    let u16_at = |at: usize| Some(u16::from_le_bytes(store.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_le_bytes(store.get(at..at + 4)?.try_into().ok()?));
+    let fv_header = u16_at(48)? as usize;
+    let end = fv_header + u32_at(fv_header + 16)? as usize;
+    let wanted: Vec<u8> = name.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect();
+    let mut at = fv_header + 28;
+    while at + 60 <= end && u16_at(at)? == 0x55aa {
+        let (state, name_size, data_size) = (store[at + 2], u32_at(at + 36)? as usize, u32_at(at + 40)? as usize);
+        let (var_name, data) = (store.get(at + 60..at + 60 + name_size)?, store.get(at + 60 + name_size..at + 60 + name_size + data_size)?);
+        if matches!(state, 0x3f | 0x3e) && &store[at + 44..at + 60] == guid && var_name == wanted {
+            return Some(data.to_vec());
+        }
+        at = (at + 60 + name_size + data_size).next_multiple_of(4);
+    }
+    None
+}

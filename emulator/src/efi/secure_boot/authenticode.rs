@@ -14,10 +14,10 @@
 //! 8-byte aligned, at the file offset the security directory names. Both readers take hostile
 //! input: every offset is checked, nothing allocates.
 
+use super::hash::{Hash, HashAlg};
 use crate::efi::pe::PeImage;
 use crate::mem::{le_u16, le_u32};
 use core::fmt;
-use sha2::Digest;
 
 /// The data directory of the certificate table (its "RVA" is a file offset).
 pub const SECURITY_DIRECTORY: u32 = 4;
@@ -55,11 +55,11 @@ pub fn certificate_table(pe: &PeImage) -> Result<Option<core::ops::Range<usize>>
     Ok(Some(start..end as usize))
 }
 
-/// The Authenticode digest of `pe` with the hash `D` (SHA-256 for every signature this
-/// emulator meets; SHA-1, -384 and -512 where a `db` or `dbx` entry asks for them).
-pub fn digest<D: Digest>(pe: &PeImage) -> Result<sha2::digest::Output<D>, AuthenticodeError> {
+/// The Authenticode digest of `pe` with `alg` (SHA-256 for every signature this emulator
+/// meets; SHA-1, -384 and -512 where a signature or a `db`/`dbx` entry asks for them).
+pub fn digest_with(alg: HashAlg, pe: &PeImage) -> Result<Hash, AuthenticodeError> {
     let file = pe.file();
-    let mut h = D::new();
+    let mut h = alg.hasher();
     let checksum = pe.optional_header_offset() + 64;
     let headers = pe.size_of_headers as usize;
     if headers > file.len() || checksum + 4 > headers {
@@ -95,7 +95,7 @@ pub fn digest<D: Digest>(pe: &PeImage) -> Result<sha2::digest::Output<D>, Authen
     if file_len > hashed + certs {
         h.update(&file[hashed as usize..(file_len - certs) as usize]);
     }
-    Ok(h.finalize())
+    Ok(h.finish())
 }
 
 /// One `WIN_CERTIFICATE` of the table.

@@ -4,4 +4,8 @@
 pub mod authenticode;
 pub mod der;
 pub mod hash;
+pub mod pkcs7;
 pub mod rsa;
+pub mod signature_list;
+pub mod verify;
+pub mod x509;

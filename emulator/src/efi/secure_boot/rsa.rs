@@ -208,15 +208,15 @@ pub fn verify_pkcs1v15(key: &PublicKey, signature: &[u8], alg: HashAlg, digest: 
     let em = &mut em[..key.modulus.len()];
     recover(key, signature, em)?;
     let prefix = digest_info_prefix(alg);
-    let t_len = prefix.len() + alg.len();
+    let t_len = prefix.len() + alg.digest_len();
     let Some(ps_len) = em.len().checked_sub(3 + t_len).filter(|&n| n >= 8) else { return Err(RsaError::Mismatch) };
     let expected = em[0] == 0
         && em[1] == 1
         && em[2..2 + ps_len].iter().all(|&b| b == 0xff)
         && em[2 + ps_len] == 0
         && &em[3 + ps_len..3 + ps_len + prefix.len()] == prefix
-        && &em[em.len() - alg.len()..] == digest.as_bytes();
-    if expected && digest.as_bytes().len() == alg.len() {
+        && &em[em.len() - alg.digest_len()..] == digest.as_bytes();
+    if expected && digest.as_bytes().len() == alg.digest_len() {
         Ok(())
     } else {
         Err(RsaError::Mismatch)

@@ -48,7 +48,7 @@ fn image(trailing: &[u8], certs: &[u8]) -> Vec<u8> {
 fn by_hand(f: &[u8], trailing: usize) -> Vec<u8> {
     let opt = 0x44 + 20;
     let (checksum, dir) = (opt + 64, opt + 112 + 32);
-    let mut h = sha2::Sha256::new();
+    let mut h = HashAlg::Sha256.hasher();
     h.update(&f[..checksum]);
     h.update(&f[checksum + 4..dir]);
     h.update(&f[dir + 8..0x200]);
@@ -56,7 +56,7 @@ fn by_hand(f: &[u8], trailing: usize) -> Vec<u8> {
     h.update(&f[0x200..0x300]);
     h.update(&f[0x300..0x400]);
     h.update(&f[0x400..0x400 + trailing]);
-    h.finalize().to_vec()
+    h.finish().as_bytes().to_vec()
 }
 
 fn cert(kind: u16, data: &[u8]) -> Vec<u8> {
@@ -73,19 +73,19 @@ fn cert(kind: u16, data: &[u8]) -> Vec<u8> {
 fn the_digest_follows_the_specification() {
     let unsigned = image(b"trailing", &[]);
     let pe = PeImage::parse(&unsigned).unwrap();
-    assert_eq!(digest::<sha2::Sha256>(&pe).unwrap().to_vec(), by_hand(&unsigned, 8));
+    assert_eq!(digest_with(HashAlg::Sha256, &pe).unwrap().as_bytes(), by_hand(&unsigned, 8).as_slice());
     // Signing adds the certificate table and fills its directory entry; neither changes the
     // digest, nor does the checksum.
     let pkcs7 = cert(WIN_CERT_TYPE_PKCS_SIGNED_DATA, b"0\x82 a PKCS#7 SignedData");
     let mut signed = image(b"trailing", &pkcs7);
     signed[0x44 + 20 + 64] ^= 0xff;
     let pe = PeImage::parse(&signed).unwrap();
-    assert_eq!(digest::<sha2::Sha256>(&pe).unwrap().to_vec(), by_hand(&signed, 8));
-    assert_eq!(digest::<sha2::Sha256>(&pe).unwrap(), digest::<sha2::Sha256>(&PeImage::parse(&unsigned).unwrap()).unwrap());
+    assert_eq!(digest_with(HashAlg::Sha256, &pe).unwrap().as_bytes(), by_hand(&signed, 8).as_slice());
+    assert_eq!(digest_with(HashAlg::Sha256, &pe).unwrap(), digest_with(HashAlg::Sha256, &PeImage::parse(&unsigned).unwrap()).unwrap());
     // A changed byte in a section does change it.
     let mut tampered = signed.clone();
     tampered[0x250] ^= 1;
-    assert_ne!(digest::<sha2::Sha256>(&PeImage::parse(&tampered).unwrap()).unwrap(), digest::<sha2::Sha256>(&pe).unwrap());
+    assert_ne!(digest_with(HashAlg::Sha256, &PeImage::parse(&tampered).unwrap()).unwrap(), digest_with(HashAlg::Sha256, &pe).unwrap());
 }
 
 #[test]
@@ -110,6 +110,6 @@ fn the_certificate_table_is_walked_and_checked() {
     past[dir + 4..dir + 8].copy_from_slice(&0x10_0000u32.to_le_bytes());
     let pe = PeImage::parse(&past).unwrap();
     assert_eq!(certificate_table(&pe).unwrap_err().what, "certificate table outside the file, or inside its headers");
-    assert!(digest::<sha2::Sha256>(&pe).is_err());
+    assert!(digest_with(HashAlg::Sha256, &pe).is_err());
     assert!(matches!(certificates(&pe).next(), Some(Err(_))));
 }
