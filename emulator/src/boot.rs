@@ -112,8 +112,17 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     timeline::mark(Milestone::ServicesReady);
     let us = cpu::micros_since_entry();
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
-    let (status, exit_data) =
-        setup::start_kernel(&v, &fdt, &blob).unwrap_or_else(|e| fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())));
+    let (status, exit_data) = match setup::start_kernel(&v, &fdt, &blob) {
+        Ok(done) => done,
+        Err(crate::efi::EfiError::SecurityViolation) => {
+            // Secure Boot refused it (the image, certificate and reason are above): it never runs,
+            // and the machine resets through the firmware, or PSCI.
+            log::error!("Secure Boot: the kernel image is not started; resetting");
+            services::runtime::reset_system::inner(r_efi::efi::RESET_COLD, r_efi::efi::Status::SECURITY_VIOLATION, 0, core::ptr::null_mut());
+            fatal!("ResetSystem returned")
+        }
+        Err(e) => fatal!("loading the kernel image failed with {} (the reason is above)", status_name(e.status())),
+    };
     if services::exited() {
         fatal!("the payload returned {:#x} after ExitBootServices", status.as_usize());
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const TARGETS: [&str; 10] =
-    ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "authenticode"];
+    ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "secure_boot"];
 
 fn nightly_cargo() -> Command {
     let mut c = Command::new("cargo");
@@ -36,14 +36,18 @@ fn write_seed(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
     let dir = paths::cache_dir().join("fuzz/seeds").join(target);
     match target {
-        "authenticode" => {
-            // Signed binaries, with a certificate table to walk, when the boot loaders are in the
-            // cache (`cargo xtask payloads`); an unsigned one always.
+        "secure_boot" => {
+            // A length, a db, a PE file: Microsoft's db (from Debian's AAVMF store) with the
+            // signed shim it accepts and the GRUB it refuses, when the boot loaders are in the
+            // cache (`cargo xtask payloads`); an unsigned image with no db always.
+            let with_db = |db: &[u8], file: &[u8]| [&(db.len() as u16).to_le_bytes()[..], db, file].concat();
             if let Ok(loaders) = p.loaders() {
-                write_seed(&dir, "shim-signed", &std::fs::read(&loaders.shim.path)?)?;
-                write_seed(&dir, "grub-signed", &std::fs::read(&loaders.grub.signed)?)?;
+                let store = std::fs::read(crate::secure_boot::MS_VARS).with_context(|| crate::secure_boot::MS_VARS)?;
+                let db = crate::secure_boot::read_variable(&store, "db", &crate::secure_boot::IMAGE_SECURITY_DATABASE).context("no db in the Microsoft store")?;
+                write_seed(&dir, "ms-db-shim-signed", &with_db(&db, &std::fs::read(&loaders.shim.path)?))?;
+                write_seed(&dir, "ms-db-grub-signed", &with_db(&db, &std::fs::read(&loaders.grub.signed)?))?;
             }
-            write_seed(&dir, "misbehave.efi", &std::fs::read(misbehave)?)?;
+            write_seed(&dir, "misbehave.efi", &with_db(&[], &std::fs::read(misbehave)?))?;
         }
         "pe_loader" => {
             for s in &p.stubs {

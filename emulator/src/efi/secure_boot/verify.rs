@@ -2,7 +2,7 @@
 //! DxeImageVerificationLib reaches it:
 //!
 //! 1. for every signature (`WIN_CERT_TYPE_PKCS_SIGNED_DATA`, or `WIN_CERT_TYPE_EFI_GUID` with
-//!    `EFI_CERT_TYPE_PKCS7_GUID`): the image's digest with the signature's algorithm, refused
+//!    `EFI_CERT_TYPE_PKCS7_GUID`; one that cannot be read is passed over): the image's digest with the signature's algorithm, refused
 //!    outright if that digest, or any certificate the signature carries (itself or its
 //!    TBSCertificate hash), is in a forbidding list; otherwise accepted if the signature holds
 //!    (digest, signer) and its signer chains to a certificate of an allowing list (a partial
@@ -162,9 +162,16 @@ pub fn verify<'a>(pe: &PeImage<'a>, dbs: &Databases<'a>) -> Result<Accepted<'a>,
             _ => continue,
         };
         signatures += 1;
+        // A signature that cannot be read, or names a hash the image cannot be hashed with, is
+        // passed over (EDK2's HashPeImageByType failing); it vouches for nothing.
         let signature = match Authenticode::parse(data) {
             Ok(s) => s,
-            Err(e) => return refuse(Reason::Malformed(e.0), None),
+            Err(e) => {
+                if best.reason == Reason::NotSigned {
+                    best.reason = Reason::Malformed(e.0);
+                }
+                continue;
+            }
         };
         let Some(digest) = digests.get(signature.image_hash) else { return refuse(Reason::Malformed("the image cannot be hashed as signed"), None) };
         if dbs.forbids_image(&mut digests) {

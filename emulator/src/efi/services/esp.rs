@@ -472,16 +472,18 @@ fn region(c: &Core, instance: usize) -> (u64, u64) {
     }
 }
 
-/// Runs `f` with a file's bytes from the ESP, by its path (LoadImage of a File() device path),
-/// read into boot-services pages (kernels and UKIs are tens of MB: not for the heap).
-pub fn with_file<R>(c: &mut Core, path: &[u16], f: impl FnOnce(&mut Core, &[u8]) -> Result<R, EfiError>) -> Result<R, EfiError> {
+/// Reads a file of the ESP into fresh BootServicesData pages: (address, pages, size). The
+/// caller frees them.
+pub fn read_file(c: &mut Core, path: &[u16]) -> Result<(u64, u64, usize), EfiError> {
     let fat = volume(c)?;
     let e = fat.open(path).filter(|e| !e.is_dir()).ok_or(EfiError::NotFound)?;
     let pages = (e.size as u64).div_ceil(PAGE_SIZE).max(1);
     let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, pages, PAGE_SIZE)?;
-    // SAFETY: pages just allocated for this, identity-mapped, ours until freed below.
+    // SAFETY: pages just allocated for this, identity-mapped, ours until the caller frees them.
     let buf = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, e.size as usize) };
-    let result = if fat.read(&e, 0, buf) == buf.len() { f(c, buf) } else { Err(EfiError::VolumeCorrupted) };
-    c.memory.free(at, pages)?;
-    result
+    if fat.read(&e, 0, buf) != buf.len() {
+        c.memory.free(at, pages)?;
+        return Err(EfiError::VolumeCorrupted);
+    }
+    Ok((at, pages, e.size as usize))
 }

@@ -243,6 +243,7 @@ pub fn machine() -> (TestMachine, usize) {
         exit_context: None,
         exit_data: None,
         owned: Vec::new(),
+        refused: false,
     });
     tables::publish_rt_properties(&mut c, None).unwrap();
     let systab = c.tables.systab;

@@ -115,7 +115,19 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
     c.handles.install(Some(handle), &loaded_image_device_path::PROTOCOL_GUID, full_path as usize)?;
     let owned = [li as *mut u8, full_path, path_copy].into_iter().filter(|p| !p.is_null()).collect();
     let application = pe.subsystem == crate::efi::pe::SUBSYSTEM_EFI_APPLICATION;
-    c.images.push(Image { handle, loaded_image: li, base, pages, entry: base + pe.entry_point as u64, application, started: false, exit_context: None, exit_data: None, owned });
+    c.images.push(Image {
+        handle,
+        loaded_image: li,
+        base,
+        pages,
+        entry: base + pe.entry_point as u64,
+        application,
+        started: false,
+        exit_context: None,
+        exit_data: None,
+        owned,
+        refused: false,
+    });
     Machine::image_loaded(base, size, handle);
     log::info!(
         "image: {:#x}..{:#x} ({} KiB, {}), entry {:#x}, handle {handle:#x}",
@@ -187,6 +199,9 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
     let (entry, stack, systab) = with_core(|c| {
         let systab = c.tables.systab;
         let img = c.image(handle)?;
+        if img.refused {
+            return Err(EfiError::SecurityViolation);
+        }
         if img.started {
             return Err(EfiError::InvalidParameter);
         }
@@ -252,19 +267,38 @@ efiapi! {
             // SAFETY: an optional device path from the payload; copied, since callers (systemd)
             // keep it on their stack.
             let dp = unsafe { device_path::read(path as *const u8) };
-            let h = if source.is_null() {
-                load_from_device(parent as usize, dp.ok_or(EfiError::InvalidParameter)?, bool::from(boot_policy))?
+            let fetched = if source.is_null() {
+                fetch_from_device(dp.ok_or(EfiError::InvalidParameter)?, bool::from(boot_policy))?
             } else {
                 // SAFETY: the payload passes `size` readable bytes; LoadImage copies them.
                 let file = unsafe { bytes_arg(source as *const u8, size)? };
                 // The device is whatever publishes a prefix of the path, if anything does.
                 let (device, rest) = dp.and_then(|p| with_core(|c| find_device(c, p, &efi::protocols::device_path::PROTOCOL_GUID))).unwrap_or((0, 0));
-                with_core(|c| load(c, file, Placement::Copy, parent as usize, device, dp.map(|p| &p[rest..]), dp))?
+                Fetched { file, pages: None, device, rest }
             };
+            // As EDK2's core: SECURITY_VIOLATION loads the image, which StartImage then refuses;
+            // any other refusal loads nothing.
+            let security = super::security::authenticate(fetched.file, dp, bool::from(boot_policy));
+            let loaded = if security.is_error() && security != Status::SECURITY_VIOLATION {
+                // SAFETY: the payload's out-argument, checked non-NULL above: NULL, as the spec asks.
+                unsafe { out(image, core::ptr::null_mut())? };
+                Err(EfiError::AccessDenied)
+            } else {
+                with_core(|c| load(c, fetched.file, Placement::Copy, parent as usize, fetched.device, dp.map(|p| &p[fetched.rest..]), dp))
+            };
+            if let Some((at, pages)) = fetched.pages {
+                with_core(|c| c.memory.free(at, pages))?;
+            }
+            let h = loaded?;
             // Its LoadedImage is news to RegisterProtocolNotify registrations.
             super::protocols::notify_registered();
             // SAFETY: the payload's out-argument.
-            unsafe { out(image, h as efi::Handle) }
+            unsafe { out(image, h as efi::Handle)? };
+            if security == Status::SECURITY_VIOLATION {
+                with_core(|c| c.image(h).map(|i| i.refused = true))?;
+                return Err(EfiError::SecurityViolation);
+            }
+            Ok(())
         })
     }
 
@@ -345,17 +379,29 @@ efiapi! {
     }
 }
 
+/// A file LoadImage got: its bytes, the pages holding them when LoadImage read it (freed once
+/// the image is loaded), and the device that published it with the length of its path prefix.
+struct Fetched<'a> {
+    file: &'a [u8],
+    pages: Option<(u64, u64)>,
+    device: usize,
+    rest: usize,
+}
+
 /// LoadImage without a buffer: the file comes from the ESP's file system (a File() path on
 /// it), or from LoadFile2 (unless BootPolicy) or LoadFile on the device the path names.
-fn load_from_device(parent: usize, path: &[u8], boot_policy: bool) -> Result<usize, EfiError> {
+fn fetch_from_device(path: &[u8], boot_policy: bool) -> Result<Fetched<'static>, EfiError> {
     use efi::protocols::load_file;
     let from_esp = with_core(|c| {
         let (h, rest) = find_device(c, path, &efi::protocols::simple_file_system::PROTOCOL_GUID).filter(|&(h, _)| Some(h) == c.esp_handle)?;
         let file = device_path::file_path_of(&path[rest..])?;
-        Some(super::esp::with_file(c, &file, |c, bytes| load(c, bytes, Placement::Copy, parent, h, Some(&path[rest..]), Some(path))))
+        Some(super::esp::read_file(c, &file).map(|(at, pages, size)| (at, pages, size, h, rest)))
     });
-    if let Some(loaded) = from_esp {
-        return loaded;
+    if let Some(read) = from_esp {
+        let (at, pages, size, device, rest) = read?;
+        // SAFETY: the pages read_file filled with `size` bytes, ours until freed.
+        let file = unsafe { core::slice::from_raw_parts(at as *const u8, size) };
+        return Ok(Fetched { file, pages: Some((at, pages)), device, rest });
     }
     let guids = [(!boot_policy).then_some(load_file2::PROTOCOL_GUID), Some(load_file::PROTOCOL_GUID)];
     let (device, rest, iface) =
@@ -375,16 +421,14 @@ fn load_from_device(parent: usize, path: &[u8], boot_policy: bool) -> Result<usi
     // SAFETY: as above, with a buffer of `size` bytes. The callee may call boot services: the
     // core is not held.
     let s = unsafe { ((*proto).load_file)(proto, remaining, policy, &mut size, buf as *mut c_void) };
-    let result = if s == Status::SUCCESS {
-        // SAFETY: the buffer we allocated, filled with `size` bytes.
-        let file = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
-        with_core(|c| load(c, file, Placement::Copy, parent, device, Some(&path[rest..]), Some(path)))
-    } else {
+    if s != Status::SUCCESS {
         log::warn!("LoadImage: LoadFile returned {:#x}", s.as_usize());
-        Err(EfiError::LoadError)
-    };
-    with_core(|c| c.memory.free(buf, pages))?;
-    result
+        with_core(|c| c.memory.free(buf, pages))?;
+        return Err(EfiError::LoadError);
+    }
+    // SAFETY: the buffer we allocated, filled with `size` bytes, ours until freed.
+    let file = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
+    Ok(Fetched { file, pages: Some((buf, pages)), device, rest })
 }
 
 /// Frees an image's pages and pool memory and removes its handle.

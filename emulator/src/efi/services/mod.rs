@@ -32,6 +32,7 @@ pub mod protocols;
 pub mod reset_notification;
 pub mod rng;
 pub mod runtime;
+pub mod security;
 pub mod serial_io;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod setup;

@@ -76,6 +76,29 @@ static HIDDEN_FIRMWARE: AtomicU64 = AtomicU64::new(0);
 static RT_PROPERTIES: AtomicU64 = AtomicU64::new(0);
 static FIRMWARE_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
+/// A firmware variable's data (`None`: it does not exist), read for the emulator itself.
+pub fn read_firmware_variable(name: &str, guid: &Guid) -> Result<Option<Vec<u8>>, Status> {
+    let f = firmware().ok_or(Status::UNSUPPORTED)?;
+    let mut name: Vec<u16> = name.encode_utf16().chain(core::iter::once(0)).collect();
+    let mut guid = *guid;
+    let mut data: Vec<u8> = Vec::new();
+    loop {
+        let mut size = data.len();
+        let mut attributes = 0u32;
+        // SAFETY: the firmware's GetVariable with our own name, GUID and `size` bytes of buffer.
+        let s = unsafe { (f.get_variable)(name.as_mut_ptr(), &mut guid, &mut attributes, &mut size, data.as_mut_ptr() as *mut c_void) };
+        match s {
+            Status::SUCCESS => {
+                data.truncate(size);
+                return Ok(Some(data));
+            }
+            Status::NOT_FOUND => return Ok(None),
+            Status::BUFFER_TOO_SMALL if size > data.len() => data.resize(size, 0),
+            s => return Err(s),
+        }
+    }
+}
+
 fn firmware() -> Option<&'static efi::RuntimeServices> {
     let p = FIRMWARE.load(Ordering::Relaxed);
     // SAFETY: the validated rt_info.runtime, translated to its physical address; firmware

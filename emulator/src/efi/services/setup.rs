@@ -26,6 +26,11 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     memory.retype(blob.base, blob.text_end / PAGE_SIZE, efi::RUNTIME_SERVICES_CODE, false)?;
     memory.retype(blob.base + blob.text_end, (blob.mem_end - blob.text_end) / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
     let mut c = new_core(memory, v.runtime_phys)?;
+    let policy = match v.runtime_phys {
+        Some(_) => security::Policy::from_platform(Some(&mut runtime::read_firmware_variable)),
+        None => security::Policy::from_platform(None),
+    };
+    security::install(&mut c, policy)?;
     if v.runtime_phys.is_some() {
         let moved = v.map.iter().filter(|d| d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != 0 && d.virtual_start != d.physical_start);
         if !runtime::record_firmware_ranges(moved.map(|d| runtime::FirmwareRange { phys: d.physical_start, virt: d.virtual_start, size: d.number_of_pages * PAGE_SIZE })) {
@@ -184,6 +189,11 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
 /// status, and the ExitData it gave to Exit (decoded), if any.
 pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Status, Option<alloc::string::String>), EfiError> {
     let file = kernel_file(v);
+    // Checked like every LoadImage, through the Security2 protocol; refused, it never runs.
+    let path = crate::efi::protocols::device_path::memory_mapped(efi::LOADER_DATA, v.kernel.start, v.kernel.end() - 1);
+    if security::authenticate(file, Some(&path), false) != Status::SUCCESS {
+        return Err(EfiError::SecurityViolation);
+    }
     let handle = with_core(|c| {
         let pe = PeImage::parse(file).map_err(|e| {
             log::error!("kernel image at {:#x}: {e}", v.kernel.start);

@@ -41,6 +41,8 @@ pub struct Image {
     pub exit_data: Option<(usize, *mut u16)>,
     /// Pool allocations owned by the image record (device path copies, load options).
     pub owned: Vec<*mut u8>,
+    /// EFI_SECURITY_VIOLATION when Secure Boot refused it: loaded, but StartImage refuses it.
+    pub refused: bool,
 }
 
 /// Everything boot services know.
@@ -75,6 +77,8 @@ pub struct Core {
     pub watchdog: Option<(u64, u64, usize)>,
     /// ResetNotification registrations.
     pub reset_notifies: Vec<efi::RuntimeResetSystem>,
+    /// The Secure Boot policy: whether images are verified, and against what.
+    pub security: super::security::Policy,
 }
 
 static CORE: BootCell<Core> = BootCell::empty();

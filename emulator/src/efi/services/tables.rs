@@ -80,6 +80,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         esp_handle: None,
         esp_partition: None,
         open_files: Vec::new(),
+        security: Default::default(),
     };
     c.tables.boot = boot::table(&mut c)?;
     let store = runtime_pages(&mut c.memory, VARIABLE_STORE)?;

@@ -507,6 +507,7 @@ fn images_load_start_exit_and_unload() {
                     exit_context: None,
                     exit_data: None,
                     owned: Vec::new(),
+                    refused: false,
                 });
                 h
             });
@@ -1211,5 +1212,91 @@ fn a_gpt_esp_gets_a_partition_child_handle() {
         assert!(!(*(*bio).media).logical_partition);
         assert_eq!(((*bio).read_blocks)(bio, 1, 1, 512, sector.as_mut_ptr().cast()), Status::SUCCESS);
         assert_eq!(&sector[..8], b"EFI PART");
+    }
+}
+
+/// One `EFI_SIGNATURE_LIST` of SHA-256 image hashes.
+fn sha256_list(hashes: &[&[u8]]) -> Vec<u8> {
+    use crate::efi::secure_boot::signature_list::CERT_SHA256;
+    let mut l = CERT_SHA256.as_bytes().to_vec();
+    l.extend_from_slice(&(28 + 48 * hashes.len() as u32).to_le_bytes());
+    l.extend_from_slice(&0u32.to_le_bytes());
+    l.extend_from_slice(&48u32.to_le_bytes());
+    for h in hashes {
+        l.extend_from_slice(&[0; 16]);
+        l.extend_from_slice(h);
+    }
+    l
+}
+
+#[test]
+fn the_policy_follows_the_platform() {
+    use security::Policy;
+    let db = sha256_list(&[&[1; 32], &[2; 32]]);
+    let vars = |secure_boot: Option<u8>, dbx_error: bool| {
+        let db = db.clone();
+        move |name: &str, _: &Guid| -> Result<Option<Vec<u8>>, Status> {
+            match name {
+                "SecureBoot" => Ok(secure_boot.map(|v| vec![v])),
+                "db" => Ok(Some(db.clone())),
+                "dbx" if dbx_error => Err(Status::DEVICE_ERROR),
+                _ => Ok(None),
+            }
+        }
+    };
+    assert!(!Policy::from_platform(None).enforcing, "no firmware");
+    assert!(!Policy::from_platform(Some(&mut vars(None, false))).enforcing, "no SecureBoot variable");
+    assert!(!Policy::from_platform(Some(&mut vars(Some(0), false))).enforcing, "SecureBoot = 0");
+    let on = Policy::from_platform(Some(&mut vars(Some(1), false)));
+    assert!(on.enforcing && on.db == db && on.dbx.is_empty() && on.mok.is_empty());
+    // An unreadable dbx revokes everything, even what db lists.
+    let broken = Policy::from_platform(Some(&mut vars(Some(1), true)));
+    assert!(broken.enforcing);
+    let pe = crate::efi::pe::test_image();
+    let hash = crate::efi::secure_boot::authenticode::digest_with(crate::efi::secure_boot::hash::HashAlg::Sha256, &crate::efi::pe::PeImage::parse(&pe).unwrap()).unwrap();
+    let allowing = Policy { db: sha256_list(&[hash.as_bytes()]), ..broken };
+    assert_eq!(allowing.check(&pe, &"test"), Status::SECURITY_VIOLATION);
+    assert_eq!(Policy { dbx: Vec::new(), ..allowing }.check(&pe, &"test"), Status::SUCCESS);
+    assert_eq!(Policy::default().check(b"not even a PE", &"test"), Status::SUCCESS, "not enforced");
+}
+
+#[test]
+fn secure_boot_gates_load_image_through_the_security2_protocol() {
+    let (m, kernel) = machine();
+    let bs = m.bs();
+    let allowed = crate::efi::pe::test_image();
+    let hash = crate::efi::secure_boot::authenticode::digest_with(crate::efi::secure_boot::hash::HashAlg::Sha256, &crate::efi::pe::PeImage::parse(&allowed).unwrap()).unwrap();
+    let mut unknown = allowed.clone();
+    unknown[0x250] ^= 1; // .text
+    with_core(|c| security::install(c, security::Policy { enforcing: true, db: sha256_list(&[hash.as_bytes()]), ..Default::default() })).unwrap();
+    // SAFETY: see the module comment.
+    unsafe {
+        let load = |file: &[u8], h: &mut efi::Handle| (bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), file.as_ptr() as *mut c_void, file.len(), h);
+        let mut h: efi::Handle = null_mut();
+        assert_eq!(load(&allowed, &mut h), Status::SUCCESS, "its hash is in db");
+        assert_eq!((bs.unload_image)(h), Status::SUCCESS);
+        // Refused: loaded, with a handle, but StartImage says no; UnloadImage frees it.
+        h = null_mut();
+        assert_eq!(load(&unknown, &mut h), Status::SECURITY_VIOLATION);
+        assert!(!h.is_null());
+        assert_eq!((bs.start_image)(h, null_mut(), null_mut()), Status::SECURITY_VIOLATION);
+        assert_eq!((bs.unload_image)(h), Status::SUCCESS);
+        // The protocol a payload finds is the one LoadImage asks: systemd-stub and shim replace
+        // its function to approve what they verified themselves.
+        let mut iface: *mut c_void = null_mut();
+        assert_eq!((bs.locate_protocol)(&mut security::SECURITY2_GUID.clone(), null_mut(), &mut iface), Status::SUCCESS);
+        let proto = iface as *mut security::Security2Protocol;
+        let original = (*proto).file_authentication;
+        extern "efiapi" fn approve(_: *mut security::Security2Protocol, _: *const efi::protocols::device_path::Protocol, _: *mut c_void, _: usize, _: efi::Boolean) -> Status {
+            Status::SUCCESS
+        }
+        (*proto).file_authentication = approve;
+        assert_eq!(load(&unknown, &mut h), Status::SUCCESS, "the replacement approved it");
+        assert_eq!((bs.unload_image)(h), Status::SUCCESS);
+        (*proto).file_authentication = original;
+        assert_eq!(original(proto, null(), unknown.as_ptr() as *mut c_void, unknown.len(), efi::Boolean::FALSE), Status::SECURITY_VIOLATION, "called directly");
+        assert_eq!(original(proto, null(), null_mut(), 0, efi::Boolean::FALSE), Status::SECURITY_VIOLATION, "nothing to verify");
+        let mut v1: *mut c_void = null_mut();
+        assert_eq!((bs.locate_protocol)(&mut security::SECURITY_GUID.clone(), null_mut(), &mut v1), Status::SUCCESS, "Security beside Security2");
     }
 }
