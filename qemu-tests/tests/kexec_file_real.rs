@@ -84,10 +84,16 @@ fn efi_kexec_s_boots_an_image_with_its_initrd_and_chains() {
     assert_eq!(qemu_tests::report(&t, "initrd"), "plain");
 }
 
+/// Whether a line containing `later` follows the first line containing `first`.
+fn follows(t: &Transcript, first: &str, later: &str) -> bool {
+    t.lines.iter().position(|(_, l)| l.contains(first)).is_some_and(|i| t.lines[i..].iter().any(|(_, l)| l.contains(later)))
+}
+
 #[test]
 fn under_lockdown_only_the_signed_emulator_gets_in() {
     // The first kernel, signed with EDK2's test key and booted by EDK2 with Secure Boot on,
-    // locks itself down and trusts that key (the platform keyring, from db).
+    // locks itself down and trusts that key (the platform keyring, from db). The emulator
+    // then enforces Secure Boot too: the UKI it is given is signed with the same key.
     let dir = std::env::temp_dir().join(format!("efi-emulator-sb-{}", std::process::id()));
     let keys = xtask::secure_boot::Snakeoil::new(&dir).unwrap();
     let first = dir.join("Image.signed");
@@ -97,6 +103,8 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
     keys.sign(&unsigned, &signed).unwrap();
 
     let u = payloads().uki("254+6.12").unwrap();
+    let uki = dir.join("uki.signed.efi");
+    keys.sign(&u.path, &uki).unwrap();
     // Before the real load, with securityfs mounted (as systemd mounts it): kexec_load is
     // refused by name (-c), and the built-in, unsigned emulator, through kexec_file_load as
     // lockdown makes efi-kexec choose, is refused by the kernel with efi-kexec's explanation.
@@ -107,7 +115,7 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
                   /efi-kexec load /next.efi --append '' ; echo \"$p: unsigned: $?\"\n\
                   umount /sys/kernel/security";
     let next = NextBoot {
-        image: u.path.clone(),
+        image: uki,
         initrd: None,
         append: Some(String::new()),
         extra: vec!["--emulator".into(), "/emulator.efi".into()],
@@ -130,6 +138,10 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
     assert!(t.contains("efi-kexec: kexec_load(2) was refused (EPERM) although this is root: the kernel is locked down"), "and without securityfs, after kexec_load's EPERM");
     assert!(t.contains("efi-kexec: loaded through kexec_file_load") && t.contains("the Image /emulator.efi"), "the signed emulator was accepted");
     assert!(t.contains("(kexec_file_load): the payload at 0x"), "the emulator started from the DTB");
+    assert!(t.contains("Secure Boot: enforced (the firmware's SecureBoot is 1): db 1 entries"), "the emulator read the policy");
+    assert!(t.contains("accepted: signed by \"O=SnakeOil\", trusted through \"O=SnakeOil\""), "and verified the UKI");
+    let accepted = "Secure Boot: MemoryMapped";
+    assert!(follows(&t, accepted, "Secure boot enabled") && follows(&t, accepted, "Kernel is locked down from EFI Secure Boot"), "the UKI's kernel sees Secure Boot and locks itself down");
     assert!(t.contains(MARKER), "the UKI reached userspace");
     assert_eq!(qemu_tests::report(&t, "cmdline"), u.cmdline);
     let _ = std::fs::remove_dir_all(&dir);
