@@ -121,6 +121,11 @@ pub fn build_release(package: &str, target: &str, env: &[(&str, &std::path::Path
     Ok(target_dir.join(target).join("release").join(artifact))
 }
 
+/// Builds the Secure Boot probe (`test-payloads/secure-boot-probe`) and returns its `.efi`.
+pub fn build_secure_boot_probe() -> Result<PathBuf> {
+    build_release("secure-boot-probe", UEFI_TARGET, &[], "secure-boot-probe.efi")
+}
+
 /// Builds the misbehaving test payload (`test-payloads/misbehave`) and returns its `.efi`.
 pub fn build_misbehave() -> Result<PathBuf> {
     build_release("misbehave", UEFI_TARGET, &[], "misbehave.efi")

@@ -392,6 +392,7 @@ const LINTS: &[&[&str]] = &[
     &["clippy", "-p", "efi-emulator", "--target", "aarch64-unknown-none", "--", "-D", "warnings"],
     &["clippy", "-p", "efi-emulator", "--target", "aarch64-unknown-none", "--features", "test-hooks", "--", "-D", "warnings"],
     &["clippy", "-p", "misbehave", "--target", "aarch64-unknown-uefi", "--", "-D", "warnings"],
+    &["clippy", "-p", "secure-boot-probe", "--target", "aarch64-unknown-uefi", "--", "-D", "warnings"],
     // efi-kexec as it ships: arm64 musl, whose libc bindings differ from the host's.
     &["clippy", "-p", "efi-kexec", "--target", "aarch64-unknown-linux-musl", "--", "-D", "warnings"],
 ];

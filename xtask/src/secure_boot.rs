@@ -11,6 +11,8 @@ use std::process::Command;
 pub const SNAKEOIL_KEY: &str = "/usr/share/qemu-efi-aarch64/PkKek-1-snakeoil.key";
 pub const SNAKEOIL_CERT: &str = "/usr/share/qemu-efi-aarch64/PkKek-1-snakeoil.pem";
 pub const SNAKEOIL_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.snakeoil.fd";
+/// Secure Boot on with Microsoft's keys: their KEK, the Windows and UEFI CAs in db, their dbx.
+pub const MS_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.ms.fd";
 const PASSPHRASE: &str = "pass:snakeoil";
 
 /// A working directory with the key without its passphrase (what `sbsign` takes) and a
@@ -45,6 +47,77 @@ impl Snakeoil {
         ensure!(check.status.success(), "sbverify does not accept {}: {}", output.display(), String::from_utf8_lossy(&check.stderr));
         Ok(())
     }
+
+    /// `input` with one more signature, by `key` and `cert`, after those it has (sbsign
+    /// appends to a signed image).
+    pub fn add_signature(key: &Path, cert: &Path, input: &Path, output: &Path) -> Result<()> {
+        crate::run_checked(Command::new("sbsign").arg("--key").arg(key).arg("--cert").arg(cert).arg("--output").arg(output).arg(input))
+            .with_context(|| format!("signing {}", input.display()))
+    }
+
+    /// A signer no store knows: a self-signed RSA-2048 certificate made now, (key, cert).
+    pub fn unknown_signer(&self) -> Result<(PathBuf, PathBuf)> {
+        let (key, cert) = (self.dir.join("unknown.key"), self.dir.join("unknown.pem"));
+        crate::run_checked(
+            Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=Unknown Test Signer", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert),
+        )
+        .context("making a certificate with openssl")?;
+        Ok((key, cert))
+    }
+
+    /// Debian's store with Microsoft's keys (Secure Boot on), the test certificate added to db
+    /// and the SHA-256 Authenticode `dbx_hashes` (hex) to dbx, written by virt-fw-vars
+    /// (PyPI's virt-firmware) as `name` in the working directory.
+    pub fn microsoft_store_with_test_key(&self, name: &str, dbx_hashes: &[String]) -> Result<PathBuf> {
+        let out = self.dir.join(name);
+        let mut cmd = Command::new("virt-fw-vars");
+        cmd.args(["-i", MS_VARS, "-o"]).arg(&out).args(["--add-db", OWNER, SNAKEOIL_CERT]);
+        for h in dbx_hashes {
+            cmd.args(["--add-dbx-hash", OWNER, h]);
+        }
+        crate::run_checked(&mut cmd).context("writing a variable store (install virt-firmware: `cargo xtask setup`)")?;
+        Ok(out)
+    }
+}
+
+/// The owner GUID of the entries the tests add to db and dbx.
+const OWNER: &str = "4d5a8f2e-7c1b-4e0a-9b3d-6f1e2c8a5b47";
+
+/// What `secure-boot-probe` printed: each file's LoadImage status, by name.
+pub fn probe_verdicts(t: &crate::qemu::Transcript) -> std::collections::BTreeMap<String, String> {
+    t.lines.iter().filter_map(|(_, l)| l.split_once("secure-boot-probe: verdict ")?.1.rsplit_once(": ").map(|(n, s)| (n.to_string(), s.trim().to_string()))).collect()
+}
+
+/// EDK2 with `vars` starting `probe` from an ESP (as `\EFI\BOOT\BOOTAA64.EFI`) with `corpus`
+/// beside it (`\corpus.cpio`): the oracle's verdicts.
+pub fn edk2_verdicts(vars: &Path, probe: &[u8], corpus: &[u8], timeout: std::time::Duration) -> Result<crate::qemu::Transcript> {
+    let dir = vars.with_extension("run");
+    std::fs::create_dir_all(&dir)?;
+    let files: [(&str, &[u8]); 2] = [("EFI/BOOT/BOOTAA64.EFI", probe), ("corpus.cpio", corpus)];
+    let size = (probe.len() + corpus.len() + (16 << 20)).next_multiple_of(1 << 20);
+    let disk = dir.join("esp.img");
+    std::fs::write(&disk, esp_image::gpt_disk(&esp_image::image_from_files(&files, size)?, *b"sb-probe-esp-gpt"))?;
+    let args: Vec<String> = ["-M", "virt", "-cpu", crate::kexec::FIRST_CPU, "-m", "2G", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            "-drive".into(),
+            format!("if=pflash,format=raw,readonly=on,file={}", crate::kexec::AAVMF_CODE),
+            "-drive".into(),
+            format!("if=pflash,format=raw,file={}", vars.display()),
+            "-drive".into(),
+            format!("if=none,format=raw,id=esp,file={}", disk.display()),
+            "-device".into(),
+            "virtio-blk-pci,drive=esp".into(),
+        ])
+        .collect();
+    let t = crate::qemu::run(&args, timeout, false);
+    let _ = std::fs::remove_dir_all(&dir);
+    t
 }
 
 /// `EFI_IMAGE_SECURITY_DATABASE_GUID` (db, dbx) and `EFI_GLOBAL_VARIABLE` as they lie in a store.

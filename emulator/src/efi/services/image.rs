@@ -276,13 +276,13 @@ efiapi! {
                 let (device, rest) = dp.and_then(|p| with_core(|c| find_device(c, p, &efi::protocols::device_path::PROTOCOL_GUID))).unwrap_or((0, 0));
                 Fetched { file, pages: None, device, rest }
             };
-            // As EDK2's core: SECURITY_VIOLATION loads the image, which StartImage then refuses;
-            // any other refusal loads nothing.
+            // As EDK2's core: SECURITY_VIOLATION (from a replacement Security2) loads the image,
+            // which StartImage then refuses; any other refusal (ours: ACCESS_DENIED) loads nothing.
             let security = super::security::authenticate(fetched.file, dp, bool::from(boot_policy));
             let loaded = if security.is_error() && security != Status::SECURITY_VIOLATION {
                 // SAFETY: the payload's out-argument, checked non-NULL above: NULL, as the spec asks.
                 unsafe { out(image, core::ptr::null_mut())? };
-                Err(EfiError::AccessDenied)
+                Err(if security == Status::ACCESS_DENIED { EfiError::AccessDenied } else { EfiError::SecurityViolation })
             } else {
                 with_core(|c| load(c, fetched.file, Placement::Copy, parent as usize, fetched.device, dp.map(|p| &p[fetched.rest..]), dp))
             };

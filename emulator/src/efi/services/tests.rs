@@ -1255,7 +1255,7 @@ fn the_policy_follows_the_platform() {
     let pe = crate::efi::pe::test_image();
     let hash = crate::efi::secure_boot::authenticode::digest_with(crate::efi::secure_boot::hash::HashAlg::Sha256, &crate::efi::pe::PeImage::parse(&pe).unwrap()).unwrap();
     let allowing = Policy { db: sha256_list(&[hash.as_bytes()]), ..broken };
-    assert_eq!(allowing.check(&pe, &"test"), Status::SECURITY_VIOLATION);
+    assert_eq!(allowing.check(&pe, &"test"), Status::ACCESS_DENIED);
     assert_eq!(Policy { dbx: Vec::new(), ..allowing }.check(&pe, &"test"), Status::SUCCESS);
     assert_eq!(Policy::default().check(b"not even a PE", &"test"), Status::SUCCESS, "not enforced");
 }
@@ -1275,14 +1275,12 @@ fn secure_boot_gates_load_image_through_the_security2_protocol() {
         let mut h: efi::Handle = null_mut();
         assert_eq!(load(&allowed, &mut h), Status::SUCCESS, "its hash is in db");
         assert_eq!((bs.unload_image)(h), Status::SUCCESS);
-        // Refused: loaded, with a handle, but StartImage says no; UnloadImage frees it.
-        h = null_mut();
-        assert_eq!(load(&unknown, &mut h), Status::SECURITY_VIOLATION);
-        assert!(!h.is_null());
-        assert_eq!((bs.start_image)(h, null_mut(), null_mut()), Status::SECURITY_VIOLATION);
-        assert_eq!((bs.unload_image)(h), Status::SUCCESS);
+        // Refused: nothing loaded, the handle NULL, as EDK2 does.
+        h = 0x55 as efi::Handle;
+        assert_eq!(load(&unknown, &mut h), Status::ACCESS_DENIED);
+        assert!(h.is_null());
         // The protocol a payload finds is the one LoadImage asks: systemd-stub and shim replace
-        // its function to approve what they verified themselves.
+        // its function to approve what they verified themselves (or to refuse).
         let mut iface: *mut c_void = null_mut();
         assert_eq!((bs.locate_protocol)(&mut security::SECURITY2_GUID.clone(), null_mut(), &mut iface), Status::SUCCESS);
         let proto = iface as *mut security::Security2Protocol;
@@ -1290,12 +1288,22 @@ fn secure_boot_gates_load_image_through_the_security2_protocol() {
         extern "efiapi" fn approve(_: *mut security::Security2Protocol, _: *const efi::protocols::device_path::Protocol, _: *mut c_void, _: usize, _: efi::Boolean) -> Status {
             Status::SUCCESS
         }
+        extern "efiapi" fn defer(_: *mut security::Security2Protocol, _: *const efi::protocols::device_path::Protocol, _: *mut c_void, _: usize, _: efi::Boolean) -> Status {
+            Status::SECURITY_VIOLATION
+        }
         (*proto).file_authentication = approve;
         assert_eq!(load(&unknown, &mut h), Status::SUCCESS, "the replacement approved it");
         assert_eq!((bs.unload_image)(h), Status::SUCCESS);
+        // SECURITY_VIOLATION: loaded, with a handle, but StartImage says no; UnloadImage frees it.
+        (*proto).file_authentication = defer;
+        h = null_mut();
+        assert_eq!(load(&allowed, &mut h), Status::SECURITY_VIOLATION);
+        assert!(!h.is_null());
+        assert_eq!((bs.start_image)(h, null_mut(), null_mut()), Status::SECURITY_VIOLATION);
+        assert_eq!((bs.unload_image)(h), Status::SUCCESS);
         (*proto).file_authentication = original;
-        assert_eq!(original(proto, null(), unknown.as_ptr() as *mut c_void, unknown.len(), efi::Boolean::FALSE), Status::SECURITY_VIOLATION, "called directly");
-        assert_eq!(original(proto, null(), null_mut(), 0, efi::Boolean::FALSE), Status::SECURITY_VIOLATION, "nothing to verify");
+        assert_eq!(original(proto, null(), unknown.as_ptr() as *mut c_void, unknown.len(), efi::Boolean::FALSE), Status::ACCESS_DENIED, "called directly");
+        assert_eq!(original(proto, null(), null_mut(), 0, efi::Boolean::FALSE), Status::ACCESS_DENIED, "nothing to verify");
         let mut v1: *mut c_void = null_mut();
         assert_eq!((bs.locate_protocol)(&mut security::SECURITY_GUID.clone(), null_mut(), &mut v1), Status::SUCCESS, "Security beside Security2");
     }

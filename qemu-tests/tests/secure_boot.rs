@@ -1,0 +1,154 @@
+//! Secure Boot through the emulator, with EDK2 itself as the oracle.
+//!
+//! The machine: Debian's AAVMF with its Microsoft-keys store, Secure Boot on, and EDK2's test
+//! certificate added to db (virt-fw-vars), so a first kernel signed with the test key boots,
+//! locks itself down and kexecs (`efi-kexec load -s`) the signed emulator Image. The same
+//! store then holds the firmware variables the emulator enforces.
+//!
+//! The differential corpus: `secure-boot-probe` (signed with the test key) asks LoadImage about
+//! each file of a cpio, under EDK2 (started from an ESP) and under the emulator (the probe and
+//! the cpio as a bundle); the verdicts must be equal, file by file, and what the issue expects.
+
+use efi_emulator::abi::cpio::Cpio;
+use efi_emulator::efi::pe::PeImage;
+use efi_emulator::efi::secure_boot::authenticode::digest_with;
+use efi_emulator::efi::secure_boot::hash::HashAlg;
+use qemu_tests::{efi_kexec, payloads, EntryEl};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use xtask::kexec::{self, FirstBoot, NextBoot};
+use xtask::qemu::Transcript;
+use xtask::secure_boot::{edk2_verdicts, probe_verdicts, Snakeoil, SNAKEOIL_CERT};
+
+const ACCEPTED: &str = "0x0";
+/// EFI_ACCESS_DENIED: what Debian's EDK2 (2022.11) LoadImage returns for every image Secure
+/// Boot refuses (not EFI_SECURITY_VIOLATION, which would load it unstartable).
+const REFUSED: &str = "0x800000000000000f";
+const TIMEOUT: Duration = Duration::from_secs(400);
+
+struct Setup {
+    keys: Snakeoil,
+    first: PathBuf,
+    emulator: Vec<u8>,
+}
+
+fn setup(name: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("efi-emulator-{name}-{}", std::process::id()));
+    let keys = Snakeoil::new(&dir).unwrap();
+    let first = dir.join("Image.signed");
+    keys.sign(qemu_tests::file_kernel(), &first).unwrap();
+    let unsigned = dir.join("efi-emulator.efi");
+    std::fs::write(&unsigned, qemu_tests::emulator_image()).unwrap();
+    let signed = dir.join("efi-emulator.signed.efi");
+    keys.sign(&unsigned, &signed).unwrap();
+    Setup { emulator: std::fs::read(signed).unwrap(), keys, first }
+}
+
+/// The signed first kernel under EDK2 with `store`, kexec'ing the signed emulator through
+/// kexec_file_load with `image` (and `initrd` as the bundle's initrd).
+fn through_the_emulator(s: &Setup, store: &Path, image: &Path, initrd: Option<Vec<u8>>) -> Transcript {
+    let next = NextBoot {
+        image: image.to_path_buf(),
+        initrd,
+        append: Some(String::new()),
+        extra: vec!["--emulator".into(), "/emulator.efi".into()],
+        before_load: None,
+        files: vec![("emulator.efi".into(), s.emulator.clone())],
+    };
+    let initramfs = kexec::stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
+    let t = kexec::boot_first_kernel(&s.first, EntryEl::El1, FirstBoot::Edk2, &initramfs, Some(store), TIMEOUT, false).expect("starting QEMU");
+    eprintln!("$ {}\n{}", t.command, t.text());
+    assert!(t.contains("Kernel is locked down from EFI Secure Boot"), "the first kernel locked itself down");
+    assert!(t.contains("Secure Boot: enforced (the firmware's SecureBoot is 1)"), "the emulator enforces");
+    t
+}
+
+fn sha256(path: &Path) -> String {
+    let file = std::fs::read(path).unwrap();
+    digest_with(HashAlg::Sha256, &PeImage::parse(&file).unwrap()).unwrap().as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn verdicts_agree_with_edk2_file_by_file() {
+    let s = setup("sb-corpus");
+    let dir = &s.keys.dir;
+    let p = payloads();
+    let loaders = p.loaders().unwrap();
+    let probe = xtask::build::build_secure_boot_probe().unwrap();
+    let signed_probe = dir.join("probe.signed.efi");
+    s.keys.sign(&probe, &signed_probe).unwrap();
+    let (unknown_key, unknown_cert) = s.keys.unknown_signer().unwrap();
+    let by_unknown = dir.join("probe.unknown.efi");
+    Snakeoil::add_signature(&unknown_key, &unknown_cert, &probe, &by_unknown).unwrap();
+    let twice = dir.join("probe.twice.efi");
+    Snakeoil::add_signature(&s.keys.key, Path::new(SNAKEOIL_CERT), &by_unknown, &twice).unwrap();
+    let mut tampered = std::fs::read(&loaders.shim.path).unwrap();
+    let text = PeImage::parse(&tampered).unwrap().sections().find(|s| s.name() == ".text").unwrap().raw_offset as usize;
+    tampered[text + 0x100] ^= 0x01;
+
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    let corpus: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("shim-signed-by-microsoft", read(&loaders.shim.path), ACCEPTED),
+        ("grub-signed-by-debian", read(&loaders.grub.signed), REFUSED),
+        ("linux-6.1-signed-by-debian", read(&p.kernel("6.1").unwrap().image), REFUSED),
+        ("uki-252-unsigned", read(&p.uki("252+6.1").unwrap().path), REFUSED),
+        ("shim-text-changed", tampered, REFUSED),
+        ("signed-by-an-unknown-key", read(&by_unknown), REFUSED),
+        ("signed-by-unknown-and-db-keys", read(&twice), ACCEPTED),
+    ];
+    let mut cpio = Cpio::default();
+    for (name, data, _) in &corpus {
+        cpio.file(name, 0o644, data);
+    }
+    let cpio = cpio.finish();
+
+    // Twice: with the store as made, and with shim's hash added to dbx.
+    let shim_hash = sha256(&loaders.shim.path);
+    for (label, dbx) in [("db", vec![]), ("shim-in-dbx", vec![shim_hash])] {
+        let mut expected: BTreeMap<String, String> = corpus.iter().map(|(n, _, v)| (n.to_string(), v.to_string())).collect();
+        if !dbx.is_empty() {
+            expected.insert("shim-signed-by-microsoft".into(), REFUSED.into());
+        }
+        let oracle_store = s.keys.microsoft_store_with_test_key(&format!("{label}-edk2.fd"), &dbx).unwrap();
+        let oracle = edk2_verdicts(&oracle_store, &read(&signed_probe), &cpio, TIMEOUT).expect("starting QEMU");
+        eprintln!("$ {}\n{}", oracle.command, oracle.text());
+        assert!(oracle.contains("secure-boot-probe: done"), "{label}: EDK2 ran the probe");
+        assert_eq!(probe_verdicts(&oracle), expected, "{label}: EDK2's verdicts");
+
+        let store = s.keys.microsoft_store_with_test_key(&format!("{label}.fd"), &dbx).unwrap();
+        let t = through_the_emulator(&s, &store, &signed_probe, Some(cpio.clone()));
+        assert!(t.contains("secure-boot-probe: done"), "{label}: the emulator ran the probe");
+        assert_eq!(probe_verdicts(&t), probe_verdicts(&oracle), "{label}: the emulator's verdicts are EDK2's");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The UKI unsigned, or signed and then changed: the emulator prints the image, the signer and
+/// the reason, never enters it, and resets (QEMU, with -no-reboot, exits).
+#[test]
+fn a_refused_kernel_image_never_runs() {
+    let s = setup("sb-refused");
+    let uki = &payloads().uki("254+6.12").unwrap().path;
+    let signed = s.keys.dir.join("uki.signed.efi");
+    s.keys.sign(uki, &signed).unwrap();
+    let mut bytes = std::fs::read(&signed).unwrap();
+    let linux = PeImage::parse(&bytes).unwrap().sections().find(|s| s.name() == ".linux").unwrap().raw_offset as usize;
+    bytes[linux + 0x1000] ^= 0x40;
+    let tampered = s.keys.dir.join("uki.tampered.efi");
+    std::fs::write(&tampered, bytes).unwrap();
+    let store = s.keys.microsoft_store_with_test_key("refused.fd", &[]).unwrap();
+    for (image, reason) in [
+        (uki.clone(), "not signed, and its hash is not in db".to_string()),
+        (tampered, "digest mismatch: the image is not what was signed; certificate \"O=SnakeOil\" issued by \"O=SnakeOil\"".to_string()),
+    ] {
+        let t = through_the_emulator(&s, &store, &image, None);
+        let refusal = t.find("Secure Boot: refused MemoryMapped(").unwrap_or_else(|| panic!("{}: no refusal", image.display()));
+        assert!(refusal.1.ends_with(&reason), "{}: {}", image.display(), refusal.1);
+        assert!(t.contains("Secure Boot: the kernel image is not started; resetting"));
+        let at = t.lines.iter().position(|(_, l)| l.contains("Secure Boot: refused")).unwrap();
+        assert!(!t.lines[at..].iter().any(|(_, l)| l.contains("EFI stub") || l.contains("StartImage") || l.contains("Linux version")), "none of it ran");
+        assert!(!t.timed_out, "the machine reset and QEMU exited");
+    }
+    let _ = std::fs::remove_dir_all(&s.keys.dir);
+}
