@@ -92,6 +92,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     #[cfg(feature = "test-hooks")]
     debug_fault(&fdt);
     kernel_summary(&v);
+    choose_sha256(&fdt);
 
     // The emulator's own heap follows the page-table area at the start of the mempool.
     let page_tables = Extent::new(v.mempool.start, table_budget(&v));
@@ -129,6 +130,24 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     match exit_data {
         Some(text) => fatal!("the payload returned {} ({:#x}) with exit data \"{text}\"", status_name(status), status.as_usize()),
         None => fatal!("the payload returned {} ({:#x})", status_name(status), status.as_usize()),
+    }
+}
+
+/// Secure Boot hashes whole images: with the CPU's SHA-256 instructions where it has them (and
+/// they pass a self-test), unless `/chosen/efi-emulator,generic-sha256` asks for the portable
+/// code (for comparing the two).
+fn choose_sha256(fdt: &Fdt) {
+    use crate::arch::aarch64::sha256;
+    use crate::efi::secure_boot::sha256 as core_sha256;
+    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,generic-sha256")).is_some() {
+        info!("SHA-256: portable code (/chosen/efi-emulator,generic-sha256)");
+    } else if !sha256::present() {
+        info!("SHA-256: portable code (ID_AA64ISAR0_EL1 lists no SHA-256 instructions)");
+    } else if core_sha256::block_function_works(sha256::blocks) {
+        core_sha256::use_block_function(Some(sha256::blocks));
+        info!("SHA-256: the CPU's SHA-256 instructions");
+    } else {
+        log::error!("SHA-256: the CPU's SHA-256 instructions fail the self-test: portable code instead");
     }
 }
 

@@ -55,7 +55,7 @@ fn digest_matches_what_sbsign_signs() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-const MS_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.ms.fd";
+use xtask::secure_boot::MS_VARS;
 
 fn variable(store: &str, name: &str) -> Vec<u8> {
     use xtask::secure_boot::{read_variable, IMAGE_SECURITY_DATABASE};

@@ -141,7 +141,10 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
     assert!(t.contains("Secure Boot: enforced (the firmware's SecureBoot is 1): db 1 entries"), "the emulator read the policy");
     assert!(t.contains("accepted: signed by \"O=SnakeOil\", trusted through \"O=SnakeOil\""), "and verified the UKI");
     let accepted = "Secure Boot: MemoryMapped";
-    assert!(follows(&t, accepted, "Secure boot enabled") && follows(&t, accepted, "Kernel is locked down from EFI Secure Boot"), "the UKI's kernel sees Secure Boot and locks itself down");
+    assert!(
+        follows(&t, accepted, "Secure boot enabled") && follows(&t, accepted, "Kernel is locked down from EFI Secure Boot"),
+        "the UKI's kernel sees Secure Boot and locks itself down"
+    );
     assert!(t.contains(MARKER), "the UKI reached userspace");
     assert_eq!(qemu_tests::report(&t, "cmdline"), u.cmdline);
     let _ = std::fs::remove_dir_all(&dir);

@@ -58,6 +58,10 @@ pub struct RunOptions {
     pub integrity: bool,
     /// Sets `/chosen/efi-emulator,timeline`: the emulator's phase line even with printing off.
     pub timeline: bool,
+    /// Sets `/chosen/efi-emulator,secure-boot-audit`: the kernel image verified (never refused).
+    pub secure_boot_audit: bool,
+    /// Sets `/chosen/efi-emulator,generic-sha256`: the portable SHA-256, not the CPU's.
+    pub generic_sha256: bool,
     /// This many 64 KiB reserved ranges spread over the upper half of RAM: a memory map of
     /// hundreds of descriptors, as on large machines.
     pub reserved_ranges: usize,
@@ -98,6 +102,8 @@ impl Default for RunOptions {
             stale_map_key: false,
             integrity: false,
             timeline: false,
+            secure_boot_audit: false,
+            generic_sha256: false,
             icount: false,
             reserved_ranges: 0,
             kernel_file_size_only: false,
@@ -329,7 +335,14 @@ fn hook_properties(o: &RunOptions) -> Vec<(String, Vec<u8>)> {
         v.push(0);
         extra.push(("efi-emulator,debug-fault".to_string(), v));
     }
-    for (on, name) in [(o.integrity, "integrity"), (o.timeline, "timeline"), (o.stale_map_key, "debug-stale-map-key")] {
+    let switches = [
+        (o.integrity, "integrity"),
+        (o.timeline, "timeline"),
+        (o.stale_map_key, "debug-stale-map-key"),
+        (o.secure_boot_audit, "secure-boot-audit"),
+        (o.generic_sha256, "generic-sha256"),
+    ];
+    for (on, name) in switches {
         if on {
             extra.push((format!("efi-emulator,{name}"), Vec::new()));
         }

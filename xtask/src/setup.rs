@@ -9,7 +9,9 @@
 //! - the shared libraries of `grub-mkimage` (GRUB's image builder, unpacked from Debian's amd64
 //!   `grub-common`): libdevmapper and liblzma;
 //! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests, and
-//!   its Secure Boot test key) and `sbsigntool` (signs for it).
+//!   its Secure Boot test key) and `sbsigntool` (signs for it);
+//! - `virt-fw-vars` from PyPI's `virt-firmware` (edits EDK2 variable stores: the Secure Boot
+//!   tests' db and dbx), pinned.
 
 use crate::qemu;
 use anyhow::{bail, ensure, Context, Result};
@@ -24,6 +26,24 @@ fn os_release() -> String {
 
 fn os_field(name: &str) -> Option<String> {
     os_release().lines().find_map(|l| l.strip_prefix(&format!("{name}=")).map(|v| v.trim_matches('"').to_string()))
+}
+
+/// The version of PyPI's virt-firmware the Secure Boot tests were written against.
+const VIRT_FIRMWARE: &str = "virt-firmware==26.10";
+
+fn install_virt_firmware() -> Result<()> {
+    eprintln!("setup: installing {VIRT_FIRMWARE} (virt-fw-vars) with pip");
+    let pip = |extra: &[&str]| Command::new("python3").args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(extra).arg(VIRT_FIRMWARE).output();
+    let first = pip(&[]).context("running python3 -m pip (install python3-pip)")?;
+    if first.status.success() {
+        return Ok(());
+    }
+    // Debian's own Python refuses a system-wide pip install (PEP 668) unless told.
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    ensure!(stderr.contains("externally-managed-environment"), "pip install {VIRT_FIRMWARE} failed: {stderr}");
+    let second = pip(&["--break-system-packages"])?;
+    ensure!(second.status.success(), "pip install {VIRT_FIRMWARE} failed: {}", String::from_utf8_lossy(&second.stderr));
+    Ok(())
 }
 
 fn is_root() -> bool {
@@ -97,6 +117,9 @@ pub fn setup() -> Result<()> {
     // U-Boot is a peer in `cargo xtask bench`.
     if !Path::new(crate::uboot::U_BOOT).exists() {
         packages.push("u-boot-qemu");
+    }
+    if !have("virt-fw-vars") {
+        install_virt_firmware()?;
     }
     let qemu_ok = qemu::version().is_ok_and(|v| v >= MIN_QEMU);
     if packages.is_empty() && qemu_ok {

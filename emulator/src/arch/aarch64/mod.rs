@@ -21,4 +21,6 @@ pub mod platform;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod psci;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod sha256;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod tick;

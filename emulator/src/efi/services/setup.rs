@@ -26,10 +26,14 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
     memory.retype(blob.base, blob.text_end / PAGE_SIZE, efi::RUNTIME_SERVICES_CODE, false)?;
     memory.retype(blob.base + blob.text_end, (blob.mem_end - blob.text_end) / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
     let mut c = new_core(memory, v.runtime_phys)?;
-    let policy = match v.runtime_phys {
+    let mut policy = match v.runtime_phys {
         Some(_) => security::Policy::from_platform(Some(&mut runtime::read_firmware_variable)),
         None => security::Policy::from_platform(None),
     };
+    if !policy.enforcing && fdt.find("/chosen").and_then(|n| n.property("efi-emulator,secure-boot-audit")).is_some() {
+        log::info!("Secure Boot audit (/chosen/efi-emulator,secure-boot-audit): images are verified and the verdict shown, never enforced");
+        policy.audit = true;
+    }
     security::install(&mut c, policy)?;
     if v.runtime_phys.is_some() {
         let moved = v.map.iter().filter(|d| d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != 0 && d.virtual_start != d.physical_start);
