@@ -71,7 +71,7 @@ pub struct LoadArgs {
     /// goes as an arm64 Image (`--emulator`), IMAGE (with `--initrd`, a bundle of both) as its
     /// initrd; the kernel builds the DTB (kexec-tools: -s). Chosen by itself when the kernel is
     /// locked down or has no kexec_load.
-    #[arg(short = 's', long = "file", conflicts_with_all = ["syscall", "esp", "dtb", "earlycon", "quiet"])]
+    #[arg(short = 's', long = "file", conflicts_with_all = ["syscall", "dtb", "earlycon", "quiet"])]
     pub file: bool,
     /// Load through kexec_load(2) only (kexec-tools: -c).
     #[arg(short = 'c', long = "syscall")]
@@ -152,7 +152,9 @@ mod tests {
         let Command::Load(file_crash) = parse("efi-kexec -s -p /uki.efi --emulator /signed.efi") else { panic!() };
         assert!(file_crash.file && file_crash.panic && file_crash.emulator.is_some());
         assert!(parse_from("efi-kexec load -s -c /x".split(' ').map(str::to_string).collect()).is_err(), "-s and -c exclude each other");
-        assert!(parse_from("efi-kexec load -s --esp /boot/efi /x".split(' ').map(str::to_string).collect()).unwrap_err().contains("--esp"), "the kernel builds the DTB for -s");
+        assert!(parse_from("efi-kexec load -s --dtb /x.dtb /x".split(' ').map(str::to_string).collect()).unwrap_err().contains("--dtb"), "the kernel builds the DTB for -s");
+        let Command::Load(with_esp) = parse("efi-kexec load -s --esp /boot/efi /boot/efi/EFI/BOOT/BOOTAA64.EFI") else { panic!() };
+        assert!(with_esp.file && with_esp.esp.is_some(), "the ESP goes in the bundle");
     }
 
     #[test]

@@ -189,15 +189,16 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let pe = image_info::check_loadable(&kernel).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
     let kind = image_info::classify(&kernel, &pe);
     let initrd = args.initrd.as_deref().map(|p| read(p, "initrd")).transpose()?;
-    if door == Door::File {
-        return load_file(args, &kernel, &kind, initrd.as_deref(), started);
-    }
     let esp = match &args.esp {
         Some(d) if d.is_dir() => Some(esp_image::image_from_dir(d).map_err(|e| format!("making an ESP image of {}: {e:#}", d.display()))?),
         Some(f) => Some(read(f, "ESP image")?),
         None => None,
     };
     let esp_kernel_path = args.esp_path.clone().or_else(|| args.esp.as_deref().filter(|d| d.is_dir()).and_then(|d| esp_image::path_in(d, &args.image)));
+    let esp_for_file = esp.as_deref().map(|image| (image, esp_kernel_path.as_deref()));
+    if door == Door::File {
+        return load_file(args, &kernel, &kind, initrd.as_deref(), esp_for_file, started);
+    }
     let dtb_path = args.dtb.clone().unwrap_or_else(|| PathBuf::from(FDT_PATH));
     let dtb = std::fs::read(&dtb_path).map_err(|e| {
         if args.dtb.is_none() {
@@ -275,13 +276,13 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     match system::kexec_load(entry, &raw, args.panic) {
         Err(e) if e.absent() && !args.syscall => {
             println!("efi-kexec: this kernel has no kexec_load(2): loading through kexec_file_load(2) (as -s)");
-            return load_file(args, &kernel, &kind, initrd.as_deref(), started);
+            return load_file(args, &kernel, &kind, initrd.as_deref(), esp_for_file, started);
         }
         Err(e) if e.refused() && !args.syscall => {
             println!(
                 "efi-kexec: kexec_load(2) was refused (EPERM) although this is root: the kernel is locked down, which /sys/kernel/security/lockdown would have said had securityfs been mounted; loading through kexec_file_load(2) (as -s)"
             );
-            return load_file(args, &kernel, &kind, initrd.as_deref(), started);
+            return load_file(args, &kernel, &kind, initrd.as_deref(), esp_for_file, started);
         }
         other => other?,
     }
@@ -301,18 +302,18 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
 /// The options given that only a loader that builds the DTB and the parameter block (kexec_load)
 /// can honour.
 fn kexec_load_only(args: &cli::LoadArgs) -> Vec<&'static str> {
-    [(args.esp.is_some(), "--esp"), (args.dtb.is_some(), "--dtb"), (args.earlycon.is_some(), "--earlycon"), (args.quiet, "--quiet")]
+    [(args.dtb.is_some(), "--dtb"), (args.earlycon.is_some(), "--earlycon"), (args.quiet, "--quiet")]
         .into_iter()
         .filter_map(|(given, name)| given.then_some(name))
         .collect()
 }
 
 /// Loads through kexec_file_load(2): the emulator as an arm64 Image (`--emulator`, signed, or the
-/// built-in one wrapped), the PE file (with an initrd: a bundle of both, see
+/// built-in one wrapped), the PE file (with an initrd or an ESP: a bundle, see
 /// `efi_emulator::abi::bundle`) as its initrd, the command line as the kernel's. The kernel
 /// checks the Image's signature under lockdown, places everything, builds the DTB (with the ELF
 /// core header for `-p`) and enters the emulator with `x0` = that DTB.
-fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Option<&[u8]>, started: std::time::Instant) -> Result<(), String> {
+fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Option<&[u8]>, esp: Option<(&[u8], Option<&str>)>, started: std::time::Instant) -> Result<(), String> {
     use efi_emulator::abi::{bundle, image};
     let needs_kexec_load = kexec_load_only(args);
     if !needs_kexec_load.is_empty() {
@@ -329,10 +330,7 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
         }
         None => (image::wrap(BLOB).map_err(|e| e.to_string())?, "the built-in emulator, unsigned".to_string()),
     };
-    let payload: std::borrow::Cow<[u8]> = match initrd {
-        Some(i) => bundle::make(kernel, Some(i), None).into(),
-        None => kernel.into(),
-    };
+    let payload: std::borrow::Cow<[u8]> = if initrd.is_some() || esp.is_some() { bundle::make_with_esp(kernel, initrd, None, esp).into() } else { kernel.into() };
     let cmdline = cmdline(args)?;
     println!("efi-kexec: {}: {kind}", args.image.display());
     if let ImageKind::Uki(uki) = kind {
@@ -340,8 +338,9 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
             println!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
         }
     }
-    let what = if initrd.is_some() {
-        format!("a bundle of {} and its initrd ({} B)", args.image.display(), payload.len())
+    let what = if initrd.is_some() || esp.is_some() {
+        let parts = [initrd.map(|_| "its initrd".to_string()), esp.map(|(_, path)| format!("an ESP{}", path.map(|p| format!(" (the image is its {p})")).unwrap_or_default()))];
+        format!("a bundle of {} and {} ({} B)", args.image.display(), parts.into_iter().flatten().collect::<Vec<_>>().join(" and "), payload.len())
     } else {
         format!("{} ({} B)", args.image.display(), payload.len())
     };
@@ -442,7 +441,7 @@ mod tests {
             _ => unreachable!(),
         };
         assert!(kexec_load_only(&args("efi-kexec load /uki.efi --append=")).is_empty());
-        assert_eq!(kexec_load_only(&args("efi-kexec load /uki.efi --esp /boot/efi --quiet")), ["--esp", "--quiet"]);
+        assert_eq!(kexec_load_only(&args("efi-kexec load /uki.efi --esp /boot/efi --quiet")), ["--quiet"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::drivers::fdt::Fdt;
 use crate::efi::pe::PeImage;
 use crate::efi::services::{
     self,
-    setup::{self, Reserved},
+    setup::{self, EspInput, Reserved},
     timeline::{self, Milestone},
 };
 use crate::mem::{Extent, PAGE_SIZE};
@@ -108,12 +108,13 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,debug-stale-map-key")).is_some() {
         services::misc::DEBUG_STALE_KEY.store(true, core::sync::atomic::Ordering::Relaxed);
     }
-    let core = setup::build(&v, &blob, &fdt, &reserved).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
+    let esp = EspInput::from_fdt(&fdt).or_else(|| BUNDLE_ESP.with(|e| *e));
+    let core = setup::build(&v, &blob, &fdt, &reserved, esp).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
     services::install(core);
     timeline::mark(Milestone::ServicesReady);
     let us = cpu::micros_since_entry();
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
-    let (status, exit_data) = match setup::start_kernel(&v, &fdt, &blob) {
+    let (status, exit_data) = match setup::start_kernel(&v, &fdt, &blob, esp) {
         Ok(done) => done,
         Err(crate::efi::EfiError::SecurityViolation) => {
             // Secure Boot refused it (the image, certificate and reason are above): it never runs,
@@ -167,7 +168,7 @@ fn device_tree_at(addr: u64) -> Option<Extent> {
 /// block a loader would have made (see `abi::dtb_entry`), points the DTB's initrd at the
 /// bundle's own (or removes it), and returns the block and its stack.
 fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
-    use crate::abi::dtb_entry::{self, Inputs, PARAM_REGION};
+    use crate::abi::{bundle, dtb_entry::{self, Inputs, PARAM_REGION}};
     let bytes = RawMemory.bytes(dtb.start, dtb.size as usize).unwrap();
     let fdt = match Fdt::new(bytes) {
         Ok(f) => f,
@@ -222,6 +223,11 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
     if let Some(i) = plan.initrd() {
         info!("  the bundle's initrd: {} B at {:#x}, now /chosen/linux,initrd-*", i.size, i.start);
     }
+    if let Some(image) = plan.esp() {
+        let kernel_path = bundle::esp_path(payload, &plan.contents);
+        info!("  the bundle's ESP: {} B at {:#x}{}{}", image.size, image.start, if kernel_path.is_some() { ", the PE file is its " } else { "" }, kernel_path.unwrap_or(""));
+        BUNDLE_ESP.set(EspInput { image, kernel_path });
+    }
     info!(
         "  made a parameter block at {:#x}: {descriptors} descriptors, mempool {} MiB at {:#x}{}",
         plan.param_addr,
@@ -231,6 +237,10 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
     );
     (plan.param_addr, plan.sp())
 }
+
+/// The ESP a kexec_file_load bundle brought, found before the restart and served after it (the
+/// restart keeps `.bss`).
+static BUNDLE_ESP: crate::cell::BootCell<EspInput> = crate::cell::BootCell::empty();
 
 /// Fills `rt_info` from the firmware the running kernel's stub recorded in `/chosen` (see
 /// `abi::firmware`): merges its memory map into the block's and reads its system table.
@@ -438,7 +448,7 @@ fn crash_boot(v: &Validated, blob: &BlobLayout, fdt: &Fdt) -> Option<crate::abi:
     use crate::abi::crash;
     let c = crash::from_fdt(fdt).unwrap_or_else(|e| fatal!("{e}"))?;
     let extent = |r: Option<(u64, u64)>| r.map(|(s, e)| Extent::new(s, e - s));
-    let esp = fdt.esp().map(|(s, n)| Extent::new(s, n));
+    let esp = fdt.esp().map(|(s, n)| Extent::new(s, n)).or_else(|| BUNDLE_ESP.with(|e| e.image));
     if let Err(e) = c.check(v, Extent::new(blob.base, blob.mem_end), extent(fdt.initrd()), esp) {
         fatal!("{e}");
     }

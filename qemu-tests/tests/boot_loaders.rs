@@ -186,13 +186,18 @@ fn grub_2_12_from_a_gpt_disk_at_el1() {
 
 /// Debian's signed shim as `EFI/BOOT/BOOTAA64.EFI`, Debian's signed GRUB beside it as
 /// `grubaa64.efi`, and `grub.cfg` in `EFI/debian`, where the signed GRUB's prefix points.
-fn shim_grub(el: EntryEl) {
+fn shim_esp() -> tempfile_dir::Dir {
     let l = loaders();
     let esp = tempfile_dir::Dir::new("esp-shim");
     esp.file("EFI/BOOT/BOOTAA64.EFI", &std::fs::read(&l.shim.path).unwrap());
     esp.file("EFI/BOOT/grubaa64.efi", &std::fs::read(&l.grub.signed).unwrap());
     esp.file("EFI/debian/grub.cfg", GRUB_CFG.as_bytes());
     grub_payload(&esp);
+    esp
+}
+
+fn shim_grub(el: EntryEl) {
+    let esp = shim_esp();
     let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, true, None, false);
     assert_grub_booted(&t);
     // shim loads GRUB, and GRUB (seeing shim) Linux, with loaders of their own: one image.
@@ -209,6 +214,25 @@ fn shim_grub_from_the_esp_at_el1() {
 #[test]
 fn shim_grub_from_the_esp_at_el2() {
     shim_grub(EntryEl::El2);
+}
+
+/// The same chain laid out as kexec_file_load lays it: shim, the ESP and where shim lies in it
+/// travel in the bundle (`esp`, `esp-path`), and shim starts from the ESP as from firmware.
+#[test]
+fn shim_grub_from_a_bundled_esp_through_the_kexec_file_door() {
+    let esp = shim_esp();
+    let mut o = options(EntryEl::El1);
+    o.kexec_file = true;
+    o.kernel = Some(esp.path().join("EFI/BOOT/BOOTAA64.EFI"));
+    o.esp = Some(esp.path().to_path_buf());
+    o.no_initrd = true;
+    o.append = String::new();
+    o.timeout = std::time::Duration::from_secs(150);
+    let t = boot(o);
+    verdict(&t).unwrap();
+    assert!(t.contains("the bundle's ESP: ") && t.contains("the PE file is its \\EFI\\BOOT\\BOOTAA64.EFI"), "the ESP came in the bundle");
+    assert!(t.contains("the kernel is \\EFI\\BOOT\\BOOTAA64.EFI on the ESP"));
+    assert_grub_booted(&t);
 }
 
 /// A damaged ESP image: refused with the field named, served as a raw disk only, and the kernel

@@ -226,12 +226,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     let initrd = initrd_path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))).transpose()?;
 
     let dtb = dump_dtb(o, &dir)?;
-    let esp_image = match &o.esp {
-        Some(p) if p.is_dir() && o.esp_gpt => Some(esp_image::gpt_disk(&esp_image::image_from_dir(p)?, *b"efi-emulator-esp")),
-        Some(p) if p.is_dir() => Some(esp_image::image_from_dir(p)?),
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading ESP image {}", p.display()))?),
-        None => None,
-    };
+    let esp_image = esp_image_of(o)?;
     let esp_kernel_path = o.esp.as_ref().filter(|p| p.is_dir()).and_then(|d| esp_image::path_in(d, &kernel_path));
 
     let extra_chosen = hook_properties(o);
@@ -350,6 +345,17 @@ fn hook_properties(o: &RunOptions) -> Vec<(String, Vec<u8>)> {
     extra
 }
 
+/// The ESP image `--esp` names: a directory made into a FAT volume (or a GPT disk with one), or
+/// an image file.
+fn esp_image_of(o: &RunOptions) -> Result<Option<Vec<u8>>> {
+    Ok(match &o.esp {
+        Some(p) if p.is_dir() && o.esp_gpt => Some(esp_image::gpt_disk(&esp_image::image_from_dir(p)?, *b"efi-emulator-esp")),
+        Some(p) if p.is_dir() => Some(esp_image::image_from_dir(p)?),
+        Some(p) => Some(std::fs::read(p).with_context(|| format!("reading ESP image {}", p.display()))?),
+        None => None,
+    })
+}
+
 /// The boot arm64 `kexec_file_load` makes of `efi-emulator.efi` with the payload as its initrd
 /// (`arch/arm64/kernel/kexec_image.c`, `machine_kexec_file.c`): the Image at the first 2 MiB
 /// boundary of free RAM, the initrd page aligned after it, the DTB 2 MiB aligned from the top of
@@ -360,20 +366,22 @@ fn prepare_kexec_file(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) 
     use efi_emulator::drivers::fdt::edit::Tree;
     const MIB2: u64 = 2 << 20;
     ensure!(
-        o.crash_region.is_none() && o.esp.is_none() && o.reserved_ranges == 0 && !o.kernel_file_size_only,
-        "--kexec-file boots without --crash-region, --esp, --reserved-ranges and --kernel-file-size-only"
+        o.crash_region.is_none() && o.reserved_ranges == 0 && !o.kernel_file_size_only,
+        "--kexec-file boots without --crash-region, --reserved-ranges and --kernel-file-size-only"
     );
     let dir = run_dir()?;
     let (kernel_path, initrd_path) = kernel_and_initrd(o, payloads)?;
     let kernel = std::fs::read(&kernel_path).with_context(|| format!("reading kernel {}", kernel_path.display()))?;
-    // With an initrd, a bundle that also carries the command line; without, the PE file alone
-    // and the command line in bootargs (kexec -s --append).
-    let (payload, bootargs) = match &initrd_path {
-        Some(p) => {
-            let initrd = std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))?;
-            (bundle::make(&kernel, Some(&initrd), Some(&o.append)), String::new())
-        }
-        None => (kernel, o.append.clone()),
+    let esp = esp_image_of(o)?;
+    let esp_kernel_path = o.esp.as_ref().filter(|p| p.is_dir()).and_then(|d| esp_image::path_in(d, &kernel_path));
+    // With an initrd or an ESP, a bundle that also carries the command line; without, the PE
+    // file alone and the command line in bootargs (kexec -s --append).
+    let initrd = initrd_path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("reading initrd {}", p.display()))).transpose()?;
+    let (payload, bootargs) = if initrd.is_some() || esp.is_some() {
+        let esp = esp.as_deref().map(|image| (image, esp_kernel_path.as_deref()));
+        (bundle::make_with_esp(&kernel, initrd.as_deref(), Some(&o.append), esp), String::new())
+    } else {
+        (kernel, o.append.clone())
     };
     let efi = image::wrap(&blob.bytes).map_err(anyhow::Error::msg)?;
     let header = image::parse(&efi).map_err(anyhow::Error::msg)?;

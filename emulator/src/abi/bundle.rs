@@ -7,6 +7,8 @@
 //! | `kernel` | the PE file to start (required) |
 //! | `initrd` | its initrd, served through LoadFile2 (`LINUX_EFI_INITRD_MEDIA_GUID`) |
 //! | `cmdline` | its command line (UTF-8; a trailing newline is dropped); it replaces `bootargs` |
+//! | `esp` | an EFI system partition image (a FAT volume, or a GPT disk with one), served as a disk |
+//! | `esp-path` | where `kernel` lies in `esp` (UTF-8, such as `EFI/BOOT/BOOTAA64.EFI`): it is then started as firmware starts a file of the ESP, with the ESP as its device, so a loader (shim, systemd-boot, GRUB) finds its files beside it |
 //!
 //! Directories (such as `.`) are skipped; any other member is refused by name, so a typo does
 //! not silently boot without what was meant. The bytes come from the previous kernel's user
@@ -21,6 +23,8 @@ pub struct Payload {
     pub kernel: Range<usize>,
     pub initrd: Option<Range<usize>>,
     pub cmdline: Option<Range<usize>>,
+    pub esp: Option<Range<usize>>,
+    pub esp_path: Option<Range<usize>>,
     /// A cpio bundle (false: the payload is one PE file).
     pub bundle: bool,
 }
@@ -50,10 +54,13 @@ pub enum BundleError {
         name: &'static str,
     },
     NoKernel,
-    /// The command line is not UTF-8.
-    Cmdline {
+    /// The command line, or the ESP path, is not UTF-8.
+    NotUtf8 {
+        name: &'static str,
         offset: usize,
     },
+    /// `esp-path` names a file of an ESP the bundle does not have.
+    EspPathWithoutEsp,
 }
 
 impl fmt::Display for BundleError {
@@ -62,10 +69,11 @@ impl fmt::Display for BundleError {
             Self::Unknown { first } => write!(f, "payload starts with {first:02x?}: neither a PE file (\"MZ\") nor a newc cpio bundle (\"070701\")"),
             Self::Field { offset, field } => write!(f, "bundle: the cpio header at offset {offset:#x} has a bad {field} (expected 8 hexadecimal digits)"),
             Self::Truncated { offset, needed, len } => write!(f, "bundle: the member at offset {offset:#x} needs {needed} bytes, the archive has {len}"),
-            Self::UnknownMember { offset } => write!(f, "bundle: the member at offset {offset:#x} is none of \"kernel\", \"initrd\", \"cmdline\""),
+            Self::UnknownMember { offset } => write!(f, "bundle: the member at offset {offset:#x} is none of \"kernel\", \"initrd\", \"cmdline\", \"esp\", \"esp-path\""),
             Self::Duplicate { name } => write!(f, "bundle: \"{name}\" appears twice"),
             Self::NoKernel => write!(f, "bundle: no \"kernel\" member (the PE file to start)"),
-            Self::Cmdline { offset } => write!(f, "bundle: \"cmdline\" at offset {offset:#x} is not UTF-8"),
+            Self::NotUtf8 { name, offset } => write!(f, "bundle: \"{name}\" at offset {offset:#x} is not UTF-8"),
+            Self::EspPathWithoutEsp => write!(f, "bundle: \"esp-path\" without an \"esp\" to find it in"),
         }
     }
 }
@@ -93,7 +101,7 @@ fn field(bytes: &[u8], at: usize, index: usize, name: &'static str) -> Result<u3
 /// What `bytes` is: one PE file, or a bundle.
 pub fn open(bytes: &[u8]) -> Result<Payload, BundleError> {
     if bytes.starts_with(b"MZ") {
-        return Ok(Payload { kernel: 0..bytes.len(), initrd: None, cmdline: None, bundle: false });
+        return Ok(Payload { kernel: 0..bytes.len(), initrd: None, cmdline: None, esp: None, esp_path: None, bundle: false });
     }
     if !(bytes.starts_with(b"070701") || bytes.starts_with(b"070702")) {
         let mut first = [0u8; 6];
@@ -101,7 +109,7 @@ pub fn open(bytes: &[u8]) -> Result<Payload, BundleError> {
         first[..n].copy_from_slice(&bytes[..n]);
         return Err(BundleError::Unknown { first });
     }
-    let (mut kernel, mut initrd, mut cmdline) = (None, None, None);
+    let (mut kernel, mut initrd, mut cmdline, mut esp, mut esp_path) = (None, None, None, None, None);
     let mut at = 0;
     loop {
         if bytes.len().saturating_sub(at) < HEADER || !(bytes[at..].starts_with(b"070701") || bytes[at..].starts_with(b"070702")) {
@@ -127,6 +135,8 @@ pub fn open(bytes: &[u8]) -> Result<Payload, BundleError> {
             (b"kernel", S_IFREG) => Some((&mut kernel, "kernel")),
             (b"initrd", S_IFREG) => Some((&mut initrd, "initrd")),
             (b"cmdline", S_IFREG) => Some((&mut cmdline, "cmdline")),
+            (b"esp", S_IFREG) => Some((&mut esp, "esp")),
+            (b"esp-path", S_IFREG) => Some((&mut esp_path, "esp-path")),
             _ => return Err(BundleError::UnknownMember { offset: at }),
         };
         if let Some((slot, name)) = slot {
@@ -138,10 +148,20 @@ pub fn open(bytes: &[u8]) -> Result<Payload, BundleError> {
         at = align4(end);
     }
     let kernel = kernel.ok_or(BundleError::NoKernel)?;
-    if let Some(c) = &cmdline {
-        core::str::from_utf8(&bytes[c.clone()]).map_err(|_| BundleError::Cmdline { offset: c.start })?;
+    for (text, name) in [(&cmdline, "cmdline"), (&esp_path, "esp-path")] {
+        if let Some(t) = text {
+            core::str::from_utf8(&bytes[t.clone()]).map_err(|_| BundleError::NotUtf8 { name, offset: t.start })?;
+        }
     }
-    Ok(Payload { kernel, initrd, cmdline, bundle: true })
+    if esp_path.is_some() && esp.is_none() {
+        return Err(BundleError::EspPathWithoutEsp);
+    }
+    Ok(Payload { kernel, initrd, cmdline, esp, esp_path, bundle: true })
+}
+
+/// Where the kernel lies in the bundle's ESP, as text.
+pub fn esp_path<'a>(bytes: &'a [u8], p: &Payload) -> Option<&'a str> {
+    core::str::from_utf8(&bytes[p.esp_path.clone()?]).ok().map(|t| t.trim_end_matches('\n'))
 }
 
 /// The bundle's command line as text, without a trailing newline.
@@ -153,6 +173,12 @@ pub fn cmdline<'a>(bytes: &'a [u8], p: &Payload) -> Option<&'a str> {
 /// The bundle of a PE file, its initrd and its command line (see the module's table).
 #[cfg(any(test, feature = "loader"))]
 pub fn make(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>) -> alloc::vec::Vec<u8> {
+    make_with_esp(kernel, initrd, cmdline, None)
+}
+
+/// [`make`], with an ESP image and, optionally, where the kernel lies in it.
+#[cfg(any(test, feature = "loader"))]
+pub fn make_with_esp(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>, esp: Option<(&[u8], Option<&str>)>) -> alloc::vec::Vec<u8> {
     let mut c = super::cpio::Cpio::default();
     c.file("kernel", 0o644, kernel);
     if let Some(i) = initrd {
@@ -160,6 +186,12 @@ pub fn make(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>) -> allo
     }
     if let Some(text) = cmdline {
         c.file("cmdline", 0o644, text.as_bytes());
+    }
+    if let Some((image, path)) = esp {
+        c.file("esp", 0o644, image);
+        if let Some(p) = path {
+            c.file("esp-path", 0o644, p.as_bytes());
+        }
     }
     c.finish()
 }
@@ -188,7 +220,7 @@ mod tests {
     #[test]
     fn a_pe_file_is_its_own_kernel() {
         let pe = b"MZ rest of a PE file";
-        assert_eq!(open(pe).unwrap(), Payload { kernel: 0..pe.len(), initrd: None, cmdline: None, bundle: false });
+        assert_eq!(open(pe).unwrap(), Payload { kernel: 0..pe.len(), initrd: None, cmdline: None, esp: None, esp_path: None, bundle: false });
     }
 
     #[test]
@@ -204,6 +236,11 @@ mod tests {
         let made = make(b"MZ k", Some(b"i"), Some("quiet"));
         let p = open(&made).unwrap();
         assert_eq!((&made[p.kernel.clone()], &made[p.initrd.clone().unwrap()], cmdline(&made, &p)), (&b"MZ k"[..], &b"i"[..], Some("quiet")));
+        // With an ESP and where the kernel is in it.
+        let made = make_with_esp(b"MZ shim", None, None, Some((b"FAT image", Some("EFI/BOOT/BOOTAA64.EFI"))));
+        let p = open(&made).unwrap();
+        assert_eq!((&made[p.esp.clone().unwrap()], esp_path(&made, &p)), (&b"FAT image"[..], Some("EFI/BOOT/BOOTAA64.EFI")));
+        assert_eq!(esp_path(&a, &open(&a).unwrap()), None);
     }
 
     #[test]
@@ -212,7 +249,8 @@ mod tests {
         assert_eq!(open(&newc(&[("initrd", FILE, b"x")])), Err(BundleError::NoKernel));
         assert_eq!(open(&newc(&[("kernal", FILE, b"MZ")])), Err(BundleError::UnknownMember { offset: 0 }));
         assert_eq!(open(&newc(&[("kernel", FILE, b"MZ"), ("kernel", FILE, b"MZ")])), Err(BundleError::Duplicate { name: "kernel" }));
-        assert_eq!(open(&newc(&[("kernel", FILE, b"MZ"), ("cmdline", FILE, b"\xff")])), Err(BundleError::Cmdline { offset: 0x7c + 0x78 }));
+        assert_eq!(open(&newc(&[("kernel", FILE, b"MZ"), ("cmdline", FILE, b"\xff")])), Err(BundleError::NotUtf8 { name: "cmdline", offset: 0x7c + 0x78 }));
+        assert_eq!(open(&newc(&[("kernel", FILE, b"MZ"), ("esp-path", FILE, b"EFI/x.efi")])), Err(BundleError::EspPathWithoutEsp));
         let good = newc(&[("kernel", FILE, b"MZ kernel")]);
         // Cut inside the kernel's data, and without the trailer.
         assert!(matches!(open(&good[..0x74]), Err(BundleError::Truncated { offset: 0, .. })));

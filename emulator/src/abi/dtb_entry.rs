@@ -110,6 +110,10 @@ impl Plan {
     pub fn initrd(&self) -> Option<Extent> {
         self.contents.initrd.as_ref().map(|r| self.member(r))
     }
+    /// The bundle's ESP image.
+    pub fn esp(&self) -> Option<Extent> {
+        self.contents.esp.as_ref().map(|r| self.member(r))
+    }
     fn member(&self, r: &core::ops::Range<usize>) -> Extent {
         Extent::new(self.payload.start + r.start as u64, (r.end - r.start) as u64)
     }

@@ -9,6 +9,20 @@ use crate::efi::guids;
 use crate::efi::pe::PeImage;
 use crate::mem::Extent;
 
+/// The ESP to serve: its image in RAM, and where the kernel lies in it (then started from it).
+/// From `/chosen/efi-emulator,esp{,-path}` (kexec_load), or the bundle (kexec_file_load).
+#[derive(Clone, Copy, Debug)]
+pub struct EspInput {
+    pub image: Extent,
+    pub kernel_path: Option<&'static str>,
+}
+
+impl EspInput {
+    pub fn from_fdt(fdt: &Fdt<'static>) -> Option<EspInput> {
+        fdt.esp().map(|(start, size)| EspInput { image: Extent::new(start, size), kernel_path: fdt.esp_path() })
+    }
+}
+
 /// Memory the emulator took for itself before the core existed.
 pub struct Reserved {
     pub page_tables: Extent,
@@ -17,7 +31,7 @@ pub struct Reserved {
 
 /// Builds the core from the hand-off: memory map, tables, console, RNG, initrd, configuration
 /// tables.
-pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -> Result<Core, EfiError> {
+pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, esp: Option<EspInput>) -> Result<Core, EfiError> {
     let mut memory = initial_map(v);
     let pages = |e: &Extent| e.size.div_ceil(PAGE_SIZE);
     memory.retype(reserved.page_tables.start, pages(&reserved.page_tables), efi::BOOT_SERVICES_DATA, false)?;
@@ -65,9 +79,9 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved) -
         }
     }
 
-    if let Some((start, size)) = fdt.esp() {
+    if let Some(EspInput { image: extent, .. }) = esp {
         // The loader's image: RAM it placed (occupied in the map), whole 512-byte blocks.
-        let extent = Extent::new(start, size);
+        let (start, size) = (extent.start, extent.size);
         if size >= 512 && size.is_multiple_of(512) && v.map.covers(extent, crate::abi::validate::is_os_ram) {
             esp::install(&mut c, start, size)?;
         } else {
@@ -165,7 +179,7 @@ fn carries_initrd(v: &Validated) -> bool {
 
 /// Whether the kernel file can run where the loader put it: memory layout equal to file
 /// layout, aligned, and SizeOfImage of loader-owned memory that nothing else uses.
-fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &BlobLayout) -> bool {
+fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &BlobLayout, esp: Option<EspInput>) -> bool {
     let start = v.kernel.start;
     let align = if pe.linux_image_size.is_some() { 2 << 20 } else { pe.section_alignment as u64 };
     let image = Extent::new(start, (pe.size_of_image as u64).next_multiple_of(PAGE_SIZE));
@@ -174,7 +188,7 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
     }
     let initrd = fdt.initrd().map(|(s, e)| Extent::new(s, e - s)).unwrap_or_default();
     let block = Extent::new(v.param_addr, v.param.sp - v.param_addr);
-    let esp = fdt.esp().map(|(s, z)| Extent::new(s, z)).unwrap_or_default();
+    let esp = esp.map(|e| e.image).unwrap_or_default();
     let others = [v.dtb, initrd, esp, blob.extent(), block, v.mempool, v.uart];
     if others.iter().any(|o| o.overlaps(&image)) {
         return false;
@@ -191,7 +205,7 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
 
 /// Loads the kernel from the parameter block and starts it. Returns only if it returns: its
 /// status, and the ExitData it gave to Exit (decoded), if any.
-pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Status, Option<alloc::string::String>), EfiError> {
+pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<EspInput>) -> Result<(Status, Option<alloc::string::String>), EfiError> {
     let file = kernel_file(v);
     // Checked like every LoadImage, through the Security2 protocol; refused, it never runs.
     let path = crate::efi::protocols::device_path::memory_mapped(efi::LOADER_DATA, v.kernel.start, v.kernel.end() - 1);
@@ -204,7 +218,7 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Stat
             EfiError::LoadError
         })?;
         let uki = crate::efi::image_policy::is_uki(&pe);
-        let placement = if in_place_placement(c, v, &pe, fdt, blob) {
+        let placement = if in_place_placement(c, v, &pe, fdt, blob, esp) {
             super::integrity::kernel_runs_in_place();
             image::Placement::InPlace(v.kernel.start)
         } else {
@@ -213,7 +227,7 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout) -> Result<(Stat
         // The image "comes from" the memory the loader put it in: a device handle with that
         // device path and nothing else, so payloads probing it for a file system get
         // EFI_UNSUPPORTED, not EFI_INVALID_PARAMETER for a NULL handle.
-        let handle = match (c.esp_handle, c.esp, fdt.esp_path()) {
+        let handle = match (c.esp_handle, c.esp, esp.and_then(|e| e.kernel_path)) {
             // Loaded from the ESP, as firmware would have: DeviceHandle is the ESP's,
             // FilePath the file's, so loaders find their configuration beside them.
             (Some(esp), Some(_), Some(path)) => {
