@@ -168,7 +168,10 @@ fn device_tree_at(addr: u64) -> Option<Extent> {
 /// block a loader would have made (see `abi::dtb_entry`), points the DTB's initrd at the
 /// bundle's own (or removes it), and returns the block and its stack.
 fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
-    use crate::abi::{bundle, dtb_entry::{self, Inputs, PARAM_REGION}};
+    use crate::abi::{
+        bundle,
+        dtb_entry::{self, Inputs, PARAM_REGION},
+    };
     let bytes = RawMemory.bytes(dtb.start, dtb.size as usize).unwrap();
     let fdt = match Fdt::new(bytes) {
         Ok(f) => f,

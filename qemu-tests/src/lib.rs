@@ -78,3 +78,22 @@ pub fn kexec_tools() -> &'static xtask::kexec_tools::KexecTools {
 pub fn emulator_image() -> Vec<u8> {
     efi_emulator::abi::image::wrap(&blob().bytes).expect("wrapping the blob")
 }
+
+/// `grub.cfg` of the GRUB chains: one entry, Linux 6.12 and the GRUB initrd from the ESP.
+pub const GRUB_CFG: &str = "set timeout=0\nmenuentry 'Linux' {\n  echo 'grub: loading linux'\n  linux /vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1\n  echo 'grub: loading initrd'\n  initrd /initrd\n}\n";
+
+/// The kernel (Debian's signed 6.12) and the GRUB initrd, as ESP paths where `grub.cfg` names
+/// them.
+pub fn grub_payload() -> [(&'static str, Vec<u8>); 2] {
+    let p = payloads();
+    [("vmlinuz", std::fs::read(&p.kernel("6.12").unwrap().image).unwrap()), ("initrd", std::fs::read(&p.loaders().unwrap().grub_initrd).unwrap())]
+}
+
+/// What every GRUB chain shows: GRUB read its config, the kernel and the initrd from the ESP, and
+/// the initrd that booted is GRUB's although the loader passed one too.
+pub fn assert_grub_booted(t: &Transcript) {
+    assert!(t.contains("grub: loading initrd"), "GRUB read grub.cfg from the ESP");
+    assert_eq!(report(t, "initrd"), xtask::loaders::GRUB_INITRD_ID, "GRUB's initrd, not the loader's");
+    assert_eq!(report(t, "cmdline"), "BOOT_IMAGE=/vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1");
+    assert!(report(t, "uname -r").starts_with("6.12"));
+}

@@ -8,7 +8,7 @@
 //! - Debian's signed shim starts Debian's signed GRUB 2.12 (Secure Boot off), which boots Linux.
 
 use qemu_tests::{boot, options, payloads, report, EntryEl};
-use xtask::loaders::{Loaders, GRUB_INITRD_ID};
+use xtask::loaders::Loaders;
 use xtask::payloads::Uki;
 use xtask::qemu::Transcript;
 use xtask::run::verdict;
@@ -132,22 +132,11 @@ fn uki_257_addon_from_the_esp_at_el2() {
     uki_addon(EntryEl::El2);
 }
 
-/// `grub.cfg` of the GRUB chains: one entry, Linux 6.12 and the GRUB initrd from the ESP.
-const GRUB_CFG: &str = "set timeout=0\nmenuentry 'Linux' {\n  echo 'grub: loading linux'\n  linux /vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1\n  echo 'grub: loading initrd'\n  initrd /initrd\n}\n";
-
 /// The kernel and the GRUB initrd at the ESP's root, where `grub.cfg` names them.
 fn grub_payload(esp: &tempfile_dir::Dir) {
-    esp.file("vmlinuz", &std::fs::read(&payloads().kernel("6.12").unwrap().image).unwrap());
-    esp.file("initrd", &std::fs::read(&loaders().grub_initrd).unwrap());
-}
-
-/// What every GRUB chain shows: GRUB read its config, the kernel and the initrd from the ESP, and
-/// the initrd that booted is GRUB's although the loader passed one too.
-fn assert_grub_booted(t: &Transcript) {
-    assert!(t.contains("grub: loading initrd"), "GRUB read grub.cfg from the ESP");
-    assert_eq!(report(t, "initrd"), GRUB_INITRD_ID, "GRUB's initrd, not the loader's");
-    assert_eq!(report(t, "cmdline"), "BOOT_IMAGE=/vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1");
-    assert!(report(t, "uname -r").starts_with("6.12"));
+    for (path, data) in qemu_tests::grub_payload() {
+        esp.file(path, &data);
+    }
 }
 
 /// GRUB 2.12 made with `grub-mkimage -O arm64-efi` (prefix `/EFI/BOOT` on the device it was
@@ -159,12 +148,12 @@ fn grub(el: EntryEl, gpt: bool) {
     let image = esp.path().join("EFI/BOOT/BOOTAA64.EFI");
     std::fs::create_dir_all(image.parent().unwrap()).unwrap();
     l.grub.mkimage(&image, "/EFI/BOOT", None, &["part_gpt", "part_msdos", "fat", "normal", "linux", "configfile", "echo", "test"]).unwrap();
-    esp.file("EFI/BOOT/grub.cfg", GRUB_CFG.as_bytes());
+    esp.file("EFI/BOOT/grub.cfg", qemu_tests::GRUB_CFG.as_bytes());
     grub_payload(&esp);
     let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, true, None, gpt);
     assert!(t.contains("Booting `Linux'"), "GRUB ran its menu entry");
     assert_eq!(t.contains("ESP partition: VirtualDisk("), gpt, "a partition handle only for the GPT disk");
-    assert_grub_booted(&t);
+    qemu_tests::assert_grub_booted(&t);
     // GRUB 2.12 starts Linux with LoadImage + StartImage: two images.
     assert_eq!(images_started(&t), 2);
 }
@@ -191,7 +180,7 @@ fn shim_esp() -> tempfile_dir::Dir {
     let esp = tempfile_dir::Dir::new("esp-shim");
     esp.file("EFI/BOOT/BOOTAA64.EFI", &std::fs::read(&l.shim.path).unwrap());
     esp.file("EFI/BOOT/grubaa64.efi", &std::fs::read(&l.grub.signed).unwrap());
-    esp.file("EFI/debian/grub.cfg", GRUB_CFG.as_bytes());
+    esp.file("EFI/debian/grub.cfg", qemu_tests::GRUB_CFG.as_bytes());
     grub_payload(&esp);
     esp
 }
@@ -199,7 +188,7 @@ fn shim_esp() -> tempfile_dir::Dir {
 fn shim_grub(el: EntryEl) {
     let esp = shim_esp();
     let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", el, true, None, false);
-    assert_grub_booted(&t);
+    qemu_tests::assert_grub_booted(&t);
     // shim loads GRUB, and GRUB (seeing shim) Linux, with loaders of their own: one image.
     assert_eq!(images_started(&t), 1);
     let efivars = report(&t, "efivars");
@@ -232,7 +221,7 @@ fn shim_grub_from_a_bundled_esp_through_the_kexec_file_door() {
     verdict(&t).unwrap();
     assert!(t.contains("the bundle's ESP: ") && t.contains("the PE file is its \\EFI\\BOOT\\BOOTAA64.EFI"), "the ESP came in the bundle");
     assert!(t.contains("the kernel is \\EFI\\BOOT\\BOOTAA64.EFI on the ESP"));
-    assert_grub_booted(&t);
+    qemu_tests::assert_grub_booted(&t);
 }
 
 /// A damaged ESP image: refused with the field named, served as a raw disk only, and the kernel

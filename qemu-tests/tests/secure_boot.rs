@@ -45,18 +45,26 @@ fn setup(name: &str) -> Setup {
     Setup { emulator: std::fs::read(signed).unwrap(), keys, first }
 }
 
-/// The signed first kernel under EDK2 with `store`, kexec'ing the signed emulator through
-/// kexec_file_load with `image` (and `initrd` as the bundle's initrd).
-fn through_the_emulator(s: &Setup, store: &Path, image: &Path, initrd: Option<Vec<u8>>) -> Transcript {
-    let next = NextBoot {
+/// `efi-kexec load` of `image` (and `initrd` as the bundle's initrd) with the signed emulator.
+fn next_boot(s: &Setup, image: &Path, initrd: Option<Vec<u8>>) -> NextBoot {
+    NextBoot {
         image: image.to_path_buf(),
         initrd,
         append: Some(String::new()),
         extra: vec!["--emulator".into(), "/emulator.efi".into()],
         before_load: None,
         files: vec![("emulator.efi".into(), s.emulator.clone())],
-    };
-    let initramfs = kexec::stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
+    }
+}
+
+/// The signed first kernel under EDK2 with `store`, kexec'ing the signed emulator through
+/// kexec_file_load with `image` (and `initrd` as the bundle's initrd).
+fn through_the_emulator(s: &Setup, store: &Path, image: &Path, initrd: Option<Vec<u8>>) -> Transcript {
+    run_chain(s, store, &next_boot(s, image, initrd))
+}
+
+fn run_chain(s: &Setup, store: &Path, next: &NextBoot) -> Transcript {
+    let initramfs = kexec::stage_initramfs(&payloads().busybox, efi_kexec(), "first", next).unwrap();
     let t = kexec::boot_first_kernel(&s.first, EntryEl::El1, FirstBoot::Edk2, &initramfs, Some(store), TIMEOUT, false).expect("starting QEMU");
     eprintln!("$ {}\n{}", t.command, t.text());
     assert!(t.contains("Kernel is locked down from EFI Secure Boot"), "the first kernel locked itself down");
@@ -151,4 +159,74 @@ fn a_refused_kernel_image_never_runs() {
         assert!(!t.timed_out, "the machine reset and QEMU exited");
     }
     let _ = std::fs::remove_dir_all(&s.keys.dir);
+}
+
+/// shim -> GRUB -> Linux with Secure Boot on, through the emulator: the bundle carries an ESP
+/// with Debian's signed shim, GRUB and kernel. The emulator accepts shim (Microsoft's UEFI CA
+/// is in db); shim verifies GRUB with Debian's certificate, GRUB the kernel through shim; the
+/// kernel sees Secure Boot and locks itself down.
+#[test]
+fn shim_grub_linux_under_secure_boot() {
+    let s = setup("sb-shim");
+    let l = payloads().loaders().unwrap();
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        ("EFI/BOOT/BOOTAA64.EFI", std::fs::read(&l.shim.path).unwrap()),
+        ("EFI/BOOT/grubaa64.efi", std::fs::read(&l.grub.signed).unwrap()),
+        ("EFI/debian/grub.cfg", qemu_tests::GRUB_CFG.as_bytes().to_vec()),
+    ];
+    files.extend(qemu_tests::grub_payload());
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, d.as_slice())).collect();
+    let size = (files.iter().map(|(_, d)| d.len()).sum::<usize>() + (8 << 20)).next_multiple_of(1 << 20);
+    let esp = esp_image::image_from_files(&refs, size).unwrap();
+    let mut next = next_boot(&s, &l.shim.path, None);
+    next.extra.extend(["--esp", "/esp.img", "--esp-path", "EFI/BOOT/BOOTAA64.EFI"].map(String::from));
+    next.files.push(("esp.img".into(), esp));
+    let store = s.keys.microsoft_store_with_test_key("shim.fd", &[]).unwrap();
+    let t = run_chain(&s, &store, &next);
+    assert!(t.contains("accepted: signed by \"CN=Microsoft Windows UEFI Driver Publisher"), "the emulator verified shim");
+    qemu_tests::assert_grub_booted(&t);
+    let accepted = t.lines.iter().position(|(_, l)| l.contains("Secure Boot: ") && l.contains(" accepted: ")).unwrap();
+    let after = &t.lines[accepted..];
+    assert!(
+        after.iter().any(|(_, l)| l.contains("Secure boot enabled")) && after.iter().any(|(_, l)| l.contains("Kernel is locked down from EFI Secure Boot")),
+        "Debian's kernel sees Secure Boot"
+    );
+    let _ = std::fs::remove_dir_all(&s.keys.dir);
+}
+
+/// UKI add-ons under Secure Boot: systemd-stub 257 asks LoadImage (so the emulator) about each
+/// add-on beside the UKI on the ESP; the one signed with the test key is applied, the one signed
+/// by an unknown key refused.
+#[test]
+fn uki_addons_are_verified_through_the_emulator() {
+    let s = setup("sb-addons");
+    let l = payloads().loaders().unwrap();
+    let dir = &s.keys.dir;
+    let uki = dir.join("uki-257.signed.efi");
+    s.keys.sign(&payloads().uki("257+6.12").unwrap().path, &uki).unwrap();
+    let addon_stub = std::fs::read(l.systemd.sibling("addonaa64.efi.stub")).unwrap();
+    let addon = |name: &str| {
+        let path = dir.join(format!("{name}.addon.efi"));
+        std::fs::write(&path, xtask::uki::build(&addon_stub, &[(".cmdline", format!("efi_emulator_addon={name}").as_bytes())]).unwrap()).unwrap();
+        path
+    };
+    let good = dir.join("good.signed.efi");
+    s.keys.sign(&addon("good"), &good).unwrap();
+    let (unknown_key, unknown_cert) = s.keys.unknown_signer().unwrap();
+    let bad = dir.join("bad.signed.efi");
+    Snakeoil::add_signature(&unknown_key, &unknown_cert, &addon("bad"), &bad).unwrap();
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    let files = [("EFI/Linux/uki-257.efi", read(&uki)), ("EFI/Linux/uki-257.efi.extra.d/good.addon.efi", read(&good)), ("EFI/Linux/uki-257.efi.extra.d/bad.addon.efi", read(&bad))];
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (*p, d.as_slice())).collect();
+    let size = (files.iter().map(|(_, d)| d.len()).sum::<usize>() + (8 << 20)).next_multiple_of(1 << 20);
+    let mut next = next_boot(&s, &uki, None);
+    next.extra.extend(["--esp", "/esp.img", "--esp-path", "EFI/Linux/uki-257.efi"].map(String::from));
+    next.files.push(("esp.img".into(), esp_image::image_from_files(&refs, size).unwrap()));
+    let store = s.keys.microsoft_store_with_test_key("addons.fd", &[]).unwrap();
+    let t = run_chain(&s, &store, &next);
+    let cmdline = qemu_tests::report(&t, "cmdline");
+    assert!(cmdline.contains("efi_emulator_addon=good"), "the add-on signed with the test key applied: {cmdline}");
+    assert!(!cmdline.contains("efi_emulator_addon=bad"), "the unknown signer's add-on refused: {cmdline}");
+    assert!(t.contains("unknown signer: no certificate in db vouches for it; certificate \"CN=Unknown Test Signer\""), "the emulator said why");
+    let _ = std::fs::remove_dir_all(dir);
 }

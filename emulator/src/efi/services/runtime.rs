@@ -76,6 +76,15 @@ static HIDDEN_FIRMWARE: AtomicU64 = AtomicU64::new(0);
 static RT_PROPERTIES: AtomicU64 = AtomicU64::new(0);
 static FIRMWARE_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
+/// Whether variables of `attributes` are the emulator's own when there is firmware: it has been at
+/// runtime since the first kernel's ExitBootServices and refuses what only boot services may
+/// create (volatile variables, ones without runtime access), although the payload is in boot
+/// services here.
+fn kept_here(attributes: u32) -> bool {
+    let runtime_nv = efi::VARIABLE_NON_VOLATILE | efi::VARIABLE_RUNTIME_ACCESS;
+    attributes & runtime_nv != runtime_nv
+}
+
 /// A firmware variable's data (`None`: it does not exist), read for the emulator itself.
 pub fn read_firmware_variable(name: &str, guid: &Guid) -> Result<Option<Vec<u8>>, Status> {
     let f = firmware().ok_or(Status::UNSUPPORTED)?;
@@ -215,13 +224,10 @@ efiapi! {
 
     fn set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usize, data: *mut c_void) -> Status {
         let Some(f) = firmware() else { return own_set_variable(name, guid, attributes, size, data) };
-        // The firmware has been at runtime since the first kernel's ExitBootServices: it refuses
-        // what only boot services may create (volatile variables, ones without runtime access),
-        // although the payload is in boot services here. The emulator keeps those itself, and
+        // The emulator keeps what the firmware, at runtime, would refuse (see `kept_here`), and
         // deletes its own; everything else goes to the firmware.
-        let runtime_nv = efi::VARIABLE_NON_VOLATILE | efi::VARIABLE_RUNTIME_ACCESS;
         let deleting = size == 0 || attributes == 0;
-        let own = if deleting { own_has(name, guid) } else { attributes & runtime_nv != runtime_nv };
+        let own = if deleting { own_has(name, guid) } else { kept_here(attributes) };
         if own {
             return own_set_variable(name, guid, attributes, size, data);
         }
@@ -265,7 +271,9 @@ efiapi! {
     }
 
     fn query_variable_info(attributes: u32, max: *mut u64, remaining: *mut u64, largest: *mut u64) -> Status {
-        if let Some(f) = firmware() {
+        // Storage for what SetVariable keeps here is the emulator's to report (shim asks about
+        // NV|BS before it writes its MOK state, and gives up under Secure Boot if refused).
+        if let Some(f) = firmware().filter(|_| !kept_here(attributes)) {
             // SAFETY: as above.
             return unsafe { (f.query_variable_info)(attributes, max, remaining, largest) };
         }
@@ -455,6 +463,12 @@ pub fn table(firmware_phys: Option<u64>) -> efi::RuntimeServices {
         query_capsule_capabilities: query_capsule_capabilities::entry,
         query_variable_info: query_variable_info::entry,
     }
+}
+
+/// Host tests: a firmware runtime services table at `table`.
+#[cfg(test)]
+pub fn set_firmware_for_test(table: *const efi::RuntimeServices) {
+    FIRMWARE.store(table as u64, Ordering::Relaxed);
 }
 
 /// Host tests: no firmware, nothing hidden, nothing recorded.

@@ -1308,3 +1308,33 @@ fn secure_boot_gates_load_image_through_the_security2_protocol() {
         assert_eq!((bs.locate_protocol)(&mut security::SECURITY_GUID.clone(), null_mut(), &mut v1), Status::SUCCESS, "Security beside Security2");
     }
 }
+
+/// With firmware at runtime, QueryVariableInfo about what the emulator keeps itself (no
+/// RUNTIME_ACCESS, or volatile) is answered by the emulator, as SetVariable stores it here: shim
+/// asks about NV|BS first and, under Secure Boot, gives up when refused.
+#[test]
+fn query_variable_info_answers_for_the_variables_kept_here() {
+    let (m, _) = machine();
+    extern "efiapi" fn firmware_at_runtime(attributes: u32, max: *mut u64, remaining: *mut u64, largest: *mut u64) -> Status {
+        if attributes & efi::VARIABLE_RUNTIME_ACCESS == 0 {
+            return Status::INVALID_PARAMETER;
+        }
+        // SAFETY: the test's own out-arguments.
+        unsafe { (max.write(1234), remaining.write(567), largest.write(89)) };
+        Status::SUCCESS
+    }
+    let mut firmware = runtime::table(None);
+    firmware.query_variable_info = firmware_at_runtime;
+    runtime::set_firmware_for_test(&firmware);
+    let (mut max, mut remaining, mut largest) = (0u64, 0u64, 0u64);
+    let (nv, bs, rt) = (efi::VARIABLE_NON_VOLATILE, efi::VARIABLE_BOOTSERVICE_ACCESS, efi::VARIABLE_RUNTIME_ACCESS);
+    // SAFETY: see the module comment.
+    unsafe {
+        assert_eq!((m.rt().query_variable_info)(nv | bs, &mut max, &mut remaining, &mut largest), Status::SUCCESS, "NV|BS: kept here");
+        assert_ne!(max, 1234);
+        assert_eq!((m.rt().query_variable_info)(bs | rt, &mut max, &mut remaining, &mut largest), Status::SUCCESS, "volatile: kept here");
+        assert_eq!((m.rt().query_variable_info)(nv | bs | rt, &mut max, &mut remaining, &mut largest), Status::SUCCESS);
+        assert_eq!((max, remaining, largest), (1234, 567, 89), "NV|BS|RT: the firmware's");
+    }
+    runtime::reset_for_test();
+}
