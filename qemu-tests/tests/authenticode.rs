@@ -6,6 +6,7 @@
 use efi_emulator::efi::pe::PeImage;
 use efi_emulator::efi::secure_boot::authenticode::{certificates, digest_with, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
 use efi_emulator::efi::secure_boot::hash::HashAlg;
+use efi_emulator::efi::secure_boot::signature_list::{list, CERT_SHA256, CERT_X509};
 use efi_emulator::efi::secure_boot::verify::{verify, Accepted, Databases, Reason};
 use qemu_tests::payloads;
 use std::path::Path;
@@ -102,18 +103,8 @@ fn microsoft_db_accepts_shim_and_nothing_debian_signed_itself() {
     assert_eq!(verify(&PeImage::parse(&original).unwrap(), &dbs).unwrap_err().reason, Reason::Revoked("the image's hash"));
 }
 
-/// An EFI_SIGNATURE_LIST of SHA-256 hashes.
 fn sha256_list(hashes: &[&[u8]]) -> Vec<u8> {
-    let sha256: [u8; 16] = [0x26, 0x16, 0xc4, 0xc1, 0x4c, 0x50, 0x92, 0x40, 0xac, 0xa9, 0x41, 0xf9, 0x36, 0x93, 0x43, 0x28];
-    let mut l = sha256.to_vec();
-    l.extend_from_slice(&(28 + 48 * hashes.len() as u32).to_le_bytes());
-    l.extend_from_slice(&0u32.to_le_bytes());
-    l.extend_from_slice(&48u32.to_le_bytes());
-    for h in hashes {
-        l.extend_from_slice(&[0; 16]);
-        l.extend_from_slice(h);
-    }
-    l
+    list(&CERT_SHA256, hashes)
 }
 
 /// EDK2's test key in db: sbsign's signature is accepted, the unsigned and the tampered
@@ -144,13 +135,7 @@ fn snakeoil_db_accepts_what_its_key_signed() {
     // The test certificate in dbx revokes what it signed; MokListRT trusts like db.
     let cert = std::fs::read_to_string(xtask::secure_boot::SNAKEOIL_CERT).unwrap();
     let der = pem_to_der(&cert);
-    let x509: [u8; 16] = [0xa1, 0x59, 0xc0, 0xa5, 0xe4, 0x94, 0xa7, 0x4a, 0x87, 0xb5, 0xab, 0x15, 0x5c, 0x2b, 0xf0, 0x72];
-    let mut list = x509.to_vec();
-    list.extend_from_slice(&(28 + 16 + der.len() as u32).to_le_bytes());
-    list.extend_from_slice(&0u32.to_le_bytes());
-    list.extend_from_slice(&(16 + der.len() as u32).to_le_bytes());
-    list.extend_from_slice(&[0; 16]);
-    list.extend_from_slice(&der);
+    let list = list(&CERT_X509, &[&der]);
     assert!(verdict(&signed, &Databases { mok: &list, ..Default::default() }).is_ok(), "MokListRT trusts");
     assert_eq!(verdict(&signed, &Databases { db: &db, dbx: &list, ..Default::default() }), Err(Reason::Revoked("a certificate of its signature")));
     assert_eq!(verdict(&signed, &Databases { db: &db, mokx: &list, ..Default::default() }), Err(Reason::Revoked("a certificate of its signature")));

@@ -203,7 +203,7 @@ fn uki_addons_are_verified_through_the_emulator() {
     let l = payloads().loaders().unwrap();
     let dir = &s.keys.dir;
     let uki = dir.join("uki-257.signed.efi");
-    s.keys.sign(&payloads().uki("257+6.12").unwrap().path, &uki).unwrap();
+    s.keys.sign(&l.uki.path, &uki).unwrap();
     let addon_stub = std::fs::read(l.systemd.sibling("addonaa64.efi.stub")).unwrap();
     let addon = |name: &str| {
         let path = dir.join(format!("{name}.addon.efi"));

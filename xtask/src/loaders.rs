@@ -1,8 +1,10 @@
 //! The boot loaders a machine's own boot chain has, from Debian by package name:
 //! - `systemd-boot-efi` 257 from trixie (systemd-boot, systemd-stub and the add-on stub);
 //! - GRUB 2.12 from bookworm-backports: the arm64-efi modules (`grub-efi-arm64-bin`) with the
-//!   `grub-mkimage` of the same release built for this host (`grub-common`), and Debian's signed
-//!   monolithic `grubaa64.efi` (`grub-efi-arm64-signed`);
+//!   `grub-mkimage` of the same release built for this host (`grub-common`);
+//! - Debian's signed monolithic `grubaa64.efi` (`grub-efi-arm64-signed`) from trixie: bookworm's
+//!   (SBAT generation `grub,4`) is revoked by the SBAT level shim 16.1 applies under Secure Boot
+//!   (`grub,5`), so shim would refuse it;
 //! - Debian's signed `shimaa64.efi` (`shim-signed`, bookworm).
 
 use crate::apt::{self, Apt};
@@ -89,8 +91,8 @@ pub fn ensure(cache: &Path, kernel: &Kernel, busybox: &Path) -> Result<Loaders> 
     let common = unpack(&host, "grub-common", &gv)?;
     let mkimage = common.join("usr/bin/grub-mkimage");
     ensure!(mkimage.exists(), "grub-common {gv} ({}) has no grub-mkimage", host.arch());
-    let sv = version(&bookworm, "grub-efi-arm64-signed", "1+2.12")?;
-    let signed = find(&unpack(&bookworm, "grub-efi-arm64-signed", &sv)?, "grubaa64.efi.signed")?;
+    let sv = version(&trixie, "grub-efi-arm64-signed", "1+2.12")?;
+    let signed = find(&unpack(&trixie, "grub-efi-arm64-signed", &sv)?, "grubaa64.efi.signed")?;
     let grub = Grub { version: gv, modules, mkimage, signed, signed_version: sv };
 
     let shim_v = version(&bookworm, "shim-signed", "")?;

@@ -12,45 +12,17 @@ fn main() {
 }
 
 #[cfg(target_os = "uefi")]
+#[macro_use]
+#[path = "../../common/console.rs"]
+mod console;
+
+#[cfg(target_os = "uefi")]
 mod app {
     use core::ffi::c_void;
     use core::ptr::{null, null_mut};
     use r_efi::efi::{self, Guid, Handle, Status};
 
-    static mut CON_OUT: *mut efi::protocols::simple_text_output::Protocol = null_mut();
-
-    fn print(s: &str) {
-        let mut buf = [0u16; 160];
-        for (n, c) in s.encode_utf16().chain("\r\n".encode_utf16()).take(buf.len() - 1).enumerate() {
-            buf[n] = c;
-        }
-        // SAFETY: ConOut from the system table; the buffer is NUL-terminated.
-        unsafe {
-            let out = CON_OUT;
-            ((*out).output_string)(out, buf.as_mut_ptr());
-        }
-    }
-
-    /// Formats into a stack buffer (no allocator here).
-    struct Line {
-        buf: [u8; 200],
-        len: usize,
-    }
-    impl core::fmt::Write for Line {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let n = s.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-            self.len += n;
-            Ok(())
-        }
-    }
-    macro_rules! say {
-        ($($arg:tt)*) => {{
-            let mut l = Line { buf: [0; 200], len: 0 };
-            let _ = core::fmt::write(&mut l, format_args!($($arg)*));
-            print(core::str::from_utf8(&l.buf[..l.len]).unwrap_or("?"));
-        }};
-    }
+    use crate::console::{print, CON_OUT};
 
     struct Tally {
         passed: u32,

@@ -15,45 +15,18 @@ fn main() {
 }
 
 #[cfg(target_os = "uefi")]
+#[macro_use]
+#[path = "../../common/console.rs"]
+mod console;
+
+#[cfg(target_os = "uefi")]
 mod app {
     use core::ffi::c_void;
     use core::ptr::null_mut;
     use r_efi::efi::{self, Guid, Handle, Status};
     use r_efi::protocols::{file, load_file2, loaded_image, simple_file_system};
 
-    static mut CON_OUT: *mut efi::protocols::simple_text_output::Protocol = null_mut();
-
-    fn print(s: &str) {
-        let mut buf = [0u16; 200];
-        for (n, c) in s.encode_utf16().chain("\r\n".encode_utf16()).take(buf.len() - 1).enumerate() {
-            buf[n] = c;
-        }
-        // SAFETY: ConOut from the system table; the buffer is NUL-terminated.
-        unsafe {
-            let out = CON_OUT;
-            ((*out).output_string)(out, buf.as_mut_ptr());
-        }
-    }
-
-    struct Line {
-        buf: [u8; 200],
-        len: usize,
-    }
-    impl core::fmt::Write for Line {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let n = s.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-            self.len += n;
-            Ok(())
-        }
-    }
-    macro_rules! say {
-        ($($arg:tt)*) => {{
-            let mut l = Line { buf: [0; 200], len: 0 };
-            let _ = core::fmt::write(&mut l, format_args!($($arg)*));
-            print(core::str::from_utf8(&l.buf[..l.len]).unwrap_or("?"));
-        }};
-    }
+    use crate::console::{print, CON_OUT};
 
     const INITRD_MEDIA: Guid = Guid::from_fields(0x5568e427, 0x68fc, 0x4f3d, 0xac, 0x74, &[0xca, 0x55, 0x52, 0x31, 0xcc, 0x68]);
 
