@@ -192,6 +192,16 @@ pub fn install(c: &mut Core, policy: Policy) -> Result<(), EfiError> {
 /// an image, as EDK2's LoadImage does; without one, the Security protocol. Called with the core
 /// free: a replacement may call boot services.
 pub fn authenticate(file: &[u8], path: Option<&[u8]>, boot_policy: bool) -> Status {
+    // Counted as a service call, so that the protocol's entry, returning, does not take itself
+    // for the payload's outermost call and let the tick in while the emulator (starting the
+    // first image) is about to hold the core.
+    super::SERVICE_DEPTH.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    let status = ask_security_protocols(file, path, boot_policy);
+    super::SERVICE_DEPTH.fetch_sub(1, core::sync::atomic::Ordering::Relaxed);
+    status
+}
+
+fn ask_security_protocols(file: &[u8], path: Option<&[u8]>, boot_policy: bool) -> Status {
     let (v2, v1) = with_core(|c| (c.handles.locate_protocol(&SECURITY2_GUID).ok(), c.handles.locate_protocol(&SECURITY_GUID).ok()));
     let path = path.map_or(core::ptr::null(), |p| p.as_ptr() as *const DevicePath);
     let policy = if boot_policy { efi::Boolean::TRUE } else { efi::Boolean::FALSE };

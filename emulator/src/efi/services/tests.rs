@@ -1215,18 +1215,9 @@ fn a_gpt_esp_gets_a_partition_child_handle() {
     }
 }
 
-/// One `EFI_SIGNATURE_LIST` of SHA-256 image hashes.
 fn sha256_list(hashes: &[&[u8]]) -> Vec<u8> {
-    use crate::efi::secure_boot::signature_list::CERT_SHA256;
-    let mut l = CERT_SHA256.as_bytes().to_vec();
-    l.extend_from_slice(&(28 + 48 * hashes.len() as u32).to_le_bytes());
-    l.extend_from_slice(&0u32.to_le_bytes());
-    l.extend_from_slice(&48u32.to_le_bytes());
-    for h in hashes {
-        l.extend_from_slice(&[0; 16]);
-        l.extend_from_slice(h);
-    }
-    l
+    use crate::efi::secure_boot::signature_list::{list, CERT_SHA256};
+    list(&CERT_SHA256, hashes)
 }
 
 #[test]
