@@ -302,10 +302,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
 /// The options given that only a loader that builds the DTB and the parameter block (kexec_load)
 /// can honour.
 fn kexec_load_only(args: &cli::LoadArgs) -> Vec<&'static str> {
-    [(args.dtb.is_some(), "--dtb"), (args.earlycon.is_some(), "--earlycon"), (args.quiet, "--quiet")]
-        .into_iter()
-        .filter_map(|(given, name)| given.then_some(name))
-        .collect()
+    [(args.dtb.is_some(), "--dtb"), (args.earlycon.is_some(), "--earlycon"), (args.quiet, "--quiet")].into_iter().filter_map(|(given, name)| given.then_some(name)).collect()
 }
 
 /// Loads through kexec_file_load(2): the emulator as an arm64 Image (`--emulator`, signed, or the
