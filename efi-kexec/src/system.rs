@@ -41,7 +41,7 @@ pub struct Facts {
     pub has_kexec: bool,
     pub load_disabled: Option<String>,
     pub limit_reboot: Option<String>,
-    /// `/sys/kernel/security/lockdown`, e.g. "[none] integrity confidentiality".
+    /// `/sys/kernel/security/lockdown`, e.g. `[none] integrity confidentiality`.
     pub lockdown: Option<String>,
 }
 

@@ -211,7 +211,7 @@ fn unique() -> usize {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The value a stage reported for `key` ("efi-kexec-test: <stage>: <key>: value").
+/// The value a stage reported for `key` (`efi-kexec-test: <stage>: <key>: value`).
 pub fn stage_report(t: &Transcript, stage: &str, key: &str) -> Option<String> {
     let prefix = format!("{STAGE_PREFIX}{stage}: {key}");
     t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(|v| v.trim_start_matches(':').trim().to_string()))

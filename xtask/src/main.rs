@@ -413,10 +413,18 @@ const LINTS: &[&[&str]] = &[
     &["clippy", "-p", "efi-kexec", "--target", "aarch64-unknown-linux-musl", "--", "-D", "warnings"],
 ];
 
+/// The rustdoc gate: every crate's documentation builds without a warning (broken links, links
+/// to private items), the blob's arch modules included.
+const DOCS: &[&[&str]] = &[&["doc", "--no-deps", "--workspace"], &["doc", "--no-deps", "-p", "efi-emulator", "--target", "aarch64-unknown-none"]];
+
 fn lint() -> Result<()> {
     for args in LINTS {
         eprintln!("lint: cargo {}", args.join(" "));
         xtask::run_checked(cargo().args(*args)).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
+    }
+    for args in DOCS {
+        eprintln!("lint: RUSTDOCFLAGS=\"-D warnings\" cargo {}", args.join(" "));
+        xtask::run_checked(cargo().args(*args).env("RUSTDOCFLAGS", "-D warnings")).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
     }
     Ok(())
 }

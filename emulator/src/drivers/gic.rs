@@ -135,7 +135,7 @@ impl Gic {
     }
 
     /// Enables private interrupt `intid` (a PPI, 16..31) at the distributor (and, for GICv2,
-    /// the CPU interface): priority [`PRIORITY`], group 1 on GICv3, forwarding on. A GICv3 CPU
+    /// the CPU interface): priority `PRIORITY`, group 1 on GICv3, forwarding on. A GICv3 CPU
     /// interface (system registers) is the caller's to enable.
     pub fn enable_ppi(&self, intid: u32) -> Result<Saved, GicError> {
         debug_assert!((16..32).contains(&intid));

@@ -177,7 +177,7 @@ pub fn validate<'a>(mem: &'a dyn PhysMemory, param_addr: u64, blob: BlobPlacemen
     validate_with(mem, param_addr, blob, warn, false)
 }
 
-/// [`validate`], but with `allow_derive` a block that asks the emulator to take `rt_info` from
+/// [`validate()`], but with `allow_derive` a block that asks the emulator to take `rt_info` from
 /// the firmware (`noefi_boot` 0, `runtime` NULL: see [`super::firmware`]) passes, with
 /// `runtime_phys` None and [`Validated::derive_firmware`] true. Validate again once it is filled.
 pub fn validate_with<'a>(

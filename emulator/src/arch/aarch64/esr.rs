@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-/// The exception class, ESR bits [31:26].
+/// The exception class, ESR bits \[31:26\].
 pub fn class(esr: u64) -> u8 {
     ((esr >> 26) & 0x3f) as u8
 }
@@ -34,7 +34,7 @@ pub fn class_name(ec: u8) -> &'static str {
     }
 }
 
-/// The fault status code of an abort (ISS bits [5:0]) in words.
+/// The fault status code of an abort (ISS bits \[5:0\]) in words.
 pub fn fault_status(fsc: u8) -> (&'static str, Option<u8>) {
     let level = Some(fsc & 3);
     match fsc & 0x3c {

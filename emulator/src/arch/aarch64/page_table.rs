@@ -29,12 +29,12 @@ pub const ATTR_DEVICE_NGNRE: u64 = 1;
 /// Attr0 = Normal write-back read/write-allocate, Attr1 = Device-nGnRE.
 pub const MAIR_VALUE: u64 = 0xff | (0x04 << 8);
 
-/// Which translation regime the descriptors are for: it decides the meaning of AP[1] and XN.
+/// Which translation regime the descriptors are for: it decides the meaning of `AP[1]` and XN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Regime {
     /// EL1&0, and EL2&0 under VHE: two privilege levels, PXN and UXN.
     TwoLevels,
-    /// EL2 without VHE: one privilege level, one XN bit, AP[1] is RES1.
+    /// EL2 without VHE: one privilege level, one XN bit, `AP[1]` is RES1.
     El2Only,
 }
 

@@ -1,7 +1,7 @@
 //! The `extern "efiapi"` side of the UEFI core: the tables a payload sees, the shims it calls,
 //! and the one global core they reach.
 //!
-//! Every function a payload can call is defined with [`efiapi!`]. On the blob it generates a
+//! Every function a payload can call is defined with `efiapi!`. On the blob it generates a
 //! naked entry that saves x18 (and the link register) around the Rust body: the precompiled
 //! `core` may use x18 as a scratch register, and payloads (Linux) require it preserved. The Rust
 //! bodies check the pointers they are given (`args`), call the portable core, and turn its
@@ -76,7 +76,7 @@ macro_rules! efiapi {
             $(#[$meta])*
             pub(crate) extern "efiapi" fn inner($($arg: $ty),*) $(-> $ret)? $body
 
-            /// The entry a payload calls: `efi_emulator_service` (beside [`efiapi`]) with the body's
+            /// The entry a payload calls: `efi_emulator_service` (beside `efiapi!`) with the body's
             /// address in x9 (a scratch register in the calling convention).
             ///
             /// # Safety

@@ -67,7 +67,7 @@ pub fn always_print() {
 /// The line's content: the milestones reached and the mempool use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timeline {
-    /// Microseconds since entry, per [`MILESTONES`] entry.
+    /// Microseconds since entry, per `MILESTONES` entry.
     pub marks: [Option<u64>; 4],
     pub mempool: MempoolUse,
 }
