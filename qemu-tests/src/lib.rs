@@ -1,7 +1,9 @@
 //! Shared set-up of the QEMU tests: the blob and the payloads, prepared once per test binary.
 //!
-//! `cargo xtask test` builds the blob and passes it in `EFI_EMULATOR_BLOB`; run directly,
-//! the tests build it themselves. Payloads come from the cache (downloaded when missing).
+//! `cargo xtask test` builds the blob and passes it in `EFI_EMULATOR_BLOB`; run directly
+//! (`cargo test --workspace`), the tests build the same one themselves: the test-hooks flavour,
+//! which the fault-dump and stale-map-key tests need. Payloads come from the cache (downloaded
+//! when missing).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,7 +18,7 @@ pub fn blob() -> &'static Blob {
     static BLOB: OnceLock<Blob> = OnceLock::new();
     BLOB.get_or_init(|| match std::env::var_os("EFI_EMULATOR_BLOB") {
         Some(path) => Blob::load(path.as_ref()).expect("EFI_EMULATOR_BLOB"),
-        None => xtask::build::build_blob(false).expect("building the blob"),
+        None => xtask::build::build_blob_flavour(false, xtask::build::Flavour::TestHooks).expect("building the blob with its test hooks"),
     })
 }
 
