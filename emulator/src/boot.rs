@@ -102,7 +102,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     }
     // SAFETY: the heap range lies in the validated mempool, which nothing else uses yet, and
     // the allocator is initialised once, before the first allocation.
-    unsafe { HEAP.init(heap.start, heap.size) };
+    unsafe { crate::heap::init(heap.start, heap.size) };
     let reserved = Reserved { page_tables, heap };
     #[cfg(feature = "test-hooks")]
     if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,debug-stale-map-key")).is_some() {
@@ -289,42 +289,6 @@ fn derive_firmware(v: &Validated) {
 
 /// Bytes of heap for the emulator's own data (memory map, handles, events, variables).
 const HEAP_SIZE: u64 = 4 << 20;
-
-/// The emulator's global allocator: a linked-list heap over a range of the mempool.
-struct EmulatorHeap(core::cell::UnsafeCell<linked_list_allocator::Heap>);
-
-// SAFETY: one CPU and no interrupts: allocations never run concurrently or re-entrantly.
-unsafe impl Sync for EmulatorHeap {}
-
-impl EmulatorHeap {
-    /// # Safety
-    /// `[start, start + size)` must be unused RAM, and this must be called once.
-    unsafe fn init(&self, start: u64, size: u64) {
-        // SAFETY: per the contract.
-        unsafe { (*self.0.get()).init(start as *mut u8, size as usize) };
-    }
-}
-
-// SAFETY: allocation is delegated to linked_list_allocator, which hands out disjoint blocks.
-unsafe impl core::alloc::GlobalAlloc for EmulatorHeap {
-    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        // SAFETY: no other access to the heap is in progress (see the Sync impl).
-        unsafe { (*self.0.get()).allocate_first_fit(layout).map_or(core::ptr::null_mut(), |p| p.as_ptr()) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { (*self.0.get()).deallocate(core::ptr::NonNull::new_unchecked(ptr), layout) }
-    }
-}
-
-/// Bytes of the emulator's heap in use now.
-pub fn heap_used() -> u64 {
-    // SAFETY: a read of the allocator's counters; no allocation runs concurrently (one CPU).
-    unsafe { (*HEAP.0.get()).used() as u64 }
-}
-
-#[global_allocator]
-static HEAP: EmulatorHeap = EmulatorHeap(core::cell::UnsafeCell::new(linked_list_allocator::Heap::empty()));
 
 fn status_name(s: r_efi::efi::Status) -> &'static str {
     use r_efi::efi::Status as S;

@@ -25,6 +25,7 @@ extern crate std;
 
 pub mod abi;
 pub mod arch;
+pub mod bulk;
 pub mod cell;
 pub mod drivers;
 pub mod efi;
@@ -32,6 +33,8 @@ pub mod mem;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod boot;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub mod heap;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use arch::aarch64::console;
 

@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod kdump;
 pub mod kexec;
 pub mod kexec_tools;
+pub mod layers;
 pub mod loaders;
 pub mod paths;
 pub mod payloads;

@@ -3,7 +3,7 @@
 //! Every offset read from the file is bounds-checked; a malformed image yields a [`PeError`]
 //! that names the field, the value found and what was expected.
 
-use crate::arch::aarch64::bulk;
+use crate::bulk;
 use crate::mem::{le_u16 as u16_at, le_u32 as u32_at, le_u64 as u64_at};
 use core::fmt;
 

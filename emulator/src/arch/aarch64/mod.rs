@@ -1,7 +1,6 @@
 //! AArch64: entry, exception vectors, MMU, caches, PSCI, timer, the earlycon, and the
 //! [`Platform`](crate::efi::platform::Platform) the services run on.
 
-pub mod bulk;
 pub mod esr;
 pub mod memory_plan;
 pub mod page_table;

@@ -78,12 +78,12 @@ efiapi! {
 
     fn copy_mem(dest: *mut c_void, src: *mut c_void, len: usize) {
         // SAFETY: CopyMem handles overlapping buffers; the payload vouches for both.
-        unsafe { crate::arch::aarch64::bulk::copy_overlapping(dest as *mut u8, src as *const u8, len) };
+        unsafe { crate::bulk::copy_overlapping(dest as *mut u8, src as *const u8, len) };
     }
 
     fn set_mem(buffer: *mut c_void, len: usize, value: u8) {
         // SAFETY: the payload vouches for `len` writable bytes.
-        unsafe { crate::arch::aarch64::bulk::fill_raw(buffer as *mut u8, value, len) };
+        unsafe { crate::bulk::fill_raw(buffer as *mut u8, value, len) };
     }
 }
 

@@ -266,7 +266,7 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<Esp
     let allocated: u64 = with_core(|c| c.memory.regions().iter().filter(|r| r.allocated).map(|r| r.pages).sum());
     timeline::record_mempool_use(timeline::MempoolUse {
         page_tables: crate::arch::aarch64::mmu::table_frames().1 * PAGE_SIZE,
-        heap: crate::boot::heap_used(),
+        heap: crate::heap::used(),
         pages: allocated.saturating_sub(image_pages) * PAGE_SIZE,
     });
     // As a firmware boot manager arms it before it starts a boot option.

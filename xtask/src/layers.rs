@@ -1,0 +1,125 @@
+//! The emulator crate's layers, and the lint that keeps every `crate::` path pointing down.
+//!
+//! A file belongs to the layer of its module path (the longest prefix in [`LAYERS`] wins); it
+//! may name its own layer and the ones below, never one above. Test code (`tests.rs`, files under
+//! a `tests/` folder, and the `#[cfg(test)] mod tests` at a file's end) may reach any layer.
+
+use anyhow::{bail, Result};
+use std::path::Path;
+
+/// Bottom first: (layer, the module paths it holds, what it is).
+pub const LAYERS: &[(&str, &[&str], &str)] = &[
+    ("base", &["mem", "cell", "bulk", "heap"], "extents and readers, the one-CPU cell, bulk copies, the heap"),
+    ("drivers", &["drivers"], "PL011, PL031, GIC, the device-tree reader"),
+    ("core", &["efi"], "the portable UEFI core: memory map, pool, handles, events, variables, PE, FAT, Secure Boot"),
+    ("abi", &["abi"], "the hand-off contract: parameter block, blob header, validation, the device-tree entry"),
+    ("arch", &["arch", "console"], "AArch64: entry, vectors, MMU, PSCI, timer, the Platform the services run on"),
+    ("services", &["efi::services"], "the boot and runtime services payloads call"),
+    ("boot", &["boot"], "the boot flow: console, validation, MMU, services, the payload"),
+];
+
+/// The layer index of a module path (`efi::services::image`), if it is in a layer.
+fn layer_of(module: &str) -> Option<usize> {
+    let mut best: Option<(usize, usize)> = None;
+    for (i, (_, prefixes, _)) in LAYERS.iter().enumerate() {
+        for p in *prefixes {
+            let hit = module == *p || module.starts_with(&format!("{p}::"));
+            if hit && best.is_none_or(|(len, _)| p.len() > len) {
+                best = Some((p.len(), i));
+            }
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// `emulator/src/efi/services/image.rs` -> `efi::services::image`.
+fn module_of(src: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(src).unwrap_or(file).with_extension("");
+    let parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).filter(|p| p != "mod").collect();
+    parts.join("::")
+}
+
+/// The `crate::a::b` paths a source text names, outside its trailing test module.
+fn crate_paths(text: &str) -> Vec<String> {
+    let body = text.split("#[cfg(test)]\nmod tests").next().unwrap_or(text);
+    let mut out = Vec::new();
+    for (i, _) in body.match_indices("crate::") {
+        // `$crate::` inside macros is the caller's crate.
+        if body[..i].ends_with('$') {
+            continue;
+        }
+        let rest = &body[i + 7..];
+        let path: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
+        out.push(path.trim_end_matches(':').to_string());
+    }
+    out
+}
+
+/// Every upward `crate::` path under `src`: (file, path, its layer, the layer named).
+pub fn violations(src: &Path) -> Result<Vec<(String, String, &'static str, &'static str)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "tests") {
+                    stack.push(p);
+                }
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "rs") || p.file_name().is_some_and(|n| n == "tests.rs" || n == "lib.rs" || n == "main.rs") {
+                continue;
+            }
+            let module = module_of(src, &p);
+            let Some(own) = layer_of(&module) else { bail!("{}: module {module} is in no layer of xtask/src/layers.rs", p.display()) };
+            for path in crate_paths(&std::fs::read_to_string(&p)?) {
+                if let Some(named) = layer_of(&path).filter(|&n| n > own) {
+                    out.push((p.strip_prefix(src).unwrap_or(&p).display().to_string(), path, LAYERS[own].0, LAYERS[named].0));
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The lint: fails naming each upward path.
+pub fn check(src: &Path) -> Result<()> {
+    let v = violations(src)?;
+    if v.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = v.iter().map(|(f, p, own, named)| format!("  {f}: crate::{p} ({own} may not use {named})")).collect();
+    bail!("{} upward import(s) against the layers in xtask/src/layers.rs (docs/architecture.md):\n{}", v.len(), lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_map_to_layers_by_their_longest_prefix() {
+        assert_eq!(layer_of("efi::services::image").map(|i| LAYERS[i].0), Some("services"));
+        assert_eq!(layer_of("efi::pe").map(|i| LAYERS[i].0), Some("core"));
+        assert_eq!(layer_of("efivars"), None, "a prefix only up to ::");
+        assert_eq!(module_of(Path::new("src"), Path::new("src/efi/services/mod.rs")), "efi::services");
+        assert_eq!(crate_paths("use crate::efi::pe::PeImage;\n$crate::console::x();\n#[cfg(test)]\nmod tests { crate::boot::x }"), ["efi::pe::PeImage"]);
+    }
+
+    #[test]
+    fn an_upward_path_is_named() {
+        let dir = std::env::temp_dir().join(format!("layers-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("efi")).unwrap();
+        std::fs::write(dir.join("efi/pe.rs"), "use crate::arch::aarch64::bulk;\nuse crate::mem::Extent;\n").unwrap();
+        let v = violations(&dir).unwrap();
+        assert_eq!(v, [("efi/pe.rs".to_string(), "arch::aarch64::bulk".to_string(), "core", "arch")]);
+        assert!(check(&dir).unwrap_err().to_string().contains("core may not use arch"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_emulator_has_no_upward_import() {
+        check(&crate::paths::root().join("emulator/src")).unwrap();
+    }
+}
