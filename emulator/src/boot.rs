@@ -9,12 +9,12 @@ use crate::arch::aarch64::page_table::{Attributes, PageTables};
 use crate::arch::aarch64::{entry, exceptions, psci};
 use crate::drivers::fdt::Fdt;
 use crate::efi::pe::PeImage;
-use crate::efi::services::{
+use crate::mem::{Extent, PAGE_SIZE};
+use crate::services::{
     self,
     setup::{self, EspInput, Reserved},
     timeline::{self, Milestone},
 };
-use crate::mem::{Extent, PAGE_SIZE};
 use crate::{console, fatal, println};
 use log::{info, warn};
 

@@ -9,7 +9,7 @@ pub struct BootCell<T>(RefCell<Option<T>>);
 
 // SAFETY: see the type's comment: one CPU, no interrupts, so no two accesses are ever
 // concurrent. (Host tests that reach a global serialise themselves, as
-// `efi::services::host::machine` does.)
+// `services::host::machine` does.)
 unsafe impl<T> Sync for BootCell<T> {}
 
 impl<T> BootCell<T> {

@@ -321,12 +321,14 @@ pub fn sizes(blob: &Blob) -> Result<Sizes> {
     })
 }
 
-/// Where a symbol comes from: `efi_emulator::efi::services` (two levels into the emulator),
+/// Where a symbol comes from: `efi_emulator::services` (the services as one), `efi_emulator::efi::pe`
+/// (two levels into the rest of the emulator),
 /// a dependency crate, or the compiler's (`core`, `alloc`, `compiler_builtins`).
 pub fn origin(symbol: &str) -> String {
     let s = symbol.trim_start_matches('<');
     let path: Vec<&str> = s.split("::").take_while(|p| !p.contains(' ') && !p.contains('<')).collect();
     match path.as_slice() {
+        ["efi_emulator", "services", ..] => "efi_emulator::services".to_string(),
         ["efi_emulator", a, b, ..] => format!("efi_emulator::{a}::{b}"),
         [krate, ..] if !krate.is_empty() && path.len() > 1 => krate.to_string(),
         [entry] if entry.starts_with("efi_emulator_") => "efi_emulator entry points (the boot flow, inlined)".to_string(),
@@ -585,7 +587,7 @@ mod tests {
 
     #[test]
     fn symbols_are_grouped_by_where_they_come_from() {
-        assert_eq!(origin("efi_emulator::efi::services::image::load"), "efi_emulator::efi::services");
+        assert_eq!(origin("efi_emulator::services::image::load"), "efi_emulator::services");
         assert_eq!(origin("<core::fmt::Formatter>::pad"), "core");
         assert_eq!(origin("compiler_builtins::mem::memmove"), "compiler_builtins");
         assert_eq!(origin("efi_emulator_main"), "efi_emulator entry points (the boot flow, inlined)");

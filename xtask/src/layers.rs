@@ -14,11 +14,11 @@ pub const LAYERS: &[(&str, &[&str], &str)] = &[
     ("core", &["efi"], "the portable UEFI core: memory map, pool, handles, events, variables, PE, FAT, Secure Boot"),
     ("abi", &["abi"], "the hand-off contract: parameter block, blob header, validation, the device-tree entry"),
     ("arch", &["arch", "console"], "AArch64: entry, vectors, MMU, PSCI, timer, the Platform the services run on"),
-    ("services", &["efi::services"], "the boot and runtime services payloads call"),
+    ("services", &["services"], "the boot and runtime services payloads call"),
     ("boot", &["boot"], "the boot flow: console, validation, MMU, services, the payload"),
 ];
 
-/// The layer index of a module path (`efi::services::image`), if it is in a layer.
+/// The layer index of a module path (`services::image`), if it is in a layer.
 fn layer_of(module: &str) -> Option<usize> {
     let mut best: Option<(usize, usize)> = None;
     for (i, (_, prefixes, _)) in LAYERS.iter().enumerate() {
@@ -32,7 +32,7 @@ fn layer_of(module: &str) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
-/// `emulator/src/efi/services/image.rs` -> `efi::services::image`.
+/// `emulator/src/services/image.rs` -> `services::image`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap_or(file).with_extension("");
     let parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).filter(|p| p != "mod").collect();
@@ -100,10 +100,10 @@ mod tests {
 
     #[test]
     fn modules_map_to_layers_by_their_longest_prefix() {
-        assert_eq!(layer_of("efi::services::image").map(|i| LAYERS[i].0), Some("services"));
+        assert_eq!(layer_of("services::image").map(|i| LAYERS[i].0), Some("services"));
         assert_eq!(layer_of("efi::pe").map(|i| LAYERS[i].0), Some("core"));
         assert_eq!(layer_of("efivars"), None, "a prefix only up to ::");
-        assert_eq!(module_of(Path::new("src"), Path::new("src/efi/services/mod.rs")), "efi::services");
+        assert_eq!(module_of(Path::new("src"), Path::new("src/services/mod.rs")), "services");
         assert_eq!(crate_paths("use crate::efi::pe::PeImage;\n$crate::console::x();\n#[cfg(test)]\nmod tests { crate::boot::x }"), ["efi::pe::PeImage"]);
     }
 

@@ -15,8 +15,7 @@ pub mod platform;
 pub mod pool;
 pub mod protocols;
 pub mod secure_boot;
-#[cfg(any(test, all(target_arch = "aarch64", target_os = "none")))]
-pub mod services;
+
 pub mod time;
 pub mod variables;
 

@@ -3,7 +3,7 @@
 //! Services reach the hardware only through [`Platform`]: the counter, page permissions, cache
 //! maintenance, the random number instructions, the context switch into an image, the console
 //! and the power-off. `arch::aarch64::Aarch64` implements it for the blob; the host tests of
-//! `efi::services` implement it with a simulated machine, so every shim builds and runs there.
+//! `services` implement it with a simulated machine, so every shim builds and runs there.
 //! All methods are associated functions: the machine is one, and the blob pays nothing for the
 //! indirection.
 

@@ -46,8 +46,8 @@ mod host;
 #[cfg(test)]
 mod tests;
 
-use super::EfiError;
 use crate::efi::platform::Platform;
+use crate::efi::EfiError;
 use crate::mem::PAGE_SIZE;
 use alloc::vec::Vec;
 pub use args::*;
@@ -185,12 +185,12 @@ pub fn run(body: impl FnOnce() -> Result<(), EfiError>) -> Status {
 
 /// Converts a core result to a status.
 pub fn status(r: Result<(), EfiError>) -> Status {
-    super::status_of(r)
+    crate::efi::status_of(r)
 }
 
 /// A table header at revision 2.10 for a table of type `T`; the CRC is filled in by `seal`.
 pub fn table_header<T>(signature: u64) -> efi::TableHeader {
-    efi::TableHeader { signature, revision: super::guids::REVISION_2_10, header_size: core::mem::size_of::<T>() as u32, crc32: 0, reserved: 0 }
+    efi::TableHeader { signature, revision: crate::efi::guids::REVISION_2_10, header_size: core::mem::size_of::<T>() as u32, crc32: 0, reserved: 0 }
 }
 
 /// Recomputes a table header's CRC32 over `HeaderSize` bytes with the CRC field zeroed.
@@ -202,7 +202,7 @@ pub unsafe fn seal(hdr: *mut efi::TableHeader) {
     unsafe {
         (*hdr).crc32 = 0;
         let bytes = core::slice::from_raw_parts(hdr as *const u8, (*hdr).header_size as usize);
-        (*hdr).crc32 = super::crc32::crc32(bytes);
+        (*hdr).crc32 = crate::efi::crc32::crc32(bytes);
     }
 }
 

@@ -1138,8 +1138,8 @@ fn reset_system_powers_off_through_the_machine() {
 #[test]
 fn decompress_protocol() {
     let (m, _) = machine();
-    let packed: &[u8] = include_bytes!("../../../tests/data/decompress/text.efi");
-    let text: &[u8] = include_bytes!("../../../tests/data/decompress/text.txt");
+    let packed: &[u8] = include_bytes!("../../tests/data/decompress/text.efi");
+    let text: &[u8] = include_bytes!("../../tests/data/decompress/text.txt");
     // SAFETY: see the module comment.
     unsafe {
         let mut p: *mut c_void = null_mut();
