@@ -422,7 +422,7 @@ fn lint() -> Result<()> {
         eprintln!("lint: cargo {}", args.join(" "));
         xtask::run_checked(cargo().args(*args)).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
     }
-    eprintln!("lint: the emulator's layers (xtask/src/layers.rs): no crate:: path points up");
+    eprintln!("lint: the emulator's layers (xtask/src/layers.rs): no crate:: path points up, no file circle");
     xtask::layers::check(&paths::root().join("emulator/src")).context("lint gate: layers")?;
     for args in DOCS {
         eprintln!("lint: RUSTDOCFLAGS=\"-D warnings\" cargo {}", args.join(" "));

@@ -413,7 +413,7 @@ fn publish_disk(c: &mut Core, path: &[u8], size: u64, partition: bool) -> Result
         },
     )?;
     let dio = publish(c, efi::BOOT_SERVICES_DATA, disk_io::Protocol { revision: disk_io::REVISION, read_disk: read_disk::entry, write_disk: write_disk::entry })?;
-    let path = super::image::copy_to_pool(c, path)?;
+    let path = super::copy_to_pool(c, path)?;
     let h = c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, path as usize)?;
     c.handles.install(Some(h), &block_io::PROTOCOL_GUID, bio as usize)?;
     c.handles.install(Some(h), &disk_io::PROTOCOL_GUID, dio as usize)?;

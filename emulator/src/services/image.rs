@@ -168,13 +168,6 @@ fn map_sections(pe: &PeImage, base: u64, size: u64) {
     }
 }
 
-pub fn copy_to_pool(c: &mut Core, bytes: &[u8]) -> Result<*mut u8, EfiError> {
-    let p = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, bytes.len())?;
-    // SAFETY: fresh pool buffer of that size.
-    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
-    Ok(p)
-}
-
 /// Sets an image's LoadOptions to `options` (UTF-16, NUL added) in pool memory.
 pub fn set_load_options(c: &mut Core, handle: usize, options: &[u16]) -> Result<(), EfiError> {
     let bytes = (options.len() + 1) * 2;

@@ -1,7 +1,6 @@
 //! The initrd from `/chosen`, served through LoadFile2 on the handle Linux's EFI stub looks
 //! for: device path exactly VenMedia(LINUX_EFI_INITRD_MEDIA_GUID)/End.
 
-use super::image::copy_to_pool;
 use super::*;
 use crate::drivers::fdt;
 use crate::efi::protocols::device_path;

@@ -221,7 +221,15 @@ pub fn pool_copy_for_payload(bytes: &[u8]) -> *mut u8 {
     if exited() {
         return core::ptr::null_mut();
     }
-    with_core(|c| image::copy_to_pool(c, bytes)).unwrap_or(core::ptr::null_mut())
+    with_core(|c| copy_to_pool(c, bytes)).unwrap_or(core::ptr::null_mut())
+}
+
+/// `bytes` in fresh boot-services pool memory (device-path copies, load options).
+pub fn copy_to_pool(c: &mut Core, bytes: &[u8]) -> Result<*mut u8, EfiError> {
+    let p = c.pool.allocate(&mut c.memory, efi::BOOT_SERVICES_DATA, bytes.len())?;
+    // SAFETY: fresh pool buffer of that size.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+    Ok(p)
 }
 
 /// Installs a protocol instance the emulator publishes on a new handle.
