@@ -1,6 +1,7 @@
 //! The boot flow on the target: entry -> console -> validation -> banner -> MMU -> payload.
 
 use crate::abi::memory_type_name;
+use crate::abi::options::Options;
 use crate::abi::validate::{self, BlobPlacement, PhysMemory, Validated};
 use crate::arch::aarch64::cpu::{self, ExceptionLevel};
 use crate::arch::aarch64::memory_plan::{self, BlobLayout, PlanNote};
@@ -81,18 +82,19 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     let tables = enable_mmu(el, &blob, &v, &fdt, samples.as_ref().map_or(&[][..], |s| s.pages()));
     timeline::mark(Milestone::MmuOn);
     info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.1, tables.1 * 4, tables.0);
-    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,integrity")).is_some() {
+    let options = Options::from_fdt(&fdt);
+    if options.integrity {
         let initrd = fdt.initrd().map(|(s, e)| (s, e - s)).unwrap_or((0, 0));
         services::integrity::record([(v.kernel.start, v.kernel.size), initrd, (v.dtb.start, v.dtb.size)]);
         crate::console::set_fatal_hook(|| services::integrity::verify("power-off"));
     }
-    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,timeline")).is_some() {
+    if options.timeline {
         timeline::always_print();
     }
     #[cfg(feature = "test-hooks")]
-    debug_fault(&fdt);
+    debug_fault(options.debug_fault);
     kernel_summary(&v);
-    choose_sha256(&fdt);
+    choose_sha256(&options);
 
     // The emulator's own heap follows the page-table area at the start of the mempool.
     let page_tables = Extent::new(v.mempool.start, table_budget(&v));
@@ -105,11 +107,11 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     unsafe { crate::heap::init(heap.start, heap.size) };
     let reserved = Reserved { page_tables, heap };
     #[cfg(feature = "test-hooks")]
-    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,debug-stale-map-key")).is_some() {
+    if options.debug_stale_map_key {
         services::misc::DEBUG_STALE_KEY.store(true, core::sync::atomic::Ordering::Relaxed);
     }
     let esp = EspInput::from_fdt(&fdt).or_else(|| BUNDLE_ESP.with(|e| *e));
-    let core = setup::build(&v, &blob, &fdt, &reserved, esp).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
+    let core = setup::build(&v, &blob, &fdt, &reserved, esp, &options).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
     services::install(core);
     timeline::mark(Milestone::ServicesReady);
     let us = cpu::micros_since_entry();
@@ -137,10 +139,10 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
 /// Secure Boot hashes whole images: with the CPU's SHA-256 instructions where it has them (and
 /// they pass a self-test), unless `/chosen/efi-emulator,generic-sha256` asks for the portable
 /// code (for comparing the two).
-fn choose_sha256(fdt: &Fdt) {
+fn choose_sha256(options: &Options) {
     use crate::arch::aarch64::sha256;
     use crate::efi::secure_boot::sha256 as core_sha256;
-    if fdt.find("/chosen").and_then(|c| c.property("efi-emulator,generic-sha256")).is_some() {
+    if options.generic_sha256 {
         info!("SHA-256: portable code (/chosen/efi-emulator,generic-sha256)");
     } else if !sha256::present() {
         info!("SHA-256: portable code (ID_AA64ISAR0_EL1 lists no SHA-256 instructions)");
@@ -473,8 +475,8 @@ fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt, r
 /// `/chosen/efi-emulator,debug-fault` = "data-abort" or "undefined" makes the emulator fault on
 /// purpose, so the harness can check the fault dump.
 #[cfg(feature = "test-hooks")]
-fn debug_fault(fdt: &Fdt) {
-    let Some(kind) = fdt.find("/chosen").and_then(|c| c.property_str("efi-emulator,debug-fault")) else {
+fn debug_fault(kind: Option<&str>) {
+    let Some(kind) = kind else {
         return;
     };
     warn!("faulting on purpose: /chosen/efi-emulator,debug-fault = \"{kind}\"");

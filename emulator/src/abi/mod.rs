@@ -21,6 +21,7 @@ pub mod flat;
 pub mod image;
 #[cfg(any(test, feature = "loader"))]
 pub mod loader;
+pub mod options;
 #[cfg(test)]
 pub mod testkit;
 pub mod validate;

@@ -31,7 +31,7 @@ pub struct Reserved {
 
 /// Builds the core from the hand-off: memory map, tables, console, RNG, initrd, configuration
 /// tables.
-pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, esp: Option<EspInput>) -> Result<Core, EfiError> {
+pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, esp: Option<EspInput>, options: &crate::abi::options::Options) -> Result<Core, EfiError> {
     let mut memory = initial_map(v);
     let pages = |e: &Extent| e.size.div_ceil(PAGE_SIZE);
     memory.retype(reserved.page_tables.start, pages(&reserved.page_tables), efi::BOOT_SERVICES_DATA, false)?;
@@ -44,7 +44,7 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, e
         Some(_) => security::Policy::from_platform(Some(&mut runtime::read_firmware_variable)),
         None => security::Policy::from_platform(None),
     };
-    if !policy.enforcing && fdt.find("/chosen").and_then(|n| n.property("efi-emulator,secure-boot-audit")).is_some() {
+    if !policy.enforcing && options.secure_boot_audit {
         log::info!("Secure Boot audit (/chosen/efi-emulator,secure-boot-audit): images are verified and the verdict shown, never enforced");
         policy.audit = true;
     }
@@ -61,7 +61,7 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, e
     }
     start_tick(fdt);
 
-    if fdt.find("/chosen").and_then(|n| n.property("efi-emulator,no-memory-attribute")).is_some() {
+    if options.no_memory_attribute {
         log::info!("EFI_MEMORY_ATTRIBUTE_PROTOCOL hidden (/chosen/efi-emulator,no-memory-attribute)");
     } else {
         memory_attribute::install(&mut c)?;
