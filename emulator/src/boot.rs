@@ -78,7 +78,9 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     }
 
     banner(el, &blob, &v, &fdt);
-    let samples = crash_boot(&v, &blob, &fdt);
+    // The ESP a kexec_load loader named in /chosen, or the one a kexec_file bundle brought.
+    let esp = EspInput::from_fdt(&fdt).or_else(|| BUNDLE_ESP.with(|e| *e));
+    let samples = crash_boot(&v, &blob, &fdt, esp.map(|e| e.image));
     let tables = enable_mmu(el, &blob, &v, &fdt, samples.as_ref().map_or(&[][..], |s| s.pages()));
     timeline::mark(Milestone::MmuOn);
     info!("mmu: identity map on, caches on ({} translation tables, {} KiB at {:#x})", tables.1, tables.1 * 4, tables.0);
@@ -110,7 +112,6 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     if options.debug_stale_map_key {
         services::misc::DEBUG_STALE_KEY.store(true, core::sync::atomic::Ordering::Relaxed);
     }
-    let esp = EspInput::from_fdt(&fdt).or_else(|| BUNDLE_ESP.with(|e| *e));
     let core = setup::build(&v, &blob, &fdt, &reserved, esp, &options).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
     services::install(core);
     timeline::mark(Milestone::ServicesReady);
@@ -413,11 +414,10 @@ fn kernel_summary(v: &Validated) {
 /// the usable memory, and takes the CRCs of a sample of the crashed kernel's RAM (the MMU is
 /// still off). Returns the sampled pages, which the tables map read-only for the check at
 /// ExitBootServices; nothing else of that RAM is mapped.
-fn crash_boot(v: &Validated, blob: &BlobLayout, fdt: &Fdt) -> Option<crate::abi::crash::Samples> {
+fn crash_boot(v: &Validated, blob: &BlobLayout, fdt: &Fdt, esp: Option<Extent>) -> Option<crate::abi::crash::Samples> {
     use crate::abi::crash;
     let c = crash::from_fdt(fdt).unwrap_or_else(|e| fatal!("{e}"))?;
     let extent = |r: Option<(u64, u64)>| r.map(|(s, e)| Extent::new(s, e - s));
-    let esp = fdt.esp().map(|(s, n)| Extent::new(s, n)).or_else(|| BUNDLE_ESP.with(|e| e.image));
     if let Err(e) = c.check(v, Extent::new(blob.base, blob.mem_end), extent(fdt.initrd()), esp) {
         fatal!("{e}");
     }

@@ -203,13 +203,49 @@ fn in_place_placement(c: &Core, v: &Validated, pe: &PeImage, fdt: &Fdt, blob: &B
     true
 }
 
+/// Where the kernel "comes from", as LoadImage names an image.
+struct KernelSource {
+    device: usize,
+    /// LoadedImage.FilePath, when it has one.
+    file_path: Option<Vec<u8>>,
+    /// LoadedImageDevicePath: the device's path and the file's.
+    full_path: Vec<u8>,
+}
+
+fn kernel_source(c: &mut Core, v: &Validated, esp: Option<EspInput>) -> Result<KernelSource, EfiError> {
+    use crate::efi::protocols::device_path as dp;
+    match (c.esp_handle, c.esp, esp.and_then(|e| e.kernel_path)) {
+        // Loaded from the ESP, as firmware would have: DeviceHandle is the ESP's, FilePath the
+        // file's, so loaders find their configuration beside them.
+        (Some(esp), Some(_), Some(path)) => {
+            let units: Vec<u16> = path.encode_utf16().map(|u| if u == b'/' as u16 { b'\\' as u16 } else { u }).collect();
+            let file_path = dp::file_path(&units);
+            // The volume's own path: RamDisk, or RamDisk/HD(..) for a partitioned image.
+            let volume = c.handles.get(esp, &efi::protocols::device_path::PROTOCOL_GUID)?;
+            // SAFETY: the device path esp::install made, in pool memory.
+            let volume = unsafe { dp::read(volume as *const u8) }.ok_or(EfiError::DeviceError)?;
+            let full = dp::append_paths(Some(volume), Some(&file_path));
+            log::info!("the kernel is {path} on the ESP");
+            Ok(KernelSource { device: esp, file_path: Some(file_path), full_path: full })
+        }
+        // Else it "comes from" the memory the loader put it in: a device handle with that device
+        // path and nothing else, so payloads probing it for a file system get EFI_UNSUPPORTED,
+        // not EFI_INVALID_PARAMETER for a NULL handle.
+        _ => {
+            let path = dp::memory_mapped(efi::BOOT_SERVICES_DATA, v.kernel.start, v.kernel.end() - 1);
+            Ok(KernelSource { device: image::install_device_path(c, &path)?, file_path: None, full_path: path })
+        }
+    }
+}
+
 /// Loads the kernel from the parameter block and starts it. Returns only if it returns: its
 /// status, and the ExitData it gave to Exit (decoded), if any.
 pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<EspInput>) -> Result<(Status, Option<alloc::string::String>), EfiError> {
     let file = kernel_file(v);
-    // Checked like every LoadImage, through the Security2 protocol; refused, it never runs.
-    let path = crate::efi::protocols::device_path::memory_mapped(efi::LOADER_DATA, v.kernel.start, v.kernel.end() - 1);
-    if security::authenticate(file, Some(&path), false) != Status::SUCCESS {
+    let source = with_core(|c| kernel_source(c, v, esp))?;
+    // Checked like every LoadImage, through the Security2 protocol, by the path it is loaded
+    // with; refused, it never runs.
+    if security::authenticate(file, Some(&source.full_path), false) != Status::SUCCESS {
         return Err(EfiError::SecurityViolation);
     }
     let handle = with_core(|c| {
@@ -224,30 +260,7 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<Esp
         } else {
             image::Placement::Copy
         };
-        // The image "comes from" the memory the loader put it in: a device handle with that
-        // device path and nothing else, so payloads probing it for a file system get
-        // EFI_UNSUPPORTED, not EFI_INVALID_PARAMETER for a NULL handle.
-        let handle = match (c.esp_handle, c.esp, esp.and_then(|e| e.kernel_path)) {
-            // Loaded from the ESP, as firmware would have: DeviceHandle is the ESP's,
-            // FilePath the file's, so loaders find their configuration beside them.
-            (Some(esp), Some(_), Some(path)) => {
-                use crate::efi::protocols::device_path as dp;
-                let units: Vec<u16> = path.encode_utf16().map(|u| if u == b'/' as u16 { b'\\' as u16 } else { u }).collect();
-                let file_path = dp::file_path(&units);
-                // The volume's own path: RamDisk, or RamDisk/HD(..) for a partitioned image.
-                let volume = c.handles.get(esp, &efi::protocols::device_path::PROTOCOL_GUID)?;
-                // SAFETY: the device path esp::install made, in pool memory.
-                let volume = unsafe { dp::read(volume as *const u8) }.ok_or(EfiError::DeviceError)?;
-                let full = dp::append_paths(Some(volume), Some(&file_path));
-                log::info!("the kernel is {path} on the ESP");
-                image::load(c, file, placement, 0, esp, Some(&file_path), Some(&full))?
-            }
-            _ => {
-                let path = crate::efi::protocols::device_path::memory_mapped(efi::BOOT_SERVICES_DATA, v.kernel.start, v.kernel.end() - 1);
-                let device = image::install_device_path(c, &path)?;
-                image::load(c, file, placement, 0, device, None, Some(&path))?
-            }
-        };
+        let handle = image::load(c, file, placement, 0, source.device, source.file_path.as_deref(), Some(&source.full_path))?;
         use crate::efi::image_policy::{load_options, LoadOptions};
         match load_options(v.cmdline_utf16().is_empty()) {
             LoadOptions::Empty if uki => log::info!("LoadOptions left empty: the UKI uses its own .cmdline"),
