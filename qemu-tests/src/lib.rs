@@ -81,6 +81,18 @@ pub fn emulator_image() -> Vec<u8> {
     efi_emulator::abi::image::wrap(&blob().bytes).expect("wrapping the blob")
 }
 
+/// EDK2's test key in a fresh temporary directory named for `name`, and the emulator Image
+/// written there unsigned (`efi-emulator.efi`) and signed with that key
+/// (`efi-emulator.signed.efi`): (keys, unsigned, signed).
+pub fn snakeoil_and_emulator(name: &str) -> (xtask::secure_boot::Snakeoil, std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("efi-emulator-{name}-{}", std::process::id()));
+    let keys = xtask::secure_boot::Snakeoil::new(&dir).expect("the Secure Boot test key");
+    let (unsigned, signed) = (dir.join("efi-emulator.efi"), dir.join("efi-emulator.signed.efi"));
+    std::fs::write(&unsigned, emulator_image()).expect("writing the emulator Image");
+    keys.sign(&unsigned, &signed).expect("signing the emulator Image");
+    (keys, unsigned, signed)
+}
+
 /// `grub.cfg` of the GRUB chains: one entry, Linux 6.12 and the GRUB initrd from the ESP.
 pub const GRUB_CFG: &str = "set timeout=0\nmenuentry 'Linux' {\n  echo 'grub: loading linux'\n  linux /vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1\n  echo 'grub: loading initrd'\n  initrd /initrd\n}\n";
 

@@ -44,16 +44,12 @@ fn digests_match_what_real_signatures_sign() {
 
 #[test]
 fn digest_matches_what_sbsign_signs() {
-    let dir = std::env::temp_dir().join(format!("efi-emulator-authenticode-{}", std::process::id()));
-    let keys = xtask::secure_boot::Snakeoil::new(&dir).unwrap();
-    let (unsigned, signed) = (dir.join("efi-emulator.efi"), dir.join("efi-emulator.signed.efi"));
-    std::fs::write(&unsigned, qemu_tests::emulator_image()).unwrap();
-    keys.sign(&unsigned, &signed).unwrap();
+    let (keys, unsigned, signed) = qemu_tests::snakeoil_and_emulator("authenticode");
     agrees(&signed);
     // Signing changes nothing the digest covers: the unsigned file has the same one.
     let (a, b) = (std::fs::read(&unsigned).unwrap(), std::fs::read(&signed).unwrap());
     assert_eq!(digest_with(HashAlg::Sha256, &PeImage::parse(&a).unwrap()).unwrap(), digest_with(HashAlg::Sha256, &PeImage::parse(&b).unwrap()).unwrap());
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(keys.dir);
 }
 
 use xtask::secure_boot::MS_VARS;
@@ -111,11 +107,7 @@ fn sha256_list(hashes: &[&[u8]]) -> Vec<u8> {
 /// image are refused, each for its reason; the image's hash alone in db is enough.
 #[test]
 fn snakeoil_db_accepts_what_its_key_signed() {
-    let dir = std::env::temp_dir().join(format!("efi-emulator-verify-{}", std::process::id()));
-    let keys = xtask::secure_boot::Snakeoil::new(&dir).unwrap();
-    let (unsigned, signed) = (dir.join("efi-emulator.efi"), dir.join("efi-emulator.signed.efi"));
-    std::fs::write(&unsigned, qemu_tests::emulator_image()).unwrap();
-    keys.sign(&unsigned, &signed).unwrap();
+    let (keys, unsigned, signed) = qemu_tests::snakeoil_and_emulator("verify");
     let db = variable(xtask::secure_boot::SNAKEOIL_VARS, "db");
     let dbs = Databases { db: &db, ..Default::default() };
     let accepted = verdict(&signed, &dbs).expect("signed by the db key");
@@ -133,22 +125,17 @@ fn snakeoil_db_accepts_what_its_key_signed() {
     assert_eq!(verdict(&unsigned, &Databases { db: &by_hash, ..Default::default() }), Ok("hash Sha256".into()));
     assert_eq!(verdict(&unsigned, &Databases { db: &by_hash, dbx: &by_hash, ..Default::default() }), Err(Reason::Revoked("the image's hash")));
     // The test certificate in dbx revokes what it signed; MokListRT trusts like db.
-    let cert = std::fs::read_to_string(xtask::secure_boot::SNAKEOIL_CERT).unwrap();
-    let der = pem_to_der(&cert);
+    let der = certificate_der(xtask::secure_boot::SNAKEOIL_CERT);
     let list = list(&CERT_X509, &[&der]);
     assert!(verdict(&signed, &Databases { mok: &list, ..Default::default() }).is_ok(), "MokListRT trusts");
     assert_eq!(verdict(&signed, &Databases { db: &db, dbx: &list, ..Default::default() }), Err(Reason::Revoked("a certificate of its signature")));
     assert_eq!(verdict(&signed, &Databases { db: &db, mokx: &list, ..Default::default() }), Err(Reason::Revoked("a certificate of its signature")));
-    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(keys.dir);
 }
 
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let out =
-        std::process::Command::new("openssl").args(["base64", "-d", "-A"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b64.as_bytes())?;
-            c.wait_with_output()
-        });
-    out.unwrap().stdout
+/// A PEM certificate file as DER, by OpenSSL.
+fn certificate_der(pem: &str) -> Vec<u8> {
+    let out = std::process::Command::new("openssl").args(["x509", "-outform", "DER", "-in", pem]).output().unwrap();
+    assert!(out.status.success(), "openssl x509 {pem}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
 }

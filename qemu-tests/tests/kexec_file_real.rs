@@ -94,13 +94,10 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
     // The first kernel, signed with EDK2's test key and booted by EDK2 with Secure Boot on,
     // locks itself down and trusts that key (the platform keyring, from db). The emulator
     // then enforces Secure Boot too: the UKI it is given is signed with the same key.
-    let dir = std::env::temp_dir().join(format!("efi-emulator-sb-{}", std::process::id()));
-    let keys = xtask::secure_boot::Snakeoil::new(&dir).unwrap();
+    let (keys, _, signed) = qemu_tests::snakeoil_and_emulator("sb");
+    let dir = keys.dir.clone();
     let first = dir.join("Image.signed");
     keys.sign(first_kernel(), &first).unwrap();
-    let unsigned = emulator_image();
-    let signed = dir.join("efi-emulator.signed.efi");
-    keys.sign(&unsigned, &signed).unwrap();
 
     let u = payloads().uki("254+6.12").unwrap();
     let uki = dir.join("uki.signed.efi");
@@ -148,7 +145,6 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
     assert!(t.contains(MARKER), "the UKI reached userspace");
     assert_eq!(qemu_tests::report(&t, "cmdline"), u.cmdline);
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(unsigned);
 }
 
 /// A stage's report of IMA's measurement list: how many entries, and the first one.

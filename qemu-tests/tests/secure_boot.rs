@@ -34,14 +34,9 @@ struct Setup {
 }
 
 fn setup(name: &str) -> Setup {
-    let dir = std::env::temp_dir().join(format!("efi-emulator-{name}-{}", std::process::id()));
-    let keys = Snakeoil::new(&dir).unwrap();
-    let first = dir.join("Image.signed");
+    let (keys, _, signed) = qemu_tests::snakeoil_and_emulator(name);
+    let first = keys.dir.join("Image.signed");
     keys.sign(qemu_tests::file_kernel(), &first).unwrap();
-    let unsigned = dir.join("efi-emulator.efi");
-    std::fs::write(&unsigned, qemu_tests::emulator_image()).unwrap();
-    let signed = dir.join("efi-emulator.signed.efi");
-    keys.sign(&unsigned, &signed).unwrap();
     Setup { emulator: std::fs::read(signed).unwrap(), keys, first }
 }
 

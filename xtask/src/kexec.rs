@@ -150,6 +150,12 @@ pub enum FirstBoot {
 pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
 pub const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
 
+/// QEMU's arguments for Debian's AAVMF: its code read-only, `vars` (written by the firmware) as
+/// the variable store.
+pub fn edk2_flash(vars: &Path) -> [String; 4] {
+    ["-drive".into(), format!("if=pflash,format=raw,readonly=on,file={AAVMF_CODE}"), "-drive".into(), format!("if=pflash,format=raw,file={}", vars.display())]
+}
+
 /// Boots Debian's 6.12 directly with `initramfs` as its initrd, 2 CPUs, 2 GiB.
 pub fn boot_first(payloads: &Payloads, el: EntryEl, initramfs: &[u8], timeout: Duration, echo: bool) -> Result<Transcript> {
     boot_first_with(payloads, el, FirstBoot::Direct, initramfs, timeout, echo)
@@ -196,9 +202,7 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
                 fresh
             }
         };
-        for drive in [format!("if=pflash,format=raw,readonly=on,file={AAVMF_CODE}"), format!("if=pflash,format=raw,file={}", vars.display())] {
-            args.extend(["-drive".into(), drive]);
-        }
+        args.extend(edk2_flash(&vars));
     }
     let t = qemu::run(&args, timeout, echo);
     let _ = std::fs::remove_dir_all(&dir);

@@ -104,16 +104,8 @@ pub fn edk2_verdicts(vars: &Path, probe: &[u8], corpus: &[u8], timeout: std::tim
     let args: Vec<String> = ["-M", "virt", "-cpu", crate::kexec::FIRST_CPU, "-m", "2G", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
         .iter()
         .map(|s| s.to_string())
-        .chain([
-            "-drive".into(),
-            format!("if=pflash,format=raw,readonly=on,file={}", crate::kexec::AAVMF_CODE),
-            "-drive".into(),
-            format!("if=pflash,format=raw,file={}", vars.display()),
-            "-drive".into(),
-            format!("if=none,format=raw,id=esp,file={}", disk.display()),
-            "-device".into(),
-            "virtio-blk-pci,drive=esp".into(),
-        ])
+        .chain(crate::kexec::edk2_flash(vars))
+        .chain(["-drive".into(), format!("if=none,format=raw,id=esp,file={}", disk.display()), "-device".into(), "virtio-blk-pci,drive=esp".into()])
         .collect();
     let t = crate::qemu::run(&args, timeout, false);
     let _ = std::fs::remove_dir_all(&dir);
