@@ -19,7 +19,7 @@ fn main() {
         }
         None => build_blob(),
     };
-    efi_emulator::abi::BlobHeader::parse(&blob).unwrap_or_else(|e| panic!("the emulator blob: {e}"));
+    efi_emulator_loader::contract::abi::BlobHeader::parse(&blob).unwrap_or_else(|e| panic!("the emulator blob: {e}"));
     std::fs::write(&out, blob).unwrap();
 }
 
@@ -50,5 +50,5 @@ fn build_blob() -> Vec<u8> {
         .expect("starting cargo for the emulator blob");
     assert!(status.success(), "building the emulator blob failed (is the {BLOB_TARGET} target installed? `rustup target add {BLOB_TARGET}`)");
     let elf = std::fs::read(target_dir.join(BLOB_TARGET).join("release").join("efi-emulator")).unwrap();
-    efi_emulator::abi::flat::flatten(&elf).unwrap_or_else(|e| panic!("{e}")).bytes
+    efi_emulator_loader::flat::flatten(&elf).unwrap_or_else(|e| panic!("{e}")).bytes
 }

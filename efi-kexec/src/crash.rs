@@ -1,10 +1,10 @@
 //! Where the running kernel keeps what goes into a crash kernel's ELF core header (built by
-//! `efi_emulator::abi::loader::core_header`): the linear-map offset and the kernel text mapping
+//! `efi_emulator_loader::core_header`): the linear-map offset and the kernel text mapping
 //! from `/proc/kcore`, and `vmcoreinfo`.
 
 use efi_emulator::mem::Extent;
 
-const PT_LOAD: u32 = efi_emulator::abi::loader::core_header::PT_LOAD;
+const PT_LOAD: u32 = efi_emulator_loader::core_header::PT_LOAD;
 
 /// The linear-map offset and the kernel text mapping from `/proc/kcore`'s program headers:
 /// the largest PT_LOAD with a physical address is a bank of the linear map; the one holding

@@ -13,10 +13,10 @@ mod crash;
 mod iomem;
 mod system;
 
-use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout, RandomSeeds};
 use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::efi::image_info::{self, ImageKind};
 use efi_emulator::mem::Extent;
+use efi_emulator_loader::plan::{self as loader, BootSpec, KexecImage, MemoryLayout, RandomSeeds};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -311,7 +311,8 @@ fn kexec_load_only(args: &cli::LoadArgs) -> Vec<&'static str> {
 /// checks the Image's signature under lockdown, places everything, builds the DTB (with the ELF
 /// core header for `-p`) and enters the emulator with `x0` = that DTB.
 fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Option<&[u8]>, esp: Option<(&[u8], Option<&str>)>, started: std::time::Instant) -> Result<(), String> {
-    use efi_emulator::abi::{bundle, image};
+    use efi_emulator::abi::image;
+    use efi_emulator_loader::bundle;
     let needs_kexec_load = kexec_load_only(args);
     if !needs_kexec_load.is_empty() {
         return Err(format!(
@@ -381,7 +382,7 @@ fn core_header(iomem: &iomem::Iomem, regions: &[Extent]) -> Result<(Vec<u8>, Vec
     kcore.truncate(n);
     let (linear_offset, kernel_text) = crash::kcore_mappings(&kcore, kernel_code)?;
     let vmcoreinfo = std::fs::read_to_string("/sys/kernel/vmcoreinfo").map_err(|e| format!("cannot read /sys/kernel/vmcoreinfo: {e}"))?;
-    use efi_emulator::abi::loader::core_header::{elf_core_header, outside, CoreLayout};
+    use efi_emulator_loader::core_header::{elf_core_header, outside, CoreLayout};
     let mut ram = iomem.ram.clone();
     for r in regions {
         ram = outside(&ram, *r);
@@ -407,7 +408,7 @@ fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use efi_emulator::drivers::fdt::edit::{Tree, TreeNode};
+    use efi_emulator_loader::dtb_edit::{Tree, TreeNode};
 
     fn dtb(devices: bool, uefi: bool) -> Vec<u8> {
         let node = |name: &str| TreeNode { name: name.into(), properties: vec![], children: vec![] };

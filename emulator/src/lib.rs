@@ -2,21 +2,24 @@
 //!
 //! ```text
 //! loader (kexec) --x0=param--> arch::aarch64::entry (asm: vectors, FP, relocate, .bss)
-//!   -> boot::efi_emulator_main: console, abi::validate, banner, MMU (memory_plan + page_table)
-//!   -> services::setup: memory map, tables, protocols, config tables
-//!   -> services::image: load the kernel image, start it on its own stack
+//!   -> boot: console, abi::validate, banner, MMU (memory_plan + page_table)
+//!   -> boot::setup: memory map, tables, protocols, config tables; load and start the kernel
 //!   -> payload calls services/ shims -> portable core (efi::memory, pool, handles, events, ...)
 //! ```
 //!
-//! - `abi`: the hand-off contract (parameter block mirror, blob header, validation) and, with the
-//!   `loader` feature, a host library that builds parameter blocks like the kexec loader.
-//! - `efi`: the UEFI core. Its state (memory map, pool, handles, events, variables, PE loader,
-//!   device paths) is portable and host-tested; `services` is the `extern "efiapi"` side.
-//! - `drivers`: PL011 and the device-tree reader.
-//! - `arch::aarch64`: entry, exceptions, MMU, PSCI, timer; page tables are built portably.
-//!
-//! Everything outside `services`, `arch::aarch64::{cpu, entry, exceptions, mmu, psci}`,
-//! `console` and `boot` builds on the host and is unit-tested there.
+//! The folders are the layers, bottom first; each imports only from its own layer and the ones
+//! below (`cargo xtask lint` checks it against `xtask`'s layer table, shown in
+//! `docs/architecture.md`):
+//! - `mem`, `cell`, `bulk`, `heap`: extents and readers, the one-CPU cell, bulk copies, the heap;
+//! - `drivers`: PL011, PL031, the GIC, the device-tree reader;
+//! - `efi`: the portable UEFI core (memory map, pool, handles, events, variables, PE, FAT, device
+//!   paths, Secure Boot's verifier), host-tested, no registers;
+//! - `abi`: the hand-off contract (parameter block mirror, blob header, validation, the
+//!   device-tree entry); the host side that builds it is the `efi-emulator-loader` crate;
+//! - `arch::aarch64`: entry, exceptions, MMU, PSCI, timer, the `Platform` the services run on;
+//! - `services`: the `extern "efiapi"` side: boot and runtime services, `protocols/` (one file
+//!   per protocol), `diagnostics/`; built and tested on the host against a simulated machine;
+//! - `boot`: the entry flow and the setup of boot services (blob only).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;

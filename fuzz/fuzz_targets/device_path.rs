@@ -1,6 +1,6 @@
 //! Device-path reading, node walking and prefix matching.
 #![no_main]
-use efi_emulator::efi::protocols::device_path::{match_prefix, nodes, read, without_end};
+use efi_emulator::efi::device_path::{match_prefix, nodes, read, without_end};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! The DTB reader and the editor's round trip.
 #![no_main]
-use efi_emulator::drivers::fdt::edit::Tree;
+use efi_emulator_loader::dtb_edit::Tree;
 use efi_emulator::drivers::fdt::Fdt;
 use libfuzzer_sys::fuzz_target;
 

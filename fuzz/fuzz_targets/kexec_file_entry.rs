@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = bundle::cmdline(data, &p);
     }
     let Ok(fdt) = Fdt::new(data) else { return };
-    let payload = bundle::make(b"MZ a kernel", Some(b"an initrd"), Some("quiet"));
+    let payload = efi_emulator_loader::bundle::make(b"MZ a kernel", Some(b"an initrd"), Some("quiet"));
     let mem = Payload(&payload);
     let inputs = dtb_entry::Inputs { fdt, dtb: Extent::new(0x7fe0_0000, data.len() as u64), footprint: Extent::new(0x4020_0000, 0x5_0000), blob_start: 0x4020_1000, mem: &mem };
     let Ok(plan) = dtb_entry::plan(&inputs) else { return };

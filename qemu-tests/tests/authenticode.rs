@@ -6,8 +6,9 @@
 use efi_emulator::efi::pe::PeImage;
 use efi_emulator::efi::secure_boot::authenticode::{certificates, digest_with, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
 use efi_emulator::efi::secure_boot::hash::HashAlg;
-use efi_emulator::efi::secure_boot::signature_list::{list, CERT_SHA256, CERT_X509};
+use efi_emulator::efi::secure_boot::signature_list::{CERT_SHA256, CERT_X509};
 use efi_emulator::efi::secure_boot::verify::{verify, Accepted, Databases, Reason};
+use efi_emulator_loader::signature_list::list;
 use qemu_tests::payloads;
 use std::path::Path;
 

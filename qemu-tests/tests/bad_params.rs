@@ -1,6 +1,6 @@
 //! Every corrupted parameter block ends with its error line and a PSCI power-off within 10 s.
 
-use efi_emulator::abi::loader::KexecImage;
+use efi_emulator_loader::plan::KexecImage;
 use qemu_tests::{boot, options, EntryEl};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The DT reader and editor on QEMU's own `virt` device trees.
 
-use efi_emulator::drivers::fdt::edit::Tree;
 use efi_emulator::drivers::fdt::Fdt;
+use efi_emulator_loader::dtb_edit::Tree;
 use qemu_tests::{options, EntryEl};
 
 fn dump(el: EntryEl, mem: &str, smp: u32) -> Vec<u8> {

@@ -310,7 +310,7 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
 /// `end` (`poweroff -f` or `reboot -f`: arm64 Linux does both through EFI ResetSystem while
 /// runtime services are up): a later plain EDK2 boot with the same store lists it.
 fn variable_survives(el: EntryEl, end: &str) {
-    use efi_emulator::abi::cpio::Cpio;
+    use efi_emulator_loader::cpio::Cpio;
     let p = payloads();
     let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
     let busybox = std::fs::read(&p.busybox).unwrap();

@@ -9,10 +9,10 @@
 //! each file of a cpio, under EDK2 (started from an ESP) and under the emulator (the probe and
 //! the cpio as a bundle); the verdicts must be equal, file by file, and what the issue expects.
 
-use efi_emulator::abi::cpio::Cpio;
 use efi_emulator::efi::pe::PeImage;
 use efi_emulator::efi::secure_boot::authenticode::digest_with;
 use efi_emulator::efi::secure_boot::hash::HashAlg;
+use efi_emulator_loader::cpio::Cpio;
 use qemu_tests::{efi_kexec, payloads, EntryEl};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

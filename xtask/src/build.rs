@@ -2,8 +2,8 @@
 
 use crate::paths;
 use anyhow::{Context, Result};
-use efi_emulator::abi::flat::{flatten, FlatBlob};
 use efi_emulator::abi::BlobHeader;
+use efi_emulator_loader::flat::{flatten, FlatBlob};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -65,7 +65,7 @@ pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
     std::fs::copy(&elf_path, &elf_copy)?;
 
     let h = paths::root().join("emulator/include/efi_emulator.h");
-    let rendered = efi_emulator::abi::c_header::render();
+    let rendered = efi_emulator_loader::c_header::render();
     if std::fs::read_to_string(&h).ok().as_deref() != Some(rendered.as_str()) {
         std::fs::create_dir_all(h.parent().unwrap())?;
         std::fs::write(&h, rendered)?;

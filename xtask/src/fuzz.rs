@@ -4,7 +4,7 @@
 use crate::paths;
 use crate::payloads::Payloads;
 use anyhow::{Context, Result};
-use efi_emulator::abi::loader;
+use efi_emulator_loader::plan as loader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,10 +59,10 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             write_seed(&dir, "debian-6.12-head", &k[..k.len().min(256 * 1024)])?;
         }
         "kexec_file_entry" => {
-            use efi_emulator::abi::bundle;
+            use efi_emulator_loader::bundle;
             write_seed(&dir, "bundle", &bundle::make(b"MZ kernel", Some(b"initrd"), Some("console=ttyAMA0")))?;
             // QEMU's DTB as kexec_file_load passes it: the payload named in /chosen.
-            let mut tree = efi_emulator::drivers::fdt::edit::Tree::parse(&qemu_dtb()?).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut tree = efi_emulator_loader::dtb_edit::Tree::parse(&qemu_dtb()?).map_err(|e| anyhow::anyhow!("{e}"))?;
             let chosen = tree.chosen_mut();
             chosen.set_property("linux,initrd-start", 0x4400_0000u64.to_be_bytes().to_vec());
             // The fuzz target's own payload, so the plan gets past reading it.
@@ -105,7 +105,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             }
         }
         "device_path" => {
-            use efi_emulator::efi::protocols::device_path;
+            use efi_emulator::efi::device_path;
             write_seed(&dir, "initrd-vendor-media", &device_path::vendor_media(&efi_emulator::efi::guids::LINUX_EFI_INITRD_MEDIA))?;
             write_seed(&dir, "memory-mapped", &device_path::memory_mapped(2, 0x4000_0000, 0x4fff_ffff))?;
         }

@@ -5,7 +5,7 @@
 
 use crate::kexec::{script, NextBoot, TARGET};
 use crate::payloads::{MARKER, REPORT_PREFIX};
-use efi_emulator::abi::cpio::Cpio;
+use efi_emulator_loader::cpio::Cpio;
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use crate::payloads::Payloads;
 use crate::qemu::{self, Transcript};
 use crate::trampoline::EntryEl;
 use anyhow::{Context, Result};
-use efi_emulator::abi::cpio::Cpio;
+use efi_emulator_loader::cpio::Cpio;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -252,7 +252,7 @@ pub fn stage_initramfs(busybox: &Path, tools: &KexecTools, next: &NextBoot) -> R
 
 /// A stage's archive (see [`crate::kexec::stage_cpio`]) with `script` as `/init` and
 /// kexec-tools' `/sbin/kexec` with the libraries it needs.
-pub fn tools_cpio(busybox: &Path, tools: &KexecTools, script: &str, next: &NextBoot) -> Result<efi_emulator::abi::cpio::Cpio> {
+pub fn tools_cpio(busybox: &Path, tools: &KexecTools, script: &str, next: &NextBoot) -> Result<efi_emulator_loader::cpio::Cpio> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
     // Every directory the libraries need, parents first (BTreeSet order puts "a" before "a/b").
     let mut dirs: BTreeSet<String> = ["sbin", "lib", "usr"].map(String::from).into();
@@ -341,7 +341,7 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
     let image_612 = std::fs::read(&debian)?;
     let raw_file =
         NextBoot { image: debian.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
-    let bundle = efi_emulator::abi::bundle::make(&image_612, Some(&initrd), None);
+    let bundle = efi_emulator_loader::bundle::make(&image_612, Some(&initrd), None);
     let emulator_bundle =
         NextBoot { image: emulator_file.clone(), initrd: Some(bundle), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
     let emulator_uki = NextBoot {

@@ -11,7 +11,7 @@
 use crate::apt::{self, Apt};
 use crate::paths;
 use anyhow::{bail, Context, Result};
-use efi_emulator::abi::cpio::Cpio;
+use efi_emulator_loader::cpio::Cpio;
 use std::path::{Path, PathBuf};
 
 /// First line `/init` prints: the boot reached userspace.

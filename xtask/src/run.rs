@@ -7,9 +7,9 @@ use crate::payloads::Payloads;
 use crate::qemu::{self, Transcript};
 use crate::trampoline::{self, EntryEl};
 use anyhow::{bail, ensure, Context, Result};
-use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout};
 use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::mem::Extent;
+use efi_emulator_loader::plan::{self as loader, BootSpec, KexecImage, MemoryLayout};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -238,7 +238,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
     }
     let crash = match o.crash_region {
         Some(size) => {
-            use efi_emulator::abi::loader::core_header::{elf_core_header, outside, CoreLayout};
+            use efi_emulator_loader::core_header::{elf_core_header, outside, CoreLayout};
             let bank = memory.ram.first().copied().context("QEMU's DTB has no RAM")?;
             let region = Extent::new((bank.end() - size) & !((2 << 20) - 1), size);
             let preserved = outside(&memory.ram, region);
@@ -362,8 +362,9 @@ fn esp_image_of(o: &RunOptions) -> Result<Option<Vec<u8>>> {
 /// RAM, with `/chosen` as `of_kexec_alloc_and_setup_fdt` writes it (`bootargs`, the initrd range
 /// and its `/memreserve/`, `linux,booted-from-kexec`); entered with `x0` = the DTB.
 fn prepare_kexec_file(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Result<Prepared> {
-    use efi_emulator::abi::{bundle, image};
-    use efi_emulator::drivers::fdt::edit::Tree;
+    use efi_emulator::abi::image;
+    use efi_emulator_loader::bundle;
+    use efi_emulator_loader::dtb_edit::Tree;
     const MIB2: u64 = 2 << 20;
     ensure!(
         o.crash_region.is_none() && o.reserved_ranges == 0 && !o.kernel_file_size_only,

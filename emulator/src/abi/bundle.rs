@@ -170,37 +170,12 @@ pub fn cmdline<'a>(bytes: &'a [u8], p: &Payload) -> Option<&'a str> {
     Some(text.strip_suffix('\n').unwrap_or(text))
 }
 
-/// The bundle of a PE file, its initrd and its command line (see the module's table).
-#[cfg(any(test, feature = "loader"))]
-pub fn make(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>) -> alloc::vec::Vec<u8> {
-    make_with_esp(kernel, initrd, cmdline, None)
-}
-
-/// [`make`], with an ESP image and, optionally, where the kernel lies in it.
-#[cfg(any(test, feature = "loader"))]
-pub fn make_with_esp(kernel: &[u8], initrd: Option<&[u8]>, cmdline: Option<&str>, esp: Option<(&[u8], Option<&str>)>) -> alloc::vec::Vec<u8> {
-    let mut c = super::cpio::Cpio::default();
-    c.file("kernel", 0o644, kernel);
-    if let Some(i) = initrd {
-        c.file("initrd", 0o644, i);
-    }
-    if let Some(text) = cmdline {
-        c.file("cmdline", 0o644, text.as_bytes());
-    }
-    if let Some((image, path)) = esp {
-        c.file("esp", 0o644, image);
-        if let Some(p) = path {
-            c.file("esp-path", 0o644, p.as_bytes());
-        }
-    }
-    c.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::cpio::Cpio;
     use alloc::vec::Vec;
+    use efi_emulator_loader::bundle::{make, make_with_esp};
+    use efi_emulator_loader::cpio::Cpio;
 
     /// An archive of `members` (name, mode with its type bits, data).
     fn newc(members: &[(&str, u32, &[u8])]) -> Vec<u8> {

@@ -167,7 +167,7 @@ impl CrashBoot {
 mod tests {
     use super::*;
     use crate::abi::testkit::{virt_dtb, Fixture, RAM_START};
-    use crate::drivers::fdt::edit::Tree;
+    use efi_emulator_loader::dtb_edit::Tree;
 
     fn with_chosen(props: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let mut t = Tree::parse(&virt_dtb(1 << 30, "hvc")).unwrap();
@@ -200,12 +200,12 @@ mod tests {
         let img = f.image();
         let mem = crate::abi::testkit::FakeMemory::of(&img, &f);
         let v = crate::abi::validate::validate(&mem, img.param_addr, crate::abi::testkit::placement(&img), &mut |_| ()).unwrap();
-        let blob = img.emulator;
+        let blob = crate::abi::testkit::extent(img.emulator);
         // All of RAM usable: confined.
         let all = CrashBoot::new(Extent::new(RAM_START, 0x1000), &[Extent::new(RAM_START, 1 << 30)]);
         assert_eq!(all.check(&v, blob, None, None), Ok(()));
         // A region that holds the kernel but not the mempool.
-        let small = CrashBoot::new(img.kernel, &[Extent::new(RAM_START, img.kernel.end() - RAM_START)]);
+        let small = CrashBoot::new(crate::abi::testkit::extent(img.kernel), &[Extent::new(RAM_START, img.kernel.end() - RAM_START)]);
         let err = small.check(&v, blob, None, None).unwrap_err();
         assert!(matches!(err, CrashError::Outside { what: "device tree", .. }), "{err}");
         assert!(err.to_string().contains("lies outside linux,usable-memory-range"));

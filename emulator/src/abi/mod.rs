@@ -9,18 +9,10 @@ use core::mem::{offset_of, size_of};
 use r_efi::efi::{Guid, MemoryDescriptor};
 
 pub mod bundle;
-#[cfg(any(test, feature = "loader"))]
-pub mod c_header;
-#[cfg(any(test, feature = "loader"))]
-pub mod cpio;
 pub mod crash;
 pub mod dtb_entry;
 pub mod firmware;
-#[cfg(feature = "flatten")]
-pub mod flat;
 pub mod image;
-#[cfg(any(test, feature = "loader"))]
-pub mod loader;
 pub mod options;
 #[cfg(test)]
 pub mod testkit;
@@ -325,19 +317,6 @@ impl BlobHeader {
         }
         Ok(header)
     }
-
-    /// A copy of `blob` that finds its parameter block at `param_addr` when entered with
-    /// `x0 = 0` (see [`BLOB_FLAG_PARAM_SLOT`]).
-    #[cfg(any(test, feature = "loader"))]
-    pub fn with_param_slot(blob: &[u8], param_addr: u64) -> Result<alloc::vec::Vec<u8>, BlobHeaderError> {
-        let header = Self::parse(blob)?;
-        if header.flags & BLOB_FLAG_PARAM_SLOT == 0 {
-            return Err(BlobHeaderError::NoParamSlot);
-        }
-        let mut copy = blob.to_vec();
-        copy[PARAM_SLOT_OFFSET..PARAM_SLOT_OFFSET + 8].copy_from_slice(&param_addr.to_le_bytes());
-        Ok(copy)
-    }
 }
 
 /// Human name of a UEFI memory type, as the banner's memory map table shows it.
@@ -398,17 +377,6 @@ mod tests {
         let mut old = b;
         old[20] = 64;
         assert_eq!(BlobHeader::parse(&old), Err(BlobHeaderError::HeaderSize(64)));
-    }
-
-    #[test]
-    fn param_slot_is_written_only_into_the_copy() {
-        let b = header_bytes(72);
-        let slotted = BlobHeader::with_param_slot(&b, 0x4321_0000).unwrap();
-        assert_eq!(BlobHeader::parse(&slotted).unwrap().param_slot, 0x4321_0000);
-        assert_eq!(&slotted[..64], &b[..64]);
-        let mut no_slot = b;
-        no_slot[56] = BLOB_FLAG_POSITION_INDEPENDENT as u8;
-        assert_eq!(BlobHeader::with_param_slot(&no_slot, 0x1000), Err(BlobHeaderError::NoParamSlot));
     }
 
     #[test]

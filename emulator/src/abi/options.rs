@@ -41,7 +41,7 @@ impl<'a> Options<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drivers::fdt::edit::Tree;
+    use efi_emulator_loader::dtb_edit::Tree;
 
     #[test]
     fn every_switch_is_read_from_chosen() {

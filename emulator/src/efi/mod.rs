@@ -3,6 +3,7 @@
 pub mod collation;
 pub mod crc32;
 pub mod decompress;
+pub mod device_path;
 pub mod events;
 pub mod fat;
 pub mod guids;
@@ -13,9 +14,7 @@ pub mod memory;
 pub mod pe;
 pub mod platform;
 pub mod pool;
-pub mod protocols;
 pub mod secure_boot;
-
 pub mod time;
 pub mod variables;
 

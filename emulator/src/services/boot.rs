@@ -1,10 +1,10 @@
 //! The boot services table: every entry points at a shim of its service area.
 
 use super::events::*;
+use super::handles::*;
 use super::image::*;
 use super::memory::*;
 use super::misc::*;
-use super::protocols::*;
 use super::*;
 
 /// Builds the boot services table in pool memory.

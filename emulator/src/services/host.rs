@@ -2,6 +2,7 @@
 //! a seeded random generator, page permissions in a map, a console that records, and images
 //! that are host functions run on a thread of their own (so Exit can leave them mid-call).
 
+use super::protocols::{memory_attribute, rng};
 use super::tables::new_core;
 use super::*;
 use crate::efi::memory::{MemoryMap, Region};

@@ -1,11 +1,11 @@
 //! PE images: loading (from the parameter block or a buffer), starting on a fresh stack,
 //! Exit unwinding to the StartImage that started the image, unloading.
 
-use super::protocols::find_device;
+use super::handles::find_device;
 use super::*;
+use crate::efi::device_path;
 use crate::efi::pe::PeImage;
 use crate::efi::platform::{Access, Platform};
-use crate::efi::protocols::device_path;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU64, Ordering};
 use efi::protocols::{load_file2, loaded_image, loaded_image_device_path};
@@ -238,7 +238,7 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
 
 /// The milestone lines the harness measures.
 pub fn report_handoff(entry: u64) {
-    super::timeline::mark(super::timeline::Milestone::PayloadEntry);
+    super::diagnostics::timeline::mark(super::diagnostics::timeline::Milestone::PayloadEntry);
     let us = Machine::micros_since_entry();
     log::info!("handing off to the payload at {entry:#x}: {}.{:03} ms after emulator entry", us / 1000, us % 1000);
 }
@@ -248,7 +248,7 @@ pub fn report_exit_boot_services() {
     let us = ((Machine::ticks() - start) as u128 * 1_000_000 / Machine::ticks_per_second() as u128) as u64;
     let total = Machine::micros_since_entry();
     log::info!("ExitBootServices: the payload ran {}.{:03} ms in boot services ({}.{:03} ms since emulator entry)", us / 1000, us % 1000, total / 1000, total % 1000);
-    super::timeline::report();
+    super::diagnostics::timeline::report();
 }
 
 efiapi! {
@@ -271,7 +271,7 @@ efiapi! {
             };
             // As EDK2's core: SECURITY_VIOLATION (from a replacement Security2) loads the image,
             // which StartImage then refuses; any other refusal (ours: ACCESS_DENIED) loads nothing.
-            let security = super::security::authenticate(fetched.file, dp, bool::from(boot_policy));
+            let security = super::protocols::security::authenticate(fetched.file, dp, bool::from(boot_policy));
             let loaded = if security.is_error() && security != Status::SECURITY_VIOLATION {
                 // SAFETY: the payload's out-argument, checked non-NULL above: NULL, as the spec asks.
                 unsafe { out(image, core::ptr::null_mut())? };
@@ -284,7 +284,7 @@ efiapi! {
             }
             let h = loaded?;
             // Its LoadedImage is news to RegisterProtocolNotify registrations.
-            super::protocols::notify_registered();
+            super::handles::notify_registered();
             // SAFETY: the payload's out-argument.
             unsafe { out(image, h as efi::Handle)? };
             if security == Status::SECURITY_VIOLATION {
@@ -388,7 +388,7 @@ fn fetch_from_device(path: &[u8], boot_policy: bool) -> Result<Fetched<'static>,
     let from_esp = with_core(|c| {
         let (h, rest) = find_device(c, path, &efi::protocols::simple_file_system::PROTOCOL_GUID).filter(|&(h, _)| Some(h) == c.esp_handle)?;
         let file = device_path::file_path_of(&path[rest..])?;
-        Some(super::esp::read_file(c, &file).map(|(at, pages, size)| (at, pages, size, h, rest)))
+        Some(super::protocols::esp::read_file(c, &file).map(|(at, pages, size)| (at, pages, size, h, rest)))
     });
     if let Some(read) = from_esp {
         let (at, pages, size, device, rest) = read?;

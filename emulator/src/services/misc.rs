@@ -142,7 +142,7 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
         // ExitBootServices disarms the watchdog (spec).
         c.watchdog = None;
     });
-    super::integrity::verify("ExitBootServices");
+    super::diagnostics::integrity::verify("ExitBootServices");
     // Interrupts stay masked (they always were); from here on boot services refuse.
     Machine::mask_interrupts();
     set_exited();

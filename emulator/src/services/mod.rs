@@ -9,37 +9,23 @@
 //! also builds and is tested on the host (`host.rs` is the simulated machine there).
 //!
 //! One file per service area: `memory` (pages, pool, the map), `events` (TPL, events, timers,
-//! Stall), `protocols` (handles and protocols), `misc` (configuration tables,
-//! ExitBootServices, the rest), `image` (Load/Start/Exit/UnloadImage), `boot` (the table),
-//! `runtime`, and one per protocol the emulator publishes.
+//! Stall), `handles` (handles and protocols), `misc` (configuration tables, ExitBootServices,
+//! the rest), `image` (Load/Start/Exit/UnloadImage), `boot` (the table), `runtime`; `protocols/`
+//! one file per protocol the emulator publishes; `diagnostics/` the opt-in integrity check and
+//! timeline.
 
 mod args;
 pub mod boot;
-pub mod console;
-pub mod decompress;
-pub mod device_path_from_text;
-pub mod device_path_to_text;
-pub mod device_path_utilities;
-pub mod esp;
+pub mod diagnostics;
 pub mod events;
+pub mod handles;
 pub mod image;
-pub mod initrd;
-pub mod integrity;
 pub mod memory;
-pub mod memory_attribute;
 pub mod misc;
 pub mod protocols;
-pub mod reset_notification;
-pub mod rng;
 pub mod runtime;
-pub mod security;
-pub mod serial_io;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
-pub mod setup;
 mod state;
 pub mod tables;
-pub mod timeline;
-pub mod unicode_collation;
 
 #[cfg(test)]
 mod host;

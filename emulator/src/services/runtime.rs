@@ -246,7 +246,7 @@ efiapi! {
 
     fn reset_system(kind: efi::ResetType, reset_status: Status, size: usize, data: *mut c_void) {
         // SAFETY: ResetSystem's own arguments.
-        unsafe { super::reset_notification::notify(kind, reset_status, size, data) };
+        unsafe { super::protocols::reset_notification::notify(kind, reset_status, size, data) };
         if let Some(f) = firmware() {
             // SAFETY: as above.
             unsafe { (f.reset_system)(kind, reset_status, size, data) };

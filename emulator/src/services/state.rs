@@ -64,13 +64,13 @@ pub struct Core {
     pub initrd: Option<(u64, u64)>,
     pub initrd_handle: Option<usize>,
     /// SimpleTextInputEx.RegisterKeyNotify registrations, and a counter for their handles.
-    pub key_notifies: Vec<super::console::KeyNotify>,
+    pub key_notifies: Vec<super::protocols::console::KeyNotify>,
     pub key_notify_serial: usize,
     /// The ESP image (start, size) and its handle, when the loader passed one.
     pub esp: Option<(u64, u64)>,
     pub esp_handle: Option<usize>,
     /// The ESP partition's child handle's region and protocol instances, for GPT/MBR images.
-    pub esp_partition: Option<super::esp::EspPartition>,
+    pub esp_partition: Option<super::protocols::esp::EspPartition>,
     /// The EFI_FILE_PROTOCOL instances handed out and not closed.
     pub open_files: Vec<usize>,
     /// The watchdog: (deadline in ticks, its length in seconds, the image it was armed for).
@@ -78,7 +78,7 @@ pub struct Core {
     /// ResetNotification registrations.
     pub reset_notifies: Vec<efi::RuntimeResetSystem>,
     /// The Secure Boot policy: whether images are verified, and against what.
-    pub security: super::security::Policy,
+    pub security: super::protocols::security::Policy,
 }
 
 static CORE: BootCell<Core> = BootCell::empty();

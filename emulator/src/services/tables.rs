@@ -2,6 +2,7 @@
 //! properties, configuration tables), in one runtime-data block, and the core built around
 //! them. Portable: the blob's setup and the host tests both start here.
 
+use super::protocols::{console, decompress, device_path_from_text, device_path_to_text, device_path_utilities, reset_notification, serial_io, unicode_collation};
 use super::*;
 use crate::efi::guids;
 use crate::efi::handles::HandleDb;

@@ -7,6 +7,7 @@
 //! refusal is under test; the services check those before any access.
 
 use super::host::{self, machine, HostEntry};
+use super::protocols::*;
 use super::*;
 use crate::efi::platform::{Access, PowerAction};
 use core::ffi::c_void;
@@ -352,17 +353,17 @@ fn multiple_protocol_interfaces_roll_back() {
         let g2 = &G2 as *const Guid as *mut c_void;
         // G2 installs, then G1 is already there: all or nothing, so G2 is gone again.
         let args = [g2, i2, g1, i1, null_mut()];
-        assert_eq!(protocols::install_multiple_pairs::inner(&mut h, args.as_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!(handles::install_multiple_pairs::inner(&mut h, args.as_ptr()), Status::INVALID_PARAMETER);
         assert_eq!((bs.handle_protocol)(h, &mut G2.clone(), &mut got), Status::UNSUPPORTED, "rolled back");
-        assert_eq!(protocols::install_multiple_pairs::inner(null_mut(), args.as_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!(handles::install_multiple_pairs::inner(null_mut(), args.as_ptr()), Status::INVALID_PARAMETER);
         // Uninstall: one pair that does not match leaves everything installed.
         let args = [g1, i2, null_mut()];
         assert_eq!((bs.uninstall_multiple_protocol_interfaces)(h, g1, i2), Status::INVALID_PARAMETER);
-        assert_eq!(protocols::uninstall_multiple_pairs::inner(h, args.as_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!(handles::uninstall_multiple_pairs::inner(h, args.as_ptr()), Status::INVALID_PARAMETER);
         assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), &mut got), Status::SUCCESS);
         assert_eq!((bs.uninstall_multiple_protocol_interfaces)(h, g1, i1), Status::SUCCESS);
         // A device path another handle has is refused (EFI_ALREADY_STARTED).
-        let path = crate::efi::protocols::device_path::vendor_media(&G2);
+        let path = crate::efi::device_path::vendor_media(&G2);
         let dp = &efi::protocols::device_path::PROTOCOL_GUID as *const Guid as *mut c_void;
         let mut first = null_mut();
         assert_eq!((bs.install_multiple_protocol_interfaces)(&mut first, dp, path.as_ptr() as *mut c_void), Status::SUCCESS);
@@ -462,7 +463,7 @@ fn images_load_start_exit_and_unload() {
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, 0x99 as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h), Status::INVALID_PARAMETER, "no such parent");
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h), Status::LOAD_ERROR, "not a PE file");
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), null_mut(), 0, &mut h), Status::INVALID_PARAMETER, "no buffer, no path");
-        let path = crate::efi::protocols::device_path::vendor_media(&G2);
+        let path = crate::efi::device_path::vendor_media(&G2);
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, path.as_ptr() as *mut _, null_mut(), 0, &mut h), Status::NOT_FOUND, "nothing serves that path");
 
         // A real (tiny) PE from a buffer with no device path: loaded, W^X applied, and its
@@ -566,8 +567,8 @@ fn device_path_utilities() {
         let mut p: *mut c_void = null_mut();
         assert_eq!((bs.locate_protocol)(&mut efi::protocols::device_path_utilities::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
         let u = &*(p as *const efi::protocols::device_path_utilities::Protocol);
-        let a = crate::efi::protocols::device_path::vendor_media(&G1);
-        let b = crate::efi::protocols::device_path::vendor_media(&G2);
+        let a = crate::efi::device_path::vendor_media(&G1);
+        let b = crate::efi::device_path::vendor_media(&G2);
         let (pa, pb) = (a.as_ptr() as *const _, b.as_ptr() as *const _);
         assert_eq!((u.get_device_path_size)(pa), a.len());
         assert_eq!((u.get_device_path_size)(null()), 0);
@@ -758,17 +759,17 @@ fn esp_as_a_disk_and_a_file_system() {
         assert_eq!(two, [0x55, 0xaa]);
 
         // LoadImage of RamDisk(..)/File(\EFI\BOOT\BOOTAA64.EFI): read through the file system.
-        let mut path = crate::efi::protocols::device_path::ram_disk(disk.as_ptr() as u64, disk.as_ptr() as u64 + disk.len() as u64 - 1);
+        let mut path = crate::efi::device_path::ram_disk(disk.as_ptr() as u64, disk.as_ptr() as u64 + disk.len() as u64 - 1);
         path.truncate(path.len() - 4);
-        path.extend(crate::efi::protocols::device_path::file_path(&w("\\EFI\\BOOT\\BOOTAA64.EFI")[..22]));
+        path.extend(crate::efi::device_path::file_path(&w("\\EFI\\BOOT\\BOOTAA64.EFI")[..22]));
         let mut h: efi::Handle = null_mut();
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, path.as_mut_ptr().cast(), null_mut(), 0, &mut h), Status::SUCCESS);
         let mut li: *mut c_void = null_mut();
         assert_eq!((bs.handle_protocol)(h, &mut efi::protocols::loaded_image::PROTOCOL_GUID.clone(), &mut li), Status::SUCCESS);
         let li = &*(li as *const efi::protocols::loaded_image::Protocol);
         assert_eq!(li.device_handle, esp as efi::Handle, "DeviceHandle is the ESP");
-        let file_path = crate::efi::protocols::device_path::read(li.file_path as *const u8).unwrap();
-        assert_eq!(crate::efi::protocols::device_path::file_path_of(file_path).unwrap(), &w("\\EFI\\BOOT\\BOOTAA64.EFI")[..22]);
+        let file_path = crate::efi::device_path::read(li.file_path as *const u8).unwrap();
+        assert_eq!(crate::efi::device_path::file_path_of(file_path).unwrap(), &w("\\EFI\\BOOT\\BOOTAA64.EFI")[..22]);
     }
 }
 
@@ -778,7 +779,7 @@ fn initrd_through_load_file2() {
     let initrd: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     let start = initrd.as_ptr() as u64;
     // The published device tree names the loader's initrd in /chosen, as kexec's does.
-    let mut tree = crate::drivers::fdt::edit::Tree::parse(&crate::abi::testkit::virt_dtb(1 << 30, "hvc")).unwrap();
+    let mut tree = efi_emulator_loader::dtb_edit::Tree::parse(&crate::abi::testkit::virt_dtb(1 << 30, "hvc")).unwrap();
     tree.chosen_mut().set_property("linux,initrd-start", start.to_be_bytes().to_vec());
     tree.chosen_mut().set_property("linux,initrd-end", (start + 5000).to_be_bytes().to_vec());
     let mut dtb = tree.to_blob();
@@ -802,13 +803,13 @@ fn initrd_through_load_file2() {
         assert_eq!(buf, initrd);
 
         // GRUB's `initrd` installs its own LoadFile2 on the same device path: it gets it.
-        let path = crate::efi::protocols::device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA);
+        let path = crate::efi::device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA);
         let dp = &efi::protocols::device_path::PROTOCOL_GUID as *const Guid as *mut c_void;
         let lf2 = &efi::protocols::load_file2::PROTOCOL_GUID as *const Guid as *mut c_void;
         let theirs = 0x7000 as *mut c_void;
         let mut h: efi::Handle = null_mut();
         let args = [dp, path.as_ptr() as *mut c_void, lf2, theirs, null_mut()];
-        assert_eq!(protocols::install_multiple_pairs::inner(&mut h, args.as_ptr()), Status::SUCCESS);
+        assert_eq!(handles::install_multiple_pairs::inner(&mut h, args.as_ptr()), Status::SUCCESS);
         let mut found = null_mut();
         assert_eq!((m.bs().locate_protocol)(&mut efi::protocols::load_file2::PROTOCOL_GUID.clone(), null_mut(), &mut found), Status::SUCCESS);
         assert_eq!(found, theirs, "only the payload's initrd is left");
@@ -816,7 +817,7 @@ fn initrd_through_load_file2() {
         assert_eq!(crate::drivers::fdt::Fdt::new(&dtb).unwrap().initrd(), None, "/chosen no longer names the loader's initrd");
         // Any other device path twice is still refused.
         let mut again: efi::Handle = null_mut();
-        assert_eq!(protocols::install_multiple_pairs::inner(&mut again, args.as_ptr()), Status::ALREADY_STARTED);
+        assert_eq!(handles::install_multiple_pairs::inner(&mut again, args.as_ptr()), Status::ALREADY_STARTED);
     }
 }
 
@@ -1188,7 +1189,7 @@ fn a_gpt_esp_gets_a_partition_child_handle() {
         // The volume's handle is the partition: RamDisk/HD(1,GPT,..)/End, with SimpleFileSystem.
         let mut p: *mut c_void = null_mut();
         assert_eq!((bs.handle_protocol)(volume as efi::Handle, &mut efi::protocols::device_path::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
-        let text = crate::efi::protocols::device_path::path_text(crate::efi::protocols::device_path::read(p as *const u8).unwrap());
+        let text = crate::efi::device_path::path_text(crate::efi::device_path::read(p as *const u8).unwrap());
         assert_eq!(text, format!("VirtualDisk(0x{start:X},0x{:X},0)/HD(1,GPT,42424242-4242-4242-4242-424242424242,0x22,0x{:X})", start + disk.len() as u64 - 1, fs.len() / 512));
         assert_eq!((bs.handle_protocol)(volume as efi::Handle, &mut efi::protocols::simple_file_system::PROTOCOL_GUID.clone(), &mut p), Status::SUCCESS);
         // Its BlockIo starts at the partition: block 0 is the FAT boot sector.
@@ -1216,7 +1217,8 @@ fn a_gpt_esp_gets_a_partition_child_handle() {
 }
 
 fn sha256_list(hashes: &[&[u8]]) -> Vec<u8> {
-    use crate::efi::secure_boot::signature_list::{list, CERT_SHA256};
+    use crate::efi::secure_boot::signature_list::CERT_SHA256;
+    use efi_emulator_loader::signature_list::list;
     list(&CERT_SHA256, hashes)
 }
 

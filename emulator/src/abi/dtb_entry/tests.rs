@@ -1,9 +1,7 @@
 use super::*;
-use crate::abi::loader::{Segment, SegmentMemory};
-use crate::abi::testkit::{virt_dtb, RAM_START, UART};
+use crate::abi::testkit::{virt_dtb, FakeMemory, RAM_START, UART};
 use crate::abi::validate::{validate_with, BlobPlacement};
-use crate::drivers::fdt::edit::Tree;
-use std::borrow::Cow;
+use efi_emulator_loader::dtb_edit::Tree;
 use std::vec::Vec;
 use std::{format, vec};
 
@@ -39,20 +37,18 @@ fn pe(size: usize) -> Vec<u8> {
     v
 }
 
-fn segments(c: &Case) -> Vec<Segment<'_>> {
-    vec![
-        Segment { name: "dtb", addr: DTB_AT, bytes: Cow::Borrowed(&c.dtb), mem_size: 0 },
-        Segment { name: "payload", addr: PAYLOAD_AT, bytes: Cow::Borrowed(&c.payload), mem_size: 0 },
-    ]
+/// The DTB and the payload where the kernel put them.
+fn memory(c: &Case) -> FakeMemory {
+    FakeMemory { regions: vec![(DTB_AT, c.dtb.clone()), (PAYLOAD_AT, c.payload.clone())] }
 }
 
-fn inputs<'a>(c: &'a Case, mem: &'a SegmentMemory<'a>) -> Inputs<'a> {
+fn inputs<'a>(c: &'a Case, mem: &'a FakeMemory) -> Inputs<'a> {
     Inputs { fdt: Fdt::new(&c.dtb).unwrap(), dtb: Extent::new(DTB_AT, c.dtb.len() as u64), footprint: Extent::new(IMAGE_AT, FOOTPRINT), blob_start: IMAGE_AT + 0x1000, mem }
 }
 
 /// Plans and writes the block; returns the plan, the block and its map.
 fn build(c: &Case) -> Result<(Plan, EfiEmulatorParam, Vec<efi::MemoryDescriptor>), DtbEntryError> {
-    let mem = SegmentMemory(segments(c));
+    let mem = memory(c);
     let i = inputs(c, &mem);
     let plan = plan(&i)?;
     let mut p = unsafe_zeroed_param();
@@ -78,9 +74,8 @@ fn validates(c: &Case, plan: &Plan, p: &EfiEmulatorParam, map: &[efi::MemoryDesc
         bytes.resize(at + 40, 0);
         crate::mem::write_desc(&mut bytes[at..], d);
     }
-    let mut s = segments(c);
-    s.push(Segment { name: "param", addr: plan.param_addr, bytes: Cow::Owned(bytes), mem_size: 0 });
-    let mem = SegmentMemory(s);
+    let mut mem = memory(c);
+    mem.regions.push((plan.param_addr, bytes));
     let mut warnings = Vec::new();
     let placement = BlobPlacement { start: IMAGE_AT + 0x1000, mem_size: FOOTPRINT - 0x1000 };
     validate_with(&mem, plan.param_addr, placement, &mut |w| warnings.push(format!("{w}")), plan.firmware.is_some()).unwrap_or_else(|e| panic!("{e}"));
@@ -122,7 +117,7 @@ fn a_pe_payload_boots_from_the_largest_free_range() {
 #[test]
 fn a_bundle_brings_its_initrd_and_command_line() {
     let kernel = pe(0x3000);
-    let archive = crate::abi::bundle::make(&kernel, Some(b"the initrd"), Some("root=/dev/vda\n"));
+    let archive = efi_emulator_loader::bundle::make(&kernel, Some(b"the initrd"), Some("root=/dev/vda\n"));
     let c = case(archive, |_| ());
     let (plan, p, map) = build(&c).unwrap();
     let k = plan.kernel();
@@ -145,7 +140,7 @@ fn a_crash_boot_stays_in_the_usable_range() {
         chosen.set_property("linux,usable-memory-range", pair(region));
         t.reservations.push((header.start, header.size));
     });
-    let mem = SegmentMemory(segments(&c));
+    let mem = memory(&c);
     let mut i = inputs(&c, &mem);
     i.footprint = Extent::new(region.start, FOOTPRINT);
     // The payload and the DTB lie outside the region in this fixture: only the plan is checked.

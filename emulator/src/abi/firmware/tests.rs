@@ -1,6 +1,6 @@
 use super::*;
 use crate::abi::testkit::virt_dtb;
-use crate::drivers::fdt::edit::Tree;
+use efi_emulator_loader::dtb_edit::Tree;
 use std::vec::Vec;
 
 fn d(ty: u32, start: u64, pages: u64, virt: u64, attr: u64) -> efi::MemoryDescriptor {
@@ -124,7 +124,7 @@ fn the_system_table_gives_runtime_and_machine_tables() {
     let mem = Mem(std::vec![(systab_pa, data)]);
 
     let fixture = crate::abi::testkit::Fixture::new();
-    let mut p = fixture.image().param;
+    let mut p = crate::abi::testkit::param(&fixture.image(), &fixture);
     p.noefi_boot = 0;
     p.mempool_start = MEMPOOL.start;
     p.mempool_sz = MEMPOOL.size;
@@ -154,7 +154,7 @@ fn the_system_table_gives_runtime_and_machine_tables() {
         data[0x900 + 2 * i..0x902 + 2 * i].copy_from_slice(&u.to_le_bytes());
     }
     let mem = Mem(regions);
-    let mut p2 = fixture.image().param;
+    let mut p2 = crate::abi::testkit::param(&fixture.image(), &fixture);
     p2.noefi_boot = 0;
     p2.rt_info.memmap.map_size = loader.len() as u64;
     let mut buffer = loader.clone();

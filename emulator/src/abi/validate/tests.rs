@@ -1,6 +1,6 @@
 use super::*;
-use crate::abi::loader::KexecImage;
-use crate::abi::testkit::{placement, FakeMemory, Fixture};
+use crate::abi::testkit::KexecImage;
+use crate::abi::testkit::{extent, placement, FakeMemory, Fixture};
 use std::vec::Vec;
 
 fn run(mutate: impl FnOnce(&mut KexecImage)) -> (Result<(), ParamError>, Vec<ParamWarning>) {
@@ -25,7 +25,7 @@ fn the_loader_library_block_is_valid_without_warnings() {
     let mut warnings = Vec::new();
     let v = validate(&mem, image.param_addr, placement(&image), &mut |w| warnings.push(w)).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(v.kernel, image.kernel);
+    assert_eq!(v.kernel, extent(image.kernel));
     assert_eq!(v.mempool.start, image.param.mempool_start);
     assert_eq!(v.dtb, Extent::new(image.dtb_addr, image.dtb.len() as u64));
     assert_eq!(v.map.len(), 3);

@@ -390,8 +390,5 @@ impl<'a> Node<'a> {
     }
 }
 
-#[cfg(any(test, feature = "loader"))]
-pub mod edit;
-
 #[cfg(test)]
 mod tests;

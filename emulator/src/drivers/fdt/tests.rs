@@ -1,6 +1,6 @@
-use super::edit::Tree;
 use super::*;
 use crate::abi::testkit::virt_dtb;
+use efi_emulator_loader::dtb_edit::Tree;
 
 #[test]
 fn reads_memory_psci_and_devices() {

@@ -91,26 +91,10 @@ pub fn entries(bytes: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, Malformed
     })
 }
 
-/// One list of `entries` of type `ty`, all of the first one's size, owned by a zero GUID
-/// (tests and tools that make `db`/`dbx` contents).
-#[cfg(any(test, feature = "loader"))]
-pub fn list(ty: &Guid, entries: &[&[u8]]) -> alloc::vec::Vec<u8> {
-    let size = 16 + entries.first().map_or(0, |e| e.len());
-    let mut l = alloc::vec::Vec::new();
-    l.extend_from_slice(ty.as_bytes());
-    l.extend_from_slice(&((28 + size * entries.len()) as u32).to_le_bytes());
-    l.extend_from_slice(&0u32.to_le_bytes());
-    l.extend_from_slice(&(size as u32).to_le_bytes());
-    for e in entries {
-        l.extend_from_slice(&[0; 16]);
-        l.extend_from_slice(e);
-    }
-    l
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use efi_emulator_loader::signature_list::list;
     use std::vec::Vec;
 
     #[test]

@@ -6,7 +6,7 @@ use crate::arch::aarch64::page_table::Regime;
 use std::vec::Vec;
 
 /// Validates the planned boot and builds its identity map: (tables, blob layout, notes).
-fn plan<'f>(fixture: &Fixture, image: &crate::abi::loader::KexecImage, frames: &'f mut HostFrames) -> (PageTables<&'f mut HostFrames>, BlobLayout, Vec<PlanNote>) {
+fn plan<'f>(fixture: &Fixture, image: &crate::abi::testkit::KexecImage, frames: &'f mut HostFrames) -> (PageTables<&'f mut HostFrames>, BlobLayout, Vec<PlanNote>) {
     let mem = FakeMemory::of(image, fixture);
     let v = validate(&mem, image.param_addr, placement(image), &mut |_| {}).unwrap();
     let fdt = Fdt::new(&image.dtb).unwrap();

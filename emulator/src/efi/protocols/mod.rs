@@ -1,3 +1,0 @@
-//! The protocols the emulator serves.
-
-pub mod device_path;
