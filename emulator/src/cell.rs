@@ -1,4 +1,8 @@
-//! [`BootCell`]: the one kind of mutable global the emulator has.
+//! [`BootCell`]: the mutable global for boot-services state (the core, the variable store, the
+//! live page tables, the tick). State that an exception handler or a runtime call from the OS
+//! may read while a cell is borrowed is kept in atomics instead, one struct per area
+//! (`arch::aarch64::exceptions`, `services::runtime`, `services::diagnostics`), and single flags
+//! (the console's UART, PSCI's conduit) are lone atomics beside their code.
 
 use core::cell::RefCell;
 

@@ -219,7 +219,7 @@ struct KernelSource {
 
 fn kernel_source(c: &mut Core, v: &Validated, esp: Option<EspInput>) -> Result<KernelSource, EfiError> {
     use crate::efi::device_path as dp;
-    match (c.esp_handle, c.esp, esp.and_then(|e| e.kernel_path)) {
+    match (c.esp.handle, c.esp.image, esp.and_then(|e| e.kernel_path)) {
         // Loaded from the ESP, as firmware would have: DeviceHandle is the ESP's, FilePath the
         // file's, so loaders find their configuration beside them.
         (Some(esp), Some(_), Some(path)) => {

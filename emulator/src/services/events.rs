@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::efi::events::TimerDelay;
-use crate::efi::platform::Platform;
+use crate::efi::platform::Clock;
 use core::ffi::c_void;
 
 /// Whether `e` is signaled (its signal is then taken); a NOTIFY_WAIT event's notify function

@@ -6,7 +6,7 @@ use super::protocols::{memory_attribute, rng};
 use super::tables::new_core;
 use super::*;
 use crate::efi::memory::{MemoryMap, Region};
-use crate::efi::platform::{Access, Platform, PowerAction, ProtectError};
+use crate::efi::platform::{Access, BulkCopy, Clock, ConsoleIo, Entropy, Images, Power, PowerAction, ProtectError, Protection};
 use std::collections::{BTreeMap, VecDeque};
 use std::string::String;
 use std::sync::mpsc;
@@ -53,9 +53,7 @@ struct SendPtr(*mut efi::SystemTable);
 // SAFETY: the image thread runs while the test thread waits for it: never both at once.
 unsafe impl Send for SendPtr {}
 
-impl Platform for HostMachine {
-    type ExitContext = ExitContext;
-
+impl Clock for HostMachine {
     fn ticks() -> u64 {
         state(|s| {
             s.ticks += 1;
@@ -71,6 +69,28 @@ impl Platform for HostMachine {
         state(|s| s.ticks)
     }
 
+    fn rtc_seconds() -> Option<u64> {
+        state(|s| s.rtc)
+    }
+
+    fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError> {
+        state(|s| match s.rtc.as_mut() {
+            Some(r) if seconds <= u32::MAX as u64 => {
+                *r = seconds;
+                Ok(())
+            }
+            _ => Err(ProtectError),
+        })
+    }
+
+    fn set_interrupts(_enabled: bool) {}
+    fn restore_interrupt_mask(_saved: u64) {}
+    fn mask_interrupts() {
+        // Nothing interrupts a host test.
+    }
+}
+
+impl Entropy for HostMachine {
     fn random(reseed: bool) -> Option<u64> {
         state(|s| {
             let x = s.random.as_mut()?;
@@ -88,7 +108,9 @@ impl Platform for HostMachine {
     fn has_random() -> bool {
         state(|s| s.random.is_some())
     }
+}
 
+impl Protection for HostMachine {
     fn access_of(addr: u64) -> Option<Access> {
         state(|s| s.pages.get(&(addr & !(PAGE_SIZE - 1))).copied())
     }
@@ -109,6 +131,24 @@ impl Platform for HostMachine {
     fn code_written(_start: u64, _size: u64) {
         // The host runs no code from image memory: there is no instruction cache to sync.
     }
+}
+
+impl ConsoleIo for HostMachine {
+    fn console_write(text: &str) {
+        state(|s| s.console_out.push_str(text));
+    }
+
+    fn console_read() -> Option<u8> {
+        state(|s| s.console_in.pop_front())
+    }
+
+    fn console_has_input() -> bool {
+        state(|s| !s.console_in.is_empty())
+    }
+}
+
+impl Images for HostMachine {
+    type ExitContext = ExitContext;
 
     unsafe fn start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, _stack_top: u64, ctx: *mut ExitContext) -> usize {
         let (tx, rx) = mpsc::channel();
@@ -135,28 +175,12 @@ impl Platform for HostMachine {
         }
     }
 
-    fn rtc_seconds() -> Option<u64> {
-        state(|s| s.rtc)
+    fn image_loaded(_base: u64, _size: u64, _handle: usize) {
+        state(|s| s.images_loaded += 1);
     }
+}
 
-    fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError> {
-        state(|s| match s.rtc.as_mut() {
-            Some(r) if seconds <= u32::MAX as u64 => {
-                *r = seconds;
-                Ok(())
-            }
-            _ => Err(ProtectError),
-        })
-    }
-
-    fn set_interrupts(_enabled: bool) {}
-
-    fn restore_interrupt_mask(_saved: u64) {}
-
-    fn mask_interrupts() {
-        // Nothing interrupts a host test.
-    }
-
+impl Power for HostMachine {
     fn power(action: PowerAction) -> ! {
         state(|s| s.power = Some(action));
         loop {
@@ -164,24 +188,20 @@ impl Platform for HostMachine {
         }
     }
 
-    fn console_write(text: &str) {
-        state(|s| s.console_out.push_str(text));
-    }
-
-    fn console_read() -> Option<u8> {
-        state(|s| s.console_in.pop_front())
-    }
-
-    fn console_has_input() -> bool {
-        state(|s| !s.console_in.is_empty())
-    }
-
-    fn image_loaded(_base: u64, _size: u64, _handle: usize) {
-        state(|s| s.images_loaded += 1);
-    }
-
     fn fatal(args: core::fmt::Arguments) -> ! {
         panic!("fatal: {args}")
+    }
+}
+
+impl BulkCopy for HostMachine {
+    unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::copy(src, dst, len) }
+    }
+
+    unsafe fn fill(dst: *mut u8, value: u8, len: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::write_bytes(dst, value, len) }
     }
 }
 
@@ -233,7 +253,7 @@ pub fn machine() -> (TestMachine, usize) {
     memory_attribute::install(&mut c).unwrap();
     rng::install(&mut c).unwrap();
     let kernel = c.handles.install(None, &efi::protocols::loaded_image::PROTOCOL_GUID, 0x1000).unwrap();
-    c.images.push(Image {
+    c.images.push(super::image::Image {
         handle: kernel,
         loaded_image: core::ptr::null_mut(),
         base: 0,

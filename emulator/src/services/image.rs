@@ -5,13 +5,32 @@ use super::handles::find_device;
 use super::*;
 use crate::efi::device_path;
 use crate::efi::pe::PeImage;
-use crate::efi::platform::{Access, Platform};
+use crate::efi::platform::{Access, Clock, Images, Protection};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU64, Ordering};
 use efi::protocols::{load_file2, loaded_image, loaded_image_device_path};
 
 /// Stack each started image gets (the spec's minimum is 128 KiB).
 pub const IMAGE_STACK: u64 = 256 * 1024;
+
+/// One image the core loaded.
+pub struct Image {
+    pub handle: usize,
+    pub loaded_image: *mut efi::protocols::loaded_image::Protocol,
+    pub base: u64,
+    pub pages: u64,
+    pub entry: u64,
+    /// An EFI application (unloaded when it returns), not a driver.
+    pub application: bool,
+    pub started: bool,
+    /// While the image runs: where `Exit` unwinds to.
+    pub exit_context: Option<*mut <Machine as Images>::ExitContext>,
+    pub exit_data: Option<(usize, *mut u16)>,
+    /// Pool allocations owned by the image record (device path copies, load options).
+    pub owned: Vec<*mut u8>,
+    /// EFI_SECURITY_VIOLATION when Secure Boot refused it: loaded, but StartImage refuses it.
+    pub refused: bool,
+}
 
 static PAYLOAD_START: AtomicU64 = AtomicU64::new(0);
 
@@ -203,7 +222,7 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
         let stack = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, IMAGE_STACK / PAGE_SIZE, PAGE_SIZE)?;
         Ok((entry, stack, systab))
     })?;
-    let mut ctx = <Machine as Platform>::ExitContext::default();
+    let mut ctx = <Machine as Images>::ExitContext::default();
     with_core(|c| {
         c.running.push(handle);
         c.image(handle).map(|i| i.exit_context = Some(&raw mut ctx))
@@ -386,7 +405,7 @@ struct Fetched<'a> {
 fn fetch_from_device(path: &[u8], boot_policy: bool) -> Result<Fetched<'static>, EfiError> {
     use efi::protocols::load_file;
     let from_esp = with_core(|c| {
-        let (h, rest) = find_device(c, path, &efi::protocols::simple_file_system::PROTOCOL_GUID).filter(|&(h, _)| Some(h) == c.esp_handle)?;
+        let (h, rest) = find_device(c, path, &efi::protocols::simple_file_system::PROTOCOL_GUID).filter(|&(h, _)| Some(h) == c.esp.handle)?;
         let file = device_path::file_path_of(&path[rest..])?;
         Some(super::protocols::esp::read_file(c, &file).map(|(at, pages, size)| (at, pages, size, h, rest)))
     });

@@ -2,7 +2,7 @@
 //! watchdog, controllers, CRC32, CopyMem and SetMem.
 
 use super::*;
-use crate::efi::platform::Platform;
+use crate::efi::platform::{BulkCopy, Clock, Power};
 use core::ffi::c_void;
 
 efiapi! {
@@ -24,8 +24,8 @@ efiapi! {
                 return Err(EfiError::InvalidParameter);
             }
             let n = with_core(|c| {
-                c.monotonic += 1;
-                c.monotonic
+                c.misc.monotonic += 1;
+                c.misc.monotonic
             });
             // SAFETY: the payload's out-argument.
             unsafe { out(count, n) }
@@ -78,13 +78,31 @@ efiapi! {
 
     fn copy_mem(dest: *mut c_void, src: *mut c_void, len: usize) {
         // SAFETY: CopyMem handles overlapping buffers; the payload vouches for both.
-        unsafe { crate::bulk::copy_overlapping(dest as *mut u8, src as *const u8, len) };
+        unsafe { Machine::copy(dest as *mut u8, src as *const u8, len) };
     }
 
     fn set_mem(buffer: *mut c_void, len: usize, value: u8) {
         // SAFETY: the payload vouches for `len` writable bytes.
-        unsafe { crate::bulk::fill_raw(buffer as *mut u8, value, len) };
+        unsafe { Machine::fill(buffer as *mut u8, value, len) };
     }
+}
+
+/// This file's part of the core.
+#[derive(Default)]
+pub struct MiscState {
+    /// The last value GetNextMonotonicCount returned.
+    pub monotonic: u64,
+    pub watchdog: Option<Watchdog>,
+}
+
+/// The armed watchdog.
+#[derive(Clone, Copy)]
+pub struct Watchdog {
+    /// When it runs out, in counter ticks.
+    pub deadline: u64,
+    /// Its length, and the image it was armed for, for the message.
+    pub seconds: u64,
+    pub image: usize,
 }
 
 /// The watchdog firmware arms before it starts a boot option (UEFI 2.10 section 3.1.2).
@@ -95,14 +113,14 @@ pub const BOOT_WATCHDOG_SECONDS: u64 = 300;
 /// Stall, RestoreTPL), the places a hung payload spins in.
 pub fn arm_watchdog(seconds: u64, image: usize) {
     let now = Machine::ticks();
-    with_core(|c| c.watchdog = (seconds != 0).then(|| (now.saturating_add(seconds.saturating_mul(Machine::ticks_per_second())), seconds, image)));
+    with_core(|c| c.misc.watchdog = (seconds != 0).then(|| Watchdog { deadline: now.saturating_add(seconds.saturating_mul(Machine::ticks_per_second())), seconds, image }));
 }
 
 /// Ends the machine when the watchdog has run out: which image hung, for how long, then a reset
 /// (as firmware does; QEMU's `-no-reboot` makes that an exit).
 pub fn check_watchdog() {
     let now = Machine::ticks();
-    let Some((seconds, image)) = with_core(|c| c.watchdog.filter(|&(deadline, ..)| now >= deadline).map(|(_, s, i)| (s, i))) else {
+    let Some(Watchdog { seconds, image, .. }) = with_core(|c| c.misc.watchdog.filter(|w| now >= w.deadline)) else {
         return;
     };
     log::error!("watchdog: image {image:#x} did not return or exit within {seconds} s of the watchdog being armed: resetting");
@@ -129,7 +147,6 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
             log::warn!("debug: the memory map changed under ExitBootServices (key {key} -> {})", c.memory.key());
         }
         if key != c.memory.key() {
-            c.ebs_failed = true;
             log::warn!("ExitBootServices with stale map key {key} (current {}): EFI_INVALID_PARAMETER", c.memory.key());
             return Err(EfiError::InvalidParameter);
         }
@@ -140,7 +157,7 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
     with_core(|c| {
         c.events.cancel_timers();
         // ExitBootServices disarms the watchdog (spec).
-        c.watchdog = None;
+        c.misc.watchdog = None;
     });
     super::diagnostics::integrity::verify("ExitBootServices");
     // Interrupts stay masked (they always were); from here on boot services refuse.

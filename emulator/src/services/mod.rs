@@ -32,7 +32,7 @@ mod host;
 #[cfg(test)]
 mod tests;
 
-use crate::efi::platform::Platform;
+use crate::efi::platform::Clock;
 use crate::efi::EfiError;
 use crate::mem::PAGE_SIZE;
 use alloc::vec::Vec;
@@ -45,6 +45,12 @@ pub use state::*;
 pub type Machine = crate::arch::aarch64::platform::Aarch64;
 #[cfg(test)]
 pub type Machine = host::HostMachine;
+
+// The machine, real or simulated, is all of the platform.
+const _: () = {
+    const fn whole<P: crate::efi::platform::Platform>() {}
+    whole::<Machine>()
+};
 
 /// Defines payload-callable functions: `fn name(args) -> ret { body }` becomes a module `name`
 /// with `inner` (the body) and `entry` (the shim to put in tables: on the blob a naked one that
@@ -149,7 +155,7 @@ pub struct ConsoleOut;
 
 impl core::fmt::Write for ConsoleOut {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        <Machine as crate::efi::platform::Platform>::console_write(s);
+        <Machine as crate::efi::platform::ConsoleIo>::console_write(s);
         Ok(())
     }
 }

@@ -10,12 +10,9 @@
 use super::*;
 use crate::cell::BootCell;
 use crate::efi::guids::rt_supported::*;
-use crate::efi::platform::{Platform, PowerAction};
+use crate::efi::platform::{Power, PowerAction};
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicU64, Ordering};
-
-/// The firmware's runtime services table (physical address), when there is firmware.
-static FIRMWARE: AtomicU64 = AtomicU64::new(0);
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// A firmware runtime range and the virtual address it runs at.
 #[derive(Clone, Copy, Default)]
@@ -34,8 +31,42 @@ impl FirmwareRange {
 /// How many firmware runtime ranges SetVirtualAddressMap can check (EDK2 has about 20).
 const MAX_FIRMWARE_RANGES: usize = 64;
 
-/// The firmware's runtime ranges, in the blob's data (runtime memory), written once at setup.
-static FIRMWARE_RANGES: BootCell<([FirmwareRange; MAX_FIRMWARE_RANGES], usize)> = BootCell::empty();
+/// What the runtime side knows of the firmware and of itself, in the blob's data (runtime
+/// memory). Atomics, beside the one cell written once at setup: runtime services are called by
+/// the OS, from any CPU, also while another call is in flight (a reset from a panic).
+struct RuntimeState {
+    /// The firmware's runtime services table (physical address), when there is firmware.
+    firmware: AtomicU64,
+    /// The firmware's table while it is hidden: it runs at the first kernel's virtual
+    /// addresses, and the payload has not (yet) kept them with SetVirtualAddressMap, so a call
+    /// from the payload's own mapping (Linux maps runtime services 1:1) would fault in it.
+    hidden_firmware: AtomicU64,
+    /// The firmware's runtime ranges, and whether there were more than fit (SetVirtualAddressMap
+    /// then refuses every map).
+    ranges: BootCell<([FirmwareRange; MAX_FIRMWARE_RANGES], usize)>,
+    too_many_ranges: AtomicBool,
+    /// Where EFI_STATE.rt_properties_TABLE's `supported` field lives, and the firmware's own mask, to
+    /// say the truth when the firmware is hidden or reachable again.
+    rt_properties: AtomicU64,
+    firmware_mask: AtomicU32,
+    /// The time zone and daylight flags SetTime was given (the RTC counts seconds only), packed
+    /// as `ZONE_SET | timezone << 8 | daylight`; 0 until then. (All of this struct starts zero,
+    /// so it costs the blob no bytes.)
+    time_zone: AtomicU32,
+}
+
+/// `RuntimeState::time_zone` holds what SetTime was given.
+const ZONE_SET: u32 = 1 << 31;
+
+static STATE: RuntimeState = RuntimeState {
+    firmware: AtomicU64::new(0),
+    hidden_firmware: AtomicU64::new(0),
+    ranges: BootCell::empty(),
+    too_many_ranges: AtomicBool::new(false),
+    rt_properties: AtomicU64::new(0),
+    firmware_mask: AtomicU32::new(0),
+    time_zone: AtomicU32::new(0),
+};
 
 /// Records the firmware's runtime ranges (those the first kernel moved); false when there are
 /// more than can be recorded (SetVirtualAddressMap then refuses every move of them).
@@ -44,37 +75,25 @@ pub fn record_firmware_ranges(ranges: impl Iterator<Item = FirmwareRange>) -> bo
     let mut all = true;
     for r in ranges {
         if table.1 == MAX_FIRMWARE_RANGES {
-            TOO_MANY_RANGES.store(true, Ordering::Relaxed);
+            STATE.too_many_ranges.store(true, Ordering::Relaxed);
             all = false;
             break;
         }
         table.0[table.1] = r;
         table.1 += 1;
     }
-    FIRMWARE_RANGES.set(table);
+    STATE.ranges.set(table);
     all
 }
 
-/// Set when the firmware had more runtime ranges than were recorded: every map is refused.
-static TOO_MANY_RANGES: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
 /// Where the firmware range holding `addr` runs, if one does.
 fn firmware_virt(addr: u64) -> Option<u64> {
-    FIRMWARE_RANGES.with(|(table, n)| table[..*n].iter().find(|r| r.contains(addr)).map(|r| r.virt + (addr - r.phys))).flatten()
+    STATE.ranges.with(|(table, n)| table[..*n].iter().find(|r| r.contains(addr)).map(|r| r.virt + (addr - r.phys))).flatten()
 }
 
 fn has_firmware_ranges() -> bool {
-    FIRMWARE_RANGES.with(|(_, n)| *n > 0).unwrap_or(false)
+    STATE.ranges.with(|(_, n)| *n > 0).unwrap_or(false)
 }
-
-/// The firmware's table while it is hidden: it runs at the first kernel's virtual addresses, and
-/// the payload has not (yet) kept them with SetVirtualAddressMap, so a call from the payload's
-/// own mapping (Linux maps runtime services 1:1) would fault in the firmware.
-static HIDDEN_FIRMWARE: AtomicU64 = AtomicU64::new(0);
-/// Where EFI_RT_PROPERTIES_TABLE lives, and the firmware's supported mask, to say the truth when
-/// the firmware is hidden or reachable again.
-static RT_PROPERTIES: AtomicU64 = AtomicU64::new(0);
-static FIRMWARE_MASK: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// Whether variables of `attributes` are the emulator's own when there is firmware: it has been at
 /// runtime since the first kernel's ExitBootServices and refuses what only boot services may
@@ -109,7 +128,7 @@ pub fn read_firmware_variable(name: &str, guid: &Guid) -> Result<Option<Vec<u8>>
 }
 
 fn firmware() -> Option<&'static efi::RuntimeServices> {
-    let p = FIRMWARE.load(Ordering::Relaxed);
+    let p = STATE.firmware.load(Ordering::Relaxed);
     // SAFETY: the validated rt_info.runtime, translated to its physical address; firmware
     // runtime memory is mapped (identity, and at its virtual address).
     (p != 0).then(|| unsafe { &*(p as *const efi::RuntimeServices) })
@@ -157,7 +176,7 @@ efiapi! {
         if map.is_null() || desc_size < 40 || version != efi::MEMORY_DESCRIPTOR_VERSION {
             return Status::INVALID_PARAMETER;
         }
-        if TOO_MANY_RANGES.load(Ordering::Relaxed) {
+        if STATE.too_many_ranges.load(Ordering::Relaxed) {
             log::warn!("SetVirtualAddressMap refused: the firmware has more runtime ranges than the emulator recorded");
             return Status::UNSUPPORTED;
         }
@@ -181,10 +200,10 @@ efiapi! {
             }
         }
         // Everything stays where it runs: a firmware hidden at ExitBootServices is reachable.
-        let hidden = HIDDEN_FIRMWARE.swap(0, Ordering::Relaxed);
+        let hidden = STATE.hidden_firmware.swap(0, Ordering::Relaxed);
         if hidden != 0 {
-            FIRMWARE.store(hidden, Ordering::Relaxed);
-            publish_mask(supported_mask(Some(FIRMWARE_MASK.load(Ordering::Relaxed))));
+            STATE.firmware.store(hidden, Ordering::Relaxed);
+            publish_mask(supported_mask(Some(STATE.firmware_mask.load(Ordering::Relaxed))));
         }
         Status::SUCCESS
     }
@@ -292,14 +311,13 @@ efiapi! {
     }
 }
 
-/// The time zone and daylight flags SetTime was given (the RTC counts seconds only), packed as
-/// `timezone << 8 | daylight`.
-static TIME_ZONE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new((crate::efi::time::UNSPECIFIED_TIMEZONE as u32) << 8);
-
 fn own_get_time(time: *mut efi::Time, caps: *mut efi::TimeCapabilities) -> Result<(), EfiError> {
     let seconds = Machine::rtc_seconds().ok_or(EfiError::Unsupported)?;
     let mut t = crate::efi::time::from_unix(seconds);
-    let zone = TIME_ZONE.load(Ordering::Relaxed);
+    let zone = match STATE.time_zone.load(Ordering::Relaxed) {
+        0 => (crate::efi::time::UNSPECIFIED_TIMEZONE as u16 as u32) << 8,
+        set => set & !ZONE_SET,
+    };
     (t.timezone, t.daylight) = ((zone >> 8) as u16 as i16, zone as u8);
     // SAFETY: the payload's out-argument, and its optional capabilities out-argument.
     unsafe {
@@ -320,7 +338,7 @@ fn own_set_time(time: *mut efi::Time) -> Result<(), EfiError> {
     let t = unsafe { read(time)? };
     let seconds = crate::efi::time::to_unix(&t)?;
     Machine::set_rtc_seconds(seconds).map_err(|_| EfiError::DeviceError)?;
-    TIME_ZONE.store(((t.timezone as u16 as u32) << 8) | t.daylight as u32, Ordering::Relaxed);
+    STATE.time_zone.store(ZONE_SET | ((t.timezone as u16 as u32) << 8) | t.daylight as u32, Ordering::Relaxed);
     Ok(())
 }
 
@@ -390,10 +408,10 @@ fn own_set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usiz
     })
 }
 
-/// What the runtime side really does after ExitBootServices, for EFI_RT_PROPERTIES_TABLE. With
+/// What the runtime side really does after ExitBootServices, for EFI_STATE.rt_properties_TABLE. With
 /// firmware, SetVirtualAddressMap stays in: a payload must call it to learn whether the
 /// firmware can be reached at the addresses it wants (it cannot be moved again), and Linux
-/// disables runtime services when the call fails; without it (EFI_RT_PROPERTIES says no), Linux
+/// disables runtime services when the call fails; without it (EFI_STATE.rt_properties says no), Linux
 /// would map the firmware 1:1 and call it there, where its relocated pointers do not work.
 pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     match firmware_mask {
@@ -405,14 +423,14 @@ pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     }
 }
 
-/// Remembers where EFI_RT_PROPERTIES_TABLE is and the firmware's own mask.
+/// Remembers where EFI_STATE.rt_properties_TABLE is and the firmware's own mask.
 pub fn set_properties(props_supported: *mut u32, firmware_mask: Option<u32>) {
-    RT_PROPERTIES.store(props_supported as u64, Ordering::Relaxed);
-    FIRMWARE_MASK.store(firmware_mask.unwrap_or(0), Ordering::Relaxed);
+    STATE.rt_properties.store(props_supported as u64, Ordering::Relaxed);
+    STATE.firmware_mask.store(firmware_mask.unwrap_or(0), Ordering::Relaxed);
 }
 
 fn publish_mask(mask: u32) {
-    let at = RT_PROPERTIES.load(Ordering::Relaxed);
+    let at = STATE.rt_properties.load(Ordering::Relaxed);
     if at != 0 {
         // SAFETY: the `supported` field of the RT properties table in the runtime block.
         unsafe { (at as *mut u32).write_volatile(mask) };
@@ -428,12 +446,12 @@ pub fn exit_boot_services() {
         s.enter_runtime();
         Ok(())
     });
-    if !has_firmware_ranges() && !TOO_MANY_RANGES.load(Ordering::Relaxed) {
+    if !has_firmware_ranges() && !STATE.too_many_ranges.load(Ordering::Relaxed) {
         return;
     }
-    let table = FIRMWARE.swap(0, Ordering::Relaxed);
+    let table = STATE.firmware.swap(0, Ordering::Relaxed);
     if table != 0 {
-        HIDDEN_FIRMWARE.store(table, Ordering::Relaxed);
+        STATE.hidden_firmware.store(table, Ordering::Relaxed);
         publish_mask(supported_mask(None) | SET_VIRTUAL_ADDRESS_MAP);
         log::warn!(
             "the firmware runs at the virtual addresses the first kernel gave it: its runtime services are hidden (the emulator serves its own) unless SetVirtualAddressMap keeps them there"
@@ -444,7 +462,7 @@ pub fn exit_boot_services() {
 /// The runtime services table (its CRC still to seal); remembers the firmware's.
 pub fn table(firmware_phys: Option<u64>) -> efi::RuntimeServices {
     if let Some(p) = firmware_phys {
-        FIRMWARE.store(p, Ordering::Relaxed);
+        STATE.firmware.store(p, Ordering::Relaxed);
     }
     efi::RuntimeServices {
         hdr: table_header::<efi::RuntimeServices>(efi::RUNTIME_SERVICES_SIGNATURE),
@@ -468,15 +486,15 @@ pub fn table(firmware_phys: Option<u64>) -> efi::RuntimeServices {
 /// Host tests: a firmware runtime services table at `table`.
 #[cfg(test)]
 pub fn set_firmware_for_test(table: *const efi::RuntimeServices) {
-    FIRMWARE.store(table as u64, Ordering::Relaxed);
+    STATE.firmware.store(table as u64, Ordering::Relaxed);
 }
 
 /// Host tests: no firmware, nothing hidden, nothing recorded.
 #[cfg(test)]
 pub fn reset_for_test() {
-    for a in [&FIRMWARE, &HIDDEN_FIRMWARE, &RT_PROPERTIES] {
+    for a in [&STATE.firmware, &STATE.hidden_firmware, &STATE.rt_properties] {
         a.store(0, Ordering::Relaxed);
     }
-    TOO_MANY_RANGES.store(false, Ordering::Relaxed);
+    STATE.too_many_ranges.store(false, Ordering::Relaxed);
     record_firmware_ranges(core::iter::empty());
 }

@@ -1,13 +1,20 @@
 //! The state boot services share: the core, the variable store, and whether boot services
 //! have ended, in [`BootCell`]s.
 
+use super::image::Image;
+use super::misc::MiscState;
+use super::protocols::console::ConsoleState;
+use super::protocols::esp::EspState;
+use super::protocols::initrd::InitrdState;
+use super::protocols::reset_notification::ResetNotifications;
+use super::protocols::security::Policy;
 use super::{Machine, PAGE_SIZE};
 use crate::abi::validate::Validated;
 use crate::cell::BootCell;
 use crate::efi::events::Events;
 use crate::efi::handles::HandleDb;
 use crate::efi::memory::{MemoryMap, Region};
-use crate::efi::platform::Platform;
+use crate::efi::platform::{Clock, Power};
 use crate::efi::pool::Pool;
 use crate::efi::variables::VariableStore;
 use crate::efi::EfiError;
@@ -26,26 +33,8 @@ pub struct Tables {
     pub config_capacity: usize,
 }
 
-/// One image the core loaded.
-pub struct Image {
-    pub handle: usize,
-    pub loaded_image: *mut efi::protocols::loaded_image::Protocol,
-    pub base: u64,
-    pub pages: u64,
-    pub entry: u64,
-    /// An EFI application (unloaded when it returns), not a driver.
-    pub application: bool,
-    pub started: bool,
-    /// While the image runs: where `Exit` unwinds to.
-    pub exit_context: Option<*mut <Machine as Platform>::ExitContext>,
-    pub exit_data: Option<(usize, *mut u16)>,
-    /// Pool allocations owned by the image record (device path copies, load options).
-    pub owned: Vec<*mut u8>,
-    /// EFI_SECURITY_VIOLATION when Secure Boot refused it: loaded, but StartImage refuses it.
-    pub refused: bool,
-}
-
-/// Everything boot services know.
+/// Everything boot services know: the structures every service area shares, then each area's
+/// own state, defined in its file.
 pub struct Core {
     pub memory: MemoryMap,
     pub pool: Pool,
@@ -53,32 +42,16 @@ pub struct Core {
     pub events: Events,
     pub config: Vec<(Guid, usize)>,
     pub tables: Tables,
+    /// The images loaded ([`super::image`]), and those running now, innermost last (an image
+    /// may start another; Exit and the watchdog name the current one).
     pub images: Vec<Image>,
-    /// The images running now, innermost last (an image may start another).
     pub running: Vec<usize>,
-    pub monotonic: u64,
-    /// ExitBootServices failed once: from then on only GetMemoryMap and ExitBootServices work.
-    pub ebs_failed: bool,
-    /// The initrd from `/chosen` (start, end), served through LoadFile2, and the handle that
-    /// serves it (until a payload installs its own initrd there).
-    pub initrd: Option<(u64, u64)>,
-    pub initrd_handle: Option<usize>,
-    /// SimpleTextInputEx.RegisterKeyNotify registrations, and a counter for their handles.
-    pub key_notifies: Vec<super::protocols::console::KeyNotify>,
-    pub key_notify_serial: usize,
-    /// The ESP image (start, size) and its handle, when the loader passed one.
-    pub esp: Option<(u64, u64)>,
-    pub esp_handle: Option<usize>,
-    /// The ESP partition's child handle's region and protocol instances, for GPT/MBR images.
-    pub esp_partition: Option<super::protocols::esp::EspPartition>,
-    /// The EFI_FILE_PROTOCOL instances handed out and not closed.
-    pub open_files: Vec<usize>,
-    /// The watchdog: (deadline in ticks, its length in seconds, the image it was armed for).
-    pub watchdog: Option<(u64, u64, usize)>,
-    /// ResetNotification registrations.
-    pub reset_notifies: Vec<efi::RuntimeResetSystem>,
-    /// The Secure Boot policy: whether images are verified, and against what.
-    pub security: super::protocols::security::Policy,
+    pub misc: MiscState,
+    pub console: ConsoleState,
+    pub initrd: InitrdState,
+    pub esp: EspState,
+    pub reset_notifications: ResetNotifications,
+    pub security: Policy,
 }
 
 static CORE: BootCell<Core> = BootCell::empty();

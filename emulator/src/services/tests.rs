@@ -497,7 +497,7 @@ fn images_load_start_exit_and_unload() {
                 let h = c.handles.install(None, &efi::protocols::loaded_image::PROTOCOL_GUID, 0x3000).unwrap();
                 let li = publish(c, efi::BOOT_SERVICES_DATA, core::mem::zeroed::<efi::protocols::loaded_image::Protocol>()).unwrap();
                 let base = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, 1, PAGE_SIZE).unwrap();
-                c.images.push(Image {
+                c.images.push(image::Image {
                     handle: h,
                     loaded_image: li,
                     base,

@@ -157,30 +157,58 @@ pub struct Frame {
 const KINDS: [&str; 4] = ["synchronous exception", "IRQ", "FIQ", "SError"];
 const ORIGINS: [&str; 4] = ["current EL with SP_EL0", "current EL with SP_ELx", "lower EL, AArch64", "lower EL, AArch32"];
 
-static BLOB_START: AtomicU64 = AtomicU64::new(0);
-static BLOB_END: AtomicU64 = AtomicU64::new(0);
-static KERNEL_START: AtomicU64 = AtomicU64::new(0);
-static KERNEL_END: AtomicU64 = AtomicU64::new(0);
-static IN_DUMP: AtomicBool = AtomicBool::new(false);
+/// A range of code the dump names a faulting address by: [start, end), 0 while unknown.
+struct Known {
+    start: AtomicU64,
+    end: AtomicU64,
+    /// The image handle, for loaded images.
+    handle: AtomicU64,
+}
 
-/// Images the core loaded (start, end, handle), so a fault inside one is named.
+impl Known {
+    const fn new() -> Self {
+        Known { start: AtomicU64::new(0), end: AtomicU64::new(0), handle: AtomicU64::new(0) }
+    }
+
+    fn set(&self, start: u64, end: u64, handle: u64) {
+        self.start.store(start, Ordering::Relaxed);
+        self.end.store(end, Ordering::Relaxed);
+        self.handle.store(handle, Ordering::Relaxed);
+    }
+
+    /// `a`'s offset in the range, when it lies there.
+    fn offset_of(&self, a: u64) -> Option<u64> {
+        let (s, e) = (self.start.load(Ordering::Relaxed), self.end.load(Ordering::Relaxed));
+        (s != 0 && a >= s && a < e).then(|| a - s)
+    }
+}
+
+/// Images the core loaded, so a fault inside one is named.
 const MAX_IMAGES: usize = 8;
-static IMAGES: [(AtomicU64, AtomicU64, AtomicU64); MAX_IMAGES] = [const { (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)) }; MAX_IMAGES];
 
-/// Remembers a loaded image for the fault dump (the oldest is forgotten when full).
+/// What the fault dump knows. Atomics, not a [`crate::cell::BootCell`]: the dump reads them in an
+/// exception, which may have struck while a cell was borrowed.
+struct FaultContext {
+    blob: Known,
+    kernel: Known,
+    images: [Known; MAX_IMAGES],
+    /// Set while dumping: a second exception then stops at one line.
+    in_dump: AtomicBool,
+}
+
+static CONTEXT: FaultContext = FaultContext { blob: Known::new(), kernel: Known::new(), images: [const { Known::new() }; MAX_IMAGES], in_dump: AtomicBool::new(false) };
+
+/// Remembers a loaded image for the fault dump (the newest replaces the last slot when full).
 pub fn register_image(start: u64, size: u64, handle: u64) {
-    let slot = IMAGES.iter().position(|s| s.1.load(Ordering::Relaxed) == 0).unwrap_or(MAX_IMAGES - 1);
-    IMAGES[slot].0.store(start, Ordering::Relaxed);
-    IMAGES[slot].1.store(start + size, Ordering::Relaxed);
-    IMAGES[slot].2.store(handle, Ordering::Relaxed);
+    let images = &CONTEXT.images;
+    let slot = images.iter().position(|s| s.end.load(Ordering::Relaxed) == 0).unwrap_or(MAX_IMAGES - 1);
+    images[slot].set(start, start + size, handle);
 }
 
 /// Tells the dump where the emulator and the payload image are.
 pub fn set_known_images(blob: (u64, u64), kernel: (u64, u64)) {
-    BLOB_START.store(blob.0, Ordering::Relaxed);
-    BLOB_END.store(blob.1, Ordering::Relaxed);
-    KERNEL_START.store(kernel.0, Ordering::Relaxed);
-    KERNEL_END.store(kernel.1, Ordering::Relaxed);
+    CONTEXT.blob.set(blob.0, blob.1, 0);
+    CONTEXT.kernel.set(kernel.0, kernel.1, 0);
 }
 
 /// `efi-emulator+0x1234`, `kernel image+0x1234`, or nothing.
@@ -189,15 +217,11 @@ struct Whereabouts(u64);
 impl core::fmt::Display for Whereabouts {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let a = self.0;
-        let inside = |s: &AtomicU64, e: &AtomicU64| {
-            let (s, e) = (s.load(Ordering::Relaxed), e.load(Ordering::Relaxed));
-            (s != 0 && a >= s && a < e).then(|| a - s)
-        };
-        if let Some(off) = inside(&BLOB_START, &BLOB_END) {
+        if let Some(off) = CONTEXT.blob.offset_of(a) {
             write!(f, " = efi-emulator+{off:#x}")
-        } else if let Some((off, handle, start)) = IMAGES.iter().find_map(|s| inside(&s.0, &s.1).map(|o| (o, s.2.load(Ordering::Relaxed), s.0.load(Ordering::Relaxed)))) {
-            write!(f, " = loaded image {handle:#x} (at {start:#x})+{off:#x}")
-        } else if let Some(off) = inside(&KERNEL_START, &KERNEL_END) {
+        } else if let Some((off, image)) = CONTEXT.images.iter().find_map(|s| s.offset_of(a).map(|o| (o, s))) {
+            write!(f, " = loaded image {:#x} (at {:#x})+{off:#x}", image.handle.load(Ordering::Relaxed), image.start.load(Ordering::Relaxed))
+        } else if let Some(off) = CONTEXT.kernel.offset_of(a) {
             write!(f, " = kernel image+{off:#x}")
         } else {
             Ok(())
@@ -213,7 +237,7 @@ extern "C" fn efi_emulator_exception(kind: u64, frame: &Frame) -> ! {
         ExceptionLevel::El2 { .. } => (ESR_EL2.get(), ELR_EL2.get(), FAR_EL2.get(), SPSR_EL2.get()),
     };
     let mut out = Console;
-    if IN_DUMP.swap(true, Ordering::Relaxed) {
+    if CONTEXT.in_dump.swap(true, Ordering::Relaxed) {
         let _ = writeln!(out, "efi-emulator: fatal: exception while dumping an exception (ESR {esr:#x} ELR {elr:#x} FAR {far:#x})");
         super::psci::system_off();
     }

@@ -1,9 +1,10 @@
-//! [`Platform`] for the blob: the generic timer, RNDR/RNDRRS, the live page tables, cache
-//! maintenance, the StartImage/Exit context switch, PSCI and the PL011 console.
+//! The platform traits (`crate::efi::platform`) for the blob: the generic timer, RNDR/RNDRRS,
+//! the live page tables, cache maintenance, the StartImage/Exit context switch, PSCI, the PL011
+//! console and the bulk copies.
 
 use super::{console, cpu, exceptions, mmu, psci};
 use crate::drivers::pl031::Pl031;
-use crate::efi::platform::{Access, Platform, PowerAction, ProtectError};
+use crate::efi::platform::{Access, BulkCopy, Clock, ConsoleIo, Entropy, Images, Power, PowerAction, ProtectError, Protection};
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use r_efi::efi;
@@ -98,9 +99,7 @@ fn has_rndr() -> bool {
     (isar0 >> 60) & 0xf != 0
 }
 
-impl Platform for Aarch64 {
-    type ExitContext = ExitContext;
-
+impl Clock for Aarch64 {
     fn ticks() -> u64 {
         cpu::ticks()
     }
@@ -113,6 +112,35 @@ impl Platform for Aarch64 {
         cpu::micros_since_entry()
     }
 
+    fn rtc_seconds() -> Option<u64> {
+        rtc().map(|r| r.seconds() as u64)
+    }
+
+    fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError> {
+        let rtc = rtc().ok_or(ProtectError)?;
+        rtc.set_seconds(u32::try_from(seconds).map_err(|_| ProtectError)?);
+        Ok(())
+    }
+
+    fn set_interrupts(enabled: bool) {
+        super::tick::set_enabled(enabled);
+    }
+
+    fn restore_interrupt_mask(saved: u64) {
+        if saved & DAIF_I == 0 {
+            // SAFETY: DAIF.I only; the caller ran unmasked.
+            unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
+        }
+    }
+
+    fn mask_interrupts() {
+        super::tick::stop();
+        // SAFETY: masking DAIF has no memory effects.
+        unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };
+    }
+}
+
+impl Entropy for Aarch64 {
     fn random(reseed: bool) -> Option<u64> {
         if !has_rndr() {
             return None;
@@ -138,7 +166,9 @@ impl Platform for Aarch64 {
     fn has_random() -> bool {
         has_rndr()
     }
+}
 
+impl Protection for Aarch64 {
     fn access_of(addr: u64) -> Option<Access> {
         mmu::attributes_of(addr).map(|a| Access { writable: a.writable, executable: a.executable })
     }
@@ -185,6 +215,24 @@ impl Platform for Aarch64 {
             unsafe { core::arch::asm!("dsb ish", "ic ialluis", "dsb ish", "isb", options(nostack)) };
         }
     }
+}
+
+impl ConsoleIo for Aarch64 {
+    fn console_write(s: &str) {
+        console::print_always(format_args!("{s}"));
+    }
+
+    fn console_read() -> Option<u8> {
+        console::uart().and_then(|u| u.read_byte())
+    }
+
+    fn console_has_input() -> bool {
+        console::uart().is_some_and(|u| u.has_input())
+    }
+}
+
+impl Images for Aarch64 {
+    type ExitContext = ExitContext;
 
     unsafe fn start_image(entry: u64, handle: usize, systab: *mut efi::SystemTable, stack_top: u64, ctx: *mut ExitContext) -> usize {
         // SAFETY: per this function's contract; the assembly saves the callee-saved state in
@@ -198,33 +246,12 @@ impl Platform for Aarch64 {
         unsafe { efi_emulator_exit_image(ctx, status) }
     }
 
-    fn rtc_seconds() -> Option<u64> {
-        rtc().map(|r| r.seconds() as u64)
+    fn image_loaded(base: u64, size: u64, handle: usize) {
+        exceptions::register_image(base, size, handle as u64);
     }
+}
 
-    fn set_rtc_seconds(seconds: u64) -> Result<(), ProtectError> {
-        let rtc = rtc().ok_or(ProtectError)?;
-        rtc.set_seconds(u32::try_from(seconds).map_err(|_| ProtectError)?);
-        Ok(())
-    }
-
-    fn set_interrupts(enabled: bool) {
-        super::tick::set_enabled(enabled);
-    }
-
-    fn restore_interrupt_mask(saved: u64) {
-        if saved & DAIF_I == 0 {
-            // SAFETY: DAIF.I only; the caller ran unmasked.
-            unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
-        }
-    }
-
-    fn mask_interrupts() {
-        super::tick::stop();
-        // SAFETY: masking DAIF has no memory effects.
-        unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack)) };
-    }
-
+impl Power for Aarch64 {
     fn power(action: PowerAction) -> ! {
         match action {
             PowerAction::Off => psci::system_off(),
@@ -232,23 +259,19 @@ impl Platform for Aarch64 {
         }
     }
 
-    fn console_write(s: &str) {
-        console::print_always(format_args!("{s}"));
-    }
-
-    fn console_read() -> Option<u8> {
-        console::uart().and_then(|u| u.read_byte())
-    }
-
-    fn console_has_input() -> bool {
-        console::uart().is_some_and(|u| u.has_input())
-    }
-
-    fn image_loaded(base: u64, size: u64, handle: usize) {
-        exceptions::register_image(base, size, handle as u64);
-    }
-
     fn fatal(args: fmt::Arguments) -> ! {
         console::fatal(args)
+    }
+}
+
+impl BulkCopy for Aarch64 {
+    unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
+        // SAFETY: the caller's contract; FEAT_MOPS or the SIMD loop, whichever the CPU has.
+        unsafe { crate::bulk::copy_overlapping(dst, src, len) }
+    }
+
+    unsafe fn fill(dst: *mut u8, value: u8, len: usize) {
+        // SAFETY: the caller's contract.
+        unsafe { crate::bulk::fill_raw(dst, value, len) }
     }
 }

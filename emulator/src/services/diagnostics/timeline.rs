@@ -7,7 +7,7 @@
 //! The line is printed with the others when printing is on; `/chosen/efi-emulator,timeline`
 //! asks for it even with `print_enabled = 0`, after everything it measures.
 
-use crate::efi::platform::Platform;
+use crate::efi::platform::Clock;
 use crate::services::{ConsoleOut, Machine};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,16 +27,22 @@ const MILESTONES: [(Milestone, &str); 4] = [
     (Milestone::ExitBootServices, "ExitBootServices"),
 ];
 
-/// Microseconds since entry, plus one (0: not reached).
-static MARKS: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
-/// Bytes: page tables, the emulator's heap, pages it allocated from the map.
-static MEMPOOL_USE: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
-static ALWAYS_PRINT: AtomicBool = AtomicBool::new(false);
+/// What the line will say, in atomics: [`mark`] runs from the boot flow and from boot services
+/// alike, without a borrow to collide with.
+struct Recorded {
+    /// Microseconds since entry, plus one (0: not reached), per `MILESTONES` entry.
+    marks: [AtomicU64; 4],
+    /// Bytes: page tables, the emulator's heap, pages it allocated from the map.
+    mempool_use: [AtomicU64; 3],
+    always_print: AtomicBool,
+}
+
+static RECORDED: Recorded = Recorded { marks: [const { AtomicU64::new(0) }; 4], mempool_use: [const { AtomicU64::new(0) }; 3], always_print: AtomicBool::new(false) };
 
 /// Records that `m` happened now (the first time only).
 pub fn mark(m: Milestone) {
     let now = Machine::micros_since_entry() + 1;
-    let _ = MARKS[m as usize].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = RECORDED.marks[m as usize].compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// What of the mempool the emulator used for itself before the payload ran.
@@ -54,14 +60,14 @@ impl MempoolUse {
 }
 
 pub fn record_mempool_use(u: MempoolUse) {
-    for (slot, v) in MEMPOOL_USE.iter().zip([u.page_tables, u.heap, u.pages]) {
+    for (slot, v) in RECORDED.mempool_use.iter().zip([u.page_tables, u.heap, u.pages]) {
         slot.store(v, Ordering::Relaxed);
     }
 }
 
 /// Prints the line at ExitBootServices even when printing is off.
 pub fn always_print() {
-    ALWAYS_PRINT.store(true, Ordering::Relaxed);
+    RECORDED.always_print.store(true, Ordering::Relaxed);
 }
 
 /// The line's content: the milestones reached and the mempool use.
@@ -74,8 +80,8 @@ pub struct Timeline {
 
 impl Timeline {
     pub fn now() -> Self {
-        let marks = core::array::from_fn(|i| MARKS[i].load(Ordering::Relaxed).checked_sub(1));
-        let [page_tables, heap, pages] = core::array::from_fn(|i| MEMPOOL_USE[i].load(Ordering::Relaxed));
+        let marks = core::array::from_fn(|i| RECORDED.marks[i].load(Ordering::Relaxed).checked_sub(1));
+        let [page_tables, heap, pages] = core::array::from_fn(|i| RECORDED.mempool_use[i].load(Ordering::Relaxed));
         Timeline { marks, mempool: MempoolUse { page_tables, heap, pages } }
     }
 }
@@ -114,7 +120,7 @@ pub fn report() {
     let t = Timeline::now();
     if log::log_enabled!(log::Level::Info) {
         log::info!("{t}");
-    } else if ALWAYS_PRINT.load(Ordering::Relaxed) {
+    } else if RECORDED.always_print.load(Ordering::Relaxed) {
         let _ = writeln!(ConsoleOut, "efi-emulator {t}");
     }
 }

@@ -1,7 +1,7 @@
 //! ConOut/StdErr (SimpleTextOutput) and ConIn (SimpleTextInput and SimpleTextInputEx) on the
 //! PL011 earlycon.
 
-use crate::efi::platform::Platform;
+use crate::efi::platform::{Clock, ConsoleIo};
 use crate::services::*;
 use core::ffi::c_void;
 use core::fmt::Write;
@@ -174,9 +174,9 @@ efiapi! {
                 return Err(EfiError::InvalidParameter);
             }
             let h = with_core(|c| {
-                let h = KEY_NOTIFY_FIRST + c.key_notify_serial;
-                c.key_notify_serial += 0x10;
-                c.key_notifies.push(KeyNotify { handle: h, scan_code: key.scan_code, unicode_char: key.unicode_char, function });
+                let h = KEY_NOTIFY_FIRST + c.console.serial;
+                c.console.serial += 0x10;
+                c.console.key_notifies.push(KeyNotify { handle: h, scan_code: key.scan_code, unicode_char: key.unicode_char, function });
                 h
             });
             // SAFETY: the payload's out-argument.
@@ -190,8 +190,8 @@ efiapi! {
                 return Err(EfiError::InvalidParameter);
             }
             with_core(|c| {
-                let i = c.key_notifies.iter().position(|n| n.handle == handle as usize).ok_or(EfiError::InvalidParameter)?;
-                c.key_notifies.remove(i);
+                let i = c.console.key_notifies.iter().position(|n| n.handle == handle as usize).ok_or(EfiError::InvalidParameter)?;
+                c.console.key_notifies.remove(i);
                 Ok(())
             })
         })
@@ -223,6 +223,14 @@ pub fn drain_input() {
 const KEY_NOTIFY_FIRST: usize = 0xe3e0_0010;
 
 /// A RegisterKeyNotify registration: called for every key stroke read that matches.
+/// This protocol's part of the core: SimpleTextInputEx.RegisterKeyNotify registrations, and a
+/// counter for their handles.
+#[derive(Default)]
+pub struct ConsoleState {
+    pub key_notifies: Vec<KeyNotify>,
+    pub serial: usize,
+}
+
 pub struct KeyNotify {
     handle: usize,
     scan_code: u16,
@@ -237,7 +245,7 @@ fn read_key() -> Result<text_in::InputKey, EfiError> {
     let (scan_code, unicode_char) = decode_key(b, next_key_byte);
     let key = text_in::InputKey { scan_code, unicode_char };
     if !exited() {
-        let matching: Vec<_> = with_core(|c| c.key_notifies.iter().filter(|n| n.scan_code == scan_code && n.unicode_char == unicode_char).map(|n| n.function).collect());
+        let matching: Vec<_> = with_core(|c| c.console.key_notifies.iter().filter(|n| n.scan_code == scan_code && n.unicode_char == unicode_char).map(|n| n.function).collect());
         for f in matching {
             let mut data = text_in_ex::KeyData { key, key_state: text_in_ex::KeyState::default() };
             // SAFETY: a KeyNotifyFunction the payload registered, called with the key's data.

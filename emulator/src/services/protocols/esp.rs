@@ -15,8 +15,20 @@ const MEDIA_ID: u32 = 1;
 const BLOCK: u64 = 512;
 
 /// The image, as the loader placed it (memory no one else writes while boot services run).
+/// This protocol's part of the core.
+#[derive(Default)]
+pub struct EspState {
+    /// The image (start, size) and the handle of its volume, when the loader passed one.
+    pub image: Option<(u64, u64)>,
+    pub handle: Option<usize>,
+    /// The partition's child handle's region and protocol instances, for GPT/MBR images.
+    pub partition: Option<EspPartition>,
+    /// The EFI_FILE_PROTOCOL instances handed out and not closed.
+    pub open_files: Vec<usize>,
+}
+
 fn image(c: &Core) -> Result<&'static [u8], EfiError> {
-    let (start, size) = c.esp.ok_or(EfiError::NotFound)?;
+    let (start, size) = c.esp.image.ok_or(EfiError::NotFound)?;
     // SAFETY: `esp` is set only from a validated range of loader-placed RAM that the memory
     // map keeps out of every allocation, and nothing writes it.
     Ok(unsafe { core::slice::from_raw_parts(start as *const u8, size as usize) })
@@ -42,7 +54,7 @@ struct OpenFile {
 
 /// The open file `this` is, if it is one the emulator handed out and has not closed.
 fn open_file<'a>(c: &Core, this: *mut file::Protocol) -> Result<&'a mut OpenFile, EfiError> {
-    if this.is_null() || !c.open_files.contains(&(this as usize)) {
+    if this.is_null() || !c.esp.open_files.contains(&(this as usize)) {
         return Err(EfiError::InvalidParameter);
     }
     // SAFETY: a live OpenFile from `new_file` (registered, not yet closed); one CPU.
@@ -68,13 +80,13 @@ fn new_file(c: &mut Core, path: Vec<u16>, entry: Entry) -> *mut file::Protocol {
         flush_ex: io_ex::entry,
     };
     let p = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(OpenFile { protocol, path, entry, position: 0 })) as *mut file::Protocol;
-    c.open_files.push(p as usize);
+    c.esp.open_files.push(p as usize);
     p
 }
 
 fn close_file(c: &mut Core, this: *mut file::Protocol) -> Result<(), EfiError> {
     open_file(c, this)?;
-    c.open_files.retain(|&p| p != this as usize);
+    c.esp.open_files.retain(|&p| p != this as usize);
     // SAFETY: registered by `new_file` from Box::into_raw, and unregistered just now: freed once.
     drop(unsafe { alloc::boxed::Box::from_raw(this as *mut OpenFile) });
     Ok(())
@@ -425,7 +437,7 @@ fn publish_disk(c: &mut Core, path: &[u8], size: u64, partition: bool) -> Result
 /// for the ESP partition (`RamDisk/HD(..)`, its own BlockIo and DiskIo); and SimpleFileSystem on
 /// the handle that holds the FAT volume. Returns that handle.
 pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
-    c.esp = Some((start, size));
+    c.esp.image = Some((start, size));
     let fat_ok = match volume(c) {
         Ok(fat) => {
             log::info!("ESP {start:#x}+{size:#x}: {:?} volume \"{}\"", fat.kind, alloc::string::String::from_utf16_lossy(&fat.label()));
@@ -440,7 +452,7 @@ pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
         Some(p) => {
             let path = device_path::append_node(Some(&path), Some(&device_path::hard_drive(&p)));
             let (h, block_io, disk_io) = publish_disk(c, &path, p.size, true)?;
-            c.esp_partition = Some(EspPartition { offset: p.start, size: p.size, block_io, disk_io });
+            c.esp.partition = Some(EspPartition { offset: p.start, size: p.size, block_io, disk_io });
             log::info!("ESP partition: {}", device_path::path_text(&path));
             h
         }
@@ -450,7 +462,7 @@ pub fn install(c: &mut Core, start: u64, size: u64) -> Result<usize, EfiError> {
         let fs = publish(c, efi::BOOT_SERVICES_DATA, sfs::Protocol { revision: sfs::REVISION, open_volume: open_volume::entry })?;
         c.handles.install(Some(volume_handle), &sfs::PROTOCOL_GUID, fs as usize)?;
     }
-    c.esp_handle = Some(volume_handle);
+    c.esp.handle = Some(volume_handle);
     Ok(volume_handle)
 }
 
@@ -466,9 +478,9 @@ pub struct EspPartition {
 
 /// The (offset, size) of the image that a BlockIo or DiskIo instance reads.
 fn region(c: &Core, instance: usize) -> (u64, u64) {
-    match c.esp_partition {
+    match c.esp.partition {
         Some(p) if p.block_io == instance || p.disk_io == instance => (p.offset, p.size),
-        _ => (0, c.esp.map_or(0, |(_, size)| size)),
+        _ => (0, c.esp.image.map_or(0, |(_, size)| size)),
     }
 }
 

@@ -7,6 +7,15 @@ use crate::services::*;
 use core::ffi::c_void;
 use efi::protocols::load_file2;
 
+/// This protocol's part of the core.
+#[derive(Default)]
+pub struct InitrdState {
+    /// The initrd from `/chosen`, `[start, end)`.
+    pub range: Option<(u64, u64)>,
+    /// The handle that serves it, until a payload installs its own initrd there.
+    pub handle: Option<usize>,
+}
+
 efiapi! {
     fn initrd_load_file(this: *mut load_file2::Protocol, path: *mut efi::protocols::device_path::Protocol, boot_policy: efi::Boolean, size: *mut usize, buffer: *mut c_void) -> Status {
         guarded(|| {
@@ -14,7 +23,7 @@ efiapi! {
             if bool::from(boot_policy) {
                 return Err(EfiError::Unsupported);
             }
-            let (start, end) = with_core(|c| c.initrd).ok_or(EfiError::NotFound)?;
+            let (start, end) = with_core(|c| c.initrd.range).ok_or(EfiError::NotFound)?;
             let len = (end - start) as usize;
             // SAFETY: the payload's in/out size argument.
             unsafe { sized_buffer(size, len)? };
@@ -30,12 +39,12 @@ efiapi! {
 
 /// Publishes the initrd `[start, end)`.
 pub fn install(c: &mut Core, start: u64, end: u64) -> Result<(), EfiError> {
-    c.initrd = Some((start, end));
+    c.initrd.range = Some((start, end));
     let dp = copy_to_pool(c, &device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA))?;
     let proto = publish(c, efi::BOOT_SERVICES_DATA, load_file2::Protocol { load_file: initrd_load_file::entry })?;
     let h = c.handles.install(None, &efi::protocols::device_path::PROTOCOL_GUID, dp as usize)?;
     c.handles.install(Some(h), &load_file2::PROTOCOL_GUID, proto as usize)?;
-    c.initrd_handle = Some(h);
+    c.initrd.handle = Some(h);
     Ok(())
 }
 
@@ -43,7 +52,7 @@ pub fn install(c: &mut Core, start: u64, end: u64) -> Result<(), EfiError> {
 /// systemd-stub assembling one from credentials and sysexts): the loader's steps aside, as it
 /// would never have been there had the payload been started by firmware.
 pub fn yield_to(c: &mut Core, handle: usize) -> bool {
-    if c.initrd_handle != Some(handle) {
+    if c.initrd.handle != Some(handle) {
         return false;
     }
     for guid in [load_file2::PROTOCOL_GUID, efi::protocols::device_path::PROTOCOL_GUID] {
@@ -51,7 +60,7 @@ pub fn yield_to(c: &mut Core, handle: usize) -> bool {
             let _ = c.handles.uninstall(handle, &guid, iface);
         }
     }
-    c.initrd_handle = None;
+    c.initrd.handle = None;
     forget_in_device_tree(c);
     log::info!("the payload installs its own initrd: the loader's initrd is withdrawn");
     true
@@ -61,7 +70,7 @@ pub fn yield_to(c: &mut Core, handle: usize) -> bool {
 /// the initrd its EFI stub loads: the published tree forgets it (in place, FDT_NOP), when it
 /// still names exactly the loader's initrd.
 fn forget_in_device_tree(c: &Core) {
-    let (Some(initrd), Some(&(_, dtb))) = (c.initrd, c.config.iter().find(|(g, _)| *g == crate::efi::guids::DEVICE_TREE)) else {
+    let (Some(initrd), Some(&(_, dtb))) = (c.initrd.range, c.config.iter().find(|(g, _)| *g == crate::efi::guids::DEVICE_TREE)) else {
         return;
     };
     // SAFETY: the published device tree: the loader's DTB (validated at entry) or one a payload

@@ -4,7 +4,7 @@
 //! clears RP|XP on every code section of the image it loads.
 //! `/chosen/efi-emulator,no-memory-attribute` hides the protocol from payloads that misuse it.
 
-use crate::efi::platform::{Access, Platform};
+use crate::efi::platform::{Access, Protection};
 use crate::services::*;
 use efi::protocols::memory_attribute as ma;
 

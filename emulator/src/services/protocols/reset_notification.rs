@@ -6,6 +6,10 @@ use crate::services::*;
 /// `EFI_RESET_NOTIFICATION_PROTOCOL_GUID`.
 pub const PROTOCOL_GUID: Guid = Guid::from_fields(0x9da34ae0, 0xeaf9, 0x4bbf, 0x8e, 0xc3, &[0xfd, 0x60, 0x22, 0x6c, 0x44, 0xbe]);
 
+/// This protocol's part of the core: the functions registered, in order.
+#[derive(Default)]
+pub struct ResetNotifications(pub Vec<efi::RuntimeResetSystem>);
+
 /// The function type registered: ResetSystem's own.
 pub type ResetFunction = Option<efi::RuntimeResetSystem>;
 
@@ -20,10 +24,10 @@ efiapi! {
         guarded(|| {
             let f = function.filter(|_| !this.is_null()).ok_or(EfiError::InvalidParameter)?;
             with_core(|c| {
-                if c.reset_notifies.iter().any(|&g| core::ptr::fn_addr_eq(g, f)) {
+                if c.reset_notifications.0.iter().any(|&g| core::ptr::fn_addr_eq(g, f)) {
                     return Err(EfiError::AlreadyStarted);
                 }
-                c.reset_notifies.push(f);
+                c.reset_notifications.0.push(f);
                 Ok(())
             })
         })
@@ -33,8 +37,8 @@ efiapi! {
         guarded(|| {
             let f = function.filter(|_| !this.is_null()).ok_or(EfiError::InvalidParameter)?;
             with_core(|c| {
-                let i = c.reset_notifies.iter().position(|&g| core::ptr::fn_addr_eq(g, f)).ok_or(EfiError::InvalidParameter)?;
-                c.reset_notifies.remove(i);
+                let i = c.reset_notifications.0.iter().position(|&g| core::ptr::fn_addr_eq(g, f)).ok_or(EfiError::InvalidParameter)?;
+                c.reset_notifications.0.remove(i);
                 Ok(())
             })
         })
@@ -50,7 +54,7 @@ pub unsafe fn notify(kind: efi::ResetType, status: Status, size: usize, data: *m
     if exited() {
         return;
     }
-    for f in with_core(|c| c.reset_notifies.clone()) {
+    for f in with_core(|c| c.reset_notifications.0.clone()) {
         // SAFETY: a function the payload registered to be called with ResetSystem's arguments.
         unsafe { f(kind, status, size, data) };
     }

@@ -2,7 +2,7 @@
 //! algorithm (reseeded for every number), RNDR for the SP800-90 CTR-256 DRBG algorithm (the
 //! architecture specifies RNDR as the output of such a DRBG). Not installed without FEAT_RNG.
 
-use crate::efi::platform::Platform;
+use crate::efi::platform::Entropy;
 use crate::services::*;
 use core::mem::size_of;
 use efi::protocols::rng;

@@ -4,6 +4,7 @@
 //! image go through, always by way of the installed protocol.
 
 use crate::efi::pe::PeImage;
+use crate::efi::platform::Clock;
 use crate::efi::secure_boot::verify::{verify, Accepted, Databases};
 use crate::services::*;
 use core::ffi::c_void;

@@ -4,7 +4,7 @@
 //! records what it is given in the Mode, as payloads read it back, and changes no wire setting.
 
 use super::*;
-use crate::efi::platform::Platform;
+use crate::efi::platform::ConsoleIo;
 use crate::services::*;
 use core::ffi::c_void;
 
