@@ -1,11 +1,11 @@
 //! `cargo xtask build`: the bare-metal ELF, converted to the flat blob a loader copies.
 
+use crate::cargo::Cargo;
 use crate::paths;
 use anyhow::{Context, Result};
 use efi_emulator::abi::flat::{flatten, FlatBlob};
 use efi_emulator::abi::BlobHeader;
 use std::path::PathBuf;
-use std::process::Command;
 
 pub const TARGET: &str = "aarch64-unknown-none";
 
@@ -38,19 +38,17 @@ pub enum Flavour {
 }
 
 pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(paths::root()).args(["build", "--release", "-p", "efi-emulator", "--bin", "efi-emulator", "--target", TARGET]);
+    let mut cargo = Cargo::new("build");
+    cargo.release().package("efi-emulator").args(["--bin", "efi-emulator"]).target(TARGET);
     if flavour == Flavour::TestHooks {
-        cmd.args(["--features", "test-hooks"]);
+        cargo.features("test-hooks");
     }
     if !verbose {
-        cmd.arg("--quiet");
+        cargo.quiet();
     }
-    crate::run_checked(&mut cmd).context("building the emulator blob (is the aarch64-unknown-none target installed? `cargo xtask setup`)")?;
+    crate::run_checked(&mut cargo.command()).context("building the emulator blob (is the aarch64-unknown-none target installed? `cargo xtask setup`)")?;
 
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
-    let elf_path = target_dir.join(TARGET).join("release").join("efi-emulator");
+    let elf_path = paths::target_dir().join(TARGET).join("release").join("efi-emulator");
     let data = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let FlatBlob { bytes: flat, header, text, rodata, data, relocations } = flatten(&data).map_err(anyhow::Error::msg)?;
 
@@ -110,15 +108,13 @@ pub const UEFI_TARGET: &str = "aarch64-unknown-uefi";
 /// `cargo build --release -p PACKAGE --target TARGET` with `env` set; returns the artifact
 /// `artifact` it leaves in the target directory.
 pub fn build_release(package: &str, target: &str, env: &[(&str, &std::path::Path)], artifact: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(paths::root()).args(["build", "--quiet", "--release", "-p", package, "--target", target]);
+    let mut cargo = Cargo::new("build");
+    cargo.quiet().release().package(package).target(target);
     for (k, v) in env {
-        cmd.env(k, v);
+        cargo.env(k, v);
     }
-    crate::run_checked(&mut cmd).with_context(|| format!("building {package} (is the {target} target installed? `cargo xtask setup`)"))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
-    Ok(target_dir.join(target).join("release").join(artifact))
+    crate::run_checked(&mut cargo.command()).with_context(|| format!("building {package} (is the {target} target installed? `cargo xtask setup`)"))?;
+    Ok(paths::target_dir().join(target).join("release").join(artifact))
 }
 
 /// Builds the Secure Boot probe (`test-payloads/secure-boot-probe`) and returns its `.efi`.

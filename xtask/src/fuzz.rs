@@ -1,29 +1,23 @@
 //! `cargo xtask fuzz`: the libFuzzer targets in `fuzz/` (cargo-fuzz, which needs a nightly
 //! toolchain for its sanitizer flags), seeded from the real payloads.
 
+use crate::cargo::{Cargo, Toolchain};
 use crate::paths;
 use crate::payloads::Payloads;
 use anyhow::{Context, Result};
 use efi_emulator::abi::loader;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub const TARGETS: [&str; 10] =
     ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "secure_boot"];
 
-fn nightly_cargo() -> Command {
-    let mut c = Command::new("cargo");
-    c.arg("+nightly");
-    c
-}
-
 /// Installs cargo-fuzz when it is missing (from crates.io).
 pub fn ensure_tools() -> Result<()> {
-    if nightly_cargo().args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if Cargo::new("fuzz").toolchain(Toolchain::Nightly).caller_dir().arg("--version").command().output().is_ok_and(|o| o.status.success()) {
         return Ok(());
     }
     eprintln!("fuzz: installing cargo-fuzz");
-    crate::run_checked(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"])).context("installing cargo-fuzz")
+    crate::run_checked(&mut Cargo::new("install").toolchain(Toolchain::RustupDefault).caller_dir().args(["--locked", "cargo-fuzz"]).command()).context("installing cargo-fuzz")
 }
 
 fn write_seed(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
@@ -140,12 +134,14 @@ pub fn fuzz(p: &Payloads, seconds: u64, only: Option<&str>) -> Result<Vec<(Strin
         let corpus = paths::cache_dir().join("fuzz/corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
         eprintln!("fuzz: {target} for {seconds} s");
-        let out = nightly_cargo()
-            .current_dir(paths::root().join("fuzz"))
-            .args(["fuzz", "run", target])
+        let out = Cargo::new("fuzz")
+            .toolchain(Toolchain::Nightly)
+            .dir(&paths::root().join("fuzz"))
+            .args(["run", target])
             .arg(&corpus)
             .arg(&seeds)
             .args(["--", &format!("-max_total_time={seconds}"), "-max_len=262144", "-print_final_stats=1"])
+            .command()
             .output()
             .context("cargo +nightly fuzz run")?;
         let log = String::from_utf8_lossy(&out.stderr).to_string();

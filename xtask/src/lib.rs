@@ -6,6 +6,7 @@
 pub mod apt;
 pub mod bench;
 pub mod build;
+pub mod cargo;
 pub mod corpus;
 pub mod file_kernel;
 pub mod fuzz;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
+use xtask::cargo::{Cargo, Toolchain};
 use xtask::trampoline::EntryEl;
 use xtask::{build, paths, payloads, run, setup};
 
@@ -348,20 +349,14 @@ fn kexec_command(a: KexecArgs) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.current_dir(paths::root());
-    c
-}
-
 /// Runs `cargo test` with `args`, streaming its output, and adds its counts to `total`.
 fn cargo_test(args: &[&str], env: &[(&str, &std::path::Path)], total: &mut (u64, u64)) -> Result<()> {
-    let mut cmd = cargo();
-    cmd.arg("test").args(args);
+    let mut cargo = Cargo::new("test");
+    cargo.args(args);
     for (k, v) in env {
-        cmd.env(k, v);
+        cargo.env(k, v);
     }
-    cargo_test_cmd(cmd, total).with_context(|| format!("cargo test {}", args.join(" ")))
+    cargo_test_cmd(cargo.command(), total).with_context(|| format!("cargo test {}", args.join(" ")))
 }
 
 /// Runs a test command, echoing its output and adding up its "test result" lines.
@@ -420,13 +415,14 @@ const DOCS: &[&[&str]] = &[&["doc", "--no-deps", "--workspace"], &["doc", "--no-
 fn lint() -> Result<()> {
     for args in LINTS {
         eprintln!("lint: cargo {}", args.join(" "));
-        xtask::run_checked(cargo().args(*args)).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
+        xtask::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).command()).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
     }
     eprintln!("lint: the emulator's layers (xtask/src/layers.rs): no crate:: path points up, no file circle");
     xtask::layers::check(&paths::root().join("emulator/src")).context("lint gate: layers")?;
     for args in DOCS {
         eprintln!("lint: RUSTDOCFLAGS=\"-D warnings\" cargo {}", args.join(" "));
-        xtask::run_checked(cargo().args(*args).env("RUSTDOCFLAGS", "-D warnings")).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
+        xtask::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).env("RUSTDOCFLAGS", "-D warnings").command())
+            .with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
     }
     Ok(())
 }
@@ -435,22 +431,32 @@ fn lint() -> Result<()> {
 /// pool, the handle database, the page-table builder, and the boot-time cell. Needs the nightly
 /// toolchain; its miri and rust-src components are added here.
 fn miri(total: &mut (u64, u64)) -> Result<()> {
-    let nightly = Command::new("cargo").args(["+nightly", "--version"]).output().is_ok_and(|o| o.status.success());
-    let components = nightly && Command::new("rustup").args(["+nightly", "component", "add", "miri", "rust-src"]).status().is_ok_and(|s| s.success());
+    let components = nightly() && Command::new("rustup").args(["+nightly", "component", "add", "miri", "rust-src"]).status().is_ok_and(|s| s.success());
     if !components {
         eprintln!("miri: skipped: no nightly toolchain with miri and rust-src (`rustup +nightly component add miri rust-src`)");
         return Ok(());
     }
     for filter in ["efi::pool", "efi::handles", "page_table", "cell"] {
         // The rustup proxy, not $CARGO: `+nightly` picks the toolchain.
-        let mut cmd = Command::new("cargo");
-        cmd.current_dir(paths::root()).args(["+nightly", "miri", "test", "-p", "efi-emulator", "--lib", "--", filter]).stdin(std::process::Stdio::null());
-        // Memory is handed out as physical addresses (u64), as on the machine: integer-to-pointer
-        // casts are the design, so Miri checks them with permissive provenance.
-        cmd.env("MIRIFLAGS", "-Zmiri-permissive-provenance");
+        let mut cmd = Cargo::new("miri")
+            .toolchain(Toolchain::Nightly)
+            .arg("test")
+            .package("efi-emulator")
+            .args(["--lib", "--", filter])
+            // Memory is handed out as physical addresses (u64), as on the machine:
+            // integer-to-pointer casts are the design, so Miri checks them with permissive
+            // provenance.
+            .env("MIRIFLAGS", "-Zmiri-permissive-provenance")
+            .command();
+        cmd.stdin(std::process::Stdio::null());
         cargo_test_cmd(cmd, total).with_context(|| format!("miri: {filter}"))?;
     }
     Ok(())
+}
+
+/// Whether rustup has a nightly toolchain (Miri and cargo-fuzz need one).
+fn nightly() -> bool {
+    Cargo::new("--version").toolchain(Toolchain::Nightly).caller_dir().command().output().is_ok_and(|o| o.status.success())
 }
 
 fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
@@ -477,7 +483,7 @@ fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     eprintln!("== QEMU tests");
     cargo_test(&["-p", "qemu-tests"], &[("EFI_EMULATOR_BLOB", &blob.bin), ("EFI_KEXEC", &efi_kexec)], total).context("QEMU tests")?;
     eprintln!("== fuzz (a short bound per target; `cargo xtask fuzz --seconds N` for longer)");
-    if Command::new("cargo").args(["+nightly", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if nightly() {
         let payloads = payloads::ensure()?;
         for (target, execs) in xtask::fuzz::fuzz(&payloads, 10, None)? {
             println!("fuzz {target}: {execs} executions, no crash");
