@@ -1,14 +1,14 @@
 //! Real `kexec -s` (`kexec_file_load`) through the emulator's Image form, from a running kernel
 //! that has the door: Debian's arm64 kernels lack `CONFIG_KEXEC_FILE`, so the first kernel is
-//! built from `linux-source-6.12` (`xtask::file_kernel`). Debian's own kexec-tools loads
+//! built from `linux-source-6.12` (`xtask::payloads::file_kernel`). Debian's own kexec-tools loads
 //! `efi-emulator.efi` with the payload as its initrd; `efi-kexec load -s` does the same.
 
 use qemu_tests::{efi_kexec, payloads, EntryEl};
 use std::path::PathBuf;
 use std::time::Duration;
-use xtask::kexec::{self, stage_report, FirstBoot, NextBoot};
+use xtask::harness::kexec::{self, stage_report, FirstBoot, NextBoot};
+use xtask::harness::qemu::Transcript;
 use xtask::payloads::MARKER;
-use xtask::qemu::Transcript;
 
 fn first_kernel() -> &'static PathBuf {
     qemu_tests::file_kernel()
@@ -41,7 +41,7 @@ fn kexec_tools_kexec_s_boots_a_uki_through_the_emulator_image() {
             before_load: None,
             files: vec![],
         };
-        let initramfs = xtask::kexec_tools::stage_initramfs(&payloads().busybox, qemu_tests::kexec_tools(), &next).unwrap();
+        let initramfs = xtask::payloads::kexec_tools::stage_initramfs(&payloads().busybox, qemu_tests::kexec_tools(), &next).unwrap();
         let t = boot(el, &initramfs);
         assert!(stage_report(&t, "first", "exec at uptime").is_some(), "kexec -s loaded at {el:?}");
         assert!(t.contains("(kexec_file_load): the payload at 0x") && t.contains("is one PE file"), "the emulator was entered with the DTB at {el:?}");

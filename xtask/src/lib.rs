@@ -3,28 +3,13 @@
 //! One QEMU runner serves `cargo xtask run`, the QEMU tests and the benchmark, so that what is
 //! tested is what a user runs.
 
-pub mod apt;
 pub mod bench;
 pub mod build;
 pub mod cargo;
-pub mod corpus;
-pub mod file_kernel;
-pub mod fuzz;
-pub mod kdump;
-pub mod kexec;
-pub mod kexec_tools;
-pub mod layers;
-pub mod loaders;
+pub mod gate;
+pub mod harness;
 pub mod paths;
 pub mod payloads;
-pub mod qemu;
-pub mod run;
-pub mod secure_boot;
-pub mod setup;
-pub mod trampoline;
-pub mod uboot;
-pub mod uki;
-pub mod zboot;
 
 /// Runs a command, failing with its command line when it fails.
 pub fn run_checked(cmd: &mut std::process::Command) -> anyhow::Result<()> {

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use xtask::cargo::{Cargo, Toolchain};
-use xtask::trampoline::EntryEl;
-use xtask::{build, paths, payloads, run, setup};
+use xtask::harness::trampoline::EntryEl;
+use xtask::harness::{run, setup};
+use xtask::{build, paths, payloads};
 
 #[derive(Parser)]
 #[command(about = "Build, run and test efi-emulator")]
@@ -191,7 +192,7 @@ fn real_main() -> Result<()> {
         Cmd::Build { verbose } => {
             let blob = build::build_blob(verbose)?;
             println!("{}", blob.report());
-            let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
+            let efi_kexec = xtask::harness::kexec::build_efi_kexec(&blob)?;
             println!(
                 "efi-kexec: {} bytes, static arm64
   {}",
@@ -227,7 +228,7 @@ fn real_main() -> Result<()> {
         Cmd::Test { host_only } => test(host_only)?,
         Cmd::Fuzz { seconds, target } => {
             let payloads = payloads::ensure()?;
-            for (t, execs) in xtask::fuzz::fuzz(&payloads, seconds, target.as_deref())? {
+            for (t, execs) in xtask::gate::fuzz::fuzz(&payloads, seconds, target.as_deref())? {
                 println!("{t:<16} {execs:>12} executions in {seconds} s, no crash");
             }
         }
@@ -244,7 +245,7 @@ fn real_main() -> Result<()> {
                 kexec: all || suite == BenchSuite::Kexec,
                 secure_boot: standard || suite == BenchSuite::SecureBoot,
             };
-            let efi_kexec = if suites.kexec { Some(xtask::kexec::build_efi_kexec(&blob)?) } else { None };
+            let efi_kexec = if suites.kexec { Some(xtask::harness::kexec::build_efi_kexec(&blob)?) } else { None };
             let stem = match suite {
                 BenchSuite::Standard | BenchSuite::All => "bench".to_string(),
                 one => format!("bench-{}", clap::ValueEnum::to_possible_value(&one).expect("a named suite").get_name()),
@@ -300,7 +301,7 @@ fn run_command(a: RunArgs) -> Result<()> {
     eprintln!("{door} layout, entered at {} through the trampoline at {:#x}:", opts.el.name(), prepared.trampoline_addr);
     eprint!("{}", prepared.summary);
     eprintln!("--- serial console ---");
-    let t = xtask::qemu::run(&prepared.qemu_args, opts.timeout, true)?;
+    let t = xtask::harness::qemu::run(&prepared.qemu_args, opts.timeout, true)?;
     eprintln!("--- end of console ---");
     for (name, at) in run::milestones(&t) {
         eprintln!("{name:>17}: {:7.3} s after QEMU start", at.as_secs_f64());
@@ -311,7 +312,7 @@ fn run_command(a: RunArgs) -> Result<()> {
 }
 
 fn kexec_command(a: KexecArgs) -> Result<()> {
-    use xtask::kexec;
+    use xtask::harness::kexec;
     setup::setup()?;
     let blob = build::build_blob(false)?;
     let efi_kexec = kexec::build_efi_kexec(&blob)?;
@@ -417,8 +418,8 @@ fn lint() -> Result<()> {
         eprintln!("lint: cargo {}", args.join(" "));
         xtask::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).command()).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
     }
-    eprintln!("lint: the emulator's layers (xtask/src/layers.rs): no crate:: path points up, no file circle");
-    xtask::layers::check(&paths::root().join("emulator/src")).context("lint gate: layers")?;
+    eprintln!("lint: the emulator's layers (xtask/src/gate/layers.rs): no crate:: path points up, no file circle");
+    xtask::gate::layers::check(&paths::root().join("emulator/src")).context("lint gate: layers")?;
     for args in DOCS {
         eprintln!("lint: RUSTDOCFLAGS=\"-D warnings\" cargo {}", args.join(" "));
         xtask::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).env("RUSTDOCFLAGS", "-D warnings").command())
@@ -476,7 +477,7 @@ fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     eprintln!("{}", shipped.report());
     let blob = build::build_blob_flavour(false, build::Flavour::TestHooks)?;
     eprintln!("test blob (with the test hooks): {} bytes, {} more than the shipped one", blob.bytes.len(), blob.bytes.len() as i64 - shipped.bytes.len() as i64);
-    let efi_kexec = xtask::kexec::build_efi_kexec(&blob)?;
+    let efi_kexec = xtask::harness::kexec::build_efi_kexec(&blob)?;
     eprintln!("efi-kexec: {}", efi_kexec.display());
     eprintln!("== payloads");
     payloads::ensure_all()?;
@@ -485,7 +486,7 @@ fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     eprintln!("== fuzz (a short bound per target; `cargo xtask fuzz --seconds N` for longer)");
     if nightly() {
         let payloads = payloads::ensure()?;
-        for (target, execs) in xtask::fuzz::fuzz(&payloads, 10, None)? {
+        for (target, execs) in xtask::gate::fuzz::fuzz(&payloads, 10, None)? {
             println!("fuzz {target}: {execs} executions, no crash");
             total.0 += 1;
         }

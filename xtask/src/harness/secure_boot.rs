@@ -88,26 +88,27 @@ impl Snakeoil {
 const OWNER: &str = "4d5a8f2e-7c1b-4e0a-9b3d-6f1e2c8a5b47";
 
 /// What `secure-boot-probe` printed: each file's LoadImage status, by name.
-pub fn probe_verdicts(t: &crate::qemu::Transcript) -> std::collections::BTreeMap<String, String> {
+pub fn probe_verdicts(t: &crate::harness::qemu::Transcript) -> std::collections::BTreeMap<String, String> {
     t.lines.iter().filter_map(|(_, l)| l.split_once("secure-boot-probe: verdict ")?.1.rsplit_once(": ").map(|(n, s)| (n.to_string(), s.trim().to_string()))).collect()
 }
 
 /// EDK2 with `vars` starting `probe` from an ESP (as `\EFI\BOOT\BOOTAA64.EFI`) with `corpus`
 /// beside it (`\corpus.cpio`): the oracle's verdicts.
-pub fn edk2_verdicts(vars: &Path, probe: &[u8], corpus: &[u8], timeout: std::time::Duration) -> Result<crate::qemu::Transcript> {
+pub fn edk2_verdicts(vars: &Path, probe: &[u8], corpus: &[u8], timeout: std::time::Duration) -> Result<crate::harness::qemu::Transcript> {
     let dir = vars.with_extension("run");
     std::fs::create_dir_all(&dir)?;
     let files: [(&str, &[u8]); 2] = [("EFI/BOOT/BOOTAA64.EFI", probe), ("corpus.cpio", corpus)];
     let size = (probe.len() + corpus.len() + (16 << 20)).next_multiple_of(1 << 20);
     let disk = dir.join("esp.img");
     std::fs::write(&disk, esp_image::gpt_disk(&esp_image::image_from_files(&files, size)?, *b"sb-probe-esp-gpt"))?;
-    let args: Vec<String> = ["-M", "virt", "-cpu", crate::kexec::FIRST_CPU, "-m", "2G", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(crate::kexec::edk2_flash(vars))
-        .chain(["-drive".into(), format!("if=none,format=raw,id=esp,file={}", disk.display()), "-device".into(), "virtio-blk-pci,drive=esp".into()])
-        .collect();
-    let t = crate::qemu::run(&args, timeout, false);
+    let args: Vec<String> =
+        ["-M", "virt", "-cpu", crate::harness::kexec::FIRST_CPU, "-m", "2G", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(crate::harness::kexec::edk2_flash(vars))
+            .chain(["-drive".into(), format!("if=none,format=raw,id=esp,file={}", disk.display()), "-device".into(), "virtio-blk-pci,drive=esp".into()])
+            .collect();
+    let t = crate::harness::qemu::run(&args, timeout, false);
     let _ = std::fs::remove_dir_all(&dir);
     t
 }

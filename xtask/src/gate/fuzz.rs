@@ -36,8 +36,8 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             // cache (`cargo xtask payloads`); an unsigned image with no db always.
             let with_db = |db: &[u8], file: &[u8]| [&(db.len() as u16).to_le_bytes()[..], db, file].concat();
             if let Ok(loaders) = p.loaders() {
-                let store = std::fs::read(crate::secure_boot::MS_VARS).with_context(|| crate::secure_boot::MS_VARS)?;
-                let db = crate::secure_boot::read_variable(&store, "db", &crate::secure_boot::IMAGE_SECURITY_DATABASE).context("no db in the Microsoft store")?;
+                let store = std::fs::read(crate::harness::secure_boot::MS_VARS).with_context(|| crate::harness::secure_boot::MS_VARS)?;
+                let db = crate::harness::secure_boot::read_variable(&store, "db", &crate::harness::secure_boot::IMAGE_SECURITY_DATABASE).context("no db in the Microsoft store")?;
                 write_seed(&dir, "ms-db-shim-signed", &with_db(&db, &std::fs::read(&loaders.shim.path)?))?;
                 write_seed(&dir, "ms-db-grub-signed", &with_db(&db, &std::fs::read(&loaders.grub.signed)?))?;
             }
@@ -121,7 +121,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
 fn qemu_dtb() -> Result<Vec<u8>> {
     let dir = paths::cache_dir().join("fuzz");
     std::fs::create_dir_all(&dir)?;
-    crate::run::dump_dtb(&crate::run::RunOptions::default(), &dir)
+    crate::harness::run::dump_dtb(&crate::harness::run::RunOptions::default(), &dir)
 }
 
 /// Runs every target (or one) for `seconds` each; fails on the first crash.

@@ -3,7 +3,7 @@
 //! panics; the crash kernel boots through the emulator inside the region and finds the pattern
 //! in `/proc/vmcore` at the physical address the first kernel reported (`kdump-probe check`).
 
-use crate::kexec::{script, NextBoot, TARGET};
+use crate::harness::kexec::{script, NextBoot, TARGET};
 use crate::payloads::{MARKER, REPORT_PREFIX};
 use efi_emulator::abi::cpio::Cpio;
 
@@ -61,9 +61,9 @@ pub fn crash_uki(p: &crate::payloads::Payloads, probe: &Path) -> Result<Vec<u8>>
     let stub = std::fs::read(&p.stub("254")?.path)?;
     let linux = std::fs::read(&p.kernel("6.12")?.image)?;
     let initrd = crash_initramfs(&p.busybox, probe)?;
-    let osrel = crate::uki::os_release("kdump");
+    let osrel = crate::payloads::uki::os_release("kdump");
     let sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", b"console=ttyAMA0"), (".initrd", &initrd), (".linux", &linux)];
-    crate::uki::build(&stub, &sections)
+    crate::payloads::uki::build(&stub, &sections)
 }
 
 /// What the first stage does before it loads: plant the pattern, keep its address in $PATTERN.
@@ -89,7 +89,7 @@ pub fn first_stage(busybox: &Path, efi_kexec: &Path, probe: &Path, next: &NextBo
         load.push(' ');
         load.push_str(a);
     }
-    let mut c = crate::kexec::stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, PANIC, PLANT), next)?;
+    let mut c = crate::harness::kexec::stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, PANIC, PLANT), next)?;
     c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec)?);
     c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
     Ok(c.finish())
@@ -97,9 +97,9 @@ pub fn first_stage(busybox: &Path, efi_kexec: &Path, probe: &Path, next: &NextBo
 
 /// The same with Debian's kexec-tools through the signed door: `kexec -s -p emulator.efi
 /// --initrd=PAYLOAD`, the payload being `next`'s image (a PE file or a bundle).
-pub fn first_stage_kexec_file(busybox: &Path, tools: &crate::kexec_tools::KexecTools, emulator: &[u8], probe: &Path, next: &NextBoot) -> Result<Vec<u8>> {
+pub fn first_stage_kexec_file(busybox: &Path, tools: &crate::payloads::kexec_tools::KexecTools, emulator: &[u8], probe: &Path, next: &NextBoot) -> Result<Vec<u8>> {
     let load = format!("/sbin/kexec -s -p /emulator.efi --initrd=/next.efi --append=\"{}\"", crash_append());
-    let mut c = crate::kexec_tools::tools_cpio(busybox, tools, &script("first", "", &load, PANIC, PLANT), next)?;
+    let mut c = crate::payloads::kexec_tools::tools_cpio(busybox, tools, &script("first", "", &load, PANIC, PLANT), next)?;
     c.file("emulator.efi", 0o644, emulator);
     c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
     Ok(c.finish())

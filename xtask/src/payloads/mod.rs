@@ -6,10 +6,19 @@
 //! - `systemd-boot-efi` 252 (bookworm) and the bookworm-backports one (254 when offered), and
 //!   UKIs made of them;
 //! - EFI zboot kernels built from `linux-source-6.1` and `linux-source-6.12`;
-//! - the boot loaders of [`crate::loaders`].
+//! - the boot loaders of [`crate::payloads::loaders`].
 
-use crate::apt::{self, Apt};
+pub mod apt;
+pub mod corpus;
+pub mod file_kernel;
+pub mod kdump;
+pub mod kexec_tools;
+pub mod loaders;
+pub mod uki;
+pub mod zboot;
+
 use crate::paths;
+use crate::payloads::apt::Apt;
 use anyhow::{bail, Context, Result};
 use efi_emulator::abi::cpio::Cpio;
 use std::path::{Path, PathBuf};
@@ -59,9 +68,9 @@ pub struct Payloads {
     pub initramfs: PathBuf,
     pub stubs: Vec<Stub>,
     pub ukis: Vec<Uki>,
-    pub zboot: Vec<crate::zboot::Zboot>,
+    pub zboot: Vec<crate::payloads::zboot::Zboot>,
     /// systemd-boot 257, GRUB 2.12 and shim: left to [`ensure_all`], like the zboot kernels.
-    pub loaders: Option<crate::loaders::Loaders>,
+    pub loaders: Option<crate::payloads::loaders::Loaders>,
 }
 
 impl Stub {
@@ -79,10 +88,10 @@ impl Payloads {
     pub fn kernel(&self, series: &str) -> Result<&Kernel> {
         self.kernels.iter().find(|k| k.series == series).with_context(|| format!("no {series} kernel among the payloads"))
     }
-    pub fn zboot(&self, series: &str) -> Result<&crate::zboot::Zboot> {
+    pub fn zboot(&self, series: &str) -> Result<&crate::payloads::zboot::Zboot> {
         self.zboot.iter().find(|z| z.series == series).with_context(|| format!("no {series} zboot kernel among the payloads"))
     }
-    pub fn loaders(&self) -> Result<&crate::loaders::Loaders> {
+    pub fn loaders(&self) -> Result<&crate::payloads::loaders::Loaders> {
         self.loaders.as_ref().context("the boot loaders are fetched by `cargo xtask payloads` (payloads::ensure_all)")
     }
     pub fn uki(&self, name: &str) -> Result<&Uki> {
@@ -173,15 +182,15 @@ pub fn build_uki(stub: &Stub, kernel: &Kernel, busybox: &Path) -> Result<Uki> {
     let release = kernel.image.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
     let linux = std::fs::read(&kernel.image)?;
     let initrd = std::fs::read(&initramfs)?;
-    let osrel = crate::uki::os_release(&name);
+    let osrel = crate::payloads::uki::os_release(&name);
     let mut sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", cmdline.as_bytes())];
     if major != "252" {
         sections.push((".uname", release.as_bytes()));
     }
     sections.push((".initrd", &initrd));
     sections.push((".linux", &linux));
-    let uki = crate::uki::build(&std::fs::read(&stub.path)?, &sections)?;
-    crate::uki::verify(&uki, &sections)?;
+    let uki = crate::payloads::uki::build(&std::fs::read(&stub.path)?, &sections)?;
+    crate::payloads::uki::verify(&uki, &sections)?;
     let path = payload_dir().join(format!("uki-{name}.efi"));
     std::fs::write(&path, uki)?;
     Ok(Uki { name, path, cmdline, stub_version: stub.version.clone(), initrd_id: id })
@@ -274,8 +283,8 @@ pub fn ensure() -> Result<Payloads> {
 pub fn ensure_all() -> Result<Payloads> {
     let mut p = ensure()?;
     let apt = Apt::open(&paths::cache_dir())?;
-    p.zboot = ["6.1", "6.12"].into_iter().map(|s| crate::zboot::ensure(&apt, s)).collect::<Result<Vec<_>>>()?;
-    p.loaders = Some(crate::loaders::ensure(&paths::cache_dir(), p.kernel("6.12")?, &p.busybox)?);
+    p.zboot = ["6.1", "6.12"].into_iter().map(|s| crate::payloads::zboot::ensure(&apt, s)).collect::<Result<Vec<_>>>()?;
+    p.loaders = Some(crate::payloads::loaders::ensure(&paths::cache_dir(), p.kernel("6.12")?, &p.busybox)?);
     Ok(p)
 }
 

@@ -6,10 +6,10 @@
 //! `docs/bench.svg` (a run of one suite: `docs/bench-<suite>.*`, so it leaves those alone).
 
 use crate::build::Blob;
+use crate::harness::qemu::{self, Transcript};
+use crate::harness::run::{self, RunOptions};
+use crate::harness::trampoline::EntryEl;
 use crate::payloads::{Payloads, MARKER};
-use crate::qemu::{self, Transcript};
-use crate::run::{self, RunOptions};
-use crate::trampoline::EntryEl;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -89,7 +89,7 @@ fn peer_args(mode: Mode, kernel: &Path, initrd: Option<&Path>, append: &str, dir
     // The machine the emulator's boots get (`virt`, `-cpu max`, 1 GiB, one CPU).
     let mut args = run::machine_args(&RunOptions::default());
     match mode {
-        Mode::UBoot => args.extend(crate::uboot::qemu_args(kernel, initrd, append, dir)?),
+        Mode::UBoot => args.extend(crate::harness::uboot::qemu_args(kernel, initrd, append, dir)?),
         Mode::Direct | Mode::Edk2 => {
             if mode == Mode::Edk2 {
                 args.extend(["-bios".into(), QEMU_EFI.into()]);
@@ -314,7 +314,7 @@ pub fn sizes(blob: &Blob) -> Result<Sizes> {
     Ok(Sizes {
         blob_file: blob.bytes.len() as u64,
         blob_footprint: blob.header.mem_size,
-        u_boot: len(crate::uboot::U_BOOT),
+        u_boot: len(crate::harness::uboot::U_BOOT),
         edk2: len(QEMU_EFI),
         top_symbols: symbols.into_iter().take(15).collect(),
         by_origin: by_origin.into_iter().take(15).collect(),
@@ -413,7 +413,7 @@ pub struct Suites {
 /// test key at bench time, verified in audit mode (no firmware here: the verdict is "unknown
 /// signer", after the whole digest and the signer's RSA signature). Returns the Markdown rows.
 fn secure_boot_suite(blob: &Blob, payloads: &Payloads, runs: usize, dir: &Path) -> Result<(String, Value)> {
-    let keys = crate::secure_boot::Snakeoil::new(&dir.join("secure-boot"))?;
+    let keys = crate::harness::secure_boot::Snakeoil::new(&dir.join("secure-boot"))?;
     let uki = payloads.uki("254+6.12")?;
     let signed = keys.dir.join("uki.signed.efi");
     keys.sign(&uki.path, &signed)?;
@@ -543,7 +543,7 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
     }
     if let (true, Some(k)) = (suites.kexec, efi_kexec) {
         md.push_str("\n## Real kexec (`kexec -e` to the marker)\n\n");
-        md.push_str(&crate::kexec_tools::bench_kexec(k, &blob.bin, payloads, runs)?);
+        md.push_str(&crate::payloads::kexec_tools::bench_kexec(k, &blob.bin, payloads, runs)?);
     }
     std::fs::write(out("md"), &md)?;
     std::fs::write(out("json"), serde_json::to_string_pretty(&js)? + "\n")?;

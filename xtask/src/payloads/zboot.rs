@@ -3,8 +3,8 @@
 //! (tinyconfig plus EFI zboot, PL011 console, initramfs, devtmpfs), gzip for 6.1 and zstd for
 //! 6.12, cross-compiled with `gcc-aarch64-linux-gnu`; cached by source version and config.
 
-use crate::apt::{self, Apt};
 use crate::paths;
+use crate::payloads::apt::{self, Apt};
 use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
@@ -51,7 +51,7 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
 }
 
 /// The source tree of `linux-source-<series>` and its version, unpacked once under the cache's
-/// `zboot/src-<series>-<version>` (the zboot kernels and [`crate::file_kernel`] share it).
+/// `zboot/src-<series>-<version>` (the zboot kernels and [`crate::payloads::file_kernel`] share it).
 pub(crate) fn source_tree(apt: &Apt, series: &str) -> Result<(PathBuf, String)> {
     let name = format!("linux-source-{series}");
     let version = apt.show(&name)?.iter().filter_map(|s| apt::field(s, "Version").map(str::to_string)).next().with_context(|| format!("no {name}"))?;

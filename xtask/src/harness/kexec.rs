@@ -6,10 +6,10 @@
 //! `trans_pgd_create_copy` during `kexec_load` on a CPU with FEAT_LPA2 (52-bit VAs).
 
 use crate::build::Blob;
+use crate::harness::qemu::{self, Transcript};
+use crate::harness::trampoline::EntryEl;
 use crate::paths;
 use crate::payloads::Payloads;
-use crate::qemu::{self, Transcript};
-use crate::trampoline::EntryEl;
 use anyhow::{Context, Result};
 use efi_emulator::abi::cpio::Cpio;
 use std::path::{Path, PathBuf};
@@ -135,7 +135,7 @@ pub fn first_machine(el: EntryEl) -> (&'static str, &'static str) {
 pub enum FirstBoot {
     /// QEMU enters the Image itself: no UEFI, the machine's device tree.
     Direct,
-    /// The same, with [`crate::kdump::CRASHKERNEL`] reserving a crash kernel region.
+    /// The same, with [`crate::payloads::kdump::CRASHKERNEL`] reserving a crash kernel region.
     DirectCrashKernel,
     /// EDK2 (Debian's AAVMF, with a writable variable store) boots it through its EFI stub; on
     /// QEMU `virt` the kernel then takes ACPI, and `/sys/firmware/fdt` holds only `/chosen`.
@@ -173,7 +173,7 @@ pub fn boot_first_vars(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
 }
 
 /// [`boot_first_vars`] with another first kernel than Debian's 6.12, such as
-/// [`crate::file_kernel`]'s `Image` (a raw arm64 Image with the EFI stub, for EDK2).
+/// [`crate::payloads::file_kernel`]'s `Image` (a raw arm64 Image with the EFI stub, for EDK2).
 pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs: &[u8], vars: Option<&Path>, timeout: Duration, echo: bool) -> Result<Transcript> {
     let dir = paths::out_dir().join("runs").join(format!("kexec-{}-{:?}-{}", std::process::id(), el, unique()));
     std::fs::create_dir_all(&dir)?;
@@ -187,7 +187,7 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
             .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
             .chain([
                 "-append".into(),
-                format!("{FIRST_APPEND}{extra}{}", if boot == FirstBoot::DirectCrashKernel { format!(" {}", crate::kdump::CRASHKERNEL) } else { String::new() }),
+                format!("{FIRST_APPEND}{extra}{}", if boot == FirstBoot::DirectCrashKernel { format!(" {}", crate::payloads::kdump::CRASHKERNEL) } else { String::new() }),
             ])
             .collect();
     if boot == FirstBoot::Edk2Emag {

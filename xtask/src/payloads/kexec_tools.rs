@@ -1,18 +1,19 @@
 //! The baseline for `efi-kexec`: Debian's own arm64 `kexec-tools`, which loads a raw `Image`
 //! through `kexec_load` with its purgatory and enters it without EFI, measured beside
-//! `efi-kexec` in the same first kernel (Debian's 6.12 under QEMU, see [`crate::kexec`]).
+//! `efi-kexec` in the same first kernel (Debian's 6.12 under QEMU, see [`crate::harness::kexec`]).
 //!
 //! Debian's `/sbin/kexec` is dynamically linked, so the loader and every shared library it
 //! needs come from their Debian packages too, through the same private arm64 apt state as the
 //! payloads; which files are needed is read from the ELF files themselves (`DT_NEEDED`).
 
-use crate::apt::{self, Apt};
 use crate::bench::cell;
-use crate::kexec::{NextBoot, FIRST_CPU};
+use crate::harness::kexec::{NextBoot, FIRST_CPU};
+use crate::harness::qemu::{self, Transcript};
+use crate::harness::run;
+use crate::harness::trampoline::EntryEl;
+use crate::paths;
+use crate::payloads::apt::{self, Apt};
 use crate::payloads::{Payloads, MARKER};
-use crate::qemu::{self, Transcript};
-use crate::trampoline::EntryEl;
-use crate::{paths, run};
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 /// Debian's multiarch directory for arm64 libraries.
 const MULTIARCH: &str = "aarch64-linux-gnu";
-/// The stage name the `/init` reports with, as [`crate::kexec::stage_script`]'s first stage.
+/// The stage name the `/init` reports with, as [`crate::harness::kexec::stage_script`]'s first stage.
 const STAGE: &str = "first";
 /// The line `/init` prints right before `kexec -e` (or `efi-kexec exec`).
 const EXEC_LINE: &str = "efi-kexec-test: first: exec at uptime";
@@ -230,7 +231,7 @@ fn library_closure(binary: &Path, trees: &[PathBuf]) -> Result<Vec<(String, Path
 }
 
 /// Shell-quotes for the stage script.
-/// The `/init` of the baseline: the same reports as [`crate::kexec::stage_script`]'s first stage,
+/// The `/init` of the baseline: the same reports as [`crate::harness::kexec::stage_script`]'s first stage,
 /// but Debian's `kexec -l` (the raw Image, entered without EFI) and `kexec -e`.
 fn stage_script(next: &NextBoot) -> String {
     let mut load = vec!["/sbin/kexec".to_string(), "-l".into(), "/next.efi".into()];
@@ -238,11 +239,11 @@ fn stage_script(next: &NextBoot) -> String {
         load.push("--initrd=/next.initrd".into());
     }
     if let Some(a) = &next.append {
-        load.push(format!("--append={}", crate::kexec::quote(a)));
+        load.push(format!("--append={}", crate::harness::kexec::quote(a)));
     }
     load.extend(next.extra.iter().cloned());
     // kexec-tools unpacks into /tmp: the script mounts a tmpfs there.
-    crate::kexec::script(STAGE, "", &load.join(" "), "/sbin/kexec -e", next.before_load.as_deref().unwrap_or(""))
+    crate::harness::kexec::script(STAGE, "", &load.join(" "), "/sbin/kexec -e", next.before_load.as_deref().unwrap_or(""))
 }
 
 /// An initramfs whose `/init` kexecs `next` through Debian's kexec-tools.
@@ -250,7 +251,7 @@ pub fn stage_initramfs(busybox: &Path, tools: &KexecTools, next: &NextBoot) -> R
     Ok(tools_cpio(busybox, tools, &stage_script(next), next)?.finish())
 }
 
-/// A stage's archive (see [`crate::kexec::stage_cpio`]) with `script` as `/init` and
+/// A stage's archive (see [`crate::harness::kexec::stage_cpio`]) with `script` as `/init` and
 /// kexec-tools' `/sbin/kexec` with the libraries it needs.
 pub fn tools_cpio(busybox: &Path, tools: &KexecTools, script: &str, next: &NextBoot) -> Result<efi_emulator::abi::cpio::Cpio> {
     let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
@@ -263,7 +264,7 @@ pub fn tools_cpio(busybox: &Path, tools: &KexecTools, script: &str, next: &NextB
             parent = p.parent();
         }
     }
-    let mut c = crate::kexec::stage_cpio(busybox, &dirs.into_iter().collect::<Vec<_>>(), script, next)?;
+    let mut c = crate::harness::kexec::stage_cpio(busybox, &dirs.into_iter().collect::<Vec<_>>(), script, next)?;
     // /usr/lib/... resolves like /lib/..., for binaries built with merged-/usr paths.
     c.symlink("usr/lib", "../lib");
     c.file("sbin/kexec", 0o755, &read(&tools.kexec)?);
@@ -334,7 +335,7 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
     // The signed door: kexec_file_load from the kexec_file first kernel, kexec-tools' `-s`, with
     // the raw 6.12 Image (no EFI) and through the emulator Image with the same Image and initrd
     // (a bundle) and with the UKI.
-    let file_kernel = crate::file_kernel::ensure(&crate::apt::Apt::open(&crate::paths::cache_dir())?)?.image;
+    let file_kernel = crate::payloads::file_kernel::ensure(&crate::payloads::apt::Apt::open(&crate::paths::cache_dir())?)?.image;
     let emulator = efi_emulator::abi::image::wrap(&std::fs::read(emulator_blob)?).map_err(anyhow::Error::msg)?;
     let emulator_file = std::env::temp_dir().join(format!("efi-emulator-bench-{}.efi", std::process::id()));
     std::fs::write(&emulator_file, &emulator)?;
@@ -355,8 +356,12 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
     let first_612 = payloads.kernel("6.12")?.image.clone();
     let configs: Vec<(String, Vec<u8>, PathBuf)> = vec![
         (format!("kexec-tools {} `kexec -l -i` Image 6.1 + initrd (no EFI)", tools.version), stage_initramfs(&payloads.busybox, &tools, &unchecked)?, first_612.clone()),
-        ("efi-kexec, Image 6.1 + initrd (emulator, EFI stub)".into(), crate::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_image())?, first_612.clone()),
-        (format!("efi-kexec, UKI {} (emulator, systemd-stub)", uki.name), crate::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_uki)?, first_612),
+        (
+            "efi-kexec, Image 6.1 + initrd (emulator, EFI stub)".into(),
+            crate::harness::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_image())?,
+            first_612.clone(),
+        ),
+        (format!("efi-kexec, UKI {} (emulator, systemd-stub)", uki.name), crate::harness::kexec::stage_initramfs(&payloads.busybox, efi_kexec, STAGE, &next_uki)?, first_612),
         ("kexec-tools `kexec -s` Image 6.12 + initrd (kexec_file_load, no EFI)".into(), stage_initramfs(&payloads.busybox, &tools, &raw_file)?, file_kernel.clone()),
         ("kexec-tools `kexec -s` efi-emulator.efi + bundle of Image 6.12 and initrd".into(), stage_initramfs(&payloads.busybox, &tools, &emulator_bundle)?, file_kernel.clone()),
         (format!("kexec-tools `kexec -s` efi-emulator.efi + UKI {}", uki.name), stage_initramfs(&payloads.busybox, &tools, &emulator_uki)?, file_kernel),
@@ -366,7 +371,7 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
     for round in 1..=runs {
         // Interleaved: every configuration once per round, so drift hits all alike.
         for ((name, initramfs, first), out) in configs.iter().zip(samples.iter_mut()) {
-            let t = crate::kexec::boot_first_kernel(first, EntryEl::El1, crate::kexec::FirstBoot::Direct, initramfs, None, timeout, false)?;
+            let t = crate::harness::kexec::boot_first_kernel(first, EntryEl::El1, crate::harness::kexec::FirstBoot::Direct, initramfs, None, timeout, false)?;
             let s = sample(&t).with_context(|| name.clone())?;
             eprintln!("round {round}/{runs}: {name:<72} load {:>7} banner {:>6} stub {:>6} marker {:6.3} s", opt(s.load), opt(s.banner), opt(s.stub), s.marker);
             out.push(s);
@@ -377,7 +382,7 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
         "QEMU {major}.{minor} virt, TCG, -cpu {FIRST_CPU}, -m 2G, -smp 2, EL1; first kernel Debian {} (`-kernel`; for `kexec -s` the kexec_file kernel built from linux-source {}), \
          next kernel Debian {} (`kexec -s`: {}); kexec-tools {} (Debian arm64); medians of {runs} (min–max), interleaved; seconds after the first kernel's `exec at uptime` line.\n\n",
         payloads.kernel("6.12")?.version,
-        crate::file_kernel::SERIES,
+        crate::payloads::file_kernel::SERIES,
         payloads.kernel("6.1")?.version,
         payloads.kernel("6.12")?.version,
         tools.version,
@@ -552,7 +557,7 @@ mod tests {
             assert!(s.contains(needle), "{needle}\n---\n{s}");
         }
         // The exec line the bench times is the one the script prints.
-        assert!(s.replace("$p", &format!("{}{STAGE}", crate::kexec::STAGE_PREFIX)).contains(EXEC_LINE));
+        assert!(s.replace("$p", &format!("{}{STAGE}", crate::harness::kexec::STAGE_PREFIX)).contains(EXEC_LINE));
         let bare = stage_script(&NextBoot { image: "Image".into(), initrd: None, append: None, extra: vec![], before_load: None, files: Vec::new() });
         assert!(bare.contains("/sbin/kexec -l /next.efi; then"), "{bare}");
     }
@@ -584,13 +589,13 @@ mod tests {
     }
 
     /// One real round of [`bench_kexec`] (six QEMU boots, minutes):
-    /// `cargo test -p xtask --lib kexec_tools::tests::bench_smoke -- --ignored --nocapture`.
+    /// `cargo test -p xtask --lib payloads::kexec_tools::tests::bench_smoke -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn bench_smoke() -> Result<()> {
         let payloads = crate::payloads::ensure()?;
         let blob = crate::build::Blob::load(&paths::out_dir().join("efi-emulator.bin"))?;
-        let efi_kexec = crate::kexec::build_efi_kexec(&blob)?;
+        let efi_kexec = crate::harness::kexec::build_efi_kexec(&blob)?;
         let tools = ensure_kexec_tools()?;
         println!("kexec-tools {} from {:?}", tools.version, tools.packages);
         for (path, host) in &tools.libs {

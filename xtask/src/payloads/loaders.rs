@@ -7,7 +7,7 @@
 //!   (`grub,5`), so shim would refuse it;
 //! - Debian's signed `shimaa64.efi` (`shim-signed`, bookworm).
 
-use crate::apt::{self, Apt};
+use crate::payloads::apt::{self, Apt};
 use crate::payloads::{build_initramfs, build_uki, payload_dir, unpack, Kernel, Stub, Uki};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};

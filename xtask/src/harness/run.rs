@@ -2,10 +2,10 @@
 //! `kexec_file_load` lays it out, entered the way `arm64_relocate_new_kernel` enters it.
 
 use crate::build::Blob;
+use crate::harness::qemu::{self, Transcript};
+use crate::harness::trampoline::{self, EntryEl};
 use crate::paths;
 use crate::payloads::Payloads;
-use crate::qemu::{self, Transcript};
-use crate::trampoline::{self, EntryEl};
 use anyhow::{bail, ensure, Context, Result};
 use efi_emulator::abi::loader::{self, BootSpec, KexecImage, MemoryLayout};
 use efi_emulator::drivers::fdt::Fdt;
