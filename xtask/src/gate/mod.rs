@@ -1,4 +1,7 @@
-//! The gate: the emulator's layer lint and the fuzz targets.
+//! The gate: `cargo xtask lint` and `cargo xtask test`, the emulator's layer lint, and the fuzz
+//! targets.
 
 pub mod fuzz;
 pub mod layers;
+pub mod lint;
+pub mod test;
