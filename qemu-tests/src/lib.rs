@@ -42,7 +42,7 @@ pub fn boot(opts: RunOptions) -> Transcript {
 
 /// What the test initramfs's `/init` printed as `efi-emulator-test: KEY: value` (empty if not).
 pub fn report(t: &Transcript, key: &str) -> String {
-    let prefix = format!("{}{key}: ", xtask::payloads::REPORT_PREFIX);
+    let prefix = format!("{}{key}: ", xtask::payloads::initramfs::REPORT_PREFIX);
     t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
 }
 
@@ -57,7 +57,7 @@ pub fn efi_kexec() -> &'static std::path::PathBuf {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
     PATH.get_or_init(|| match std::env::var_os("EFI_KEXEC") {
         Some(path) => path.into(),
-        None => xtask::harness::kexec::build_efi_kexec(blob()).expect("building efi-kexec"),
+        None => xtask::build::build_efi_kexec(blob()).expect("building efi-kexec"),
     })
 }
 

@@ -11,7 +11,7 @@ use qemu_tests::{boot, options, payloads, report, EntryEl};
 use xtask::harness::qemu::Transcript;
 use xtask::harness::run::verdict;
 use xtask::payloads::loaders::Loaders;
-use xtask::payloads::Uki;
+use xtask::payloads::uki::Uki;
 
 fn loaders() -> &'static Loaders {
     payloads().loaders().unwrap()

@@ -7,13 +7,14 @@
 use qemu_tests::{efi_kexec, payloads, report, EntryEl};
 use std::sync::OnceLock;
 use std::time::Duration;
-use xtask::harness::kexec::{stage_report, FirstBoot, NextBoot};
+use xtask::harness::kexec::{stage_report, FirstBoot};
 use xtask::harness::qemu::Transcript;
 use xtask::harness::run::verdict;
+use xtask::payloads::kexec_stage::NextBoot;
 
 fn probe() -> &'static std::path::PathBuf {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| xtask::payloads::kdump::build_kdump_probe().expect("building kdump-probe"))
+    PATH.get_or_init(|| xtask::build::build_kdump_probe().expect("building kdump-probe"))
 }
 
 fn at(t: &Transcript, needle: &str) -> Duration {
@@ -42,7 +43,7 @@ fn check(t: &Transcript, el: EntryEl) {
     assert_eq!(report(t, "kdump: vmcoreinfo OSRELEASE"), first_release, "vmcoreinfo names the first kernel's release");
     assert_eq!(report(t, &format!("kdump: pattern at {planted}")), "intact", "the pattern, byte for byte");
     let panic = at(t, "first: panic at uptime");
-    let marker = at(t, xtask::payloads::MARKER);
+    let marker = at(t, xtask::payloads::initramfs::MARKER);
     eprintln!("kdump at {el:?}: panic to the crash kernel's userspace marker in {:.3} s", (marker - panic).as_secs_f64());
 }
 

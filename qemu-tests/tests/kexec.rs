@@ -6,9 +6,10 @@
 
 use qemu_tests::{efi_kexec, payloads, report, EntryEl};
 use std::time::Duration;
-use xtask::harness::kexec::{boot_first, stage_initramfs, stage_report, NextBoot};
+use xtask::harness::kexec::{boot_first, stage_report};
 use xtask::harness::qemu::Transcript;
 use xtask::harness::run::verdict;
+use xtask::payloads::kexec_stage::{stage_initramfs, NextBoot};
 
 const APPEND: &str = "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=second";
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -274,7 +275,7 @@ fn uefi_firmware_moved_by_the_first_kernel_is_hidden_at_el2() {
 fn uki_sees_edk2_variables(el: EntryEl) {
     let p = payloads();
     let u = p.uki("254+6.12").unwrap();
-    let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
+    let efivarfs = xtask::payloads::packages::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
     let write = "insmod /efivarfs.ko && mount -t efivarfs efivarfs /sys/firmware/efi/efivars && \
                  printf '\\007\\000\\000\\000kexec' > /sys/firmware/efi/efivars/EfiKexecTest-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11 && \
                  echo \"efi-kexec-test: first: variable written\"";
@@ -312,7 +313,7 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
 fn variable_survives(el: EntryEl, end: &str) {
     use efi_emulator::abi::cpio::Cpio;
     let p = payloads();
-    let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
+    let efivarfs = xtask::payloads::packages::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
     let busybox = std::fs::read(&p.busybox).unwrap();
     let initramfs = |script: &str, end: &str| {
         let mut c = Cpio::default();
@@ -327,7 +328,10 @@ fn variable_survives(el: EntryEl, end: &str) {
     };
     let var = "EfiKexecPersist-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11";
     let writer = initramfs(
-        &format!("printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"", xtask::payloads::MARKER),
+        &format!(
+            "printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"",
+            xtask::payloads::initramfs::MARKER
+        ),
         end,
     );
     let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(writer), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };

@@ -46,7 +46,7 @@ pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
     if !verbose {
         cargo.quiet();
     }
-    crate::run_checked(&mut cargo.command()).context("building the emulator blob (is the aarch64-unknown-none target installed? `cargo xtask setup`)")?;
+    crate::process::run_checked(&mut cargo.command()).context("building the emulator blob (is the aarch64-unknown-none target installed? `cargo xtask setup`)")?;
 
     let elf_path = paths::target_dir().join(TARGET).join("release").join("efi-emulator");
     let data = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
@@ -104,6 +104,8 @@ impl Blob {
 
 /// The target of the test payloads that run under the emulator.
 pub const UEFI_TARGET: &str = "aarch64-unknown-uefi";
+/// The target of `efi-kexec` and `kdump-probe`: static arm64 Linux binaries.
+pub const MUSL_TARGET: &str = "aarch64-unknown-linux-musl";
 
 /// `cargo build --release -p PACKAGE --target TARGET` with `env` set; returns the artifact
 /// `artifact` it leaves in the target directory.
@@ -113,7 +115,7 @@ pub fn build_release(package: &str, target: &str, env: &[(&str, &std::path::Path
     for (k, v) in env {
         cargo.env(k, v);
     }
-    crate::run_checked(&mut cargo.command()).with_context(|| format!("building {package} (is the {target} target installed? `cargo xtask setup`)"))?;
+    crate::process::run_checked(&mut cargo.command()).with_context(|| format!("building {package} (is the {target} target installed? `cargo xtask setup`)"))?;
     Ok(paths::target_dir().join(target).join("release").join(artifact))
 }
 
@@ -125,4 +127,15 @@ pub fn build_secure_boot_probe() -> Result<PathBuf> {
 /// Builds the misbehaving test payload (`test-payloads/misbehave`) and returns its `.efi`.
 pub fn build_misbehave() -> Result<PathBuf> {
     build_release("misbehave", UEFI_TARGET, &[], "misbehave.efi")
+}
+
+/// Builds the static arm64 `efi-kexec` with `blob` embedded; returns the binary.
+pub fn build_efi_kexec(blob: &Blob) -> Result<PathBuf> {
+    let bin = std::fs::canonicalize(&blob.bin)?;
+    build_release("efi-kexec", MUSL_TARGET, &[("EFI_EMULATOR_BLOB", &bin)], "efi-kexec")
+}
+
+/// Builds the static arm64 `kdump-probe` (`test-payloads/kdump-probe`); returns the binary.
+pub fn build_kdump_probe() -> Result<PathBuf> {
+    build_release("kdump-probe", MUSL_TARGET, &[], "kdump-probe")
 }

@@ -5,14 +5,15 @@ use crate::cli::{BenchSuite, KexecArgs, RunArgs};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;
-use xtask::harness::{run, setup};
+use xtask::harness::{kexec, run, setup};
+use xtask::payloads::kexec_stage::{self, NextBoot};
 use xtask::{build, payloads};
 
 /// `cargo xtask build`: the blob, its report, and efi-kexec with the blob inside.
 pub fn build(verbose: bool) -> Result<()> {
     let blob = build::build_blob(verbose)?;
     println!("{}", blob.report());
-    let efi_kexec = xtask::harness::kexec::build_efi_kexec(&blob)?;
+    let efi_kexec = build::build_efi_kexec(&blob)?;
     println!(
         "efi-kexec: {} bytes, static arm64
   {}",
@@ -102,10 +103,9 @@ pub fn run(a: RunArgs) -> Result<()> {
 
 /// `cargo xtask kexec`: real kexec from Debian's 6.12 through efi-kexec.
 pub fn kexec(a: KexecArgs) -> Result<()> {
-    use xtask::harness::kexec;
     setup::setup()?;
     let blob = build::build_blob(false)?;
-    let efi_kexec = kexec::build_efi_kexec(&blob)?;
+    let efi_kexec = build::build_efi_kexec(&blob)?;
     let payloads = payloads::ensure()?;
     let p = a.payload;
     let image = match p.kernel {
@@ -118,8 +118,8 @@ pub fn kexec(a: KexecArgs) -> Result<()> {
         (None, _) => Some(std::fs::read(&payloads.initramfs)?),
     };
     let extra = if a.dry_run { vec!["--dry-run".to_string()] } else { Vec::new() };
-    let next = kexec::NextBoot { image, initrd, append: Some(p.append), extra, before_load: None, files: Vec::new() };
-    let initramfs = kexec::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
+    let next = NextBoot { image, initrd, append: Some(p.append), extra, before_load: None, files: Vec::new() };
+    let initramfs = kexec_stage::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
     eprintln!(
         "first kernel: Debian {} at {}{}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec",
         payloads.kernel("6.12")?.version,
@@ -154,7 +154,7 @@ pub fn bench(runs: usize, suite: BenchSuite, out: Option<PathBuf>) -> Result<()>
         kexec: all || suite == BenchSuite::Kexec,
         secure_boot: standard || suite == BenchSuite::SecureBoot,
     };
-    let efi_kexec = if suites.kexec { Some(xtask::harness::kexec::build_efi_kexec(&blob)?) } else { None };
+    let efi_kexec = if suites.kexec { Some(build::build_efi_kexec(&blob)?) } else { None };
     let stem = match suite {
         BenchSuite::Standard | BenchSuite::All => "bench".to_string(),
         one => format!("bench-{}", clap::ValueEnum::to_possible_value(&one).expect("a named suite").get_name()),

@@ -17,7 +17,8 @@ pub fn ensure_tools() -> Result<()> {
         return Ok(());
     }
     eprintln!("fuzz: installing cargo-fuzz");
-    crate::run_checked(&mut Cargo::new("install").toolchain(Toolchain::RustupDefault).caller_dir().args(["--locked", "cargo-fuzz"]).command()).context("installing cargo-fuzz")
+    crate::process::run_checked(&mut Cargo::new("install").toolchain(Toolchain::RustupDefault).caller_dir().args(["--locked", "cargo-fuzz"]).command())
+        .context("installing cargo-fuzz")
 }
 
 fn write_seed(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {

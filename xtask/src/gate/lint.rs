@@ -25,13 +25,13 @@ const DOCS: &[&[&str]] = &[&["doc", "--no-deps", "--workspace"], &["doc", "--no-
 pub fn run() -> Result<()> {
     for args in LINTS {
         eprintln!("lint: cargo {}", args.join(" "));
-        crate::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).command()).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
+        crate::process::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).command()).with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
     }
     eprintln!("lint: the emulator's layers (xtask/src/gate/layers.rs): no crate:: path points up, no file circle");
     crate::gate::layers::check(&paths::root().join("emulator/src")).context("lint gate: layers")?;
     for args in DOCS {
         eprintln!("lint: RUSTDOCFLAGS=\"-D warnings\" cargo {}", args.join(" "));
-        crate::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).env("RUSTDOCFLAGS", "-D warnings").command())
+        crate::process::run_checked(&mut Cargo::new(args[0]).args(&args[1..]).env("RUSTDOCFLAGS", "-D warnings").command())
             .with_context(|| format!("lint gate: `cargo {}` failed", args.join(" ")))?;
     }
     Ok(())

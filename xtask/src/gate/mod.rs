@@ -1,5 +1,6 @@
-//! The gate: `cargo xtask lint` and `cargo xtask test`, the emulator's layer lint, and the fuzz
-//! targets.
+//! The gate: `cargo xtask lint` ([`lint`]) and `cargo xtask test` ([`test`](mod@test)), the emulator's
+//! layer lint ([`layers`]), and the fuzz targets ([`fuzz`]). The top of xtask: it may use every
+//! other part.
 
 pub mod fuzz;
 pub mod layers;

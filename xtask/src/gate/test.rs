@@ -106,7 +106,7 @@ fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
     eprintln!("{}", shipped.report());
     let blob = build::build_blob_flavour(false, build::Flavour::TestHooks)?;
     eprintln!("test blob (with the test hooks): {} bytes, {} more than the shipped one", blob.bytes.len(), blob.bytes.len() as i64 - shipped.bytes.len() as i64);
-    let efi_kexec = crate::harness::kexec::build_efi_kexec(&blob)?;
+    let efi_kexec = build::build_efi_kexec(&blob)?;
     eprintln!("efi-kexec: {}", efi_kexec.display());
     eprintln!("== payloads");
     payloads::ensure_all()?;

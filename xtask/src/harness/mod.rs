@@ -1,5 +1,7 @@
-//! The QEMU harness: the machine, the kexec-style hand-off into the emulator, real kexec from a
-//! first kernel, EDK2 and U-Boot, and the host tools they need.
+//! The QEMU harness: the machine and the kexec-style hand-off into the emulator ([`run`],
+//! [`trampoline`], [`qemu`]), real kexec from a first kernel ([`kexec`]), EDK2 with Secure Boot
+//! ([`secure_boot`]), U-Boot ([`uboot`]), and the host tools they need ([`setup`]). It boots
+//! what [`crate::payloads`] makes.
 
 pub mod kexec;
 pub mod qemu;

@@ -27,7 +27,7 @@ impl Snakeoil {
     pub fn new(dir: &Path) -> Result<Snakeoil> {
         std::fs::create_dir_all(dir)?;
         let key = dir.join("snakeoil.key");
-        crate::run_checked(Command::new("openssl").args(["rsa", "-passin", PASSPHRASE, "-in", SNAKEOIL_KEY, "-out"]).arg(&key))
+        crate::process::run_checked(Command::new("openssl").args(["rsa", "-passin", PASSPHRASE, "-in", SNAKEOIL_KEY, "-out"]).arg(&key))
             .with_context(|| format!("decrypting {SNAKEOIL_KEY} (install qemu-efi-aarch64 and openssl: `cargo xtask setup`)"))?;
         let vars = dir.join("AAVMF_VARS.snakeoil.fd");
         std::fs::copy(SNAKEOIL_VARS, &vars).with_context(|| format!("copying {SNAKEOIL_VARS}"))?;
@@ -41,7 +41,7 @@ impl Snakeoil {
         std::fs::copy(input, &unsigned)?;
         // sbattach fails on an image without signatures; that is fine.
         let _ = Command::new("sbattach").arg("--remove").arg(&unsigned).output();
-        crate::run_checked(Command::new("sbsign").arg("--key").arg(&self.key).args(["--cert", SNAKEOIL_CERT, "--output"]).arg(output).arg(&unsigned))
+        crate::process::run_checked(Command::new("sbsign").arg("--key").arg(&self.key).args(["--cert", SNAKEOIL_CERT, "--output"]).arg(output).arg(&unsigned))
             .with_context(|| format!("signing {} (install sbsigntool: `cargo xtask setup`)", input.display()))?;
         let check = Command::new("sbverify").args(["--cert", SNAKEOIL_CERT]).arg(output).output().context("running sbverify")?;
         ensure!(check.status.success(), "sbverify does not accept {}: {}", output.display(), String::from_utf8_lossy(&check.stderr));
@@ -51,14 +51,14 @@ impl Snakeoil {
     /// `input` with one more signature, by `key` and `cert`, after those it has (sbsign
     /// appends to a signed image).
     pub fn add_signature(key: &Path, cert: &Path, input: &Path, output: &Path) -> Result<()> {
-        crate::run_checked(Command::new("sbsign").arg("--key").arg(key).arg("--cert").arg(cert).arg("--output").arg(output).arg(input))
+        crate::process::run_checked(Command::new("sbsign").arg("--key").arg(key).arg("--cert").arg(cert).arg("--output").arg(output).arg(input))
             .with_context(|| format!("signing {}", input.display()))
     }
 
     /// A signer no store knows: a self-signed RSA-2048 certificate made now, (key, cert).
     pub fn unknown_signer(&self) -> Result<(PathBuf, PathBuf)> {
         let (key, cert) = (self.dir.join("unknown.key"), self.dir.join("unknown.pem"));
-        crate::run_checked(
+        crate::process::run_checked(
             Command::new("openssl")
                 .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=Unknown Test Signer", "-keyout"])
                 .arg(&key)
@@ -79,7 +79,7 @@ impl Snakeoil {
         for h in dbx_hashes {
             cmd.args(["--add-dbx-hash", OWNER, h]);
         }
-        crate::run_checked(&mut cmd).context("writing a variable store (install virt-firmware: `cargo xtask setup`)")?;
+        crate::process::run_checked(&mut cmd).context("writing a variable store (install virt-firmware: `cargo xtask setup`)")?;
         Ok(out)
     }
 }

@@ -47,7 +47,7 @@ fn install_virt_firmware() -> Result<()> {
 }
 
 fn is_root() -> bool {
-    crate::output_checked(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
+    crate::process::output_checked(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
 }
 
 fn apt_get(args: &[&str]) -> Result<()> {
@@ -59,7 +59,7 @@ fn apt_get(args: &[&str]) -> Result<()> {
         c
     };
     cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
-    crate::run_checked(&mut cmd)
+    crate::process::run_checked(&mut cmd)
 }
 
 fn have(program: &str) -> bool {
@@ -142,7 +142,7 @@ pub fn setup() -> Result<()> {
 
 /// The distribution's QEMU when it is new enough, otherwise the one from `<codename>-backports`.
 fn install_qemu() -> Result<()> {
-    let candidate = crate::output_checked(Command::new("apt-cache").args(["policy", "qemu-system-arm"]))?;
+    let candidate = crate::process::output_checked(Command::new("apt-cache").args(["policy", "qemu-system-arm"]))?;
     let version = candidate.lines().find_map(|l| l.trim().strip_prefix("Candidate:")).map(str::trim).unwrap_or("");
     let major: u32 = version.split(':').next_back().unwrap_or("").split('.').next().unwrap_or("0").parse().unwrap_or(0);
     if major >= MIN_QEMU.0 {
@@ -169,11 +169,11 @@ fn install_qemu() -> Result<()> {
 }
 
 fn rust_target() -> Result<()> {
-    let installed = crate::output_checked(Command::new("rustup").args(["target", "list", "--installed"]));
-    for target in [crate::build::TARGET, crate::build::UEFI_TARGET, crate::harness::kexec::TARGET] {
+    let installed = crate::process::output_checked(Command::new("rustup").args(["target", "list", "--installed"]));
+    for target in [crate::build::TARGET, crate::build::UEFI_TARGET, crate::build::MUSL_TARGET] {
         match &installed {
             Ok(list) if list.lines().any(|l| l.trim() == target) => {}
-            Ok(_) => crate::run_checked(Command::new("rustup").args(["target", "add", target]))?,
+            Ok(_) => crate::process::run_checked(Command::new("rustup").args(["target", "add", target]))?,
             Err(_) => eprintln!("setup: no rustup; make sure the {target} target is installed"),
         }
     }

@@ -11,12 +11,12 @@
 //! (`linux,ima-kexec-buffer`) is not picked up by the next kernel. Booted directly (device
 //! tree) it is.
 //!
-//! Shares the unpacked source tree with [`crate::payloads::zboot`]; the build is cached under the cache's
-//! `file-kernel/build-<series>-<key>`, the key hashing the source version, the fragment and the
-//! compiler's version.
+//! Shares the unpacked source tree with [`crate::payloads::zboot`]; the build is cached under the
+//! cache's `file-kernel/build-<series>-<key>`, the key hashing the source version, the fragment
+//! and the compiler's version.
 //!
 //! Like Debian's 6.12, it oopses in `kexec_load` on a CPU with FEAT_LPA2: run it on
-//! [`crate::harness::kexec::FIRST_CPU`].
+//! `harness::kexec::FIRST_CPU`.
 
 use crate::paths;
 use crate::payloads::apt::Apt;
