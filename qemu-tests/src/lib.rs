@@ -8,11 +8,11 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 use xtask::build::Blob;
+use xtask::harness::qemu::Transcript;
+use xtask::harness::run::{self, RunOptions};
 use xtask::payloads::Payloads;
-use xtask::qemu::Transcript;
-use xtask::run::{self, RunOptions};
 
-pub use xtask::trampoline::EntryEl;
+pub use xtask::harness::trampoline::EntryEl;
 
 pub fn blob() -> &'static Blob {
     static BLOB: OnceLock<Blob> = OnceLock::new();
@@ -42,7 +42,7 @@ pub fn boot(opts: RunOptions) -> Transcript {
 
 /// What the test initramfs's `/init` printed as `efi-emulator-test: KEY: value` (empty if not).
 pub fn report(t: &Transcript, key: &str) -> String {
-    let prefix = format!("{}{key}: ", xtask::payloads::REPORT_PREFIX);
+    let prefix = format!("{}{key}: ", xtask::payloads::initramfs::REPORT_PREFIX);
     t.lines.iter().find_map(|(_, l)| l.strip_prefix(&prefix).map(str::to_string)).unwrap_or_default()
 }
 
@@ -57,23 +57,23 @@ pub fn efi_kexec() -> &'static std::path::PathBuf {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
     PATH.get_or_init(|| match std::env::var_os("EFI_KEXEC") {
         Some(path) => path.into(),
-        None => xtask::kexec::build_efi_kexec(blob()).expect("building efi-kexec"),
+        None => xtask::build::build_efi_kexec(blob()).expect("building efi-kexec"),
     })
 }
 
-/// The first kernel with the `kexec_file_load` door (`xtask::file_kernel`), built once.
+/// The first kernel with the `kexec_file_load` door (`xtask::payloads::file_kernel`), built once.
 pub fn file_kernel() -> &'static std::path::PathBuf {
     static IMAGE: OnceLock<std::path::PathBuf> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let apt = xtask::apt::Apt::open(&xtask::paths::cache_dir()).expect("apt state");
-        xtask::file_kernel::ensure(&apt).expect("building the kexec_file first kernel").image
+        let apt = xtask::payloads::apt::Apt::open(&xtask::paths::cache_dir()).expect("apt state");
+        xtask::payloads::file_kernel::ensure(&apt).expect("building the kexec_file first kernel").image
     })
 }
 
 /// Debian's arm64 kexec-tools with its libraries, unpacked once.
-pub fn kexec_tools() -> &'static xtask::kexec_tools::KexecTools {
-    static TOOLS: OnceLock<xtask::kexec_tools::KexecTools> = OnceLock::new();
-    TOOLS.get_or_init(|| xtask::kexec_tools::ensure_kexec_tools().expect("Debian's kexec-tools"))
+pub fn kexec_tools() -> &'static xtask::payloads::kexec_tools::KexecTools {
+    static TOOLS: OnceLock<xtask::payloads::kexec_tools::KexecTools> = OnceLock::new();
+    TOOLS.get_or_init(|| xtask::payloads::kexec_tools::ensure_kexec_tools().expect("Debian's kexec-tools"))
 }
 
 /// The test blob as the arm64 Image `kexec_file_load` takes (`efi-emulator.efi`).
@@ -84,9 +84,9 @@ pub fn emulator_image() -> Vec<u8> {
 /// EDK2's test key in a fresh temporary directory named for `name`, and the emulator Image
 /// written there unsigned (`efi-emulator.efi`) and signed with that key
 /// (`efi-emulator.signed.efi`): (keys, unsigned, signed).
-pub fn snakeoil_and_emulator(name: &str) -> (xtask::secure_boot::Snakeoil, std::path::PathBuf, std::path::PathBuf) {
+pub fn snakeoil_and_emulator(name: &str) -> (xtask::harness::secure_boot::Snakeoil, std::path::PathBuf, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("efi-emulator-{name}-{}", std::process::id()));
-    let keys = xtask::secure_boot::Snakeoil::new(&dir).expect("the Secure Boot test key");
+    let keys = xtask::harness::secure_boot::Snakeoil::new(&dir).expect("the Secure Boot test key");
     let (unsigned, signed) = (dir.join("efi-emulator.efi"), dir.join("efi-emulator.signed.efi"));
     std::fs::write(&unsigned, emulator_image()).expect("writing the emulator Image");
     keys.sign(&unsigned, &signed).expect("signing the emulator Image");
@@ -107,7 +107,7 @@ pub fn grub_payload() -> [(&'static str, Vec<u8>); 2] {
 /// the initrd that booted is GRUB's although the loader passed one too.
 pub fn assert_grub_booted(t: &Transcript) {
     assert!(t.contains("grub: loading initrd"), "GRUB read grub.cfg from the ESP");
-    assert_eq!(report(t, "initrd"), xtask::loaders::GRUB_INITRD_ID, "GRUB's initrd, not the loader's");
+    assert_eq!(report(t, "initrd"), xtask::payloads::loaders::GRUB_INITRD_ID, "GRUB's initrd, not the loader's");
     assert_eq!(report(t, "cmdline"), "BOOT_IMAGE=/vmlinuz console=ttyAMA0 earlycon panic=-1 efi_emulator_grub=1");
     assert!(report(t, "uname -r").starts_with("6.12"));
 }

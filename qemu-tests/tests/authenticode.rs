@@ -53,10 +53,10 @@ fn digest_matches_what_sbsign_signs() {
     let _ = std::fs::remove_dir_all(keys.dir);
 }
 
-use xtask::secure_boot::MS_VARS;
+use xtask::harness::secure_boot::MS_VARS;
 
 fn variable(store: &str, name: &str) -> Vec<u8> {
-    use xtask::secure_boot::{read_variable, IMAGE_SECURITY_DATABASE};
+    use xtask::harness::secure_boot::{read_variable, IMAGE_SECURITY_DATABASE};
     let bytes = std::fs::read(store).unwrap_or_else(|e| panic!("{store}: {e} (cargo xtask setup installs qemu-efi-aarch64)"));
     read_variable(&bytes, name, &IMAGE_SECURITY_DATABASE).unwrap_or_else(|| panic!("no {name} in {store}"))
 }
@@ -109,7 +109,7 @@ fn sha256_list(hashes: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn snakeoil_db_accepts_what_its_key_signed() {
     let (keys, unsigned, signed) = qemu_tests::snakeoil_and_emulator("verify");
-    let db = variable(xtask::secure_boot::SNAKEOIL_VARS, "db");
+    let db = variable(xtask::harness::secure_boot::SNAKEOIL_VARS, "db");
     let dbs = Databases { db: &db, ..Default::default() };
     let accepted = verdict(&signed, &dbs).expect("signed by the db key");
     assert!(accepted.contains("SnakeOil"), "{accepted}");
@@ -126,7 +126,7 @@ fn snakeoil_db_accepts_what_its_key_signed() {
     assert_eq!(verdict(&unsigned, &Databases { db: &by_hash, ..Default::default() }), Ok("hash Sha256".into()));
     assert_eq!(verdict(&unsigned, &Databases { db: &by_hash, dbx: &by_hash, ..Default::default() }), Err(Reason::Revoked("the image's hash")));
     // The test certificate in dbx revokes what it signed; MokListRT trusts like db.
-    let der = certificate_der(xtask::secure_boot::SNAKEOIL_CERT);
+    let der = certificate_der(xtask::harness::secure_boot::SNAKEOIL_CERT);
     let list = list(&CERT_X509, &[&der]);
     assert!(verdict(&signed, &Databases { mok: &list, ..Default::default() }).is_ok(), "MokListRT trusts");
     assert_eq!(verdict(&signed, &Databases { db: &db, dbx: &list, ..Default::default() }), Err(Reason::Revoked("a certificate of its signature")));

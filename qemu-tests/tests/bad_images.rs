@@ -5,7 +5,7 @@ use qemu_tests::{boot, options, payloads, EntryEl};
 use std::time::Duration;
 
 fn refused(name: &str) {
-    let all = xtask::corpus::bad_images(payloads()).unwrap();
+    let all = xtask::payloads::corpus::bad_images(payloads()).unwrap();
     let bad = all.iter().find(|b| b.name == name).unwrap();
     let path = std::env::temp_dir().join(format!("efi-emu-bad-{}-{name}.efi", std::process::id()));
     std::fs::write(&path, &bad.bytes).unwrap();

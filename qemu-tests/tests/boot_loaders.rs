@@ -8,10 +8,10 @@
 //! - Debian's signed shim starts Debian's signed GRUB 2.12 (Secure Boot off), which boots Linux.
 
 use qemu_tests::{boot, options, payloads, report, EntryEl};
-use xtask::loaders::Loaders;
-use xtask::payloads::Uki;
-use xtask::qemu::Transcript;
-use xtask::run::verdict;
+use xtask::harness::qemu::Transcript;
+use xtask::harness::run::verdict;
+use xtask::payloads::loaders::Loaders;
+use xtask::payloads::uki::Uki;
 
 fn loaders() -> &'static Loaders {
     payloads().loaders().unwrap()
@@ -44,7 +44,7 @@ fn systemd_boot_esp(version: &str, default: &str) -> tempfile_dir::Dir {
 /// Boots `kernel` (a path in the ESP) with the ESP directory (a GPT disk of it when `gpt`) and an
 /// empty command line; with the loader's own initrd (the plain test initramfs) when
 /// `loader_initrd`, else none; `input` typed on the console.
-fn boot_from_esp(esp: &tempfile_dir::Dir, kernel: &str, el: EntryEl, loader_initrd: bool, input: Option<xtask::qemu::Input>, gpt: bool) -> Transcript {
+fn boot_from_esp(esp: &tempfile_dir::Dir, kernel: &str, el: EntryEl, loader_initrd: bool, input: Option<xtask::harness::qemu::Input>, gpt: bool) -> Transcript {
     let mut o = options(el);
     o.esp_gpt = gpt;
     o.kernel = Some(esp.path().join(kernel));
@@ -98,7 +98,7 @@ fn systemd_boot_257_menu_takes_keys_from_the_serial_console() {
     let esp = systemd_boot_esp("257", "uki-257*");
     esp.file("loader/loader.conf", b"timeout 30\ndefault uki-257*\n");
     // Entries sort by version, newest first: 257 (the default, selected), 254, 252.
-    let keys = xtask::qemu::Input { after: "handing off to the payload".into(), delay: std::time::Duration::from_secs(3), bytes: b"\x1b[B\r".to_vec() };
+    let keys = xtask::harness::qemu::Input { after: "handing off to the payload".into(), delay: std::time::Duration::from_secs(3), bytes: b"\x1b[B\r".to_vec() };
     let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", EntryEl::El1, false, Some(keys), false);
     let u = payloads().uki("254+6.12").unwrap();
     assert_eq!(report(&t, "initrd"), u.initrd_id, "the entry below the default booted");
@@ -111,7 +111,7 @@ fn systemd_boot_257_menu_takes_keys_from_the_serial_console() {
 fn uki_addon(el: EntryEl) {
     let l = loaders();
     let addon_stub = std::fs::read(l.systemd.sibling("addonaa64.efi.stub")).unwrap();
-    let addon = xtask::uki::build(&addon_stub, &[(".cmdline", b"efi_emulator_addon=1")]).unwrap();
+    let addon = xtask::payloads::uki::build(&addon_stub, &[(".cmdline", b"efi_emulator_addon=1")]).unwrap();
     let esp = systemd_boot_esp("257", "uki-257*");
     esp.file("EFI/Linux/uki-257.efi.extra.d/debug.addon.efi", &addon);
     let t = boot_from_esp(&esp, "EFI/Linux/uki-257.efi", el, false, None, false);

@@ -3,7 +3,7 @@
 //! userspace marker at EL1 and EL2.
 
 use qemu_tests::{boot, options, payloads, report, EntryEl};
-use xtask::run::verdict;
+use xtask::harness::run::verdict;
 
 fn uki(name: &str, el: EntryEl) {
     uki_on(name, el, "max");
@@ -37,7 +37,7 @@ fn zboot(series: &str, el: EntryEl) {
     o.timeout = std::time::Duration::from_secs(150);
     let t = boot(o);
     verdict(&t).unwrap();
-    assert_eq!(report(&t, "cmdline"), xtask::run::DEFAULT_APPEND);
+    assert_eq!(report(&t, "cmdline"), xtask::harness::run::DEFAULT_APPEND);
     assert_eq!(report(&t, "initrd"), "plain");
     assert!(report(&t, "uname -r").starts_with(series));
     let images = t.lines.iter().filter(|(_, l)| l.contains("] image: ")).count();

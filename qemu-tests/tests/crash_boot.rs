@@ -3,7 +3,7 @@
 //! of RAM reserved and unmapped, and proves a sample of it unchanged at ExitBootServices.
 
 use qemu_tests::{boot, options, payloads, EntryEl};
-use xtask::run::verdict;
+use xtask::harness::run::verdict;
 
 fn confined(el: EntryEl) {
     let mut o = options(el);

@@ -10,7 +10,7 @@ fn dump(el: EntryEl, mem: &str, smp: u32) -> Vec<u8> {
     o.smp = smp;
     let dir = std::env::temp_dir().join(format!("efi-emu-dtb-{}-{el:?}-{mem}-{smp}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let dtb = xtask::run::dump_dtb(&o, &dir).unwrap();
+    let dtb = xtask::harness::run::dump_dtb(&o, &dir).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     dtb
 }

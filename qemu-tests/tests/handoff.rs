@@ -3,7 +3,7 @@
 
 use qemu_tests::{boot, options, EntryEl};
 use std::time::Duration;
-use xtask::run::verdict;
+use xtask::harness::run::verdict;
 
 #[test]
 fn relocates_itself_to_any_page() {

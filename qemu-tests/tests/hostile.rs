@@ -33,7 +33,7 @@ fn crc_of_file(path: &std::path::Path) -> u32 {
     efi_emulator::efi::crc32::crc32(&std::fs::read(path).unwrap())
 }
 
-fn integrity_line<'a>(t: &'a xtask::qemu::Transcript, when: &str, what: &str) -> &'a str {
+fn integrity_line<'a>(t: &'a xtask::harness::qemu::Transcript, when: &str, what: &str) -> &'a str {
     let prefix = format!("integrity at {when}: {what}");
     t.lines.iter().find(|(_, l)| l.contains(&prefix)).map(|(_, l)| l.as_str()).unwrap_or_else(|| panic!("no {prefix:?}"))
 }
@@ -45,7 +45,7 @@ fn segments_are_untouched_up_to_exit_boot_services() {
     let mut o = options(EntryEl::El1);
     o.integrity = true;
     let t = boot(o);
-    xtask::run::verdict(&t).unwrap();
+    xtask::harness::run::verdict(&t).unwrap();
     let kernel = p.kernel("6.12").unwrap();
     assert!(integrity_line(&t, "entry", "kernel image").ends_with(&format!("crc32 {:#010x}", crc_of_file(&kernel.image))));
     assert!(integrity_line(&t, "entry", "initrd").ends_with(&format!("crc32 {:#010x}", crc_of_file(&p.initramfs))));
@@ -60,7 +60,7 @@ fn segments_are_untouched_up_to_exit_boot_services() {
     o.no_initrd = true;
     o.append = String::new();
     let t = boot(o);
-    xtask::run::verdict(&t).unwrap();
+    xtask::harness::run::verdict(&t).unwrap();
     assert!(integrity_line(&t, "entry", "kernel image").ends_with(&format!("crc32 {:#010x}", crc_of_file(&u.path))));
     assert!(integrity_line(&t, "ExitBootServices", "kernel image").ends_with("unchanged"));
     assert!(integrity_line(&t, "ExitBootServices", "dtb").ends_with("unchanged"));

@@ -7,13 +7,14 @@
 use qemu_tests::{efi_kexec, payloads, report, EntryEl};
 use std::sync::OnceLock;
 use std::time::Duration;
-use xtask::kexec::{stage_report, FirstBoot, NextBoot};
-use xtask::qemu::Transcript;
-use xtask::run::verdict;
+use xtask::harness::kexec::{stage_report, FirstBoot};
+use xtask::harness::qemu::Transcript;
+use xtask::harness::run::verdict;
+use xtask::payloads::kexec_stage::NextBoot;
 
 fn probe() -> &'static std::path::PathBuf {
     static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| xtask::kdump::build_kdump_probe().expect("building kdump-probe"))
+    PATH.get_or_init(|| xtask::build::build_kdump_probe().expect("building kdump-probe"))
 }
 
 fn at(t: &Transcript, needle: &str) -> Duration {
@@ -23,8 +24,8 @@ fn at(t: &Transcript, needle: &str) -> Duration {
 /// Panics the first kernel with `next` loaded as its crash kernel; checks the vmcore.
 fn kdump(el: EntryEl, next: NextBoot) -> Transcript {
     let p = payloads();
-    let first = xtask::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
-    let t = xtask::kexec::boot_first_with(p, el, FirstBoot::DirectCrashKernel, &first, Duration::from_secs(300), false).unwrap();
+    let first = xtask::payloads::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
+    let t = xtask::harness::kexec::boot_first_with(p, el, FirstBoot::DirectCrashKernel, &first, Duration::from_secs(300), false).unwrap();
     check(&t, el);
     t
 }
@@ -42,7 +43,7 @@ fn check(t: &Transcript, el: EntryEl) {
     assert_eq!(report(t, "kdump: vmcoreinfo OSRELEASE"), first_release, "vmcoreinfo names the first kernel's release");
     assert_eq!(report(t, &format!("kdump: pattern at {planted}")), "intact", "the pattern, byte for byte");
     let panic = at(t, "first: panic at uptime");
-    let marker = at(t, xtask::payloads::MARKER);
+    let marker = at(t, xtask::payloads::initramfs::MARKER);
     eprintln!("kdump at {el:?}: panic to the crash kernel's userspace marker in {:.3} s", (marker - panic).as_secs_f64());
 }
 
@@ -50,7 +51,7 @@ fn image_6_12(el: EntryEl) {
     let p = payloads();
     let next = NextBoot {
         image: p.kernel("6.12").unwrap().image.clone(),
-        initrd: Some(xtask::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
+        initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
         append: None,
         extra: vec![],
         before_load: None,
@@ -72,7 +73,7 @@ fn kdump_6_12_image_at_el2() {
 /// The 254 stub with the 6.12 kernel and the crash initramfs as its `.initrd`; the loader's
 /// command line (with the pattern's address) overrides its `.cmdline`.
 fn uki_254(el: EntryEl) {
-    let uki = xtask::kdump::crash_uki(payloads(), probe()).unwrap();
+    let uki = xtask::payloads::kdump::crash_uki(payloads(), probe()).unwrap();
     let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let path = dir.join(format!("kdump-uki-{}-{el:?}.efi", std::process::id()));
     std::fs::write(&path, uki).unwrap();
@@ -101,9 +102,10 @@ fn kdump_through_kexec_file_load() {
     let p = payloads();
     let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let uki = dir.join(format!("kdump-file-uki-{}.efi", std::process::id()));
-    std::fs::write(&uki, xtask::kdump::crash_uki(p, probe()).unwrap()).unwrap();
+    std::fs::write(&uki, xtask::payloads::kdump::crash_uki(p, probe()).unwrap()).unwrap();
     let boot = |first: &[u8]| {
-        let t = xtask::kexec::boot_first_kernel(qemu_tests::file_kernel(), EntryEl::El1, FirstBoot::DirectCrashKernel, first, None, Duration::from_secs(300), false).unwrap();
+        let t =
+            xtask::harness::kexec::boot_first_kernel(qemu_tests::file_kernel(), EntryEl::El1, FirstBoot::DirectCrashKernel, first, None, Duration::from_secs(300), false).unwrap();
         check(&t, EntryEl::El1);
         assert!(t.contains("(kexec_file_load): the payload at 0x"), "the crash kernel came through the device-tree entry");
         assert!(t.contains(", a crash boot"));
@@ -111,19 +113,19 @@ fn kdump_through_kexec_file_load() {
     };
 
     let next = NextBoot { image: uki.clone(), initrd: None, append: None, extra: vec![], before_load: None, files: vec![] };
-    let first = xtask::kdump::first_stage_kexec_file(&p.busybox, qemu_tests::kexec_tools(), &qemu_tests::emulator_image(), probe(), &next).unwrap();
+    let first = xtask::payloads::kdump::first_stage_kexec_file(&p.busybox, qemu_tests::kexec_tools(), &qemu_tests::emulator_image(), probe(), &next).unwrap();
     let t = boot(&first);
     assert!(t.contains("EFI stub: "), "the UKI's kernel ran its EFI stub");
 
     let next = NextBoot {
         image: p.kernel("6.12").unwrap().image.clone(),
-        initrd: Some(xtask::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
+        initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
         append: None,
         extra: vec!["-s".into()],
         before_load: None,
         files: vec![],
     };
-    let first = xtask::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
+    let first = xtask::payloads::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
     let t = boot(&first);
     assert!(t.contains("efi-kexec: loaded through kexec_file_load") && t.contains("the crash kernel starts at the next panic"));
     assert!(t.contains("is a bundle, the PE file"));

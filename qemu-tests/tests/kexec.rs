@@ -6,9 +6,10 @@
 
 use qemu_tests::{efi_kexec, payloads, report, EntryEl};
 use std::time::Duration;
-use xtask::kexec::{boot_first, stage_initramfs, stage_report, NextBoot};
-use xtask::qemu::Transcript;
-use xtask::run::verdict;
+use xtask::harness::kexec::{boot_first, stage_report};
+use xtask::harness::qemu::Transcript;
+use xtask::harness::run::verdict;
+use xtask::payloads::kexec_stage::{stage_initramfs, NextBoot};
 
 const APPEND: &str = "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=second";
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -158,7 +159,7 @@ fn chain_kexecs_a_third_kernel() {
 #[test]
 fn damaged_image_is_refused_and_the_first_kernel_keeps_running() {
     let p = payloads();
-    let bad = xtask::corpus::bad_images(p).unwrap().into_iter().find(|b| b.name == "wrong-machine").unwrap();
+    let bad = xtask::payloads::corpus::bad_images(p).unwrap().into_iter().find(|b| b.name == "wrong-machine").unwrap();
     let path = xtask::paths::out_dir().join("kexec-wrong-machine.efi");
     std::fs::write(&path, &bad.bytes).unwrap();
     let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() });
@@ -174,7 +175,7 @@ fn damaged_image_is_refused_and_the_first_kernel_keeps_running() {
 /// reaches EDK2's runtime services through the emulator (both kernels map them 1:1, as arm64
 /// Linux does unless the machine needs SetVirtualAddressMap).
 fn uefi_first_kernel(el: EntryEl, next: NextBoot) -> Transcript {
-    let t = uefi_boot(el, xtask::kexec::FirstBoot::Edk2, next);
+    let t = uefi_boot(el, xtask::harness::kexec::FirstBoot::Edk2, next);
     let seen = |needle: &str| after_exec(&t).iter().any(|(_, l)| l.contains(needle));
     assert!(seen("rtc-efi rtc-efi.0: registered as rtc0"), "the next kernel reads EDK2's clock through GetTime after ExitBootServices");
     assert!(!seen("runtime services will not be available"));
@@ -188,10 +189,10 @@ fn after_exec(t: &Transcript) -> &[(Duration, String)] {
 }
 
 /// EDK2 boots the first kernel as `boot` says; what every such kexec must show.
-fn uefi_boot(el: EntryEl, boot: xtask::kexec::FirstBoot, next: NextBoot) -> Transcript {
+fn uefi_boot(el: EntryEl, boot: xtask::harness::kexec::FirstBoot, next: NextBoot) -> Transcript {
     let p = payloads();
     let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
-    let t = xtask::kexec::boot_first_with(p, el, boot, &initramfs, TIMEOUT, false).unwrap();
+    let t = xtask::harness::kexec::boot_first_with(p, el, boot, &initramfs, TIMEOUT, false).unwrap();
     eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
     verdict(&t).unwrap();
     assert!(stage_report(&t, "first", "up").unwrap().contains("efi yes"), "EDK2 booted the first kernel");
@@ -248,7 +249,7 @@ fn uefi_first_kernel_image_6_12_with_acpi_force_at_el2() {
 /// firmware at ExitBootServices, serves its own runtime services and says so, and the next
 /// kernel boots without EDK2's (no rtc-efi) and without a firmware fault.
 fn firmware_moved_by_the_first_kernel(el: EntryEl) {
-    let t = uefi_boot(el, xtask::kexec::FirstBoot::Edk2Emag, image_6_12(APPEND));
+    let t = uefi_boot(el, xtask::harness::kexec::FirstBoot::Edk2Emag, image_6_12(APPEND));
     let seen = |needle: &str| after_exec(&t).iter().any(|(_, l)| l.contains(needle));
     let fw = t.find("firmware runtime services at").expect("the emulator passes the firmware on").1.clone();
     let (virt, phys) = (fw.split("at ").nth(1).unwrap().split(' ').next().unwrap(), fw.split("physical ").nth(1).unwrap().split(')').next().unwrap());
@@ -274,7 +275,7 @@ fn uefi_firmware_moved_by_the_first_kernel_is_hidden_at_el2() {
 fn uki_sees_edk2_variables(el: EntryEl) {
     let p = payloads();
     let u = p.uki("254+6.12").unwrap();
-    let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
+    let efivarfs = xtask::payloads::packages::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
     let write = "insmod /efivarfs.ko && mount -t efivarfs efivarfs /sys/firmware/efi/efivars && \
                  printf '\\007\\000\\000\\000kexec' > /sys/firmware/efi/efivars/EfiKexecTest-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11 && \
                  echo \"efi-kexec-test: first: variable written\"";
@@ -312,7 +313,7 @@ fn uefi_first_kernel_uki_254_at_el2_sees_edk2_variables() {
 fn variable_survives(el: EntryEl, end: &str) {
     use efi_emulator_loader::cpio::Cpio;
     let p = payloads();
-    let efivarfs = xtask::payloads::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
+    let efivarfs = xtask::payloads::packages::efivarfs_module(p.kernel("6.12").unwrap()).unwrap();
     let busybox = std::fs::read(&p.busybox).unwrap();
     let initramfs = |script: &str, end: &str| {
         let mut c = Cpio::default();
@@ -327,14 +328,17 @@ fn variable_survives(el: EntryEl, end: &str) {
     };
     let var = "EfiKexecPersist-4f5b1e0a-9f57-4e8a-8a3e-2d1f1b9c7a11";
     let writer = initramfs(
-        &format!("printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"", xtask::payloads::MARKER),
+        &format!(
+            "printf '\\007\\000\\000\\000kept' > /sys/firmware/efi/efivars/{var} && echo \"efi-kexec-test: second: wrote {var}\"\necho \"{}\"",
+            xtask::payloads::initramfs::MARKER
+        ),
         end,
     );
     let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(writer), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
     let store = xtask::paths::out_dir().join(format!("persist-vars-{}-{el:?}.fd", std::process::id()));
-    std::fs::copy(xtask::kexec::AAVMF_VARS, &store).unwrap();
+    std::fs::copy(xtask::harness::kexec::AAVMF_VARS, &store).unwrap();
     let first = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
-    let t = xtask::kexec::boot_first_vars(p, el, xtask::kexec::FirstBoot::Edk2, &first, Some(&store), TIMEOUT, false).unwrap();
+    let t = xtask::harness::kexec::boot_first_vars(p, el, xtask::harness::kexec::FirstBoot::Edk2, &first, Some(&store), TIMEOUT, false).unwrap();
     eprintln!("{}", t.text());
     assert!(t.powered_off(), "the kexec'ed kernel's {end} ended QEMU (-no-reboot) through ResetSystem");
     assert!(t.contains(if end.starts_with("reboot") { "reboot: Restarting system" } else { "reboot: Power down" }));
@@ -342,7 +346,7 @@ fn variable_survives(el: EntryEl, end: &str) {
     assert!(t.contains("efi-emulator 0."));
 
     let lister = initramfs("echo \"efi-kexec-test: third: vars: $(ls /sys/firmware/efi/efivars | tr '\\n' ' ')\"", "poweroff -f");
-    let t = xtask::kexec::boot_first_vars(p, el, xtask::kexec::FirstBoot::Edk2, &lister, Some(&store), TIMEOUT, false).unwrap();
+    let t = xtask::harness::kexec::boot_first_vars(p, el, xtask::harness::kexec::FirstBoot::Edk2, &lister, Some(&store), TIMEOUT, false).unwrap();
     let _ = std::fs::remove_file(&store);
     eprintln!("{}", t.text());
     let vars = stage_report(&t, "third", "vars").expect("the plain EDK2 boot listed its variables");
@@ -382,7 +386,7 @@ fn disabled_kexec_load_is_explained() {
 /// emulator uses for it (the same function, run before any segment is loaded).
 #[test]
 fn efi_kexec_refuses_the_bad_image_corpus_like_the_emulator() {
-    for bad in xtask::corpus::bad_images(payloads()).unwrap() {
+    for bad in xtask::payloads::corpus::bad_images(payloads()).unwrap() {
         let e = efi_emulator::efi::image_info::check_loadable(&bad.bytes).err().unwrap_or_else(|| panic!("{} was accepted", bad.name));
         assert!(e.to_string().contains(bad.expect), "{}: {e}", bad.name);
     }
@@ -444,7 +448,7 @@ fn shim_grub_from_esp(el: EntryEl) {
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("Booting `Linux'"), "GRUB ran its entry");
-    assert_eq!(report(&t, "initrd"), xtask::loaders::GRUB_INITRD_ID, "the initrd GRUB loaded from the ESP");
+    assert_eq!(report(&t, "initrd"), xtask::payloads::loaders::GRUB_INITRD_ID, "the initrd GRUB loaded from the ESP");
     assert!(report(&t, "efivars").contains("MokListRT-605dab50-e046-4300-abb6-3dd810dd8b23"), "shim ran");
 }
 

@@ -4,7 +4,7 @@
 //! `kexec_file_real.rs`.
 
 use qemu_tests::{boot, options, payloads, report, EntryEl};
-use xtask::run::{verdict, DEFAULT_APPEND};
+use xtask::harness::run::{verdict, DEFAULT_APPEND};
 
 #[test]
 fn a_bundle_a_uki_and_a_zboot_image_boot_through_the_device_tree_entry() {

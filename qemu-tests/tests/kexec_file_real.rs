@@ -1,14 +1,15 @@
 //! Real `kexec -s` (`kexec_file_load`) through the emulator's Image form, from a running kernel
 //! that has the door: Debian's arm64 kernels lack `CONFIG_KEXEC_FILE`, so the first kernel is
-//! built from `linux-source-6.12` (`xtask::file_kernel`). Debian's own kexec-tools loads
+//! built from `linux-source-6.12` (`xtask::payloads::file_kernel`). Debian's own kexec-tools loads
 //! `efi-emulator.efi` with the payload as its initrd; `efi-kexec load -s` does the same.
 
 use qemu_tests::{efi_kexec, payloads, EntryEl};
 use std::path::PathBuf;
 use std::time::Duration;
-use xtask::kexec::{self, stage_report, FirstBoot, NextBoot};
-use xtask::payloads::MARKER;
-use xtask::qemu::Transcript;
+use xtask::harness::kexec::{self, stage_report, FirstBoot};
+use xtask::harness::qemu::Transcript;
+use xtask::payloads::initramfs::MARKER;
+use xtask::payloads::kexec_stage::{stage_initramfs, NextBoot};
 
 fn first_kernel() -> &'static PathBuf {
     qemu_tests::file_kernel()
@@ -41,7 +42,7 @@ fn kexec_tools_kexec_s_boots_a_uki_through_the_emulator_image() {
             before_load: None,
             files: vec![],
         };
-        let initramfs = xtask::kexec_tools::stage_initramfs(&payloads().busybox, qemu_tests::kexec_tools(), &next).unwrap();
+        let initramfs = xtask::payloads::kexec_tools::stage_initramfs(&payloads().busybox, qemu_tests::kexec_tools(), &next).unwrap();
         let t = boot(el, &initramfs);
         assert!(stage_report(&t, "first", "exec at uptime").is_some(), "kexec -s loaded at {el:?}");
         assert!(t.contains("(kexec_file_load): the payload at 0x") && t.contains("is one PE file"), "the emulator was entered with the DTB at {el:?}");
@@ -68,13 +69,13 @@ fn efi_kexec_s_boots_an_image_with_its_initrd_and_chains() {
     };
     let second = NextBoot {
         image: first_kernel().clone(),
-        initrd: Some(kexec::stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap()),
+        initrd: Some(stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap()),
         append: Some("console=ttyAMA0 panic=-1 second=1".into()),
         extra: vec!["-s".into()],
         before_load: None,
         files: vec![],
     };
-    let initramfs = kexec::stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
     let t = boot(EntryEl::El1, &initramfs);
     assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("efi-kexec: loaded through kexec_file_load")).count(), 2, "efi-kexec -s loaded twice");
     assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("is a bundle, the PE file")).count(), 2, "each time a bundle of the Image and its initrd");
@@ -119,7 +120,7 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
         before_load: Some(before.into()),
         files: vec![("emulator.efi".into(), std::fs::read(&signed).unwrap())],
     };
-    let initramfs = kexec::stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
+    let initramfs = stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
     let t = kexec::boot_first_kernel(&first, EntryEl::El1, FirstBoot::Edk2, &initramfs, Some(&keys.vars), Duration::from_secs(300), false).expect("starting QEMU");
     eprintln!("$ {}\n{}", t.command, t.text());
     assert!(t.contains("Kernel is locked down from EFI Secure Boot"), "the first kernel locked itself down");
@@ -161,13 +162,13 @@ fn the_ima_measurement_list_carries_over_through_the_emulator() {
     let last = NextBoot { image: first_kernel().clone(), initrd: None, append: None, extra: vec![], before_load: Some(format!("{IMA_REPORT}\npoweroff -f")), files: vec![] };
     let second = NextBoot {
         image: first_kernel().clone(),
-        initrd: Some(kexec::stage_initramfs(&p.busybox, efi_kexec(), "second", &last).unwrap()),
+        initrd: Some(stage_initramfs(&p.busybox, efi_kexec(), "second", &last).unwrap()),
         append: Some("console=ttyAMA0 panic=-1".into()),
         extra: vec!["-s".into()],
         before_load: Some(IMA_REPORT.into()),
         files: vec![],
     };
-    let initramfs = kexec::stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
     let t = boot(EntryEl::El1, &initramfs);
     let count = |stage| stage_report(&t, stage, "ima entries").and_then(|n| n.parse::<usize>().ok()).unwrap_or_else(|| panic!("{stage}: no IMA list"));
     let (first, second) = (count("first"), count("second"));

@@ -2,7 +2,7 @@
 //! exception level, on one and two CPUs, with the initrd and command line the loader gave.
 
 use qemu_tests::{boot, options, payloads, EntryEl};
-use xtask::run::verdict;
+use xtask::harness::run::verdict;
 
 const APPEND: &str = "console=ttyAMA0 earlycon panic=-1 efi_emulator_test=1";
 

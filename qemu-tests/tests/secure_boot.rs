@@ -17,9 +17,10 @@ use qemu_tests::{efi_kexec, payloads, EntryEl};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use xtask::kexec::{self, FirstBoot, NextBoot};
-use xtask::qemu::Transcript;
-use xtask::secure_boot::{edk2_verdicts, probe_verdicts, Snakeoil, SNAKEOIL_CERT};
+use xtask::harness::kexec::{self, FirstBoot};
+use xtask::harness::qemu::Transcript;
+use xtask::harness::secure_boot::{edk2_verdicts, probe_verdicts, Snakeoil, SNAKEOIL_CERT};
+use xtask::payloads::kexec_stage::{stage_initramfs, NextBoot};
 
 const ACCEPTED: &str = "0x0";
 /// EFI_ACCESS_DENIED: what Debian's EDK2 (2022.11) LoadImage returns for every image Secure
@@ -59,7 +60,7 @@ fn through_the_emulator(s: &Setup, store: &Path, image: &Path, initrd: Option<Ve
 }
 
 fn run_chain(s: &Setup, store: &Path, next: &NextBoot) -> Transcript {
-    let initramfs = kexec::stage_initramfs(&payloads().busybox, efi_kexec(), "first", next).unwrap();
+    let initramfs = stage_initramfs(&payloads().busybox, efi_kexec(), "first", next).unwrap();
     let t = kexec::boot_first_kernel(&s.first, EntryEl::El1, FirstBoot::Edk2, &initramfs, Some(store), TIMEOUT, false).expect("starting QEMU");
     eprintln!("$ {}\n{}", t.command, t.text());
     assert!(t.contains("Kernel is locked down from EFI Secure Boot"), "the first kernel locked itself down");
@@ -202,7 +203,7 @@ fn uki_addons_are_verified_through_the_emulator() {
     let addon_stub = std::fs::read(l.systemd.sibling("addonaa64.efi.stub")).unwrap();
     let addon = |name: &str| {
         let path = dir.join(format!("{name}.addon.efi"));
-        std::fs::write(&path, xtask::uki::build(&addon_stub, &[(".cmdline", format!("efi_emulator_addon={name}").as_bytes())]).unwrap()).unwrap();
+        std::fs::write(&path, xtask::payloads::uki::build(&addon_stub, &[(".cmdline", format!("efi_emulator_addon={name}").as_bytes())]).unwrap()).unwrap();
         path
     };
     let good = dir.join("good.signed.efi");

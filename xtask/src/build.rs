@@ -1,11 +1,11 @@
 //! `cargo xtask build`: the bare-metal ELF, converted to the flat blob a loader copies.
 
+use crate::cargo::Cargo;
 use crate::paths;
 use anyhow::{Context, Result};
 use efi_emulator::abi::BlobHeader;
 use efi_emulator_loader::flat::{flatten, FlatBlob};
 use std::path::PathBuf;
-use std::process::Command;
 
 pub const TARGET: &str = "aarch64-unknown-none";
 
@@ -38,19 +38,17 @@ pub enum Flavour {
 }
 
 pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(paths::root()).args(["build", "--release", "-p", "efi-emulator", "--bin", "efi-emulator", "--target", TARGET]);
+    let mut cargo = Cargo::new("build");
+    cargo.release().package("efi-emulator").args(["--bin", "efi-emulator"]).target(TARGET);
     if flavour == Flavour::TestHooks {
-        cmd.args(["--features", "test-hooks"]);
+        cargo.features("test-hooks");
     }
     if !verbose {
-        cmd.arg("--quiet");
+        cargo.quiet();
     }
-    crate::run_checked(&mut cmd).context("building the emulator blob (is the aarch64-unknown-none target installed? `cargo xtask setup`)")?;
+    crate::process::run_checked(&mut cargo.command()).context("building the emulator blob (is the aarch64-unknown-none target installed? `cargo xtask setup`)")?;
 
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
-    let elf_path = target_dir.join(TARGET).join("release").join("efi-emulator");
+    let elf_path = paths::target_dir().join(TARGET).join("release").join("efi-emulator");
     let data = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let FlatBlob { bytes: flat, header, text, rodata, data, relocations } = flatten(&data).map_err(anyhow::Error::msg)?;
 
@@ -106,19 +104,19 @@ impl Blob {
 
 /// The target of the test payloads that run under the emulator.
 pub const UEFI_TARGET: &str = "aarch64-unknown-uefi";
+/// The target of `efi-kexec` and `kdump-probe`: static arm64 Linux binaries.
+pub const MUSL_TARGET: &str = "aarch64-unknown-linux-musl";
 
 /// `cargo build --release -p PACKAGE --target TARGET` with `env` set; returns the artifact
 /// `artifact` it leaves in the target directory.
 pub fn build_release(package: &str, target: &str, env: &[(&str, &std::path::Path)], artifact: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(paths::root()).args(["build", "--quiet", "--release", "-p", package, "--target", target]);
+    let mut cargo = Cargo::new("build");
+    cargo.quiet().release().package(package).target(target);
     for (k, v) in env {
-        cmd.env(k, v);
+        cargo.env(k, v);
     }
-    crate::run_checked(&mut cmd).with_context(|| format!("building {package} (is the {target} target installed? `cargo xtask setup`)"))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths::root().join("target"));
-    Ok(target_dir.join(target).join("release").join(artifact))
+    crate::process::run_checked(&mut cargo.command()).with_context(|| format!("building {package} (is the {target} target installed? `cargo xtask setup`)"))?;
+    Ok(paths::target_dir().join(target).join("release").join(artifact))
 }
 
 /// Builds the Secure Boot probe (`test-payloads/secure-boot-probe`) and returns its `.efi`.
@@ -129,4 +127,15 @@ pub fn build_secure_boot_probe() -> Result<PathBuf> {
 /// Builds the misbehaving test payload (`test-payloads/misbehave`) and returns its `.efi`.
 pub fn build_misbehave() -> Result<PathBuf> {
     build_release("misbehave", UEFI_TARGET, &[], "misbehave.efi")
+}
+
+/// Builds the static arm64 `efi-kexec` with `blob` embedded; returns the binary.
+pub fn build_efi_kexec(blob: &Blob) -> Result<PathBuf> {
+    let bin = std::fs::canonicalize(&blob.bin)?;
+    build_release("efi-kexec", MUSL_TARGET, &[("EFI_EMULATOR_BLOB", &bin)], "efi-kexec")
+}
+
+/// Builds the static arm64 `kdump-probe` (`test-payloads/kdump-probe`); returns the binary.
+pub fn build_kdump_probe() -> Result<PathBuf> {
+    build_release("kdump-probe", MUSL_TARGET, &[], "kdump-probe")
 }

@@ -2,39 +2,25 @@
 //!
 //! One QEMU runner serves `cargo xtask run`, the QEMU tests and the benchmark, so that what is
 //! tested is what a user runs.
+//!
+//! Its parts, each using only those listed before it (no import circle among the folders, nor
+//! among the files):
+//! - the base: [`paths`], [`process`] (running host programs), [`cargo`] (the one cargo-command
+//!   builder) and [`build`] (the blob, `efi-kexec` and the test programs);
+//! - [`payloads`]: what is booted: Debian's kernels, stubs and boot loaders, the test initramfs,
+//!   UKIs, the zboot and kexec_file kernels built from source, kexec stages, the bad images;
+//! - [`harness`]: how it is booted under QEMU: the machine, the kexec-style hand-off, real kexec
+//!   from a first kernel, EDK2 with Secure Boot, U-Boot, and the host set-up;
+//! - [`bench`](mod@bench): `cargo xtask bench`;
+//! - [`gate`]: `cargo xtask lint` and `cargo xtask test`, the emulator's layer lint, fuzzing.
+//!
+//! The binary (`main.rs`, `cli.rs`, `commands.rs`) parses the command line and calls these.
 
-pub mod apt;
 pub mod bench;
 pub mod build;
-pub mod corpus;
-pub mod file_kernel;
-pub mod fuzz;
-pub mod kdump;
-pub mod kexec;
-pub mod kexec_tools;
-pub mod layers;
-pub mod loaders;
+pub mod cargo;
+pub mod gate;
+pub mod harness;
 pub mod paths;
 pub mod payloads;
-pub mod qemu;
-pub mod run;
-pub mod secure_boot;
-pub mod setup;
-pub mod trampoline;
-pub mod uboot;
-pub mod uki;
-pub mod zboot;
-
-/// Runs a command, failing with its command line when it fails.
-pub fn run_checked(cmd: &mut std::process::Command) -> anyhow::Result<()> {
-    let status = cmd.status().map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.get_program()))?;
-    anyhow::ensure!(status.success(), "{cmd:?} failed: {status}");
-    Ok(())
-}
-
-/// Runs a command and returns its standard output.
-pub fn output_checked(cmd: &mut std::process::Command) -> anyhow::Result<String> {
-    let out = cmd.output().map_err(|e| anyhow::anyhow!("cannot start {:?}: {e}", cmd.get_program()))?;
-    anyhow::ensure!(out.status.success(), "{cmd:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub mod process;

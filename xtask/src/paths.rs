@@ -7,10 +7,14 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
 /// Build products of xtask: the flat blob, its ELF, the trampoline, per-run files.
 pub fn out_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
-    target.join("efi-emulator")
+    target_dir().join("efi-emulator")
 }
 
 /// The download and payload cache: `$XDG_CACHE_HOME/efi-emulator` (or `~/.cache/efi-emulator`),

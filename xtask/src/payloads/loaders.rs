@@ -7,8 +7,10 @@
 //!   (`grub,5`), so shim would refuse it;
 //! - Debian's signed `shimaa64.efi` (`shim-signed`, bookworm).
 
-use crate::apt::{self, Apt};
-use crate::payloads::{build_initramfs, build_uki, payload_dir, unpack, Kernel, Stub, Uki};
+use crate::payloads::apt::{self, Apt};
+use crate::payloads::initramfs::build_initramfs;
+use crate::payloads::packages::{efivarfs_module, payload_dir, unpack, versions, Kernel, Stub};
+use crate::payloads::uki::{build_uki, Uki};
 use anyhow::{ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -53,7 +55,7 @@ pub struct Shim {
 
 /// The newest version of `name` starting with `prefix`.
 fn version(apt: &Apt, name: &str, prefix: &str) -> Result<String> {
-    crate::payloads::versions(apt, name)?.into_iter().find(|v| v.starts_with(prefix)).with_context(|| format!("no {name} {prefix}* for {} in the package lists", apt.arch()))
+    versions(apt, name)?.into_iter().find(|v| v.starts_with(prefix)).with_context(|| format!("no {name} {prefix}* for {} in the package lists", apt.arch()))
 }
 
 /// The one file under `dir` whose name is `name`.
@@ -99,7 +101,7 @@ pub fn ensure(cache: &Path, kernel: &Kernel, busybox: &Path) -> Result<Loaders> 
     let shim = Shim { path: find(&unpack(&bookworm, "shim-signed", &shim_v)?, "shimaa64.efi.signed")?, version: shim_v };
     let uki = build_uki(&systemd, kernel, busybox)?;
     let grub_initrd = payload_dir().join(format!("initramfs-{GRUB_INITRD_ID}.cpio"));
-    build_initramfs(busybox, &grub_initrd, GRUB_INITRD_ID, &[("efivarfs.ko", crate::payloads::efivarfs_module(kernel)?)])?;
+    build_initramfs(busybox, &grub_initrd, GRUB_INITRD_ID, &[("efivarfs.ko", efivarfs_module(kernel)?)])?;
     Ok(Loaders { systemd, uki, grub, shim, grub_initrd })
 }
 
@@ -113,6 +115,6 @@ impl Grub {
             cmd.arg("-c").arg(c);
         }
         cmd.args(modules);
-        crate::run_checked(&mut cmd).with_context(|| format!("grub-mkimage {} (arm64-efi)", self.version))
+        crate::process::run_checked(&mut cmd).with_context(|| format!("grub-mkimage {} (arm64-efi)", self.version))
     }
 }

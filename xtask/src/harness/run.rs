@@ -2,10 +2,11 @@
 //! `kexec_file_load` lays it out, entered the way `arm64_relocate_new_kernel` enters it.
 
 use crate::build::Blob;
+use crate::harness::qemu::{self, Transcript};
+use crate::harness::trampoline::{self, EntryEl};
 use crate::paths;
+use crate::payloads::initramfs::MARKER;
 use crate::payloads::Payloads;
-use crate::qemu::{self, Transcript};
-use crate::trampoline::{self, EntryEl};
 use anyhow::{bail, ensure, Context, Result};
 use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::mem::Extent;
@@ -194,7 +195,7 @@ pub fn dump_dtb(o: &RunOptions, dir: &std::path::Path) -> Result<Vec<u8>> {
     let path = dir.join("virt.dtb");
     let mut dump = vec!["-M".to_string(), format!("{},dumpdtb={}", machine(o), path.display())];
     dump.extend(base_args(o));
-    crate::output_checked(std::process::Command::new(qemu::QEMU).args(&dump)).context("dumping QEMU's device tree")?;
+    crate::process::output_checked(std::process::Command::new(qemu::QEMU).args(&dump)).context("dumping QEMU's device tree")?;
     Ok(std::fs::read(&path)?)
 }
 
@@ -444,7 +445,7 @@ pub fn verdict(t: &Transcript) -> Result<&'static str> {
     if let Some((_, line)) = t.find("[Firmware Bug]").or_else(|| t.find("FIRMWARE BUG")) {
         bail!("Linux reports a firmware bug: {line}");
     }
-    if t.contains(crate::payloads::MARKER) {
+    if t.contains(MARKER) {
         Ok("the payload reached userspace and powered off")
     } else if t.contains("Kernel panic") {
         bail!("the kernel panicked")
@@ -460,7 +461,7 @@ pub const MILESTONES: [(&str, &str); 6] = [
     ("handoff", "handing off to the payload"),
     ("EFI stub", "EFI stub: "),
     ("ExitBootServices", "ExitBootServices: the payload ran"),
-    ("userspace marker", crate::payloads::MARKER),
+    ("userspace marker", MARKER),
 ];
 
 /// Times of the milestones a boot passed, from QEMU's start.

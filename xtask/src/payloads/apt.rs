@@ -155,14 +155,15 @@ impl Apt {
 
     /// `apt-cache show NAME`: every version's stanza.
     pub fn show(&self, name: &str) -> Result<Vec<String>> {
-        let out = crate::output_checked(self.command("apt-cache").args(["show", name])).with_context(|| format!("apt-cache show {name}"))?;
+        let out = crate::process::output_checked(self.command("apt-cache").args(["show", name])).with_context(|| format!("apt-cache show {name}"))?;
         Ok(out.split("\n\n").filter(|s| !s.trim().is_empty()).map(str::to_string).collect())
     }
 
     /// The download of `name=version`, as apt resolves it.
     pub fn resolve(&self, name: &str, version: &str) -> Result<PackageFile> {
         let spec = format!("{name}={version}");
-        let out = crate::output_checked(self.command("apt-get").args(["download", "--print-uris", &spec])).with_context(|| format!("apt-get download --print-uris {spec}"))?;
+        let out =
+            crate::process::output_checked(self.command("apt-get").args(["download", "--print-uris", &spec])).with_context(|| format!("apt-get download --print-uris {spec}"))?;
         let line = out.lines().find(|l| l.starts_with('\'')).with_context(|| format!("apt gave no URI for {spec}"))?;
         let words: Vec<_> = line.split_whitespace().collect();
         ensure!(words.len() >= 4, "unexpected apt output: {line}");
@@ -190,7 +191,7 @@ impl Apt {
             // Our HTTP client speaks plain HTTP only; let apt fetch other schemes itself.
             eprintln!("apt: downloading {} ({} MB)", pkg.file_name, pkg.size / 1_000_000);
             let spec = format!("{}={}", pkg.name, pkg.version);
-            crate::run_checked(self.command("apt-get").current_dir(dir).args(["-q", "download", &spec]))?;
+            crate::process::run_checked(self.command("apt-get").current_dir(dir).args(["-q", "download", &spec]))?;
             let fetched = std::fs::read_dir(dir)?
                 .flatten()
                 .map(|e| e.path())
@@ -239,7 +240,7 @@ pub fn field<'a>(stanza: &'a str, name: &str) -> Option<&'a str> {
 /// Extracts a `.deb` with `dpkg-deb` into `dir`.
 pub fn extract(deb: &Path, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    crate::run_checked(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir)).with_context(|| format!("extracting {}", deb.display()))
+    crate::process::run_checked(Command::new("dpkg-deb").arg("-x").arg(deb).arg(dir)).with_context(|| format!("extracting {}", deb.display()))
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ pub fn circles(src: &Path) -> Result<Vec<Vec<String>>> {
 pub fn violations(src: &Path) -> Result<Vec<(String, String, &'static str, &'static str)>> {
     let mut out = Vec::new();
     for (module, p) in modules(src)? {
-        let Some(own) = layer_of(&module) else { bail!("{}: module {module} is in no layer of xtask/src/layers.rs", p.display()) };
+        let Some(own) = layer_of(&module) else { bail!("{}: module {module} is in no layer of xtask/src/gate/layers.rs", p.display()) };
         for path in crate_paths(&std::fs::read_to_string(&p)?) {
             if let Some(named) = layer_of(&path).filter(|&n| n > own) {
                 out.push((p.strip_prefix(src).unwrap_or(&p).display().to_string(), path, LAYERS[own].0, LAYERS[named].0));
@@ -174,7 +174,7 @@ pub fn check(src: &Path) -> Result<()> {
         bail!("{} import circle(s) among the emulator's files:\n{}", c.len(), lines.join("\n"));
     }
     let lines: Vec<String> = v.iter().map(|(f, p, own, named)| format!("  {f}: crate::{p} ({own} may not use {named})")).collect();
-    bail!("{} upward import(s) against the layers in xtask/src/layers.rs (docs/architecture.md):\n{}", v.len(), lines.join("\n"))
+    bail!("{} upward import(s) against the layers in xtask/src/gate/layers.rs (docs/architecture.md):\n{}", v.len(), lines.join("\n"))
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! Unified kernel images: a systemd-stub with `.osrel`, `.cmdline`, `.uname`, `.initrd` and
 //! `.linux` sections appended, laid out the way `ukify` lays them out (each section after the
-//! stub's last, at SectionAlignment, raw data at FileAlignment).
+//! stub's last, at SectionAlignment, raw data at FileAlignment); and the test UKIs made of the
+//! payloads' stubs and kernels.
 
+use crate::payloads::initramfs::build_initramfs;
+use crate::payloads::packages::{efivarfs_module, payload_dir, Kernel, Stub};
 use anyhow::{bail, ensure, Context, Result};
 use efi_emulator::efi::pe::PeImage;
+use std::path::{Path, PathBuf};
 
 const SCN_CNT_INITIALIZED_DATA: u32 = 0x0000_0040;
 const SCN_MEM_READ: u32 = 0x4000_0000;
@@ -82,6 +86,46 @@ pub fn verify(uki: &[u8], sections: &[(&str, &[u8])]) -> Result<()> {
         ensure!(&uki[at..at + data.len()] == *data && s.virtual_size as usize == data.len(), "{name} holds something else");
     }
     Ok(())
+}
+
+/// A unified kernel image built from a stub, a kernel and an initramfs.
+#[derive(Clone, Debug)]
+pub struct Uki {
+    /// e.g. "252+6.1".
+    pub name: String,
+    pub path: PathBuf,
+    /// Its embedded `.cmdline`.
+    pub cmdline: String,
+    pub stub_version: String,
+    /// What `/initrd-id` in its initramfs says.
+    pub initrd_id: String,
+}
+
+/// A UKI named `<stub major>+<series>`: the stub, `kernel`, an initramfs of its own (with the
+/// kernel's efivarfs module) and a command line that names it.
+pub fn build_uki(stub: &Stub, kernel: &Kernel, busybox: &Path) -> Result<Uki> {
+    let series = kernel.series;
+    let major = stub.version.split('.').next().unwrap_or("?").to_string();
+    let name = format!("{major}+{series}");
+    let id = format!("uki-{name}");
+    let initramfs = payload_dir().join(format!("initramfs-{id}.cpio"));
+    build_initramfs(busybox, &initramfs, &id, &[("efivarfs.ko", efivarfs_module(kernel)?)])?;
+    let cmdline = format!("console=ttyAMA0 earlycon panic=-1 efi_emulator_uki={name}");
+    let release = kernel.image.file_name().unwrap().to_string_lossy().trim_start_matches("vmlinuz-").to_string();
+    let linux = std::fs::read(&kernel.image)?;
+    let initrd = std::fs::read(&initramfs)?;
+    let osrel = os_release(&name);
+    let mut sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", cmdline.as_bytes())];
+    if major != "252" {
+        sections.push((".uname", release.as_bytes()));
+    }
+    sections.push((".initrd", &initrd));
+    sections.push((".linux", &linux));
+    let uki = build(&std::fs::read(&stub.path)?, &sections)?;
+    verify(&uki, &sections)?;
+    let path = payload_dir().join(format!("uki-{name}.efi"));
+    std::fs::write(&path, uki)?;
+    Ok(Uki { name, path, cmdline, stub_version: stub.version.clone(), initrd_id: id })
 }
 
 #[cfg(test)]

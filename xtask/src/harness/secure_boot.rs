@@ -27,7 +27,7 @@ impl Snakeoil {
     pub fn new(dir: &Path) -> Result<Snakeoil> {
         std::fs::create_dir_all(dir)?;
         let key = dir.join("snakeoil.key");
-        crate::run_checked(Command::new("openssl").args(["rsa", "-passin", PASSPHRASE, "-in", SNAKEOIL_KEY, "-out"]).arg(&key))
+        crate::process::run_checked(Command::new("openssl").args(["rsa", "-passin", PASSPHRASE, "-in", SNAKEOIL_KEY, "-out"]).arg(&key))
             .with_context(|| format!("decrypting {SNAKEOIL_KEY} (install qemu-efi-aarch64 and openssl: `cargo xtask setup`)"))?;
         let vars = dir.join("AAVMF_VARS.snakeoil.fd");
         std::fs::copy(SNAKEOIL_VARS, &vars).with_context(|| format!("copying {SNAKEOIL_VARS}"))?;
@@ -41,7 +41,7 @@ impl Snakeoil {
         std::fs::copy(input, &unsigned)?;
         // sbattach fails on an image without signatures; that is fine.
         let _ = Command::new("sbattach").arg("--remove").arg(&unsigned).output();
-        crate::run_checked(Command::new("sbsign").arg("--key").arg(&self.key).args(["--cert", SNAKEOIL_CERT, "--output"]).arg(output).arg(&unsigned))
+        crate::process::run_checked(Command::new("sbsign").arg("--key").arg(&self.key).args(["--cert", SNAKEOIL_CERT, "--output"]).arg(output).arg(&unsigned))
             .with_context(|| format!("signing {} (install sbsigntool: `cargo xtask setup`)", input.display()))?;
         let check = Command::new("sbverify").args(["--cert", SNAKEOIL_CERT]).arg(output).output().context("running sbverify")?;
         ensure!(check.status.success(), "sbverify does not accept {}: {}", output.display(), String::from_utf8_lossy(&check.stderr));
@@ -51,14 +51,14 @@ impl Snakeoil {
     /// `input` with one more signature, by `key` and `cert`, after those it has (sbsign
     /// appends to a signed image).
     pub fn add_signature(key: &Path, cert: &Path, input: &Path, output: &Path) -> Result<()> {
-        crate::run_checked(Command::new("sbsign").arg("--key").arg(key).arg("--cert").arg(cert).arg("--output").arg(output).arg(input))
+        crate::process::run_checked(Command::new("sbsign").arg("--key").arg(key).arg("--cert").arg(cert).arg("--output").arg(output).arg(input))
             .with_context(|| format!("signing {}", input.display()))
     }
 
     /// A signer no store knows: a self-signed RSA-2048 certificate made now, (key, cert).
     pub fn unknown_signer(&self) -> Result<(PathBuf, PathBuf)> {
         let (key, cert) = (self.dir.join("unknown.key"), self.dir.join("unknown.pem"));
-        crate::run_checked(
+        crate::process::run_checked(
             Command::new("openssl")
                 .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=Unknown Test Signer", "-keyout"])
                 .arg(&key)
@@ -79,7 +79,7 @@ impl Snakeoil {
         for h in dbx_hashes {
             cmd.args(["--add-dbx-hash", OWNER, h]);
         }
-        crate::run_checked(&mut cmd).context("writing a variable store (install virt-firmware: `cargo xtask setup`)")?;
+        crate::process::run_checked(&mut cmd).context("writing a variable store (install virt-firmware: `cargo xtask setup`)")?;
         Ok(out)
     }
 }
@@ -88,26 +88,27 @@ impl Snakeoil {
 const OWNER: &str = "4d5a8f2e-7c1b-4e0a-9b3d-6f1e2c8a5b47";
 
 /// What `secure-boot-probe` printed: each file's LoadImage status, by name.
-pub fn probe_verdicts(t: &crate::qemu::Transcript) -> std::collections::BTreeMap<String, String> {
+pub fn probe_verdicts(t: &crate::harness::qemu::Transcript) -> std::collections::BTreeMap<String, String> {
     t.lines.iter().filter_map(|(_, l)| l.split_once("secure-boot-probe: verdict ")?.1.rsplit_once(": ").map(|(n, s)| (n.to_string(), s.trim().to_string()))).collect()
 }
 
 /// EDK2 with `vars` starting `probe` from an ESP (as `\EFI\BOOT\BOOTAA64.EFI`) with `corpus`
 /// beside it (`\corpus.cpio`): the oracle's verdicts.
-pub fn edk2_verdicts(vars: &Path, probe: &[u8], corpus: &[u8], timeout: std::time::Duration) -> Result<crate::qemu::Transcript> {
+pub fn edk2_verdicts(vars: &Path, probe: &[u8], corpus: &[u8], timeout: std::time::Duration) -> Result<crate::harness::qemu::Transcript> {
     let dir = vars.with_extension("run");
     std::fs::create_dir_all(&dir)?;
     let files: [(&str, &[u8]); 2] = [("EFI/BOOT/BOOTAA64.EFI", probe), ("corpus.cpio", corpus)];
     let size = (probe.len() + corpus.len() + (16 << 20)).next_multiple_of(1 << 20);
     let disk = dir.join("esp.img");
     std::fs::write(&disk, esp_image::gpt_disk(&esp_image::image_from_files(&files, size)?, *b"sb-probe-esp-gpt"))?;
-    let args: Vec<String> = ["-M", "virt", "-cpu", crate::kexec::FIRST_CPU, "-m", "2G", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(crate::kexec::edk2_flash(vars))
-        .chain(["-drive".into(), format!("if=none,format=raw,id=esp,file={}", disk.display()), "-device".into(), "virtio-blk-pci,drive=esp".into()])
-        .collect();
-    let t = crate::qemu::run(&args, timeout, false);
+    let args: Vec<String> =
+        ["-M", "virt", "-cpu", crate::harness::kexec::FIRST_CPU, "-m", "2G", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(crate::harness::kexec::edk2_flash(vars))
+            .chain(["-drive".into(), format!("if=none,format=raw,id=esp,file={}", disk.display()), "-device".into(), "virtio-blk-pci,drive=esp".into()])
+            .collect();
+    let t = crate::harness::qemu::run(&args, timeout, false);
     let _ = std::fs::remove_dir_all(&dir);
     t
 }

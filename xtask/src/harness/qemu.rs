@@ -41,7 +41,7 @@ impl Transcript {
 
 /// The QEMU version, e.g. (10, 0).
 pub fn version() -> Result<(u32, u32)> {
-    let out = crate::output_checked(Command::new(QEMU).arg("--version")).context("qemu-system-aarch64 is not installed: run `cargo xtask setup`")?;
+    let out = crate::process::output_checked(Command::new(QEMU).arg("--version")).context("qemu-system-aarch64 is not installed: run `cargo xtask setup`")?;
     let v = out.split_whitespace().nth(3).context("unexpected qemu --version output")?;
     let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     Ok((parts.next().unwrap_or(0), parts.next().unwrap_or(0)))

@@ -11,16 +11,16 @@
 //! (`linux,ima-kexec-buffer`) is not picked up by the next kernel. Booted directly (device
 //! tree) it is.
 //!
-//! Shares the unpacked source tree with [`crate::zboot`]; the build is cached under the cache's
-//! `file-kernel/build-<series>-<key>`, the key hashing the source version, the fragment and the
-//! compiler's version.
+//! Shares the unpacked source tree with [`crate::payloads::zboot`]; the build is cached under the
+//! cache's `file-kernel/build-<series>-<key>`, the key hashing the source version, the fragment
+//! and the compiler's version.
 //!
 //! Like Debian's 6.12, it oopses in `kexec_load` on a CPU with FEAT_LPA2: run it on
-//! [`crate::kexec::FIRST_CPU`].
+//! `harness::kexec::FIRST_CPU`.
 
-use crate::apt::Apt;
 use crate::paths;
-use crate::zboot::{build_key, configure, make, source_tree};
+use crate::payloads::apt::Apt;
+use crate::payloads::zboot::{build_key, configure, make, source_tree};
 use anyhow::{ensure, Result};
 use std::path::PathBuf;
 

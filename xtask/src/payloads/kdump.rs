@@ -1,24 +1,22 @@
-//! kdump under QEMU: a first kernel with a crash region loads a crash kernel through
-//! `efi-kexec load -p`, plants a known pattern in a locked page (`kdump-probe plant`), and
-//! panics; the crash kernel boots through the emulator inside the region and finds the pattern
-//! in `/proc/vmcore` at the physical address the first kernel reported (`kdump-probe check`).
+//! The kdump payloads: a first kernel with a crash region (booted by the harness's
+//! `harness::kexec`) loads a crash kernel through `efi-kexec load -p`, plants a known
+//! pattern in a locked page (`kdump-probe plant`), and panics; the crash kernel boots through the
+//! emulator inside the region and finds the pattern in `/proc/vmcore` at the physical address the
+//! first kernel reported (`kdump-probe check`). Here: the first stage's initramfs and the crash
+//! kernel's initramfs and UKI.
 
-use crate::kexec::{script, NextBoot, TARGET};
-use crate::payloads::{MARKER, REPORT_PREFIX};
+use crate::payloads::initramfs::{MARKER, REPORT_PREFIX};
+use crate::payloads::kexec_stage::{script, stage_cpio, NextBoot};
+use crate::payloads::kexec_tools::{tools_cpio, KexecTools};
+use crate::payloads::uki;
+use crate::payloads::Payloads;
 use efi_emulator_loader::cpio::Cpio;
 
 use anyhow::Result;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// The first kernel's crash region.
-pub const CRASHKERNEL: &str = "crashkernel=256M";
 /// The crash kernel's command line, before the pattern's address.
 pub const CRASH_APPEND: &str = "console=ttyAMA0 earlycon panic=-1 maxcpus=1 reset_devices";
-
-/// Builds the static arm64 `kdump-probe`; returns the binary.
-pub fn build_kdump_probe() -> Result<PathBuf> {
-    crate::build::build_release("kdump-probe", TARGET, &[], "kdump-probe")
-}
 
 /// The crash kernel's `/init`: the userspace marker, then the probe's check of `/proc/vmcore`
 /// at the address on the command line.
@@ -57,13 +55,13 @@ pub fn crash_initramfs(busybox: &Path, probe: &Path) -> Result<Vec<u8>> {
 
 /// A UKI for crash boots: the 254 stub with Debian's 6.12 and [`crash_initramfs`] as its
 /// `.initrd`; the loader's command line (with the pattern's address) overrides its `.cmdline`.
-pub fn crash_uki(p: &crate::payloads::Payloads, probe: &Path) -> Result<Vec<u8>> {
+pub fn crash_uki(p: &Payloads, probe: &Path) -> Result<Vec<u8>> {
     let stub = std::fs::read(&p.stub("254")?.path)?;
     let linux = std::fs::read(&p.kernel("6.12")?.image)?;
     let initrd = crash_initramfs(&p.busybox, probe)?;
-    let osrel = crate::uki::os_release("kdump");
+    let osrel = uki::os_release("kdump");
     let sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", b"console=ttyAMA0"), (".initrd", &initrd), (".linux", &linux)];
-    crate::uki::build(&stub, &sections)
+    uki::build(&stub, &sections)
 }
 
 /// What the first stage does before it loads: plant the pattern, keep its address in $PATTERN.
@@ -89,7 +87,7 @@ pub fn first_stage(busybox: &Path, efi_kexec: &Path, probe: &Path, next: &NextBo
         load.push(' ');
         load.push_str(a);
     }
-    let mut c = crate::kexec::stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, PANIC, PLANT), next)?;
+    let mut c = stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, PANIC, PLANT), next)?;
     c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec)?);
     c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
     Ok(c.finish())
@@ -97,9 +95,9 @@ pub fn first_stage(busybox: &Path, efi_kexec: &Path, probe: &Path, next: &NextBo
 
 /// The same with Debian's kexec-tools through the signed door: `kexec -s -p emulator.efi
 /// --initrd=PAYLOAD`, the payload being `next`'s image (a PE file or a bundle).
-pub fn first_stage_kexec_file(busybox: &Path, tools: &crate::kexec_tools::KexecTools, emulator: &[u8], probe: &Path, next: &NextBoot) -> Result<Vec<u8>> {
+pub fn first_stage_kexec_file(busybox: &Path, tools: &KexecTools, emulator: &[u8], probe: &Path, next: &NextBoot) -> Result<Vec<u8>> {
     let load = format!("/sbin/kexec -s -p /emulator.efi --initrd=/next.efi --append=\"{}\"", crash_append());
-    let mut c = crate::kexec_tools::tools_cpio(busybox, tools, &script("first", "", &load, PANIC, PLANT), next)?;
+    let mut c = tools_cpio(busybox, tools, &script("first", "", &load, PANIC, PLANT), next)?;
     c.file("emulator.efi", 0o644, emulator);
     c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
     Ok(c.finish())

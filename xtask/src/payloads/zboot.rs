@@ -3,8 +3,8 @@
 //! (tinyconfig plus EFI zboot, PL011 console, initramfs, devtmpfs), gzip for 6.1 and zstd for
 //! 6.12, cross-compiled with `gcc-aarch64-linux-gnu`; cached by source version and config.
 
-use crate::apt::{self, Apt};
 use crate::paths;
+use crate::payloads::apt::{self, Apt};
 use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
@@ -47,11 +47,11 @@ pub struct Zboot {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    crate::run_checked(cmd).with_context(|| what.to_string())
+    crate::process::run_checked(cmd).with_context(|| what.to_string())
 }
 
 /// The source tree of `linux-source-<series>` and its version, unpacked once under the cache's
-/// `zboot/src-<series>-<version>` (the zboot kernels and [`crate::file_kernel`] share it).
+/// `zboot/src-<series>-<version>` (the zboot kernels and `file_kernel` share it).
 pub(crate) fn source_tree(apt: &Apt, series: &str) -> Result<(PathBuf, String)> {
     let name = format!("linux-source-{series}");
     let version = apt.show(&name)?.iter().filter_map(|s| apt::field(s, "Version").map(str::to_string)).next().with_context(|| format!("no {name}"))?;
@@ -119,7 +119,7 @@ pub(crate) fn make(src: &Path, out: &Path, targets: &[&str], label: &str) -> Res
 /// The cache key of a kernel build: the source version, the config fragment and the cross
 /// compiler's version (12 hex digits).
 pub(crate) fn build_key(version: &str, fragment: &[&str]) -> Result<String> {
-    let gcc = crate::output_checked(Command::new(format!("{CROSS_COMPILE}gcc")).arg("--version")).context("no aarch64-linux-gnu-gcc: `cargo xtask setup`")?;
+    let gcc = crate::process::output_checked(Command::new(format!("{CROSS_COMPILE}gcc")).arg("--version")).context("no aarch64-linux-gnu-gcc: `cargo xtask setup`")?;
     let mut key = Sha256::new();
     key.update(version.as_bytes());
     key.update(fragment.join("\n").as_bytes());

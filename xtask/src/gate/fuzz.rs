@@ -1,29 +1,24 @@
 //! `cargo xtask fuzz`: the libFuzzer targets in `fuzz/` (cargo-fuzz, which needs a nightly
 //! toolchain for its sanitizer flags), seeded from the real payloads.
 
+use crate::cargo::{Cargo, Toolchain};
 use crate::paths;
 use crate::payloads::Payloads;
 use anyhow::{Context, Result};
 use efi_emulator_loader::plan as loader;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 pub const TARGETS: [&str; 10] =
     ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "secure_boot"];
 
-fn nightly_cargo() -> Command {
-    let mut c = Command::new("cargo");
-    c.arg("+nightly");
-    c
-}
-
 /// Installs cargo-fuzz when it is missing (from crates.io).
 pub fn ensure_tools() -> Result<()> {
-    if nightly_cargo().args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success()) {
+    if Cargo::new("fuzz").toolchain(Toolchain::Nightly).caller_dir().arg("--version").command().output().is_ok_and(|o| o.status.success()) {
         return Ok(());
     }
     eprintln!("fuzz: installing cargo-fuzz");
-    crate::run_checked(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"])).context("installing cargo-fuzz")
+    crate::process::run_checked(&mut Cargo::new("install").toolchain(Toolchain::RustupDefault).caller_dir().args(["--locked", "cargo-fuzz"]).command())
+        .context("installing cargo-fuzz")
 }
 
 fn write_seed(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
@@ -42,8 +37,8 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             // cache (`cargo xtask payloads`); an unsigned image with no db always.
             let with_db = |db: &[u8], file: &[u8]| [&(db.len() as u16).to_le_bytes()[..], db, file].concat();
             if let Ok(loaders) = p.loaders() {
-                let store = std::fs::read(crate::secure_boot::MS_VARS).with_context(|| crate::secure_boot::MS_VARS)?;
-                let db = crate::secure_boot::read_variable(&store, "db", &crate::secure_boot::IMAGE_SECURITY_DATABASE).context("no db in the Microsoft store")?;
+                let store = std::fs::read(crate::harness::secure_boot::MS_VARS).with_context(|| crate::harness::secure_boot::MS_VARS)?;
+                let db = crate::harness::secure_boot::read_variable(&store, "db", &crate::harness::secure_boot::IMAGE_SECURITY_DATABASE).context("no db in the Microsoft store")?;
                 write_seed(&dir, "ms-db-shim-signed", &with_db(&db, &std::fs::read(&loaders.shim.path)?))?;
                 write_seed(&dir, "ms-db-grub-signed", &with_db(&db, &std::fs::read(&loaders.grub.signed)?))?;
             }
@@ -127,7 +122,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
 fn qemu_dtb() -> Result<Vec<u8>> {
     let dir = paths::cache_dir().join("fuzz");
     std::fs::create_dir_all(&dir)?;
-    crate::run::dump_dtb(&crate::run::RunOptions::default(), &dir)
+    crate::harness::run::dump_dtb(&crate::harness::run::RunOptions::default(), &dir)
 }
 
 /// Runs every target (or one) for `seconds` each; fails on the first crash.
@@ -140,12 +135,14 @@ pub fn fuzz(p: &Payloads, seconds: u64, only: Option<&str>) -> Result<Vec<(Strin
         let corpus = paths::cache_dir().join("fuzz/corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
         eprintln!("fuzz: {target} for {seconds} s");
-        let out = nightly_cargo()
-            .current_dir(paths::root().join("fuzz"))
-            .args(["fuzz", "run", target])
+        let out = Cargo::new("fuzz")
+            .toolchain(Toolchain::Nightly)
+            .dir(&paths::root().join("fuzz"))
+            .args(["run", target])
             .arg(&corpus)
             .arg(&seeds)
             .args(["--", &format!("-max_total_time={seconds}"), "-max_len=262144", "-print_final_stats=1"])
+            .command()
             .output()
             .context("cargo +nightly fuzz run")?;
         let log = String::from_utf8_lossy(&out.stderr).to_string();

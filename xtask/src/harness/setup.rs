@@ -13,7 +13,7 @@
 //! - `virt-fw-vars` from PyPI's `virt-firmware` (edits EDK2 variable stores: the Secure Boot
 //!   tests' db and dbx), pinned.
 
-use crate::qemu;
+use crate::harness::qemu;
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
 use std::process::Command;
@@ -47,7 +47,7 @@ fn install_virt_firmware() -> Result<()> {
 }
 
 fn is_root() -> bool {
-    crate::output_checked(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
+    crate::process::output_checked(Command::new("id").arg("-u")).is_ok_and(|u| u.trim() == "0")
 }
 
 fn apt_get(args: &[&str]) -> Result<()> {
@@ -59,7 +59,7 @@ fn apt_get(args: &[&str]) -> Result<()> {
         c
     };
     cmd.env("DEBIAN_FRONTEND", "noninteractive").args(args);
-    crate::run_checked(&mut cmd)
+    crate::process::run_checked(&mut cmd)
 }
 
 fn have(program: &str) -> bool {
@@ -82,7 +82,7 @@ pub fn setup() -> Result<()> {
     if !have("dpkg-deb") {
         packages.push("dpkg");
     }
-    if !Path::new(crate::apt::KEYRING).exists() {
+    if !Path::new(crate::payloads::apt::KEYRING).exists() {
         packages.push("debian-archive-keyring");
     }
     if !have("cc") {
@@ -108,14 +108,14 @@ pub fn setup() -> Result<()> {
         }
     }
     // EDK2 boots the first kernel of the UEFI kexec tests; sbsign signs for its Secure Boot.
-    if !Path::new(crate::kexec::AAVMF_CODE).exists() || !Path::new(crate::secure_boot::SNAKEOIL_KEY).exists() {
+    if !Path::new(crate::harness::kexec::AAVMF_CODE).exists() || !Path::new(crate::harness::secure_boot::SNAKEOIL_KEY).exists() {
         packages.push("qemu-efi-aarch64");
     }
     if !have("sbsign") {
         packages.push("sbsigntool");
     }
     // U-Boot is a peer in `cargo xtask bench`.
-    if !Path::new(crate::uboot::U_BOOT).exists() {
+    if !Path::new(crate::harness::uboot::U_BOOT).exists() {
         packages.push("u-boot-qemu");
     }
     if !have("virt-fw-vars") {
@@ -142,7 +142,7 @@ pub fn setup() -> Result<()> {
 
 /// The distribution's QEMU when it is new enough, otherwise the one from `<codename>-backports`.
 fn install_qemu() -> Result<()> {
-    let candidate = crate::output_checked(Command::new("apt-cache").args(["policy", "qemu-system-arm"]))?;
+    let candidate = crate::process::output_checked(Command::new("apt-cache").args(["policy", "qemu-system-arm"]))?;
     let version = candidate.lines().find_map(|l| l.trim().strip_prefix("Candidate:")).map(str::trim).unwrap_or("");
     let major: u32 = version.split(':').next_back().unwrap_or("").split('.').next().unwrap_or("0").parse().unwrap_or(0);
     if major >= MIN_QEMU.0 {
@@ -154,8 +154,8 @@ fn install_qemu() -> Result<()> {
         std::fs::read_dir("/etc/apt/sources.list.d").map(|d| d.flatten().any(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains(&backports))).unwrap_or(false)
             || std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default().contains(&backports);
     if !listed {
-        let mirror = crate::apt::host_mirror()?;
-        let source = format!("Types: deb\nURIs: {mirror}\nSuites: {backports}\nComponents: main\nSigned-By: {}\n", crate::apt::KEYRING);
+        let mirror = crate::payloads::apt::host_mirror()?;
+        let source = format!("Types: deb\nURIs: {mirror}\nSuites: {backports}\nComponents: main\nSigned-By: {}\n", crate::payloads::apt::KEYRING);
         let path = "/etc/apt/sources.list.d/efi-emulator-backports.sources";
         eprintln!("setup: adding {backports} to apt ({path}) for a QEMU >= {}", MIN_QEMU.0);
         if is_root() {
@@ -169,11 +169,11 @@ fn install_qemu() -> Result<()> {
 }
 
 fn rust_target() -> Result<()> {
-    let installed = crate::output_checked(Command::new("rustup").args(["target", "list", "--installed"]));
-    for target in [crate::build::TARGET, crate::build::UEFI_TARGET, crate::kexec::TARGET] {
+    let installed = crate::process::output_checked(Command::new("rustup").args(["target", "list", "--installed"]));
+    for target in [crate::build::TARGET, crate::build::UEFI_TARGET, crate::build::MUSL_TARGET] {
         match &installed {
             Ok(list) if list.lines().any(|l| l.trim() == target) => {}
-            Ok(_) => crate::run_checked(Command::new("rustup").args(["target", "add", target]))?,
+            Ok(_) => crate::process::run_checked(Command::new("rustup").args(["target", "add", target]))?,
             Err(_) => eprintln!("setup: no rustup; make sure the {target} target is installed"),
         }
     }
