@@ -162,16 +162,21 @@ pub fn violations(src: &Path) -> Result<Vec<(String, String, &'static str, &'sta
     Ok(out)
 }
 
+/// Fails naming each import circle among the files of `src` (`what` names the crate).
+pub fn check_circles(src: &Path, what: &str) -> Result<()> {
+    let c = circles(src)?;
+    if c.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = c.iter().map(|files| format!("  {}", files.join(" <-> "))).collect();
+    bail!("{} import circle(s) among {what}'s files:\n{}", c.len(), lines.join("\n"))
+}
+
 /// The lint: fails naming each upward path, then each circle.
 pub fn check(src: &Path) -> Result<()> {
     let v = violations(src)?;
     if v.is_empty() {
-        let c = circles(src)?;
-        if c.is_empty() {
-            return Ok(());
-        }
-        let lines: Vec<String> = c.iter().map(|files| format!("  {}", files.join(" <-> "))).collect();
-        bail!("{} import circle(s) among the emulator's files:\n{}", c.len(), lines.join("\n"));
+        return check_circles(src, "the emulator");
     }
     let lines: Vec<String> = v.iter().map(|(f, p, own, named)| format!("  {f}: crate::{p} ({own} may not use {named})")).collect();
     bail!("{} upward import(s) against the layers in xtask/src/gate/layers.rs (docs/architecture.md):\n{}", v.len(), lines.join("\n"))

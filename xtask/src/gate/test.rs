@@ -84,9 +84,16 @@ fn miri(total: &mut (u64, u64)) -> Result<()> {
     Ok(())
 }
 
-/// Whether rustup has a nightly toolchain (Miri and cargo-fuzz need one).
+/// Whether rustup has a nightly toolchain (Miri and cargo-fuzz need one); says which it is.
 fn nightly() -> bool {
-    Cargo::new("--version").toolchain(Toolchain::Nightly).caller_dir().command().output().is_ok_and(|o| o.status.success())
+    let out = Cargo::new("--version").toolchain(Toolchain::Nightly).caller_dir().command().output();
+    match out {
+        Ok(o) if o.status.success() => {
+            eprintln!("nightly: {} (rust-toolchain.toml names the one tested)", String::from_utf8_lossy(&o.stdout).trim());
+            true
+        }
+        _ => false,
+    }
 }
 
 fn test_steps(host_only: bool, total: &mut (u64, u64)) -> Result<()> {
