@@ -2,7 +2,7 @@
 //!
 //! Two structures cross that boundary:
 //! - [`EfiEmulatorParam`]: what the loader tells the emulator (byte-exact mirror of the Linux RFC's
-//!   `struct efi_emulator_param`, see `shared/docs/abi.md` in the project notes);
+//!   `struct efi_emulator_param`, described in `docs/abi.md`);
 //! - [`BlobHeader`]: what the blob tells the loader (the fixed header at offset 0 of the blob).
 
 use core::mem::{offset_of, size_of};
