@@ -8,6 +8,15 @@
 //! in its header (`param_slot`). The layout and the block come from the emulator crate's loader
 //! library, and the emulator's own validator checks them before anything is loaded.
 
+/// `println!` that outlives its reader: once a load has succeeded, a closed pipe on stdout
+/// (`efi-kexec load … | head -1`) must not turn it into a crash.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod crash;
 mod iomem;
@@ -17,6 +26,7 @@ use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::efi::image_info::{self, ImageKind};
 use efi_emulator::mem::Extent;
 use efi_emulator_loader::plan::{self as loader, BootSpec, KexecImage, MemoryLayout, RandomSeeds};
+use esp_image::input::{DTB_MAX, IMAGE_MAX, INITRD_MAX};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -32,7 +42,7 @@ fn main() -> ExitCode {
     match cli::parse().and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("efi-kexec: {e}");
+            let _ = std::io::Write::write_fmt(&mut std::io::stderr(), format_args!("efi-kexec: {e}\n"));
             ExitCode::FAILURE
         }
     }
@@ -45,30 +55,34 @@ fn run(command: cli::Command) -> Result<(), String> {
         cli::Command::Exec => {
             // reboot(LINUX_REBOOT_CMD_KEXEC) is allowed under lockdown: only root and a loaded
             // image are needed, however it was loaded.
-            if let Some(why) = system::common_refusal(&system::Facts::of_this_system()) {
+            if let Some(why) = system::exec_refusal(&system::Facts::of_this_system()) {
                 return Err(why);
             }
-            if !system::kexec_loaded() {
+            if system::loaded(false) != Some(true) {
                 return Err("nothing is loaded: run `efi-kexec load IMAGE` first".into());
             }
             Err(system::kexec_exec())
         }
         cli::Command::Unload { panic, file } => {
             let facts = system::Facts::of_this_system();
-            if let Some(why) = system::common_refusal(&facts) {
+            if let Some(why) = system::load_refusal(&facts, panic) {
                 return Err(why);
             }
             let what = if panic { "crash kernel" } else { "image" };
+            if system::loaded(panic) == Some(false) {
+                say!("efi-kexec: no {what} is loaded: nothing to unload");
+                return Ok(());
+            }
             if file || system::lockdown(&facts).is_some() {
                 system::kexec_file_unload(panic)?;
-                println!("efi-kexec: {what} unloaded (kexec_file_load, KEXEC_FILE_UNLOAD)");
+                say!("efi-kexec: {what} unloaded (kexec_file_load, KEXEC_FILE_UNLOAD)");
                 return Ok(());
             }
             match system::kexec_load(0, &[], panic) {
                 Err(e) if e.absent() || e.refused() => system::kexec_file_unload(panic)?,
                 other => other?,
             }
-            println!("efi-kexec: {what} unloaded");
+            say!("efi-kexec: {what} unloaded");
             Ok(())
         }
     }
@@ -81,14 +95,14 @@ fn door(args: &cli::LoadArgs) -> Result<Door, String> {
         return Ok(if args.file { Door::File } else { Door::Load });
     }
     let facts = system::Facts::of_this_system();
-    if let Some(why) = system::common_refusal(&facts) {
+    if let Some(why) = system::load_refusal(&facts, args.panic) {
         return Err(why);
     }
     match (args.file, args.syscall, system::lockdown(&facts)) {
         (true, _, _) => Ok(Door::File),
-        (false, true, Some(_)) => Err(system::refusal(&facts).unwrap_or_default()),
+        (false, true, Some(_)) => Err(system::refusal(&facts, args.panic).unwrap_or_default()),
         (false, false, Some(mode)) => {
-            println!("efi-kexec: the kernel is locked down ({mode}), which forbids kexec_load(2): loading through kexec_file_load(2) (as -s), which checks the emulator Image's signature");
+            say!("efi-kexec: the kernel is locked down ({mode}), which forbids kexec_load(2): loading through kexec_file_load(2) (as -s), which checks the emulator Image's signature");
             Ok(Door::File)
         }
         (false, _, None) => Ok(Door::Load),
@@ -103,34 +117,31 @@ enum Door {
     File,
 }
 
-fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+/// The regular file at `path`, at most `max` bytes (see [`esp_image::input`]).
+fn read(path: &Path, what: &str, max: u64) -> Result<Vec<u8>, String> {
+    esp_image::input::read_regular(path, max).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => format!("refusing the {what}: {e}"),
+        _ => format!("cannot read the {what} {}: {e}", path.display()),
+    })
 }
 
 /// What the image is: `efi-kexec info`.
 fn info(path: &Path) -> Result<(), String> {
-    let file = read(path, "image")?;
+    let file = read(path, "image", IMAGE_MAX)?;
     let pe = image_info::check_loadable(&file).map_err(|e| format!("{}: {e}", path.display()))?;
     let kind = image_info::classify(&file, &pe);
-    println!("{}: {kind}", path.display());
-    println!(
-        "  PE32+ machine {:#06x}, {} B, SizeOfImage {:#x}, SectionAlignment {:#x}, entry {:#x}",
-        pe.machine,
-        file.len(),
-        pe.size_of_image,
-        pe.section_alignment,
-        pe.entry_point
-    );
+    say!("{}: {kind}", path.display());
+    say!("  PE32+ machine {:#06x}, {} B, SizeOfImage {:#x}, SectionAlignment {:#x}, entry {:#x}", pe.machine, file.len(), pe.size_of_image, pe.section_alignment, pe.entry_point);
     for s in pe.sections() {
-        println!("  section {:<8} rva {:#010x} size {:#010x} {}", s.name(), s.virtual_address, s.virtual_size, String::from_utf8_lossy(&s.permissions()));
+        say!("  section {:<8} rva {:#010x} size {:#010x} {}", s.name(), s.virtual_address, s.virtual_size, String::from_utf8_lossy(&s.permissions()));
     }
     if let ImageKind::Uki(uki) = &kind {
-        println!("  .cmdline {:?}", uki.cmdline.as_deref().unwrap_or("(none)"));
+        say!("  .cmdline {:?}", uki.cmdline.as_deref().unwrap_or("(none)"));
         if let Some(uname) = &uki.uname {
-            println!("  .uname   {uname:?}");
+            say!("  .uname   {uname:?}");
         }
         if let Some(os) = &uki.os_name {
-            println!("  .osrel   {os:?}");
+            say!("  .osrel   {os:?}");
         }
     }
     Ok(())
@@ -185,13 +196,18 @@ fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
 fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let door = door(args)?;
-    let kernel = read(&args.image, "image")?;
+    let kernel = read(&args.image, "image", IMAGE_MAX)?;
     let pe = image_info::check_loadable(&kernel).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
     let kind = image_info::classify(&kernel, &pe);
-    let initrd = args.initrd.as_deref().map(|p| read(p, "initrd")).transpose()?;
+    let initrd = args.initrd.as_deref().map(|p| read(p, "initrd", INITRD_MAX)).transpose()?;
     let esp = match &args.esp {
         Some(d) if d.is_dir() => Some(esp_image::image_from_dir(d).map_err(|e| format!("making an ESP image of {}: {e:#}", d.display()))?),
-        Some(f) => Some(read(f, "ESP image")?),
+        Some(f) => {
+            let image = read(f, "ESP image", INITRD_MAX)?;
+            // The emulator's own reader, now: after exec a bad image could only be reported.
+            efi_emulator::efi::fat::Fat::new(&image).map_err(|e| format!("refusing the ESP image {}: {e}", f.display()))?;
+            Some(image)
+        }
         None => None,
     };
     let esp_kernel_path = args.esp_path.clone().or_else(|| args.esp.as_deref().filter(|d| d.is_dir()).and_then(|d| esp_image::path_in(d, &args.image)));
@@ -200,8 +216,10 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         return load_file(args, &kernel, &kind, initrd.as_deref(), esp_for_file, started);
     }
     let dtb_path = args.dtb.clone().unwrap_or_else(|| PathBuf::from(FDT_PATH));
-    let dtb = std::fs::read(&dtb_path).map_err(|e| {
-        if args.dtb.is_none() {
+    let dtb = esp_image::input::read_regular(&dtb_path, DTB_MAX).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            format!("refusing the device tree: {e}")
+        } else if args.dtb.is_none() {
             format!("cannot read {FDT_PATH} ({e}): the running kernel exposes no device tree; pass --dtb FILE")
         } else {
             format!("cannot read the device tree {}: {e}", dtb_path.display())
@@ -248,9 +266,9 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let image = loader::plan(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
     let warnings = image.validate_as_emulator(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
 
-    println!("efi-kexec: {}: {kind}", args.image.display());
+    say!("efi-kexec: {}: {kind}", args.image.display());
     if let Some(f) = &firmware {
-        println!(
+        say!(
             "efi-kexec: booted by UEFI firmware (system table {:#x}{}): the emulator takes its memory map, runtime services and ACPI/SMBIOS tables from /chosen/linux,uefi-*",
             f.system_table,
             if f.acpi_only { ", ACPI only" } else { "" }
@@ -258,11 +276,11 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     }
     if let ImageKind::Uki(uki) = &kind {
         if cmdline.is_empty() {
-            println!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
+            say!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
         }
     }
     for w in &warnings {
-        println!("efi-kexec: warning: {w}");
+        say!("efi-kexec: warning: {w}");
     }
     if args.dry_run {
         print_plan(&image, &spec, &iomem);
@@ -275,18 +293,18 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let planned = started.elapsed();
     match system::kexec_load(entry, &raw, args.panic) {
         Err(e) if e.absent() && !args.syscall => {
-            println!("efi-kexec: this kernel has no kexec_load(2): loading through kexec_file_load(2) (as -s)");
+            say!("efi-kexec: this kernel has no kexec_load(2): loading through kexec_file_load(2) (as -s)");
             return load_file(args, &kernel, &kind, initrd.as_deref(), esp_for_file, started);
         }
         Err(e) if e.refused() && !args.syscall => {
-            println!(
+            say!(
                 "efi-kexec: kexec_load(2) was refused (EPERM) although this is root: the kernel is locked down, which /sys/kernel/security/lockdown would have said had securityfs been mounted; loading through kexec_file_load(2) (as -s)"
             );
             return load_file(args, &kernel, &kind, initrd.as_deref(), esp_for_file, started);
         }
         other => other?,
     }
-    println!(
+    say!(
         "efi-kexec: loaded {} segments (checked and planned in {} ms, kexec_load {} ms), entry {entry:#x} (the emulator); kernel {:#x}, param {:#x}, mempool {} MiB: {}",
         raw.len(),
         planned.as_millis(),
@@ -322,7 +340,7 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
     }
     let (emulator, source) = match &args.emulator {
         Some(path) => {
-            let bytes = read(path, "emulator Image")?;
+            let bytes = read(path, "emulator Image", IMAGE_MAX)?;
             image::parse(&bytes).map_err(|e| format!("{}: {e} (build it with `cargo xtask build`: target/efi-emulator/efi-emulator.efi)", path.display()))?;
             (bytes, format!("{}", path.display()))
         }
@@ -330,10 +348,10 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
     };
     let payload: std::borrow::Cow<[u8]> = if initrd.is_some() || esp.is_some() { bundle::make_with_esp(kernel, initrd, None, esp).into() } else { kernel.into() };
     let cmdline = cmdline(args)?;
-    println!("efi-kexec: {}: {kind}", args.image.display());
+    say!("efi-kexec: {}: {kind}", args.image.display());
     if let ImageKind::Uki(uki) = kind {
         if cmdline.is_empty() {
-            println!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
+            say!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
         }
     }
     let what = if initrd.is_some() || esp.is_some() {
@@ -343,7 +361,7 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
         format!("{} ({} B)", args.image.display(), payload.len())
     };
     if args.dry_run {
-        println!(
+        say!(
             "efi-kexec: dry run, nothing loaded: kexec_file_load(2) with the Image {source} ({} B), as its initrd {what}, command line {cmdline:?}{}",
             emulator.len(),
             if args.panic { ", as the crash kernel" } else { "" }
@@ -353,7 +371,7 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
     let image_fd = system::memfd("efi-emulator.efi", &emulator)?;
     let payload_fd = system::memfd("efi-emulator-payload", &payload)?;
     system::kexec_file_load(&image_fd, Some(&payload_fd), &cmdline, args.panic).map_err(|e| format!("{e}\nefi-kexec: the Image was {source}"))?;
-    println!(
+    say!(
         "efi-kexec: loaded through kexec_file_load in {} ms: the Image {source}, as its initrd {what}: {}",
         started.elapsed().as_millis(),
         if args.panic { "the crash kernel starts at the next panic" } else { "run `efi-kexec exec`" }
@@ -393,9 +411,9 @@ fn core_header(iomem: &iomem::Iomem, regions: &[Extent]) -> Result<(Vec<u8>, Vec
 
 fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
     let ram: u64 = iomem.ram.iter().map(|e| e.size).sum();
-    println!("efi-kexec: dry run, nothing loaded. RAM: {} MiB in {} range(s), {} range(s) held by the running kernel", ram >> 20, iomem.ram.len(), iomem.busy.len());
-    println!("segments, in kexec_load order:");
-    let line = |name: &str, e: Extent, copied: &str| println!("  {name:<9} {:#012x}..{:#012x} {:>11} B  {copied}", e.start, e.end(), e.size);
+    say!("efi-kexec: dry run, nothing loaded. RAM: {} MiB in {} range(s), {} range(s) held by the running kernel", ram >> 20, iomem.ram.len(), iomem.busy.len());
+    say!("segments, in kexec_load order:");
+    let line = |name: &str, e: Extent, copied: &str| say!("  {name:<9} {:#012x}..{:#012x} {:>11} B  {copied}", e.start, e.end(), e.size);
     for s in image.segments(spec).into_iter().flatten() {
         line(s.name, Extent::new(s.addr, s.mem_size), &format!("{} B copied", s.bytes.len()));
     }

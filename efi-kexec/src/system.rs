@@ -40,7 +40,9 @@ pub struct Facts {
     pub euid: u32,
     pub has_kexec: bool,
     pub load_disabled: Option<String>,
+    /// Loads still allowed (`-1`: no limit), for the reboot image and for the crash image.
     pub limit_reboot: Option<String>,
+    pub limit_panic: Option<String>,
     /// `/sys/kernel/security/lockdown`, e.g. `[none] integrity confidentiality`.
     pub lockdown: Option<String>,
 }
@@ -54,13 +56,16 @@ impl Facts {
             has_kexec: Path::new("/sys/kernel/kexec_loaded").exists(),
             load_disabled: read_trimmed("/proc/sys/kernel/kexec_load_disabled"),
             limit_reboot: read_trimmed("/proc/sys/kernel/kexec_load_limit_reboot"),
+            limit_panic: read_trimmed("/proc/sys/kernel/kexec_load_limit_panic"),
             lockdown: read_trimmed("/sys/kernel/security/lockdown"),
         }
     }
 }
 
-/// Why no kexec at all can be loaded here, when none can (either system call).
-pub fn common_refusal(f: &Facts) -> Option<String> {
+/// Why no kexec can run here at all. Executing a loaded image needs no more than this:
+/// `reboot(LINUX_REBOOT_CMD_KEXEC)` is allowed after `kexec_load_disabled` and under lockdown
+/// ("load, then disable" is the documented hardening).
+pub fn exec_refusal(f: &Facts) -> Option<String> {
     if f.machine != "aarch64" {
         return Some(format!("this machine is {}: efi-kexec loads arm64 kernels and runs on arm64 Linux", f.machine));
     }
@@ -70,11 +75,21 @@ pub fn common_refusal(f: &Facts) -> Option<String> {
     if !f.has_kexec {
         return Some("this kernel has no kexec support (no /sys/kernel/kexec_loaded: neither CONFIG_KEXEC nor CONFIG_KEXEC_FILE)".into());
     }
+    None
+}
+
+/// Why no image (the crash image when `panic`) can be loaded or unloaded here, by either system
+/// call.
+pub fn load_refusal(f: &Facts, panic: bool) -> Option<String> {
+    if let Some(why) = exec_refusal(f) {
+        return Some(why);
+    }
     if f.load_disabled.as_deref() == Some("1") {
         return Some("kexec is disabled: /proc/sys/kernel/kexec_load_disabled is 1 (for both kexec_load and kexec_file_load), and it stays so until the next reboot".into());
     }
-    if f.limit_reboot.as_deref() == Some("0") {
-        return Some("kexec is disabled: /proc/sys/kernel/kexec_load_limit_reboot is 0 (no more loads allowed until reboot)".into());
+    let (limit, name) = if panic { (&f.limit_panic, "kexec_load_limit_panic") } else { (&f.limit_reboot, "kexec_load_limit_reboot") };
+    if limit.as_deref() == Some("0") {
+        return Some(format!("kexec is disabled: /proc/sys/kernel/{name} is 0 (no more loads of this kind allowed until reboot)"));
     }
     None
 }
@@ -85,9 +100,9 @@ pub fn lockdown(f: &Facts) -> Option<String> {
     mode.filter(|m| *m != "none").map(str::to_string)
 }
 
-/// Why `kexec_load` cannot be used here, when it cannot.
-pub fn refusal(f: &Facts) -> Option<String> {
-    if let Some(why) = common_refusal(f) {
+/// Why `kexec_load` cannot be used here (for the crash image when `panic`), when it cannot.
+pub fn refusal(f: &Facts, panic: bool) -> Option<String> {
+    if let Some(why) = load_refusal(f, panic) {
         return Some(why);
     }
     lockdown(f).map(|mode| {
@@ -98,9 +113,11 @@ pub fn refusal(f: &Facts) -> Option<String> {
     })
 }
 
-/// True when an image is loaded for `kexec -e`.
-pub fn kexec_loaded() -> bool {
-    read_trimmed("/sys/kernel/kexec_loaded").as_deref() == Some("1")
+/// Whether an image is loaded for `kexec -e` (the crash image when `panic`); `None` when the
+/// kernel does not say.
+pub fn loaded(panic: bool) -> Option<bool> {
+    let flag = read_trimmed(if panic { "/sys/kernel/kexec_crash_loaded" } else { "/sys/kernel/kexec_loaded" })?;
+    Some(flag == "1")
 }
 
 /// Each possible CPU's `crash_notes` (physical address and size), in CPU order.
@@ -288,13 +305,14 @@ mod tests {
             has_kexec: true,
             load_disabled: Some("0".into()),
             limit_reboot: Some("-1".into()),
+            limit_panic: Some("-1".into()),
             lockdown: Some("[none] integrity confidentiality".into()),
         }
     }
 
     #[test]
     fn each_missing_requirement_is_named() {
-        assert_eq!(refusal(&ok()), None);
+        assert_eq!(refusal(&ok(), false), None);
         type Break = fn(&mut Facts);
         let cases: [(Break, &str); 6] = [
             (|f| f.machine = "x86_64".into(), "this machine is x86_64"),
@@ -310,16 +328,45 @@ mod tests {
         for (break_it, expected) in cases {
             let mut f = ok();
             break_it(&mut f);
-            let why = refusal(&f).unwrap();
+            let why = refusal(&f, false).unwrap();
             assert!(why.contains(expected), "{why}");
         }
         let mut no_securityfs = ok();
         no_securityfs.lockdown = None;
-        assert_eq!(refusal(&no_securityfs), None);
+        assert_eq!(refusal(&no_securityfs, false), None);
         // Lockdown closes only kexec_load: the common checks pass, and the mode is named.
         let mut locked = ok();
         locked.lockdown = Some("none integrity [confidentiality]".into());
-        assert_eq!(common_refusal(&locked), None);
+        assert_eq!(load_refusal(&locked, false), None);
         assert_eq!(lockdown(&locked).as_deref(), Some("confidentiality"));
+    }
+
+    /// "Load, then disable": executing what was loaded stays allowed after
+    /// `kexec_load_disabled` and under lockdown, as reboot(LINUX_REBOOT_CMD_KEXEC) is.
+    #[test]
+    fn exec_needs_only_root_and_kexec() {
+        let mut hardened = ok();
+        hardened.load_disabled = Some("1".into());
+        hardened.limit_reboot = Some("0".into());
+        hardened.lockdown = Some("none integrity [confidentiality]".into());
+        assert_eq!(exec_refusal(&hardened), None);
+        assert!(load_refusal(&hardened, false).unwrap().contains("kexec_load_disabled is 1"));
+        let mut user = hardened;
+        user.euid = 1000;
+        assert!(exec_refusal(&user).unwrap().contains("needs root"));
+    }
+
+    /// A crash-image load is limited by kexec_load_limit_panic, a reboot-image load by
+    /// kexec_load_limit_reboot, each independently.
+    #[test]
+    fn each_kind_of_load_has_its_own_limit() {
+        let mut f = ok();
+        f.limit_reboot = Some("0".into());
+        assert!(refusal(&f, false).unwrap().contains("kexec_load_limit_reboot is 0"));
+        assert_eq!(refusal(&f, true), None);
+        let mut f = ok();
+        f.limit_panic = Some("0".into());
+        assert!(refusal(&f, true).unwrap().contains("kexec_load_limit_panic is 0"));
+        assert_eq!(refusal(&f, false), None);
     }
 }

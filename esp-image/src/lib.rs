@@ -1,7 +1,9 @@
 //! EFI system partition images: a FAT file system holding the files given, or a directory's
 //! tree (`efi-kexec load --esp /boot/efi`, `cargo xtask run --esp DIR`, the FAT fuzz seeds).
 
-use anyhow::{Context, Result};
+pub mod input;
+
+use anyhow::{bail, Context, Result};
 use std::io::{Cursor, Write};
 use std::path::Path;
 
@@ -28,10 +30,12 @@ pub fn image_from_files(files: &[(&str, &[u8])], size: usize) -> Result<Vec<u8>>
     Ok(disk.into_inner())
 }
 
-/// A FAT image holding the tree under `dir`, sized to fit it with room to spare.
+/// A FAT image holding the tree under `dir`, sized to fit it with room to spare. Regular files
+/// only (links to them are followed), no link to a directory (it may loop, or lead out of the
+/// tree), at most [`input::INITRD_MAX`] bytes in all.
 pub fn image_from_dir(dir: &Path) -> Result<Vec<u8>> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    collect(dir, dir, &mut files)?;
+    collect(dir, dir, &mut files, &mut 0)?;
     let bytes: usize = files.iter().map(|(_, d)| d.len().next_multiple_of(4096) + 4096).sum();
     // FAT overhead, directories, and a floor that keeps FAT16 sane.
     let size = (bytes + bytes / 8 + (8 << 20)).next_multiple_of(1 << 20);
@@ -107,16 +111,22 @@ pub fn path_in(esp: &Path, file: &Path) -> Option<String> {
     }))
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>, total: &mut u64) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        if path.is_dir() {
-            collect(root, &path, out)?;
+        let own = std::fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))?;
+        if own.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            bail!("{} is a symbolic link to a directory: refused (it may loop, or lead out of the ESP)", path.display());
+        }
+        if own.is_dir() {
+            collect(root, &path, out, total)?;
         } else {
             let rel = path.strip_prefix(root)?.to_string_lossy().replace('\\', "/");
-            out.push((rel, std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?));
+            let bytes = input::read_regular(&path, input::INITRD_MAX - *total).with_context(|| format!("the ESP's files together may be {} B at most", input::INITRD_MAX))?;
+            *total += bytes.len() as u64;
+            out.push((rel, bytes));
         }
     }
     Ok(())
@@ -135,6 +145,30 @@ mod tests {
         let mut buf = [0u8; 16];
         assert_eq!(fat.read(&e, 0, &mut buf), 8);
         assert_eq!(&buf[..8], b"title A\n");
+    }
+
+    /// A link back up the tree would recurse for ever, a link to `/` would read `/proc`; a FIFO
+    /// would hang the walk.
+    #[test]
+    fn the_walk_refuses_directory_links_and_special_files() {
+        let dir = std::env::temp_dir().join(format!("esp-image-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("EFI/BOOT")).unwrap();
+        std::fs::write(dir.join("EFI/BOOT/BOOTAA64.EFI"), b"MZ").unwrap();
+        std::os::unix::fs::symlink(dir.join("EFI/BOOT/BOOTAA64.EFI"), dir.join("EFI/linked.efi")).unwrap();
+        let fat_bytes = image_from_dir(&dir).unwrap();
+        let fat = efi_emulator::efi::fat::Fat::new(&fat_bytes).unwrap();
+        assert!(fat.open(&"EFI\\linked.efi".encode_utf16().collect::<Vec<_>>()).is_some(), "a link to a file is followed");
+        std::os::unix::fs::symlink(&dir, dir.join("EFI/loop")).unwrap();
+        let e = format!("{:#}", image_from_dir(&dir).unwrap_err());
+        assert!(e.ends_with("EFI/loop is a symbolic link to a directory: refused (it may loop, or lead out of the ESP)"), "{e}");
+        std::fs::remove_file(dir.join("EFI/loop")).unwrap();
+        let c = std::ffi::CString::new(dir.join("EFI/fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path of our own.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = format!("{:#}", image_from_dir(&dir).unwrap_err());
+        assert!(e.contains("EFI/fifo is a FIFO, not a regular file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

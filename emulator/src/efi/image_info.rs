@@ -38,6 +38,12 @@ pub struct Uki {
 
 /// Classifies a file that parses as a PE image.
 pub fn classify(file: &[u8], pe: &PeImage) -> ImageKind {
+    classify_to(file, pe, true)
+}
+
+/// [`classify`], reading a UKI's `.linux` only when `follow`: one level down, since a crafted
+/// file may hold itself there.
+fn classify_to(file: &[u8], pe: &PeImage, follow: bool) -> ImageKind {
     if let Some(size) = pe.linux_image_size {
         return ImageKind::LinuxImage { stub_version: (pe.major_image_version, pe.minor_image_version), image_size: size };
     }
@@ -55,7 +61,7 @@ pub fn classify(file: &[u8], pe: &PeImage) -> ImageKind {
             let field = |key: &str| osrel.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim_matches('"').to_string());
             field("PRETTY_NAME=").or_else(|| field("NAME="))
         });
-        let linux = section(".linux").and_then(|b| PeImage::parse(b).ok().map(|inner| classify(b, &inner)));
+        let linux = section(".linux").filter(|_| follow).and_then(|b| PeImage::parse(b).ok().map(|inner| classify_to(b, &inner, false)));
         return ImageKind::Uki(Box::new(Uki {
             stub,
             cmdline: section(".cmdline").map(trimmed),
@@ -135,5 +141,22 @@ mod tests {
         img[24..29].copy_from_slice(b"zstd\0");
         let pe = PeImage::parse(&img).unwrap();
         assert_eq!(classify(&img, &pe), ImageKind::Zboot { compression: "zstd".into(), payload_size: 1234 });
+    }
+
+    /// A 1 KiB PE whose `.linux` section is the whole file: a UKI inside itself, for ever. The
+    /// classification names what `.linux` holds one level down and stops there.
+    #[test]
+    fn a_uki_that_holds_itself_is_classified_once() {
+        let mut img = super::super::pe::test_image();
+        let s = 0x58 + 240;
+        img[s..s + 8].copy_from_slice(b".linux\0\0");
+        let len = img.len() as u32;
+        img[s + 8..s + 12].copy_from_slice(&len.to_le_bytes());
+        img[s + 16..s + 20].copy_from_slice(&len.to_le_bytes());
+        img[s + 20..s + 24].copy_from_slice(&0u32.to_le_bytes());
+        let pe = PeImage::parse(&img).unwrap();
+        let ImageKind::Uki(outer) = classify(&img, &pe) else { panic!("not a UKI") };
+        let Some(ImageKind::Uki(inner)) = outer.linux else { panic!(".linux not read as a UKI: {:?}", outer.linux) };
+        assert_eq!(inner.linux, None, "the nested UKI's own .linux is not followed");
     }
 }
