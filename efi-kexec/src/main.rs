@@ -262,6 +262,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         seeds: Some(RandomSeeds { kaslr: u64::from_le_bytes(seeds[..8].try_into().unwrap()), rng: seeds[8..].to_vec() }),
         extra_chosen: Vec::new(),
         crash,
+        page_size: system::page_size(),
     };
     let image = loader::plan(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;
     let warnings = image.validate_as_emulator(&spec).map_err(|e| format!("refusing {}: {e}", args.image.display()))?;

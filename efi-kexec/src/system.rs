@@ -113,6 +113,17 @@ pub fn refusal(f: &Facts, panic: bool) -> Option<String> {
     })
 }
 
+/// The running kernel's page size: kexec_load wants every segment aligned to it.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
 /// Whether an image is loaded for `kexec -e` (the crash image when `panic`); `None` when the
 /// kernel does not say.
 pub fn loaded(panic: bool) -> Option<bool> {
@@ -142,7 +153,9 @@ fn errno_message(call: &str) -> String {
         Some(libc::EBUSY) => " (another kexec load or exec is in progress)",
         Some(libc::EINVAL) => " (the kernel refused the segments: overlapping, unaligned, or more than half of RAM)",
         Some(libc::ENOMEM) => " (the kernel could not get memory to stage the segments)",
-        Some(libc::EADDRNOTAVAIL) => " (a segment's destination is not usable RAM)",
+        // sanity_check_segment_list: a segment not on the running kernel's pages, past the
+        // destination limit, or (for -p) outside the crash region.
+        Some(libc::EADDRNOTAVAIL) => " (a segment's destination is not on this kernel's page size, or lies outside RAM or the crash region)",
         Some(libc::ENOSYS) => " (this kernel was built without CONFIG_KEXEC)",
         _ => "",
     };

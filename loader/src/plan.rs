@@ -112,6 +112,9 @@ pub struct BootSpec<'a> {
     pub extra_chosen: Vec<(String, Vec<u8>)>,
     /// A crash kernel (kexec `-p`): `memory.ram` is then the crash region only.
     pub crash: Option<Crash<'a>>,
+    /// The running kernel's page size (4, 16 or 64 KiB): `kexec_load` wants every segment's
+    /// address and size a multiple of it.
+    pub page_size: u64,
 }
 
 /// What a crash kernel's boot carries besides the usual: the ELF core header of the crashed
@@ -175,10 +178,14 @@ pub struct KexecImage {
     pub param_addr: u64,
     pub param: EfiEmulatorParam,
     pub map: Vec<efi::MemoryDescriptor>,
+    /// The granule of every segment: the running kernel's page size, at least the emulator's.
+    pub page: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoaderError {
+    /// The running kernel's page size is none arm64 has.
+    PageSize(u64),
     Blob(BlobHeaderError),
     Dtb(efi_emulator::drivers::fdt::FdtError),
     NoMemory,
@@ -205,6 +212,7 @@ impl fmt::Display for LoaderError {
                 needed.div_ceil(1024),
                 largest_free / 1024
             ),
+            Self::PageSize(n) => write!(f, "a page size of {n} B: arm64 kernels use 4, 16 or 64 KiB pages"),
             Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
             Self::Param(e) => write!(f, "the emulator would refuse this boot: {e}"),
             Self::TooManyDescriptors(n) => write!(f, "the memory map has {n} descriptors, more than the parameter region holds"),
@@ -258,6 +266,8 @@ pub enum Placement {
 /// it fits there, else at the lowest address; Highest takes the highest address that fits.
 struct FreeRanges {
     ranges: Vec<Extent>,
+    /// Every piece starts and ends on this granule (the running kernel's page).
+    page: u64,
     cursor: u64,
     placement: Placement,
 }
@@ -268,7 +278,7 @@ impl FreeRanges {
     }
 
     fn take(&mut self, what: &'static str, size: u64, align: u64) -> Result<Extent, LoaderError> {
-        let size = align_up(size.max(1), PAGE_SIZE);
+        let (size, align) = (align_up(size.max(1), self.page), align.max(self.page));
         let lowest = |r: &Extent, from: u64| {
             let start = align_up(r.start.max(from), align);
             start.checked_add(size).is_some_and(|end| end <= r.end()).then_some(start)
@@ -376,6 +386,10 @@ fn memory_map(ram: &[Extent], reserved: &[Extent], mempool: Extent) -> Vec<efi::
 pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     let header = BlobHeader::parse(spec.emulator).map_err(LoaderError::Blob)?;
     Fdt::new(spec.dtb).map_err(LoaderError::Dtb)?;
+    if ![4 << 10, 16 << 10, 64 << 10].contains(&spec.page_size) {
+        return Err(LoaderError::PageSize(spec.page_size));
+    }
+    let page = spec.page_size;
     // RAM rounded inward to whole pages (exclusive ends: the last page stays), the rest outward.
     let mut ram: Vec<Extent> = spec.memory.ram.iter().map(|r| r.pages_within()).filter(|e| e.size > 0).collect();
     ram.sort_unstable_by_key(|e| e.start);
@@ -384,7 +398,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     }
     let reserved = normalize_outward(&spec.memory.reserved);
     let busy = normalize_outward(&[&spec.memory.busy[..], &reserved[..]].concat());
-    let mut free = FreeRanges { ranges: subtract(&ram, &busy), cursor: 0, placement: spec.placement };
+    let mut free = FreeRanges { ranges: subtract(&ram, &busy), page, cursor: 0, placement: spec.placement };
 
     let cmdline: Vec<u16> = spec.cmdline.encode_utf16().collect();
     if cmdline.len() >= CMDLINE_BYTES / 2 {
@@ -417,8 +431,8 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     let mempool_size = match spec.crash {
         // A crash kernel lives in its region: the mempool, which becomes its conventional
         // memory, is all of the region that is left.
-        Some(_) => free.largest().saturating_sub(STACK_REGION) & !(PAGE_SIZE - 1),
-        None => (1 << 20) + align_up(kernel.size, PAGE_SIZE) + MEMPOOL_EXTRA,
+        Some(_) => free.largest().saturating_sub(STACK_REGION) & !(page - 1),
+        None => (1 << 20) + align_up(kernel.size, page) + MEMPOOL_EXTRA,
     };
     let param_addr = free.take("parameter block, stack and mempool", STACK_REGION + mempool_size, PAGE_SIZE)?.start;
     let sp = param_addr + STACK_REGION;
@@ -427,8 +441,8 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     let preserved = spec.crash.as_ref().map_or(&[][..], |c| &c.preserved[..]);
     let map = memory_map(&ram, &[&reserved[..], &normalize_outward(preserved)[..]].concat(), mempool);
     // A larger map takes a larger region, out of the stack, as long as MIN_STACK is left.
-    let needed = ((PARAM_SIZE + map.len() * 40) as u64).next_multiple_of(PAGE_SIZE);
-    let region = if spec.firmware { FIRMWARE_PARAM_REGION } else { PARAM_REGION }.max(needed);
+    let needed = ((PARAM_SIZE + map.len() * 40) as u64).next_multiple_of(page);
+    let region = if spec.firmware { FIRMWARE_PARAM_REGION } else { PARAM_REGION }.max(needed).next_multiple_of(page);
     if region > STACK_REGION - MIN_STACK {
         return Err(LoaderError::TooManyDescriptors(map.len()));
     }
@@ -447,7 +461,7 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
         map_size: (map.len() * 40) as u64,
         buff_size: region - PARAM_SIZE as u64,
     });
-    Ok(KexecImage { kernel, initrd, esp, elfcorehdr, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map })
+    Ok(KexecImage { kernel, initrd, esp, elfcorehdr, dtb_addr, dtb, emulator, emulator_file: spec.emulator.len() as u64, param_addr, param, map, page })
 }
 
 impl KexecImage {
@@ -473,17 +487,17 @@ impl KexecImage {
     /// in its `param_slot`, so it also starts when entered with `x0 = 0` (`kexec_load`).
     pub fn segments<'a>(&'a self, spec: &'a BootSpec) -> Result<Vec<Segment<'a>>, LoaderError> {
         let blob = crate::blob::with_param_slot(spec.emulator, self.param_addr).map_err(LoaderError::Blob)?;
-        let mut s = vec![Segment { name: "kernel", addr: self.kernel.start, bytes: Cow::Borrowed(spec.kernel), mem_size: align_up(self.kernel.size, PAGE_SIZE) }];
+        let mut s = vec![Segment { name: "kernel", addr: self.kernel.start, bytes: Cow::Borrowed(spec.kernel), mem_size: align_up(self.kernel.size, self.page) }];
         if let (Some(e), Some(bytes)) = (self.initrd, spec.initrd) {
-            s.push(Segment { name: "initrd", addr: e.start, bytes: Cow::Borrowed(bytes), mem_size: align_up(e.size, PAGE_SIZE) });
+            s.push(Segment { name: "initrd", addr: e.start, bytes: Cow::Borrowed(bytes), mem_size: align_up(e.size, self.page) });
         }
         if let (Some(e), Some(esp)) = (self.esp, spec.esp) {
-            s.push(Segment { name: "esp", addr: e.start, bytes: Cow::Borrowed(esp.image), mem_size: align_up(e.size, PAGE_SIZE) });
+            s.push(Segment { name: "esp", addr: e.start, bytes: Cow::Borrowed(esp.image), mem_size: align_up(e.size, self.page) });
         }
         if let (Some(e), Some(c)) = (self.elfcorehdr, &spec.crash) {
-            s.push(Segment { name: "elfcorehdr", addr: e.start, bytes: Cow::Borrowed(c.elfcorehdr), mem_size: align_up(e.size, PAGE_SIZE) });
+            s.push(Segment { name: "elfcorehdr", addr: e.start, bytes: Cow::Borrowed(c.elfcorehdr), mem_size: align_up(e.size, self.page) });
         }
-        s.push(Segment { name: "dtb", addr: self.dtb_addr, bytes: Cow::Borrowed(&self.dtb[..]), mem_size: align_up(self.dtb.len() as u64, PAGE_SIZE) });
+        s.push(Segment { name: "dtb", addr: self.dtb_addr, bytes: Cow::Borrowed(&self.dtb[..]), mem_size: align_up(self.dtb.len() as u64, self.page) });
         s.push(Segment { name: "emulator", addr: self.emulator.start, bytes: Cow::Owned(blob), mem_size: self.emulator.size });
         // Only the block and its map: the stack and the mempool need no contents, and copying
         // 300 MB of zeros through kexec would cost time at load and at exec.

@@ -87,6 +87,7 @@ impl Fixture {
             seeds: None,
             extra_chosen: vec![],
             crash: None,
+            page_size: PAGE_SIZE,
         }
     }
     pub fn image(&self) -> KexecImage {

@@ -159,6 +159,28 @@ fn segments_are_page_sized_and_the_blob_knows_its_block() {
     assert_eq!(segments[4].mem_size, PARAM_REGION, "the stack and mempool are not copied");
 }
 
+/// kexec_load wants every segment on the running kernel's page: a 16K or 64K first kernel
+/// (Debian's arm64-16k, RHEL's kernel-64k) refused the 4K layout with EADDRNOTAVAIL. The
+/// fixture's RAM starts 1 MiB after a busy MiB and the blob is 128 KiB: 4K-aligned only.
+#[test]
+fn segments_follow_the_running_kernels_page_size() {
+    let fixture = Fixture::new();
+    for page in [16 << 10, 64 << 10] {
+        let mut spec = fixture.spec();
+        spec.page_size = page;
+        let img = plan(&spec).unwrap();
+        assert_eq!(img.page, page);
+        for s in img.segments(&spec).unwrap() {
+            assert_eq!((s.addr % page, s.mem_size % page), (0, 0), "{} at {:#x}+{:#x} with {page:#x} pages", s.name, s.addr, s.mem_size);
+        }
+        assert_eq!(img.param.mempool_sz % page, 0);
+        assert!(img.validate_as_emulator(&spec).unwrap().is_empty(), "the emulator takes it as it is");
+    }
+    let mut spec = fixture.spec();
+    spec.page_size = 8 << 10;
+    assert_eq!(plan(&spec).err().map(|e| std::format!("{e}")).as_deref(), Some("a page size of 8192 B: arm64 kernels use 4, 16 or 64 KiB pages"));
+}
+
 #[test]
 fn what_the_emulator_would_refuse_is_refused_by_the_loader() {
     let fixture = Fixture::new();

@@ -89,6 +89,7 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                     seeds: None,
                     extra_chosen: Vec::new(),
                     crash: None,
+                    page_size: efi_emulator::mem::PAGE_SIZE,
                 };
                 let img = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let param = img.param_bytes();

@@ -273,6 +273,7 @@ pub fn prepare(o: &RunOptions, blob: &Blob, payloads: Option<&Payloads>) -> Resu
         seeds: None,
         extra_chosen,
         crash: crash.as_ref().map(|(header, preserved, _)| loader::Crash { elfcorehdr: header, preserved: preserved.clone() }),
+        page_size: efi_emulator::mem::PAGE_SIZE,
     };
     let mut image = loader::plan(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(tweak) = &o.tweak {
