@@ -184,13 +184,15 @@ fn earlycon(args: &cli::LoadArgs, fdt: &Fdt) -> Result<(u64, u64), String> {
     if let Some(base) = args.earlycon {
         return Ok((base, 0x1000));
     }
-    if let Some(uart) = fdt.stdout_uart() {
+    let from_dt = fdt.stdout_uart();
+    if let Ok(uart) = from_dt {
         return Ok(uart);
     }
     if let Some(base) = std::fs::read(SPCR_PATH).ok().as_deref().and_then(efi_emulator::abi::firmware::spcr_pl011) {
         return Ok((base, 0x1000));
     }
-    Err(format!("neither the device tree (/chosen/stdout-path) nor ACPI ({SPCR_PATH}) names a PL011 console: pass --earlycon ADDRESS"))
+    let why = from_dt.err().map(|e| e.to_string()).unwrap_or_default();
+    Err(format!("no console the emulator can drive: {why}, and ACPI ({SPCR_PATH}) names no PL011 or SBSA UART: pass --earlycon ADDRESS of a PL011"))
 }
 
 fn load(args: &cli::LoadArgs) -> Result<(), String> {

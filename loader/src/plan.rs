@@ -425,7 +425,8 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     };
     let dtb = next_dtb(spec, initrd, esp, elfcorehdr.map(|h| (h, &ram[..])))?;
     let dtb_addr = free.take("device tree", dtb.len() as u64, PAGE_SIZE)?.start;
-    let emulator = free.take("emulator blob", header.mem_size, PAGE_SIZE)?;
+    // On a 64 KiB boundary, so its runtime ranges can be whole 64 KiB granules.
+    let emulator = free.take("emulator blob", header.mem_size, efi_emulator::efi::memory::RUNTIME_GRANULE)?;
 
     // The parameter block, its stack, then the mempool: one piece, as the kexec loader has it.
     let mempool_size = match spec.crash {

@@ -44,3 +44,54 @@ fn editing_chosen_keeps_everything_else() {
     assert_eq!(fdt.find("/chosen").unwrap().property("rng-seed").map(|v| v.len()), Some(32), "QEMU's rng-seed kept");
     assert_eq!(fdt.psci_method(), Some("hvc"));
 }
+
+/// Every device tree Debian's 6.12 package ships for real boards: the console the emulator
+/// would drive is a PL011 or SBSA UART at its CPU address, or there is none (and why); never
+/// another device. Spot checks against the boards' own sources.
+#[test]
+fn real_board_consoles_are_a_pl011_or_none() {
+    let image = &qemu_tests::payloads().kernel("6.12").unwrap().image;
+    let lib = image.parent().unwrap().parent().unwrap().join("usr/lib");
+    let dir = std::fs::read_dir(&lib).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with("linux-image-")).unwrap();
+    let mut dtbs: Vec<std::path::PathBuf> = Vec::new();
+    for vendor in std::fs::read_dir(&dir).unwrap().flatten() {
+        dtbs.extend(std::fs::read_dir(vendor.path()).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "dtb")));
+    }
+    dtbs.sort();
+    let mut outcomes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut found = std::collections::BTreeMap::new();
+    for path in &dtbs {
+        let blob = std::fs::read(path).unwrap();
+        let fdt = Fdt::new(&blob).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let name = path.strip_prefix(&dir).unwrap().display().to_string();
+        let outcome = match fdt.stdout_uart() {
+            Ok((base, size)) => {
+                found.insert(name.clone(), (base, size));
+                "PL011".to_string()
+            }
+            Err(e) => e.to_string(),
+        };
+        outcomes.entry(outcome).or_default().push(name);
+    }
+    for (outcome, boards) in &outcomes {
+        eprintln!("{:4} {outcome}: {}", boards.len(), boards.iter().take(3).cloned().collect::<Vec<_>>().join(", "));
+    }
+    // The boards' own sources: a PL011 at the root, under /soc with identity ranges, and under
+    // a bus that translates (a Raspberry Pi's 0x7e201000 is the CPU's 0x3f201000; the Pi 5's
+    // debug UART sits above 4 GiB); a 16550-style UART and the Pi 4's mini UART are no console.
+    for (board, expected) in [
+        ("arm/juno.dtb", Some((0x7ff8_0000, 0x1000))),
+        ("hisilicon/hi6220-hikey.dtb", Some((0xf711_3000, 0x1000))),
+        ("amd/amd-overdrive-rev-b1.dtb", Some((0xe101_0000, 0x1000))),
+        ("freescale/fsl-lx2160a-rdb.dtb", Some((0x21c_0000, 0x1000))),
+        ("broadcom/bcm2837-rpi-cm3-io3.dtb", Some((0x3f20_1000, 0x200))),
+        ("broadcom/bcm2712-rpi-5-b.dtb", Some((0x10_7d00_1000, 0x200))),
+        ("broadcom/bcm2711-rpi-4-b.dtb", None),
+        ("rockchip/rk3399-rockpro64.dtb", None),
+        ("nvidia/tegra210-p2371-2180.dtb", None),
+    ] {
+        assert_eq!(found.get(board).copied(), expected, "{board}");
+    }
+    let refused: usize = outcomes.iter().filter(|(o, _)| o.contains("not a PL011 or SBSA UART")).map(|(_, b)| b.len()).sum();
+    assert!(found.len() >= 30 && refused >= 800, "{} PL011 consoles, {refused} other UARTs of {}", found.len(), dtbs.len());
+}

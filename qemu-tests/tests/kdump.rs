@@ -55,6 +55,7 @@ fn image_6_12(el: EntryEl) {
         append: None,
         extra: vec![],
         before_load: None,
+        before_exec: None,
         files: vec![],
     };
     kdump(el, next);
@@ -77,7 +78,7 @@ fn uki_254(el: EntryEl) {
     let dir = std::env::var_os("CARGO_TARGET_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let path = dir.join(format!("kdump-uki-{}-{el:?}.efi", std::process::id()));
     std::fs::write(&path, uki).unwrap();
-    let next = NextBoot { image: path.clone(), initrd: None, append: None, extra: vec![], before_load: None, files: vec![] };
+    let next = NextBoot { image: path.clone(), initrd: None, append: None, extra: vec![], before_load: None, before_exec: None, files: vec![] };
     let t = kdump(el, next);
     assert_eq!(report(&t, "StubInfo"), "", "no efivarfs in the crash initramfs");
     assert!(t.contains("EFI stub: "), "the UKI's kernel ran its EFI stub");
@@ -112,7 +113,7 @@ fn kdump_through_kexec_file_load() {
         t
     };
 
-    let next = NextBoot { image: uki.clone(), initrd: None, append: None, extra: vec![], before_load: None, files: vec![] };
+    let next = NextBoot { image: uki.clone(), initrd: None, append: None, extra: vec![], before_load: None, before_exec: None, files: vec![] };
     let first = xtask::payloads::kdump::first_stage_kexec_file(&p.busybox, qemu_tests::kexec_tools(), &qemu_tests::emulator_image(), probe(), &next).unwrap();
     let t = boot(&first);
     assert!(t.contains("EFI stub: "), "the UKI's kernel ran its EFI stub");
@@ -123,6 +124,7 @@ fn kdump_through_kexec_file_load() {
         append: None,
         extra: vec!["-s".into()],
         before_load: None,
+        before_exec: None,
         files: vec![],
     };
     let first = xtask::payloads::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();

@@ -47,6 +47,7 @@ fn image_6_1(el: EntryEl) {
         append: Some(APPEND.into()),
         extra: vec![],
         before_load: None,
+        before_exec: None,
         files: Vec::new(),
     };
     let t = kexec(el, next);
@@ -60,7 +61,7 @@ fn image_6_1(el: EntryEl) {
 fn uki_254(el: EntryEl) {
     let p = payloads();
     let u = p.uki("254+6.12").unwrap();
-    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None, files: Vec::new() };
+    let next = NextBoot { image: u.path.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None, before_exec: None, files: Vec::new() };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("efi-kexec: empty command line: the UKI uses its own .cmdline"));
@@ -72,8 +73,15 @@ fn uki_254(el: EntryEl) {
 fn zboot_6_12(el: EntryEl) {
     let p = payloads();
     let z = p.zboot("6.12").unwrap();
-    let next =
-        NextBoot { image: z.image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
+    let next = NextBoot {
+        image: z.image.clone(),
+        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
+        append: Some(APPEND.into()),
+        extra: vec![],
+        before_load: None,
+        before_exec: None,
+        files: Vec::new(),
+    };
     let t = kexec(el, next);
     assert_second_boot(&t, el);
     assert!(t.contains("efi-kexec: /next.efi: EFI zboot image, zstd-compressed"));
@@ -129,6 +137,7 @@ fn chain_kexecs_a_third_kernel() {
         append: Some(APPEND.into()),
         extra: vec![],
         before_load: None,
+        before_exec: None,
         files: Vec::new(),
     };
     let second_initramfs = stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap();
@@ -138,6 +147,7 @@ fn chain_kexecs_a_third_kernel() {
         append: Some("console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle".into()),
         extra: vec![],
         before_load: None,
+        before_exec: None,
         files: Vec::new(),
     };
     let t = kexec(EntryEl::El2Vhe, second);
@@ -162,7 +172,7 @@ fn damaged_image_is_refused_and_the_first_kernel_keeps_running() {
     let bad = xtask::payloads::corpus::bad_images(p).unwrap().into_iter().find(|b| b.name == "wrong-machine").unwrap();
     let path = xtask::paths::out_dir().join("kexec-wrong-machine.efi");
     std::fs::write(&path, &bad.bytes).unwrap();
-    let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() });
+    let t = kexec(EntryEl::El1, NextBoot { image: path, initrd: None, append: Some(APPEND.into()), extra: vec![], before_load: None, before_exec: None, files: Vec::new() });
     assert!(t.powered_off(), "the first kernel powered off by itself");
     assert!(t.contains("efi-kexec: refusing /next.efi: bad PE image: Machine = 0x8664: expected 0xaa64 (AArch64)"));
     assert!(stage_report(&t, "first", "load refused; still running").unwrap().starts_with("6.12"));
@@ -218,6 +228,7 @@ fn image_6_12(append: &str) -> NextBoot {
         append: Some(append.into()),
         extra: vec![],
         before_load: None,
+        before_exec: None,
         files: Vec::new(),
     }
 }
@@ -285,6 +296,7 @@ fn uki_sees_edk2_variables(el: EntryEl) {
         append: Some(String::new()),
         extra: vec![],
         before_load: Some(write.into()),
+        before_exec: None,
         files: vec![("efivarfs.ko".into(), efivarfs)],
     };
     let t = uefi_first_kernel(el, next);
@@ -334,7 +346,15 @@ fn variable_survives(el: EntryEl, end: &str) {
         ),
         end,
     );
-    let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(writer), append: Some(APPEND.into()), extra: vec![], before_load: None, files: Vec::new() };
+    let next = NextBoot {
+        image: p.kernel("6.12").unwrap().image.clone(),
+        initrd: Some(writer),
+        append: Some(APPEND.into()),
+        extra: vec![],
+        before_load: None,
+        before_exec: None,
+        files: Vec::new(),
+    };
     let store = xtask::paths::out_dir().join(format!("persist-vars-{}-{el:?}.fd", std::process::id()));
     std::fs::copy(xtask::harness::kexec::AAVMF_VARS, &store).unwrap();
     let first = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
@@ -373,6 +393,7 @@ fn disabled_kexec_load_is_explained() {
         append: Some(APPEND.into()),
         extra: vec![],
         before_load: Some("echo 1 > /proc/sys/kernel/kexec_load_disabled".into()),
+        before_exec: None,
         files: Vec::new(),
     };
     let t = kexec(EntryEl::El1, next);
@@ -380,6 +401,26 @@ fn disabled_kexec_load_is_explained() {
     assert!(t.contains("efi-kexec: kexec is disabled: /proc/sys/kernel/kexec_load_disabled is 1 (for both kexec_load and kexec_file_load)"));
     assert!(stage_report(&t, "first", "load refused; still running").is_some());
     assert!(!t.contains("efi-emulator 0."));
+}
+
+/// "Load, then disable": after `kexec_load_disabled` is set, what was loaded still runs (as
+/// reboot(LINUX_REBOOT_CMD_KEXEC) allows); an unload with nothing loaded says so.
+#[test]
+fn exec_after_kexec_load_is_disabled_boots_what_was_loaded() {
+    let p = payloads();
+    let next = NextBoot {
+        image: p.kernel("6.1").unwrap().image.clone(),
+        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
+        append: Some(APPEND.into()),
+        extra: vec![],
+        before_load: Some("/efi-kexec unload".into()),
+        before_exec: Some("echo 1 > /proc/sys/kernel/kexec_load_disabled".into()),
+        files: Vec::new(),
+    };
+    let t = kexec(EntryEl::El1, next);
+    assert!(t.contains("efi-kexec: no image is loaded: nothing to unload"));
+    assert_second_boot(&t, EntryEl::El1);
+    assert!(report(&t, "uname -r").starts_with("6.1."), "{}", report(&t, "uname -r"));
 }
 
 /// Every image of the bad-image corpus is refused by efi-kexec's check with the words the
@@ -405,6 +446,7 @@ fn systemd_boot_from_esp(el: EntryEl) {
         append: Some(String::new()),
         extra: vec!["--esp".into(), "/tmp/esp".into(), "--esp-path".into(), "'\\EFI\\BOOT\\BOOTAA64.EFI'".into()],
         before_load: Some(make_esp.into()),
+        before_exec: None,
         files: vec![("uki.efi".into(), std::fs::read(&u.path).unwrap()), ("loader.conf".into(), b"timeout 0\ndefault uki-254*\n".to_vec())],
     };
     let t = kexec(el, next);
@@ -438,6 +480,7 @@ fn shim_grub_from_esp(el: EntryEl) {
         append: Some(String::new()),
         extra: vec!["--esp".into(), "/tmp/esp".into(), "--esp-path".into(), "'\\EFI\\BOOT\\BOOTAA64.EFI'".into()],
         before_load: Some(make_esp.into()),
+        before_exec: None,
         files: vec![
             ("grubaa64.efi".into(), std::fs::read(&l.grub.signed).unwrap()),
             ("grub.cfg".into(), cfg.as_bytes().to_vec()),

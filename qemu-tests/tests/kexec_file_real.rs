@@ -40,6 +40,7 @@ fn kexec_tools_kexec_s_boots_a_uki_through_the_emulator_image() {
             append: Some(String::new()),
             extra: vec!["-s".into()],
             before_load: None,
+            before_exec: None,
             files: vec![],
         };
         let initramfs = xtask::payloads::kexec_tools::stage_initramfs(&payloads().busybox, qemu_tests::kexec_tools(), &next).unwrap();
@@ -65,6 +66,7 @@ fn efi_kexec_s_boots_an_image_with_its_initrd_and_chains() {
         append: Some("console=ttyAMA0 panic=-1 third=1".into()),
         extra: vec!["-s".into()],
         before_load: None,
+        before_exec: None,
         files: vec![],
     };
     let second = NextBoot {
@@ -73,6 +75,7 @@ fn efi_kexec_s_boots_an_image_with_its_initrd_and_chains() {
         append: Some("console=ttyAMA0 panic=-1 second=1".into()),
         extra: vec!["-s".into()],
         before_load: None,
+        before_exec: None,
         files: vec![],
     };
     let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
@@ -118,6 +121,7 @@ fn under_lockdown_only_the_signed_emulator_gets_in() {
         append: Some(String::new()),
         extra: vec!["--emulator".into(), "/emulator.efi".into()],
         before_load: Some(before.into()),
+        before_exec: None,
         files: vec![("emulator.efi".into(), std::fs::read(&signed).unwrap())],
     };
     let initramfs = stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
@@ -159,13 +163,22 @@ fn the_ima_measurement_list_carries_over_through_the_emulator() {
     let p = payloads();
     // The second kernel (the same kexec_file kernel, through the emulator) reports its list and
     // powers off.
-    let last = NextBoot { image: first_kernel().clone(), initrd: None, append: None, extra: vec![], before_load: Some(format!("{IMA_REPORT}\npoweroff -f")), files: vec![] };
+    let last = NextBoot {
+        image: first_kernel().clone(),
+        initrd: None,
+        append: None,
+        extra: vec![],
+        before_load: Some(format!("{IMA_REPORT}\npoweroff -f")),
+        before_exec: None,
+        files: vec![],
+    };
     let second = NextBoot {
         image: first_kernel().clone(),
         initrd: Some(stage_initramfs(&p.busybox, efi_kexec(), "second", &last).unwrap()),
         append: Some("console=ttyAMA0 panic=-1".into()),
         extra: vec!["-s".into()],
         before_load: Some(IMA_REPORT.into()),
+        before_exec: None,
         files: vec![],
     };
     let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();

@@ -49,6 +49,7 @@ fn next_boot(s: &Setup, image: &Path, initrd: Option<Vec<u8>>) -> NextBoot {
         append: Some(String::new()),
         extra: vec!["--emulator".into(), "/emulator.efi".into()],
         before_load: None,
+        before_exec: None,
         files: vec![("emulator.efi".into(), s.emulator.clone())],
     }
 }

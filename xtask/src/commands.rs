@@ -118,7 +118,7 @@ pub fn kexec(a: KexecArgs) -> Result<()> {
         (None, _) => Some(std::fs::read(&payloads.initramfs)?),
     };
     let extra = if a.dry_run { vec!["--dry-run".to_string()] } else { Vec::new() };
-    let next = NextBoot { image, initrd, append: Some(p.append), extra, before_load: None, files: Vec::new() };
+    let next = NextBoot { image, initrd, append: Some(p.append), extra, before_load: None, before_exec: None, files: Vec::new() };
     let initramfs = kexec_stage::stage_initramfs(&payloads.busybox, &efi_kexec, "first", &next)?;
     eprintln!(
         "first kernel: Debian {} at {}{}, -cpu {}, 2 CPUs, 2 GiB; its /init runs efi-kexec load + exec",

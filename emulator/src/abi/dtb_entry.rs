@@ -238,10 +238,10 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, DtbEntryError> {
     Ok(plan)
 }
 
-/// The UART `/chosen/stdout-path` names, when it is a PL011: the one console the emulator
-/// drives (its registers written to another UART could hang the boot).
+/// The UART `/chosen/stdout-path` names, when it is a PL011 or SBSA UART: the one console the
+/// emulator drives (its registers written to another UART could hang the boot).
 pub fn pl011_console(fdt: &Fdt) -> Option<(u64, u64)> {
-    fdt.stdout_node().filter(|n| n.compatible_with("arm,pl011")).and_then(|n| n.reg(fdt.root().cells()).next())
+    fdt.stdout_uart().ok()
 }
 
 /// Writes the parameter block and its memory map for `plan`; returns the descriptor count.

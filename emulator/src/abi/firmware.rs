@@ -216,11 +216,12 @@ pub fn spcr_uart(facts: &StubFacts, firmware: &Descriptors, mem: &dyn PhysMemory
     xsdt[36..].chunks_exact(8).filter_map(|e| u64_at(e, 0)).find_map(|table| spcr_pl011(mem.bytes(table, 52)?))
 }
 
-/// The base of the UART an SPCR table names, when it is a PL011 (interface type 3) or the SBSA
-/// generic UART (0x0e, a PL011 subset); `spcr` is the table from its signature on.
+/// The base of the UART an SPCR table names, when it is a PL011 (interface type 3) or an SBSA
+/// generic UART (0x0e, and 0x0d, the one that takes only 32-bit accesses: the emulator's PL011
+/// accesses are all 32-bit), both PL011 subsets; `spcr` is the table from its signature on.
 pub fn spcr_pl011(spcr: &[u8]) -> Option<u64> {
     let base = crate::mem::le_u64(spcr, 44)?;
-    (spcr.get(..4)? == b"SPCR" && matches!(*spcr.get(36)?, 0x03 | 0x0e) && base != 0).then_some(base)
+    (spcr.get(..4)? == b"SPCR" && matches!(*spcr.get(36)?, 0x03 | 0x0d | 0x0e) && base != 0).then_some(base)
 }
 
 /// True when the NUL-terminated UTF-16 string at `va` (a firmware address) is `name`.

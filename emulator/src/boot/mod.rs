@@ -329,7 +329,7 @@ fn start_console(param_addr: u64) {
         .flatten()
         .and_then(|h| crate::drivers::fdt::total_size(h).ok())
         .and_then(|total| Fdt::new(RawMemory.bytes(p.dtb, total)?).ok())
-        .and_then(|fdt| fdt.stdout_uart().map(|(base, _)| base));
+        .and_then(|fdt| fdt.stdout_uart().ok().map(|(base, _)| base));
     if let Some(base) = uart {
         console::init(base, print);
     }

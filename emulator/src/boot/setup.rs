@@ -42,8 +42,12 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, e
     memory.retype(reserved.page_tables.start, pages(&reserved.page_tables), efi::BOOT_SERVICES_DATA, false)?;
     memory.retype(reserved.heap.start, pages(&reserved.heap), efi::BOOT_SERVICES_DATA, false)?;
     // The blob stays after ExitBootServices: runtime services run from it.
-    memory.retype(blob.base, blob.text_end / PAGE_SIZE, efi::RUNTIME_SERVICES_CODE, false)?;
-    memory.retype(blob.base + blob.text_end, (blob.mem_end - blob.text_end) / PAGE_SIZE, efi::RUNTIME_SERVICES_DATA, false)?;
+    let ([code, data], granular) = crate::efi::memory::blob_runtime_ranges(blob.base, blob.text_end, blob.mem_end);
+    if !granular {
+        log::warn!("the blob at {:#x} is not on a 64 KiB boundary: an OS with 64 KiB pages maps its runtime services writable and executable", blob.base);
+    }
+    memory.retype(code.start, pages(&code), efi::RUNTIME_SERVICES_CODE, false)?;
+    memory.retype(data.start, pages(&data), efi::RUNTIME_SERVICES_DATA, false)?;
     let mut c = new_core(memory, v.runtime_phys)?;
     let mut policy = match v.runtime_phys {
         Some(_) => security::Policy::from_platform(Some(&mut runtime::read_firmware_variable)),
@@ -112,12 +116,10 @@ fn serve_rtc(c: &mut Core, fdt: &Fdt) {
     let Some(rtc) = root.children().find(|n| n.is_enabled() && n.compatible_with("arm,pl031")) else {
         return;
     };
-    let Some((base, _)) = rtc.reg(root.cells()).next() else {
+    let Some((base, size)) = rtc.reg(root.cells()).next() else {
         return;
     };
-    let page =
-        crate::efi::memory::Region { ty: efi::MEMORY_MAPPED_IO, start: base & !(PAGE_SIZE - 1), pages: 1, attr: efi::MEMORY_UC | efi::MEMORY_RUNTIME, virt: 0, allocated: false };
-    match c.memory.add(page) {
+    match c.memory.add(crate::efi::memory::runtime_mmio(base, size)) {
         Ok(()) => {
             crate::arch::aarch64::platform::set_rtc(base);
             log::info!("GetTime/SetTime on the PL031 at {base:#x}");

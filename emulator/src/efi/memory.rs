@@ -3,7 +3,7 @@
 //! sub-range of an allocation, and GetMemoryMap with a key that changes on every change.
 
 use super::EfiError;
-use crate::mem::PAGE_SIZE;
+use crate::mem::{Extent, PAGE_SIZE};
 use alloc::vec::Vec;
 use r_efi::efi;
 
@@ -41,6 +41,24 @@ pub const ANY_PAGES_LIMIT: u64 = 1 << 48;
 
 /// Runtime and reserved memory comes in 64 KiB units on AArch64, so 64K-page OSes can map it.
 pub const RUNTIME_GRANULE: u64 = 64 * 1024;
+
+/// The blob's runtime ranges, code then data, from `base` with `text_end` and `mem_end` as
+/// offsets: on [`RUNTIME_GRANULE`] boundaries (UEFI 2.10 section 2.3.6: a 64 KiB-page OS maps
+/// each range with its own permissions, else with both) when the blob lies on one and its
+/// footprint is a multiple of it, the code range then also holding the start of the read-only
+/// data, as EDK2's runtime drivers' code ranges do. Otherwise 4 KiB-granular, and `false`.
+pub fn blob_runtime_ranges(base: u64, text_end: u64, mem_end: u64) -> ([Extent; 2], bool) {
+    let granular = base.is_multiple_of(RUNTIME_GRANULE) && mem_end.is_multiple_of(RUNTIME_GRANULE);
+    let code_end = if granular { text_end.next_multiple_of(RUNTIME_GRANULE).min(mem_end) } else { text_end };
+    ([Extent::new(base, code_end), Extent::new(base + code_end, mem_end - code_end)], granular)
+}
+
+/// A runtime MMIO range around `[base, base + size)`, on [`RUNTIME_GRANULE`] boundaries.
+pub fn runtime_mmio(base: u64, size: u64) -> Region {
+    let start = base & !(RUNTIME_GRANULE - 1);
+    let end = (base + size.max(1)).next_multiple_of(RUNTIME_GRANULE);
+    Region { ty: efi::MEMORY_MAPPED_IO, start, pages: (end - start) / PAGE_SIZE, attr: efi::MEMORY_UC | efi::MEMORY_RUNTIME, virt: 0, allocated: false }
+}
 
 pub fn is_runtime_type(ty: u32) -> bool {
     matches!(ty, efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA | efi::ACPI_MEMORY_NVS | efi::RESERVED_MEMORY_TYPE)

@@ -98,6 +98,42 @@ fn pages_and_the_memory_map() {
     }
 }
 
+/// What a payload's GetMemoryMap shows at runtime (the tables, the variable store, a runtime
+/// pool and pages it allocated itself): every runtime range on 64 KiB boundaries (UEFI 2.10
+/// section 2.3.6), which a 64K-page kernel needs to map each with its own permissions.
+#[test]
+fn every_runtime_range_in_the_map_is_64k_aligned() {
+    let (m, _) = host::machine();
+    let bs = m.bs();
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut at = 0u64;
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::RUNTIME_SERVICES_DATA, 3, &mut at), Status::SUCCESS);
+        let mut pool = null_mut();
+        assert_eq!((bs.allocate_pool)(efi::RUNTIME_SERVICES_CODE, 100, &mut pool), Status::SUCCESS);
+        let (mut size, mut key, mut dsize, mut ver) = (0usize, 0usize, 0usize, 0u32);
+        assert_eq!((bs.get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut ver), Status::BUFFER_TOO_SMALL);
+        let mut buf = vec![0u8; size + 4 * dsize];
+        size = buf.len();
+        assert_eq!((bs.get_memory_map)(&mut size, buf.as_mut_ptr().cast(), &mut key, &mut dsize, &mut ver), Status::SUCCESS);
+        let mut runtime = 0;
+        for d in buf[..size].chunks_exact(dsize).map(|c| c.as_ptr().cast::<efi::MemoryDescriptor>().read_unaligned()) {
+            if d.attribute & efi::MEMORY_RUNTIME != 0 || crate::efi::memory::is_runtime_type(d.r#type) {
+                runtime += 1;
+                assert_eq!(
+                    (d.physical_start % 0x1_0000, (d.number_of_pages * PAGE_SIZE) % 0x1_0000),
+                    (0, 0),
+                    "type {} at {:#x}, {} pages",
+                    d.r#type,
+                    d.physical_start,
+                    d.number_of_pages
+                );
+            }
+        }
+        assert!(runtime >= 2, "the tables and what was allocated: {runtime} runtime ranges");
+    }
+}
+
 #[test]
 fn pool() {
     let (m, _) = machine();

@@ -70,11 +70,18 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
     let tools = ensure_kexec_tools()?;
     let image = payloads.kernel("6.1")?.image.clone();
     let initrd = std::fs::read(&payloads.initramfs).with_context(|| format!("reading {}", payloads.initramfs.display()))?;
-    let next_image =
-        || NextBoot { image: image.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: Vec::new(), before_load: None, files: Vec::new() };
+    let next_image = || NextBoot {
+        image: image.clone(),
+        initrd: Some(initrd.clone()),
+        append: Some(run::DEFAULT_APPEND.into()),
+        extra: Vec::new(),
+        before_load: None,
+        before_exec: None,
+        files: Vec::new(),
+    };
     let uki = payloads.uki("254+6.12")?;
     // An empty command line lets the UKI use its own `.cmdline`.
-    let next_uki = NextBoot { image: uki.path.clone(), initrd: None, append: Some(String::new()), extra: Vec::new(), before_load: None, files: Vec::new() };
+    let next_uki = NextBoot { image: uki.path.clone(), initrd: None, append: Some(String::new()), extra: Vec::new(), before_load: None, before_exec: None, files: Vec::new() };
     // Each configuration's first-kernel initramfs, built once. kexec-tools with `-i`: no
     // purgatory SHA-256 check of the segments at `kexec -e` (about 10 s under TCG), as efi-kexec
     // does none. Loading takes kexec-tools 80-100 s under TCG either way; this release cannot
@@ -89,17 +96,32 @@ pub fn bench_kexec(efi_kexec: &Path, emulator_blob: &Path, payloads: &Payloads, 
     let emulator_file = std::env::temp_dir().join(format!("efi-emulator-bench-{}.efi", std::process::id()));
     std::fs::write(&emulator_file, &emulator)?;
     let image_612 = std::fs::read(&debian)?;
-    let raw_file =
-        NextBoot { image: debian.clone(), initrd: Some(initrd.clone()), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let raw_file = NextBoot {
+        image: debian.clone(),
+        initrd: Some(initrd.clone()),
+        append: Some(run::DEFAULT_APPEND.into()),
+        extra: vec!["-s".into()],
+        before_load: None,
+        before_exec: None,
+        files: Vec::new(),
+    };
     let bundle = efi_emulator_loader::bundle::make(&image_612, Some(&initrd), None);
-    let emulator_bundle =
-        NextBoot { image: emulator_file.clone(), initrd: Some(bundle), append: Some(run::DEFAULT_APPEND.into()), extra: vec!["-s".into()], before_load: None, files: Vec::new() };
+    let emulator_bundle = NextBoot {
+        image: emulator_file.clone(),
+        initrd: Some(bundle),
+        append: Some(run::DEFAULT_APPEND.into()),
+        extra: vec!["-s".into()],
+        before_load: None,
+        before_exec: None,
+        files: Vec::new(),
+    };
     let emulator_uki = NextBoot {
         image: emulator_file.clone(),
         initrd: Some(std::fs::read(&uki.path)?),
         append: Some(String::new()),
         extra: vec!["-s".into()],
         before_load: None,
+        before_exec: None,
         files: Vec::new(),
     };
     let first_612 = payloads.kernel("6.12")?.image.clone();

@@ -18,8 +18,10 @@ pub struct NextBoot {
     pub append: Option<String>,
     /// Extra `efi-kexec load` arguments.
     pub extra: Vec<String>,
-    /// Shell commands the stage runs just before `efi-kexec load` (tests).
+    /// Shell commands the stage runs just before `efi-kexec load`, and between the load and
+    /// `efi-kexec exec` (tests).
     pub before_load: Option<String>,
+    pub before_exec: Option<String>,
     /// Extra files for the stage's own initramfs (tests): path, contents.
     pub files: Vec<(String, Vec<u8>)>,
 }
@@ -39,7 +41,8 @@ pub fn stage_script(stage: &str, next: &NextBoot) -> String {
         load.extend(["--append".into(), quote(a)]);
     }
     load.extend(next.extra.iter().cloned());
-    script(stage, "/efi-kexec info /next.efi", &load.join(" "), "/efi-kexec exec", next.before_load.as_deref().unwrap_or(""))
+    let exec = format!("{}\n/efi-kexec exec", next.before_exec.as_deref().unwrap_or(""));
+    script(stage, "/efi-kexec info /next.efi", &load.join(" "), exec.trim_start(), next.before_load.as_deref().unwrap_or(""))
 }
 
 /// A stage's `/init` around a loader's commands: the reports every kexec test and the bench

@@ -143,7 +143,15 @@ mod tests {
 
     #[test]
     fn script_reports_like_efi_kexec_stages_and_uses_kexec_tools() {
-        let next = NextBoot { image: "Image".into(), initrd: Some(vec![1]), append: Some("console=ttyAMA0 it's".into()), extra: vec![], before_load: None, files: Vec::new() };
+        let next = NextBoot {
+            image: "Image".into(),
+            initrd: Some(vec![1]),
+            append: Some("console=ttyAMA0 it's".into()),
+            extra: vec![],
+            before_load: None,
+            before_exec: None,
+            files: Vec::new(),
+        };
         let s = stage_script(&next);
         for needle in [
             "mount -t tmpfs tmpfs /tmp",
@@ -157,7 +165,7 @@ mod tests {
         }
         // The exec line the bench times is the one the script prints.
         assert!(s.replace("$p", &format!("{}{STAGE}", kexec_stage::STAGE_PREFIX)).contains(EXEC_LINE));
-        let bare = stage_script(&NextBoot { image: "Image".into(), initrd: None, append: None, extra: vec![], before_load: None, files: Vec::new() });
+        let bare = stage_script(&NextBoot { image: "Image".into(), initrd: None, append: None, extra: vec![], before_load: None, before_exec: None, files: Vec::new() });
         assert!(bare.contains("/sbin/kexec -l /next.efi; then"), "{bare}");
     }
 
@@ -176,7 +184,7 @@ mod tests {
             libs: vec![("lib/ld-linux-aarch64.so.1".into(), file("ld")), (format!("lib/{MULTIARCH}/libc.so.6"), file("libc"))],
             packages: vec![],
         };
-        let next = NextBoot { image: file("Image"), initrd: Some(b"initrd".to_vec()), append: None, extra: vec![], before_load: None, files: Vec::new() };
+        let next = NextBoot { image: file("Image"), initrd: Some(b"initrd".to_vec()), append: None, extra: vec![], before_load: None, before_exec: None, files: Vec::new() };
         let data = stage_initramfs(&file("busybox"), &tools, &next).unwrap();
         let names = [format!("lib/{MULTIARCH}\0"), format!("lib/{MULTIARCH}/libc.so.6\0")];
         for needle in

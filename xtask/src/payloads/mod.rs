@@ -1,7 +1,8 @@
 //! `cargo xtask payloads`: real boot payloads from Debian's archive, by package name.
 //!
 //! - Debian's signed arm64 kernels: 6.1 (bookworm) and 6.12 (bookworm-backports), through the
-//!   `linux-image-arm64` metapackage of each suite, so the newest ABI of each series is used;
+//!   `linux-image-arm64` metapackage of each suite, so the newest ABI of each series is used; and
+//!   6.12 with 16 KiB pages (`linux-image-arm64-16k`);
 //! - `busybox-static`, packed into an initramfs whose `/init` reports and powers off;
 //! - `systemd-boot-efi` 252 (bookworm) and the bookworm-backports one (254 when offered), and
 //!   UKIs made of them;
@@ -40,7 +41,11 @@ use std::path::{Path, PathBuf};
 /// Everything the runs and tests boot.
 #[derive(Clone, Debug)]
 pub struct Payloads {
+    /// Debian's signed 6.1 and 6.12, 4 KiB pages.
     pub kernels: Vec<Kernel>,
+    /// Debian's 6.12 with 16 KiB pages (`linux-image-arm64-16k`, unsigned): a first kernel
+    /// whose page size is not the emulator's, and a payload that maps runtime services with it.
+    pub kernel_16k: Kernel,
     pub busybox: PathBuf,
     pub initramfs: PathBuf,
     pub stubs: Vec<Stub>,
@@ -75,40 +80,44 @@ fn build_ukis(kernels: &[Kernel], stubs: &[Stub], busybox: &Path) -> Result<Vec<
     Ok(vec![build_uki(&stubs[0], kernel("6.1"), busybox)?, build_uki(&stubs[1], kernel("6.12"), busybox)?])
 }
 
-/// The concrete kernel package behind the `linux-image-arm64` metapackage of a series.
-fn kernel_package(apt: &Apt, series: &str) -> Result<(String, String)> {
+/// The concrete kernel package behind a metapackage (`linux-image-arm64`,
+/// `linux-image-arm64-16k`) of a series.
+fn kernel_package(apt: &Apt, meta: &str, series: &str) -> Result<(String, String)> {
     let prefix = format!("{series}.");
-    for stanza in apt.show("linux-image-arm64")? {
+    for stanza in apt.show(meta)? {
         let Some(version) = apt::field(&stanza, "Version") else { continue };
         if !version.starts_with(&prefix) {
             continue;
         }
-        let depends = apt::field(&stanza, "Depends").context("linux-image-arm64 without Depends")?;
+        let depends = apt::field(&stanza, "Depends").with_context(|| format!("{meta} without Depends"))?;
         let first = depends.split(',').next().unwrap().trim();
         let name = first.split_whitespace().next().unwrap().to_string();
         let pinned = first.split("(=").nth(1).map(|v| v.trim_end_matches(')').trim().to_string()).unwrap_or_else(|| version.to_string());
         return Ok((name, pinned));
     }
-    bail!("no linux-image-arm64 {series}.x in {:?}", apt::SUITES)
+    bail!("no {meta} {series}.x in {:?}", apt::SUITES)
+}
+
+/// A kernel package of `meta` and `version` (a series), downloaded and unpacked, as `series`.
+fn fetch_kernel(apt: &Apt, series: &'static str, meta: &str, version: &str) -> Result<Kernel> {
+    let (package, version) = kernel_package(apt, meta, version)?;
+    let dir = unpack(apt, &package, &version)?;
+    let boot = dir.join("boot");
+    let image = std::fs::read_dir(&boot)
+        .with_context(|| format!("{} has no /boot", package))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
+        .with_context(|| format!("{package} has no /boot/vmlinuz-*"))?;
+    Ok(Kernel { series, package, version, image })
 }
 
 /// Makes sure the Debian payloads (and the UKIs made of them) are in the cache, downloading
 /// what is missing; the zboot kernels are left to [`ensure_all`].
 pub fn ensure() -> Result<Payloads> {
     let apt = Apt::open(&paths::cache_dir())?;
-    let mut kernels = Vec::new();
-    for series in ["6.1", "6.12"] {
-        let (package, version) = kernel_package(&apt, series)?;
-        let dir = unpack(&apt, &package, &version)?;
-        let boot = dir.join("boot");
-        let image = std::fs::read_dir(&boot)
-            .with_context(|| format!("{} has no /boot", package))?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))
-            .with_context(|| format!("{package} has no /boot/vmlinuz-*"))?;
-        kernels.push(Kernel { series, package, version, image });
-    }
+    let kernels = ["6.1", "6.12"].into_iter().map(|series| fetch_kernel(&apt, series, "linux-image-arm64", series)).collect::<Result<Vec<_>>>()?;
+    let kernel_16k = fetch_kernel(&apt, "6.12-16k", "linux-image-arm64-16k", "6.12")?;
 
     let bb_version = versions(&apt, "busybox-static")?.into_iter().next().context("no busybox-static")?;
     let busybox = unpack(&apt, "busybox-static", &bb_version)?.join("bin/busybox");
@@ -128,7 +137,7 @@ pub fn ensure() -> Result<Payloads> {
         stubs.push(Stub { version: version.clone(), path });
     }
     let ukis = build_ukis(&kernels, &stubs, &busybox)?;
-    Ok(Payloads { kernels, busybox, initramfs, stubs, ukis, zboot: Vec::new(), loaders: None })
+    Ok(Payloads { kernels, kernel_16k, busybox, initramfs, stubs, ukis, zboot: Vec::new(), loaders: None })
 }
 
 /// Everything, the zboot kernels too (they are built from source: minutes, the first time).

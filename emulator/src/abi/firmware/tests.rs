@@ -209,6 +209,12 @@ fn spcr_names_the_console_of_an_acpi_machine() {
     let firmware = Descriptors::new(&fw, 48);
     let mem = Mem(std::vec![(systab_pa, systab.clone()), (0xbe00_0000, acpi.clone())]);
     assert_eq!(spcr_uart(&facts, &firmware, &mem), Some(0x900_0000));
+    // The SBSA generic UART, in both its forms (0x0d: 32-bit accesses only, as servers have it).
+    for sbsa in [0x0d, 0x0e] {
+        let mut spcr = acpi[0x300..0x340].to_vec();
+        spcr[36] = sbsa;
+        assert_eq!(spcr_pl011(&spcr), Some(0x900_0000), "interface type {sbsa:#x}");
+    }
     // A 16550 (interface type 0) is not a console the emulator drives.
     acpi[0x300 + 36] = 0;
     let mem = Mem(std::vec![(systab_pa, systab), (0xbe00_0000, acpi)]);

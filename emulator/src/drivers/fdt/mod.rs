@@ -197,17 +197,46 @@ impl<'a> Fdt<'a> {
         psci.property_str("method")
     }
 
-    /// The node `/chosen/stdout-path` names, by path or alias.
-    pub fn stdout_node(&self) -> Option<Node<'a>> {
-        let path = self.find("/chosen")?.property_str("stdout-path")?;
-        let path = path.split(':').next()?;
-        let path = if path.starts_with('/') { path } else { self.find("/aliases")?.property_str(path)? };
-        self.find(path)
+    /// The absolute path `/chosen/stdout-path` names, by path or alias (options after `:` cut).
+    fn stdout_path(&self) -> Result<&'a str, ConsoleError<'a>> {
+        let path = self.find("/chosen").and_then(|c| c.property_str("stdout-path")).ok_or(ConsoleError::NoStdoutPath)?;
+        let path = path.split(':').next().unwrap_or(path);
+        if path.starts_with('/') {
+            Ok(path)
+        } else {
+            self.find("/aliases").and_then(|a| a.property_str(path)).ok_or(ConsoleError::NotFound)
+        }
     }
 
-    /// The `reg` (base, size) of the node `/chosen/stdout-path` names.
-    pub fn stdout_uart(&self) -> Option<(u64, u64)> {
-        self.stdout_node()?.reg(self.root().cells()).next()
+    /// The console `/chosen/stdout-path` names, when it is a UART the emulator can drive (a PL011
+    /// or an SBSA generic UART, whose transmit side is the PL011's), at its CPU address: `reg`
+    /// read with its parent's cell sizes and translated through every bus's `ranges` up to the
+    /// root. Any other device, or an address that does not translate, is refused by name: the
+    /// emulator's writes must never reach the wrong device.
+    pub fn stdout_uart(&self) -> Result<(u64, u64), ConsoleError<'a>> {
+        let path = self.stdout_path()?;
+        // The nodes from the root down to the UART.
+        let mut lineage: [Option<Node<'a>>; MAX_DEPTH] = [None; MAX_DEPTH];
+        let mut depth = 0;
+        let mut node = self.root();
+        lineage[0] = Some(node);
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            node = node.children().find(|c| c.name == part || (!part.contains('@') && c.name.split('@').next() == Some(part))).ok_or(ConsoleError::NotFound)?;
+            depth += 1;
+            *lineage.get_mut(depth).ok_or(ConsoleError::NotFound)? = Some(node);
+        }
+        let uart = node;
+        if !(uart.compatible_with("arm,pl011") || uart.compatible_with("arm,sbsa-uart")) {
+            return Err(ConsoleError::NotPl011 { compatible: uart.property_str("compatible").unwrap_or("no compatible") });
+        }
+        let parent = lineage[depth.checked_sub(1).ok_or(ConsoleError::NotFound)?].ok_or(ConsoleError::NotFound)?;
+        let (mut addr, size) = uart.reg(parent.cells()).next().ok_or(ConsoleError::NoReg)?;
+        // Up through each bus: the UART's parent first, the root's children last.
+        for level in (1..depth).rev() {
+            let (bus, above) = (lineage[level].ok_or(ConsoleError::NotFound)?, lineage[level - 1].ok_or(ConsoleError::NotFound)?);
+            addr = translate(bus, above.cells(), addr, size).ok_or(ConsoleError::Untranslatable { bus: bus.name, addr })?;
+        }
+        Ok((addr, size))
     }
 
     /// Every `/memory` range.
@@ -216,6 +245,53 @@ impl<'a> Fdt<'a> {
         let cells = root.cells();
         root.children().filter(|n| n.property_str("device_type") == Some("memory")).flat_map(move |n| n.reg(cells))
     }
+}
+
+/// How deep a console's node may lie.
+const MAX_DEPTH: usize = 16;
+
+/// Why `/chosen/stdout-path` names no console the emulator drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleError<'a> {
+    NoStdoutPath,
+    NotFound,
+    NotPl011 { compatible: &'a str },
+    NoReg,
+    Untranslatable { bus: &'a str, addr: u64 },
+}
+
+impl core::fmt::Display for ConsoleError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoStdoutPath => write!(f, "/chosen has no stdout-path"),
+            Self::NotFound => write!(f, "/chosen/stdout-path names no node of the tree"),
+            Self::NotPl011 { compatible } => write!(f, "/chosen/stdout-path names a {compatible} UART, not a PL011 or SBSA UART"),
+            Self::NoReg => write!(f, "the stdout-path UART has no reg"),
+            Self::Untranslatable { bus, addr } => write!(f, "the stdout-path UART's address {addr:#x} does not translate through {bus}'s ranges"),
+        }
+    }
+}
+
+/// `addr` (with `size` bytes) in `bus`'s child address space, in its parent's (`above` the
+/// parent's cell sizes): through `ranges` (empty: the same space; absent: none).
+fn translate(bus: Node, above: Cells, addr: u64, size: u64) -> Option<u64> {
+    let ranges = bus.property("ranges")?;
+    if ranges.is_empty() {
+        return Some(addr);
+    }
+    let own = bus.cells();
+    if own.address > 2 || own.size > 2 || above.address > 2 {
+        return None;
+    }
+    let entry = (own.address + above.address + own.size) * 4;
+    let num = |b: &[u8]| b.chunks_exact(4).fold(0u64, |acc, w| (acc << 32) | u32::from_be_bytes(w.try_into().unwrap()) as u64);
+    ranges.chunks_exact(entry).find_map(|r| {
+        let (child, r) = r.split_at(own.address * 4);
+        let (parent, len) = r.split_at(above.address * 4);
+        let (child, parent, len) = (num(child), num(parent), num(len));
+        let off = addr.checked_sub(child)?;
+        (off.checked_add(size)? <= len).then(|| parent + off)
+    })
 }
 
 fn align4(v: usize) -> usize {

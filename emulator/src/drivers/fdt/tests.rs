@@ -15,7 +15,7 @@ fn reads_memory_psci_and_devices() {
     assert_eq!(gic.reg(root.cells()).collect::<std::vec::Vec<_>>(), [(0x800_0000, 0x1_0000), (0x801_0000, 0x1_0000)]);
     assert!(!fdt.find("/disabled@a000000").unwrap().is_enabled());
     assert_eq!(fdt.find("/chosen").unwrap().property_str("stdout-path"), Some("/pl011@9000000"));
-    assert_eq!(fdt.stdout_uart(), Some((0x900_0000, 0x1000)));
+    assert_eq!(fdt.stdout_uart(), Ok((0x900_0000, 0x1000)));
     assert!(fdt.find("/nothing").is_none());
     assert_eq!(fdt.initrd(), None);
 }
@@ -92,4 +92,41 @@ fn rejects_damaged_blobs_with_the_bad_value() {
     assert!(Fdt::new(&bad).is_err());
     // A blob shorter than its totalsize.
     assert_eq!(Fdt::new(&good[..good.len() - 1]).err().unwrap().expected, "at least totalsize bytes of DTB");
+}
+
+/// A board's console under a translated bus, as a Raspberry Pi 4's: `reg` in the bus's own
+/// address space (one cell each), `ranges` mapping it to the CPU's; an alias with options; a
+/// UART of another kind; a bus without `ranges`.
+#[test]
+fn the_console_is_a_pl011_at_its_translated_address_or_none() {
+    let cells = |v: &[u32]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<std::vec::Vec<u8>>();
+    let mut tree = Tree::parse(&virt_dtb(1 << 30, "hvc")).unwrap();
+    let soc = tree.root.child_mut("soc");
+    soc.set_property("#address-cells", cells(&[1]));
+    soc.set_property("#size-cells", cells(&[1]));
+    soc.set_property("ranges", cells(&[0x7e00_0000, 0x0, 0xfe00_0000, 0x180_0000]));
+    let pl011 = soc.child_mut("serial@7e201000");
+    pl011.set_property("compatible", b"arm,pl011\0arm,primecell\0".to_vec());
+    pl011.set_property("reg", cells(&[0x7e20_1000, 0x200]));
+    let aux = soc.child_mut("serial@7e215040");
+    aux.set_property("compatible", b"brcm,bcm2835-aux-uart\0".to_vec());
+    aux.set_property("reg", cells(&[0x7e21_5040, 0x40]));
+    let closed = tree.root.child_mut("closed-bus");
+    closed.set_property("#address-cells", cells(&[1]));
+    closed.set_property("#size-cells", cells(&[1]));
+    closed.child_mut("serial@1000").set_property("compatible", b"arm,sbsa-uart\0".to_vec());
+    closed.child_mut("serial@1000").set_property("reg", cells(&[0x1000, 0x1000]));
+    let aliases = tree.root.child_mut("aliases");
+    aliases.set_property("serial0", b"/soc/serial@7e201000\0".to_vec());
+    aliases.set_property("serial1", b"/soc/serial@7e215040\0".to_vec());
+    let console = |tree: &mut Tree, path: &str| {
+        tree.chosen_mut().set_property("stdout-path", [path.as_bytes(), b"\0"].concat());
+        let blob = tree.to_blob();
+        Fdt::new(&blob).unwrap().stdout_uart().map_err(|e| e.to_string())
+    };
+    assert_eq!(console(&mut tree, "serial0:115200n8"), Ok((0xfe20_1000, 0x200)), "translated through /soc's ranges");
+    assert_eq!(console(&mut tree, "serial1:115200n8"), Err("/chosen/stdout-path names a brcm,bcm2835-aux-uart UART, not a PL011 or SBSA UART".into()));
+    assert_eq!(console(&mut tree, "/closed-bus/serial@1000"), Err("the stdout-path UART's address 0x1000 does not translate through closed-bus's ranges".into()));
+    assert_eq!(console(&mut tree, "/pl011@9000000"), Ok((0x900_0000, 0x1000)), "a root device needs no translation");
+    assert_eq!(console(&mut tree, "serial7"), Err("/chosen/stdout-path names no node of the tree".into()));
 }

@@ -219,3 +219,21 @@ fn mmio_can_be_added_beside_ram_but_not_over_it() {
     assert_eq!(m.add(rtc), Err(EfiError::AccessDenied), "already there");
     assert_eq!(m.add(Region { start: 0x4100_0000, ..rtc }), Err(EfiError::AccessDenied), "over RAM");
 }
+
+/// UEFI 2.10 section 2.3.6: every runtime range on AArch64 is 64 KiB-aligned in start and size,
+/// so a 64K-page kernel can map the blob's code read-only and its data never executable.
+#[test]
+fn the_blobs_runtime_ranges_are_whole_64k_granules() {
+    // The blob as built: text 0x3b000, footprint 0x50000 (the linker rounds it to 64 KiB).
+    let ([code, data], granular) = blob_runtime_ranges(0x4020_0000, 0x3_b000, 0x5_0000);
+    assert!(granular);
+    assert_eq!((code, data), (Extent::new(0x4020_0000, 0x4_0000), Extent::new(0x4024_0000, 0x1_0000)));
+    // A blob a loader placed on a 4 KiB boundary only: 4 KiB ranges, and said so.
+    let ([code, data], granular) = blob_runtime_ranges(0x4020_1000, 0x3_b000, 0x5_0000);
+    assert!(!granular);
+    assert_eq!((code, data), (Extent::new(0x4020_1000, 0x3_b000), Extent::new(0x4023_c000, 0x1_5000)));
+    // Runtime MMIO (the PL031) widened to its granule.
+    let rtc = runtime_mmio(0x901_0000, 0x1000);
+    assert_eq!((rtc.start, rtc.pages * PAGE_SIZE, rtc.attr & efi::MEMORY_RUNTIME != 0), (0x901_0000, 0x1_0000, true));
+    assert_eq!(runtime_mmio(0x901_1800, 0x100).start, 0x901_0000);
+}
