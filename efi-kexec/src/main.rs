@@ -18,6 +18,7 @@ macro_rules! say {
 }
 
 mod cli;
+mod cmdline;
 mod crash;
 mod iomem;
 mod system;
@@ -148,17 +149,19 @@ fn info(path: &Path) -> Result<(), String> {
 }
 
 /// The command line for the next kernel.
-fn cmdline(args: &cli::LoadArgs) -> Result<String, String> {
-    let mut parts = Vec::new();
-    if args.reuse_cmdline {
-        let current = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?;
-        // What the running kernel's boot loader added describes that boot, not the next.
-        parts.extend(current.split_whitespace().filter(|w| !w.starts_with("BOOT_IMAGE=") && !w.starts_with("initrd=")).map(str::to_string));
+/// The next kernel's command line (see [`cmdline::compose`]), said where it came from.
+/// `bootargs`: the device tree's `/chosen/bootargs` the next kernel would otherwise inherit.
+fn cmdline(args: &cli::LoadArgs, kind: &ImageKind, bootargs: Option<&str>) -> Result<String, String> {
+    let running = if args.reuse_cmdline { Some(std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("cannot read /proc/cmdline: {e}"))?) } else { None };
+    let uki = matches!(kind, ImageKind::Uki(_));
+    let (line, source) = cmdline::compose(&cmdline::Sources { running: running.as_deref(), append: args.append.as_deref(), bootargs, uki, panic: args.panic });
+    say!("efi-kexec: command line ({source}): {line:?}");
+    if let ImageKind::Uki(u) = kind {
+        if line.is_empty() {
+            say!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", u.cmdline.as_deref().unwrap_or(""));
+        }
     }
-    if let Some(append) = &args.append {
-        parts.extend(append.split_whitespace().map(str::to_string));
-    }
-    Ok(parts.join(" "))
+    Ok(line)
 }
 
 /// The firmware of a first kernel booted by UEFI, as its stub recorded it in `/chosen`: the
@@ -245,7 +248,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let core_header = crash_regions.as_ref().map(|regions| core_header(&iomem, regions)).transpose()?;
     let crash = core_header.as_ref().map(|(header, preserved)| loader::Crash { elfcorehdr: header, preserved: preserved.clone() });
 
-    let cmdline = cmdline(args)?;
+    let cmdline = cmdline(args, &kind, fdt.find("/chosen").and_then(|c| c.property_str("bootargs")))?;
     let seeds = system::random_bytes(8 + RNG_SEED_BYTES)?;
     let spec = BootSpec {
         kernel: &kernel,
@@ -276,11 +279,6 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
             f.system_table,
             if f.acpi_only { ", ACPI only" } else { "" }
         );
-    }
-    if let ImageKind::Uki(uki) = &kind {
-        if cmdline.is_empty() {
-            say!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
-        }
     }
     for w in &warnings {
         say!("efi-kexec: warning: {w}");
@@ -350,13 +348,11 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
         None => (image::wrap(BLOB).map_err(|e| e.to_string())?, "the built-in emulator, unsigned".to_string()),
     };
     let payload: std::borrow::Cow<[u8]> = if initrd.is_some() || esp.is_some() { bundle::make_with_esp(kernel, initrd, None, esp).into() } else { kernel.into() };
-    let cmdline = cmdline(args)?;
     say!("efi-kexec: {}: {kind}", args.image.display());
-    if let ImageKind::Uki(uki) = kind {
-        if cmdline.is_empty() {
-            say!("efi-kexec: empty command line: the UKI uses its own .cmdline {:?}", uki.cmdline.as_deref().unwrap_or(""));
-        }
-    }
+    // The running device tree's bootargs, as the kernel would otherwise drop them.
+    let running_dtb = esp_image::input::read_regular(Path::new(FDT_PATH), DTB_MAX).ok();
+    let bootargs = running_dtb.as_deref().and_then(|d| Fdt::new(d).ok()).and_then(|f| f.find("/chosen")?.property_str("bootargs"));
+    let cmdline = cmdline(args, kind, bootargs)?;
     let what = if initrd.is_some() || esp.is_some() {
         let parts = [initrd.map(|_| "its initrd".to_string()), esp.map(|(_, path)| format!("an ESP{}", path.map(|p| format!(" (the image is its {p})")).unwrap_or_default()))];
         format!("a bundle of {} and {} ({} B)", args.image.display(), parts.into_iter().flatten().collect::<Vec<_>>().join(" and "), payload.len())
