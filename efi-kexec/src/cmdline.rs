@@ -20,7 +20,8 @@ pub fn compose(s: &Sources) -> (String, &'static str) {
     if let Some(running) = s.running {
         // What the running kernel's boot loader added describes that boot, not the next; a crash
         // kernel must not reserve a crash region of its own.
-        let kept = running.split_whitespace().filter(|w| !w.starts_with("BOOT_IMAGE=") && !w.starts_with("initrd=") && !(s.panic && w.starts_with("crashkernel=")));
+        let stale = |w: &&str| w.starts_with("BOOT_IMAGE=") || w.starts_with("initrd=") || (s.panic && w.starts_with("crashkernel="));
+        let kept = running.split_whitespace().filter(|w| !stale(w));
         let words: Vec<&str> = kept.chain(append.into_iter().flatten()).collect();
         return (words.join(" "), "the running kernel's, reused");
     }

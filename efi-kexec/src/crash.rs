@@ -6,10 +6,11 @@ use efi_emulator::mem::Extent;
 
 const PT_LOAD: u32 = efi_emulator_loader::core_header::PT_LOAD;
 
-/// The linear-map offset and the kernel text mapping from `/proc/kcore`'s program headers:
-/// the largest PT_LOAD with a physical address is a bank of the linear map; the one holding
-/// `kernel_code` (the physical "Kernel code" of `/proc/iomem`) at another offset is the kernel
-/// image mapping.
+/// The linear-map offset and the kernel image mapping from `/proc/kcore`'s program headers: the
+/// largest PT_LOAD with a physical address is a bank of the linear map; the one holding
+/// `kernel_code` (the physical "Kernel code" of `/proc/iomem`) at another offset is kcore's
+/// kernel text entry, `_text` to `_end` (the whole image: head, text, rodata, data, bss, as
+/// kexec-tools dumps it).
 pub fn kcore_mappings(kcore: &[u8], kernel_code: Option<Extent>) -> Result<(u64, Option<(Extent, u64)>), String> {
     let le16 = |o: usize| kcore.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
     let le32 = |o: usize| kcore.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
@@ -30,9 +31,24 @@ pub fn kcore_mappings(kcore: &[u8], kernel_code: Option<Extent>) -> Result<(u64,
     }
     let &(lv, lp, _) = loads.iter().max_by_key(|l| l.2).ok_or("/proc/kcore has no PT_LOAD with a physical address (is it readable, and is CONFIG_PROC_KCORE on?)")?;
     let linear = lv.wrapping_sub(lp);
-    let text = kernel_code
-        .and_then(|code| loads.iter().find(|&&(v, p, s)| v.wrapping_sub(p) != linear && p <= code.start && code.start < p + s).map(|&(v, p, _)| (code, v + (code.start - p))));
+    let text =
+        kernel_code.and_then(|code| loads.iter().find(|&&(v, p, s)| v.wrapping_sub(p) != linear && p <= code.start && code.start < p + s).map(|&(v, p, s)| (Extent::new(p, s), v)));
     Ok((linear, text))
+}
+
+/// The ELF header and program headers of `/proc/kcore`, however many (a machine with many
+/// memory blocks has thousands): the header first, then as much as its table needs.
+pub fn read_kcore_headers(file: &mut impl std::io::Read) -> Result<Vec<u8>, String> {
+    let mut bytes = vec![0u8; 64];
+    file.read_exact(&mut bytes).map_err(|e| format!("cannot read /proc/kcore: {e}"))?;
+    let le = |o: usize, n: usize| bytes[o..o + n].iter().rev().fold(0u64, |a, &b| (a << 8) | b as u64);
+    let end = le(32, 8).saturating_add(le(54, 2) * le(56, 2));
+    if bytes.get(..5) != Some(b"\x7fELF\x02") || end > 16 << 20 {
+        return Err(format!("/proc/kcore: no ELF64 header, or a program header table ending at {end:#x}"));
+    }
+    bytes.resize(end.max(64) as usize, 0);
+    file.read_exact(&mut bytes[64..]).map_err(|e| format!("cannot read /proc/kcore's program headers: {e}"))?;
+    Ok(bytes)
 }
 
 /// `/sys/kernel/vmcoreinfo`: "ADDRESS SIZE" in hex (the address as `%pa` prints it, with 0x).
@@ -70,11 +86,17 @@ mod tests {
         let code = Extent::new(0x4021_0000, 0x100_0000);
         let (linear, text) = kcore_mappings(&k, Some(code)).unwrap();
         assert_eq!(linear, 0xffff_0000_0000_0000u64.wrapping_sub(0x4000_0000));
-        assert_eq!(text, Some((code, 0xffff_8000_8001_0000)));
+        assert_eq!(text, Some((Extent::new(0x4020_0000, 0x300_0000), 0xffff_8000_8000_0000)), "_text to _end, not only Kernel code");
         assert!(kcore_mappings(&k[..100], None).unwrap_err().contains("past the"));
         assert!(kcore_mappings(b"not elf", None).is_err());
         assert_eq!(parse_vmcoreinfo("41000000 1024\n"), Ok(Extent::new(0x4100_0000, 0x1024)));
         assert_eq!(parse_vmcoreinfo("0x00000000438d0000 1024\n"), Ok(Extent::new(0x438d_0000, 0x1024)), "as Debian's 6.12 prints it");
         assert!(parse_vmcoreinfo("").is_err());
+        // The whole table is read, past any fixed buffer.
+        let mut many = k.clone();
+        many[56..58].copy_from_slice(&2000u16.to_le_bytes());
+        many.resize(64 + 2000 * 56, 0);
+        assert_eq!(read_kcore_headers(&mut &many[..]).unwrap().len(), 64 + 2000 * 56);
+        assert!(read_kcore_headers(&mut &many[..1000]).unwrap_err().contains("program headers"));
     }
 }

@@ -3,7 +3,10 @@
 //! Top-level "System RAM" entries are the RAM. Everything nested in them ("Kernel code",
 //! "reserved", "Crash kernel", ...) is the running kernel's: no segment, stack or mempool may
 //! land there, although it is the next kernel's RAM once the emulator has handed over. Entries
-//! outside System RAM (firmware, `no-map` reservations, MMIO) are not RAM at all.
+//! outside System RAM (firmware, `no-map` reservations, MMIO) are not RAM at all. RAM a driver
+//! manages ("System RAM (kmem)", "System RAM (virtio_mem)") is the crashed kernel's memory for
+//! a dump, but not the next kernel's: its driver hands it over again (Linux's kexec_file leaves
+//! it out the same way).
 
 use efi_emulator::mem::Extent;
 
@@ -23,6 +26,8 @@ fn parse_line(line: &str) -> Option<(usize, Extent, &str)> {
 pub struct Iomem {
     pub ram: Vec<Extent>,
     pub busy: Vec<(Extent, String)>,
+    /// "System RAM (driver)": dax kmem, virtio-mem.
+    pub driver_managed: Vec<Extent>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -54,6 +59,8 @@ pub fn parse(text: &str) -> Result<Iomem, IomemError> {
             in_ram = name == "System RAM";
             if in_ram {
                 out.ram.push(extent);
+            } else if name.starts_with("System RAM (") {
+                out.driver_managed.push(extent);
             }
         } else if in_ram {
             out.busy.push((extent, name.to_string()));
@@ -87,6 +94,8 @@ mod tests {
 c0000000-c01fffff : reserved
 100000000-17fffffff : System RAM
   17f000000-17fffffff : Crash kernel
+180000000-1bfffffff : System RAM (virtio_mem)
+1c0000000-1ffffffff : System RAM (kmem)
 ";
 
     #[test]
@@ -97,6 +106,7 @@ c0000000-c01fffff : reserved
         assert_eq!(names, ["Kernel code", "reserved", "Kernel data", "reserved", "nested deeper", "reserved", "Crash kernel"]);
         assert_eq!(m.busy[0].0, Extent::new(0x4021_0000, 0x4224_0000 - 0x4021_0000), "inclusive ends become exclusive");
         assert!(!m.busy.iter().any(|(e, _)| e.start == 0xc000_0000), "top-level reserved is not RAM at all");
+        assert_eq!(m.driver_managed, [Extent::new(0x1_8000_0000, 0x4000_0000), Extent::new(0x1_c000_0000, 0x4000_0000)], "virtio-mem and dax kmem: dumped, not handed on");
     }
 
     #[test]

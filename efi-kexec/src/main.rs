@@ -238,9 +238,11 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let crash_regions = if args.panic { Some(crash_regions(&iomem)?) } else { None };
     let memory = match &crash_regions {
         // A crash kernel gets its region only; the rest of RAM is the evidence.
+        // Segments go to the main region only (the kernel refuses them elsewhere); a low
+        // region (`crashkernel=X,high` with its `,low` part) is the crash kernel's RAM too.
         Some(regions) => MemoryLayout {
             ram: regions.clone(),
-            busy: Vec::new(),
+            busy: regions[1..].to_vec(),
             reserved: loader::dtb_reservations(&fdt).into_iter().filter(|r| regions.iter().any(|c| c.overlaps(r))).collect(),
         },
         None => MemoryLayout { ram: iomem.ram.clone(), busy: iomem.busy.iter().map(|(e, _)| *e).collect(), reserved: loader::dtb_reservations(&fdt) },
@@ -381,26 +383,32 @@ fn load_file(args: &cli::LoadArgs, kernel: &[u8], kind: &ImageKind, initrd: Opti
 /// The "Crash kernel" ranges of `/proc/iomem` (`crashkernel=` on the running kernel's command
 /// line), largest first.
 fn crash_regions(iomem: &iomem::Iomem) -> Result<Vec<Extent>, String> {
-    let mut regions: Vec<Extent> = iomem.busy.iter().filter(|(_, name)| name.starts_with("Crash kernel")).map(|(e, _)| *e).collect();
+    let regions: Vec<Extent> = iomem.busy.iter().filter(|(_, name)| name.starts_with("Crash kernel")).map(|(e, _)| *e).collect();
     if regions.is_empty() {
         return Err("no \"Crash kernel\" range in /proc/iomem: boot the running kernel with crashkernel=SIZE (256M for a UKI) to load a crash kernel".into());
     }
-    regions.sort_by_key(|r| std::cmp::Reverse(r.size));
-    Ok(regions)
+    Ok(main_region_first(regions))
+}
+
+/// The crash regions, the one kexec loads into first: with `crashkernel=X,high` that is the high
+/// one (`crashk_res`); the low one below 4 GiB (`crashk_low_res`) is only the crash kernel's DMA
+/// memory.
+fn main_region_first(mut regions: Vec<Extent>) -> Vec<Extent> {
+    regions.sort_by_key(|r| std::cmp::Reverse(r.start));
+    regions
 }
 
 /// The crashed kernel's memory as an ELF core header (what kexec-tools builds for arm64), and
 /// the RAM outside the crash regions, which the crash kernel's boot must leave untouched.
 fn core_header(iomem: &iomem::Iomem, regions: &[Extent]) -> Result<(Vec<u8>, Vec<Extent>), String> {
     let kernel_code = iomem.busy.iter().find(|(_, n)| n == "Kernel code").map(|(e, _)| *e);
-    let mut kcore = vec![0u8; 64 * 1024];
-    let n = std::io::Read::read(&mut std::fs::File::open("/proc/kcore").map_err(|e| format!("cannot read /proc/kcore: {e}"))?, &mut kcore)
-        .map_err(|e| format!("cannot read /proc/kcore: {e}"))?;
-    kcore.truncate(n);
+    let kcore = crash::read_kcore_headers(&mut std::fs::File::open("/proc/kcore").map_err(|e| format!("cannot read /proc/kcore: {e}"))?)?;
     let (linear_offset, kernel_text) = crash::kcore_mappings(&kcore, kernel_code)?;
     let vmcoreinfo = std::fs::read_to_string("/sys/kernel/vmcoreinfo").map_err(|e| format!("cannot read /sys/kernel/vmcoreinfo: {e}"))?;
     use efi_emulator_loader::core_header::{elf_core_header, outside, CoreLayout};
-    let mut ram = iomem.ram.clone();
+    // The crashed kernel's memory: its RAM and the RAM its drivers managed (virtio-mem, kmem).
+    let mut ram = [&iomem.ram[..], &iomem.driver_managed[..]].concat();
+    ram.sort_by_key(|e| e.start);
     for r in regions {
         ram = outside(&ram, *r);
     }
@@ -426,6 +434,16 @@ fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
 mod tests {
     use super::*;
     use efi_emulator_loader::dtb_edit::{Tree, TreeNode};
+
+    /// `crashkernel=256M,high crashkernel=64M,low`: the high region is the one segments go to,
+    /// and the first one `linux,usable-memory-range` names (kernels before 5.18 read only that).
+    #[test]
+    fn the_high_crash_region_is_the_main_one() {
+        let low = Extent::new(0xb000_0000, 64 << 20);
+        let high = Extent::new(0x1_3000_0000, 256 << 20);
+        assert_eq!(main_region_first(vec![low, high]), [high, low]);
+        assert_eq!(main_region_first(vec![high]), [high]);
+    }
 
     fn dtb(devices: bool, uefi: bool) -> Vec<u8> {
         let node = |name: &str| TreeNode { name: name.into(), properties: vec![], children: vec![] };

@@ -124,6 +124,20 @@ pub fn page_size() -> u64 {
     }
 }
 
+/// A kernel CPU list (`0-3,5,8-9`), in order.
+fn cpu_list(text: &str) -> Option<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last): (u32, u32) = (first.parse().ok()?, last.parse().ok()?);
+        if last < first || last - first > 65_536 {
+            return None;
+        }
+        cpus.extend(first..=last);
+    }
+    Some(cpus)
+}
+
 /// Whether an image is loaded for `kexec -e` (the crash image when `panic`); `None` when the
 /// kernel does not say.
 pub fn loaded(panic: bool) -> Option<bool> {
@@ -134,9 +148,12 @@ pub fn loaded(panic: bool) -> Option<bool> {
 /// Each possible CPU's `crash_notes` (physical address and size), in CPU order.
 pub fn crash_notes() -> Result<Vec<efi_emulator::mem::Extent>, String> {
     let size = read_trimmed("/sys/devices/system/cpu/cpu0/crash_notes_size").and_then(|s| s.parse().ok()).unwrap_or(0x1000u64);
+    let possible = read_trimmed("/sys/devices/system/cpu/possible").ok_or("cannot read /sys/devices/system/cpu/possible")?;
     let mut notes = Vec::new();
-    for cpu in 0.. {
-        let Some(addr) = read_trimmed(&format!("/sys/devices/system/cpu/cpu{cpu}/crash_notes")) else { break };
+    // Every possible CPU that is present has notes; one absent (not plugged, `maxcpus=`)
+    // leaves a gap, not the end of the list.
+    for cpu in cpu_list(&possible).ok_or_else(|| format!("/sys/devices/system/cpu/possible: {possible:?}"))? {
+        let Some(addr) = read_trimmed(&format!("/sys/devices/system/cpu/cpu{cpu}/crash_notes")) else { continue };
         let addr = u64::from_str_radix(addr.trim_start_matches("0x"), 16).map_err(|e| format!("cpu{cpu}/crash_notes {addr:?}: {e}"))?;
         notes.push(efi_emulator::mem::Extent::new(addr, size));
     }
@@ -352,6 +369,14 @@ mod tests {
         locked.lockdown = Some("none integrity [confidentiality]".into());
         assert_eq!(load_refusal(&locked, false), None);
         assert_eq!(lockdown(&locked).as_deref(), Some("confidentiality"));
+    }
+
+    #[test]
+    fn cpu_lists_as_the_kernel_prints_them() {
+        assert_eq!(cpu_list("0-3,5,8-9\n"), Some(vec![0, 1, 2, 3, 5, 8, 9]));
+        assert_eq!(cpu_list("0"), Some(vec![0]));
+        assert_eq!(cpu_list("3-1"), None);
+        assert_eq!(cpu_list("a"), None);
     }
 
     /// "Load, then disable": executing what was loaded stays allowed after

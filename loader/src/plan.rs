@@ -423,7 +423,11 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
         Some(c) => Some(Extent::new(free.take("ELF core header", c.elfcorehdr.len() as u64, PAGE_SIZE)?.start, c.elfcorehdr.len() as u64)),
         None => None,
     };
-    let dtb = next_dtb(spec, initrd, esp, elfcorehdr.map(|h| (h, &ram[..])))?;
+    // The crash kernel's regions, the one it was loaded in first: kernels before 5.18 read only
+    // the first entry of linux,usable-memory-range.
+    let mut usable = ram.clone();
+    usable.sort_by_key(|r| !r.contains(&Extent::new(kernel.start, 1)));
+    let dtb = next_dtb(spec, initrd, esp, elfcorehdr.map(|h| (h, &usable[..])))?;
     let dtb_addr = free.take("device tree", dtb.len() as u64, PAGE_SIZE)?.start;
     // On a 64 KiB boundary, so its runtime ranges can be whole 64 KiB granules.
     let emulator = free.take("emulator blob", header.mem_size, efi_emulator::efi::memory::RUNTIME_GRANULE)?;

@@ -267,6 +267,31 @@ fn a_crash_kernel_stays_in_its_region_and_points_at_its_core_header() {
     assert!(img.describe().contains("elfcorehdr"));
 }
 
+/// `crashkernel=X,high` with its low part: everything in the high region (the kernel accepts
+/// crash segments only there), the low one the crash kernel's RAM too, and named second in
+/// `linux,usable-memory-range` (kernels before 5.18 read only the first entry).
+#[test]
+fn a_crash_kernel_with_a_low_region_loads_high_and_lists_high_first() {
+    let f = Fixture::new();
+    let low = Extent::new(RAM_START + (64 << 20), 64 << 20);
+    let high = Extent::new(RAM_START + (768 << 20), 256 << 20);
+    let header = vec![0x7fu8; 700];
+    let mut spec = f.spec();
+    spec.memory = MemoryLayout { ram: vec![high, low], busy: vec![low], reserved: vec![] };
+    spec.crash = Some(Crash { elfcorehdr: &header, preserved: vec![Extent::new(RAM_START, 64 << 20), Extent::new(RAM_START + (128 << 20), 640 << 20)] });
+    spec.placement = Placement::Lowest;
+    let img = plan(&spec).unwrap();
+    for s in img.segments(&spec).unwrap() {
+        assert!(high.contains(&Extent::new(s.addr, s.mem_size)), "{} at {:#x}", s.name, s.addr);
+    }
+    assert!(high.contains(&Extent::new(img.param.mempool_start, img.param.mempool_sz)));
+    let fdt = efi_emulator::drivers::fdt::Fdt::new(&img.dtb).unwrap();
+    let usable = fdt.find("/chosen").unwrap().property("linux,usable-memory-range").unwrap();
+    assert_eq!(usable, [high.start, high.size, low.start, low.size].map(u64::to_be_bytes).concat());
+    assert!(img.map.iter().any(|d| d.physical_start == low.start && d.r#type == efi::BOOT_SERVICES_DATA), "the low region is RAM for the crash kernel");
+    assert!(img.validate_as_emulator(&spec).is_ok());
+}
+
 #[test]
 fn a_map_of_hundreds_of_descriptors_takes_a_larger_parameter_region() {
     let fixture = Fixture::new();
