@@ -311,15 +311,35 @@ pub fn kexec_exec() -> String {
 
 /// `n` random bytes from getrandom(2).
 pub fn random_bytes(n: usize) -> Result<Vec<u8>, String> {
+    fill_random(n, &mut |buf: &mut [u8], flags| {
+        // SAFETY: the pointer and length describe `buf`.
+        let r = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), flags) };
+        if r < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(r as usize)
+        }
+    })
+}
+
+/// `n` random bytes through `getrandom` (the system call, or a stand-in in tests): without
+/// blocking, since early in boot (a kexec from an initramfs) the pool may not be ready for
+/// long; then, said so, from the pool as it is (GRND_INSECURE): the seeds only vary the next
+/// kernel's KASLR and seed its pool, which mixes in its own entropy too.
+fn fill_random(n: usize, getrandom: &mut dyn FnMut(&mut [u8], libc::c_uint) -> std::io::Result<usize>) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; n];
+    let mut flags = libc::GRND_NONBLOCK;
     let mut filled = 0;
     while filled < n {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let r = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), n - filled, 0) };
-        if r < 0 {
-            return Err(errno_message("getrandom"));
+        match getrandom(&mut buf[filled..], flags) {
+            Ok(got) => filled += got,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && flags == libc::GRND_NONBLOCK => {
+                eprintln!("efi-kexec: note: the kernel's random pool is not ready yet: the next kernel's seeds come from it as it is");
+                flags = libc::GRND_INSECURE;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => return Err(format!("getrandom failed: {e}")),
         }
-        filled += r as usize;
     }
     Ok(buf)
 }
@@ -369,6 +389,24 @@ mod tests {
         locked.lockdown = Some("none integrity [confidentiality]".into());
         assert_eq!(load_refusal(&locked, false), None);
         assert_eq!(lockdown(&locked).as_deref(), Some("confidentiality"));
+    }
+
+    /// Early in boot the pool is not ready: getrandom would block, so the seeds come without
+    /// blocking, from the pool as it is.
+    #[test]
+    fn random_bytes_never_wait_for_the_pool() {
+        let mut calls = Vec::new();
+        let bytes = fill_random(8, &mut |buf: &mut [u8], flags| {
+            calls.push(flags);
+            if flags == libc::GRND_NONBLOCK {
+                return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+            }
+            buf.fill(7);
+            Ok(buf.len())
+        })
+        .unwrap();
+        assert_eq!(bytes, [7; 8]);
+        assert_eq!(calls, [libc::GRND_NONBLOCK, libc::GRND_INSECURE], "never flags 0, which blocks");
     }
 
     #[test]

@@ -186,6 +186,11 @@ pub struct KexecImage {
 pub enum LoaderError {
     /// The running kernel's page size is none arm64 has.
     PageSize(u64),
+    /// A crash range the root's `#address-cells`/`#size-cells` cannot express.
+    Cells {
+        value: u64,
+        cells: u64,
+    },
     Blob(BlobHeaderError),
     Dtb(efi_emulator::drivers::fdt::FdtError),
     NoMemory,
@@ -212,6 +217,7 @@ impl fmt::Display for LoaderError {
                 needed.div_ceil(1024),
                 largest_free / 1024
             ),
+            Self::Cells { value, cells } => write!(f, "{value:#x} does not fit the device tree's {cells} cell(s) (#address-cells/#size-cells of /)"),
             Self::PageSize(n) => write!(f, "a page size of {n} B: arm64 kernels use 4, 16 or 64 KiB pages"),
             Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
             Self::Param(e) => write!(f, "the emulator would refuse this boot: {e}"),
@@ -321,12 +327,13 @@ pub const STALE_CHOSEN: [&str; 8] =
 /// pass the firmware on (the next stub rewrites them), dropped otherwise.
 pub const UEFI_CHOSEN: [&str; 5] = ["linux,uefi-system-table", "linux,uefi-mmap-start", "linux,uefi-mmap-size", "linux,uefi-mmap-desc-size", "linux,uefi-mmap-desc-ver"];
 
-/// `value` as `cells` big-endian 32-bit cells.
-fn cell_bytes(value: u64, cells: u64) -> Vec<u8> {
-    if cells == 1 {
-        (value as u32).to_be_bytes().to_vec()
-    } else {
-        value.to_be_bytes().to_vec()
+/// `value` as `cells` big-endian 32-bit cells (1 or 2); a value the cells cannot hold, or a
+/// cell count the kernel's early code does not read, is refused, never cut.
+fn cell_bytes(value: u64, cells: u64) -> Result<Vec<u8>, LoaderError> {
+    match cells {
+        1 if value <= u32::MAX as u64 => Ok((value as u32).to_be_bytes().to_vec()),
+        2 => Ok(value.to_be_bytes().to_vec()),
+        _ => Err(LoaderError::Cells { value, cells }),
     }
 }
 
@@ -361,9 +368,9 @@ fn next_dtb(spec: &BootSpec, initrd: Option<Extent>, esp: Option<Extent>, crash:
     }
     if let Some((header, usable)) = crash {
         // In the root's cells, as the crash kernel's early FDT code reads them.
-        let reg = |e: &Extent| [cell_bytes(e.start, address_cells), cell_bytes(e.size, size_cells)].concat();
-        chosen.set_property("linux,elfcorehdr", reg(&header));
-        chosen.set_property("linux,usable-memory-range", usable.iter().flat_map(reg).collect());
+        let reg = |e: &Extent| Ok::<_, LoaderError>([cell_bytes(e.start, address_cells)?, cell_bytes(e.size, size_cells)?].concat());
+        chosen.set_property("linux,elfcorehdr", reg(&header)?);
+        chosen.set_property("linux,usable-memory-range", usable.iter().map(reg).collect::<Result<Vec<_>, _>>()?.concat());
     }
     for (k, v) in &spec.extra_chosen {
         chosen.set_property(k, v.clone());

@@ -267,6 +267,24 @@ fn a_crash_kernel_stays_in_its_region_and_points_at_its_core_header() {
     assert!(img.describe().contains("elfcorehdr"));
 }
 
+/// A root with one address cell cannot name a crash region above 4 GiB: refused, not cut to
+/// its low 32 bits (which would send the crash kernel to the wrong RAM).
+#[test]
+fn crash_ranges_the_cells_cannot_hold_are_refused() {
+    let mut f = Fixture::new();
+    let mut tree = Tree::parse(&f.dtb).unwrap();
+    tree.root.set_property("#address-cells", 1u32.to_be_bytes().to_vec());
+    tree.root.set_property("#size-cells", 1u32.to_be_bytes().to_vec());
+    f.dtb = tree.to_blob();
+    let header = vec![0x7fu8; 700];
+    let region = Extent::new(0x1_0000_0000, 256 << 20);
+    let mut spec = f.spec();
+    spec.memory = MemoryLayout { ram: vec![region], busy: vec![], reserved: vec![] };
+    spec.crash = Some(Crash { elfcorehdr: &header, preserved: vec![] });
+    let e = plan(&spec).err().map(|e| std::format!("{e}"));
+    assert!(e.as_deref().is_some_and(|e| e.ends_with("does not fit the device tree's 1 cell(s) (#address-cells/#size-cells of /)")), "{e:?}");
+}
+
 /// `crashkernel=X,high` with its low part: everything in the high region (the kernel accepts
 /// crash segments only there), the low one the crash kernel's RAM too, and named second in
 /// `linux,usable-memory-range` (kernels before 5.18 read only the first entry).
