@@ -28,6 +28,16 @@ pub struct Iomem {
     pub busy: Vec<(Extent, String)>,
     /// "System RAM (driver)": dax kmem, virtio-mem.
     pub driver_managed: Vec<Extent>,
+    /// Every top-level entry, RAM or not.
+    pub top: Vec<Extent>,
+}
+
+impl Iomem {
+    /// RAM the device tree has and the running kernel never registered at all (it was booted
+    /// with `mem=`): the next kernel's, though nothing may be placed there.
+    pub fn hidden_ram(&self, dt_ram: &[Extent]) -> Vec<Extent> {
+        dt_ram.iter().flat_map(|&r| efi_emulator::mem::split(r, || self.top.iter().copied())).filter(|e| e.size > 0).collect()
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -56,6 +66,7 @@ pub fn parse(text: &str) -> Result<Iomem, IomemError> {
             hidden = false;
         }
         if depth == 0 {
+            out.top.push(extent);
             in_ram = name == "System RAM";
             if in_ram {
                 out.ram.push(extent);
@@ -107,6 +118,16 @@ c0000000-c01fffff : reserved
         assert_eq!(m.busy[0].0, Extent::new(0x4021_0000, 0x4224_0000 - 0x4021_0000), "inclusive ends become exclusive");
         assert!(!m.busy.iter().any(|(e, _)| e.start == 0xc000_0000), "top-level reserved is not RAM at all");
         assert_eq!(m.driver_managed, [Extent::new(0x1_8000_0000, 0x4000_0000), Extent::new(0x1_c000_0000, 0x4000_0000)], "virtio-mem and dax kmem: dumped, not handed on");
+    }
+
+    /// `mem=2G` on a 4 GiB machine: the device tree still has the RAM the kernel left alone.
+    #[test]
+    fn ram_hidden_by_mem_is_found_in_the_device_tree() {
+        let m = parse(VIRT).unwrap();
+        let dt = [Extent::new(0x4000_0000, 0x8000_0000), Extent::new(0x1_0000_0000, 0x1_0000_0000)];
+        assert_eq!(m.hidden_ram(&dt), [], "all of it registered (the driver-managed RAM too)");
+        let dt = [Extent::new(0x4000_0000, 0x8000_0000), Extent::new(0x1_0000_0000, 0x2_0000_0000)];
+        assert_eq!(m.hidden_ram(&dt), [Extent::new(0x2_0000_0000, 0x1_0000_0000)], "beyond what iomem lists; the top-level reserved range stays out");
     }
 
     #[test]

@@ -245,7 +245,16 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
             busy: regions[1..].to_vec(),
             reserved: loader::dtb_reservations(&fdt).into_iter().filter(|r| regions.iter().any(|c| c.overlaps(r))).collect(),
         },
-        None => MemoryLayout { ram: iomem.ram.clone(), busy: iomem.busy.iter().map(|(e, _)| *e).collect(), reserved: loader::dtb_reservations(&fdt) },
+        None => {
+            // RAM the running kernel was told to leave alone (mem=) is the next kernel's again;
+            // nothing is placed there. A firmware's map already has it.
+            let hidden = if firmware.is_some() { Vec::new() } else { iomem.hidden_ram(&fdt.memory().map(|(s, n)| Extent::new(s, n)).collect::<Vec<_>>()) };
+            if !hidden.is_empty() {
+                say!("efi-kexec: {} MiB of RAM the running kernel does not use (mem=?) goes to the next kernel", hidden.iter().map(|e| e.size).sum::<u64>() >> 20);
+            }
+            let busy = iomem.busy.iter().map(|(e, _)| *e).chain(hidden.iter().copied()).collect();
+            MemoryLayout { ram: [&iomem.ram[..], &hidden[..]].concat(), busy, reserved: loader::dtb_reservations(&fdt) }
+        }
     };
     let core_header = crash_regions.as_ref().map(|regions| core_header(&iomem, regions)).transpose()?;
     let crash = core_header.as_ref().map(|(header, preserved)| loader::Crash { elfcorehdr: header, preserved: preserved.clone() });
