@@ -14,8 +14,15 @@ struct Cli {
 pub enum Command {
     /// Load IMAGE for the next `exec` (kexec-tools: -l/--load).
     Load(LoadArgs),
-    /// Boot the loaded image now (kexec-tools: -e/--exec).
-    Exec,
+    /// Boot the loaded image now (kexec-tools: -e/--exec). File systems are synced first.
+    Exec(ExecArgs),
+    /// Exit 0 when an image is loaded, 1 when none is (kexec-tools: -S/--status, which asks
+    /// about the crash kernel unless -l is given).
+    Status {
+        /// The crash kernel rather than the image `exec` boots.
+        #[arg(short = 'p', long = "load-panic")]
+        panic: bool,
+    },
     /// Drop the loaded image (kexec-tools: -u/--unload), or with -p the crash kernel.
     Unload {
         #[arg(short = 'p', long = "load-panic")]
@@ -26,6 +33,16 @@ pub enum Command {
     },
     /// Tell what IMAGE is: Image with EFI stub, zboot and its compression, UKI and its sections.
     Info { image: PathBuf },
+}
+
+#[derive(Args, Debug, PartialEq, Default)]
+pub struct ExecArgs {
+    /// Do not sync file systems first (kexec-tools: -y/--no-sync).
+    #[arg(short = 'y', long)]
+    pub no_sync: bool,
+    /// Accepted for kexec-tools' sake (-x/--no-ifdown): efi-kexec never takes interfaces down.
+    #[arg(short = 'x', long)]
+    pub no_ifdown: bool,
 }
 
 #[derive(Args, Debug, PartialEq)]
@@ -63,6 +80,18 @@ pub struct LoadArgs {
     /// Print the segment plan and the parameter block; load nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the segment plan and the parameter block, then load (kexec-tools: -d/--debug).
+    #[arg(short = 'd', long)]
+    pub debug: bool,
+    /// Load, then boot it at once, without a shutdown (kexec-tools: -f/--force).
+    #[arg(short = 'f', long, conflicts_with_all = ["dry_run", "panic"])]
+    pub force: bool,
+    /// Place nothing below this address (kexec-tools: --mem-min).
+    #[arg(long, value_parser = parse_address)]
+    pub mem_min: Option<u64>,
+    /// Place nothing above this address (kexec-tools: --mem-max, inclusive).
+    #[arg(long, value_parser = parse_address)]
+    pub mem_max: Option<u64>,
     /// Load IMAGE as the crash kernel, started by a panic, in the "Crash kernel" region
     /// (`crashkernel=`), with an ELF core header of the rest of RAM (kexec-tools: -p).
     #[arg(short = 'p', long = "load-panic")]
@@ -87,8 +116,18 @@ fn parse_address(s: &str) -> Result<u64, String> {
     u64::from_str_radix(digits, 16).map_err(|e| format!("{s:?} is not a hex address: {e}"))
 }
 
-/// kexec-tools' action flags, turned into our subcommands.
+/// kexec-tools' action flags, anywhere on the line, turned into our subcommands.
 fn translate(args: Vec<String>) -> Vec<String> {
+    if let Some(i) = args.iter().skip(1).position(|a| a == "-S" || a == "--status").map(|i| i + 1) {
+        // Like kexec-tools: the crash kernel, unless the line says -l.
+        let reboot = args.iter().any(|a| a == "-l" || a == "--load");
+        let mut out = vec![args[0].clone(), "status".to_string()];
+        out.extend(args.iter().skip(1).enumerate().filter(|&(j, a)| j + 1 != i && a != "-l" && a != "--load" && a != "-p" && a != "--load-panic").map(|(_, a)| a.clone()));
+        if !reboot {
+            out.push("-p".to_string());
+        }
+        return out;
+    }
     let is_action = |a: &str| matches!(a, "-l" | "--load" | "-e" | "--exec" | "-u" | "--unload");
     let mut out = args.clone();
     match args.iter().skip(1).position(|a| is_action(a)).map(|i| i + 1) {
@@ -138,7 +177,7 @@ mod tests {
         assert_eq!(a.image, PathBuf::from("/Image"));
         assert_eq!(a.append.as_deref(), Some("console=ttyAMA0"));
         assert_eq!(parse("efi-kexec --load --ramdisk /i /Image"), parse("efi-kexec load /Image --initrd /i"));
-        assert_eq!(parse("efi-kexec -e"), Command::Exec);
+        assert_eq!(parse("efi-kexec -e"), Command::Exec(ExecArgs::default()));
         assert_eq!(parse("efi-kexec --unload"), Command::Unload { panic: false, file: false });
         assert_eq!(parse("efi-kexec -p -u"), Command::Unload { panic: true, file: false });
         assert_eq!(parse("efi-kexec unload -p"), Command::Unload { panic: true, file: false });
@@ -146,7 +185,7 @@ mod tests {
         let Command::Load(crash) = parse("efi-kexec -p /Image --initrd=/i --append=maxcpus=1") else { panic!() };
         assert!(crash.panic && crash.initrd.is_some());
         assert_eq!(parse("efi-kexec load -p /Image"), parse("efi-kexec --load-panic /Image"));
-        assert_eq!(parse("efi-kexec exec"), Command::Exec);
+        assert_eq!(parse("efi-kexec exec"), Command::Exec(ExecArgs::default()));
         // kexec-tools' -s, before or after the action, and with -p.
         assert_eq!(parse("efi-kexec -s -l /uki.efi --initrd /i"), parse("efi-kexec load --file /uki.efi --initrd /i"));
         let Command::Load(file_crash) = parse("efi-kexec -s -p /uki.efi --emulator /signed.efi") else { panic!() };
@@ -155,6 +194,21 @@ mod tests {
         assert!(parse_from("efi-kexec load -s --dtb /x.dtb /x".split(' ').map(str::to_string).collect()).unwrap_err().contains("--dtb"), "the kernel builds the DTB for -s");
         let Command::Load(with_esp) = parse("efi-kexec load -s --esp /boot/efi /boot/efi/EFI/BOOT/BOOTAA64.EFI") else { panic!() };
         assert!(with_esp.file && with_esp.esp.is_some(), "the ESP goes in the bundle");
+    }
+
+    /// kexec-tools' habits: -S (crash kernel unless -l), -x/-y on exec, -d, -f, --mem-min/max,
+    /// and the action anywhere on the line.
+    #[test]
+    fn kexec_tools_habits() {
+        assert_eq!(parse("efi-kexec -S"), Command::Status { panic: true });
+        assert_eq!(parse("efi-kexec -S -l"), Command::Status { panic: false });
+        assert_eq!(parse("efi-kexec --status -p"), Command::Status { panic: true });
+        assert_eq!(parse("efi-kexec -e -x -y"), Command::Exec(ExecArgs { no_sync: true, no_ifdown: true }));
+        assert_eq!(parse("efi-kexec /Image --initrd=/i -l"), parse("efi-kexec load /Image --initrd /i"), "the action last");
+        let Command::Load(a) = parse("efi-kexec -l -d -f /Image --mem-min=0x80000000 --mem-max 0xffffffff") else { panic!() };
+        assert!(a.debug && a.force);
+        assert_eq!((a.mem_min, a.mem_max), (Some(0x8000_0000), Some(0xffff_ffff)));
+        assert!(parse_from("efi-kexec -f -p /Image".split(' ').map(str::to_string).collect()).is_err(), "a crash kernel is not booted now");
     }
 
     #[test]

@@ -49,20 +49,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// Boots the loaded image. reboot(LINUX_REBOOT_CMD_KEXEC) is allowed under lockdown and after
+/// kexec_load_disabled: only root and a loaded image are needed, however it was loaded.
+fn exec(e: &cli::ExecArgs) -> Result<(), String> {
+    if let Some(why) = system::exec_refusal(&system::Facts::of_this_system()) {
+        return Err(why);
+    }
+    if system::loaded(false) != Some(true) {
+        return Err("nothing is loaded: run `efi-kexec load IMAGE` first".into());
+    }
+    Err(system::kexec_exec(!e.no_sync))
+}
+
 fn run(command: cli::Command) -> Result<(), String> {
     match command {
         cli::Command::Info { image } => info(&image),
-        cli::Command::Load(args) => load(&args),
-        cli::Command::Exec => {
-            // reboot(LINUX_REBOOT_CMD_KEXEC) is allowed under lockdown: only root and a loaded
-            // image are needed, however it was loaded.
-            if let Some(why) = system::exec_refusal(&system::Facts::of_this_system()) {
-                return Err(why);
+        cli::Command::Load(args) => {
+            load(&args)?;
+            if args.force {
+                say!("efi-kexec: -f: booting it now");
+                return exec(&cli::ExecArgs::default());
             }
-            if system::loaded(false) != Some(true) {
-                return Err("nothing is loaded: run `efi-kexec load IMAGE` first".into());
+            Ok(())
+        }
+        cli::Command::Exec(e) => exec(&e),
+        cli::Command::Status { panic } => {
+            let what = if panic { "crash kernel" } else { "image" };
+            match system::loaded(panic) {
+                Some(true) => {
+                    say!("efi-kexec: a {what} is loaded");
+                    Ok(())
+                }
+                Some(false) => Err(format!("no {what} is loaded")),
+                None => Err("this kernel says nothing of kexec (no /sys/kernel/kexec_loaded)".into()),
             }
-            Err(system::kexec_exec())
         }
         cli::Command::Unload { panic, file } => {
             let facts = system::Facts::of_this_system();
@@ -236,7 +256,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     let iomem_text = std::fs::read_to_string(IOMEM_PATH).map_err(|e| format!("cannot read {IOMEM_PATH}: {e}"))?;
     let iomem = iomem::parse(&iomem_text).map_err(|e| e.to_string())?;
     let crash_regions = if args.panic { Some(crash_regions(&iomem)?) } else { None };
-    let memory = match &crash_regions {
+    let mut memory = match &crash_regions {
         // A crash kernel gets its region only; the rest of RAM is the evidence.
         // Segments go to the main region only (the kernel refuses them elsewhere); a low
         // region (`crashkernel=X,high` with its `,low` part) is the crash kernel's RAM too.
@@ -256,6 +276,13 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
             MemoryLayout { ram: [&iomem.ram[..], &hidden[..]].concat(), busy, reserved: loader::dtb_reservations(&fdt) }
         }
     };
+    // --mem-min/--mem-max: nothing is placed outside the window.
+    if let Some(min) = args.mem_min {
+        memory.busy.push(Extent::new(0, min));
+    }
+    if let Some(max) = args.mem_max.filter(|&m| m < u64::MAX - 1) {
+        memory.busy.push(Extent::new(max + 1, u64::MAX - max - 1));
+    }
     let core_header = crash_regions.as_ref().map(|regions| core_header(&iomem, regions)).transpose()?;
     let crash = core_header.as_ref().map(|(header, preserved)| loader::Crash { elfcorehdr: header, preserved: preserved.clone() });
 
@@ -294,8 +321,11 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
     for w in &warnings {
         say!("efi-kexec: warning: {w}");
     }
-    if args.dry_run {
+    if args.dry_run || args.debug {
         print_plan(&image, &spec, &iomem);
+    }
+    if args.dry_run {
+        say!("efi-kexec: dry run, nothing loaded");
         return Ok(());
     }
     let segments = image.segments(&spec).map_err(|e| e.to_string())?;
@@ -427,7 +457,7 @@ fn core_header(iomem: &iomem::Iomem, regions: &[Extent]) -> Result<(Vec<u8>, Vec
 
 fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
     let ram: u64 = iomem.ram.iter().map(|e| e.size).sum();
-    say!("efi-kexec: dry run, nothing loaded. RAM: {} MiB in {} range(s), {} range(s) held by the running kernel", ram >> 20, iomem.ram.len(), iomem.busy.len());
+    say!("efi-kexec: RAM: {} MiB in {} range(s), {} range(s) held by the running kernel", ram >> 20, iomem.ram.len(), iomem.busy.len());
     say!("segments, in kexec_load order:");
     let line = |name: &str, e: Extent, copied: &str| say!("  {name:<9} {:#012x}..{:#012x} {:>11} B  {copied}", e.start, e.end(), e.size);
     for s in image.segments(spec).into_iter().flatten() {

@@ -300,10 +300,12 @@ pub fn kexec_load(entry: u64, segments: &[KexecSegment], on_crash: bool) -> Resu
 }
 
 /// `reboot(LINUX_REBOOT_CMD_KEXEC)`: starts the loaded image; returns only on failure.
-pub fn kexec_exec() -> String {
+pub fn kexec_exec(sync: bool) -> String {
     // SAFETY: sync and reboot take no pointers; reboot returns only when it fails.
     unsafe {
-        libc::sync();
+        if sync {
+            libc::sync();
+        }
         libc::reboot(libc::LINUX_REBOOT_CMD_KEXEC);
     }
     errno_message("reboot(LINUX_REBOOT_CMD_KEXEC)")
