@@ -1,9 +1,16 @@
 //! Embeds the emulator blob. `cargo xtask build` passes the blob it built in
 //! `EFI_EMULATOR_BLOB`; a plain `cargo build -p efi-kexec` builds it here, with a nested cargo
 //! in a target directory of its own (the outer build holds the lock on the usual one).
+//!
+//! Also: the long version (the commit, the blob's ABI and size), and the man page and shell
+//! completions from the CLI definition, in `OUT_DIR` (`cargo xtask build` copies them out).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "src/cli.rs"]
+#[allow(dead_code)]
+mod cli;
 
 const BLOB_TARGET: &str = "aarch64-unknown-none";
 
@@ -19,8 +26,34 @@ fn main() {
         }
         None => build_blob(),
     };
-    efi_emulator_loader::contract::abi::BlobHeader::parse(&blob).unwrap_or_else(|e| panic!("the emulator blob: {e}"));
+    let header = efi_emulator_loader::contract::abi::BlobHeader::parse(&blob).unwrap_or_else(|e| panic!("the emulator blob: {e}"));
+    println!("cargo:rustc-env=EFI_KEXEC_LONG_VERSION={} (commit {}; emulator blob ABI {}, {} B)", env!("CARGO_PKG_VERSION"), commit(), header.abi_version, blob.len());
     std::fs::write(&out, blob).unwrap();
+    manuals(out.parent().unwrap());
+}
+
+/// The commit this tree is at, when it is a git checkout.
+fn commit() -> String {
+    let root = workspace_root();
+    for watched in [".git/HEAD", ".git/refs/heads"] {
+        if root.join(watched).exists() {
+            println!("cargo:rerun-if-changed={}", root.join(watched).display());
+        }
+    }
+    let out = Command::new("git").arg("-C").arg(&root).args(["describe", "--always", "--dirty", "--abbrev=12"]).output();
+    out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "unknown".into())
+}
+
+/// `efi-kexec.1` and the completions for bash, zsh and fish, made from `src/cli.rs`.
+fn manuals(dir: &Path) {
+    println!("cargo:rerun-if-changed=src/cli.rs");
+    let command = cli::command();
+    let mut man = Vec::new();
+    clap_mangen::Man::new(command.clone()).render(&mut man).expect("rendering the man page");
+    std::fs::write(dir.join("efi-kexec.1"), man).unwrap();
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut command.clone(), "efi-kexec", dir).expect("writing the shell completions");
+    }
 }
 
 fn workspace_root() -> PathBuf {

@@ -4,10 +4,24 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "efi-kexec", version, about = "kexec a PE/UEFI kernel (Image with EFI stub, zboot, UKI) through the efi-emulator, running its own EFI stub")]
+#[command(
+    name = "efi-kexec",
+    version,
+    // The build script names the commit and the blob; it builds the man page from this file too,
+    // where no such variable is set yet.
+    long_version = option_env!("EFI_KEXEC_LONG_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")),
+    about = "kexec a PE/UEFI kernel (Image with EFI stub, zboot, UKI) through the efi-emulator, running its own EFI stub"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The whole command line, for the man page and the shell completions (made by build.rs, which
+/// includes this file).
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 #[derive(Subcommand, Debug, PartialEq)]
@@ -209,6 +223,12 @@ mod tests {
         assert!(a.debug && a.force);
         assert_eq!((a.mem_min, a.mem_max), (Some(0x8000_0000), Some(0xffff_ffff)));
         assert!(parse_from("efi-kexec -f -p /Image".split(' ').map(str::to_string).collect()).is_err(), "a crash kernel is not booted now");
+    }
+
+    /// What clap checks of a definition (conflicting names, missing values), on all of it.
+    #[test]
+    fn the_definition_is_sound() {
+        command().debug_assert();
     }
 
     #[test]

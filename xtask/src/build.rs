@@ -135,6 +135,26 @@ pub fn build_efi_kexec(blob: &Blob) -> Result<PathBuf> {
     build_release("efi-kexec", MUSL_TARGET, &[("EFI_EMULATOR_BLOB", &bin)], "efi-kexec")
 }
 
+/// The man page and shell completions efi-kexec's build script made (in its newest `OUT_DIR`),
+/// copied to `target/efi-emulator/efi-kexec/`; returns their paths.
+pub fn efi_kexec_manuals() -> Result<Vec<PathBuf>> {
+    let builds = paths::target_dir().join(MUSL_TARGET).join("release").join("build");
+    let newest = std::fs::read_dir(&builds)?
+        .flatten()
+        .map(|e| e.path().join("out"))
+        .filter(|out| out.join("efi-kexec.1").exists())
+        .max_by_key(|out| out.join("efi-kexec.1").metadata().and_then(|m| m.modified()).ok())
+        .with_context(|| format!("no efi-kexec.1 under {}: build efi-kexec first", builds.display()))?;
+    let dest = paths::out_dir().join("efi-kexec");
+    std::fs::create_dir_all(&dest)?;
+    let mut out = Vec::new();
+    for name in ["efi-kexec.1", "efi-kexec.bash", "_efi-kexec", "efi-kexec.fish"] {
+        std::fs::copy(newest.join(name), dest.join(name)).with_context(|| format!("copying {name}"))?;
+        out.push(dest.join(name));
+    }
+    Ok(out)
+}
+
 /// Builds the static arm64 `kdump-probe` (`test-payloads/kdump-probe`); returns the binary.
 pub fn build_kdump_probe() -> Result<PathBuf> {
     build_release("kdump-probe", MUSL_TARGET, &[], "kdump-probe")

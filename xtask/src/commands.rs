@@ -20,6 +20,9 @@ pub fn build(verbose: bool) -> Result<()> {
         std::fs::metadata(&efi_kexec)?.len(),
         efi_kexec.display()
     );
+    for manual in build::efi_kexec_manuals()? {
+        println!("  {}", manual.display());
+    }
     Ok(())
 }
 

@@ -110,6 +110,7 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
     let peer = |n: &str, v: Option<u64>| v.map(|b| format!("| {n} | {b} B ({} KiB) | |\n", b.div_ceil(1024))).unwrap_or_default();
     md.push_str(&peer("U-Boot 2023.01 u-boot.bin", sz.u_boot));
     md.push_str(&peer("EDK2 2022.11 QEMU_EFI.fd", sz.edk2));
+    md.push_str(&peer("efi-kexec (static arm64, stripped, the blob inside)", sz.efi_kexec));
     md.push_str("\nWhat costs size in the blob (symbol bytes by origin, then the largest symbols):\n\n| bytes | origin |\n|---:|---|\n");
     for (b, o) in &sz.by_origin {
         md.push_str(&format!("| {b} | `{o}` |\n"));
@@ -119,7 +120,7 @@ pub fn bench(blob: &Blob, payloads: &Payloads, runs: usize, suites: Suites, efi_
         md.push_str(&format!("| {b} | `{}` |\n", n.replace('|', "\\|")));
     }
     js["sizes"] = json!({
-        "blob_file": sz.blob_file, "blob_footprint": sz.blob_footprint, "u_boot": sz.u_boot, "edk2": sz.edk2,
+        "blob_file": sz.blob_file, "blob_footprint": sz.blob_footprint, "u_boot": sz.u_boot, "edk2": sz.edk2, "efi_kexec": sz.efi_kexec,
         "by_origin": sz.by_origin.iter().map(|(b, o)| json!({ "bytes": b, "origin": o })).collect::<Vec<_>>(),
     });
     if suites.secure_boot {

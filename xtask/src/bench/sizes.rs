@@ -12,6 +12,8 @@ pub struct Sizes {
     pub blob_footprint: u64,
     pub u_boot: Option<u64>,
     pub edk2: Option<u64>,
+    /// The static arm64 `efi-kexec` (stripped, the blob inside).
+    pub efi_kexec: Option<u64>,
     /// The largest symbols: (size, name).
     pub top_symbols: Vec<(u64, String)>,
     /// Code bytes per crate (or per top-level module of the emulator).
@@ -41,6 +43,7 @@ pub fn sizes(blob: &Blob) -> Result<Sizes> {
         blob_footprint: blob.header.mem_size,
         u_boot: len(uboot::U_BOOT),
         edk2: len(QEMU_EFI),
+        efi_kexec: crate::build::build_efi_kexec(blob).ok().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()),
         top_symbols: symbols.into_iter().take(15).collect(),
         by_origin: by_origin.into_iter().take(15).collect(),
     })
