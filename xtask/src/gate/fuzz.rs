@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use efi_emulator_loader::plan as loader;
 use std::path::{Path, PathBuf};
 
-pub const TARGETS: [&str; 10] =
-    ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "secure_boot"];
+pub const TARGETS: [&str; 11] =
+    ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "secure_boot", "image_info"];
 
 /// Installs cargo-fuzz when it is missing (from crates.io).
 pub fn ensure_tools() -> Result<()> {
@@ -43,6 +43,22 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
                 write_seed(&dir, "ms-db-grub-signed", &with_db(&db, &std::fs::read(&loaders.grub.signed)?))?;
             }
             write_seed(&dir, "misbehave.efi", &with_db(&[], &std::fs::read(misbehave)?))?;
+        }
+        "image_info" => {
+            // The UKIs, the kernels' heads, and a UKI that holds itself as .linux.
+            for u in &p.ukis {
+                write_seed(&dir, &format!("uki-{}", u.name), &std::fs::read(&u.path)?)?;
+            }
+            let k = std::fs::read(&p.kernel("6.12")?.image)?;
+            write_seed(&dir, "debian-6.12-head", &k[..k.len().min(256 * 1024)])?;
+            let mut own = efi_emulator::efi::pe::test_image();
+            let s = 0x58 + 240;
+            own[s..s + 8].copy_from_slice(b".linux\0\0");
+            let len = (own.len() as u32).to_le_bytes();
+            own[s + 8..s + 12].copy_from_slice(&len);
+            own[s + 16..s + 20].copy_from_slice(&len);
+            own[s + 20..s + 24].copy_from_slice(&[0; 4]);
+            write_seed(&dir, "uki-holding-itself", &own)?;
         }
         "pe_loader" => {
             for s in &p.stubs {
