@@ -23,21 +23,27 @@ fn at(t: &Transcript, needle: &str) -> Duration {
 
 /// Panics the first kernel with `next` loaded as its crash kernel; checks the vmcore.
 fn kdump(el: EntryEl, next: NextBoot) -> Transcript {
+    kdump_with(el, FirstBoot::DirectCrashKernel, next, 256)
+}
+
+/// A kdump whose first kernel reserves crash memory as `boot` says; the emulator must confine
+/// itself to `usable_mib` in all.
+fn kdump_with(el: EntryEl, boot: FirstBoot, next: NextBoot, usable_mib: u64) -> Transcript {
     let p = payloads();
     let first = xtask::payloads::kdump::first_stage(&p.busybox, efi_kexec(), probe(), &next).unwrap();
-    let t = xtask::harness::kexec::boot_first_with(p, el, FirstBoot::DirectCrashKernel, &first, Duration::from_secs(300), false).unwrap();
-    check(&t, el);
+    let t = xtask::harness::kexec::boot_first_with(p, el, boot, &first, Duration::from_secs(300), false).unwrap();
+    check(&t, el, usable_mib);
     t
 }
 
 /// The crash kernel found what the first kernel left: its vmcoreinfo and the planted pattern.
-fn check(t: &Transcript, el: EntryEl) {
+fn check(t: &Transcript, el: EntryEl, usable_mib: u64) {
     eprintln!("$ {}\n{}\n(ended after {:.3} s, exit {:?}, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.exit, t.timed_out);
     verdict(t).unwrap();
     let first_release = stage_report(t, "first", "up").unwrap().split(',').next().unwrap().to_string();
     let planted = t.lines.iter().find_map(|(_, l)| l.strip_prefix("efi-emulator-test: kdump: planted at ")).expect("the first kernel planted the pattern").to_string();
     assert!(t.contains("Starting crashdump kernel"), "the first kernel panicked into the crash kernel");
-    assert!(t.contains("crash kernel: confined to 256 MiB"), "the emulator confined itself to the crash region");
+    assert!(t.contains(&format!("crash kernel: confined to {usable_mib} MiB")), "the emulator confined itself to the crash region");
     assert!(t.contains("integrity at ExitBootServices: 64 sample pages of the crashed kernel's RAM unchanged"));
     assert!(report(t, "vmcore").parse::<u64>().unwrap_or(0) > 0, "/proc/vmcore is there");
     assert_eq!(report(t, "kdump: vmcoreinfo OSRELEASE"), first_release, "vmcoreinfo names the first kernel's release");
@@ -85,6 +91,27 @@ fn uki_254(el: EntryEl) {
     let _ = std::fs::remove_file(path);
 }
 
+/// `crashkernel=256M,high crashkernel=64M,low` on 4 GiB, as servers reserve it: the crash kernel
+/// is loaded into the high region (the kernel refuses crash segments elsewhere), runs with both,
+/// and the dump is whole.
+#[test]
+fn kdump_with_high_and_low_crash_regions() {
+    let p = payloads();
+    let next = NextBoot {
+        image: p.kernel("6.12").unwrap().image.clone(),
+        initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
+        append: None,
+        extra: vec![],
+        before_load: None,
+        before_exec: None,
+        files: vec![],
+    };
+    let t = kdump_with(EntryEl::El1, FirstBoot::DirectCrashKernelHighLow, next, 320);
+    let (_, line) = t.find("crash kernel: confined to").unwrap();
+    let at = line.split(" MiB at ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
+    assert!(u64::from_str_radix(at.trim_start_matches("0x"), 16).unwrap() >= 1 << 32, "the high region is named first: {line}");
+}
+
 #[test]
 fn kdump_uki_254_at_el1() {
     uki_254(EntryEl::El1);
@@ -107,7 +134,7 @@ fn kdump_through_kexec_file_load() {
     let boot = |first: &[u8]| {
         let t =
             xtask::harness::kexec::boot_first_kernel(qemu_tests::file_kernel(), EntryEl::El1, FirstBoot::DirectCrashKernel, first, None, Duration::from_secs(300), false).unwrap();
-        check(&t, EntryEl::El1);
+        check(&t, EntryEl::El1, 256);
         assert!(t.contains("(kexec_file_load): the payload at 0x"), "the crash kernel came through the device-tree entry");
         assert!(t.contains(", a crash boot"));
         t

@@ -59,13 +59,17 @@ pub fn stub_facts(fdt: &Fdt) -> Option<Result<StubFacts, ParamError>> {
 /// EFI_SYSTEM_RESOURCE_TABLE_GUID (the ESRT: firmware resources for capsule updates).
 const ESRT_GUID: efi::Guid = efi::Guid::from_fields(0xb122a263, 0x3661, 0x4f68, 0x99, 0x29, &[0x78, 0xf8, 0xb0, 0xd6, 0x21, 0x80]);
 
-/// Configuration tables worth passing on: what describes the machine and its firmware. Not the
-/// first kernel's own (its memreserve, initrd, random seed, TPM log copies), nor the firmware's
-/// RT properties (the emulator publishes its own) or memory attributes (they would leave the
+/// Configuration tables worth passing on: what describes the machine and its firmware, and what
+/// Linux keeps across its own kexec, which hands the next kernel the same system table: the
+/// memreserve chain (GICv3 LPI tables, which cannot be turned off once on, live in it) and the
+/// TPM event logs. Not the first kernel's initrd or random seed, nor the firmware's RT
+/// properties (the emulator publishes its own) or memory attributes (they would leave the
 /// emulator's runtime ranges out).
 pub fn passes_on(guid: &efi::Guid) -> bool {
+    use crate::efi::guids::{LINUX_EFI_MEMRESERVE, LINUX_EFI_TPM_EVENT_LOG, LINUX_EFI_TPM_FINAL_LOG};
     use r_efi::system::*;
-    [ACPI_10_TABLE_GUID, ACPI_20_TABLE_GUID, SMBIOS_TABLE_GUID, SMBIOS3_TABLE_GUID, ESRT_GUID].contains(guid)
+    [ACPI_10_TABLE_GUID, ACPI_20_TABLE_GUID, SMBIOS_TABLE_GUID, SMBIOS3_TABLE_GUID, ESRT_GUID, LINUX_EFI_MEMRESERVE, LINUX_EFI_TPM_EVENT_LOG, LINUX_EFI_TPM_FINAL_LOG]
+        .contains(guid)
 }
 
 /// What the completion found.

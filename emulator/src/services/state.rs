@@ -142,6 +142,9 @@ impl Core {
     /// InstallConfigurationTable: add, replace, or (NULL) delete.
     pub fn install_config(&mut self, guid: Guid, table: usize) -> Result<(), EfiError> {
         let at = self.config.iter().position(|(g, _)| *g == guid);
+        if let (Some(i), true, true) = (at, guid == crate::efi::guids::LINUX_EFI_MEMRESERVE, table != 0) {
+            chain_memreserve(table, self.config[i].1);
+        }
         match (at, table) {
             (Some(i), 0) => {
                 self.config.remove(i);
@@ -155,6 +158,27 @@ impl Core {
 
     pub fn image(&mut self, handle: usize) -> Result<&mut Image, EfiError> {
         self.images.iter_mut().find(|i| i.handle == handle).ok_or(EfiError::InvalidParameter)
+    }
+}
+
+/// Linux's EFI stub installs a fresh, empty memreserve root, replacing the one the previous
+/// kernel's reservations hang from (passed on from the firmware); under firmware its kexec'd
+/// successor would still see the old one. So the old chain goes on behind the new root, unless
+/// the payload linked it itself: `struct linux_efi_memreserve { int size; int count; u64 next;
+/// ... }`, `next` at offset 8.
+fn chain_memreserve(new_root: usize, old_root: usize) {
+    if new_root == old_root || old_root == 0 {
+        return;
+    }
+    let next = (new_root + 8) as *mut u64;
+    // SAFETY: the payload installed `new_root` as a linux_efi_memreserve, in its own memory, at
+    // least 16 bytes; it has not returned from InstallConfigurationTable, so nothing else
+    // writes it now.
+    unsafe {
+        if next.read_unaligned() == 0 {
+            next.write_unaligned(old_root as u64);
+            log::info!("the payload's memreserve table at {new_root:#x} continues with the previous kernel's at {old_root:#x}");
+        }
     }
 }
 

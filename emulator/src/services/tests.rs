@@ -134,6 +134,33 @@ fn every_runtime_range_in_the_map_is_64k_aligned() {
     }
 }
 
+/// Linux's EFI stub installs a fresh memreserve root over the one passed on from the firmware
+/// (the previous kernel's reservations, GICv3 LPI tables among them): the old chain continues
+/// behind the new root, so the next kernel still reserves them; a root that links on by itself,
+/// or the same root installed again, is left alone.
+#[test]
+fn a_new_memreserve_root_keeps_the_previous_kernels_chain() {
+    let (m, _) = host::machine();
+    let bs = m.bs();
+    let mut guid = crate::efi::guids::LINUX_EFI_MEMRESERVE;
+    // [size and count (two u32), next, ...]: the previous kernel's root, then the stub's new one.
+    let old: Box<[u64; 4]> = Box::new([0, 0, 0, 0]);
+    let mut new: Box<[u64; 4]> = Box::new([0, 0, 0, 0]);
+    let mut linked: Box<[u64; 4]> = Box::new([0, 0x1234_5000, 0, 0]);
+    // SAFETY: see the module comment; the tables outlive the calls.
+    unsafe {
+        assert_eq!((bs.install_configuration_table)(&mut guid, old.as_ptr() as *mut c_void), Status::SUCCESS);
+        assert_eq!((bs.install_configuration_table)(&mut guid, new.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(new[1], old.as_ptr() as u64, "next = the previous root");
+        assert_eq!((bs.install_configuration_table)(&mut guid, new.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(new[1], old.as_ptr() as u64, "installed again: unchanged, no loop");
+        assert_eq!((bs.install_configuration_table)(&mut guid, linked.as_mut_ptr().cast()), Status::SUCCESS);
+        assert_eq!(linked[1], 0x1234_5000, "a root that links on by itself keeps its link");
+    }
+    drop(m);
+    let _ = (old, new, linked);
+}
+
 #[test]
 fn pool() {
     let (m, _) = machine();

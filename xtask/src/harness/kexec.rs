@@ -18,8 +18,19 @@ use std::time::Duration;
 pub const FIRST_APPEND: &str = "console=ttyAMA0 panic=-1";
 /// What [`FirstBoot::DirectCrashKernel`] adds to it: the crash kernel region.
 pub const CRASHKERNEL: &str = "crashkernel=256M";
+/// What [`FirstBoot::DirectCrashKernelHighLow`] adds: a main region above 4 GiB and a low one.
+pub const CRASHKERNEL_HIGH_LOW: &str = "crashkernel=256M,high crashkernel=64M,low";
 /// QEMU's CPU for the first kernel: no FEAT_LPA2 (see the module comment).
 pub const FIRST_CPU: &str = "max,lpa2=off";
+
+/// The crash regions `boot` reserves, as command-line words.
+fn crash_append(boot: FirstBoot) -> String {
+    match boot {
+        FirstBoot::DirectCrashKernel => format!(" {CRASHKERNEL}"),
+        FirstBoot::DirectCrashKernelHighLow => format!(" {CRASHKERNEL_HIGH_LOW}"),
+        _ => String::new(),
+    }
+}
 
 /// How the first kernel runs: its EL, and so its machine and command line.
 pub fn first_machine(el: EntryEl) -> (&'static str, &'static str) {
@@ -37,6 +48,8 @@ pub enum FirstBoot {
     Direct,
     /// The same, with [`CRASHKERNEL`] reserving a crash kernel region.
     DirectCrashKernel,
+    /// The same with 4 GiB and [`CRASHKERNEL_HIGH_LOW`]: two crash regions, as servers have them.
+    DirectCrashKernelHighLow,
     /// EDK2 (Debian's AAVMF, with a writable variable store) boots it through its EFI stub; on
     /// QEMU `virt` the kernel then takes ACPI, and `/sys/firmware/fdt` holds only `/chosen`.
     Edk2,
@@ -80,13 +93,29 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
     let initrd = dir.join("first.cpio");
     std::fs::write(&initrd, initramfs)?;
     let (machine, extra) = first_machine(el);
-    let mut args: Vec<String> =
-        ["-M", machine, "-cpu", FIRST_CPU, "-m", "2G", "-smp", "2", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio", "-monitor", "none"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
-            .chain(["-append".into(), format!("{FIRST_APPEND}{extra}{}", if boot == FirstBoot::DirectCrashKernel { format!(" {CRASHKERNEL}") } else { String::new() })])
-            .collect();
+    let mut args: Vec<String> = [
+        "-M",
+        machine,
+        "-cpu",
+        FIRST_CPU,
+        "-m",
+        if boot == FirstBoot::DirectCrashKernelHighLow { "4G" } else { "2G" },
+        "-smp",
+        "2",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
+    .chain(["-append".into(), format!("{FIRST_APPEND}{extra}{}", crash_append(boot))])
+    .collect();
     if boot == FirstBoot::Edk2Emag {
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
     }

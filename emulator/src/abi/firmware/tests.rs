@@ -135,12 +135,13 @@ fn the_system_table_gives_runtime_and_machine_tables() {
     let fw = raw(&firmware_map(), 48);
     let facts = StubFacts { system_table: systab_pa, mmap: Extent::new(0x4500_0000, fw.len() as u64), desc_size: 48, desc_ver: 1 };
     let c = complete(&mut p, &mut buffer, &fw, &facts, &mem).unwrap();
-    assert_eq!(c, Completion { previous_emulator: false, firmware_descriptors: 4, config_tables: 4, passed_on: 2, revision: (2 << 16) | 70 });
+    assert_eq!(c, Completion { previous_emulator: false, firmware_descriptors: 4, config_tables: 4, passed_on: 3, revision: (2 << 16) | 70 });
     assert_eq!(p.rt_info.runtime, 0x2410_0800, "as the first kernel saw it; the validator translates it");
     assert_eq!(p.rt_info.runtime_supported_mask, 0x0031);
-    assert_eq!(p.rt_info.systab_nr_tables, 2, "ACPI 2.0 and SMBIOS3 pass on; the first kernel's memreserve does not");
+    assert_eq!(p.rt_info.systab_nr_tables, 3, "ACPI 2.0, SMBIOS3 and the memreserve chain (GICv3 LPI tables) pass on");
     assert_eq!(p.rt_info.systab_tables[0].guid, ACPI_20_TABLE_GUID);
-    assert_eq!(p.rt_info.systab_tables[1].table, 0xbf10_0400);
+    assert_eq!((p.rt_info.systab_tables[1].guid, p.rt_info.systab_tables[1].table), (memreserve, 0x4500_0000));
+    assert_eq!(p.rt_info.systab_tables[2].table, 0xbf10_0400);
     assert_eq!(p.rt_info.memmap.map_size, 8 * 40);
     let map = Descriptors::new(&buffer[..8 * 40], 40);
     assert_eq!(virt_to_phys(&map, p.rt_info.runtime), Some(0xbf10_0800));
