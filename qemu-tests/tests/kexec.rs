@@ -220,6 +220,21 @@ fn uefi_boot(el: EntryEl, boot: xtask::harness::kexec::FirstBoot, next: NextBoot
     t
 }
 
+/// EDK2 boots the first kernel on a GICv3 with an ITS: its LPI tables are persistent
+/// reservations (LINUX_EFI_MEMRESERVE), which its stub's table holds. Through the emulator the
+/// chain reaches the next kernel, which takes the tables as reserved instead of allocating new
+/// ones under LPIs the first kernel left on.
+#[test]
+fn gicv3_lpi_tables_stay_reserved_across_the_emulator() {
+    let t = uefi_boot(EntryEl::El1, xtask::harness::kexec::FirstBoot::Edk2Gicv3Its, image_6_12(APPEND));
+    let seen = |needle: &str| after_exec(&t).iter().any(|(_, l)| l.contains(needle));
+    let first: Vec<_> = t.lines.iter().take_while(|(_, l)| !l.contains("first: exec at uptime")).filter(|(_, l)| l.contains("LPI pending table")).collect();
+    assert!(!first.is_empty(), "the first kernel set LPIs up (a GICv3 with an ITS)");
+    assert!(seen("the payload's memreserve table at"), "the stub's new root continues with the first kernel's chain");
+    assert!(seen("using reserved LPI pending table"), "the next kernel reuses the reserved tables");
+    assert!(!seen("LPIs already enabled") && !seen("memory probably corrupted"));
+}
+
 fn image_6_12(append: &str) -> NextBoot {
     let p = payloads();
     NextBoot {

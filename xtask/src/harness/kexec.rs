@@ -57,6 +57,9 @@ pub enum FirstBoot {
     /// SetVirtualAddressMap (those machines need it), so the first kernel moves the firmware to
     /// new virtual addresses.
     Edk2Emag,
+    /// EDK2 on a GICv3 with an ITS (`gic-version=3,its=on`): the first kernel's LPI tables are
+    /// persistent reservations in its memreserve chain, which no later kernel may reuse.
+    Edk2Gicv3Its,
 }
 
 /// Debian's EDK2 for QEMU: the code (read-only) and the variable store template.
@@ -93,9 +96,10 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
     let initrd = dir.join("first.cpio");
     std::fs::write(&initrd, initramfs)?;
     let (machine, extra) = first_machine(el);
+    let machine = if boot == FirstBoot::Edk2Gicv3Its { format!("{machine},gic-version=3,its=on") } else { machine.to_string() };
     let mut args: Vec<String> = [
         "-M",
-        machine,
+        &machine,
         "-cpu",
         FIRST_CPU,
         "-m",
@@ -119,7 +123,7 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
     if boot == FirstBoot::Edk2Emag {
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
     }
-    if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag) {
+    if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag | FirstBoot::Edk2Gicv3Its) {
         let vars = match vars {
             Some(v) => v.to_path_buf(),
             None => {
