@@ -219,7 +219,7 @@ impl fmt::Display for LoaderError {
             ),
             Self::Cells { value, cells } => write!(f, "{value:#x} does not fit the device tree's {cells} cell(s) (#address-cells/#size-cells of /)"),
             Self::PageSize(n) => write!(f, "a page size of {n} B: arm64 kernels use 4, 16 or 64 KiB pages"),
-            Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
+            Self::CmdlineTooLong(n) => write!(f, "command line is {n} bytes; the kernel takes {MAX_CMDLINE_BYTES}"),
             Self::Param(e) => write!(f, "the emulator would refuse this boot: {e}"),
             Self::TooManyDescriptors(n) => write!(f, "the memory map has {n} descriptors, more than the parameter region holds"),
         }
@@ -321,8 +321,8 @@ impl FreeRanges {
 
 /// The `/chosen` properties a loader must not pass on: they describe the running kernel's boot
 /// (its initrd, its crash-kernel setup), not the next one.
-pub const STALE_CHOSEN: [&str; 8] =
-    ["linux,initrd-start", "linux,initrd-end", "linux,elfcorehdr", "linux,usable-memory-range", "kaslr-seed", "rng-seed", ESP_CHOSEN, ESP_PATH_CHOSEN];
+pub const STALE_CHOSEN: [&str; 9] =
+    ["linux,initrd-start", "linux,initrd-end", "linux,elfcorehdr", "linux,usable-memory-range", "kaslr-seed", "rng-seed", ESP_CHOSEN, ESP_PATH_CHOSEN, LONG_CMDLINE_CHOSEN];
 /// Where the running kernel's EFI stub recorded the firmware: kept for the emulator when it is to
 /// pass the firmware on (the next stub rewrites them), dropped otherwise.
 pub const UEFI_CHOSEN: [&str; 5] = ["linux,uefi-system-table", "linux,uefi-mmap-start", "linux,uefi-mmap-size", "linux,uefi-mmap-desc-size", "linux,uefi-mmap-desc-ver"];
@@ -349,6 +349,9 @@ fn next_dtb(spec: &BootSpec, initrd: Option<Extent>, esp: Option<Extent>, crash:
     }
     let mut bootargs = spec.cmdline.as_bytes().to_vec();
     bootargs.push(0);
+    if spec.cmdline.encode_utf16().count() >= CMDLINE_BYTES / 2 {
+        chosen.set_property(LONG_CMDLINE_CHOSEN, bootargs.clone());
+    }
     chosen.set_property("bootargs", bootargs);
     if let Some(i) = initrd {
         chosen.set_property("linux,initrd-start", i.start.to_be_bytes().to_vec());
@@ -407,9 +410,13 @@ pub fn plan(spec: &BootSpec) -> Result<KexecImage, LoaderError> {
     let busy = normalize_outward(&[&spec.memory.busy[..], &reserved[..]].concat());
     let mut free = FreeRanges { ranges: subtract(&ram, &busy), page, cursor: 0, placement: spec.placement };
 
-    let cmdline: Vec<u16> = spec.cmdline.encode_utf16().collect();
+    // A line longer than the block holds goes in /chosen (LONG_CMDLINE_CHOSEN), the block's empty.
+    if spec.cmdline.len() > MAX_CMDLINE_BYTES {
+        return Err(LoaderError::CmdlineTooLong(spec.cmdline.len()));
+    }
+    let mut cmdline: Vec<u16> = spec.cmdline.encode_utf16().collect();
     if cmdline.len() >= CMDLINE_BYTES / 2 {
-        return Err(LoaderError::CmdlineTooLong(cmdline.len()));
+        cmdline.clear();
     }
 
     // Like arm64 kexec_file_load, which reserves the Image header's image_size: room for the

@@ -112,6 +112,27 @@ fn kdump_with_high_and_low_crash_regions() {
     assert!(u64::from_str_radix(at.trim_start_matches("0x"), 16).unwrap() >= 1 << 32, "the high region is named first: {line}");
 }
 
+/// kdump on a machine with UEFI firmware, as servers are: EDK2 boots the first kernel (ACPI),
+/// `efi-kexec load -p` takes the firmware from its /chosen, and at the panic the emulator
+/// passes the firmware on to the crash kernel inside the crash region.
+#[test]
+fn kdump_under_uefi_firmware() {
+    let p = payloads();
+    let next = NextBoot {
+        image: p.kernel("6.12").unwrap().image.clone(),
+        initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
+        append: None,
+        extra: vec![],
+        before_load: None,
+        before_exec: None,
+        files: vec![],
+    };
+    let t = kdump_with(EntryEl::El1, FirstBoot::Edk2CrashKernel, next, 256);
+    assert!(t.contains("efi-kexec: booted by UEFI firmware (system table"), "the first kernel was UEFI-booted");
+    let panic = t.lines.iter().position(|(_, l)| l.contains("Starting crashdump kernel")).unwrap();
+    assert!(t.lines[panic..].iter().any(|(_, l)| l.contains("firmware ranges joined the map")), "the crash kernel's boot took the firmware's map");
+}
+
 #[test]
 fn kdump_uki_254_at_el1() {
     uki_254(EntryEl::El1);

@@ -418,6 +418,28 @@ fn disabled_kexec_load_is_explained() {
     assert!(!t.contains("efi-emulator 0."));
 }
 
+/// arm64 takes a 2048-byte command line, the parameter block 511 UTF-16 units: a longer line
+/// goes through /chosen to LoadOptions and reaches the next kernel whole.
+#[test]
+fn a_command_line_longer_than_the_block_reaches_the_kernel() {
+    let p = payloads();
+    // One long word: every unknown `name=value` becomes one of init's at most 32 variables.
+    let append = format!("{APPEND} efi_kexec_pad={}", "0123456789".repeat(140));
+    assert!(append.len() > 1400 && append.len() < 2000);
+    let next = NextBoot {
+        image: p.kernel("6.1").unwrap().image.clone(),
+        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
+        append: Some(append.clone()),
+        extra: vec![],
+        before_load: None,
+        before_exec: None,
+        files: Vec::new(),
+    };
+    let t = kexec(EntryEl::El1, next);
+    assert_second_boot(&t, EntryEl::El1);
+    assert_eq!(report(&t, "cmdline"), append);
+}
+
 /// "Load, then disable": after `kexec_load_disabled` is set, what was loaded still runs (as
 /// reboot(LINUX_REBOOT_CMD_KEXEC) allows); an unload with nothing loaded says so.
 #[test]

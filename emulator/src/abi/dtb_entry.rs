@@ -80,7 +80,7 @@ impl fmt::Display for DtbEntryError {
                 write!(f, "no free RAM for the parameter block, its stack and a mempool of at least 1 MiB: the largest free range has {} KiB", largest / 1024)
             }
             Self::TooManyDescriptors(n) => write!(f, "the memory map would have {n} descriptors, more than the parameter block's 64 KiB hold"),
-            Self::CmdlineTooLong(n) => write!(f, "command line is {n} UTF-16 units; the parameter block holds 511"),
+            Self::CmdlineTooLong(n) => write!(f, "command line is {n} bytes; the kernel takes {MAX_CMDLINE_BYTES}"),
         }
     }
 }
@@ -244,6 +244,12 @@ pub fn pl011_console(fdt: &Fdt) -> Option<(u64, u64)> {
     fdt.stdout_uart().ok()
 }
 
+/// The next kernel's command line: the bundle's, else `/chosen/bootargs` (`kexec -s --append`).
+/// One longer than the parameter block holds (511 UTF-16 units) goes to LoadOptions from here.
+pub fn command_line<'a>(inputs: &Inputs<'a>, plan: &Plan, payload: &'a [u8]) -> &'a str {
+    bundle::cmdline(payload, &plan.contents).or_else(|| inputs.fdt.find("/chosen").and_then(|c| c.property_str("bootargs"))).unwrap_or("")
+}
+
 /// Writes the parameter block and its memory map for `plan`; returns the descriptor count.
 /// `map` is the room after the block (at least [`PARAM_REGION`] minus the block).
 pub fn write(inputs: &Inputs, plan: &Plan, payload: &[u8], p: &mut EfiEmulatorParam, map: &mut [efi::MemoryDescriptor]) -> Result<usize, DtbEntryError> {
@@ -287,16 +293,19 @@ pub fn write(inputs: &Inputs, plan: &Plan, payload: &[u8], p: &mut EfiEmulatorPa
     let n = kept + m + 1;
     map[..n].sort_unstable_by_key(|d| d.physical_start);
 
-    // The command line: the bundle's, else bootargs.
-    let text = bundle::cmdline(payload, &plan.contents).or_else(|| inputs.fdt.find("/chosen").and_then(|c| c.property_str("bootargs"))).unwrap_or("");
+    // The command line: in the block when it fits, else the boot flow keeps it (see
+    // `command_line`) and the block's is empty.
+    let text = command_line(inputs, plan, payload);
+    if text.len() > MAX_CMDLINE_BYTES {
+        return Err(DtbEntryError::CmdlineTooLong(text.len()));
+    }
     let mut units = [0u16; CMDLINE_BYTES / 2];
     let mut len = 0;
-    for u in text.encode_utf16() {
-        if len + 1 >= units.len() {
-            return Err(DtbEntryError::CmdlineTooLong(text.encode_utf16().count()));
+    if text.encode_utf16().count() < units.len() {
+        for u in text.encode_utf16() {
+            units[len] = u;
+            len += 1;
         }
-        units[len] = u;
-        len += 1;
     }
     *p = EfiEmulatorParam::new(&BlockFields {
         sp: plan.sp(),

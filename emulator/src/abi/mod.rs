@@ -24,6 +24,13 @@ pub const PARAM_SIZE: usize = 1680;
 pub const MIN_DESC_SIZE: u64 = 40;
 /// Capacity of `cmdline` in bytes (512 UTF-16 units).
 pub const CMDLINE_BYTES: usize = 1024;
+/// The longest command line the next kernel takes (arm64's COMMAND_LINE_SIZE, less the NUL), in
+/// bytes. One that does not fit `cmdline` (511 UTF-16 units) comes in `/chosen` as
+/// [`LONG_CMDLINE_CHOSEN`].
+pub const MAX_CMDLINE_BYTES: usize = 2047;
+/// `/chosen` property (UTF-8, NUL-terminated) with a command line longer than `cmdline` holds;
+/// `sz_in_byte` is then 0.
+pub const LONG_CMDLINE_CHOSEN: &str = "efi-emulator,cmdline";
 /// Capacity of `rt_info.systab_tables`.
 pub const MAX_SYSTAB_TABLES: usize = 20;
 /// The page size of the UEFI memory map and of our translation granule.

@@ -20,6 +20,9 @@ pub struct Options<'a> {
     pub debug_stale_map_key: bool,
     /// ...and a fault on purpose (`data-abort` or `undefined`).
     pub debug_fault: Option<&'a str>,
+    /// `efi-emulator,cmdline`: a command line longer than the parameter block holds (at most
+    /// [`super::MAX_CMDLINE_BYTES`]; a longer one is ignored, as the kernel would cut it).
+    pub cmdline: Option<&'a str>,
 }
 
 impl<'a> Options<'a> {
@@ -34,6 +37,7 @@ impl<'a> Options<'a> {
             generic_sha256: on("efi-emulator,generic-sha256"),
             debug_stale_map_key: on("efi-emulator,debug-stale-map-key"),
             debug_fault: chosen.property_str("efi-emulator,debug-fault"),
+            cmdline: chosen.property_str(super::LONG_CMDLINE_CHOSEN).filter(|c| c.len() <= super::MAX_CMDLINE_BYTES),
         }
     }
 }
@@ -56,5 +60,13 @@ mod tests {
         let o = Options::from_fdt(&Fdt::new(&blob).unwrap());
         assert!(o.integrity && o.timeline && o.no_memory_attribute && o.secure_boot_audit && o.generic_sha256 && o.debug_stale_map_key);
         assert_eq!(o.debug_fault, Some("undefined"));
+        assert_eq!(o.cmdline, None);
+        // A long command line, and one longer than the kernel takes (ignored, not cut).
+        let line = "x".repeat(2047);
+        tree.chosen_mut().set_property(crate::abi::LONG_CMDLINE_CHOSEN, [line.as_bytes(), b"\0"].concat());
+        let blob = tree.to_blob();
+        assert_eq!(Options::from_fdt(&Fdt::new(&blob).unwrap()).cmdline, Some(line.as_str()));
+        tree.chosen_mut().set_property(crate::abi::LONG_CMDLINE_CHOSEN, [&[b'x'; 2048][..], b"\0"].concat());
+        assert_eq!(Options::from_fdt(&Fdt::new(&tree.to_blob()).unwrap()).cmdline, None);
     }
 }

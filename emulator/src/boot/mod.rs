@@ -117,7 +117,10 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     timeline::mark(Milestone::ServicesReady);
     let us = cpu::micros_since_entry();
     info!("boot services ready: {}.{:03} ms after entry (CNTPCT at {} Hz)", us / 1000, us % 1000, cpu::ticks_per_second());
-    let (status, exit_data) = match setup::start_kernel(&v, &fdt, &blob, esp) {
+    // A command line longer than the block holds: from a kexec_load loader in /chosen, or kept
+    // from the kexec_file entry.
+    let long_cmdline = options.cmdline.or_else(|| LONG_CMDLINE.with(|c| *c));
+    let (status, exit_data) = match setup::start_kernel(&v, &fdt, &blob, esp, long_cmdline) {
         Ok(done) => done,
         Err(crate::efi::EfiError::SecurityViolation) => {
             // Secure Boot refused it (the image, certificate and reason are above): it never runs,
@@ -200,6 +203,20 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
         (param, map)
     };
     let descriptors = dtb_entry::write(&inputs, &plan, payload, param, map).unwrap_or_else(|e| fatal!("{e}"));
+    if param.sz_in_byte == 0 {
+        let text = dtb_entry::command_line(&inputs, &plan, payload);
+        if !text.is_empty() {
+            info!(
+                "  the command line ({} bytes) is longer than the block holds: LoadOptions take it from the {}",
+                text.len(),
+                if plan.contents.bundle { "bundle" } else { "device tree" }
+            );
+            // SAFETY: the text lies in the payload segment or the kernel's DTB, which the map
+            // keeps out of every allocation, and LoadOptions copy it to pool memory before
+            // ExitBootServices; 'static as far as boot services go.
+            LONG_CMDLINE.set(unsafe { &*(text as *const str) });
+        }
+    }
     // SAFETY: the DTB is the kernel's segment for this boot, ours until ExitBootServices; its
     // size does not change (values are overwritten or become NOPs in place).
     let dtb_bytes = unsafe { core::slice::from_raw_parts_mut(dtb.start as *mut u8, dtb.size as usize) };
@@ -243,6 +260,10 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
     );
     (plan.param_addr, plan.sp())
 }
+
+/// A command line from a kexec_file_load boot longer than the block holds, kept across the
+/// restart like [`BUNDLE_ESP`].
+static LONG_CMDLINE: crate::cell::BootCell<&'static str> = crate::cell::BootCell::empty();
 
 /// The ESP a kexec_file_load bundle brought, found before the restart and served after it (the
 /// restart keeps `.bss`).

@@ -247,7 +247,9 @@ fn kernel_source(c: &mut Core, v: &Validated, esp: Option<EspInput>) -> Result<K
 
 /// Loads the kernel from the parameter block and starts it. Returns only if it returns: its
 /// status, and the ExitData it gave to Exit (decoded), if any.
-pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<EspInput>) -> Result<(Status, Option<alloc::string::String>), EfiError> {
+pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<EspInput>, long_cmdline: Option<&str>) -> Result<(Status, Option<alloc::string::String>), EfiError> {
+    let long: Option<Vec<u16>> = long_cmdline.filter(|_| v.cmdline_utf16().is_empty()).map(|c| c.encode_utf16().collect());
+    let cmdline = long.as_deref().unwrap_or(v.cmdline_utf16());
     let file = kernel_file(v);
     let source = with_core(|c| kernel_source(c, v, esp))?;
     // Checked like every LoadImage, through the Security2 protocol, by the path it is loaded
@@ -269,11 +271,11 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<Esp
         };
         let handle = image::load(c, file, placement, 0, source.device, source.file_path.as_deref(), Some(&source.full_path))?;
         use crate::efi::image_policy::{load_options, LoadOptions};
-        match load_options(v.cmdline_utf16().is_empty()) {
+        match load_options(cmdline.is_empty()) {
             LoadOptions::Empty if uki => log::info!("LoadOptions left empty: the UKI uses its own .cmdline"),
             LoadOptions::Empty => {}
             LoadOptions::FromLoader => {
-                image::set_load_options(c, handle, v.cmdline_utf16())?;
+                image::set_load_options(c, handle, cmdline)?;
                 if uki {
                     log::info!("LoadOptions set from the loader's command line: it overrides the UKI's .cmdline");
                 }

@@ -52,16 +52,38 @@ fn chosen_carries_cmdline_and_initrd() {
     assert_eq!(&img.param.earlycon_name[..11], b"amba-pl011\0");
 }
 
+/// arm64 takes a 2048-byte command line; the block holds 511 UTF-16 units. A longer line goes
+/// in /chosen for the emulator's LoadOptions, and the block's is empty.
+#[test]
+fn a_command_line_longer_than_the_block_goes_in_chosen() {
+    let fixture = Fixture::new();
+    let long = "console=ttyAMA0 ".repeat(120);
+    let mut spec = fixture.spec();
+    spec.cmdline = &long;
+    let img = plan(&spec).unwrap();
+    assert_eq!(img.param.sz_in_byte, 0);
+    let fdt = Fdt::new(&img.dtb).unwrap();
+    assert_eq!(fdt.find("/chosen").unwrap().property_str(LONG_CMDLINE_CHOSEN), Some(long.as_str()));
+    assert!(img.validate_as_emulator(&spec).unwrap().is_empty());
+    // A short line leaves none behind, also when the running kernel's device tree had one.
+    let mut tree = Tree::parse(&img.dtb).unwrap();
+    tree.chosen_mut().set_property(LONG_CMDLINE_CHOSEN, b"stale\0".to_vec());
+    let (dtb, mut spec) = (tree.to_blob(), fixture.spec());
+    spec.dtb = &dtb;
+    let img = plan(&spec).unwrap();
+    assert_eq!(Fdt::new(&img.dtb).unwrap().find("/chosen").unwrap().property(LONG_CMDLINE_CHOSEN), None);
+}
+
 #[test]
 fn refuses_what_cannot_be_placed() {
     let mut fixture = Fixture::new();
     fixture.dtb = crate::testkit::virt_dtb(128 << 20, "hvc");
     assert!(matches!(plan(&fixture.spec()), Err(LoaderError::DoesNotFit { .. })));
     let fixture = Fixture::new();
-    let long = "x".repeat(600);
+    let long = "x".repeat(2048);
     let mut spec = fixture.spec();
     spec.cmdline = &long;
-    assert_eq!(plan(&spec).err(), Some(LoaderError::CmdlineTooLong(600)));
+    assert_eq!(plan(&spec).err(), Some(LoaderError::CmdlineTooLong(2048)), "arm64 takes 2047 bytes and the NUL");
     let mut spec = fixture.spec();
     let blob = std::vec![0u8; 100];
     spec.emulator = &blob;

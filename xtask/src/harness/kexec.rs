@@ -26,7 +26,7 @@ pub const FIRST_CPU: &str = "max,lpa2=off";
 /// The crash regions `boot` reserves, as command-line words.
 fn crash_append(boot: FirstBoot) -> String {
     match boot {
-        FirstBoot::DirectCrashKernel => format!(" {CRASHKERNEL}"),
+        FirstBoot::DirectCrashKernel | FirstBoot::Edk2CrashKernel => format!(" {CRASHKERNEL}"),
         FirstBoot::DirectCrashKernelHighLow => format!(" {CRASHKERNEL_HIGH_LOW}"),
         _ => String::new(),
     }
@@ -60,6 +60,8 @@ pub enum FirstBoot {
     /// EDK2 on a GICv3 with an ITS (`gic-version=3,its=on`): the first kernel's LPI tables are
     /// persistent reservations in its memreserve chain, which no later kernel may reuse.
     Edk2Gicv3Its,
+    /// EDK2 boots it with [`CRASHKERNEL`]: kdump on a machine with UEFI firmware, as servers are.
+    Edk2CrashKernel,
 }
 
 /// Debian's EDK2 for QEMU: the code (read-only) and the variable store template.
@@ -123,7 +125,7 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
     if boot == FirstBoot::Edk2Emag {
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
     }
-    if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag | FirstBoot::Edk2Gicv3Its) {
+    if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag | FirstBoot::Edk2Gicv3Its | FirstBoot::Edk2CrashKernel) {
         let vars = match vars {
             Some(v) => v.to_path_buf(),
             None => {

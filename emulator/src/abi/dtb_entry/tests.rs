@@ -188,8 +188,15 @@ fn what_cannot_boot_is_named() {
     // RAM taken by reservations but for 512 KiB.
     let full = case(pe(0x2000), |t| t.reservations.push((RAM_START, (1 << 30) - 0x8_0000)));
     assert!(matches!(build(&full).err().unwrap(), DtbEntryError::NoRoom { .. }));
+    // Longer than the block holds: the block's line is empty and the boot flow takes the text
+    // from bootargs; longer than the kernel takes: refused.
     let long = case(pe(0x2000), |t| t.chosen_mut().set_property("bootargs", [vec![b'x'; 600], vec![0]].concat()));
-    assert_eq!(build(&long).err().unwrap(), DtbEntryError::CmdlineTooLong(600));
+    let (plan_, p, _) = build(&long).unwrap();
+    assert_eq!(p.sz_in_byte, 0);
+    let mem = memory(&long);
+    assert_eq!(command_line(&inputs(&long, &mem), &plan_, &long.payload).len(), 600);
+    let too_long = case(pe(0x2000), |t| t.chosen_mut().set_property("bootargs", [vec![b'x'; 2048], vec![0]].concat()));
+    assert_eq!(build(&too_long).err().unwrap(), DtbEntryError::CmdlineTooLong(2048));
 }
 
 #[test]

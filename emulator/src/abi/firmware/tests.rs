@@ -184,6 +184,19 @@ fn stub_facts_come_from_chosen() {
     assert_eq!(facts, StubFacts { system_table: 0xbf10_0000, mmap: Extent::new(0x4500_0000, 480), desc_size: 48, desc_ver: 1 });
 }
 
+/// What Linux's own kexec keeps (the same system table) passes on: the machine's tables, the
+/// memreserve chain, the TPM event logs; not the first kernel's device tree or initrd.
+#[test]
+fn what_passes_on_is_what_linux_kexec_keeps() {
+    use crate::efi::guids::*;
+    for g in [r_efi::system::ACPI_20_TABLE_GUID, r_efi::system::SMBIOS3_TABLE_GUID, LINUX_EFI_MEMRESERVE, LINUX_EFI_TPM_EVENT_LOG, LINUX_EFI_TPM_FINAL_LOG] {
+        assert!(passes_on(&g), "{g:?}");
+    }
+    for g in [DEVICE_TREE, RT_PROPERTIES_TABLE, r_efi::system::MEMORY_ATTRIBUTES_TABLE_GUID] {
+        assert!(!passes_on(&g), "{g:?}");
+    }
+}
+
 #[test]
 fn spcr_names_the_console_of_an_acpi_machine() {
     // The system table (config tables at a virtual address), an RSDP, an XSDT with a FACP and
