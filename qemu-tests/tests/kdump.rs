@@ -53,18 +53,14 @@ fn check(t: &Transcript, el: EntryEl, usable_mib: u64) {
     eprintln!("kdump at {el:?}: panic to the crash kernel's userspace marker in {:.3} s", (marker - panic).as_secs_f64());
 }
 
-fn image_6_12(el: EntryEl) {
+/// Debian's 6.12 Image as the crash kernel, with the probe's initramfs.
+fn crash_6_12() -> NextBoot {
     let p = payloads();
-    let next = NextBoot {
-        image: p.kernel("6.12").unwrap().image.clone(),
-        initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
-        append: None,
-        extra: vec![],
-        before_load: None,
-        before_exec: None,
-        files: vec![],
-    };
-    kdump(el, next);
+    NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()), ..Default::default() }
+}
+
+fn image_6_12(el: EntryEl) {
+    kdump(el, crash_6_12());
 }
 
 #[test]
@@ -96,16 +92,7 @@ fn uki_254(el: EntryEl) {
 /// and the dump is whole.
 #[test]
 fn kdump_with_high_and_low_crash_regions() {
-    let p = payloads();
-    let next = NextBoot {
-        image: p.kernel("6.12").unwrap().image.clone(),
-        initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
-        append: None,
-        extra: vec![],
-        before_load: None,
-        before_exec: None,
-        files: vec![],
-    };
+    let next = crash_6_12();
     let t = kdump_with(EntryEl::El1, FirstBoot::DirectCrashKernelHighLow, next, 320);
     let (_, line) = t.find("crash kernel: confined to").unwrap();
     let at = line.split(" MiB at ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
@@ -117,16 +104,7 @@ fn kdump_with_high_and_low_crash_regions() {
 /// passes the firmware on to the crash kernel inside the crash region.
 #[test]
 fn kdump_under_uefi_firmware() {
-    let p = payloads();
-    let next = NextBoot {
-        image: p.kernel("6.12").unwrap().image.clone(),
-        initrd: Some(xtask::payloads::kdump::crash_initramfs(&p.busybox, probe()).unwrap()),
-        append: None,
-        extra: vec![],
-        before_load: None,
-        before_exec: None,
-        files: vec![],
-    };
+    let next = crash_6_12();
     let t = kdump_with(EntryEl::El1, FirstBoot::Edk2CrashKernel, next, 256);
     assert!(t.contains("efi-kexec: booted by UEFI firmware (system table"), "the first kernel was UEFI-booted");
     let panic = t.lines.iter().position(|(_, l)| l.contains("Starting crashdump kernel")).unwrap();

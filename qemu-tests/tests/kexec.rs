@@ -426,15 +426,7 @@ fn a_command_line_longer_than_the_block_reaches_the_kernel() {
     // One long word: every unknown `name=value` becomes one of init's at most 32 variables.
     let append = format!("{APPEND} efi_kexec_pad={}", "0123456789".repeat(140));
     assert!(append.len() > 1400 && append.len() < 2000);
-    let next = NextBoot {
-        image: p.kernel("6.1").unwrap().image.clone(),
-        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
-        append: Some(append.clone()),
-        extra: vec![],
-        before_load: None,
-        before_exec: None,
-        files: Vec::new(),
-    };
+    let next = NextBoot { image: p.kernel("6.1").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(append.clone()), ..Default::default() };
     let t = kexec(EntryEl::El1, next);
     assert_second_boot(&t, EntryEl::El1);
     assert_eq!(report(&t, "cmdline"), append);
@@ -449,10 +441,9 @@ fn exec_after_kexec_load_is_disabled_boots_what_was_loaded() {
         image: p.kernel("6.1").unwrap().image.clone(),
         initrd: Some(std::fs::read(&p.initramfs).unwrap()),
         append: Some(APPEND.into()),
-        extra: vec![],
         before_load: Some("/efi-kexec unload".into()),
         before_exec: Some("echo 1 > /proc/sys/kernel/kexec_load_disabled".into()),
-        files: Vec::new(),
+        ..Default::default()
     };
     let t = kexec(EntryEl::El1, next);
     assert!(t.contains("efi-kexec: no image is loaded: nothing to unload"));

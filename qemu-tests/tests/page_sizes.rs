@@ -14,15 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn next(image: &std::path::Path) -> NextBoot {
     let p = payloads();
-    NextBoot {
-        image: image.to_path_buf(),
-        initrd: Some(std::fs::read(&p.initramfs).unwrap()),
-        append: Some(APPEND.into()),
-        extra: vec![],
-        before_load: None,
-        before_exec: None,
-        files: Vec::new(),
-    }
+    NextBoot { image: image.to_path_buf(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), ..Default::default() }
 }
 
 fn show(t: Transcript) -> Transcript {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 pub const STAGE_PREFIX: &str = "efi-kexec-test: ";
 
 /// What a stage kexecs into: an image, its initrd, its command line.
+#[derive(Default)]
 pub struct NextBoot {
     pub image: PathBuf,
     pub initrd: Option<Vec<u8>>,
