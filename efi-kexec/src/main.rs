@@ -168,7 +168,6 @@ fn info(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The command line for the next kernel.
 /// The next kernel's command line (see [`cmdline::compose`]), said where it came from.
 /// `bootargs`: the device tree's `/chosen/bootargs` the next kernel would otherwise inherit.
 fn cmdline(args: &cli::LoadArgs, kind: &ImageKind, bootargs: Option<&str>) -> Result<String, String> {
@@ -466,7 +465,7 @@ fn print_plan(image: &KexecImage, spec: &BootSpec, iomem: &iomem::Iomem) {
     let stack = image.param_addr + image.param_region();
     line("stack", Extent::new(stack, image.param.sp - stack), "not copied");
     line("mempool", Extent::new(image.param.mempool_start, image.param.mempool_sz), "not copied");
-    print!("{}", image.describe_param());
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), image.describe_param().as_bytes());
 }
 
 #[cfg(test)]

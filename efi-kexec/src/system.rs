@@ -336,7 +336,10 @@ fn fill_random(n: usize, getrandom: &mut dyn FnMut(&mut [u8], libc::c_uint) -> s
         match getrandom(&mut buf[filled..], flags) {
             Ok(got) => filled += got,
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && flags == libc::GRND_NONBLOCK => {
-                eprintln!("efi-kexec: note: the kernel's random pool is not ready yet: the next kernel's seeds come from it as it is");
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    b"efi-kexec: note: the kernel's random pool is not ready yet: the next kernel's seeds come from it as it is\n",
+                );
                 flags = libc::GRND_INSECURE;
             }
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}

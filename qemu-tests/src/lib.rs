@@ -70,6 +70,15 @@ pub fn file_kernel() -> &'static std::path::PathBuf {
     })
 }
 
+/// The same kernel with 64 KiB pages (`xtask::payloads::file_kernel::ensure_64k`), built once.
+pub fn file_kernel_64k() -> &'static std::path::PathBuf {
+    static IMAGE: OnceLock<std::path::PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let apt = xtask::payloads::apt::Apt::open(&xtask::paths::cache_dir()).expect("apt state");
+        xtask::payloads::file_kernel::ensure_64k(&apt).expect("building the 64K first kernel").image
+    })
+}
+
 /// Debian's arm64 kexec-tools with its libraries, unpacked once.
 pub fn kexec_tools() -> &'static xtask::payloads::kexec_tools::KexecTools {
     static TOOLS: OnceLock<xtask::payloads::kexec_tools::KexecTools> = OnceLock::new();

@@ -1,6 +1,7 @@
-//! Real kexec across page sizes: Debian's 6.12 with 16 KiB pages as the first kernel places the
-//! boot on its own pages (kexec_load refuses a segment off them), and as the payload it maps the
-//! emulator's runtime services, whose ranges are whole 64 KiB granules.
+//! Real kexec across page sizes: Debian's 6.12 with 16 KiB pages, and a 6.12 built with 64 KiB
+//! pages, as the first kernel place the boot on their own pages (kexec_load refuses a segment
+//! off them), and as the payload map the emulator's runtime services, whose ranges are whole
+//! 64 KiB granules.
 
 use qemu_tests::{efi_kexec, payloads, report, EntryEl};
 use std::time::Duration;
@@ -54,4 +55,22 @@ fn the_4k_first_kernel_kexecs_the_16k_kernel() {
     assert!(!stage_report(&t, "first", "up").unwrap().contains("16k"));
     assert_second_boot(&t);
     assert!(report(&t, "uname -r").ends_with("-arm64-16k"), "{}", report(&t, "uname -r"));
+}
+
+#[test]
+fn a_64k_first_kernel_kexecs_the_4k_6_12_image() {
+    let p = payloads();
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &next(&p.kernel("6.12").unwrap().image)).unwrap();
+    let t = show(boot_first_kernel(qemu_tests::file_kernel_64k(), EntryEl::El1, FirstBoot::Direct, &initramfs, None, TIMEOUT, false).expect("starting QEMU"));
+    assert!(t.contains("efi-kexec: loaded"), "segments on 64 KiB pages were taken");
+    assert_second_boot(&t);
+    assert!(report(&t, "uname -r").starts_with("6.12.95+deb12-arm64"), "{}", report(&t, "uname -r"));
+}
+
+#[test]
+fn the_4k_first_kernel_kexecs_the_64k_kernel() {
+    let p = payloads();
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &next(qemu_tests::file_kernel_64k())).unwrap();
+    let t = show(boot_first(p, EntryEl::El1, &initramfs, TIMEOUT, false).expect("starting QEMU"));
+    assert_second_boot(&t);
 }

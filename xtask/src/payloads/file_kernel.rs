@@ -119,16 +119,27 @@ pub struct FileKernel {
 
 /// Builds (once per source version, fragment and compiler) the kernel; minutes the first time.
 pub fn ensure(apt: &Apt) -> Result<FileKernel> {
+    build(apt, "", &[])
+}
+
+/// The same kernel with 64 KiB pages (RHEL's `kernel-64k`, Ubuntu's `-64k`): a first kernel
+/// whose pages are not the emulator's, and a payload that maps its runtime services with them
+/// (and reads the time through them: rtc-efi).
+pub fn ensure_64k(apt: &Apt) -> Result<FileKernel> {
+    build(apt, "-64k", &["CONFIG_ARM64_64K_PAGES=y", "CONFIG_RTC_DRV_EFI=y"])
+}
+
+fn build(apt: &Apt, flavour: &str, extra: &[&'static str]) -> Result<FileKernel> {
     let (src, version) = source_tree(apt, SERIES)?;
-    let fragment = fragment();
+    let fragment = [fragment(), extra.to_vec()].concat();
     let key = build_key(&version, &fragment)?;
-    let out = paths::cache_dir().join("file-kernel").join(format!("build-{SERIES}-{key}"));
+    let out = paths::cache_dir().join("file-kernel").join(format!("build-{SERIES}{flavour}-{key}"));
     let image = out.join("arch/arm64/boot/Image");
     if image.exists() {
         return Ok(FileKernel { source_version: version, image });
     }
     std::fs::create_dir_all(&out)?;
-    let label = format!("file-kernel {SERIES}");
+    let label = format!("file-kernel {SERIES}{flavour}");
     eprintln!("{label}: building a kexec_file_load kernel from linux-source-{SERIES} {version} (minutes, once)");
     configure(&src, &out, &fragment, &label)?;
     make(&src, &out, &["Image"], &label)?;
