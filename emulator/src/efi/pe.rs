@@ -156,6 +156,10 @@ impl<'a> PeImage<'a> {
         if self.size_of_headers as usize > self.file.len() || self.size_of_headers > self.size_of_image {
             return bad("SizeOfHeaders", self.size_of_headers, "inside the file and the image");
         }
+        // The pairwise overlap check below is quadratic: 65,535 sections would take minutes.
+        if self.section_count > MAX_SECTIONS {
+            return bad("NumberOfSections", self.section_count, "at most 96 (the limit of the Windows loader, which PE files are made for)");
+        }
         let table_end = self.sections_offset + self.section_count as usize * 40;
         if table_end > self.file.len() {
             return bad("NumberOfSections", self.section_count, "a section table inside the file");
@@ -317,6 +321,9 @@ impl<'a> PeImage<'a> {
     }
 }
 
+/// The most sections an image may have (PE/COFF: the Windows loader's limit).
+pub const MAX_SECTIONS: u16 = 96;
+
 /// A minimal, valid PE32+ AArch64 EFI application with one `.text` section, for tests here
 /// and in the tools (UKI assembly, bad-image corpora).
 #[doc(hidden)]
@@ -473,5 +480,22 @@ mod tests {
             assert_eq!(e.field, *field, "patching {off:#x}");
         }
         assert_eq!(PeImage::parse(&[]).unwrap_err().field, "file size");
+    }
+
+    /// 65,535 sections made the pairwise overlap check run for minutes under TCG; more than 96
+    /// are refused before it, with the table inside the file or not.
+    #[test]
+    fn more_than_96_sections_are_refused_at_once() {
+        let mut f = synthetic();
+        f.resize(0x148 + 65_535 * 40, 0);
+        for n in [97u16, 65_535] {
+            f[0x46..0x48].copy_from_slice(&n.to_le_bytes());
+            let started = std::time::Instant::now();
+            let e = PeImage::parse(&f).unwrap_err();
+            assert_eq!((e.field, e.value), ("NumberOfSections", n as u64));
+            assert!(started.elapsed() < std::time::Duration::from_millis(50));
+        }
+        f[0x46..0x48].copy_from_slice(&96u16.to_le_bytes());
+        assert_ne!(PeImage::parse(&f).err().map(|e| e.field), Some("NumberOfSections"), "96 are allowed");
     }
 }
