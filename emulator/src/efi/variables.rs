@@ -174,8 +174,17 @@ impl VariableStore {
             return Err(EfiError::WriteProtected);
         }
         let deleting = attributes & !efi::VARIABLE_APPEND_WRITE == 0 || (data.is_empty() && attributes & efi::VARIABLE_APPEND_WRITE == 0);
-        if self.runtime && !deleting && attributes & efi::VARIABLE_RUNTIME_ACCESS == 0 {
-            return Err(EfiError::InvalidParameter);
+        if self.runtime {
+            // UEFI 2.10 SetVariable: after ExitBootServices only non-volatile runtime variables
+            // may be set; volatile runtime ones are read-only data (EDK2: write protected).
+            if !deleting && attributes & efi::VARIABLE_RUNTIME_ACCESS == 0 {
+                return Err(EfiError::InvalidParameter);
+            }
+            match self.find(name, guid).map(|(at, _)| self.view(at).attributes) {
+                Some(a) if a & efi::VARIABLE_NON_VOLATILE == 0 => return Err(EfiError::WriteProtected),
+                None if !deleting && attributes & efi::VARIABLE_NON_VOLATILE == 0 => return Err(EfiError::InvalidParameter),
+                _ => {}
+            }
         }
         self.write(name, guid, attributes, data)
     }
@@ -201,6 +210,10 @@ impl VariableStore {
         let existing = self.find(name, guid);
         if stored == 0 || (data.is_empty() && !append) {
             let (at, len) = existing.ok_or(EfiError::NotFound)?;
+            // A delete that names attributes must name the variable's (EDK2 refuses others).
+            if stored != 0 && self.view(at).attributes != stored {
+                return Err(EfiError::InvalidParameter);
+            }
             self.remove(at, len);
             return Ok(());
         }
@@ -289,8 +302,31 @@ mod tests {
         assert_eq!(s.set(&w("BootOnly"), &G, efi::VARIABLE_BOOTSERVICE_ACCESS, b"x"), Err(EfiError::InvalidParameter), "no new boot-service variables");
         assert_eq!(s.set(&w("BootOnly"), &G, 0, b""), Err(EfiError::NotFound), "nor deleting one");
         assert_eq!(s.query(efi::VARIABLE_BOOTSERVICE_ACCESS), Err(EfiError::InvalidParameter));
-        s.set(&w("Both"), &G, BSRT, b"s").unwrap();
-        assert_eq!(s.iter().count(), 1);
+        // UEFI 2.10: volatile runtime variables are read-only data at runtime, and no new
+        // volatile one appears; non-volatile runtime variables stay writable.
+        assert_eq!(s.set(&w("Both"), &G, BSRT, b"s"), Err(EfiError::WriteProtected));
+        assert_eq!(s.set(&w("Both"), &G, 0, b""), Err(EfiError::WriteProtected), "nor deleted");
+        assert_eq!(s.set(&w("New"), &G, BSRT, b"n"), Err(EfiError::InvalidParameter));
+        let nv = efi::VARIABLE_NON_VOLATILE | BSRT;
+        s.set(&w("Kept"), &G, nv, b"k").unwrap();
+        s.set(&w("Kept"), &G, nv, b"K").unwrap();
+        assert_eq!(s.get(&w("Kept"), &G).unwrap().data, b"K");
+        assert_eq!(s.iter().count(), 2);
+    }
+
+    /// A delete (DataSize 0) naming attributes other than the variable's is refused, as EDK2
+    /// refuses it; Attributes 0 deletes whatever it is.
+    #[test]
+    fn a_delete_must_name_the_variables_attributes() {
+        let mut s = store(64 * 1024);
+        s.set(&w("Var"), &G, BSRT, b"v").unwrap();
+        assert_eq!(s.set(&w("Var"), &G, efi::VARIABLE_NON_VOLATILE | BSRT, b""), Err(EfiError::InvalidParameter));
+        assert!(s.get(&w("Var"), &G).is_ok());
+        s.set(&w("Var"), &G, BSRT, b"").unwrap();
+        assert_eq!(s.get(&w("Var"), &G), Err(EfiError::NotFound));
+        s.set(&w("Var"), &G, BSRT, b"v").unwrap();
+        s.set(&w("Var"), &G, 0, b"").unwrap();
+        assert_eq!(s.get(&w("Var"), &G), Err(EfiError::NotFound));
     }
 
     #[test]

@@ -358,19 +358,18 @@ fn own_get_variable(name: *mut u16, guid: *mut Guid, attributes: *mut u32, size:
         }
         with_variables(|s| {
             let v = s.get(name, &guid)?;
+            // UEFI 2.10: Attributes are returned with EFI_BUFFER_TOO_SMALL as with EFI_SUCCESS.
+            if !attributes.is_null() {
+                // SAFETY: the payload's optional out-argument.
+                unsafe { out(attributes, v.attributes)? };
+            }
             // SAFETY: the payload's in/out size argument.
             unsafe { sized_buffer(size, v.data.len())? };
             if data.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
-            // SAFETY: the caller's buffer holds at least `len` bytes (`sized_buffer`), and
-            // `attributes` is its optional out-argument.
-            unsafe {
-                core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len());
-                if !attributes.is_null() {
-                    out(attributes, v.attributes)?;
-                }
-            }
+            // SAFETY: the caller's buffer holds at least `len` bytes (`sized_buffer`).
+            unsafe { core::ptr::copy_nonoverlapping(v.data.as_ptr(), data as *mut u8, v.data.len()) };
             Ok(())
         })
     })

@@ -500,11 +500,13 @@ fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
         assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 1, &mut at), Status::UNSUPPORTED);
         assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key), Status::UNSUPPORTED);
         assert_eq!((bs.raise_tpl)(efi::TPL_NOTIFY), efi::TPL_NOTIFY, "RaiseTPL is inert afterwards");
-        // Runtime services stay, for runtime-access variables only.
+        // Runtime services stay, for non-volatile runtime-access variables only (UEFI 2.10).
         let mut name = ucs2("After");
         let data = [1u8, 2, 3];
         let attrs = efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS;
-        assert_eq!((m.rt().set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 3, data.as_ptr() as *mut c_void), Status::SUCCESS);
+        assert_eq!((m.rt().set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 3, data.as_ptr() as *mut c_void), Status::INVALID_PARAMETER, "no new volatile variable");
+        let nv = attrs | efi::VARIABLE_NON_VOLATILE;
+        assert_eq!((m.rt().set_variable)(name.as_mut_ptr(), &mut G1.clone(), nv, 3, data.as_ptr() as *mut c_void), Status::SUCCESS);
         let mut hidden = ucs2("BootOnly");
         let mut size = 8usize;
         let mut buf = [0u8; 8];
@@ -1051,7 +1053,7 @@ fn runtime_services_without_firmware() {
         assert_eq!((rt.set_variable)(name.as_mut_ptr(), &mut G1.clone(), attrs, 10, data.as_ptr() as *mut c_void), Status::SUCCESS);
         let (mut size, mut got_attrs) = (0usize, 0u32);
         assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G1.clone(), &mut got_attrs, &mut size, null_mut()), Status::BUFFER_TOO_SMALL);
-        assert_eq!(size, 10);
+        assert_eq!((size, got_attrs), (10, attrs), "UEFI 2.10: Attributes are set on EFI_BUFFER_TOO_SMALL too");
         let mut buf = [0u8; 10];
         assert_eq!((rt.get_variable)(name.as_mut_ptr(), &mut G1.clone(), &mut got_attrs, &mut size, buf.as_mut_ptr().cast()), Status::SUCCESS);
         assert_eq!((buf, got_attrs), (data, attrs));
