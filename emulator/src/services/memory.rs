@@ -53,7 +53,12 @@ efiapi! {
                     match written {
                         Ok(n) => {
                             out(size, n)?;
-                            out(key, c.memory.key())
+                            // Optional, as EDK2 has it (UEFI 2.10 does not list a NULL MapKey
+                            // as invalid).
+                            if !key.is_null() {
+                                out(key, c.memory.key())?;
+                            }
+                            Ok(())
                         }
                         Err((EfiError::BufferTooSmall, needed)) if map.is_null() && have >= needed => Err(EfiError::InvalidParameter),
                         Err((e, needed)) => {
