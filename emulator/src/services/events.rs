@@ -23,6 +23,13 @@ pub fn poll_timers() {
     dispatch();
 }
 
+/// When a Stall of `microseconds` from `now` ends, in counter ticks: saturating, so that a huge
+/// value waits (for ever, as asked) instead of wrapping to a deadline already past.
+pub fn stall_deadline(now: u64, microseconds: usize, ticks_per_second: u64) -> u64 {
+    let ticks = microseconds as u128 * ticks_per_second as u128 / 1_000_000;
+    now.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
+}
+
 /// The boot-services tick: an IRQ interrupted payload code below TPL_HIGH_LEVEL (IRQs masked
 /// now). Timers and the watchdog are served as when a payload waits in a service; the notify
 /// functions that run count as inside a service, so their calls do not unmask.
@@ -140,9 +147,16 @@ efiapi! {
 
     fn stall(microseconds: usize) -> Status {
         guarded(|| {
-            let freq = Machine::ticks_per_second();
-            let end = Machine::ticks() + (microseconds as u128 * freq as u128 / 1_000_000) as u64;
+            let end = stall_deadline(Machine::ticks(), microseconds, Machine::ticks_per_second());
+            // Timers and the watchdog are served while the payload stalls, as the tick serves
+            // them while it runs: a timer due during a long Stall fires in it.
+            let mut polled = Machine::ticks();
+            let every = Machine::ticks_per_second() / 10_000;
             while Machine::ticks() < end {
+                if Machine::ticks() >= polled.saturating_add(every) {
+                    poll_timers();
+                    polled = Machine::ticks();
+                }
                 core::hint::spin_loop();
             }
             poll_timers();

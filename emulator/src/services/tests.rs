@@ -241,6 +241,10 @@ fn events_timers_and_tpl() {
         assert_eq!((bs.check_event)(t), Status::NOT_READY);
         assert_eq!((bs.stall)(200), Status::SUCCESS);
         assert_eq!((bs.check_event)(t), Status::SUCCESS);
+        // A huge Stall waits instead of wrapping to a deadline in the past.
+        assert_eq!(events::stall_deadline(5, usize::MAX, 62_500_000), u64::MAX);
+        assert_eq!(events::stall_deadline(u64::MAX - 1, 10, 1_000_000), u64::MAX);
+        assert_eq!(events::stall_deadline(100, 1_000, 1_000_000), 1_100);
         assert_eq!((bs.check_event)(t), Status::NOT_READY, "checking takes the signal");
         assert_eq!((bs.set_timer)(t, efi::TIMER_RELATIVE, 500), Status::SUCCESS);
         let mut index = 9usize;
@@ -301,6 +305,10 @@ fn notifications_follow_the_tpl_and_repeat() {
             assert_eq!((bs.stall)(150), Status::SUCCESS);
         }
         assert!(count() >= 4 + 40, "five periods at least: {}", count());
+        // One long Stall: the timer keeps firing inside it, as the tick would make it.
+        let before = count();
+        assert_eq!((bs.stall)(2_000), Status::SUCCESS);
+        assert!(count() >= before + 10 * 10, "ten periods at least inside one Stall: {}", count() - before);
         assert_eq!((bs.close_event)(t), Status::SUCCESS);
     }
 }
