@@ -70,11 +70,14 @@ pub fn parse(text: &str) -> Result<Iomem, IomemError> {
             in_ram = name == "System RAM";
             if in_ram {
                 out.ram.push(extent);
-            } else if name.starts_with("System RAM (") {
-                out.driver_managed.push(extent);
             }
         } else if in_ram {
             out.busy.push((extent, name.to_string()));
+        }
+        // Driver-managed RAM sits at the top (dax kmem) or inside its device's region
+        // (virtio-mem: "virtio0" > "System RAM (virtio_mem)").
+        if !in_ram && name.starts_with("System RAM (") {
+            out.driver_managed.push(extent);
         }
     }
     if hidden && !text.trim().is_empty() {
@@ -105,7 +108,9 @@ mod tests {
 c0000000-c01fffff : reserved
 100000000-17fffffff : System RAM
   17f000000-17fffffff : Crash kernel
-180000000-1bfffffff : System RAM (virtio_mem)
+180000000-1bfffffff : virtio0
+  180000000-18fffffff : System RAM (virtio_mem)
+  190000000-197ffffff : System RAM (virtio_mem)
 1c0000000-1ffffffff : System RAM (kmem)
 ";
 
@@ -117,7 +122,11 @@ c0000000-c01fffff : reserved
         assert_eq!(names, ["Kernel code", "reserved", "Kernel data", "reserved", "nested deeper", "reserved", "Crash kernel"]);
         assert_eq!(m.busy[0].0, Extent::new(0x4021_0000, 0x4224_0000 - 0x4021_0000), "inclusive ends become exclusive");
         assert!(!m.busy.iter().any(|(e, _)| e.start == 0xc000_0000), "top-level reserved is not RAM at all");
-        assert_eq!(m.driver_managed, [Extent::new(0x1_8000_0000, 0x4000_0000), Extent::new(0x1_c000_0000, 0x4000_0000)], "virtio-mem and dax kmem: dumped, not handed on");
+        assert_eq!(
+            m.driver_managed,
+            [Extent::new(0x1_8000_0000, 0x1000_0000), Extent::new(0x1_9000_0000, 0x800_0000), Extent::new(0x1_c000_0000, 0x4000_0000)],
+            "virtio-mem (inside its device's region, as 6.12 lists it) and dax kmem: dumped, not handed on"
+        );
     }
 
     /// `mem=2G` on a 4 GiB machine: the device tree still has the RAM the kernel left alone.

@@ -111,6 +111,24 @@ fn kdump_under_uefi_firmware() {
     assert!(t.lines[panic..].iter().any(|(_, l)| l.contains("firmware ranges joined the map")), "the crash kernel's boot took the firmware's map");
 }
 
+/// RAM a driver manages is the crashed kernel's memory too: 512 MiB plugged through virtio-mem
+/// ("System RAM (virtio_mem)") are in the dump (they were left out, 1,909,403,648 B of vmcore for
+/// 2 GiB less the crash region).
+#[test]
+fn kdump_dumps_virtio_mem() {
+    let p = payloads();
+    let mut next = crash_6_12();
+    next.files = vec![("virtio_mem.ko".into(), xtask::payloads::packages::module(p.kernel("6.12").unwrap(), "drivers/virtio", "virtio_mem").unwrap())];
+    // Plugging runs in the driver's worker: wait until the 512 MiB are online.
+    next.before_load = Some(
+        "insmod /virtio_mem.ko\nfor i in 1 2 3 4 5 6 7 8 9 10; do grep -q 'System RAM (virtio_mem)' /proc/iomem && break; sleep 1; done\ngrep -i virtio /proc/iomem\necho \"$p: virtio-mem: $(grep -c 'System RAM (virtio_mem)' /proc/iomem) ranges\"".into(),
+    );
+    let t = kdump_with(EntryEl::El1, FirstBoot::DirectCrashKernelVirtioMem, next, 256);
+    assert!(stage_report(&t, "first", "virtio-mem").is_some_and(|r| r != "0 ranges"), "the driver plugged memory");
+    let vmcore: u64 = report(&t, "vmcore").parse().unwrap();
+    assert!(vmcore > 1_909_403_648 + 500_000_000, "the plugged 512 MiB are in the dump: {vmcore} B");
+}
+
 #[test]
 fn kdump_uki_254_at_el1() {
     uki_254(EntryEl::El1);

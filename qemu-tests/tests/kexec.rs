@@ -432,6 +432,25 @@ fn a_command_line_longer_than_the_block_reaches_the_kernel() {
     assert_eq!(report(&t, "cmdline"), append);
 }
 
+/// Two NUMA nodes, two `/memory` nodes: the plan spans both banks and the next kernel, booted
+/// through the emulator, sets both nodes up again from the device tree beside the UEFI map.
+#[test]
+fn two_memory_nodes_reach_the_next_kernel() {
+    let p = payloads();
+    let next = NextBoot { image: p.kernel("6.12").unwrap().image.clone(), initrd: Some(std::fs::read(&p.initramfs).unwrap()), append: Some(APPEND.into()), ..Default::default() };
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &next).unwrap();
+    let t = xtask::harness::kexec::boot_first_with(p, EntryEl::El1, xtask::harness::kexec::FirstBoot::DirectTwoNodes, &initramfs, TIMEOUT, false).unwrap();
+    eprintln!("$ {}\n{}", t.command, t.text());
+    assert_second_boot(&t, EntryEl::El1);
+    let exec = t.lines.iter().position(|(_, l)| l.contains("first: exec at uptime")).unwrap();
+    let after = &t.lines[exec..];
+    for node in ["node 0", "node 1"] {
+        assert!(after.iter().any(|(_, l)| l.contains(&format!("Initmem setup {node}"))), "the next kernel set up {node}");
+    }
+    let mem_kb: u64 = report(&t, "memtotal").split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(mem_kb > 1_900_000, "both banks are the next kernel's RAM: {mem_kb} kB");
+}
+
 /// "Load, then disable": after `kexec_load_disabled` is set, what was loaded still runs (as
 /// reboot(LINUX_REBOOT_CMD_KEXEC) allows); an unload with nothing loaded says so.
 #[test]

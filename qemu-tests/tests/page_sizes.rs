@@ -33,6 +33,8 @@ fn assert_second_boot(t: &Transcript) {
     assert_eq!(report(t, "efi"), "yes");
     assert_eq!(report(t, "cpus"), "2");
     assert!(t.contains("rtc-efi rtc-efi.0: registered as rtc"), "runtime GetTime works");
+    let exec = t.lines.iter().position(|(_, l)| l.contains("first: exec at uptime")).unwrap();
+    assert!(!t.lines[exec..].iter().any(|(_, l)| l.contains("rtc-pl031")), "the clock the emulator serves is not bound twice");
     assert!(!t.contains("FIRMWARE BUG") && !t.contains("[Firmware Bug]") && !t.contains("corrupted by EFI"));
 }
 

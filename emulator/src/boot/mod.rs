@@ -69,6 +69,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
         v = validate::validate(&RawMemory, param_addr, placement, &mut |_| ()).unwrap_or_else(|e| fatal!("{e} (after taking rt_info from the firmware)"));
     }
     exceptions::set_known_images((blob.base, blob.base + blob.mem_end), (v.kernel.start, v.kernel.end()));
+    let rtc = if v.runtime_phys.is_none() { claim_rtc(&v) } else { None };
     let dtb = RawMemory.bytes(v.dtb.start, v.dtb.size as usize).unwrap();
     let fdt = Fdt::new(dtb).unwrap_or_else(|e| fatal!("dtb at {:#x}: {e}", v.dtb.start));
     match fdt.psci_method() {
@@ -112,7 +113,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     if options.debug_stale_map_key {
         services::misc::DEBUG_STALE_KEY.store(true, core::sync::atomic::Ordering::Relaxed);
     }
-    let core = setup::build(&v, &blob, &fdt, &reserved, esp, &options).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
+    let core = setup::build(&v, &blob, &fdt, &reserved, esp, rtc, &options).unwrap_or_else(|e| fatal!("setting up boot services: {e:?}"));
     services::install(core);
     timeline::mark(Milestone::ServicesReady);
     let us = cpu::micros_since_entry();
@@ -270,6 +271,28 @@ static LONG_CMDLINE: crate::cell::BootCell<&'static str> = crate::cell::BootCell
 static BUNDLE_ESP: crate::cell::BootCell<EspInput> = crate::cell::BootCell::empty();
 
 /// Fills `rt_info` from the firmware the running kernel's stub recorded in `/chosen` (see
+/// The PL031 the emulator's GetTime/SetTime will drive, taken from the OS: its `compatible`
+/// becomes NOP words in the device tree, so Linux binds rtc-efi alone and not rtc-pl031 to the
+/// same clock too (EDK2 marks the node disabled). Its (base, size).
+fn claim_rtc(v: &Validated) -> Option<(u64, u64)> {
+    let mut path = [0u8; 64];
+    let (len, base, size) = {
+        let dtb = RawMemory.bytes(v.dtb.start, v.dtb.size as usize)?;
+        let (node, base, size) = Fdt::new(dtb).ok()?.pl031()?;
+        let name = node.name.as_bytes();
+        let len = name.len() + 1;
+        path.get_mut(1..len)?.copy_from_slice(name);
+        (len, base, size)
+    };
+    path[0] = b'/';
+    let path = core::str::from_utf8(&path[..len]).ok()?;
+    // SAFETY: the DTB is the loader's segment for this boot, the emulator's until
+    // ExitBootServices; no reference to it is alive here (the one above is gone), and its size
+    // does not change (a property becomes NOP words in place).
+    let dtb = unsafe { core::slice::from_raw_parts_mut(v.dtb.start as *mut u8, v.dtb.size as usize) };
+    crate::drivers::fdt::nop_property(dtb, path, "compatible").then_some((base, size))
+}
+
 /// `abi::firmware`): merges its memory map into the block's and reads its system table.
 fn derive_firmware(v: &Validated) {
     use crate::abi::firmware;

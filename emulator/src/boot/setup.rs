@@ -36,7 +36,15 @@ pub struct Reserved {
 
 /// Builds the core from the hand-off: memory map, tables, console, RNG, initrd, configuration
 /// tables.
-pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, esp: Option<EspInput>, options: &crate::abi::options::Options) -> Result<Core, EfiError> {
+pub fn build(
+    v: &Validated,
+    blob: &BlobLayout,
+    fdt: &Fdt,
+    reserved: &Reserved,
+    esp: Option<EspInput>,
+    rtc: Option<(u64, u64)>,
+    options: &crate::abi::options::Options,
+) -> Result<Core, EfiError> {
     let mut memory = initial_map(v);
     let pages = |e: &Extent| e.size.div_ceil(PAGE_SIZE);
     memory.retype(reserved.page_tables.start, pages(&reserved.page_tables), efi::BOOT_SERVICES_DATA, false)?;
@@ -65,8 +73,8 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, e
         }
     }
 
-    if v.runtime_phys.is_none() {
-        serve_rtc(&mut c, fdt);
+    if let Some((base, size)) = rtc {
+        serve_rtc(&mut c, base, size);
     }
     start_tick(fdt);
 
@@ -109,16 +117,9 @@ pub fn build(v: &Validated, blob: &BlobLayout, fdt: &Fdt, reserved: &Reserved, e
     Ok(c)
 }
 
-/// GetTime/SetTime on the device tree's PL031, which the memory map then lists as runtime MMIO so
-/// the OS maps it for runtime calls.
-fn serve_rtc(c: &mut Core, fdt: &Fdt) {
-    let root = fdt.root();
-    let Some(rtc) = root.children().find(|n| n.is_enabled() && n.compatible_with("arm,pl031")) else {
-        return;
-    };
-    let Some((base, size)) = rtc.reg(root.cells()).next() else {
-        return;
-    };
+/// GetTime/SetTime on the PL031 the boot flow claimed (`boot::claim_rtc`), which the memory map
+/// then lists as runtime MMIO so the OS maps it for runtime calls.
+fn serve_rtc(c: &mut Core, base: u64, size: u64) {
     match c.memory.add(crate::efi::memory::runtime_mmio(base, size)) {
         Ok(()) => {
             crate::arch::aarch64::platform::set_rtc(base);

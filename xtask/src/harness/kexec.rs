@@ -26,7 +26,7 @@ pub const FIRST_CPU: &str = "max,lpa2=off";
 /// The crash regions `boot` reserves, as command-line words.
 fn crash_append(boot: FirstBoot) -> String {
     match boot {
-        FirstBoot::DirectCrashKernel | FirstBoot::Edk2CrashKernel => format!(" {CRASHKERNEL}"),
+        FirstBoot::DirectCrashKernel | FirstBoot::Edk2CrashKernel | FirstBoot::DirectCrashKernelVirtioMem => format!(" {CRASHKERNEL}"),
         FirstBoot::DirectCrashKernelHighLow => format!(" {CRASHKERNEL_HIGH_LOW}"),
         _ => String::new(),
     }
@@ -62,6 +62,12 @@ pub enum FirstBoot {
     Edk2Gicv3Its,
     /// EDK2 boots it with [`CRASHKERNEL`]: kdump on a machine with UEFI firmware, as servers are.
     Edk2CrashKernel,
+    /// Booted directly with [`CRASHKERNEL`] and a virtio-mem device of 1 GiB with 512 MiB to plug
+    /// (`-m 2G,maxmem=4G`): RAM a driver manages, "System RAM (virtio_mem)" in /proc/iomem.
+    DirectCrashKernelVirtioMem,
+    /// Booted directly on two NUMA nodes of 1 GiB each: two `/memory` nodes, as multi-socket
+    /// and multi-bank machines have them.
+    DirectTwoNodes,
 }
 
 /// Debian's EDK2 for QEMU: the code (read-only) and the variable store template.
@@ -105,7 +111,11 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
         "-cpu",
         FIRST_CPU,
         "-m",
-        if boot == FirstBoot::DirectCrashKernelHighLow { "4G" } else { "2G" },
+        match boot {
+            FirstBoot::DirectCrashKernelHighLow => "4G",
+            FirstBoot::DirectCrashKernelVirtioMem => "2G,maxmem=4G",
+            _ => "2G",
+        },
         "-smp",
         "2",
         "-nodefaults",
@@ -122,6 +132,14 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
     .chain(["-kernel".into(), kernel.display().to_string(), "-initrd".into(), initrd.display().to_string()])
     .chain(["-append".into(), format!("{FIRST_APPEND}{extra}{}", crash_append(boot))])
     .collect();
+    if boot == FirstBoot::DirectTwoNodes {
+        args.extend(
+            ["-object", "memory-backend-ram,id=m0,size=1G", "-object", "memory-backend-ram,id=m1,size=1G", "-numa", "node,memdev=m0", "-numa", "node,memdev=m1"].map(String::from),
+        );
+    }
+    if boot == FirstBoot::DirectCrashKernelVirtioMem {
+        args.extend(["-object", "memory-backend-ram,id=vmem0,size=1G", "-device", "virtio-mem-pci,memdev=vmem0,requested-size=512M"].map(String::from));
+    }
     if boot == FirstBoot::Edk2Emag {
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
     }

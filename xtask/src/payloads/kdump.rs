@@ -87,7 +87,8 @@ pub fn first_stage(busybox: &Path, efi_kexec: &Path, probe: &Path, next: &NextBo
         load.push(' ');
         load.push_str(a);
     }
-    let mut c = stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, PANIC, PLANT), next)?;
+    let before = format!("{}\n{PLANT}", next.before_load.as_deref().unwrap_or(""));
+    let mut c = stage_cpio(busybox, &[], &script("first", "/efi-kexec info /next.efi", &load, PANIC, &before), next)?;
     c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec)?);
     c.file("kdump-probe", 0o755, &std::fs::read(probe)?);
     Ok(c.finish())

@@ -35,15 +35,20 @@ impl Stub {
 /// The kernel's efivarfs module, decompressed (Debian 6.12 ships it xz-compressed, and
 /// busybox insmod does not decompress).
 pub fn efivarfs_module(kernel: &Kernel) -> Result<Vec<u8>> {
+    module(kernel, "fs/efivarfs", "efivarfs")
+}
+
+/// One of the kernel's modules (`dir` under `kernel/`, `name` without `.ko`), decompressed.
+pub fn module(kernel: &Kernel, dir: &str, name: &str) -> Result<Vec<u8>> {
     let root = kernel.image.parent().unwrap().parent().unwrap();
     let modules = root.join("lib/modules");
     let release = std::fs::read_dir(&modules)?.flatten().next().context("no /lib/modules/<release>")?.path();
-    let dir = release.join("kernel/fs/efivarfs");
-    let plain = dir.join("efivarfs.ko");
+    let dir = release.join("kernel").join(dir);
+    let plain = dir.join(format!("{name}.ko"));
     if plain.exists() {
         return Ok(std::fs::read(plain)?);
     }
-    let xz = dir.join("efivarfs.ko.xz");
+    let xz = dir.join(format!("{name}.ko.xz"));
     let out = std::process::Command::new("xz").arg("-dc").arg(&xz).output().with_context(|| format!("xz -dc {} (install xz-utils)", xz.display()))?;
     anyhow::ensure!(out.status.success(), "xz -dc {} failed", xz.display());
     Ok(out.stdout)

@@ -239,6 +239,14 @@ impl<'a> Fdt<'a> {
         Ok((addr, size))
     }
 
+    /// The enabled PL031 real-time clock among the root's devices: its node and `reg`.
+    pub fn pl031(&self) -> Option<(Node<'a>, u64, u64)> {
+        let root = self.root();
+        let rtc = root.children().find(|n| n.is_enabled() && n.compatible_with("arm,pl031"))?;
+        let (base, size) = rtc.reg(root.cells()).next()?;
+        Some((rtc, base, size))
+    }
+
     /// Every `/memory` range.
     pub fn memory(&self) -> impl Iterator<Item = (u64, u64)> + 'a {
         let root = self.root();

@@ -130,3 +130,22 @@ fn the_console_is_a_pl011_at_its_translated_address_or_none() {
     assert_eq!(console(&mut tree, "/pl011@9000000"), Ok((0x900_0000, 0x1000)), "a root device needs no translation");
     assert_eq!(console(&mut tree, "serial7"), Err("/chosen/stdout-path names no node of the tree".into()));
 }
+
+/// The PL031 the emulator's runtime GetTime drives is taken from the OS by NOP-ing its
+/// `compatible` in place: Linux then binds rtc-efi alone, not rtc-pl031 to the same clock too.
+#[test]
+fn the_served_pl031_is_hidden_from_the_os() {
+    let mut tree = Tree::parse(&virt_dtb(1 << 30, "hvc")).unwrap();
+    let rtc = tree.root.child_mut("pl031@9010000");
+    rtc.set_property("compatible", b"arm,pl031\0arm,primecell\0".to_vec());
+    rtc.set_property("reg", [0x901_0000u64.to_be_bytes(), 0x1000u64.to_be_bytes()].concat());
+    let mut blob = tree.to_blob();
+    let (node, base, size) = Fdt::new(&blob).unwrap().pl031().unwrap();
+    assert_eq!((node.name, base, size), ("pl031@9010000", 0x901_0000, 0x1000));
+    let len = blob.len();
+    assert!(nop_property(&mut blob, "/pl031@9010000", "compatible"));
+    assert_eq!(blob.len(), len);
+    let fdt = Fdt::new(&blob).unwrap();
+    assert!(fdt.pl031().is_none(), "no driver matches it now");
+    assert_eq!(fdt.find("/pl031@9010000").unwrap().reg(fdt.root().cells()).next(), Some((0x901_0000, 0x1000)), "still mapped by the memory plan");
+}
