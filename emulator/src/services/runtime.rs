@@ -45,14 +45,16 @@ struct RuntimeState {
     /// then refuses every map).
     ranges: BootCell<([FirmwareRange; MAX_FIRMWARE_RANGES], usize)>,
     too_many_ranges: AtomicBool,
-    /// Where EFI_STATE.rt_properties_TABLE's `supported` field lives, and the firmware's own mask, to
+    /// Where EFI_RT_PROPERTIES_TABLE's `supported` field lives, and the firmware's own mask, to
     /// say the truth when the firmware is hidden or reachable again.
     rt_properties: AtomicU64,
     firmware_mask: AtomicU32,
     /// The time zone and daylight flags SetTime was given (the RTC counts seconds only), packed
-    /// as `ZONE_SET | timezone << 8 | daylight`; 0 until then. (All of this struct starts zero,
-    /// so it costs the blob no bytes.)
+    /// as `ZONE_SET | timezone << 8 | daylight`; 0 until then. (All of this struct starts
+    /// zero, so it costs the blob no bytes.)
     time_zone: AtomicU32,
+    /// A SetVirtualAddressMap succeeded: the next one is refused.
+    virtual_mode: AtomicBool,
 }
 
 /// `RuntimeState::time_zone` holds what SetTime was given.
@@ -66,6 +68,7 @@ static STATE: RuntimeState = RuntimeState {
     rt_properties: AtomicU64::new(0),
     firmware_mask: AtomicU32::new(0),
     time_zone: AtomicU32::new(0),
+    virtual_mode: AtomicBool::new(false),
 };
 
 /// Records the firmware's runtime ranges (those the first kernel moved); false when there are
@@ -173,6 +176,11 @@ efiapi! {
         // A map that keeps every runtime range where it runs changes nothing and succeeds; any
         // other is refused with EFI_UNSUPPORTED ("already in virtual address mode"), and Linux
         // then boots with runtime services disabled.
+        // Only at runtime, and once (UEFI 2.10: EFI_UNSUPPORTED "not at runtime, or already in
+        // virtual address mapped mode"; EDK2 checks this first).
+        if !exited() || STATE.virtual_mode.load(Ordering::Relaxed) {
+            return Status::UNSUPPORTED;
+        }
         if map.is_null() || desc_size < 40 || version != efi::MEMORY_DESCRIPTOR_VERSION {
             return Status::INVALID_PARAMETER;
         }
@@ -199,6 +207,7 @@ efiapi! {
                 return Status::UNSUPPORTED;
             }
         }
+        STATE.virtual_mode.store(true, Ordering::Relaxed);
         // Everything stays where it runs: a firmware hidden at ExitBootServices is reachable.
         let hidden = STATE.hidden_firmware.swap(0, Ordering::Relaxed);
         if hidden != 0 {
@@ -407,10 +416,10 @@ fn own_set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usiz
     })
 }
 
-/// What the runtime side really does after ExitBootServices, for EFI_STATE.rt_properties_TABLE. With
+/// What the runtime side really does after ExitBootServices, for EFI_RT_PROPERTIES_TABLE. With
 /// firmware, SetVirtualAddressMap stays in: a payload must call it to learn whether the
 /// firmware can be reached at the addresses it wants (it cannot be moved again), and Linux
-/// disables runtime services when the call fails; without it (EFI_STATE.rt_properties says no), Linux
+/// disables runtime services when the call fails; without it (EFI_RT_PROPERTIES says no), Linux
 /// would map the firmware 1:1 and call it there, where its relocated pointers do not work.
 pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     match firmware_mask {
@@ -422,7 +431,7 @@ pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     }
 }
 
-/// Remembers where EFI_STATE.rt_properties_TABLE is and the firmware's own mask.
+/// Remembers where EFI_RT_PROPERTIES_TABLE is and the firmware's own mask.
 pub fn set_properties(props_supported: *mut u32, firmware_mask: Option<u32>) {
     STATE.rt_properties.store(props_supported as u64, Ordering::Relaxed);
     STATE.firmware_mask.store(firmware_mask.unwrap_or(0), Ordering::Relaxed);
@@ -495,5 +504,6 @@ pub fn reset_for_test() {
         a.store(0, Ordering::Relaxed);
     }
     STATE.too_many_ranges.store(false, Ordering::Relaxed);
+    STATE.virtual_mode.store(false, Ordering::Relaxed);
     record_firmware_ranges(core::iter::empty());
 }

@@ -1138,7 +1138,7 @@ fn runtime_services_without_firmware() {
         assert_eq!((rt.set_time)(&mut time), Status::DEVICE_ERROR, "past what 32 bits of seconds hold");
         host::state(|s| s.rtc = None);
 
-        // SetVirtualAddressMap: the identity map of the emulator is the only one it takes.
+        // SetVirtualAddressMap: only at runtime, once, and only the emulator's identity map.
         let d = efi::MemoryDescriptor {
             r#type: efi::RUNTIME_SERVICES_DATA,
             physical_start: 0x4000_0000,
@@ -1147,11 +1147,15 @@ fn runtime_services_without_firmware() {
             attribute: efi::MEMORY_RUNTIME,
         };
         let mut one = [d];
-        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::SUCCESS);
-        one[0].virtual_start = 0xffff_0000_0000;
-        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::UNSUPPORTED, "a move");
+        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::UNSUPPORTED, "not at runtime yet");
+        assert_eq!((m.bs().exit_boot_services)(core::ptr::without_provenance_mut(1), map_key(m.bs())), Status::SUCCESS);
         assert_eq!((rt.set_virtual_address_map)(40, 8, 1, one.as_mut_ptr()), Status::INVALID_PARAMETER);
         assert_eq!((rt.set_virtual_address_map)(40, 40, 1, null_mut()), Status::INVALID_PARAMETER);
+        one[0].virtual_start = 0xffff_0000_0000;
+        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::UNSUPPORTED, "a move");
+        one[0].virtual_start = 0x4000_0000;
+        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!((rt.set_virtual_address_map)(40, 40, 1, one.as_mut_ptr()), Status::UNSUPPORTED, "once only");
     }
 }
 
