@@ -158,6 +158,21 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
         c.events.cancel_timers();
         // ExitBootServices disarms the watchdog (spec).
         c.misc.watchdog = None;
+        // What of the system table stays valid at runtime (UEFI 2.10 section 4.3): the boot
+        // services and the consoles go, as EDK2 clears them.
+        let st = c.tables.systab;
+        // SAFETY: the system table lives in runtime data the core owns; the payload is in the
+        // call that ends boot services and reads it again only after.
+        unsafe {
+            (*st).boot_services = core::ptr::null_mut();
+            (*st).con_in = core::ptr::null_mut();
+            (*st).console_in_handle = core::ptr::null_mut();
+            (*st).con_out = core::ptr::null_mut();
+            (*st).console_out_handle = core::ptr::null_mut();
+            (*st).std_err = core::ptr::null_mut();
+            (*st).standard_error_handle = core::ptr::null_mut();
+            super::seal(&raw mut (*st).hdr);
+        }
     });
     super::diagnostics::integrity::verify("ExitBootServices");
     // Interrupts stay masked (they always were); from here on boot services refuse.

@@ -505,6 +505,15 @@ fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
         assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key + 1), Status::INVALID_PARAMETER, "stale key");
         let key = map_key(bs);
         assert_eq!((bs.exit_boot_services)(shim_loaded, key), Status::SUCCESS, "an image handle the payload made");
+        // The system table keeps only what stays valid at runtime (UEFI 2.10 section 4.3), sealed.
+        let st = &*m.systab;
+        assert!(st.boot_services.is_null() && st.con_in.is_null() && st.con_out.is_null() && st.std_err.is_null());
+        assert!(st.console_in_handle.is_null() && st.console_out_handle.is_null() && st.standard_error_handle.is_null());
+        assert!(!st.runtime_services.is_null() && !st.configuration_table.is_null());
+        let mut bytes = vec![0u8; st.hdr.header_size as usize];
+        core::ptr::copy_nonoverlapping((&st.hdr as *const efi::TableHeader).cast::<u8>(), bytes.as_mut_ptr(), bytes.len());
+        bytes[16..20].fill(0);
+        assert_eq!(crate::efi::crc32::crc32(&bytes), st.hdr.crc32, "sealed again");
         assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 5, "the group was signaled");
         let mut p = null_mut();
         let mut at = 0u64;
