@@ -226,6 +226,11 @@ pub fn copy_to_pool(c: &mut Core, bytes: &[u8]) -> Result<*mut u8, EfiError> {
 
 /// Installs a protocol instance the emulator publishes on a new handle.
 pub fn install_protocol<T>(c: &mut Core, guid: &Guid, value: T) -> Result<usize, EfiError> {
+    install_protocol_on(c, None, guid, value)
+}
+
+/// [`install_protocol`] on `handle` (`None`: a new one); returns the handle.
+pub fn install_protocol_on<T>(c: &mut Core, handle: Option<usize>, guid: &Guid, value: T) -> Result<usize, EfiError> {
     let p = publish(c, efi::BOOT_SERVICES_DATA, value)?;
-    c.handles.install(None, guid, p as usize)
+    c.handles.install(handle, guid, p as usize)
 }

@@ -100,9 +100,9 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
     }
     let (console, con_out, con_in) = console::install(&mut c)?;
     serial_io::install(&mut c, console)?;
-    device_path_utilities::install(&mut c)?;
-    device_path_to_text::install(&mut c)?;
-    device_path_from_text::install(&mut c)?;
+    let device_paths = device_path_utilities::install(&mut c)?;
+    device_path_to_text::install(&mut c, device_paths)?;
+    device_path_from_text::install(&mut c, device_paths)?;
     decompress::install(&mut c)?;
     reset_notification::install(&mut c)?;
     unicode_collation::install(&mut c)?;

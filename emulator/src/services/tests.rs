@@ -653,6 +653,21 @@ fn device_path_utilities() {
         let mut p: *mut c_void = null_mut();
         assert_eq!((bs.locate_protocol)(&mut efi::protocols::device_path_utilities::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
         let u = &*(p as *const efi::protocols::device_path_utilities::Protocol);
+        // The three device-path protocols share one handle, as EDK2's DevicePathDxe has them
+        // (applications open Utilities on the DevicePathToText handle).
+        let mut handles = [null_mut(); 3];
+        for (h, guid) in handles.iter_mut().zip([
+            efi::protocols::device_path_utilities::PROTOCOL_GUID,
+            efi::protocols::device_path_to_text::PROTOCOL_GUID,
+            efi::protocols::device_path_from_text::PROTOCOL_GUID,
+        ]) {
+            let (mut n, mut buf) = (0usize, null_mut());
+            assert_eq!((bs.locate_handle_buffer)(efi::BY_PROTOCOL, &mut guid.clone(), null_mut(), &mut n, &mut buf), Status::SUCCESS);
+            assert_eq!(n, 1);
+            *h = *buf;
+            assert_eq!((bs.free_pool)(buf.cast()), Status::SUCCESS);
+        }
+        assert!(handles[0] == handles[1] && handles[1] == handles[2], "{handles:?}");
         let a = crate::efi::device_path::vendor_media(&G1);
         let b = crate::efi::device_path::vendor_media(&G2);
         let (pa, pb) = (a.as_ptr() as *const _, b.as_ptr() as *const _);

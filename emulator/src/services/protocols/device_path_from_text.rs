@@ -33,8 +33,9 @@ efiapi! {
     }
 }
 
-pub fn install(c: &mut Core) -> Result<(), EfiError> {
+/// Publishes the protocol on `handle`, DevicePathUtilities' (see its `install`).
+pub fn install(c: &mut Core, handle: usize) -> Result<(), EfiError> {
     let protocol = dpft::Protocol { convert_text_to_device_node: convert_text_to_device_node::entry, convert_text_to_device_path: convert_text_to_device_path::entry };
-    install_protocol(c, &dpft::PROTOCOL_GUID, protocol)?;
+    install_protocol_on(c, Some(handle), &dpft::PROTOCOL_GUID, protocol)?;
     Ok(())
 }

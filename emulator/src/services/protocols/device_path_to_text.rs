@@ -33,8 +33,9 @@ efiapi! {
     }
 }
 
-pub fn install(c: &mut Core) -> Result<(), EfiError> {
+/// Publishes the protocol on `handle`, DevicePathUtilities' (see its `install`).
+pub fn install(c: &mut Core, handle: usize) -> Result<(), EfiError> {
     let protocol = dptt::Protocol { convert_device_node_to_text: convert_device_node_to_text::entry, convert_device_path_to_text: convert_device_path_to_text::entry };
-    install_protocol(c, &dptt::PROTOCOL_GUID, protocol)?;
+    install_protocol_on(c, Some(handle), &dptt::PROTOCOL_GUID, protocol)?;
     Ok(())
 }

@@ -89,7 +89,9 @@ efiapi! {
     }
 }
 
-pub fn install(c: &mut Core) -> Result<(), EfiError> {
+/// Publishes the protocol on a handle of its own, which DevicePathToText and DevicePathFromText
+/// then share (as EDK2's DevicePathDxe has them); returns it.
+pub fn install(c: &mut Core) -> Result<usize, EfiError> {
     let protocol = dpu::Protocol {
         get_device_path_size: get_device_path_size::entry,
         duplicate_device_path: duplicate_device_path::entry,
@@ -100,6 +102,5 @@ pub fn install(c: &mut Core) -> Result<(), EfiError> {
         is_device_path_multi_instance: is_device_path_multi_instance::entry,
         create_device_node: create_device_node::entry,
     };
-    install_protocol(c, &dpu::PROTOCOL_GUID, protocol)?;
-    Ok(())
+    install_protocol(c, &dpu::PROTOCOL_GUID, protocol)
 }
