@@ -547,6 +547,26 @@ fn images_load_start_exit_and_unload() {
         let junk = [0u8; 64];
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, null_mut()), Status::INVALID_PARAMETER);
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, 0x99 as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h), Status::INVALID_PARAMETER, "no such parent");
+        // A parent the payload made itself (shim's own images): any handle with a LoadedImage.
+        let mut own: efi::Handle = null_mut();
+        let li: &mut efi::protocols::loaded_image::Protocol = Box::leak(Box::new(core::mem::zeroed()));
+        assert_eq!(
+            (bs.install_protocol_interface)(
+                &mut own,
+                &mut efi::protocols::loaded_image::PROTOCOL_GUID.clone(),
+                efi::NATIVE_INTERFACE,
+                (li as *mut efi::protocols::loaded_image::Protocol).cast()
+            ),
+            Status::SUCCESS
+        );
+        assert_eq!(
+            (bs.load_image)(efi::Boolean::FALSE, own, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h),
+            Status::LOAD_ERROR,
+            "the parent is taken; the image is not a PE file"
+        );
+        let mut plain: efi::Handle = null_mut();
+        assert_eq!((bs.install_protocol_interface)(&mut plain, &mut G1.clone(), efi::NATIVE_INTERFACE, null_mut()), Status::SUCCESS);
+        assert_eq!((bs.load_image)(efi::Boolean::FALSE, plain, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h), Status::INVALID_PARAMETER, "no LoadedImage on it");
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), junk.as_ptr() as *mut c_void, 64, &mut h), Status::LOAD_ERROR, "not a PE file");
         assert_eq!((bs.load_image)(efi::Boolean::FALSE, kernel as efi::Handle, null_mut(), null_mut(), 0, &mut h), Status::INVALID_PARAMETER, "no buffer, no path");
         let path = crate::efi::device_path::vendor_media(&G2);
