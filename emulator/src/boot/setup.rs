@@ -292,7 +292,8 @@ pub fn start_kernel(v: &Validated, fdt: &Fdt, blob: &BlobLayout, esp: Option<Esp
         heap: crate::heap::used(),
         pages: allocated.saturating_sub(image_pages) * PAGE_SIZE,
     });
-    // As a firmware boot manager arms it before it starts a boot option.
+    // As a firmware boot manager signals and arms them before it starts a boot option.
+    misc::ready_to_boot();
     misc::arm_watchdog(misc::BOOT_WATCHDOG_SECONDS, handle);
     image::report_handoff(entry);
     let status = image::start(handle)?;

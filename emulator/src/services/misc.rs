@@ -92,6 +92,8 @@ efiapi! {
 pub struct MiscState {
     /// The last value GetNextMonotonicCount returned.
     pub monotonic: u64,
+    /// EFI_EVENT_GROUP_BEFORE_EXIT_BOOT_SERVICES was signalled (at the first ExitBootServices).
+    pub before_exit_signaled: bool,
     pub watchdog: Option<Watchdog>,
 }
 
@@ -103,6 +105,15 @@ pub struct Watchdog {
     /// Its length, and the image it was armed for, for the message.
     pub seconds: u64,
     pub image: usize,
+}
+
+/// What a boot manager signals right before it starts a boot option (UEFI 2.10 section 7.1):
+/// EFI_EVENT_GROUP_READY_TO_BOOT, then EFI_EVENT_GROUP_AFTER_READY_TO_BOOT.
+pub fn ready_to_boot() {
+    for group in [efi::EVENT_GROUP_READY_TO_BOOT, efi::EVENT_GROUP_AFTER_READY_TO_BOOT] {
+        with_core(|c| c.events.signal_group(&group));
+        dispatch();
+    }
 }
 
 /// The watchdog firmware arms before it starts a boot option (UEFI 2.10 section 3.1.2).
@@ -134,6 +145,12 @@ pub fn check_watchdog() {
 pub static DEBUG_STALE_KEY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
+    // The last chance to use boot services, before the key is checked, once (UEFI 2.10
+    // section 7.1; EDK2 signals it at the first call only).
+    if with_core(|c| !core::mem::replace(&mut c.misc.before_exit_signaled, true)) {
+        with_core(|c| c.events.signal_group(&efi::EVENT_GROUP_BEFORE_EXIT_BOOT_SERVICES));
+        dispatch();
+    }
     with_core(|c| {
         // The spec refuses only a stale key. The handle may be one the emulator never loaded:
         // shim 16 starts GRUB on a handle of its own, and GRUB hands it to Linux.

@@ -483,6 +483,28 @@ fn configuration_tables_and_misc() {
     }
 }
 
+/// Before it starts the kernel, the boot flow signals what a boot manager signals before a boot
+/// option: READY_TO_BOOT, then AFTER_READY_TO_BOOT (systemd-stub and shim listen).
+#[test]
+fn the_boot_option_is_announced_ready_to_boot() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    static ORDER: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+    extern "efiapi" fn record(_: efi::Event, context: *mut c_void) {
+        ORDER.lock().unwrap().push(context as usize);
+    }
+    // SAFETY: see the module comment.
+    unsafe {
+        for (context, guid) in [(1usize, efi::EVENT_GROUP_AFTER_READY_TO_BOOT), (2, efi::EVENT_GROUP_READY_TO_BOOT)] {
+            let (mut e, mut g) = (null_mut(), guid);
+            assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(record), context as *mut c_void, &mut g, &mut e), Status::SUCCESS);
+        }
+    }
+    misc::ready_to_boot();
+    assert_eq!(*ORDER.lock().unwrap(), [2, 1], "READY_TO_BOOT, then AFTER_READY_TO_BOOT");
+    drop(m);
+}
+
 #[test]
 fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
     let (m, kernel) = machine();
@@ -492,6 +514,10 @@ fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
     unsafe {
         let mut e = null_mut();
         assert_eq!((bs.create_event)(efi::EVT_SIGNAL_EXIT_BOOT_SERVICES, efi::TPL_NOTIFY, Some(count_notify), 5 as *mut c_void, &mut e), Status::SUCCESS);
+        // EFI_EVENT_GROUP_BEFORE_EXIT_BOOT_SERVICES: at the first call, before the key check.
+        let mut before = null_mut();
+        let mut group = efi::EVENT_GROUP_BEFORE_EXIT_BOOT_SERVICES;
+        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), 100 as *mut c_void, &mut group, &mut before), Status::SUCCESS);
         let mut hidden = ucs2("BootOnly");
         let bs_only = efi::VARIABLE_BOOTSERVICE_ACCESS;
         assert_eq!((m.rt().set_variable)(hidden.as_mut_ptr(), &mut G1.clone(), bs_only, 1, [7u8].as_ptr() as *mut c_void), Status::SUCCESS);
@@ -503,6 +529,7 @@ fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
         assert_eq!((bs.install_protocol_interface)(&mut shim_loaded, &mut li_guid, efi::NATIVE_INTERFACE, li.as_mut_ptr().cast()), Status::SUCCESS);
         let key = map_key(bs);
         assert_eq!((bs.exit_boot_services)(kernel as efi::Handle, key + 1), Status::INVALID_PARAMETER, "stale key");
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 100, "BEFORE_EXIT_BOOT_SERVICES ran before the key check");
         let key = map_key(bs);
         assert_eq!((bs.exit_boot_services)(shim_loaded, key), Status::SUCCESS, "an image handle the payload made");
         // The system table keeps only what stays valid at runtime (UEFI 2.10 section 4.3), sealed.
@@ -514,7 +541,7 @@ fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
         core::ptr::copy_nonoverlapping((&st.hdr as *const efi::TableHeader).cast::<u8>(), bytes.as_mut_ptr(), bytes.len());
         bytes[16..20].fill(0);
         assert_eq!(crate::efi::crc32::crc32(&bytes), st.hdr.crc32, "sealed again");
-        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 5, "the group was signaled");
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 105, "the group was signaled, BEFORE_EXIT_BOOT_SERVICES only once");
         let mut p = null_mut();
         let mut at = 0u64;
         assert_eq!((bs.allocate_pool)(efi::LOADER_DATA, 8, &mut p), Status::UNSUPPORTED);
