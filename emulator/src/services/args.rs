@@ -84,6 +84,21 @@ pub unsafe fn ucs2_arg<'a>(p: *const u16) -> Result<&'a [u16], EfiError> {
     Ok(unsafe { core::slice::from_raw_parts(p, n) })
 }
 
+/// A NUL-terminated UCS-2 string in a buffer of `units` units: refused when no NUL lies in the
+/// buffer, which is never read past (GetNextVariableName's VariableNameSize).
+///
+/// # Safety
+/// `p` is NULL or points to `units` readable units that stay unchanged while the result is used.
+pub unsafe fn ucs2_arg_within<'a>(p: *const u16, units: usize) -> Result<&'a [u16], EfiError> {
+    if p.is_null() || !p.is_aligned() {
+        return Err(EfiError::InvalidParameter);
+    }
+    // SAFETY: `units` readable units per the contract.
+    let buffer = unsafe { core::slice::from_raw_parts(p, units.min(MAX_STRING + 1)) };
+    let n = buffer.iter().position(|&u| u == 0).ok_or(EfiError::InvalidParameter)?;
+    Ok(&buffer[..n])
+}
+
 /// `len` bytes the payload passed.
 ///
 /// # Safety

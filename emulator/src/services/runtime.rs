@@ -235,19 +235,37 @@ efiapi! {
 
     fn get_next_variable_name(size: *mut usize, name: *mut u16, guid: *mut Guid) -> Status {
         let Some(f) = firmware() else { return own_get_next_variable_name(size, name, guid) };
-        // The firmware's names, then the emulator's own.
-        if own_has(name, guid) {
+        // The firmware's names (but those the emulator's own shadow), then the emulator's own.
+        if size.is_null() || name.is_null() {
+            return Status::INVALID_PARAMETER;
+        }
+        // SAFETY: the payload's in/out size argument, and a name no longer than its buffer.
+        let current = unsafe { ucs2_arg_within(name, size.read() / 2) };
+        let Ok(current) = current else { return Status::INVALID_PARAMETER };
+        if !current.is_empty() && own_has(current, guid) {
             return own_get_next_variable_name(size, name, guid);
         }
-        // SAFETY: as above.
-        let st = unsafe { (f.get_next_variable_name)(size, name, guid) };
-        if st != Status::NOT_FOUND {
-            return st;
+        loop {
+            // SAFETY: as above.
+            let st = unsafe { (f.get_next_variable_name)(size, name, guid) };
+            match st {
+                // SAFETY: the firmware wrote a NUL-terminated name into the buffer.
+                Status::SUCCESS if unsafe { ucs2_arg_within(name, size.read() / 2) }.is_ok_and(|n| own_has(n, guid)) => continue,
+                Status::NOT_FOUND => break,
+                st => return st,
+            }
         }
-        // The firmware's list ended: start the emulator's, from the empty name.
-        // SAFETY: the firmware accepted the buffer, which holds at least the NUL.
-        unsafe { name.write_unaligned(0) };
-        own_get_next_variable_name(size, name, guid)
+        // The firmware's list ended: the emulator's, from its first name; the caller's buffer
+        // is left as it was when there is none.
+        run(|| {
+            // SAFETY: the payload's GUID argument.
+            let g = unsafe { guid_arg(guid)? };
+            with_variables(|s| {
+                let v = s.next(&[], &g)?;
+                // SAFETY: as in `own_get_next_variable_name`.
+                unsafe { write_name(size, name, guid, v.name, v.guid) }
+            })
+        })
     }
 
     fn set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usize, data: *mut c_void) -> Status {
@@ -255,7 +273,7 @@ efiapi! {
         // The emulator keeps what the firmware, at runtime, would refuse (see `kept_here`), and
         // deletes its own; everything else goes to the firmware.
         let deleting = size == 0 || attributes == 0;
-        let own = if deleting { own_has(name, guid) } else { kept_here(attributes) };
+        let own = if deleting { own_has_arg(name, guid) } else { kept_here(attributes) };
         if own {
             return own_set_variable(name, guid, attributes, size, data);
         }
@@ -352,10 +370,31 @@ fn own_set_time(time: *mut efi::Time) -> Result<(), EfiError> {
 }
 
 /// True when the emulator's own store holds `name`/`guid` (invalid arguments hold nothing).
-fn own_has(name: *mut u16, guid: *mut Guid) -> bool {
-    // SAFETY: the payload's name and GUID arguments.
-    let (Ok(name), Ok(guid)) = (unsafe { ucs2_arg(name) }, unsafe { guid_arg(guid) }) else { return false };
+fn own_has(name: &[u16], guid: *mut Guid) -> bool {
+    // SAFETY: the payload's GUID argument.
+    let Ok(guid) = (unsafe { guid_arg(guid) }) else { return false };
     !name.is_empty() && with_variables(|s| s.get(name, &guid).map(|_| ())).is_ok()
+}
+
+/// [`own_has`] for a name argument of the payload.
+fn own_has_arg(name: *mut u16, guid: *mut Guid) -> bool {
+    // SAFETY: the payload's name argument.
+    unsafe { ucs2_arg(name) }.is_ok_and(|n| own_has(n, guid))
+}
+
+/// Writes a name and its GUID into GetNextVariableName's out-arguments.
+///
+/// # Safety
+/// The payload's in/out size, name and GUID arguments.
+unsafe fn write_name(size: *mut usize, name: *mut u16, guid: *mut Guid, found: &[u16], found_guid: Guid) -> Result<(), EfiError> {
+    // SAFETY: per the contract; the buffer holds the name and its NUL once `sized_buffer`
+    // accepted it.
+    unsafe {
+        sized_buffer(size, (found.len() + 1) * 2)?;
+        core::ptr::copy_nonoverlapping(found.as_ptr(), name, found.len());
+        name.add(found.len()).write(0);
+        out(guid, found_guid)
+    }
 }
 
 fn own_get_variable(name: *mut u16, guid: *mut Guid, attributes: *mut u32, size: *mut usize, data: *mut c_void) -> Status {
@@ -389,21 +428,15 @@ fn own_get_next_variable_name(size: *mut usize, name: *mut u16, guid: *mut Guid)
         if name.is_null() {
             return Err(EfiError::InvalidParameter);
         }
-        // SAFETY: the payload's in/out size, name and GUID arguments.
-        let (have, current, g) = unsafe { (read(size)?, ucs2_arg(name)?, guid_arg(guid)?) };
-        if (current.len() + 1) * 2 > have {
-            return Err(EfiError::InvalidParameter); // no NUL within the buffer
-        }
+        // SAFETY: the payload's in/out size, GUID, and name within the size it gave: a name
+        // without a NUL in its buffer is refused, never read past.
+        let (have, g) = unsafe { (read(size)?, guid_arg(guid)?) };
+        // SAFETY: as above.
+        let current = unsafe { ucs2_arg_within(name, have / 2)? };
         with_variables(|s| {
             let v = s.next(current, &g)?;
-            // SAFETY: as above; the caller's buffer holds the name and its NUL once
-            // `sized_buffer` accepted it.
-            unsafe {
-                sized_buffer(size, (v.name.len() + 1) * 2)?;
-                core::ptr::copy_nonoverlapping(v.name.as_ptr(), name, v.name.len());
-                name.add(v.name.len()).write(0);
-                out(guid, v.guid)
-            }
+            // SAFETY: as above.
+            unsafe { write_name(size, name, guid, v.name, v.guid) }
         })
     })
 }

@@ -1454,6 +1454,63 @@ fn secure_boot_gates_load_image_through_the_security2_protocol() {
     }
 }
 
+/// With firmware, GetNextVariableName lists the firmware's names, then the emulator's: a name
+/// both have is listed once (the emulator's shadows it), the caller's buffer is not touched
+/// when the list ends, and a name without a NUL within VariableNameSize is refused unread.
+#[test]
+fn passed_through_variable_names_are_listed_once() {
+    let (m, _) = machine();
+    const FIRMWARE_NAMES: [&str; 2] = ["Alpha", "Shadow"];
+    extern "efiapi" fn firmware_next(size: *mut usize, name: *mut u16, guid: *mut Guid) -> Status {
+        // SAFETY: the test's own arguments, as the emulator passes them on.
+        unsafe {
+            let current = ucs2_arg(name).unwrap();
+            let at = FIRMWARE_NAMES.iter().position(|n| n.encode_utf16().eq(current.iter().copied())).map_or(0, |i| i + 1);
+            let Some(next) = (!current.is_empty()).then_some(at).or(Some(0)).and_then(|i| FIRMWARE_NAMES.get(i)) else { return Status::NOT_FOUND };
+            let units: Vec<u16> = next.encode_utf16().chain([0]).collect();
+            if *size < units.len() * 2 {
+                *size = units.len() * 2;
+                return Status::BUFFER_TOO_SMALL;
+            }
+            core::ptr::copy_nonoverlapping(units.as_ptr(), name, units.len());
+            *guid = G1;
+            Status::SUCCESS
+        }
+    }
+    let mut firmware = runtime::table(None);
+    firmware.get_next_variable_name = firmware_next;
+    // The emulator's own store has "Shadow" too, and "Own": volatile, so kept here.
+    with_variables(|s| {
+        s.set(&ucs2("Shadow")[..6], &G1, efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS, b"s")?;
+        s.set(&ucs2("Own")[..3], &G1, efi::VARIABLE_BOOTSERVICE_ACCESS | efi::VARIABLE_RUNTIME_ACCESS, b"o")
+    })
+    .unwrap();
+    runtime::set_firmware_for_test(&firmware);
+    // SAFETY: see the module comment.
+    unsafe {
+        let mut buf = [0u16; 64];
+        let mut g = G2;
+        let mut seen = Vec::new();
+        loop {
+            let mut size = buf.len() * 2;
+            match (m.rt().get_next_variable_name)(&mut size, buf.as_mut_ptr(), &mut g) {
+                Status::SUCCESS => seen.push(String::from_utf16(ucs2_arg(buf.as_ptr()).unwrap()).unwrap()),
+                Status::NOT_FOUND => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        for name in ["Alpha", "Own", "Shadow"] {
+            assert_eq!(seen.iter().filter(|s| *s == name).count(), 1, "{name} once in {seen:?}");
+        }
+        assert_eq!(String::from_utf16(ucs2_arg(buf.as_ptr()).unwrap()).unwrap(), *seen.last().unwrap(), "the last name is still in the buffer after NOT_FOUND");
+        // No NUL within the size given: refused, not read past.
+        let mut unterminated = [b'x' as u16; 4];
+        let mut size = 8;
+        assert_eq!((m.rt().get_next_variable_name)(&mut size, unterminated.as_mut_ptr(), &mut g), Status::INVALID_PARAMETER);
+    }
+    runtime::reset_for_test();
+}
+
 /// With firmware at runtime, QueryVariableInfo about what the emulator keeps itself (no
 /// RUNTIME_ACCESS, or volatile) is answered by the emulator, as SetVariable stores it here: shim
 /// asks about NV|BS first and, under Secure Boot, gives up when refused.
