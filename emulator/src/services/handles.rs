@@ -157,12 +157,23 @@ efiapi! {
             if interface.is_null() && !test {
                 return Err(EfiError::InvalidParameter);
             }
-            let i = with_core(|c| c.handles.open(handle as usize, &g, agent as usize, controller as usize, attributes))?;
-            if !test {
+            // As EDK2: the interface comes back with EFI_ALREADY_STARTED too (the driver opened it
+            // already), and NULL with EFI_UNSUPPORTED; other errors leave it alone.
+            let (result, i) = with_core(|c| {
+                let r = c.handles.open(handle as usize, &g, agent as usize, controller as usize, attributes);
+                let i = match r {
+                    Ok(i) => Some(i),
+                    Err(EfiError::AlreadyStarted) => c.handles.get(handle as usize, &g).ok(),
+                    Err(EfiError::Unsupported) => Some(0),
+                    Err(_) => None,
+                };
+                (r, i)
+            });
+            if let (false, Some(i)) = (test, i) {
                 // SAFETY: the payload's out-argument.
                 unsafe { out(interface, i as *mut c_void)? };
             }
-            Ok(())
+            result.map(|_| ())
         })
     }
 

@@ -371,6 +371,18 @@ fn protocols_and_handles() {
         assert_eq!((bs.open_protocol_information)(h, &mut G1.clone(), null_mut(), &mut count), Status::INVALID_PARAMETER);
         assert_eq!((bs.close_protocol)(h, &mut G1.clone(), agent, null_mut()), Status::SUCCESS);
         assert_eq!((bs.close_protocol)(h, &mut G1.clone(), agent, null_mut()), Status::NOT_FOUND);
+        // BY_DRIVER twice by one agent: EFI_ALREADY_STARTED, with the interface (as EDK2, which
+        // drivers rely on); a protocol the handle lacks: EFI_UNSUPPORTED, and NULL.
+        let controller = h;
+        assert_eq!((bs.open_protocol)(h, &mut G1.clone(), &mut got, agent, controller, efi::OPEN_PROTOCOL_BY_DRIVER), Status::SUCCESS);
+        let first = got;
+        got = 0x1234 as *mut c_void;
+        assert_eq!((bs.open_protocol)(h, &mut G1.clone(), &mut got, agent, controller, efi::OPEN_PROTOCOL_BY_DRIVER), Status::ALREADY_STARTED);
+        assert_eq!(got, first);
+        assert_eq!((bs.close_protocol)(h, &mut G1.clone(), agent, controller), Status::SUCCESS);
+        got = 0x1234 as *mut c_void;
+        assert_eq!((bs.open_protocol)(h, &mut G2.clone(), &mut got, agent, null_mut(), efi::OPEN_PROTOCOL_GET_PROTOCOL), Status::UNSUPPORTED);
+        assert!(got.is_null());
 
         // RegisterProtocolNotify: the event fires for each install of the protocol, and the
         // registration hands out the new handles one at a time.
