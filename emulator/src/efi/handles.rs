@@ -226,6 +226,10 @@ impl HandleDb {
         if attributes & (OPEN_BY_CHILD_CONTROLLER | OPEN_BY_DRIVER) != 0 && !self.is_handle(controller) {
             return Err(EfiError::InvalidParameter);
         }
+        // UEFI 2.10: a child controller is another handle than its parent.
+        if attributes == OPEN_BY_CHILD_CONTROLLER && handle == controller {
+            return Err(EfiError::InvalidParameter);
+        }
         let e = self.entry_mut(handle)?;
         let p = e.protocols.iter_mut().find(|p| p.guid == *guid).ok_or(EfiError::Unsupported)?;
         if attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0 {
@@ -318,6 +322,9 @@ mod tests {
         assert_eq!(db.open(dev, &B, image, dev, OPEN_BY_DRIVER), Ok(0x2000));
         assert_eq!(db.open(dev, &B, image, dev, OPEN_BY_DRIVER), Err(EfiError::AlreadyStarted));
         assert_eq!(db.open(dev, &B, dev, dev, OPEN_BY_DRIVER), Err(EfiError::AccessDenied));
+        assert_eq!(db.open(dev, &B, image, dev, OPEN_BY_CHILD_CONTROLLER), Err(EfiError::InvalidParameter), "a child is not its own parent");
+        assert_eq!(db.open(dev, &B, image, image, OPEN_BY_CHILD_CONTROLLER), Ok(0x2000));
+        db.close(dev, &B, image, image).unwrap();
         assert_eq!(db.uninstall(dev, &B, 0x2000), Err(EfiError::AccessDenied), "opened by a driver");
         db.close(dev, &B, image, dev).unwrap();
         assert_eq!(db.close(dev, &B, image, dev), Err(EfiError::NotFound));
