@@ -868,6 +868,14 @@ fn esp_as_a_disk_and_a_file_system() {
         n = 2;
         assert_eq!((file.read)(f, &mut n, bytes.as_mut_ptr().cast()), Status::SUCCESS);
         assert_eq!(n, 2);
+        // Zero bytes into no buffer: nothing read, the position kept (Miri checks no slice is
+        // made from NULL).
+        n = 0;
+        assert_eq!((file.read)(f, &mut n, null_mut()), Status::SUCCESS);
+        assert_eq!((file.get_position)(f, &mut pos), Status::SUCCESS);
+        assert_eq!((n, pos), (0, 4));
+        n = 1;
+        assert_eq!((file.read)(f, &mut n, null_mut()), Status::INVALID_PARAMETER);
         n = 4;
         assert_eq!((file.write)(f, &mut n, bytes.as_mut_ptr().cast()), Status::WRITE_PROTECTED);
         assert_eq!((file.set_info)(f, &mut efi::protocols::file::INFO_ID.clone(), 0, null_mut()), Status::WRITE_PROTECTED);

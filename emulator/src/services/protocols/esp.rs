@@ -233,11 +233,12 @@ efiapi! {
                 // SAFETY: the payload's in/out size and its buffer of that many bytes.
                 unsafe {
                     let want = read(size)?;
-                    if want > 0 && buffer.is_null() {
-                        return Err(EfiError::InvalidParameter);
-                    }
-                    let buf = core::slice::from_raw_parts_mut(buffer as *mut u8, want);
-                    let n = if want == 0 { 0 } else { fat.read(&f.entry, f.position, buf) };
+                    // A zero-length read touches no buffer (NULL is no slice, even of 0 bytes).
+                    let n = match (want, buffer.is_null()) {
+                        (0, _) => 0,
+                        (_, true) => return Err(EfiError::InvalidParameter),
+                        _ => fat.read(&f.entry, f.position, core::slice::from_raw_parts_mut(buffer as *mut u8, want)),
+                    };
                     f.position += n as u64;
                     out(size, n)
                 }
