@@ -108,8 +108,7 @@ impl<'a> Fat<'a> {
     /// The FAT volume in `disk`: a bare file system, or the first EFI system (or FAT) partition
     /// of a GPT or MBR disk.
     pub fn new(disk: &'a [u8]) -> Result<Self, FatError> {
-        let start = partition_start(disk)?;
-        Self::volume(&disk[start..])
+        Self::volume(volume_bytes(disk)?)
     }
 
     fn volume(disk: &'a [u8]) -> Result<Self, FatError> {
@@ -403,17 +402,27 @@ pub enum Signature {
     Mbr(u32),
 }
 
-fn partition_start(disk: &[u8]) -> Result<usize, FatError> {
-    Ok(partition(disk)?.map_or(0, |p| p.start as usize))
+/// The bytes of the volume: the ESP partition's own (never the disk past its end), or the
+/// whole image for a bare file system.
+fn volume_bytes(disk: &[u8]) -> Result<&[u8], FatError> {
+    Ok(match partition(disk)? {
+        Some(p) => &disk[p.start as usize..(p.start + p.size) as usize],
+        None => disk,
+    })
 }
 
 /// The partition holding the ESP: the first EFI system partition of a GPT disk, the first FAT
 /// (or ESP) partition of an MBR disk; `None` for a bare file system.
 pub fn partition(disk: &[u8]) -> Result<Option<Partition>, FatError> {
     const ESP: [u8; 16] = [0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b];
+    // Where a partition lies in the image, cut to it; one without a block is refused (BlockIo's
+    // LastBlock would be 2^64 - 1).
     let inside = |first: u64, blocks: u64, what: &'static str| -> Result<(u64, u64), FatError> {
         let start = first.checked_mul(512).filter(|&at| at < disk.len() as u64);
         let Some(start) = start else { return bad(what, first, "inside the image") };
+        if blocks == 0 {
+            return bad(what, first, "a partition of at least one block");
+        }
         Ok((start, blocks.saturating_mul(512).min(disk.len() as u64 - start)))
     };
     // GPT: the header at LBA 1 (512-byte sectors).
@@ -429,7 +438,9 @@ pub fn partition(disk: &[u8]) -> Result<Option<Partition>, FatError> {
             if e.len() == 128 && e[..16] == ESP {
                 let first = crate::mem::le_u64(e, 32).unwrap_or(0);
                 let last = crate::mem::le_u64(e, 40).unwrap_or(0);
-                let (start, size) = inside(first, last.saturating_sub(first) + 1, "GPT ESP StartingLBA")?;
+                // An EndingLBA below the start is no partition; u64::MAX is cut to the image.
+                let blocks = if last < first { 0 } else { (last - first).saturating_add(1) };
+                let (start, size) = inside(first, blocks, "GPT ESP StartingLBA")?;
                 let mut guid = [0u8; 16];
                 guid.copy_from_slice(&e[16..32]);
                 return Ok(Some(Partition { number: i as u32 + 1, start, size, signature: Signature::Gpt(guid) }));

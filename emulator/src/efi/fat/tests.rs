@@ -132,4 +132,23 @@ fn partitioned_disks_find_the_esp() {
     let p = partition(&gpt).unwrap().unwrap();
     assert_eq!(p, Partition { number: 2, start: 34 * 512, size: fs.len() as u64, signature: Signature::Gpt([7; 16]) });
     assert_eq!(partition(&fs).unwrap(), None, "a bare file system");
+
+    // Hostile entries: an EndingLBA of u64::MAX is cut to the image (it overflowed), one below
+    // the start and an MBR partition of 0 sectors are refused (LastBlock would be 2^64 - 1).
+    let last = 1024 + 128 + 40;
+    let mut huge = gpt.clone();
+    huge[last..last + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert_eq!(partition(&huge).unwrap().unwrap().size, fs.len() as u64);
+    huge[1024 + 128 + 32..1024 + 128 + 40].copy_from_slice(&0u64.to_le_bytes());
+    assert_eq!(partition(&huge).unwrap().unwrap().size, huge.len() as u64, "0..=u64::MAX: the whole image, no overflow");
+    let mut backwards = gpt.clone();
+    backwards[last..last + 8].copy_from_slice(&33u64.to_le_bytes());
+    assert_eq!(partition(&backwards).unwrap_err().expected, "a partition of at least one block");
+    let mut empty = mbr.clone();
+    empty[446 + 12..446 + 16].copy_from_slice(&0u32.to_le_bytes());
+    assert_eq!(partition(&empty).unwrap_err().expected, "a partition of at least one block");
+    // The volume is read within its partition: cut the partition short of the file system.
+    let mut short = mbr.clone();
+    short[446 + 12..446 + 16].copy_from_slice(&4u32.to_le_bytes());
+    assert!(Fat::new(&short).is_err(), "the file system does not fit its partition");
 }
