@@ -233,6 +233,14 @@ impl<'a> Fat<'a> {
                 // Long-name pieces come last first; each carries 13 units.
                 if e[0] & 0x40 != 0 {
                     long.clear();
+                    long_sum = None;
+                }
+                // A name has at most 20 pieces (255 units): a longer run is no name, and its
+                // pieces are not gathered (each would copy all the others: quadratic).
+                if long.len() + 13 > MAX_LONG_NAME + 13 || (e[0] & 0x40 == 0 && long_sum.is_none()) {
+                    long.clear();
+                    long_sum = None;
+                    continue;
                 }
                 let mut piece: Vec<u16> = Vec::with_capacity(13);
                 for at in (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2)) {
@@ -359,6 +367,9 @@ impl<'a> Fat<'a> {
         })
     }
 }
+
+/// The longest long name, in UTF-16 units (20 directory entries of 13).
+const MAX_LONG_NAME: usize = 255;
 
 /// The checksum a long name's pieces carry of their short name.
 fn short_checksum(short: &[u8]) -> u8 {

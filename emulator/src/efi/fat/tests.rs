@@ -152,3 +152,33 @@ fn partitioned_disks_find_the_esp() {
     short[446 + 12..446 + 16].copy_from_slice(&4u32.to_le_bytes());
     assert!(Fat::new(&short).is_err(), "the file system does not fit its partition");
 }
+
+/// A run of long-name pieces longer than a name may be (20 pieces, 255 units) is no name: the
+/// short name stands, and the pieces are not gathered (each would copy all the others).
+#[test]
+fn an_overlong_long_name_is_ignored() {
+    let mut fs = image(fatfs::FatType::Fat12, &[("x", b"y")]);
+    let (bps, reserved, fats, per_fat) = (le_u16(&fs, 11).unwrap() as usize, le_u16(&fs, 14).unwrap() as usize, fs[16] as usize, le_u16(&fs, 22).unwrap() as usize);
+    let root = (reserved + fats * per_fat) * bps;
+    let short = *b"LONGNAMETXT";
+    let sum = short_checksum(&short);
+    // 30 pieces (390 units), last first as on disk, then the short entry.
+    let pieces = 30;
+    for i in 0..pieces {
+        let e = &mut fs[root + 32 * i..root + 32 * (i + 1)];
+        e.fill(0);
+        e[0] = (pieces - i) as u8 | if i == 0 { 0x40 } else { 0 };
+        for at in (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2)) {
+            e[at] = b'a';
+        }
+        e[11] = ATTR_LONG_NAME;
+        e[13] = sum;
+    }
+    let e = &mut fs[root + 32 * pieces..root + 32 * (pieces + 1)];
+    e.fill(0);
+    e[..11].copy_from_slice(&short);
+    e[11] = 0x20;
+    let fat = Fat::new(&fs).unwrap();
+    let names: Vec<String> = fat.read_dir(&fat.root()).map(|e| String::from_utf16(&e.name).unwrap()).collect();
+    assert_eq!(names, ["LONGNAME.TXT"], "the short name, not 390 units of long name");
+}
