@@ -237,7 +237,7 @@ impl<'a> Fat<'a> {
                 }
                 // A name has at most 20 pieces (255 units): a longer run is no name, and its
                 // pieces are not gathered (each would copy all the others: quadratic).
-                if long.len() + 13 > MAX_LONG_NAME + 13 || (e[0] & 0x40 == 0 && long_sum.is_none()) {
+                if long.len() > MAX_LONG_NAME || (e[0] & 0x40 == 0 && long_sum.is_none()) {
                     long.clear();
                     long_sum = None;
                     continue;
