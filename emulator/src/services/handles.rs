@@ -354,8 +354,15 @@ pub fn uninstall_all(c: &mut Core, handle: usize, pairs: &[(Guid, usize)]) -> Re
     if pairs.iter().any(|(g, i)| c.handles.get(handle, g) != Ok(*i)) {
         return Err(EfiError::InvalidParameter);
     }
-    for (g, i) in pairs {
-        c.handles.uninstall(handle, g, *i)?;
+    // All or nothing: one that cannot go (a driver has it open) puts the others back, and the
+    // call fails as EDK2's does. The handle stays: the one that failed is still on it.
+    for (done, (g, i)) in pairs.iter().enumerate() {
+        if c.handles.uninstall(handle, g, *i).is_err() {
+            for (g, i) in pairs[..done].iter().rev() {
+                c.handles.install(Some(handle), g, *i)?;
+            }
+            return Err(EfiError::InvalidParameter);
+        }
     }
     Ok(())
 }

@@ -426,7 +426,7 @@ fn protocols_and_handles() {
 
 #[test]
 fn multiple_protocol_interfaces_roll_back() {
-    let (m, _) = machine();
+    let (m, kernel) = machine();
     let bs = m.bs();
     // SAFETY: see the module comment.
     unsafe {
@@ -448,6 +448,15 @@ fn multiple_protocol_interfaces_roll_back() {
         assert_eq!((bs.uninstall_multiple_protocol_interfaces)(h, g1, i2), Status::INVALID_PARAMETER);
         assert_eq!(handles::uninstall_multiple_pairs::inner(h, args.as_ptr()), Status::INVALID_PARAMETER);
         assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), &mut got), Status::SUCCESS);
+        // One that cannot go (a driver has it open): the ones before it come back.
+        assert_eq!((bs.install_protocol_interface)(&mut h, &mut G2.clone(), efi::NATIVE_INTERFACE, i2), Status::SUCCESS);
+        let agent = kernel as efi::Handle;
+        assert_eq!((bs.open_protocol)(h, &mut G2.clone(), &mut got, agent, h, efi::OPEN_PROTOCOL_BY_DRIVER), Status::SUCCESS);
+        let args = [g1, i1, g2, i2, null_mut()];
+        assert_eq!(handles::uninstall_multiple_pairs::inner(h, args.as_ptr()), Status::INVALID_PARAMETER);
+        assert_eq!((bs.handle_protocol)(h, &mut G1.clone(), &mut got), Status::SUCCESS, "G1 put back");
+        assert_eq!((bs.close_protocol)(h, &mut G2.clone(), agent, h), Status::SUCCESS);
+        assert_eq!((bs.uninstall_protocol_interface)(h, &mut G2.clone(), i2), Status::SUCCESS);
         assert_eq!((bs.uninstall_multiple_protocol_interfaces)(h, g1, i1), Status::SUCCESS);
         // A device path another handle has is refused (EFI_ALREADY_STARTED).
         let path = crate::efi::device_path::vendor_media(&G2);
