@@ -265,6 +265,7 @@ pub fn machine() -> (TestMachine, usize) {
         exit_data: None,
         owned: Vec::new(),
         refused: false,
+        own_initrd: false,
     });
     tables::publish_rt_properties(&mut c, None).unwrap();
     let systab = c.tables.systab;

@@ -30,6 +30,8 @@ pub struct Image {
     pub owned: Vec<*mut u8>,
     /// EFI_SECURITY_VIOLATION when Secure Boot refused it: loaded, but StartImage refuses it.
     pub refused: bool,
+    /// A UKI with its own `.initrd`: when it starts, the loader's initrd steps aside.
+    pub own_initrd: bool,
 }
 
 static PAYLOAD_START: AtomicU64 = AtomicU64::new(0);
@@ -146,6 +148,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         exit_data: None,
         owned,
         refused: false,
+        own_initrd: crate::efi::image_policy::carries_initrd(&pe),
     });
     Machine::image_loaded(base, size, handle);
     log::info!(
@@ -218,7 +221,15 @@ pub fn start(handle: usize) -> Result<Status, EfiError> {
             return Err(EfiError::InvalidParameter);
         }
         img.started = true;
-        let entry = img.entry;
+        let (entry, own_initrd) = (img.entry, img.own_initrd);
+        // systemd-stub registers the UKI's initrd and gives up when one is there already
+        // (LocateDevicePath before any install): the loader's withdraws first, as it would
+        // never have been there under firmware (systemd-boot -> UKI with an initrd).
+        if own_initrd {
+            if let Some(h) = c.initrd.handle {
+                super::protocols::initrd::withdraw(c, h, "the image starting is a UKI with its own .initrd");
+            }
+        }
         let stack = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, IMAGE_STACK / PAGE_SIZE, PAGE_SIZE)?;
         Ok((entry, stack, systab))
     })?;

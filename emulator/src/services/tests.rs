@@ -663,6 +663,7 @@ fn images_load_start_exit_and_unload() {
                     exit_data: None,
                     owned: Vec::new(),
                     refused: false,
+                    own_initrd: false,
                 });
                 h
             });
@@ -996,6 +997,53 @@ fn initrd_through_load_file2() {
         let mut again: efi::Handle = null_mut();
         assert_eq!(handles::install_multiple_pairs::inner(&mut again, args.as_ptr()), Status::ALREADY_STARTED);
     }
+}
+
+/// systemd-boot starts a UKI with its own `.initrd`: systemd-stub looks for an initrd with
+/// LocateDevicePath before it registers its own, and gives up on finding the loader's. When
+/// such an image starts, the loader's steps aside (a UKI without one keeps it: Linux loads it).
+#[test]
+fn a_uki_with_its_own_initrd_makes_the_loaders_step_aside() {
+    let (m, _) = machine();
+    let initrd = vec![0x1au8; 100];
+    let start = initrd.as_ptr() as u64;
+    with_core(|c| initrd::install(c, start, start + 100)).unwrap();
+    extern "efiapi" fn looks(_: efi::Handle, st: *mut efi::SystemTable) -> Status {
+        // As systemd-stub's initrd_register: anything but NOT_FOUND makes it give up.
+        let mut path = crate::efi::device_path::vendor_media(&crate::efi::guids::LINUX_EFI_INITRD_MEDIA);
+        let mut dp = path.as_mut_ptr() as *mut efi::protocols::device_path::Protocol;
+        let mut handle = null_mut();
+        // SAFETY: the system table StartImage passed; our own path.
+        unsafe { ((*(*st).boot_services).locate_device_path)(&mut efi::protocols::load_file2::PROTOCOL_GUID.clone(), &mut dp, &mut handle) }
+    }
+    let image = |own_initrd: bool| {
+        with_core(|c| {
+            let h = c.handles.install(None, &efi::protocols::loaded_image::PROTOCOL_GUID, 0x3000).unwrap();
+            let base = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::LOADER_CODE, 1, PAGE_SIZE).unwrap();
+            c.images.push(image::Image {
+                handle: h,
+                loaded_image: null_mut(),
+                base,
+                pages: 1,
+                entry: looks as HostEntry as usize as u64,
+                application: false,
+                started: false,
+                exit_context: None,
+                exit_data: None,
+                owned: Vec::new(),
+                refused: false,
+                own_initrd,
+            });
+            h as efi::Handle
+        })
+    };
+    // SAFETY: see the module comment.
+    unsafe {
+        let bs = m.bs();
+        assert_eq!((bs.start_image)(image(false), null_mut(), null_mut()), Status::SUCCESS, "a UKI without .initrd finds the loader's");
+        assert_eq!((bs.start_image)(image(true), null_mut(), null_mut()), Status::NOT_FOUND, "a UKI with one finds none, and registers its own");
+    }
+    drop(initrd);
 }
 
 #[test]

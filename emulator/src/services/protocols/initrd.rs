@@ -55,6 +55,12 @@ pub fn yield_to(c: &mut Core, handle: usize) -> bool {
     if c.initrd.handle != Some(handle) {
         return false;
     }
+    withdraw(c, handle, "the payload installs its own initrd");
+    true
+}
+
+/// Takes the loader's initrd (served on `handle`) back, and says why.
+pub fn withdraw(c: &mut Core, handle: usize, why: &str) {
     for guid in [load_file2::PROTOCOL_GUID, efi::protocols::device_path::PROTOCOL_GUID] {
         if let Ok(iface) = c.handles.get(handle, &guid) {
             let _ = c.handles.uninstall(handle, &guid, iface);
@@ -62,8 +68,7 @@ pub fn yield_to(c: &mut Core, handle: usize) -> bool {
     }
     c.initrd.handle = None;
     forget_in_device_tree(c);
-    log::info!("the payload installs its own initrd: the loader's initrd is withdrawn");
-    true
+    log::info!("{why}: the loader's initrd is withdrawn");
 }
 
 /// The loader named its initrd in the device tree's `/chosen` too, and Linux takes that over
