@@ -76,6 +76,18 @@ fn systemd_boot(version: &str, el: EntryEl) {
     assert_eq!(images_started(&t), 3);
 }
 
+/// `efi-kexec load --esp DIR --initrd X` into systemd-boot -> a UKI with its own `.initrd`:
+/// systemd-stub registers the UKI's and gave up ("Error registering initrd") on finding the
+/// loader's; the loader's now steps aside when that UKI starts, and the UKI's initrd wins.
+#[test]
+fn systemd_boot_with_a_loader_initrd_lets_the_ukis_win() {
+    let esp = systemd_boot_esp("257", "uki-254*");
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", EntryEl::El1, true, None, false);
+    assert!(t.contains("the image starting is a UKI with its own .initrd: the loader's initrd is withdrawn"));
+    assert!(!t.contains("Error registering initrd"));
+    assert_eq!(report(&t, "initrd"), payloads().uki("254+6.12").unwrap().initrd_id, "the UKI's initrd");
+}
+
 #[test]
 fn systemd_boot_257_from_the_esp_at_el1() {
     systemd_boot("257", EntryEl::El1);
