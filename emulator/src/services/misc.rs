@@ -24,9 +24,10 @@ efiapi! {
                 return Err(EfiError::InvalidParameter);
             }
             let n = with_core(|c| {
-                c.misc.monotonic += 1;
-                c.misc.monotonic
-            });
+                let n = next_monotonic(c.misc.monotonic)?;
+                c.misc.monotonic = n;
+                Ok(n)
+            })?;
             // SAFETY: the payload's out-argument.
             unsafe { out(count, n) }
         })
@@ -87,10 +88,46 @@ efiapi! {
     }
 }
 
+/// The value after `last`; EFI_DEVICE_ERROR once all 64 bits are spent (UEFI 2.10 section 7.5.2).
+fn next_monotonic(last: u64) -> Result<u64, EfiError> {
+    last.checked_add(1).ok_or(EfiError::DeviceError)
+}
+
+/// Where GetNextMonotonicCount's high 32 bits come from, so that a count taken in this boot is
+/// above every count of earlier boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonotonicHigh {
+    /// The firmware's non-volatile count (its GetNextHighMonotonicCount), as EDK2 starts it.
+    Firmware(u32),
+    /// Without firmware: the real-time clock's seconds, which grow between boots unless the
+    /// clock is set back or the machine boots twice within a second.
+    Clock(u32),
+    /// Neither: the high half is 0 and counts of this boot may repeat an earlier boot's.
+    None,
+}
+
+impl MonotonicHigh {
+    pub fn choose(firmware: Option<u32>, rtc_seconds: Option<u64>) -> Self {
+        match (firmware, rtc_seconds) {
+            (Some(high), _) => Self::Firmware(high),
+            (None, Some(seconds)) => Self::Clock(u32::try_from(seconds).unwrap_or(u32::MAX)),
+            (None, None) => Self::None,
+        }
+    }
+
+    /// The count before the first GetNextMonotonicCount of this boot.
+    pub fn start(self) -> u64 {
+        match self {
+            Self::Firmware(high) | Self::Clock(high) => u64::from(high) << 32,
+            Self::None => 0,
+        }
+    }
+}
+
 /// This file's part of the core.
 #[derive(Default)]
 pub struct MiscState {
-    /// The last value GetNextMonotonicCount returned.
+    /// The last value GetNextMonotonicCount returned (or the start, [`MonotonicHigh::start`]).
     pub monotonic: u64,
     /// EFI_EVENT_GROUP_BEFORE_EXIT_BOOT_SERVICES was signalled (at the first ExitBootServices).
     pub before_exit_signaled: bool,

@@ -130,6 +130,15 @@ pub fn read_firmware_variable(name: &str, guid: &Guid) -> Result<Option<Vec<u8>>
     }
 }
 
+/// The firmware's next high monotonic count (it steps its non-volatile copy), when there is
+/// firmware and it answers.
+pub fn firmware_high_monotonic() -> Option<u32> {
+    let f = firmware()?;
+    let mut high = 0u32;
+    // SAFETY: the firmware's own service with a local out-argument.
+    (unsafe { (f.get_next_high_mono_count)(&mut high) } == Status::SUCCESS).then_some(high)
+}
+
 fn firmware() -> Option<&'static efi::RuntimeServices> {
     let p = STATE.firmware.load(Ordering::Relaxed);
     // SAFETY: the validated rt_info.runtime, translated to its physical address; firmware

@@ -504,6 +504,31 @@ fn configuration_tables_and_misc() {
     }
 }
 
+/// The high half carries what makes this boot's counts larger than earlier boots' (the
+/// firmware's count, else the clock), and the 64-bit count ends in EFI_DEVICE_ERROR, not a wrap.
+#[test]
+fn the_monotonic_count_is_above_earlier_boots_and_never_wraps() {
+    use misc::MonotonicHigh;
+    assert_eq!(MonotonicHigh::choose(Some(7), Some(1_800_000_000)), MonotonicHigh::Firmware(7));
+    assert_eq!(MonotonicHigh::choose(None, Some(1_800_000_000)).start(), 1_800_000_000 << 32);
+    assert_eq!(MonotonicHigh::choose(None, Some(u64::MAX)), MonotonicHigh::Clock(u32::MAX), "saturated");
+    assert_eq!(MonotonicHigh::choose(None, None).start(), 0);
+
+    let (m, _) = machine();
+    let bs = m.bs();
+    with_core(|c| c.misc.monotonic = MonotonicHigh::Firmware(3).start());
+    let mut count = 0u64;
+    // SAFETY: see the module comment.
+    unsafe {
+        assert_eq!((bs.get_next_monotonic_count)(&mut count), Status::SUCCESS);
+        assert_eq!(count >> 32, 3, "the high half is the firmware's");
+        with_core(|c| c.misc.monotonic = u64::MAX - 1);
+        assert_eq!((bs.get_next_monotonic_count)(&mut count), Status::SUCCESS);
+        assert_eq!(count, u64::MAX);
+        assert_eq!((bs.get_next_monotonic_count)(&mut count), Status::DEVICE_ERROR, "spent");
+    }
+}
+
 /// Before it starts the kernel, the boot flow signals what a boot manager signals before a boot
 /// option: READY_TO_BOOT, then AFTER_READY_TO_BOOT (systemd-stub and shim listen).
 #[test]
