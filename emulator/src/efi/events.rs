@@ -144,6 +144,15 @@ impl Events {
         }
     }
 
+    /// The notify functions of `group`'s NOTIFY_SIGNAL members, in the order they were created:
+    /// for the groups signalled where the core is gone (VIRTUAL_ADDRESS_CHANGE, at runtime).
+    pub fn group_notifies<'a>(&'a self, group: &'a Guid) -> impl Iterator<Item = Notify> + 'a {
+        self.events.iter().filter(|(_, d)| d.group.as_ref() == Some(group) && d.notify_signal()).filter_map(|(id, d)| {
+            let (function, context) = d.notify?;
+            Some(Notify { event: *id, function, context, tpl: d.tpl })
+        })
+    }
+
     /// CheckEvent: `Ok(true)` (and the signal taken) when signaled. Otherwise `Ok(false)`, and a
     /// NOTIFY_WAIT event's notify function is queued so it can signal; the caller dispatches
     /// it and asks again with [`Events::take_signal`].

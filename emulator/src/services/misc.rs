@@ -229,10 +229,11 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
         }
     });
     super::diagnostics::integrity::verify("ExitBootServices");
+    let address_change: Vec<_> = with_core(|c| c.events.group_notifies(&efi::EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE).collect());
     // Interrupts stay masked (they always were); from here on boot services refuse.
     Machine::mask_interrupts();
     set_exited();
-    super::runtime::exit_boot_services();
+    super::runtime::exit_boot_services(&address_change);
     super::image::report_exit_boot_services();
     Ok(())
 }

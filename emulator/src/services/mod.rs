@@ -161,12 +161,19 @@ impl core::fmt::Write for ConsoleOut {
 }
 
 /// Runs a boot service: `EFI_UNSUPPORTED` once boot services are gone, else the body's result
-/// as a status.
+/// as a status. A service that changed the memory map signals EFI_EVENT_GROUP_MEMORY_MAP_CHANGE
+/// on its way out (EDK2 signals it at every change of the map key).
 pub fn guarded(body: impl FnOnce() -> Result<(), EfiError>) -> Status {
     if exited() {
         return Status::UNSUPPORTED;
     }
-    status(body())
+    let key = with_core(|c| c.memory.key());
+    let result = body();
+    if !exited() && with_core(|c| c.memory.key() != key) {
+        with_core(|c| c.events.signal_group(&efi::EVENT_GROUP_MEMORY_MAP_CHANGE));
+        dispatch();
+    }
+    status(result)
 }
 
 /// Runs a service that stays after ExitBootServices (runtime services, protocol functions that

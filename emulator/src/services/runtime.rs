@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::cell::BootCell;
+use crate::efi::events::Notify;
 use crate::efi::guids::rt_supported::*;
 use crate::efi::platform::{Power, PowerAction};
 use core::ffi::c_void;
@@ -30,6 +31,31 @@ impl FirmwareRange {
 
 /// How many firmware runtime ranges SetVirtualAddressMap can check (EDK2 has about 20).
 const MAX_FIRMWARE_RANGES: usize = 64;
+
+/// How many VIRTUAL_ADDRESS_CHANGE notify functions ExitBootServices keeps for
+/// SetVirtualAddressMap (one per runtime driver; a payload has a few at most).
+const MAX_ADDRESS_CHANGE_NOTIFIES: usize = 32;
+
+/// The map SetVirtualAddressMap was given, while its VIRTUAL_ADDRESS_CHANGE notify functions
+/// run: ConvertPointer translates with it.
+#[derive(Clone, Copy)]
+struct VirtualMap {
+    at: usize,
+    size: usize,
+    desc_size: usize,
+}
+
+impl VirtualMap {
+    /// Its descriptors.
+    ///
+    /// # Safety
+    /// The caller's map must still hold `size` readable bytes at `at` (true while
+    /// SetVirtualAddressMap, its receiver, has not returned).
+    unsafe fn descriptors(self) -> impl Iterator<Item = efi::MemoryDescriptor> {
+        // SAFETY: per the contract; `desc_size` is at least a descriptor (checked on entry).
+        (0..self.size / self.desc_size).map(move |i| unsafe { (self.at as *const u8).add(i * self.desc_size).cast::<efi::MemoryDescriptor>().read_unaligned() })
+    }
+}
 
 /// What the runtime side knows of the firmware and of itself, in the blob's data (runtime
 /// memory). Atomics, beside the one cell written once at setup: runtime services are called by
@@ -55,6 +81,10 @@ struct RuntimeState {
     time_zone: AtomicU32,
     /// A SetVirtualAddressMap succeeded: the next one is refused.
     virtual_mode: AtomicBool,
+    /// The VIRTUAL_ADDRESS_CHANGE notify functions (kept at ExitBootServices: the events went
+    /// with the core), and the map while they run.
+    address_change: BootCell<([Option<Notify>; MAX_ADDRESS_CHANGE_NOTIFIES], usize)>,
+    converting: BootCell<VirtualMap>,
 }
 
 /// `RuntimeState::time_zone` holds what SetTime was given.
@@ -69,6 +99,8 @@ static STATE: RuntimeState = RuntimeState {
     firmware_mask: AtomicU32::new(0),
     time_zone: AtomicU32::new(0),
     virtual_mode: AtomicBool::new(false),
+    address_change: BootCell::empty(),
+    converting: BootCell::empty(),
 };
 
 /// Records the firmware's runtime ranges (those the first kernel moved); false when there are
@@ -87,6 +119,36 @@ pub fn record_firmware_ranges(ranges: impl Iterator<Item = FirmwareRange>) -> bo
     }
     STATE.ranges.set(table);
     all
+}
+
+/// ConvertPointer's DebugDisposition bit: a NULL pointer is fine and stays NULL.
+const OPTIONAL_PTR: usize = 0x1;
+
+/// Where `addr` lies in `map` (UEFI 2.10 section 8.4.2): in a runtime range, at its virtual
+/// address; NULL stays NULL when `optional`; anything else EFI_INVALID_PARAMETER (NULL) or
+/// EFI_NOT_FOUND.
+pub fn convert_address(map: impl Iterator<Item = efi::MemoryDescriptor>, addr: u64, optional: bool) -> Result<u64, EfiError> {
+    if addr == 0 {
+        return if optional { Ok(0) } else { Err(EfiError::InvalidParameter) };
+    }
+    map.filter(|d| d.attribute & efi::MEMORY_RUNTIME != 0)
+        .find(|d| addr >= d.physical_start && addr - d.physical_start < d.number_of_pages.saturating_mul(PAGE_SIZE))
+        .map(|d| d.virtual_start.wrapping_add(addr - d.physical_start))
+        .ok_or(EfiError::NotFound)
+}
+
+/// Calls the VIRTUAL_ADDRESS_CHANGE notify functions ExitBootServices kept, with `map` for
+/// ConvertPointer, as EDK2's SetVirtualAddressMap does before it converts its own pointers.
+fn notify_address_change(map: VirtualMap) {
+    let Some((notifies, n)) = STATE.address_change.with(|kept| *kept) else { return };
+    STATE.converting.set(map);
+    for notify in notifies[..n].iter().flatten() {
+        // SAFETY: the payload registered this function for VIRTUAL_ADDRESS_CHANGE, to be called
+        // with its event and context during SetVirtualAddressMap; a runtime driver keeps it in
+        // runtime memory.
+        unsafe { (notify.function)(notify.event as efi::Event, notify.context as *mut c_void) };
+    }
+    STATE.converting.clear();
 }
 
 /// Where the firmware range holding `addr` runs, if one does.
@@ -217,6 +279,7 @@ efiapi! {
             }
         }
         STATE.virtual_mode.store(true, Ordering::Relaxed);
+        notify_address_change(VirtualMap { at: map as usize, size, desc_size });
         // Everything stays where it runs: a firmware hidden at ExitBootServices is reachable.
         let hidden = STATE.hidden_firmware.swap(0, Ordering::Relaxed);
         if hidden != 0 {
@@ -227,9 +290,22 @@ efiapi! {
     }
 
     fn convert_pointer(debug: usize, address: *mut *mut c_void) -> Status {
-        let _ = (debug, address);
-        // Only meaningful during SetVirtualAddressMap, which never moves anything here.
-        Status::UNSUPPORTED
+        // Only while SetVirtualAddressMap notifies (EDK2's rule): the map is gone afterwards.
+        let Some(map) = STATE.converting.with(|m| *m) else { return Status::UNSUPPORTED };
+        if address.is_null() {
+            return Status::INVALID_PARAMETER;
+        }
+        // SAFETY: the caller's in/out pointer, checked non-NULL; the map is SetVirtualAddressMap's,
+        // which has not returned.
+        unsafe {
+            match convert_address(map.descriptors(), *address as u64, debug & OPTIONAL_PTR != 0) {
+                Ok(virt) => {
+                    *address = virt as *mut c_void;
+                    Status::SUCCESS
+                }
+                Err(e) => crate::efi::status_of(Err(e)),
+            }
+        }
     }
 
     fn get_variable(name: *mut u16, guid: *mut Guid, attributes: *mut u32, size: *mut usize, data: *mut c_void) -> Status {
@@ -465,7 +541,8 @@ fn own_set_variable(name: *mut u16, guid: *mut Guid, attributes: u32, size: usiz
 /// would map the firmware 1:1 and call it there, where its relocated pointers do not work.
 pub fn supported_mask(firmware_mask: Option<u32>) -> u32 {
     match firmware_mask {
-        Some(mask) => (mask & !CONVERT_POINTER) | SET_VIRTUAL_ADDRESS_MAP,
+        // ConvertPointer works while SetVirtualAddressMap notifies.
+        Some(mask) => mask | SET_VIRTUAL_ADDRESS_MAP | CONVERT_POINTER,
         None => {
             let time = if Machine::rtc_seconds().is_some() { GET_TIME | SET_TIME } else { 0 };
             GET_VARIABLE | GET_NEXT_VARIABLE_NAME | SET_VARIABLE | QUERY_VARIABLE_INFO | RESET_SYSTEM | time
@@ -491,7 +568,16 @@ fn publish_mask(mask: u32) {
 /// (the payload gets the emulator's own runtime services, and the RT properties table says so)
 /// until a SetVirtualAddressMap that keeps those addresses; Linux calls it only on machines that
 /// need it, and otherwise maps runtime services 1:1, where the moved firmware would fault.
-pub fn exit_boot_services() {
+pub fn exit_boot_services(address_change: &[Notify]) {
+    let mut kept = ([None; MAX_ADDRESS_CHANGE_NOTIFIES], 0);
+    for (slot, notify) in kept.0.iter_mut().zip(address_change) {
+        *slot = Some(*notify);
+        kept.1 += 1;
+    }
+    if address_change.len() > MAX_ADDRESS_CHANGE_NOTIFIES {
+        log::warn!("{} VIRTUAL_ADDRESS_CHANGE events: the last {} will not be notified", address_change.len(), address_change.len() - MAX_ADDRESS_CHANGE_NOTIFIES);
+    }
+    STATE.address_change.set(kept);
     let _ = with_variables(|s| {
         s.enter_runtime();
         Ok(())
@@ -502,7 +588,7 @@ pub fn exit_boot_services() {
     let table = STATE.firmware.swap(0, Ordering::Relaxed);
     if table != 0 {
         STATE.hidden_firmware.store(table, Ordering::Relaxed);
-        publish_mask(supported_mask(None) | SET_VIRTUAL_ADDRESS_MAP);
+        publish_mask(supported_mask(None) | SET_VIRTUAL_ADDRESS_MAP | CONVERT_POINTER);
         log::warn!(
             "the firmware runs at the virtual addresses the first kernel gave it: its runtime services are hidden (the emulator serves its own) unless SetVirtualAddressMap keeps them there"
         );
@@ -547,5 +633,7 @@ pub fn reset_for_test() {
     }
     STATE.too_many_ranges.store(false, Ordering::Relaxed);
     STATE.virtual_mode.store(false, Ordering::Relaxed);
+    STATE.address_change.clear();
+    STATE.converting.clear();
     record_firmware_ranges(core::iter::empty());
 }

@@ -551,6 +551,102 @@ fn the_boot_option_is_announced_ready_to_boot() {
     drop(m);
 }
 
+/// Every service that changes the memory map signals MEMORY_MAP_CHANGE (as EDK2 at each new map
+/// key); one that only reads it does not.
+#[test]
+fn a_changed_memory_map_is_announced() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    static CHANGES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    extern "efiapi" fn changed(_: efi::Event, _: *mut c_void) {
+        CHANGES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let changes = || CHANGES.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: see the module comment.
+    unsafe {
+        let (mut e, mut g) = (null_mut(), efi::EVENT_GROUP_MEMORY_MAP_CHANGE);
+        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(changed), null_mut(), &mut g, &mut e), Status::SUCCESS);
+        let mut at = 0u64;
+        assert_eq!((bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 3, &mut at), Status::SUCCESS);
+        assert_eq!(changes(), 1, "allocated");
+        map_key(bs);
+        assert_eq!(changes(), 1, "GetMemoryMap changes nothing");
+        assert_eq!((bs.free_pages)(at, 3), Status::SUCCESS);
+        assert_eq!(changes(), 2, "freed");
+        assert_eq!((bs.free_pages)(at, 3), Status::NOT_FOUND);
+        assert_eq!(changes(), 2, "a refused free changes nothing");
+        assert_eq!((bs.close_event)(e), Status::SUCCESS);
+    }
+    drop(m);
+}
+
+/// A runtime driver's VIRTUAL_ADDRESS_CHANGE notify functions run inside SetVirtualAddressMap
+/// (events of the type and of the group; a closed one not), and ConvertPointer answers there
+/// with the new map, and only there.
+#[test]
+fn set_virtual_address_map_notifies_and_convert_pointer_converts() {
+    let (m, _) = machine();
+    let (bs, rt) = (m.bs(), m.rt() as *const efi::RuntimeServices);
+    struct Seen {
+        rt: *const efi::RuntimeServices,
+        pointers: [u64; 4],
+        statuses: [Status; 4],
+        calls: usize,
+    }
+    extern "efiapi" fn convert(_: efi::Event, context: *mut c_void) {
+        // SAFETY: the test passes its `Seen` as the context, alive until SetVirtualAddressMap returns.
+        let seen = unsafe { &mut *(context as *mut Seen) };
+        seen.calls += 1;
+        for i in 0..4 {
+            let mut p = seen.pointers[i] as *mut c_void;
+            // SAFETY: see the module comment.
+            seen.statuses[i] = unsafe { ((*seen.rt).convert_pointer)(if i == 3 { 1 } else { 0 }, &mut p) };
+            seen.pointers[i] = p as u64;
+        }
+    }
+    let runtime = |phys: u64, virt: u64| efi::MemoryDescriptor {
+        r#type: efi::RUNTIME_SERVICES_DATA,
+        physical_start: phys,
+        virtual_start: virt,
+        number_of_pages: 2,
+        attribute: efi::MEMORY_RUNTIME,
+    };
+    let mut map = [runtime(0x4000_0000, 0x4000_0000), efi::MemoryDescriptor { attribute: 0, ..runtime(0x5000_0000, 0x5000_0000) }];
+    // Inside the runtime range, outside it, in a range without EFI_MEMORY_RUNTIME, NULL optional.
+    let mut by_type = Seen { rt, pointers: [0x4000_1ff8, 0x4000_2000, 0x5000_0000, 0], statuses: [Status::ABORTED; 4], calls: 0 };
+    let mut by_group = Seen { rt, pointers: [0; 4], statuses: [Status::ABORTED; 4], calls: 0 };
+    let mut closed = Seen { rt, pointers: [0; 4], statuses: [Status::ABORTED; 4], calls: 0 };
+    // SAFETY: see the module comment.
+    unsafe {
+        let rt = &*rt;
+        let mut e = null_mut();
+        assert_eq!((bs.create_event)(efi::EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE, efi::TPL_NOTIFY, Some(convert), (&raw mut by_type).cast(), &mut e), Status::SUCCESS);
+        let mut g = efi::EVENT_GROUP_VIRTUAL_ADDRESS_CHANGE;
+        assert_eq!((bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(convert), (&raw mut by_group).cast(), &mut g, &mut e), Status::SUCCESS);
+        assert_eq!((bs.create_event)(efi::EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE, efi::TPL_NOTIFY, Some(convert), (&raw mut closed).cast(), &mut e), Status::SUCCESS);
+        assert_eq!((bs.close_event)(e), Status::SUCCESS);
+        let mut p = 0x4000_0000 as *mut c_void;
+        assert_eq!((rt.convert_pointer)(0, &mut p), Status::UNSUPPORTED, "not during SetVirtualAddressMap");
+        assert_eq!((bs.exit_boot_services)(core::ptr::without_provenance_mut(1), map_key(bs)), Status::SUCCESS);
+        map[0].virtual_start = 0xffff_0000_0000;
+        assert_eq!((rt.set_virtual_address_map)(80, 40, 1, map.as_mut_ptr()), Status::UNSUPPORTED, "a move");
+        assert_eq!(by_type.calls, 0, "a refused map notifies nobody");
+        map[0].virtual_start = 0x4000_0000;
+        assert_eq!((rt.set_virtual_address_map)(80, 40, 1, map.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!((by_type.calls, by_group.calls, closed.calls), (1, 1, 0));
+        assert_eq!(by_type.statuses, [Status::SUCCESS, Status::NOT_FOUND, Status::NOT_FOUND, Status::SUCCESS]);
+        assert_eq!(by_type.pointers, [0x4000_1ff8, 0x4000_2000, 0x5000_0000, 0]);
+        assert_eq!(by_group.statuses[0], Status::INVALID_PARAMETER, "NULL without EFI_OPTIONAL_PTR");
+        assert_eq!((rt.convert_pointer)(0, &mut p), Status::UNSUPPORTED, "after SetVirtualAddressMap");
+    }
+    // The translation itself, with a range that moves (the firmware's, kept where it runs).
+    let moved = [efi::MemoryDescriptor { virtual_start: 0xffff_8000_0000_0000, ..runtime(0x4000_0000, 0) }];
+    assert_eq!(runtime::convert_address(moved.into_iter(), 0x4000_1234, false), Ok(0xffff_8000_0000_1234));
+    assert_eq!(runtime::convert_address(moved.into_iter(), 0x3fff_ffff, false), Err(EfiError::NotFound));
+    assert_eq!(runtime::convert_address(moved.into_iter(), 0, true), Ok(0));
+    drop(m);
+}
+
 #[test]
 fn exit_boot_services_needs_the_current_key_and_ends_boot_services() {
     let (m, kernel) = machine();
