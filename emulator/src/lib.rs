@@ -38,7 +38,6 @@ pub mod services;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod boot;
-#[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod heap;
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub use arch::aarch64::console;

@@ -105,9 +105,9 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     if heap.end() > v.mempool.end() {
         fatal!("mempool of {} KiB is too small for the page tables and the emulator's heap", v.mempool.size / 1024);
     }
-    // SAFETY: the heap range lies in the validated mempool, which nothing else uses yet, and
-    // the allocator is initialised once, before the first allocation.
-    unsafe { crate::heap::init(heap.start, heap.size) };
+    // SAFETY: the heap range lies in the validated mempool, which nothing else uses yet; it is
+    // the heap's first region, given before the first allocation.
+    unsafe { crate::heap::add(heap.start, heap.size) };
     let reserved = Reserved { page_tables, heap };
     #[cfg(feature = "test-hooks")]
     if options.debug_stale_map_key {

@@ -102,6 +102,7 @@ impl Events {
         if group.is_some() && wait {
             return Err(EfiError::InvalidParameter);
         }
+        self.events.try_reserve(1).map_err(|_| EfiError::OutOfResources)?;
         let id = self.next;
         self.next += 0x10;
         let notify = if wait || signal { notify } else { None };

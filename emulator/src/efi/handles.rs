@@ -93,10 +93,12 @@ impl HandleDb {
                 if e.protocols.iter().any(|p| p.guid == *guid) {
                     return Err(EfiError::InvalidParameter);
                 }
+                e.protocols.try_reserve(1).map_err(|_| EfiError::OutOfResources)?;
                 e.protocols.push(Installed { guid: *guid, interface, opens: Vec::new() });
                 h
             }
             None => {
+                self.entries.try_reserve(1).map_err(|_| EfiError::OutOfResources)?;
                 let h = self.next;
                 self.next += 0x10;
                 self.entries.push(Entry { handle: h, protocols: alloc::vec![Installed { guid: *guid, interface, opens: Vec::new() }] });

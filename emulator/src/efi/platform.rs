@@ -2,7 +2,8 @@
 //!
 //! Services reach the hardware only through these narrow traits, [`Platform`] being all of
 //! them: [`Clock`] (counter, RTC, tick), [`Entropy`], [`Protection`] (page permissions, caches),
-//! [`ConsoleIo`], [`Images`] (the switch into an image and back), [`Power`], [`BulkCopy`].
+//! [`ConsoleIo`], [`Images`] (the switch into an image and back), [`Power`], [`BulkCopy`],
+//! [`HeapRoom`].
 //! `arch::aarch64::Aarch64` implements them for the blob; the host tests of `services` implement
 //! them with a simulated machine, so every shim builds and runs there. All methods are
 //! associated functions: the machine is one, and the blob pays nothing for the indirection.
@@ -137,7 +138,18 @@ pub trait BulkCopy {
     unsafe fn fill(dst: *mut u8, value: u8, len: usize);
 }
 
-/// The whole machine the services run on; each service names the narrow traits it uses.
-pub trait Platform: Clock + Entropy + Protection + ConsoleIo + Images + Power + BulkCopy {}
+/// The emulator's own heap, which boot services grow from the memory map before it runs out.
+pub trait HeapRoom {
+    /// Bytes free in it now.
+    fn heap_free() -> u64;
+    /// Gives it `[start, start + size)`; false when it can take no more regions.
+    ///
+    /// # Safety
+    /// The range must be writable RAM nothing else uses while boot services run.
+    unsafe fn heap_grow(start: u64, size: u64) -> bool;
+}
 
-impl<T: Clock + Entropy + Protection + ConsoleIo + Images + Power + BulkCopy> Platform for T {}
+/// The whole machine the services run on; each service names the narrow traits it uses.
+pub trait Platform: Clock + Entropy + Protection + ConsoleIo + Images + Power + BulkCopy + HeapRoom {}
+
+impl<T: Clock + Entropy + Protection + ConsoleIo + Images + Power + BulkCopy + HeapRoom> Platform for T {}

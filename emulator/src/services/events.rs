@@ -67,11 +67,11 @@ efiapi! {
     }
 
     fn create_event(ty: u32, tpl: efi::Tpl, notify: Option<efi::EventNotify>, context: *mut c_void, event: *mut efi::Event) -> Status {
-        guarded(|| create(ty, tpl, notify, context, None, event))
+        guarded_growing(|| create(ty, tpl, notify, context, None, event))
     }
 
     fn create_event_ex(ty: u32, tpl: efi::Tpl, notify: Option<efi::EventNotify>, context: *const c_void, group: *const Guid, event: *mut efi::Event) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: an optional GUID argument of the payload.
             let group = if group.is_null() { None } else { Some(unsafe { guid_arg(group)? }) };
             // CreateEventEx forbids the two legacy group types: the group GUID says it.

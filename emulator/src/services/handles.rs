@@ -58,7 +58,7 @@ pub fn notify_registered() {
 
 efiapi! {
     fn install_protocol_interface(handle: *mut efi::Handle, protocol: *mut Guid, interface_type: efi::InterfaceType, interface: *mut c_void) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             if interface_type != efi::NATIVE_INTERFACE {
                 return Err(EfiError::InvalidParameter);
             }
@@ -72,7 +72,7 @@ efiapi! {
     }
 
     fn reinstall_protocol_interface(handle: efi::Handle, protocol: *mut Guid, old: *mut c_void, new: *mut c_void) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
             with_core(|c| c.handles.reinstall(handle as usize, &g, old as usize, new as usize))?;
@@ -90,7 +90,7 @@ efiapi! {
     }
 
     fn handle_protocol(handle: efi::Handle, protocol: *mut Guid, interface: *mut *mut c_void) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
             if interface.is_null() {
@@ -103,7 +103,7 @@ efiapi! {
     }
 
     fn register_protocol_notify(protocol: *mut Guid, event: efi::Event, registration: *mut *mut c_void) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
             if registration.is_null() || !with_core(|c| c.events.exists(event as usize)) {
@@ -150,7 +150,7 @@ efiapi! {
     }
 
     fn open_protocol(handle: efi::Handle, protocol: *mut Guid, interface: *mut *mut c_void, agent: efi::Handle, controller: efi::Handle, attributes: u32) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
             let test = attributes == efi::OPEN_PROTOCOL_TEST_PROTOCOL;
@@ -186,7 +186,7 @@ efiapi! {
     }
 
     fn open_protocol_information(handle: efi::Handle, protocol: *mut Guid, entries: *mut *mut efi::OpenProtocolInformationEntry, count: *mut usize) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
             if entries.is_null() || count.is_null() {
@@ -205,7 +205,7 @@ efiapi! {
     }
 
     fn protocols_per_handle(handle: efi::Handle, buffer: *mut *mut *mut Guid, count: *mut usize) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             if buffer.is_null() || count.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
@@ -236,7 +236,7 @@ efiapi! {
     }
 
     fn locate_handle_buffer(search: efi::LocateSearchType, protocol: *mut Guid, key: *mut c_void, count: *mut usize, buffer: *mut *mut efi::Handle) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             if count.is_null() || buffer.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
@@ -270,7 +270,7 @@ efiapi! {
     }
 
     fn install_multiple_pairs(handle: *mut efi::Handle, args: *const *mut c_void) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: the variadic entry collected the arguments into one NULL-terminated array.
             let pairs = unsafe { pairs(args)? };
             // SAFETY: the payload's in/out handle argument.

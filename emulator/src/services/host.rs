@@ -6,7 +6,7 @@ use super::protocols::{memory_attribute, rng};
 use super::tables::new_core;
 use super::*;
 use crate::efi::memory::{MemoryMap, Region};
-use crate::efi::platform::{Access, BulkCopy, Clock, ConsoleIo, Entropy, Images, Power, PowerAction, ProtectError, Protection};
+use crate::efi::platform::{Access, BulkCopy, Clock, ConsoleIo, Entropy, HeapRoom, Images, Power, PowerAction, ProtectError, Protection};
 use std::collections::{BTreeMap, VecDeque};
 use std::string::String;
 use std::sync::mpsc;
@@ -29,6 +29,9 @@ pub struct State {
     pub power: Option<PowerAction>,
     pub images_loaded: usize,
     pub rtc: Option<u64>,
+    /// The emulator's heap: bytes free (`None`: plenty), and the regions it was given.
+    pub heap_free: Option<u64>,
+    pub heap_grown: Vec<(u64, u64)>,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -202,6 +205,20 @@ impl BulkCopy for HostMachine {
     unsafe fn fill(dst: *mut u8, value: u8, len: usize) {
         // SAFETY: the caller's contract.
         unsafe { core::ptr::write_bytes(dst, value, len) }
+    }
+}
+
+impl HeapRoom for HostMachine {
+    fn heap_free() -> u64 {
+        state(|s| s.heap_free.unwrap_or(u64::MAX))
+    }
+
+    unsafe fn heap_grow(start: u64, size: u64) -> bool {
+        state(|s| {
+            s.heap_grown.push((start, size));
+            s.heap_free = s.heap_free.map(|f| f + size);
+            true
+        })
     }
 }
 

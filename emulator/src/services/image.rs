@@ -283,7 +283,7 @@ pub fn report_exit_boot_services() {
 
 efiapi! {
     fn load_image(boot_policy: efi::Boolean, parent: efi::Handle, path: *mut efi::protocols::device_path::Protocol, source: *mut c_void, size: usize, image: *mut efi::Handle) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // A parent is any handle with a LoadedImage, as EDK2 asks: shim loads GRUB as
             // images of its own and GRUB then loads Linux with one of those as the parent.
             if image.is_null() || !with_core(|c| c.handles.get(parent as usize, &efi::protocols::loaded_image::PROTOCOL_GUID).is_ok()) {

@@ -10,7 +10,7 @@ pub const DESC_SIZE: usize = 48;
 
 efiapi! {
     fn allocate_pages(how: efi::AllocateType, ty: efi::MemoryType, pages: usize, memory: *mut efi::PhysicalAddress) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: `memory` is the payload's in/out address argument.
             let addr = unsafe { read(memory)? };
             let how = match how {
@@ -72,7 +72,7 @@ efiapi! {
     }
 
     fn allocate_pool(ty: efi::MemoryType, size: usize, buffer: *mut *mut c_void) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             if buffer.is_null() {
                 return Err(EfiError::InvalidParameter);
             }

@@ -7,7 +7,7 @@ use core::ffi::c_void;
 
 efiapi! {
     fn install_configuration_table(guid: *mut Guid, table: *mut c_void) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(guid)? };
             with_core(|c| c.install_config(g, table as usize))

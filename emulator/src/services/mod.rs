@@ -176,6 +176,50 @@ pub fn guarded(body: impl FnOnce() -> Result<(), EfiError>) -> Status {
     status(result)
 }
 
+/// The heap the emulator keeps free before a service that may grow its tables runs (every table
+/// entry a service adds is far smaller), and the step it grows by from the memory map.
+pub const HEAP_HEADROOM: u64 = 1 << 20;
+pub const HEAP_GROWTH: u64 = 4 << 20;
+
+/// [`guarded`] for a service that may grow the emulator's tables (CreateEvent, protocol
+/// installs, OpenProtocol, LoadImage, allocations that split the map): with less than
+/// [`HEAP_HEADROOM`] free, the heap first grows from the memory map; when RAM or the heap's
+/// regions are spent, EFI_OUT_OF_RESOURCES, and services that release keep working.
+pub fn guarded_growing(body: impl FnOnce() -> Result<(), EfiError>) -> Status {
+    guarded(|| {
+        heap_room()?;
+        body()
+    })
+}
+
+fn heap_room() -> Result<(), EfiError> {
+    use crate::efi::platform::{HeapRoom, Protection};
+    if Machine::heap_free() >= HEAP_HEADROOM {
+        return Ok(());
+    }
+    let pages = HEAP_GROWTH / PAGE_SIZE;
+    let grown = with_core(|c| {
+        let at = c.memory.allocate(crate::efi::memory::AllocateType::AnyPages, efi::BOOT_SERVICES_DATA, pages, PAGE_SIZE).ok()?;
+        // SAFETY: fresh pages of the map, the core's until ExitBootServices, made plain data
+        // (a payload may have left them read-only or executable).
+        let taken = Machine::set_access(at, HEAP_GROWTH, crate::efi::platform::Access::DATA).is_ok() && unsafe { Machine::heap_grow(at, HEAP_GROWTH) };
+        if !taken {
+            let _ = c.memory.free(at, pages);
+        }
+        taken.then_some(at)
+    });
+    match grown {
+        Some(at) => {
+            log::info!("the emulator's heap grew by {} MiB at {at:#x}", HEAP_GROWTH >> 20);
+            Ok(())
+        }
+        None => {
+            log::warn!("the emulator's heap is low ({} KiB free) and cannot grow: EFI_OUT_OF_RESOURCES", Machine::heap_free() / 1024);
+            Err(EfiError::OutOfResources)
+        }
+    }
+}
+
 /// Runs a service that stays after ExitBootServices (runtime services, protocol functions that
 /// check for themselves) and converts its result.
 pub fn run(body: impl FnOnce() -> Result<(), EfiError>) -> Status {

@@ -551,6 +551,55 @@ fn the_boot_option_is_announced_ready_to_boot() {
     drop(m);
 }
 
+/// The emulator's heap grows from the memory map before a service that adds to its tables
+/// runs short; once RAM is spent such services answer EFI_OUT_OF_RESOURCES (a fatal
+/// out-of-memory before), and the ones that release keep working.
+#[test]
+fn a_low_heap_grows_from_the_map_then_runs_out_honestly() {
+    let (m, _) = machine();
+    let bs = m.bs();
+    host::state(|s| s.heap_free = Some(HEAP_HEADROOM - 1));
+    let mut e = null_mut();
+    // SAFETY: see the module comment.
+    unsafe {
+        assert_eq!((bs.create_event)(efi::EVT_TIMER, efi::TPL_CALLBACK, None, null_mut(), &mut e), Status::SUCCESS);
+        let grown = host::state(|s| s.heap_grown.clone());
+        assert_eq!(grown.len(), 1, "grew once");
+        let (at, size) = grown[0];
+        assert_eq!(size, HEAP_GROWTH);
+        assert_eq!(with_core(|c| c.memory.find(at).map(|r| (r.ty, r.allocated))), Some((efi::BOOT_SERVICES_DATA, true)), "taken from the map as boot-services data");
+        assert_eq!(host::state(|s| s.pages.get(&at).copied()), Some(Access::DATA), "made plain data");
+
+        // Spend RAM, then run the heap low again.
+        let mut spent = Vec::new();
+        let mut chunk = 256usize;
+        while chunk > 0 {
+            let mut at = 0u64;
+            if (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, chunk, &mut at) == Status::SUCCESS {
+                spent.push((at, chunk));
+            } else {
+                chunk /= 2;
+            }
+        }
+        host::state(|s| s.heap_free = Some(HEAP_HEADROOM - 1));
+        let mut again = null_mut();
+        assert_eq!((bs.create_event)(efi::EVT_TIMER, efi::TPL_CALLBACK, None, null_mut(), &mut again), Status::OUT_OF_RESOURCES);
+        let mut h = null_mut();
+        assert_eq!((bs.install_protocol_interface)(&mut h, &mut G1.clone(), efi::NATIVE_INTERFACE, null_mut()), Status::OUT_OF_RESOURCES);
+        assert_eq!(host::state(|s| s.heap_grown.len()), 1, "nothing to grow from");
+        assert_eq!((bs.close_event)(e), Status::SUCCESS, "releasing still works");
+        let (at, pages) = spent[0];
+        assert_eq!((bs.free_pages)(at, pages), Status::SUCCESS);
+        assert_eq!((bs.create_event)(efi::EVT_TIMER, efi::TPL_CALLBACK, None, null_mut(), &mut again), Status::OUT_OF_RESOURCES, "256 pages cannot hold 4 MiB");
+        for &(at, pages) in &spent[1..] {
+            assert_eq!((bs.free_pages)(at, pages), Status::SUCCESS);
+        }
+        assert_eq!((bs.create_event)(efi::EVT_TIMER, efi::TPL_CALLBACK, None, null_mut(), &mut again), Status::SUCCESS, "RAM again: grown");
+        assert_eq!(host::state(|s| s.heap_grown.len()), 2);
+    }
+    drop(m);
+}
+
 /// Every service that changes the memory map signals MEMORY_MAP_CHANGE (as EDK2 at each new map
 /// key); one that only reads it does not.
 #[test]

@@ -4,7 +4,7 @@
 
 use super::{console, cpu, exceptions, mmu, psci};
 use crate::drivers::pl031::Pl031;
-use crate::efi::platform::{Access, BulkCopy, Clock, ConsoleIo, Entropy, Images, Power, PowerAction, ProtectError, Protection};
+use crate::efi::platform::{Access, BulkCopy, Clock, ConsoleIo, Entropy, HeapRoom, Images, Power, PowerAction, ProtectError, Protection};
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use r_efi::efi;
@@ -273,5 +273,16 @@ impl BulkCopy for Aarch64 {
     unsafe fn fill(dst: *mut u8, value: u8, len: usize) {
         // SAFETY: the caller's contract.
         unsafe { crate::bulk::fill_raw(dst, value, len) }
+    }
+}
+
+impl HeapRoom for Aarch64 {
+    fn heap_free() -> u64 {
+        crate::heap::free()
+    }
+
+    unsafe fn heap_grow(start: u64, size: u64) -> bool {
+        // SAFETY: the caller's contract.
+        unsafe { crate::heap::add(start, size) }
     }
 }

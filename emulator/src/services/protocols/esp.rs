@@ -170,7 +170,7 @@ efiapi! {
     }
 
     fn open(this: *mut file::Protocol, new: *mut *mut file::Protocol, name: *mut u16, mode: u64, attributes: u64) -> Status {
-        guarded(|| {
+        guarded_growing(|| {
             let _ = attributes;
             // SAFETY: the payload's file name.
             let name = unsafe { ucs2_arg(name)? };
