@@ -30,6 +30,31 @@ pub fn stall_deadline(now: u64, microseconds: usize, ticks_per_second: u64) -> u
     now.saturating_add(u64::try_from(ticks).unwrap_or(u64::MAX))
 }
 
+/// Spins until `ready()` or the `deadline` (counter ticks), whichever comes first; true when
+/// ready. Timers and the watchdog are served while it waits, as the tick serves them while a
+/// payload runs: a timer due during a long Stall fires in it. After ExitBootServices it only waits.
+pub fn wait_until(deadline: u64, mut ready: impl FnMut() -> bool) -> bool {
+    let every = Machine::ticks_per_second() / 10_000;
+    let mut polled = Machine::ticks();
+    loop {
+        if ready() {
+            return true;
+        }
+        let now = Machine::ticks();
+        if now >= deadline {
+            if !exited() {
+                poll_timers();
+            }
+            return false;
+        }
+        if !exited() && now >= polled.saturating_add(every) {
+            poll_timers();
+            polled = Machine::ticks();
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// The boot-services tick: an IRQ interrupted payload code below TPL_HIGH_LEVEL (IRQs masked
 /// now). Timers and the watchdog are served as when a payload waits in a service; the notify
 /// functions that run count as inside a service, so their calls do not unmask.
@@ -147,19 +172,7 @@ efiapi! {
 
     fn stall(microseconds: usize) -> Status {
         guarded(|| {
-            let end = stall_deadline(Machine::ticks(), microseconds, Machine::ticks_per_second());
-            // Timers and the watchdog are served while the payload stalls, as the tick serves
-            // them while it runs: a timer due during a long Stall fires in it.
-            let mut polled = Machine::ticks();
-            let every = Machine::ticks_per_second() / 10_000;
-            while Machine::ticks() < end {
-                if Machine::ticks() >= polled.saturating_add(every) {
-                    poll_timers();
-                    polled = Machine::ticks();
-                }
-                core::hint::spin_loop();
-            }
-            poll_timers();
+            wait_until(stall_deadline(Machine::ticks(), microseconds, Machine::ticks_per_second()), || false);
             Ok(())
         })
     }

@@ -1322,10 +1322,20 @@ fn console_rng_and_memory_attributes() {
         assert_eq!(((*sio).write)(sio, &mut n, b"grub>".as_ptr() as *mut c_void), Status::SUCCESS);
         assert_eq!(host::state(|s| s.console_out.clone()), "grub>");
         host::state(|s| s.console_in.extend(*b"ab"));
+        // Each byte may take Mode.Timeout to come (2 ms here), and timers fire meanwhile.
+        assert_eq!(((*sio).set_attributes)(sio, 0, 0, 2_000, 0, 0, 0), Status::SUCCESS);
+        NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
+        let mut timer = null_mut();
+        assert_eq!((m.bs().create_event)(efi::EVT_TIMER | efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), 1 as *mut c_void, &mut timer), Status::SUCCESS);
+        assert_eq!((m.bs().set_timer)(timer, efi::TIMER_RELATIVE, 10_000), Status::SUCCESS); // 1 ms
         let mut buf = [0u8; 4];
         n = 4;
+        let before = host::state(|s| s.ticks);
         assert_eq!(((*sio).read)(sio, &mut n, buf.as_mut_ptr().cast()), Status::TIMEOUT, "two of four bytes");
         assert_eq!((n, &buf[..2]), (2, &b"ab"[..]));
+        assert!(host::state(|s| s.ticks) - before >= 2_000, "waited the timeout for the third byte");
+        assert_eq!(NOTIFIED.load(std::sync::atomic::Ordering::SeqCst), 1, "the timer fired during the wait");
+        assert_eq!((m.bs().close_event)(timer), Status::SUCCESS);
         assert_eq!(((*sio).reset)(sio), Status::SUCCESS);
 
         // RNG.

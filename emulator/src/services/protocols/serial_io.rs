@@ -129,8 +129,16 @@ efiapi! {
             if want > 0 && buffer.is_null() {
                 return Err(EfiError::InvalidParameter);
             }
+            // Mode.Timeout is a per-character wait in microseconds (UEFI 2.10 section 12.8, 1 s by
+            // default): each byte gets that long to arrive, so a payload that writes a request
+            // and reads the answer does not race the other end.
+            let timeout = mode(this)?.timeout as usize;
             let mut n = 0;
             while n < want {
+                let deadline = crate::services::events::stall_deadline(Machine::ticks(), timeout, Machine::ticks_per_second());
+                if !crate::services::events::wait_until(deadline, Machine::console_has_input) {
+                    break;
+                }
                 let Some(b) = Machine::console_read() else { break };
                 // SAFETY: the payload's buffer holds `want` bytes.
                 unsafe { (buffer as *mut u8).add(n).write(b) };
