@@ -89,6 +89,19 @@ enum Dir {
     Chain(u32),
 }
 
+/// Where a reader stands in a cluster chain: the `index`-th cluster of the chain that starts
+/// at `first` is `cluster`. A file or directory read continues from there instead of walking
+/// the chain from its start each time (quadratic in its clusters). The default stands nowhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChainCursor {
+    first: u32,
+    index: u64,
+    cluster: u32,
+}
+
+/// One raw directory record: its index in the directory, where the chain stood, its 32 bytes.
+type RawEntry<'a> = (u64, ChainCursor, &'a [u8]);
+
 #[derive(Debug)]
 pub struct Fat<'a> {
     disk: &'a [u8],
@@ -99,6 +112,13 @@ pub struct Fat<'a> {
     data_start: usize,
     clusters: u32,
     root: Dir,
+}
+
+/// Where the next read of a directory starts: its raw record index, and where the chain stood.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirPlace {
+    next: u64,
+    cursor: ChainCursor,
 }
 
 /// Most directory entries one directory may have (2^16 × 32 bytes, FAT's own limit).
@@ -195,31 +215,54 @@ impl<'a> Fat<'a> {
         })
     }
 
+    /// The clusters of the chain starting at `first`, numbered, from the `index`-th on: walked
+    /// from `cursor` when it stands in that chain at or before `index`, else from the start.
+    fn chain_from(&self, first: u32, index: u64, cursor: ChainCursor) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let (from, start) = if cursor.first == first && cursor.cluster != 0 && cursor.index <= index { (cursor.index, cursor.cluster) } else { (0, first) };
+        self.chain(start).zip(from..).map(|(c, i)| (i, c)).skip_while(move |&(i, _)| i < index)
+    }
+
     fn cluster_bytes(&self, c: u32) -> Option<&'a [u8]> {
         let at = self.data_start + (c as usize - 2) * self.cluster_size;
         self.disk.get(at..at + self.cluster_size)
     }
 
-    /// The raw 32-byte entries of a directory.
-    fn raw_entries(&self, dir: Dir) -> impl Iterator<Item = &'a [u8]> + '_ {
+    /// The raw 32-byte records of a directory from the `start`-th on (`cursor`: where an earlier
+    /// read of it stood), at most [`MAX_DIR_ENTRIES`].
+    fn raw_entries(&self, dir: Dir, start: u64, cursor: ChainCursor) -> impl Iterator<Item = RawEntry<'a>> + '_ {
         let fixed = match dir {
             Dir::FixedRoot(at, n) => self.disk.get(at..at + n * 32),
             Dir::Chain(_) => None,
         };
+        let fixed = fixed.into_iter().flat_map(|b| b.chunks_exact(32)).zip(0u64..).map(|(e, i)| (i, ChainCursor::default(), e)).skip(start as usize);
+        let per_cluster = (self.cluster_size / 32) as u64;
         let chained = match dir {
-            Dir::Chain(c) => Some(self.chain(c).filter_map(|c| self.cluster_bytes(c)).flat_map(|b| b.chunks_exact(32))),
+            Dir::Chain(first) => Some(
+                self.chain_from(first, start / per_cluster, cursor)
+                    .flat_map(move |(index, cluster)| {
+                        let here = ChainCursor { first, index, cluster };
+                        self.cluster_bytes(cluster).into_iter().flat_map(|b| b.chunks_exact(32)).zip(index * per_cluster..).map(move |(e, i)| (i, here, e))
+                    })
+                    .skip_while(move |&(i, ..)| i < start),
+            ),
             Dir::FixedRoot(..) => None,
         };
-        fixed.into_iter().flat_map(|b| b.chunks_exact(32)).chain(chained.into_iter().flatten()).take(MAX_DIR_ENTRIES)
+        fixed.chain(chained.into_iter().flatten()).take_while(|&(i, ..)| i < MAX_DIR_ENTRIES as u64)
     }
 
     /// The entries of a directory (not `.` and `..`, not the volume label), in order.
     fn entries(&self, dir: Dir) -> impl Iterator<Item = Entry> + '_ {
-        let mut raw = self.raw_entries(dir);
+        self.entries_from(dir, 0, ChainCursor::default()).map(|(e, _)| e)
+    }
+
+    /// The entries of a directory from its `start`-th raw record (`cursor`: where an earlier
+    /// read stood), each with where the next read starts: [`DirPlace`].
+    fn entries_from(&self, dir: Dir, start: u64, cursor: ChainCursor) -> impl Iterator<Item = (Entry, DirPlace)> + '_ {
+        let mut raw = self.raw_entries(dir, start, cursor);
         let mut long: Vec<u16> = Vec::new();
         let mut long_sum = None;
         core::iter::from_fn(move || loop {
-            let e = raw.next()?;
+            let (index, cursor, e) = raw.next()?;
             match e[0] {
                 0 => return None,
                 0xe5 => {
@@ -265,7 +308,8 @@ impl<'a> Fat<'a> {
             }
             let cluster = ((le_u16(e, 20).unwrap_or(0) as u32) << 16) | le_u16(e, 26).unwrap_or(0) as u32;
             let stamp = |d: usize, t: Option<usize>| Stamp { date: le_u16(e, d).unwrap_or(0), time: t.map_or(0, |t| le_u16(e, t).unwrap_or(0)) };
-            return Some(Entry { name, attr, cluster, size: le_u32(e, 28).unwrap_or(0), created: stamp(16, Some(14)), modified: stamp(24, Some(22)), accessed: stamp(18, None) });
+            let entry = Entry { name, attr, cluster, size: le_u32(e, 28).unwrap_or(0), created: stamp(16, Some(14)), modified: stamp(24, Some(22)), accessed: stamp(18, None) };
+            return Some((entry, DirPlace { next: index + 1, cursor }));
         })
     }
 
@@ -285,6 +329,13 @@ impl<'a> Fat<'a> {
         } else {
             Dir::Chain(e.cluster)
         }
+    }
+
+    /// The next entry of directory `dir` from `place` (where the previous one left off), and the
+    /// place after it; `None` at the end (or for a file).
+    pub fn read_dir_at(&self, dir: &Entry, place: DirPlace) -> Option<(Entry, DirPlace)> {
+        let d = dir.is_dir().then(|| self.dir_of(dir))?;
+        self.entries_from(d, place.next, place.cursor).next()
     }
 
     /// A directory's entries (empty for a file).
@@ -319,6 +370,12 @@ impl<'a> Fat<'a> {
 
     /// Reads a file's bytes from `offset` into `buf`; the count read (0 at the end).
     pub fn read(&self, file: &Entry, offset: u64, buf: &mut [u8]) -> usize {
+        self.read_at(file, offset, buf, &mut ChainCursor::default())
+    }
+
+    /// [`Fat::read`] for a reader that keeps its place: starts from `cursor` when it can, and
+    /// leaves it at the last cluster read.
+    pub fn read_at(&self, file: &Entry, offset: u64, buf: &mut [u8], cursor: &mut ChainCursor) -> usize {
         let size = file.size as u64;
         if file.is_dir() || offset >= size {
             return 0;
@@ -326,9 +383,10 @@ impl<'a> Fat<'a> {
         let want = buf.len().min((size - offset) as usize);
         let cs = self.cluster_size as u64;
         let mut done = 0;
-        for (i, c) in self.chain(file.cluster).enumerate().skip((offset / cs) as usize) {
+        for (i, c) in self.chain_from(file.cluster, offset / cs, *cursor) {
             let Some(bytes) = self.cluster_bytes(c) else { break };
-            let from = if i as u64 == offset / cs { (offset % cs) as usize } else { 0 };
+            *cursor = ChainCursor { first: file.cluster, index: i, cluster: c };
+            let from = if i == offset / cs { (offset % cs) as usize } else { 0 };
             let n = (bytes.len() - from).min(want - done);
             buf[done..done + n].copy_from_slice(&bytes[from..from + n]);
             done += n;
@@ -341,7 +399,12 @@ impl<'a> Fat<'a> {
 
     /// The volume label from the root directory, if there is one.
     pub fn label(&self) -> Vec<u16> {
-        self.raw_entries(self.root).take_while(|e| e[0] != 0).find(|e| e[0] != 0xe5 && e[11] & 0x3f == ATTR_VOLUME_ID).map(|e| short_name(&e[..11], 0)).unwrap_or_default()
+        self.raw_entries(self.root, 0, ChainCursor::default())
+            .map(|(.., e)| e)
+            .take_while(|e| e[0] != 0)
+            .find(|e| e[0] != 0xe5 && e[11] & 0x3f == ATTR_VOLUME_ID)
+            .map(|e| short_name(&e[..11], 0))
+            .unwrap_or_default()
     }
 
     /// Bytes of the volume, and of its free clusters.

@@ -1326,7 +1326,10 @@ fn console_rng_and_memory_attributes() {
         assert_eq!(((*sio).set_attributes)(sio, 0, 0, 2_000, 0, 0, 0), Status::SUCCESS);
         NOTIFIED.store(0, std::sync::atomic::Ordering::SeqCst);
         let mut timer = null_mut();
-        assert_eq!((m.bs().create_event)(efi::EVT_TIMER | efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), core::ptr::without_provenance_mut(1), &mut timer), Status::SUCCESS);
+        assert_eq!(
+            (m.bs().create_event)(efi::EVT_TIMER | efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count_notify), core::ptr::without_provenance_mut(1), &mut timer),
+            Status::SUCCESS
+        );
         assert_eq!((m.bs().set_timer)(timer, efi::TIMER_RELATIVE, 10_000), Status::SUCCESS); // 1 ms
         let mut buf = [0u8; 4];
         n = 4;

@@ -182,3 +182,47 @@ fn an_overlong_long_name_is_ignored() {
     let names: Vec<String> = fat.read_dir(&fat.root()).map(|e| String::from_utf16(&e.name).unwrap()).collect();
     assert_eq!(names, ["LONGNAME.TXT"], "the short name, not 390 units of long name");
 }
+
+/// A reader that keeps its place continues from the cluster it stands on: the chain before it
+/// is not walked again (each Read walked it from the start: quadratic in the file's clusters).
+/// Shown by breaking the chain's start between two reads: the kept place reads on, a fresh
+/// read cannot get past the break.
+#[test]
+fn reads_continue_from_where_they_stand() {
+    let big = content(300_000);
+    let names: Vec<String> = (0..300).map(|i| format!("DIR/file number {i:03}.txt")).collect();
+    let mut files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+    files.push(("big.bin", &big));
+    let disk = image(fatfs::FatType::Fat32, &files);
+    let fat = Fat::new(&disk).unwrap();
+    let (file, dir) = (fat.open(&w("big.bin")).unwrap(), fat.open(&w("DIR")).unwrap());
+
+    let mut cursor = ChainCursor::default();
+    let mut first = vec![0u8; 200_000];
+    assert_eq!(fat.read_at(&file, 0, &mut first, &mut cursor), first.len());
+    let mut place = DirPlace::default();
+    let mut listed = Vec::new();
+    for _ in 0..150 {
+        let (e, next) = fat.read_dir_at(&dir, place).unwrap();
+        listed.push(String::from_utf16(&e.name).unwrap());
+        place = next;
+    }
+
+    // The same volume with both chains cut after their first cluster.
+    let mut broken = disk.clone();
+    for c in [file.cluster, dir.cluster] {
+        broken[fat.fat_start + 4 * c as usize..][..4].copy_from_slice(&0x0fff_ffffu32.to_le_bytes());
+    }
+    let fat = Fat::new(&broken).unwrap();
+    let mut rest = vec![0u8; 100_000];
+    assert_eq!(fat.read(&file, 200_000, &mut rest), 0, "a fresh read walks from the start and stops at the cut");
+    assert_eq!(fat.read_at(&file, 200_000, &mut rest, &mut cursor), rest.len(), "the kept place reads on");
+    assert_eq!([first, rest].concat(), big);
+    while let Some((e, next)) = fat.read_dir_at(&dir, place) {
+        listed.push(String::from_utf16(&e.name).unwrap());
+        place = next;
+    }
+    let want: Vec<String> = (0..300).map(|i| format!("file number {i:03}.txt")).collect();
+    assert_eq!(listed, want, "the listing went on past the cut too");
+    assert!(fat.read_dir(&dir).count() < 300, "a fresh listing stops at the cut");
+}

@@ -5,7 +5,7 @@
 //! refused with EFI_WRITE_PROTECTED: the image is the loader's, and nothing would keep them.
 
 use crate::efi::device_path;
-use crate::efi::fat::{Entry, Fat, Stamp};
+use crate::efi::fat::{ChainCursor, DirPlace, Entry, Fat, Stamp};
 use crate::services::*;
 use core::ffi::c_void;
 use efi::protocols::{block_io, disk_io, file, simple_file_system as sfs};
@@ -48,8 +48,11 @@ struct OpenFile {
     /// Its path from the root, components separated by `\`.
     path: Vec<u16>,
     entry: Entry,
-    /// Files: the byte offset; directories: the index of the next entry to read.
+    /// Files: the byte offset.
     position: u64,
+    /// Where the reads stand: a file's cluster, a directory's next record.
+    cursor: ChainCursor,
+    place: DirPlace,
 }
 
 /// The open file `this` is, if it is one the emulator handed out and has not closed.
@@ -79,7 +82,8 @@ fn new_file(c: &mut Core, path: Vec<u16>, entry: Entry) -> *mut file::Protocol {
         write_ex: io_ex::entry,
         flush_ex: io_ex::entry,
     };
-    let p = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(OpenFile { protocol, path, entry, position: 0 })) as *mut file::Protocol;
+    let p = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(OpenFile { protocol, path, entry, position: 0, cursor: ChainCursor::default(), place: DirPlace::default() }))
+        as *mut file::Protocol;
     c.esp.open_files.push(p as usize);
     p
 }
@@ -221,13 +225,13 @@ efiapi! {
                 let fat = volume(c)?;
                 if f.entry.is_dir() {
                     // The next entry's EFI_FILE_INFO, or nothing (size 0) at the end.
-                    let Some(e) = fat.read_dir(&f.entry).nth(f.position as usize) else {
+                    let Some((e, next)) = fat.read_dir_at(&f.entry, f.place) else {
                         // SAFETY: the payload's in/out size.
                         return unsafe { out(size, 0) };
                     };
                     // SAFETY: the payload's size and buffer.
                     unsafe { give(size, buffer, &file_info(&e, fat.cluster_size as u64))? };
-                    f.position += 1;
+                    f.place = next;
                     return Ok(());
                 }
                 // SAFETY: the payload's in/out size and its buffer of that many bytes.
@@ -237,7 +241,7 @@ efiapi! {
                     let n = match (want, buffer.is_null()) {
                         (0, _) => 0,
                         (_, true) => return Err(EfiError::InvalidParameter),
-                        _ => fat.read(&f.entry, f.position, core::slice::from_raw_parts_mut(buffer as *mut u8, want)),
+                        _ => fat.read_at(&f.entry, f.position, core::slice::from_raw_parts_mut(buffer as *mut u8, want), &mut f.cursor),
                     };
                     f.position += n as u64;
                     out(size, n)
@@ -271,7 +275,7 @@ efiapi! {
                 let f = open_file(c, this)?;
                 match (f.entry.is_dir(), position) {
                     // Directories only rewind.
-                    (true, 0) => f.position = 0,
+                    (true, 0) => f.place = DirPlace::default(),
                     (true, _) => return Err(EfiError::Unsupported),
                     (false, u64::MAX) => f.position = f.entry.size as u64,
                     (false, p) => f.position = p,
