@@ -161,7 +161,9 @@ impl HandleDb {
     pub fn uninstall(&mut self, handle: Handle, guid: &Guid, interface: usize) -> Result<(), EfiError> {
         let e = self.entry_mut(handle).map_err(|_| EfiError::NotFound)?;
         let i = e.protocols.iter().position(|p| p.guid == *guid && p.interface == interface).ok_or(EfiError::NotFound)?;
-        if e.protocols[i].opens.iter().any(|o| o.attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0) {
+        // Still held (the caller disconnected what it could): EDK2 refuses too. Passive opens
+        // go with the protocol.
+        if e.protocols[i].opens.iter().any(|o| o.attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE | OPEN_BY_CHILD_CONTROLLER) != 0) {
             return Err(EfiError::AccessDenied);
         }
         e.protocols.remove(i);
@@ -234,9 +236,13 @@ impl HandleDb {
         }
         let e = self.entry_mut(handle)?;
         let p = e.protocols.iter_mut().find(|p| p.guid == *guid).ok_or(EfiError::Unsupported)?;
+        // Held BY_DRIVER or EXCLUSIVE: the same driver asking again is told ALREADY_STARTED;
+        // anyone else is refused. (An EXCLUSIVE request first has the BY_DRIVER holders
+        // disconnected, by the caller: `drivers_holding`.) EXCLUSIVE alone never restarts.
         if attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0 {
             if let Some(o) = p.opens.iter().find(|o| o.attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE) != 0) {
-                return Err(if o.agent == agent { EfiError::AlreadyStarted } else { EfiError::AccessDenied });
+                let restart = o.agent == agent && attributes & OPEN_BY_DRIVER != 0 && o.attributes & OPEN_BY_DRIVER != 0;
+                return Err(if restart { EfiError::AlreadyStarted } else { EfiError::AccessDenied });
             }
         }
         if attributes != OPEN_TEST_PROTOCOL || needs_agent {
@@ -261,6 +267,64 @@ impl HandleDb {
             Err(EfiError::NotFound)
         } else {
             Ok(())
+        }
+    }
+
+    /// The drivers managing `controller`: agents that opened one of its protocols BY_DRIVER, in
+    /// the order they did.
+    pub fn drivers_of(&self, controller: Handle) -> Vec<Handle> {
+        let mut out = Vec::new();
+        for p in self.entry(controller).map(|e| e.protocols.as_slice()).unwrap_or(&[]) {
+            for o in p.opens.iter().filter(|o| o.attributes & OPEN_BY_DRIVER != 0) {
+                if !out.contains(&o.agent) {
+                    out.push(o.agent);
+                }
+            }
+        }
+        out
+    }
+
+    /// The agents holding `guid` on `handle` BY_DRIVER (what an EXCLUSIVE open or an uninstall
+    /// must disconnect first).
+    pub fn drivers_holding(&self, handle: Handle, guid: &Guid) -> Vec<Handle> {
+        let Ok(e) = self.entry(handle) else { return Vec::new() };
+        let mut out = Vec::new();
+        for o in e.protocols.iter().filter(|p| p.guid == *guid).flat_map(|p| &p.opens).filter(|o| o.attributes & OPEN_BY_DRIVER != 0) {
+            if !out.contains(&o.agent) {
+                out.push(o.agent);
+            }
+        }
+        out
+    }
+
+    /// The children `driver` made of `controller`: the handles it named when it opened the
+    /// controller's protocols BY_CHILD_CONTROLLER.
+    pub fn children_of(&self, controller: Handle, driver: Handle) -> Vec<Handle> {
+        let mut out = Vec::new();
+        for p in self.entry(controller).map(|e| e.protocols.as_slice()).unwrap_or(&[]) {
+            for o in p.opens.iter().filter(|o| o.agent == driver && o.attributes & OPEN_BY_CHILD_CONTROLLER != 0) {
+                if !out.contains(&o.controller) && self.is_handle(o.controller) {
+                    out.push(o.controller);
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops every open `agent` holds (an image that is unloaded, as EDK2 closes them).
+    pub fn close_all_of(&mut self, agent: Handle) {
+        for p in self.entries.iter_mut().flat_map(|e| e.protocols.iter_mut()) {
+            p.opens.retain(|o| o.agent != agent);
+        }
+    }
+
+    /// Drops the opens of `guid` on `handle` that do not hold it (GET_PROTOCOL,
+    /// BY_HANDLE_PROTOCOL, TEST_PROTOCOL): an uninstall takes them along.
+    pub fn close_passive_opens(&mut self, handle: Handle, guid: &Guid) {
+        if let Ok(e) = self.entry_mut(handle) {
+            for p in e.protocols.iter_mut().filter(|p| p.guid == *guid) {
+                p.opens.retain(|o| o.attributes & (OPEN_BY_DRIVER | OPEN_EXCLUSIVE | OPEN_BY_CHILD_CONTROLLER) != 0);
+            }
         }
     }
 
@@ -333,5 +397,33 @@ mod tests {
         db.close(image, &A, image, 0).unwrap();
         assert!(db.open_information(image, &A).unwrap().is_empty());
         assert_eq!(db.close(image, &A, 0x42, 0), Err(EfiError::InvalidParameter));
+    }
+
+    /// Who manages a controller, the children it made, what an EXCLUSIVE open or an uninstall
+    /// must disconnect, and what an unload or uninstall closes.
+    #[test]
+    fn driver_model_queries() {
+        let mut db = HandleDb::default();
+        let (driver, other) = (db.install(None, &A, 1).unwrap(), db.install(None, &A, 2).unwrap());
+        let controller = db.install(None, &B, 0x2000).unwrap();
+        let child = db.install(None, &A, 3).unwrap();
+        assert!(db.drivers_of(controller).is_empty());
+        db.open(controller, &B, driver, controller, OPEN_BY_DRIVER).unwrap();
+        db.open(controller, &B, driver, child, OPEN_BY_CHILD_CONTROLLER).unwrap();
+        db.open(controller, &B, other, 0, OPEN_GET_PROTOCOL).unwrap();
+        assert_eq!(db.drivers_of(controller), [driver]);
+        assert_eq!(db.drivers_holding(controller, &B), [driver]);
+        assert!(db.drivers_holding(controller, &A).is_empty());
+        assert_eq!(db.children_of(controller, driver), [child]);
+        assert!(db.children_of(controller, other).is_empty());
+        assert_eq!(db.open(controller, &B, other, 0, OPEN_EXCLUSIVE), Err(EfiError::AccessDenied), "held BY_DRIVER: the caller disconnects first");
+        assert_eq!(db.open(controller, &B, driver, 0, OPEN_EXCLUSIVE), Err(EfiError::AccessDenied), "EXCLUSIVE alone never restarts");
+        db.close_passive_opens(controller, &B);
+        assert_eq!(db.open_information(controller, &B).unwrap().len(), 2, "GET_PROTOCOL dropped, BY_DRIVER and BY_CHILD kept");
+        db.close(controller, &B, driver, controller).unwrap();
+        assert_eq!(db.uninstall(controller, &B, 0x2000), Err(EfiError::AccessDenied), "a child still holds it");
+        db.close_all_of(driver);
+        assert!(db.open_information(controller, &B).unwrap().is_empty());
+        assert_eq!(db.uninstall(controller, &B, 0x2000), Ok(()));
     }
 }

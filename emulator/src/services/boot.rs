@@ -1,5 +1,6 @@
 //! The boot services table: every entry points at a shim of its service area.
 
+use super::drivers::*;
 use super::events::*;
 use super::handles::*;
 use super::image::*;

@@ -85,7 +85,7 @@ efiapi! {
         guarded(|| {
             // SAFETY: the payload's GUID argument.
             let g = unsafe { guid_arg(protocol)? };
-            with_core(|c| c.handles.uninstall(handle as usize, &g, interface as usize))
+            super::drivers::uninstall(handle as usize, &g, interface as usize)
         })
     }
 
@@ -156,6 +156,9 @@ efiapi! {
             let test = attributes == efi::OPEN_PROTOCOL_TEST_PROTOCOL;
             if interface.is_null() && !test {
                 return Err(EfiError::InvalidParameter);
+            }
+            if attributes & efi::OPEN_PROTOCOL_EXCLUSIVE != 0 {
+                super::drivers::make_exclusive(handle as usize, &g);
             }
             // As EDK2: the interface comes back with EFI_ALREADY_STARTED too (the driver opened it
             // already), and NULL with EFI_UNSUPPORTED; other errors leave it alone.
@@ -286,7 +289,7 @@ efiapi! {
         guarded(|| {
             // SAFETY: as for install_multiple_pairs.
             let pairs = unsafe { pairs(args)? };
-            with_core(|c| uninstall_all(c, handle as usize, &pairs))
+            uninstall_all(handle as usize, &pairs)
         })
     }
 }
@@ -349,17 +352,18 @@ pub fn install_all(c: &mut Core, handle: usize, pairs: &[(Guid, usize)]) -> Resu
     Ok(h)
 }
 
-/// UninstallMultipleProtocolInterfaces: all pairs or none.
-pub fn uninstall_all(c: &mut Core, handle: usize, pairs: &[(Guid, usize)]) -> Result<(), EfiError> {
-    if pairs.iter().any(|(g, i)| c.handles.get(handle, g) != Ok(*i)) {
+/// UninstallMultipleProtocolInterfaces: all pairs or none, each uninstalled as
+/// UninstallProtocolInterface does (its drivers disconnected first).
+pub fn uninstall_all(handle: usize, pairs: &[(Guid, usize)]) -> Result<(), EfiError> {
+    if pairs.iter().any(|(g, i)| with_core(|c| c.handles.get(handle, g)) != Ok(*i)) {
         return Err(EfiError::InvalidParameter);
     }
-    // All or nothing: one that cannot go (a driver has it open) puts the others back, and the
-    // call fails as EDK2's does. The handle stays: the one that failed is still on it.
+    // All or nothing: one that cannot go (a driver will not let go) puts the others back, and
+    // the call fails as EDK2's does. The handle stays: the one that failed is still on it.
     for (done, (g, i)) in pairs.iter().enumerate() {
-        if c.handles.uninstall(handle, g, *i).is_err() {
+        if super::drivers::uninstall(handle, g, *i).is_err() {
             for (g, i) in pairs[..done].iter().rev() {
-                c.handles.install(Some(handle), g, *i)?;
+                with_core(|c| c.handles.install(Some(handle), g, *i))?;
             }
             return Err(EfiError::InvalidParameter);
         }

@@ -461,6 +461,8 @@ fn unload(handle: usize) -> Result<(), EfiError> {
     with_core(|c| {
         let i = c.images.iter().position(|i| i.handle == handle).ok_or(EfiError::InvalidParameter)?;
         let img = c.images.remove(i);
+        // What the image opened goes with it (EDK2's CoreUnloadAndCloseImage).
+        c.handles.close_all_of(handle);
         for g in [loaded_image::PROTOCOL_GUID, loaded_image_device_path::PROTOCOL_GUID] {
             if let Ok(iface) = c.handles.get(handle, &g) {
                 let _ = c.handles.uninstall(handle, &g, iface);

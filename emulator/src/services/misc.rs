@@ -1,5 +1,5 @@
 //! The rest of boot services: configuration tables, ExitBootServices, the monotonic count, the
-//! watchdog, controllers, CRC32, CopyMem and SetMem.
+//! watchdog, CRC32, CopyMem and SetMem.
 
 use super::*;
 use crate::efi::platform::{BulkCopy, Clock, Power};
@@ -42,27 +42,6 @@ efiapi! {
             }
             let image = with_core(|c| c.running.last().copied().unwrap_or(0));
             arm_watchdog(timeout as u64, image);
-            Ok(())
-        })
-    }
-
-    fn connect_controller(controller: efi::Handle, drivers: *mut efi::Handle, remaining: *mut efi::protocols::device_path::Protocol, recursive: efi::Boolean) -> Status {
-        guarded(|| {
-            let _ = (drivers, remaining, recursive);
-            if !with_core(|c| c.handles.is_handle(controller as usize)) {
-                return Err(EfiError::InvalidParameter);
-            }
-            // There are no drivers to connect.
-            Err(EfiError::NotFound)
-        })
-    }
-
-    fn disconnect_controller(controller: efi::Handle, driver: efi::Handle, child: efi::Handle) -> Status {
-        guarded(|| {
-            let _ = (driver, child);
-            if !with_core(|c| c.handles.is_handle(controller as usize)) {
-                return Err(EfiError::InvalidParameter);
-            }
             Ok(())
         })
     }

@@ -9,14 +9,15 @@
 //! also builds and is tested on the host (`host.rs` is the simulated machine there).
 //!
 //! One file per service area: `memory` (pages, pool, the map), `events` (TPL, events, timers,
-//! Stall), `handles` (handles and protocols), `misc` (configuration tables, ExitBootServices,
-//! the rest), `image` (Load/Start/Exit/UnloadImage), `boot` (the table), `runtime`; `protocols/`
+//! Stall), `handles` (handles and protocols), `drivers` (the driver model: Connect and
+//! DisconnectController), `misc` (configuration tables, ExitBootServices, the rest), `image` (Load/Start/Exit/UnloadImage), `boot` (the table), `runtime`; `protocols/`
 //! one file per protocol the emulator publishes; `diagnostics/` the opt-in integrity check and
 //! timeline.
 
 mod args;
 pub mod boot;
 pub mod diagnostics;
+pub mod drivers;
 pub mod events;
 pub mod handles;
 pub mod image;

@@ -804,7 +804,13 @@ fn images_load_start_exit_and_unload() {
         let mut dp: *mut c_void = core::ptr::dangling_mut();
         assert_eq!((bs.handle_protocol)(h, &mut efi::protocols::loaded_image_device_path::PROTOCOL_GUID.clone(), &mut dp), Status::SUCCESS);
         assert!(dp.is_null(), "no invented device path");
+        // What the image opened goes with it when it is unloaded.
+        let mut i: *mut c_void = null_mut();
+        assert_eq!((bs.open_protocol)(plain, &mut G1.clone(), &mut i, h, null_mut(), efi::OPEN_PROTOCOL_GET_PROTOCOL), Status::SUCCESS);
+        let opens = || with_core(|c| c.handles.open_information(plain as usize, &G1).unwrap().len());
+        assert_eq!(opens(), 1);
         assert_eq!((bs.unload_image)(h), Status::SUCCESS);
+        assert_eq!(opens(), 0, "the unloaded image's open is closed");
         assert_eq!(host::state(|s| s.pages[&text]), Access::RAM, "permissions restored on unload");
 
         // Images whose entry points are host functions: one returns, one calls Exit.
@@ -1799,4 +1805,198 @@ fn query_variable_info_answers_for_the_variables_kept_here() {
         assert_eq!((max, remaining, largest), (1234, 567, 89), "NV|BS|RT: the firmware's");
     }
     runtime::reset_for_test();
+}
+
+/// The driver model with two drivers a payload installs: a bus driver that manages G1
+/// controllers and makes one G2 child each, and a driver for G2 devices. What Connect and
+/// DisconnectController, OpenProtocol(EXCLUSIVE) and UninstallProtocolInterface do with them
+/// (before: ConnectController never called a driver, DisconnectController ignored its
+/// arguments, EXCLUSIVE and Uninstall refused instead of disconnecting).
+mod driver_model {
+    use super::*;
+    use efi::protocols::driver_binding::{Protocol as Binding, PROTOCOL_GUID as BINDING};
+    use std::string::{String, ToString};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::Mutex;
+
+    static BS: AtomicUsize = AtomicUsize::new(0);
+    static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static STOP_FAILS: AtomicBool = AtomicBool::new(false);
+    const CHILD_INTERFACE: usize = 0xc41d;
+
+    fn bs() -> &'static efi::BootServices {
+        // SAFETY: the test stores the machine's boot services table, which outlives the calls.
+        unsafe { &*(BS.load(SeqCst) as *const efi::BootServices) }
+    }
+    fn log(s: String) {
+        LOG.lock().unwrap().push(s);
+    }
+    fn taken() -> Vec<String> {
+        core::mem::take(&mut *LOG.lock().unwrap())
+    }
+
+    /// Opens `guid` on `controller` BY_DRIVER for the binding's handle.
+    unsafe fn take(this: *mut Binding, controller: efi::Handle, guid: Guid) -> Status {
+        let mut i = null_mut();
+        // SAFETY: see the module comment; `this` is the test's binding.
+        unsafe { (bs().open_protocol)(controller, &mut guid.clone(), &mut i, (*this).driver_binding_handle, controller, efi::OPEN_PROTOCOL_BY_DRIVER) }
+    }
+
+    extern "efiapi" fn bus_supported(this: *mut Binding, controller: efi::Handle, _: *mut efi::protocols::device_path::Protocol) -> Status {
+        // SAFETY: see the module comment.
+        unsafe {
+            let s = take(this, controller, G1);
+            if s == Status::SUCCESS {
+                (bs().close_protocol)(controller, &mut G1.clone(), (*this).driver_binding_handle, controller);
+            }
+            log(format!("bus supported {:#x}", s.as_usize()));
+            s
+        }
+    }
+
+    extern "efiapi" fn bus_start(this: *mut Binding, controller: efi::Handle, _: *mut efi::protocols::device_path::Protocol) -> Status {
+        // SAFETY: see the module comment.
+        unsafe {
+            assert_eq!(take(this, controller, G1), Status::SUCCESS);
+            let mut child: efi::Handle = null_mut();
+            assert_eq!((bs().install_protocol_interface)(&mut child, &mut G2.clone(), efi::NATIVE_INTERFACE, CHILD_INTERFACE as *mut c_void), Status::SUCCESS);
+            let mut i = null_mut();
+            assert_eq!((bs().open_protocol)(controller, &mut G1.clone(), &mut i, (*this).driver_binding_handle, child, efi::OPEN_PROTOCOL_BY_CHILD_CONTROLLER), Status::SUCCESS);
+        }
+        log("bus start".to_string());
+        Status::SUCCESS
+    }
+
+    extern "efiapi" fn bus_stop(this: *mut Binding, controller: efi::Handle, n: usize, children: *mut efi::Handle) -> Status {
+        log(format!("bus stop {n}"));
+        if STOP_FAILS.load(SeqCst) {
+            return Status::DEVICE_ERROR;
+        }
+        // SAFETY: see the module comment; `children` holds `n` handles.
+        unsafe {
+            let me = (*this).driver_binding_handle;
+            for k in 0..n {
+                let child = *children.add(k);
+                assert_eq!((bs().close_protocol)(controller, &mut G1.clone(), me, child), Status::SUCCESS);
+                assert_eq!((bs().uninstall_protocol_interface)(child, &mut G2.clone(), CHILD_INTERFACE as *mut c_void), Status::SUCCESS, "its own driver is disconnected first");
+            }
+            if n == 0 {
+                assert_eq!((bs().close_protocol)(controller, &mut G1.clone(), me, controller), Status::SUCCESS);
+            }
+        }
+        Status::SUCCESS
+    }
+
+    extern "efiapi" fn device_supported(this: *mut Binding, controller: efi::Handle, _: *mut efi::protocols::device_path::Protocol) -> Status {
+        // SAFETY: see the module comment.
+        unsafe {
+            let s = take(this, controller, G2);
+            if s == Status::SUCCESS {
+                (bs().close_protocol)(controller, &mut G2.clone(), (*this).driver_binding_handle, controller);
+            }
+            s
+        }
+    }
+
+    extern "efiapi" fn device_start(this: *mut Binding, controller: efi::Handle, _: *mut efi::protocols::device_path::Protocol) -> Status {
+        // SAFETY: see the module comment.
+        assert_eq!(unsafe { take(this, controller, G2) }, Status::SUCCESS);
+        log("device start".to_string());
+        Status::SUCCESS
+    }
+
+    extern "efiapi" fn device_stop(this: *mut Binding, controller: efi::Handle, n: usize, _: *mut efi::Handle) -> Status {
+        // SAFETY: see the module comment.
+        unsafe { assert_eq!((bs().close_protocol)(controller, &mut G2.clone(), (*this).driver_binding_handle, controller), Status::SUCCESS) };
+        log(format!("device stop {n}"));
+        Status::SUCCESS
+    }
+
+    /// Installs a Driver Binding on a handle of its own.
+    fn install(supported: driver_binding::ProtocolSupported, start: driver_binding::ProtocolStart, stop: driver_binding::ProtocolStop, version: u32) -> efi::Handle {
+        let binding = Box::leak(Box::new(Binding { supported, start, stop, version, image_handle: null_mut(), driver_binding_handle: null_mut() }));
+        let mut h: efi::Handle = null_mut();
+        // SAFETY: see the module comment.
+        assert_eq!(unsafe { (bs().install_protocol_interface)(&mut h, &mut BINDING.clone(), efi::NATIVE_INTERFACE, (binding as *mut Binding).cast()) }, Status::SUCCESS);
+        binding.driver_binding_handle = h;
+        h
+    }
+    use efi::protocols::driver_binding;
+
+    #[test]
+    fn drivers_connect_disconnect_and_give_way() {
+        let (m, _) = machine();
+        BS.store(m.bs() as *const efi::BootServices as usize, SeqCst);
+        STOP_FAILS.store(false, SeqCst);
+        taken();
+        let bs = bs();
+        let opens =
+            |h: efi::Handle, g: Guid| with_core(|c| c.handles.open_information(h as usize, &g).map(|v| v.iter().map(|o| o.attributes).collect::<Vec<_>>()).unwrap_or_default());
+        // SAFETY: see the module comment.
+        unsafe {
+            let mut controller: efi::Handle = null_mut();
+            assert_eq!((bs.install_protocol_interface)(&mut controller, &mut G1.clone(), efi::NATIVE_INTERFACE, 0x1000 as *mut c_void), Status::SUCCESS);
+            assert_eq!((bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::NOT_FOUND, "no driver yet");
+
+            let device = install(device_supported, device_start, device_stop, 0x5);
+            let bus = install(bus_supported, bus_start, bus_stop, 0x10);
+            assert_eq!((bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::SUCCESS);
+            assert_eq!(taken(), ["bus supported 0x0", "bus start"], "the higher version first; the device driver does not apply");
+            assert_eq!(opens(controller, G1), [efi::OPEN_PROTOCOL_BY_DRIVER, efi::OPEN_PROTOCOL_BY_CHILD_CONTROLLER]);
+            let child = with_core(|c| c.handles.children_of(controller as usize, bus as usize))[0] as efi::Handle;
+            assert_eq!((bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::NOT_FOUND, "started already");
+            assert_eq!(taken(), [format!("bus supported {:#x}", Status::ALREADY_STARTED.as_usize())]);
+            let _ = (bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::TRUE);
+            assert!(taken().contains(&"device start".to_string()), "recursive: the child is connected");
+            assert_eq!(opens(child, G2), [efi::OPEN_PROTOCOL_BY_DRIVER]);
+
+            // DisconnectController: the child first (its own driver let go as the bus
+            // uninstalls it), then the controller.
+            let mut named = [device, null_mut()];
+            assert_eq!((bs.disconnect_controller)(controller, 0x55 as efi::Handle, null_mut()), Status::INVALID_PARAMETER);
+            assert_eq!((bs.disconnect_controller)(controller, device, null_mut()), Status::SUCCESS, "the device driver does not manage it: nothing to do");
+            assert_eq!(taken(), Vec::<String>::new());
+            assert_eq!((bs.disconnect_controller)(controller, null_mut(), null_mut()), Status::SUCCESS);
+            assert_eq!(taken(), ["bus stop 1", "device stop 0", "bus stop 0"]);
+            assert!(opens(controller, G1).is_empty());
+            assert!(!with_core(|c| c.handles.is_handle(child as usize)), "the child is gone");
+
+            // ConnectController with the device driver named first: it does not apply, the bus
+            // driver still starts.
+            assert_eq!((bs.connect_controller)(controller, named.as_mut_ptr(), null_mut(), efi::Boolean::FALSE), Status::SUCCESS);
+            taken();
+
+            // An EXCLUSIVE open disconnects the driver holding the protocol.
+            let mut i = null_mut();
+            assert_eq!((bs.open_protocol)(controller, &mut G1.clone(), &mut i, device, null_mut(), efi::OPEN_PROTOCOL_EXCLUSIVE), Status::SUCCESS);
+            assert_eq!(taken(), ["bus stop 1", "bus stop 0"]);
+            assert_eq!(opens(controller, G1), [efi::OPEN_PROTOCOL_EXCLUSIVE]);
+            assert_eq!((bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::NOT_FOUND, "held exclusively");
+            assert_eq!(taken(), [format!("bus supported {:#x}", Status::ACCESS_DENIED.as_usize())]);
+            assert_eq!((bs.close_protocol)(controller, &mut G1.clone(), device, null_mut()), Status::SUCCESS);
+
+            // A driver that will not stop: DisconnectController fails, the uninstall is refused
+            // and the protocol stays.
+            assert_eq!((bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::SUCCESS);
+            STOP_FAILS.store(true, SeqCst);
+            taken();
+            assert_eq!((bs.disconnect_controller)(controller, null_mut(), null_mut()), Status::DEVICE_ERROR);
+            assert_eq!((bs.uninstall_protocol_interface)(controller, &mut G1.clone(), 0x1000 as *mut c_void), Status::ACCESS_DENIED);
+            assert_eq!(with_core(|c| c.handles.get(controller as usize, &G1)), Ok(0x1000));
+
+            assert_eq!(
+                opens(with_core(|c| c.handles.children_of(controller as usize, bus as usize))[0] as efi::Handle, G2),
+                [efi::OPEN_PROTOCOL_BY_DRIVER],
+                "the refused uninstall connected again, recursively"
+            );
+
+            // Uninstall disconnects the drivers holding the protocol, then takes it.
+            STOP_FAILS.store(false, SeqCst);
+            taken();
+            assert_eq!((bs.uninstall_protocol_interface)(controller, &mut G1.clone(), 0x1000 as *mut c_void), Status::SUCCESS);
+            assert_eq!(taken(), ["bus stop 1", "device stop 0", "bus stop 0"]);
+            assert!(!with_core(|c| c.handles.is_handle(controller as usize)));
+        }
+        drop(m);
+    }
 }
