@@ -966,8 +966,13 @@ fn device_path_utilities() {
         let file = ucs2("\\EFI\\BOOT\\grubaa64.efi");
         let node = (f.convert_text_to_device_node)(file.as_ptr());
         assert_eq!(((*node).r#type, (*node).sub_type), (4, 4), "a file path node");
-        let unknown = ucs2("Pci(0x1,0x0)");
-        assert!((f.convert_text_to_device_path)(unknown.as_ptr()).is_null(), "a form this firmware cannot make");
+        let pci = ucs2("PciRoot(0x0)/Pci(0x1F,0x2)/Ata(Primary,Master,0x1)");
+        let path = (f.convert_text_to_device_path)(pci.as_ptr());
+        assert_eq!((u.get_device_path_size)(path), 12 + 6 + 8 + 4);
+        let s = (t.convert_device_path_to_text)(path, efi::Boolean::FALSE, efi::Boolean::FALSE);
+        assert_eq!(text(s), "PciRoot(0x0)/Pci(0x1F,0x2)/Ata(Primary,Master,0x1)");
+        let unknown = ucs2("Pci(0x1,0x0)/NoSuchNode(0x1)");
+        assert!((f.convert_text_to_device_path)(unknown.as_ptr()).is_null(), "a form no one defines");
         assert!((f.convert_text_to_device_node)(null()).is_null());
     }
 }

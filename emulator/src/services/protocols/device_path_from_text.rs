@@ -1,6 +1,6 @@
-//! EFI_DEVICE_PATH_FROM_TEXT_PROTOCOL: the inverse of DevicePathToText for the forms this
-//! firmware writes (`VenMedia`, `MemoryMapped`, `VirtualDisk`, file paths) and the generic
-//! `Path(type,subtype,data)` form, in pool memory the caller frees. Other forms give NULL.
+//! EFI_DEVICE_PATH_FROM_TEXT_PROTOCOL: the inverse of DevicePathToText (every node form of UEFI
+//! 2.10 section 10.6, the generic `Path(type,subtype,data)` and its per-type kin, file paths), in
+//! pool memory the caller frees. An unknown name or text it cannot read exactly gives NULL.
 
 use crate::efi::device_path as dp;
 use crate::services::*;

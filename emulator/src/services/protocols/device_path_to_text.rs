@@ -1,6 +1,7 @@
 //! EFI_DEVICE_PATH_TO_TEXT_PROTOCOL: device paths and nodes as text (UEFI 2.10 section 10.6),
-//! in pool memory the caller frees. The nodes this firmware makes have their own forms; other
-//! nodes use the generic `Path(type,subtype,data)` form.
+//! in pool memory the caller frees. Every node form of the section by name, in EDK2's full form
+//! whatever DisplayOnly and AllowShortcuts say; a node no form carries exactly uses the generic
+//! `Path(type,subtype,data)` form, so the text always parses back to the same bytes.
 
 use crate::efi::device_path as dp;
 use crate::services::*;
