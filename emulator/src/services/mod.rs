@@ -168,13 +168,25 @@ pub fn guarded(body: impl FnOnce() -> Result<(), EfiError>) -> Status {
     if exited() {
         return Status::UNSUPPORTED;
     }
-    let key = with_core(|c| c.memory.key());
+    let key = map_key();
     let result = body();
-    if !exited() && with_core(|c| c.memory.key() != key) {
+    announce_map_change(key);
+    status(result)
+}
+
+// Out of line: `guarded` is instantiated for every service.
+#[inline(never)]
+fn map_key() -> usize {
+    with_core(|c| c.memory.key())
+}
+
+/// Signals MEMORY_MAP_CHANGE when the map key moved from `before` (boot services still run).
+#[inline(never)]
+fn announce_map_change(before: usize) {
+    if !exited() && with_core(|c| c.memory.key() != before) {
         with_core(|c| c.events.signal_group(&efi::EVENT_GROUP_MEMORY_MAP_CHANGE));
         dispatch();
     }
-    status(result)
 }
 
 /// The heap the emulator keeps free before a service that may grow its tables runs (every table
