@@ -20,10 +20,10 @@
 //! - `services`: the `extern "efiapi"` side: boot and runtime services, `protocols/` (one file
 //!   per protocol), `diagnostics/`; built and tested on the host against a simulated machine;
 //! - `boot`: the entry flow and the setup of boot services (blob only).
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "host-machine")), no_std)]
 
 extern crate alloc;
-#[cfg(test)]
+#[cfg(any(test, feature = "host-machine"))]
 extern crate std;
 
 pub mod abi;
@@ -33,7 +33,7 @@ pub mod cell;
 pub mod drivers;
 pub mod efi;
 pub mod mem;
-#[cfg(any(test, all(target_arch = "aarch64", target_os = "none")))]
+#[cfg(any(test, feature = "host-machine", all(target_arch = "aarch64", target_os = "none")))]
 pub mod services;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]

@@ -219,7 +219,9 @@ impl<'a> Fat<'a> {
     /// from `cursor` when it stands in that chain at or before `index`, else from the start.
     fn chain_from(&self, first: u32, index: u64, cursor: ChainCursor) -> impl Iterator<Item = (u64, u32)> + '_ {
         let (from, start) = if cursor.first == first && cursor.cluster != 0 && cursor.index <= index { (cursor.index, cursor.cluster) } else { (0, first) };
-        self.chain(start).zip(from..).map(|(c, i)| (i, c)).skip_while(move |&(i, _)| i < index)
+        // No chain is longer than the volume: a looping one ends at the same index from any start.
+        let longest = u64::from(self.clusters);
+        self.chain(start).zip(from..).map(|(c, i)| (i, c)).take_while(move |&(i, _)| i < longest).skip_while(move |&(i, _)| i < index)
     }
 
     fn cluster_bytes(&self, c: u32) -> Option<&'a [u8]> {

@@ -229,6 +229,7 @@ pub const RAM_BYTES: usize = 16 << 20;
 pub struct TestMachine {
     pub systab: *mut efi::SystemTable,
     ram: Vec<u8>,
+    ram_bytes: usize,
     // Last: the next test may start only once this one's RAM is gone.
     _serial: MutexGuard<'static, ()>,
 }
@@ -247,23 +248,28 @@ impl TestMachine {
     /// Where host RAM starts and ends.
     pub fn ram(&self) -> (u64, u64) {
         let start = (self.ram.as_ptr() as u64).next_multiple_of(PAGE_SIZE);
-        (start, start + RAM_BYTES as u64)
+        (start, start + self.ram_bytes as u64)
     }
 }
 
 /// Boot services over fresh host RAM, with a console, the memory attribute protocol (every page
 /// RW+X), an RNG, and one image record (the "kernel") whose handle is returned.
 pub fn machine() -> (TestMachine, usize) {
+    machine_with_ram(RAM_BYTES)
+}
+
+/// [`machine`] with `ram_bytes` of RAM (whole pages; the fuzz target takes less, to run faster).
+pub fn machine_with_ram(ram_bytes: usize) -> (TestMachine, usize) {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     *STATE.lock().unwrap_or_else(|e| e.into_inner()) = Some(State { random: Some(0x9e37_79b9_7f4a_7c15), ..State::default() });
-    let ram = vec![0u8; RAM_BYTES + PAGE_SIZE as usize];
+    let ram = vec![0u8; ram_bytes + PAGE_SIZE as usize];
     let start = (ram.as_ptr() as u64).next_multiple_of(PAGE_SIZE);
     state(|s| {
-        for p in (start..start + RAM_BYTES as u64).step_by(PAGE_SIZE as usize) {
+        for p in (start..start + ram_bytes as u64).step_by(PAGE_SIZE as usize) {
             s.pages.insert(p, Access::RAM);
         }
     });
-    let map = MemoryMap::new(vec![Region { ty: efi::CONVENTIONAL_MEMORY, start, pages: RAM_BYTES as u64 / PAGE_SIZE, attr: efi::MEMORY_WB, virt: 0, allocated: false }]);
+    let map = MemoryMap::new(vec![Region { ty: efi::CONVENTIONAL_MEMORY, start, pages: ram_bytes as u64 / PAGE_SIZE, attr: efi::MEMORY_WB, virt: 0, allocated: false }]);
     super::state::reset_for_test();
     super::runtime::reset_for_test();
     let mut c = new_core(map, None).expect("boot services over host RAM");
@@ -287,5 +293,5 @@ pub fn machine() -> (TestMachine, usize) {
     tables::publish_rt_properties(&mut c, None).unwrap();
     let systab = c.tables.systab;
     install(c);
-    (TestMachine { systab, ram, _serial: serial }, kernel)
+    (TestMachine { systab, ram, ram_bytes, _serial: serial }, kernel)
 }

@@ -28,8 +28,8 @@ pub mod runtime;
 mod state;
 pub mod tables;
 
-#[cfg(test)]
-mod host;
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+pub mod host;
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +44,7 @@ pub use state::*;
 /// The machine the services run on: the real one in the blob, a simulated one in host tests.
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub type Machine = crate::arch::aarch64::platform::Aarch64;
-#[cfg(test)]
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
 pub type Machine = host::HostMachine;
 
 // The machine, real or simulated, is all of the platform.

@@ -620,13 +620,13 @@ pub fn table(firmware_phys: Option<u64>) -> efi::RuntimeServices {
 }
 
 /// Host tests: a firmware runtime services table at `table`.
-#[cfg(test)]
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
 pub fn set_firmware_for_test(table: *const efi::RuntimeServices) {
     STATE.firmware.store(table as u64, Ordering::Relaxed);
 }
 
 /// Host tests: no firmware, nothing hidden, nothing recorded.
-#[cfg(test)]
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
 pub fn reset_for_test() {
     for a in [&STATE.firmware, &STATE.hidden_firmware, &STATE.rt_properties] {
         a.store(0, Ordering::Relaxed);

@@ -8,8 +8,21 @@ use anyhow::{Context, Result};
 use efi_emulator_loader::plan as loader;
 use std::path::{Path, PathBuf};
 
-pub const TARGETS: [&str; 11] =
-    ["pe_loader", "param_validate", "dtb_reader", "device_path", "memory_map", "variable_store", "fat_image", "decompress", "kexec_file_entry", "secure_boot", "image_info"];
+pub const TARGETS: [&str; 13] = [
+    "pe_loader",
+    "param_validate",
+    "dtb_reader",
+    "device_path",
+    "memory_map",
+    "variable_store",
+    "fat_image",
+    "decompress",
+    "kexec_file_entry",
+    "secure_boot",
+    "image_info",
+    "service_calls",
+    "firmware_merge",
+];
 
 /// Installs cargo-fuzz when it is missing (from crates.io).
 pub fn ensure_tools() -> Result<()> {
@@ -124,6 +137,51 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
         "fat_image" => {
             let files: &[(&str, &[u8])] = &[("EFI/BOOT/BOOTAA64.EFI", b"MZ"), ("loader/entries/a long entry name.conf", b"title A\n"), ("EFI/Linux/x.efi", &[0u8; 5000])];
             write_seed(&dir, "fat12-esp", &esp_image::image_from_files(files, 256 * 1024)?)?;
+            // Long names everywhere: names of up to 255 units (20 pieces each), a directory of
+            // them, and a deep path of long directory names.
+            let names: Vec<String> = (0..60).map(|i| format!("loader/entries/{}-{i}.conf", "a long entry name with spaces".repeat(1 + i % 8))).collect();
+            let deep = format!("{}/leaf.efi", (0..6).map(|i| format!("directory number {i} {}", "x".repeat(200))).collect::<Vec<_>>().join("/"));
+            let mut long: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"title\n"[..])).collect();
+            long.push((deep.as_str(), b"MZ"));
+            write_seed(&dir, "long-names", &esp_image::image_from_files(&long, 1024 * 1024)?)?;
+        }
+        "firmware_merge" => {
+            // An EDK2-like completion: the loader's three descriptors, the firmware's six at
+            // EDK2's 48-byte stride (runtime code and data moved, ACPI, flash MMIO), and a system
+            // table with its signature (see the target for the layout).
+            let desc = |ty: u32, start: u64, pages: u64, virt: u64, attr: u64, stride: usize| {
+                let mut d = vec![0u8; stride];
+                d[0..4].copy_from_slice(&ty.to_le_bytes());
+                d[8..16].copy_from_slice(&start.to_le_bytes());
+                d[16..24].copy_from_slice(&virt.to_le_bytes());
+                d[24..32].copy_from_slice(&pages.to_le_bytes());
+                d[32..40].copy_from_slice(&attr.to_le_bytes());
+                d
+            };
+            let (rt, wb) = (0x8000_0000_0000_0008u64, 0x8u64);
+            let mut seed = vec![3u8, 1];
+            seed.extend_from_slice(&2048u16.to_le_bytes());
+            seed.extend_from_slice(&0x5000_0000u64.to_le_bytes());
+            seed.extend_from_slice(&0x1000_0000u64.to_le_bytes());
+            seed.extend_from_slice(&0xbf10_0000u64.to_le_bytes());
+            for (ty, start, pages) in [(4u32, 0x4000_0000u64, 0x10000u64), (7, 0x5000_0000, 0x10000), (4, 0x6000_0000, 0x5f000)] {
+                seed.extend(desc(ty, start, pages, 0, wb, 40));
+            }
+            for (ty, start, pages, virt, attr) in [
+                (11u32, 0x0400_0000u64, 0x4000u64, 0x2000_0000u64, rt),
+                (4, 0x4000_0000, 0x7e000, 0, wb),
+                (9, 0xbe00_0000, 0x10, 0, wb),
+                (7, 0xbe01_0000, 0xff0, 0, wb),
+                (5, 0xbf00_0000, 0x100, 0x2400_0000, rt),
+                (6, 0xbf10_0000, 0x100, 0x2410_0000, rt),
+            ] {
+                seed.extend(desc(ty, start, pages, virt, attr, 48));
+            }
+            let mut systab = vec![0u8; 300];
+            systab[0..8].copy_from_slice(&efi_emulator::efi::guids::SYSTEM_TABLE_SIGNATURE.to_le_bytes());
+            systab[8..12].copy_from_slice(&((2u32 << 16) | 70).to_le_bytes());
+            seed.extend(systab);
+            write_seed(&dir, "edk2-like", &seed)?;
         }
         "decompress" => {
             let data = paths::root().join("emulator/tests/data/decompress");

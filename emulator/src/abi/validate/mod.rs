@@ -430,10 +430,11 @@ pub fn no_runtime_table() -> ParamError {
 /// the runtime descriptors' `virt_addr`. Identity-mapped firmware translates to itself.
 pub fn virt_to_phys(map: &Descriptors, addr: u64) -> Option<u64> {
     let runtime = |d: &efi::MemoryDescriptor| d.attribute & efi::MEMORY_RUNTIME != 0 || matches!(d.r#type, efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA);
+    // The firmware's map is read here before any check: sizes saturate, sums are checked.
     for d in map.iter().filter(runtime) {
-        let size = d.number_of_pages * PAGE_SIZE;
+        let size = desc_extent(&d).size;
         if d.virtual_start != 0 && addr >= d.virtual_start && addr - d.virtual_start < size {
-            return Some(d.physical_start + (addr - d.virtual_start));
+            return d.physical_start.checked_add(addr - d.virtual_start);
         }
     }
     map.iter().filter(runtime).find(|d| desc_extent(d).contains(&Extent::new(addr, 1))).map(|_| addr)

@@ -160,6 +160,24 @@ fn translates_virtual_runtime_addresses() {
     assert_eq!(virt_to_phys(&map, 0x2000_0018), Some(0x7000_0018));
     assert_eq!(virt_to_phys(&map, 0x7000_0018), Some(0x7000_0018), "identity-mapped firmware");
     assert_eq!(virt_to_phys(&map, 0x4000_0000), None, "not runtime memory");
+    // A hostile firmware map (found by the firmware_merge fuzz target: the page count overflowed).
+    let hostile = [efi::MemoryDescriptor {
+        r#type: efi::RUNTIME_SERVICES_DATA,
+        physical_start: u64::MAX - 0xfff,
+        virtual_start: 0x1000,
+        number_of_pages: u64::MAX / 2,
+        attribute: efi::MEMORY_RUNTIME,
+    }];
+    let bytes: Vec<u8> = hostile
+        .iter()
+        .flat_map(|d| {
+            let mut b = [0u8; 40];
+            crate::mem::write_desc(&mut b, d);
+            b
+        })
+        .collect();
+    let hostile = Descriptors::new(&bytes, 40);
+    assert_eq!(virt_to_phys(&hostile, 0x2000), None, "no wrap, no overflow");
 }
 
 #[test]
