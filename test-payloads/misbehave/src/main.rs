@@ -52,6 +52,80 @@ mod app {
         NOTIFIED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The tables, for the driver and the address-change notify functions below.
+    static BS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    static RT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    const DRIVEN: Guid = Guid::from_fields(0x0bad_0bad, 0x1234, 0x5678, 0x9a, 0xbc, &[7, 7, 7, 7, 7, 7]);
+
+    unsafe fn bs() -> &'static efi::BootServices {
+        // SAFETY: stored at entry; boot services outlive every call of the driver below.
+        unsafe { &*(BS.load(core::sync::atomic::Ordering::Relaxed) as *const efi::BootServices) }
+    }
+
+    /// A driver for DRIVEN controllers: Start opens it BY_DRIVER, Stop closes it; each counts.
+    static STARTS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    static STOPS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    unsafe extern "efiapi" fn drv_supported(this: *mut efi::protocols::driver_binding::Protocol, controller: Handle, _: *mut efi::protocols::device_path::Protocol) -> Status {
+        let mut i = null_mut();
+        // SAFETY: our binding; the test protocol on the controller.
+        unsafe { ((bs()).open_protocol)(controller, &DRIVEN as *const Guid as *mut Guid, &mut i, (*this).driver_binding_handle, controller, efi::OPEN_PROTOCOL_TEST_PROTOCOL) }
+    }
+    unsafe extern "efiapi" fn drv_start(this: *mut efi::protocols::driver_binding::Protocol, controller: Handle, _: *mut efi::protocols::device_path::Protocol) -> Status {
+        STARTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        let mut i = null_mut();
+        // SAFETY: as above.
+        unsafe { ((bs()).open_protocol)(controller, &DRIVEN as *const Guid as *mut Guid, &mut i, (*this).driver_binding_handle, controller, efi::OPEN_PROTOCOL_BY_DRIVER) }
+    }
+    unsafe extern "efiapi" fn drv_stop(this: *mut efi::protocols::driver_binding::Protocol, controller: Handle, _: usize, _: *mut Handle) -> Status {
+        STOPS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { ((bs()).close_protocol)(controller, &DRIVEN as *const Guid as *mut Guid, (*this).driver_binding_handle, controller) }
+    }
+
+    /// What the VIRTUAL_ADDRESS_CHANGE notify function saw: calls, ConvertPointer's status and result.
+    static VA_CALLS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    static VA_STATUS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
+    static VA_POINTER: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    unsafe extern "efiapi" fn address_change(_e: efi::Event, _c: *mut c_void) {
+        use core::sync::atomic::Ordering::Relaxed;
+        VA_CALLS.fetch_add(1, Relaxed);
+        let rt = RT.load(Relaxed) as *const efi::RuntimeServices;
+        let mut p = rt as *mut c_void;
+        // SAFETY: the runtime services table, converted as a runtime driver converts its pointers.
+        VA_STATUS.store(unsafe { ((*rt).convert_pointer)(0, &mut p) }.as_usize(), Relaxed);
+        VA_POINTER.store(p as usize, Relaxed);
+    }
+
+    /// EFI_SERIAL_IO_PROTOCOL, as much of it as the checks use.
+    const SERIAL_IO: Guid = Guid::from_fields(0xbb25cf6f, 0xf1d4, 0x11d2, 0x9a, 0x0c, &[0x00, 0x90, 0x27, 0x3f, 0xc1, 0xfd]);
+    #[repr(C)]
+    struct SerialIo {
+        revision: u32,
+        reset: usize,
+        set_attributes: unsafe extern "efiapi" fn(*mut SerialIo, u64, u32, u32, u32, u8, u32) -> Status,
+        set_control: usize,
+        get_control: usize,
+        write: usize,
+        read: unsafe extern "efiapi" fn(*mut SerialIo, *mut usize, *mut c_void) -> Status,
+        mode: *mut c_void,
+    }
+
+    /// The counter and its frequency (for the SerialIo wait).
+    fn counter() -> (u64, u64) {
+        let (now, freq): (u64, u64);
+        // SAFETY: reads of the architected counter, allowed at EL1 and EL2.
+        unsafe { core::arch::asm!("isb", "mrs {}, cntvct_el0", "mrs {}, cntfrq_el0", out(reg) now, out(reg) freq) };
+        (now, freq)
+    }
+
+    fn ucs2<const N: usize>(s: &str) -> [u16; N] {
+        let mut out = [0u16; N];
+        for (o, u) in out.iter_mut().zip(s.encode_utf16()) {
+            *o = u;
+        }
+        out
+    }
+
     fn notified() -> Status {
         Status::from_usize(NOTIFIED.load(core::sync::atomic::Ordering::Relaxed))
     }
@@ -64,6 +138,8 @@ mod app {
             CON_OUT = (*st).con_out;
             let bs = &*(*st).boot_services;
             let rt = &*(*st).runtime_services;
+            BS.store(bs as *const efi::BootServices as usize, core::sync::atomic::Ordering::Relaxed);
+            RT.store(rt as *const efi::RuntimeServices as usize, core::sync::atomic::Ordering::Relaxed);
             let mut t = Tally { passed: 0, failed: 0 };
             say!("misbehave: starting, image handle {:#x}", image as usize);
 
@@ -325,6 +401,129 @@ mod app {
                 Status::WRITE_PROTECTED,
             );
 
+            // The spec's edges a payload sees (issue 23).
+            use core::sync::atomic::Ordering::Relaxed;
+            let mut group = efi::EVENT_GROUP_MEMORY_MAP_CHANGE;
+            let mut mmc: efi::Event = null_mut();
+            (bs.create_event_ex)(efi::EVT_NOTIFY_SIGNAL, efi::TPL_CALLBACK, Some(count), null(), &mut group, &mut mmc);
+            let before = NOTIFIED.load(Relaxed);
+            let mut page = 0u64;
+            (bs.allocate_pages)(efi::ALLOCATE_ANY_PAGES, efi::LOADER_DATA, 1, &mut page);
+            t.check("MEMORY_MAP_CHANGE notified by AllocatePages", Status::from_usize(NOTIFIED.load(Relaxed) - before), Status::from_usize(1));
+            (bs.free_pages)(page, 1);
+            (bs.close_event)(mmc);
+            let mut size = buf.len();
+            t.check(
+                "GetMemoryMap with a NULL MapKey",
+                (bs.get_memory_map)(&mut size, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, null_mut(), &mut dsize, &mut dver),
+                Status::SUCCESS,
+            );
+            let mut attributes = 0u32;
+            vsize = 0;
+            t.check(
+                "GetVariable size probe",
+                (rt.get_variable)(kept.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, &mut attributes, &mut vsize, null_mut()),
+                Status::BUFFER_TOO_SMALL,
+            );
+            t.check("GetVariable says the attributes with EFI_BUFFER_TOO_SMALL", Status::from_usize(attributes as usize), Status::from_usize(bs_rt as usize));
+            t.check(
+                "SetVariable delete naming other attributes",
+                (rt.set_variable)(kept.as_mut_ptr(), &UNKNOWN as *const Guid as *mut Guid, efi::VARIABLE_BOOTSERVICE_ACCESS, 0, null_mut()),
+                Status::INVALID_PARAMETER,
+            );
+            let mut count_now = 0u64;
+            (bs.get_next_monotonic_count)(&mut count_now);
+            t.check("GetNextMonotonicCount's high half carries the boot (the RTC here)", Status::from_usize((count_now >> 32 != 0) as usize), Status::from_usize(1));
+
+            // OpenProtocol: the interface with ALREADY_STARTED; a child is not its own parent; an
+            // uninstall disconnects what holds the protocol, and a holder that is no driver
+            // keeps it.
+            let mut controller: Handle = null_mut();
+            (bs.install_protocol_interface)(&mut controller, &DRIVEN as *const Guid as *mut Guid, efi::NATIVE_INTERFACE, 0x5678 as *mut c_void);
+            let driven = &DRIVEN as *const Guid as *mut Guid;
+            let mut i: *mut c_void = null_mut();
+            t.check("OpenProtocol BY_DRIVER", (bs.open_protocol)(controller, driven, &mut i, image, controller, efi::OPEN_PROTOCOL_BY_DRIVER), Status::SUCCESS);
+            i = null_mut();
+            t.check("OpenProtocol BY_DRIVER again", (bs.open_protocol)(controller, driven, &mut i, image, controller, efi::OPEN_PROTOCOL_BY_DRIVER), Status::ALREADY_STARTED);
+            t.check("... with the interface", Status::from_usize(i as usize), Status::from_usize(0x5678));
+            t.check(
+                "OpenProtocol BY_CHILD_CONTROLLER of itself",
+                (bs.open_protocol)(controller, driven, &mut i, image, controller, efi::OPEN_PROTOCOL_BY_CHILD_CONTROLLER),
+                Status::INVALID_PARAMETER,
+            );
+            t.check(
+                "UninstallProtocolInterface held by an image that is no driver",
+                (bs.uninstall_protocol_interface)(controller, driven, 0x5678 as *mut c_void),
+                Status::ACCESS_DENIED,
+            );
+            (bs.close_protocol)(controller, driven, image, controller);
+
+            // The driver model: a Driver Binding the payload installs.
+            let mut binding_value = efi::protocols::driver_binding::Protocol {
+                supported: drv_supported,
+                start: drv_start,
+                stop: drv_stop,
+                version: 0x10,
+                image_handle: image,
+                driver_binding_handle: null_mut(),
+            };
+            let binding = &mut binding_value as *mut efi::protocols::driver_binding::Protocol;
+            let mut driver: Handle = null_mut();
+            (bs.install_protocol_interface)(&mut driver, &efi::protocols::driver_binding::PROTOCOL_GUID as *const Guid as *mut Guid, efi::NATIVE_INTERFACE, binding.cast());
+            (*binding).driver_binding_handle = driver;
+            t.check("ConnectController starts the payload's driver", (bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::SUCCESS);
+            t.check("... once", Status::from_usize(STARTS.load(Relaxed)), Status::from_usize(1));
+            t.check("OpenProtocol EXCLUSIVE disconnects it", (bs.open_protocol)(controller, driven, &mut i, image, null_mut(), efi::OPEN_PROTOCOL_EXCLUSIVE), Status::SUCCESS);
+            t.check("... through its Stop", Status::from_usize(STOPS.load(Relaxed)), Status::from_usize(1));
+            (bs.close_protocol)(controller, driven, image, null_mut());
+            (bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE);
+            t.check(
+                "UninstallProtocolInterface stops the driver and takes the protocol",
+                (bs.uninstall_protocol_interface)(controller, driven, 0x5678 as *mut c_void),
+                Status::SUCCESS,
+            );
+            t.check("... after its Stop", Status::from_usize(STOPS.load(Relaxed)), Status::from_usize(2));
+            (bs.uninstall_protocol_interface)(driver, &efi::protocols::driver_binding::PROTOCOL_GUID as *const Guid as *mut Guid, binding.cast());
+
+            // SerialIo waits Mode.Timeout (20 ms here) for a byte that does not come.
+            let mut sio: *mut c_void = null_mut();
+            if (bs.locate_protocol)(&SERIAL_IO as *const Guid as *mut Guid, null_mut(), &mut sio) == Status::SUCCESS {
+                let sio = sio as *mut SerialIo;
+                ((*sio).set_attributes)(sio, 0, 0, 20_000, 0, 0, 0);
+                let (start, freq) = counter();
+                let (mut n, mut byte) = (1usize, 0u8);
+                t.check("SerialIo.Read of a byte that does not come", ((*sio).read)(sio, &mut n, (&mut byte as *mut u8).cast()), Status::TIMEOUT);
+                let waited_ms = (counter().0 - start) * 1000 / freq;
+                t.check("... after waiting the timeout", Status::from_usize((waited_ms >= 20) as usize), Status::from_usize(1));
+                ((*sio).set_attributes)(sio, 0, 0, 0, 0, 0, 0);
+            }
+
+            // DevicePathFromText and ToText know every node type of UEFI 2.10.
+            let (mut from, mut to): (*mut c_void, *mut c_void) = (null_mut(), null_mut());
+            (bs.locate_protocol)(&efi::protocols::device_path_from_text::PROTOCOL_GUID as *const Guid as *mut Guid, null_mut(), &mut from);
+            (bs.locate_protocol)(&efi::protocols::device_path_to_text::PROTOCOL_GUID as *const Guid as *mut Guid, null_mut(), &mut to);
+            if !from.is_null() && !to.is_null() {
+                let from = from as *const efi::protocols::device_path_from_text::Protocol;
+                let to = to as *const efi::protocols::device_path_to_text::Protocol;
+                let text: [u16; 64] = ucs2("PciRoot(0x0)/Pci(0x1,0x0)/Ata(Primary,Master,0x1)");
+                let path = ((*from).convert_text_to_device_path)(text.as_ptr());
+                t.check("DevicePathFromText of an ATA path", Status::from_usize(!path.is_null() as usize), Status::from_usize(1));
+                if !path.is_null() {
+                    let back = ((*to).convert_device_path_to_text)(path, efi::Boolean::FALSE, efi::Boolean::FALSE);
+                    let len = text.iter().position(|&u| u == 0).unwrap_or(0);
+                    let same = !back.is_null() && (0..=len).all(|k| *back.add(k) == text[k]);
+                    t.check("... and back to the same text", Status::from_usize(same as usize), Status::from_usize(1));
+                }
+            }
+
+            // A runtime driver's VIRTUAL_ADDRESS_CHANGE notify function, for after ExitBootServices.
+            let mut va_event: efi::Event = null_mut();
+            t.check(
+                "CreateEvent SIGNAL_VIRTUAL_ADDRESS_CHANGE",
+                (bs.create_event)(efi::EVT_SIGNAL_VIRTUAL_ADDRESS_CHANGE, efi::TPL_NOTIFY, Some(address_change), null_mut(), &mut va_event),
+                Status::SUCCESS,
+            );
+
             // ExitBootServices: a stale key, then the right one.
             let mut size = buf.len();
             let r = (bs.get_memory_map)(&mut size, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver);
@@ -334,6 +533,24 @@ mod app {
             (bs.get_memory_map)(&mut size, buf.as_mut_ptr() as *mut efi::MemoryDescriptor, &mut key, &mut dsize, &mut dver);
             t.check("ExitBootServices with the current key", (bs.exit_boot_services)(image, key), Status::SUCCESS);
             t.check("AllocatePool after ExitBootServices", (bs.allocate_pool)(efi::LOADER_DATA, 16, &mut p), Status::UNSUPPORTED);
+            t.check("the system table's BootServices is gone at runtime", Status::from_usize((*st).boot_services as usize), Status::from_usize(0));
+            // SetVirtualAddressMap with the map kept where it runs: the notify function runs
+            // inside it and ConvertPointer answers there.
+            for k in 0..size / dsize {
+                let d = buf.as_mut_ptr().add(k * dsize) as *mut efi::MemoryDescriptor;
+                let mut desc = d.read_unaligned();
+                if desc.attribute & efi::MEMORY_RUNTIME != 0 && desc.virtual_start == 0 {
+                    desc.virtual_start = desc.physical_start;
+                    d.write_unaligned(desc);
+                }
+            }
+            t.check("SetVirtualAddressMap, 1:1", (rt.set_virtual_address_map)(size, dsize, dver, buf.as_mut_ptr() as *mut efi::MemoryDescriptor), Status::SUCCESS);
+            t.check("... called the VIRTUAL_ADDRESS_CHANGE notify function", Status::from_usize(VA_CALLS.load(Relaxed)), Status::from_usize(1));
+            t.check("... where ConvertPointer converted", Status::from_usize(VA_STATUS.load(Relaxed)), Status::SUCCESS);
+            t.check("... to the same address", Status::from_usize(VA_POINTER.load(Relaxed)), Status::from_usize(rt as *const efi::RuntimeServices as usize));
+            let mut p = rt as *const efi::RuntimeServices as *mut c_void;
+            t.check("ConvertPointer after SetVirtualAddressMap", (rt.convert_pointer)(0, &mut p), Status::UNSUPPORTED);
+
             t.check("GetMemoryMap after ExitBootServices", (bs.get_memory_map)(&mut size, null_mut(), &mut key, &mut dsize, &mut dver), Status::UNSUPPORTED);
             vsize = 1;
             t.check(
