@@ -88,6 +88,23 @@ fn systemd_boot_with_a_loader_initrd_lets_the_ukis_win() {
     assert_eq!(report(&t, "initrd"), payloads().uki("254+6.12").unwrap().initrd_id, "the UKI's initrd");
 }
 
+/// `efi-kexec load --esp DIR --initrd X` into systemd-boot -> a UKI without `.initrd` (made
+/// here from the 254 stub and Debian's 6.12 kernel): the loader's initrd stays registered, and
+/// Linux runs it.
+#[test]
+fn systemd_boot_with_a_loader_initrd_into_a_uki_without_one() {
+    let p = payloads();
+    let esp = systemd_boot_esp("257", "uki-bare*");
+    let stub = std::fs::read(&p.stub("254").unwrap().path).unwrap();
+    let linux = std::fs::read(&p.kernel("6.12").unwrap().image).unwrap();
+    let osrel = b"ID=efi-emulator\nVERSION_ID=bare\nPRETTY_NAME=\"a UKI without .initrd\"\n";
+    let sections: [(&str, &[u8]); 3] = [(".osrel", osrel), (".cmdline", b"console=ttyAMA0 earlycon panic=-1"), (".linux", &linux)];
+    esp.file("EFI/Linux/uki-bare.efi", &xtask::payloads::uki::build(&stub, &sections).unwrap());
+    let t = boot_from_esp(&esp, "EFI/BOOT/BOOTAA64.EFI", EntryEl::El1, true, None, false);
+    assert!(!t.contains("the loader's initrd is withdrawn") && !t.contains("Error registering initrd"));
+    assert_eq!(report(&t, "initrd"), "plain", "the loader's initrd");
+}
+
 #[test]
 fn systemd_boot_257_from_the_esp_at_el1() {
     systemd_boot("257", EntryEl::El1);
