@@ -85,20 +85,6 @@ fn fault_dump_names_the_emulator_offset() {
     }
 }
 
-/// The blob is built with overflow checks: an overflow stops the machine with its place named
-/// (it wrapped silently before).
-#[test]
-fn an_arithmetic_overflow_is_named_not_wrapped() {
-    let mut o = options(EntryEl::El1);
-    o.debug_fault = Some("overflow".into());
-    let t = boot(o);
-    let (_, line) = t.find("efi-emulator: fatal: panic: ").expect("the panic line");
-    assert!(line.contains("emulator/src/boot/mod.rs:"), "the place: {line}");
-    assert!(t.contains("attempt to add with overflow"), "the reason");
-    assert!(t.powered_off() && t.elapsed < Duration::from_secs(10), "powered off promptly");
-    assert!(verdict(&t).is_err());
-}
-
 /// 300 reserved ranges in RAM: a map of over 600 descriptors, which once overflowed the
 /// parameter region and the page-table budget (each unmapped hole splits a 2 MiB block).
 #[test]

@@ -25,6 +25,9 @@ pub struct Blob {
 }
 
 /// Builds the emulator for the bare-metal target and writes `efi-emulator.bin` beside its ELF.
+/// What the shipped blob may weigh (320 KiB): what kexec copies, and what an embedder carries.
+pub const MAX_BLOB_BYTES: u64 = 320 * 1024;
+
 pub fn build_blob(verbose: bool) -> Result<Blob> {
     build_blob_flavour(verbose, Flavour::Shipped)
 }
@@ -51,6 +54,11 @@ pub fn build_blob_flavour(verbose: bool, flavour: Flavour) -> Result<Blob> {
     let elf_path = paths::target_dir().join(TARGET).join("release").join("efi-emulator");
     let data = std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
     let FlatBlob { bytes: flat, header, text, rodata, data, relocations } = flatten(&data).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        flavour == Flavour::TestHooks || flat.len() as u64 <= MAX_BLOB_BYTES,
+        "the blob is {} bytes (code {text} + read-only {rodata} + data {data}): over its {MAX_BLOB_BYTES}-byte limit (320 KiB, docs/figures.md)",
+        flat.len()
+    );
 
     let out = paths::out_dir();
     std::fs::create_dir_all(&out)?;

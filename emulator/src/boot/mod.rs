@@ -516,8 +516,8 @@ fn enable_mmu(el: ExceptionLevel, blob: &BlobLayout, v: &Validated, fdt: &Fdt, r
 }
 
 /// Test hook (only in blobs built with the `test-hooks` feature):
-/// `/chosen/efi-emulator,debug-fault` = "data-abort", "undefined" or "overflow" makes the
-/// emulator fault on purpose, so the harness can check the fault dump.
+/// `/chosen/efi-emulator,debug-fault` = "data-abort" or "undefined" makes the emulator fault on
+/// purpose, so the harness can check the fault dump.
 #[cfg(feature = "test-hooks")]
 fn debug_fault(kind: Option<&str>) {
     let Some(kind) = kind else {
@@ -532,12 +532,6 @@ fn debug_fault(kind: Option<&str>) {
         },
         // SAFETY: UDF raises an undefined-instruction exception, which the vectors report.
         "undefined" => unsafe { core::arch::asm!("udf #0") },
-        // An arithmetic overflow: the blob is built with overflow checks, so it stops with the
-        // place named instead of wrapping silently.
-        "overflow" => {
-            let edge = core::hint::black_box(u64::MAX);
-            warn!("{}", edge + core::hint::black_box(1));
-        }
         other => warn!("unknown debug fault \"{other}\"; ignored"),
     }
 }

@@ -81,7 +81,6 @@ pub fn build(
     let firmware_counts = v.runtime_phys.is_some() && v.param.rt_info.runtime_supported_mask & guids::rt_supported::GET_NEXT_HIGH_MONOTONIC_COUNT != 0;
     let high = misc::MonotonicHigh::choose(firmware_counts.then(runtime::firmware_high_monotonic).flatten(), Machine::rtc_seconds());
     c.misc.monotonic = high.start();
-    log::debug!("GetNextMonotonicCount starts at {:#x} ({high:?})", c.misc.monotonic);
 
     if options.no_memory_attribute {
         log::info!("EFI_MEMORY_ATTRIBUTE_PROTOCOL hidden (/chosen/efi-emulator,no-memory-attribute)");

@@ -270,45 +270,35 @@ impl HandleDb {
         }
     }
 
-    /// The drivers managing `controller`: agents that opened one of its protocols BY_DRIVER, in
-    /// the order they did.
-    pub fn drivers_of(&self, controller: Handle) -> Vec<Handle> {
+    /// Distinct handles `pick` takes from the opens of `handle`'s protocols (of `guid` alone
+    /// when given), in the order of the opens.
+    fn handles_in_opens(&self, handle: Handle, guid: Option<&Guid>, pick: &dyn Fn(&OpenInfo) -> Option<Handle>) -> Vec<Handle> {
+        let protocols = self.entry(handle).map(|e| e.protocols.as_slice()).unwrap_or(&[]);
         let mut out = Vec::new();
-        for p in self.entry(controller).map(|e| e.protocols.as_slice()).unwrap_or(&[]) {
-            for o in p.opens.iter().filter(|o| o.attributes & OPEN_BY_DRIVER != 0) {
-                if !out.contains(&o.agent) {
-                    out.push(o.agent);
-                }
+        for o in protocols.iter().filter(|p| guid.is_none_or(|g| p.guid == *g)).flat_map(|p| &p.opens) {
+            match pick(o) {
+                Some(h) if !out.contains(&h) => out.push(h),
+                _ => {}
             }
         }
         out
+    }
+
+    /// The drivers managing `controller`: agents that opened one of its protocols BY_DRIVER.
+    pub fn drivers_of(&self, controller: Handle) -> Vec<Handle> {
+        self.handles_in_opens(controller, None, &|o| (o.attributes & OPEN_BY_DRIVER != 0).then_some(o.agent))
     }
 
     /// The agents holding `guid` on `handle` BY_DRIVER (what an EXCLUSIVE open or an uninstall
     /// must disconnect first).
     pub fn drivers_holding(&self, handle: Handle, guid: &Guid) -> Vec<Handle> {
-        let Ok(e) = self.entry(handle) else { return Vec::new() };
-        let mut out = Vec::new();
-        for o in e.protocols.iter().filter(|p| p.guid == *guid).flat_map(|p| &p.opens).filter(|o| o.attributes & OPEN_BY_DRIVER != 0) {
-            if !out.contains(&o.agent) {
-                out.push(o.agent);
-            }
-        }
-        out
+        self.handles_in_opens(handle, Some(guid), &|o| (o.attributes & OPEN_BY_DRIVER != 0).then_some(o.agent))
     }
 
     /// The children `driver` made of `controller`: the handles it named when it opened the
     /// controller's protocols BY_CHILD_CONTROLLER.
     pub fn children_of(&self, controller: Handle, driver: Handle) -> Vec<Handle> {
-        let mut out = Vec::new();
-        for p in self.entry(controller).map(|e| e.protocols.as_slice()).unwrap_or(&[]) {
-            for o in p.opens.iter().filter(|o| o.agent == driver && o.attributes & OPEN_BY_CHILD_CONTROLLER != 0) {
-                if !out.contains(&o.controller) && self.is_handle(o.controller) {
-                    out.push(o.controller);
-                }
-            }
-        }
-        out
+        self.handles_in_opens(controller, None, &|o| (o.agent == driver && o.attributes & OPEN_BY_CHILD_CONTROLLER != 0 && self.is_handle(o.controller)).then_some(o.controller))
     }
 
     /// Drops every open `agent` holds (an image that is unloaded, as EDK2 closes them).

@@ -65,17 +65,25 @@ struct Driver {
 fn candidates(c: &Core, named: &[usize]) -> Vec<Driver> {
     let all: Vec<Driver> = c.handles.with_protocol(&driver_binding::PROTOCOL_GUID).map(|(handle, i)| Driver { handle, binding: i as *mut driver_binding::Protocol }).collect();
     let mut out: Vec<Driver> = named.iter().filter_map(|h| all.iter().find(|d| d.handle == *h).copied()).collect();
-    let mut rest: Vec<Driver> = all.into_iter().filter(|d| !named.contains(&d.handle)).collect();
     // SAFETY: each binding is the interface a payload installed under the Driver Binding GUID.
-    rest.sort_by_key(|d| core::cmp::Reverse(unsafe { (*d.binding).version }));
+    let version = |d: &Driver| unsafe { (*d.binding).version };
+    // By insertion, highest Version first, equal ones in handle order: a few drivers at most,
+    // and the library's sorts cost kilobytes of the blob.
+    let mut rest: Vec<Driver> = Vec::new();
+    for d in all.into_iter().filter(|d| !named.contains(&d.handle)) {
+        let at = rest.iter().position(|r| version(r) < version(&d)).unwrap_or(rest.len());
+        rest.insert(at, d);
+    }
     out.extend(rest);
     out
 }
 
+// connect and disconnect are out of line: several services call them (the blob's size).
 /// ConnectController: asks every candidate whether it supports `controller`, starts those that
 /// do (from the first again after each start, as a started driver may make others apply), then
 /// connects the children when `recursive`. EFI_NOT_FOUND when none started (unless
 /// `remaining` is an End node: nothing was to be made).
+#[inline(never)]
 fn connect(controller: usize, named: &[usize], remaining: *mut DevicePath, recursive: bool) -> Result<(), EfiError> {
     if !with_core(|c| c.handles.is_handle(controller)) || named.iter().any(|h| !with_core(|c| c.handles.is_handle(*h))) {
         return Err(EfiError::InvalidParameter);
@@ -113,6 +121,7 @@ fn connect(controller: usize, named: &[usize], remaining: *mut DevicePath, recur
 /// DisconnectController: each driver managing `controller` (or only `driver`) stops its
 /// children (or only `child`), then, once none is left, lets go of the controller. A driver
 /// whose Stop fails makes it EFI_DEVICE_ERROR; nothing to stop is success.
+#[inline(never)]
 fn disconnect(controller: usize, driver: Option<usize>, child: Option<usize>) -> Result<(), EfiError> {
     let valid = |h: Option<usize>| h.is_none_or(|h| with_core(|c| c.handles.is_handle(h)));
     if !valid(Some(controller)) || !valid(driver) || !valid(child) {
@@ -166,8 +175,7 @@ pub fn uninstall(handle: usize, guid: &Guid, interface: usize) -> Result<(), Efi
 /// (EDK2); the open itself then finds whether anything still holds it.
 pub fn make_exclusive(handle: usize, guid: &Guid) {
     for d in with_core(|c| c.handles.drivers_holding(handle, guid)) {
-        if disconnect(handle, Some(d), None).is_err() {
-            log::info!("OpenProtocol(EXCLUSIVE): the driver {d:#x} would not let go of {handle:#x}");
-        }
+        // One that will not let go still holds it: the open then finds it and is refused.
+        let _ = disconnect(handle, Some(d), None);
     }
 }

@@ -575,7 +575,7 @@ pub fn exit_boot_services(address_change: &[Notify]) {
         kept.1 += 1;
     }
     if address_change.len() > MAX_ADDRESS_CHANGE_NOTIFIES {
-        log::warn!("{} VIRTUAL_ADDRESS_CHANGE events: the last {} will not be notified", address_change.len(), address_change.len() - MAX_ADDRESS_CHANGE_NOTIFIES);
+        log::warn!("more than 32 VIRTUAL_ADDRESS_CHANGE events: the later ones will not be notified");
     }
     STATE.address_change.set(kept);
     let _ = with_variables(|s| {

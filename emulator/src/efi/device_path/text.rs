@@ -1111,7 +1111,9 @@ fn ipv6_from_text(text: &str) -> Option<[u8; 16]> {
         s.split(':').map(|g| (g.len() <= 4).then(|| digits(g, 16)).flatten().map(|v| v as u16)).collect()
     };
     let text = text.trim();
-    let words = match text.split_once("::") {
+    // "::" found by bytes: a string pattern would bring in the library's substring search.
+    let gap = text.as_bytes().windows(2).position(|w| w == b"::").map(|at| (&text[..at], &text[at + 2..]));
+    let words = match gap {
         None => groups(text)?,
         Some((head, tail)) => {
             let (mut words, tail) = (groups(head)?, groups(tail)?);
