@@ -156,7 +156,7 @@ fn chain_kexecs_a_third_kernel() {
     assert!(middle.starts_with("6.1.") && middle.contains("cpus 2") && middle.contains("efi yes"), "{middle}");
     assert_eq!(stage_report(&t, "second", "cmdline").unwrap(), "console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle");
     assert!(t.contains("efi-kexec: booted by UEFI firmware (system table"), "the second kernel was booted by the emulator");
-    assert!(t.contains("is an earlier efi-emulator's (a kexec chain): not passed on"), "which the third emulator does not pass on");
+    assert!(t.contains("is an earlier efi-emulator's (a kexec chain): the payload gets this one's services"), "whose services the third emulator does not pass on");
     assert_eq!(t.lines.iter().filter(|(_, l)| l.contains("efi-emulator 0.") && l.contains("running at EL2 (VHE")).count(), 2, "the emulator ran twice");
     assert!(report(&t, "uname -r").starts_with("6.12"), "the third kernel reached userspace");
     assert_eq!(report(&t, "cmdline"), APPEND);
@@ -233,6 +233,34 @@ fn gicv3_lpi_tables_stay_reserved_across_the_emulator() {
     assert!(seen("the payload's memreserve table at"), "the stub's new root continues with the first kernel's chain");
     assert!(seen("using reserved LPI pending table"), "the next kernel reuses the reserved tables");
     assert!(!seen("LPIs already enabled") && !seen("memory probably corrupted"));
+}
+
+/// Two kexecs on a GICv3 with an ITS under EDK2, with a virtio-pci disk whose interrupts are
+/// MSI-X (LPIs): EDK2 -> 6.12 -> efi-kexec -> 6.12 -> efi-kexec -> 6.12. Each kernel leaves its
+/// LPI tables on; the second emulator passes on what the first one had (the memreserve chain,
+/// ACPI), so the third kernel reuses the reserved tables and reads the disk through MSI-X.
+#[test]
+fn two_kexecs_on_a_gicv3_keep_msi_working() {
+    use xtask::harness::kexec::{FirstBoot, DISK_MARKER};
+    let p = payloads();
+    let kernel = p.kernel("6.12").unwrap();
+    let third_initramfs = xtask::paths::out_dir().join(format!("initramfs-third-disk-{}.cpio", std::process::id()));
+    let virtio_blk = xtask::payloads::packages::module(kernel, "drivers/block", "virtio_blk").unwrap();
+    xtask::payloads::initramfs::build_initramfs(&p.busybox, &third_initramfs, "third-disk", &[("virtio_blk.ko", virtio_blk)]).unwrap();
+    let third = NextBoot { initrd: Some(std::fs::read(&third_initramfs).unwrap()), ..image_6_12(APPEND) };
+    let _ = std::fs::remove_file(&third_initramfs);
+    let second =
+        NextBoot { initrd: Some(stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap()), ..image_6_12("console=ttyAMA0 earlycon panic=-1 efi_kexec_test=middle") };
+    let t = uefi_boot(EntryEl::El1, FirstBoot::Edk2Gicv3ItsDisk, second);
+    let lines = |needle: &str| t.lines.iter().filter(|(_, l)| l.contains(needle)).count();
+    assert!(stage_report(&t, "second", "up").is_some(), "the second kernel ran its /init");
+    assert!(t.contains("is an earlier efi-emulator's (a kexec chain)"), "the second emulator found the first");
+    assert_eq!(lines("using reserved LPI pending table"), 4, "both CPUs of the second and of the third kernel reuse the reserved tables");
+    assert_eq!(lines("memory probably corrupted") + lines("LPIs already enabled"), 0);
+    assert_eq!(report(&t, "initrd"), "third-disk", "the third kernel reached userspace");
+    assert_eq!(report(&t, "disk"), DISK_MARKER, "and read the virtio-pci disk");
+    let msi: u32 = report(&t, "disk interrupts").parse().unwrap();
+    assert!(msi > 0, "through MSI-X");
 }
 
 fn image_6_12(append: &str) -> NextBoot {

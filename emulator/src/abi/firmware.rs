@@ -75,8 +75,9 @@ pub fn passes_on(guid: &efi::Guid) -> bool {
 /// What the completion found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Completion {
-    /// The "firmware" is an earlier efi-emulator (a kexec chain): nothing to pass on, and the
-    /// block becomes `noefi_boot` 1, so the next payload gets this emulator's own services.
+    /// The "firmware" is an earlier efi-emulator (a kexec chain): the block becomes
+    /// `noefi_boot` 1, so the next payload gets this emulator's own services, and the tables
+    /// the earlier one had that pass on go on.
     pub previous_emulator: bool,
     /// Firmware descriptors added to the map.
     pub firmware_descriptors: usize,
@@ -96,11 +97,23 @@ fn joins(d: &efi::MemoryDescriptor) -> bool {
     !is_os_ram(d.r#type)
 }
 
+/// What of an earlier emulator's map joins the next one: the ranges that hold the tables passed
+/// on (ACPI, reserved), not its runtime ranges or MMIO, which the new emulator describes itself
+/// (its PL031 would collide with the old one's).
+fn joins_from_emulator(d: &efi::MemoryDescriptor) -> bool {
+    joins(d) && !matches!(d.r#type, efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA | efi::MEMORY_MAPPED_IO | efi::MEMORY_MAPPED_IO_PORT_SPACE)
+}
+
 /// Merges the firmware's map into the loader's, in `buffer` (the block's map buffer, whose first
 /// `loader_len` bytes are the loader's 40-byte descriptors), without a heap: the merged map is
 /// staged after the loader's, sorted there, and moved to the front. Returns its length in bytes.
 pub fn merge_maps(buffer: &mut [u8], loader_len: usize, firmware: &Descriptors, mempool: Extent) -> Result<usize, ParamError> {
-    let holes = || firmware.iter().filter(joins).map(|d| desc_extent(&d));
+    merge_maps_keeping(buffer, loader_len, firmware, mempool, joins)
+}
+
+/// [`merge_maps`] of the firmware descriptors `keep` takes.
+fn merge_maps_keeping(buffer: &mut [u8], loader_len: usize, firmware: &Descriptors, mempool: Extent, keep: fn(&efi::MemoryDescriptor) -> bool) -> Result<usize, ParamError> {
+    let holes = || firmware.iter().filter(keep).map(|d| desc_extent(&d));
     let (loader_bytes, staging) = buffer.split_at_mut(loader_len);
     let loader = Descriptors::new(loader_bytes, DESC);
     if let Some(h) = holes().find(|h| h.overlaps(&mempool)) {
@@ -120,7 +133,7 @@ pub fn merge_maps(buffer: &mut [u8], loader_len: usize, firmware: &Descriptors, 
             push(efi::MemoryDescriptor { physical_start: piece.start, number_of_pages: piece.size / PAGE_SIZE, ..d });
         }
     }
-    for d in firmware.iter().filter(joins) {
+    for d in firmware.iter().filter(keep) {
         push(d);
     }
     // Insertion sort by address: maps are short and nearly sorted.
@@ -164,9 +177,21 @@ pub fn complete(p: &mut EfiEmulatorParam, buffer: &mut [u8], firmware_map: &[u8]
         return Err(err("linux,uefi-system-table", facts.system_table, "an EFI system table (signature \"IBI SYST\")"));
     }
     let revision = u32::from_le_bytes(systab[8..12].try_into().unwrap());
+    let count = u64_at(systab, 104) as usize;
+    let tables_va = u64_at(systab, 112);
     if vendor_is(mem, &firmware, u64_at(systab, 24), crate::efi::guids::FIRMWARE_VENDOR) {
+        // A kexec chain: the payload gets this emulator's own services, and what the earlier
+        // one passed on or was given goes on (the memreserve chain with the GICv3 LPI tables,
+        // ACPI, SMBIOS, TPM logs), with the ranges that hold them. Its tables sit where it put
+        // them: it never moves.
         p.noefi_boot = 1;
-        return Ok(Completion { previous_emulator: true, firmware_descriptors: 0, config_tables: 0, passed_on: 0, revision });
+        let tables = mem.bytes(tables_va, count.min(256) * 24).ok_or(err("system table ConfigurationTable", tables_va, "configuration tables in readable memory"))?;
+        let (passed_on, _) = pass_on(p, tables);
+        p.rt_info.systab_nr_tables = passed_on as u32;
+        let mempool = Extent::new(p.mempool_start, p.mempool_sz);
+        p.rt_info.memmap.map_size = merge_maps_keeping(buffer, p.rt_info.memmap.map_size as usize, &firmware, mempool, joins_from_emulator)? as u64;
+        let kept = firmware.iter().filter(joins_from_emulator).count();
+        return Ok(Completion { previous_emulator: true, firmware_descriptors: kept, config_tables: count, passed_on, revision });
     }
     let mempool = Extent::new(p.mempool_start, p.mempool_sz);
     let map_bytes = merge_maps(buffer, p.rt_info.memmap.map_size as usize, &firmware, mempool)?;
@@ -176,30 +201,34 @@ pub fn complete(p: &mut EfiEmulatorParam, buffer: &mut [u8], firmware_map: &[u8]
     // The system table's pointers are virtual addresses since the first kernel's
     // SetVirtualAddressMap: translated through the runtime descriptors.
     let runtime = u64_at(systab, 88);
-    let count = u64_at(systab, 104) as usize;
-    let tables_va = u64_at(systab, 112);
     let tables_pa = virt_to_phys(&merged, tables_va).unwrap_or(tables_va);
     let tables = mem.bytes(tables_pa, count.min(256) * 24).ok_or(err("system table ConfigurationTable", tables_va, "configuration tables in readable memory"))?;
-    let mut passed_on = 0;
+    let (passed_on, props) = pass_on(p, tables);
     // A firmware without an RT properties table offers every service.
-    let mut supported = 0x3fff;
-    for entry in tables.chunks_exact(24) {
-        let guid = efi::Guid::from_bytes(entry[..16].try_into().unwrap());
-        let table = u64_at(entry, 16);
-        if guid == r_efi::system::RT_PROPERTIES_TABLE_GUID {
-            if let Some(props) = mem.bytes(virt_to_phys(&merged, table).unwrap_or(table), 8) {
-                supported = u32::from_le_bytes(props[4..8].try_into().unwrap());
-            }
-        } else if passes_on(&guid) && passed_on < MAX_SYSTAB_TABLES && table != 0 {
-            p.rt_info.systab_tables[passed_on] = ConfigTableEntry { guid, table };
-            passed_on += 1;
-        }
-    }
+    let supported = props.and_then(|va| mem.bytes(virt_to_phys(&merged, va).unwrap_or(va), 8)).map_or(0x3fff, |b| u32::from_le_bytes(b[4..8].try_into().unwrap()));
     p.rt_info.runtime = runtime;
     p.rt_info.runtime_version = revision;
     p.rt_info.runtime_supported_mask = supported;
     p.rt_info.systab_nr_tables = passed_on as u32;
     Ok(Completion { previous_emulator: false, firmware_descriptors: firmware.iter().filter(joins).count(), config_tables: count, passed_on, revision })
+}
+
+/// Copies the configuration tables that pass on ([`passes_on`]) from `tables` (the system
+/// table's array) into the block; the count, and where the RT properties table is (as the
+/// array says: a firmware's virtual address).
+fn pass_on(p: &mut EfiEmulatorParam, tables: &[u8]) -> (usize, Option<u64>) {
+    let (mut passed_on, mut props) = (0, None);
+    for entry in tables.chunks_exact(24) {
+        let guid = efi::Guid::from_bytes(entry[..16].try_into().unwrap());
+        let table = crate::mem::le_u64(entry, 16).unwrap_or_default();
+        if guid == r_efi::system::RT_PROPERTIES_TABLE_GUID {
+            props = Some(table);
+        } else if passes_on(&guid) && passed_on < MAX_SYSTAB_TABLES && table != 0 {
+            p.rt_info.systab_tables[passed_on] = ConfigTableEntry { guid, table };
+            passed_on += 1;
+        }
+    }
+    (passed_on, props)
 }
 
 /// The PL011 ACPI's SPCR table names (interface type 3, PL011, or 0x0e, the SBSA generic UART,

@@ -316,7 +316,10 @@ fn derive_firmware(v: &Validated) {
     // SAFETY: the block's fixed part, validated, page aligned; written back whole.
     unsafe { core::ptr::write_unaligned(v.param_addr as *mut crate::abi::EfiEmulatorParam, p) };
     if done.previous_emulator {
-        info!("firmware: system table {:#x} is an earlier efi-emulator's (a kexec chain): not passed on; the payload gets this one's services", facts.system_table);
+        info!(
+            "firmware: system table {:#x} is an earlier efi-emulator's (a kexec chain): the payload gets this one's services; {} of its {} configuration tables pass on, {} of its ranges (ACPI, reserved) joined the map",
+            facts.system_table, done.passed_on, done.config_tables, done.firmware_descriptors
+        );
         return;
     }
     info!(

@@ -295,10 +295,12 @@ impl HandleDb {
         self.handles_in_opens(handle, Some(guid), &|o| (o.attributes & OPEN_BY_DRIVER != 0).then_some(o.agent))
     }
 
-    /// The children `driver` made of `controller`: the handles it named when it opened the
-    /// controller's protocols BY_CHILD_CONTROLLER.
-    pub fn children_of(&self, controller: Handle, driver: Handle) -> Vec<Handle> {
-        self.handles_in_opens(controller, None, &|o| (o.agent == driver && o.attributes & OPEN_BY_CHILD_CONTROLLER != 0 && self.is_handle(o.controller)).then_some(o.controller))
+    /// The children `driver` (any driver, for `None`) made of `controller`: the handles named
+    /// when the controller's protocols were opened BY_CHILD_CONTROLLER.
+    pub fn children_of(&self, controller: Handle, driver: Option<Handle>) -> Vec<Handle> {
+        self.handles_in_opens(controller, None, &|o| {
+            (driver.is_none_or(|d| o.agent == d) && o.attributes & OPEN_BY_CHILD_CONTROLLER != 0 && self.is_handle(o.controller)).then_some(o.controller)
+        })
     }
 
     /// Drops every open `agent` holds (an image that is unloaded, as EDK2 closes them).
@@ -404,8 +406,8 @@ mod tests {
         assert_eq!(db.drivers_of(controller), [driver]);
         assert_eq!(db.drivers_holding(controller, &B), [driver]);
         assert!(db.drivers_holding(controller, &A).is_empty());
-        assert_eq!(db.children_of(controller, driver), [child]);
-        assert!(db.children_of(controller, other).is_empty());
+        assert_eq!(db.children_of(controller, Some(driver)), [child]);
+        assert!(db.children_of(controller, Some(other)).is_empty());
         assert_eq!(db.open(controller, &B, other, 0, OPEN_EXCLUSIVE), Err(EfiError::AccessDenied), "held BY_DRIVER: the caller disconnects first");
         assert_eq!(db.open(controller, &B, driver, 0, OPEN_EXCLUSIVE), Err(EfiError::AccessDenied), "EXCLUSIVE alone never restarts");
         db.close_passive_opens(controller, &B);

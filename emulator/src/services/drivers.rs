@@ -104,8 +104,7 @@ fn connect(controller: usize, named: &[usize], remaining: *mut DevicePath, recur
         }
     }
     if recursive {
-        let children: Vec<usize> = with_core(|c| c.handles.drivers_of(controller).into_iter().flat_map(|d| c.handles.children_of(controller, d)).collect());
-        for child in children {
+        for child in with_core(|c| c.handles.children_of(controller, None)) {
             let _ = connect(child, &[], core::ptr::null_mut(), true);
         }
     }
@@ -134,7 +133,7 @@ fn disconnect(controller: usize, driver: Option<usize>, child: Option<usize>) ->
             return Err(EfiError::DeviceError);
         };
         let binding = binding as *mut driver_binding::Protocol;
-        let children = with_core(|c| c.handles.children_of(controller, d));
+        let children = with_core(|c| c.handles.children_of(controller, Some(d)));
         let mut stopping: Vec<efi::Handle> = children.iter().filter(|h| child.is_none_or(|x| x == **h)).map(|h| *h as efi::Handle).collect();
         // SAFETY: the driver's Stop, with its binding, the controller and the children it made
         // (or none: the controller itself); the core is released.
@@ -142,7 +141,7 @@ fn disconnect(controller: usize, driver: Option<usize>, child: Option<usize>) ->
             if !stopping.is_empty() && ((*binding).stop)(binding, controller as efi::Handle, stopping.len(), stopping.as_mut_ptr()) != Status::SUCCESS {
                 return Err(EfiError::DeviceError);
             }
-            let none_left = with_core(|c| c.handles.children_of(controller, d)).is_empty();
+            let none_left = with_core(|c| c.handles.children_of(controller, Some(d))).is_empty();
             if none_left && ((*binding).stop)(binding, controller as efi::Handle, 0, core::ptr::null_mut()) != Status::SUCCESS {
                 return Err(EfiError::DeviceError);
             }

@@ -1948,7 +1948,7 @@ mod driver_model {
             assert_eq!((bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::SUCCESS);
             assert_eq!(taken(), ["bus supported 0x0", "bus start"], "the higher version first; the device driver does not apply");
             assert_eq!(opens(controller, G1), [efi::OPEN_PROTOCOL_BY_DRIVER, efi::OPEN_PROTOCOL_BY_CHILD_CONTROLLER]);
-            let child = with_core(|c| c.handles.children_of(controller as usize, bus as usize))[0] as efi::Handle;
+            let child = with_core(|c| c.handles.children_of(controller as usize, Some(bus as usize)))[0] as efi::Handle;
             assert_eq!((bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::FALSE), Status::NOT_FOUND, "started already");
             assert_eq!(taken(), [format!("bus supported {:#x}", Status::ALREADY_STARTED.as_usize())]);
             let _ = (bs.connect_controller)(controller, null_mut(), null_mut(), efi::Boolean::TRUE);
@@ -1990,7 +1990,7 @@ mod driver_model {
             assert_eq!(with_core(|c| c.handles.get(controller as usize, &G1)), Ok(0x1000));
 
             assert_eq!(
-                opens(with_core(|c| c.handles.children_of(controller as usize, bus as usize))[0] as efi::Handle, G2),
+                opens(with_core(|c| c.handles.children_of(controller as usize, Some(bus as usize)))[0] as efi::Handle, G2),
                 [efi::OPEN_PROTOCOL_BY_DRIVER],
                 "the refused uninstall connected again, recursively"
             );

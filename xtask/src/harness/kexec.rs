@@ -60,6 +60,9 @@ pub enum FirstBoot {
     /// EDK2 on a GICv3 with an ITS (`gic-version=3,its=on`): the first kernel's LPI tables are
     /// persistent reservations in its memreserve chain, which no later kernel may reuse.
     Edk2Gicv3Its,
+    /// [`FirstBoot::Edk2Gicv3Its`] with a virtio-pci disk (MSI-X through the ITS) holding
+    /// [`DISK_MARKER`] at its start.
+    Edk2Gicv3ItsDisk,
     /// EDK2 boots it with [`CRASHKERNEL`]: kdump on a machine with UEFI firmware, as servers are.
     Edk2CrashKernel,
     /// Booted directly with [`CRASHKERNEL`] and a virtio-mem device of 1 GiB with 512 MiB to plug
@@ -69,6 +72,9 @@ pub enum FirstBoot {
     /// and multi-bank machines have them.
     DirectTwoNodes,
 }
+
+/// What the first bytes of [`FirstBoot::Edk2Gicv3ItsDisk`]'s disk say.
+pub const DISK_MARKER: &str = "efi-emulator-test-disk";
 
 /// Debian's EDK2 for QEMU: the code (read-only) and the variable store template.
 pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
@@ -104,7 +110,8 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
     let initrd = dir.join("first.cpio");
     std::fs::write(&initrd, initramfs)?;
     let (machine, extra) = first_machine(el);
-    let machine = if boot == FirstBoot::Edk2Gicv3Its { format!("{machine},gic-version=3,its=on") } else { machine.to_string() };
+    let its = matches!(boot, FirstBoot::Edk2Gicv3Its | FirstBoot::Edk2Gicv3ItsDisk);
+    let machine = if its { format!("{machine},gic-version=3,its=on") } else { machine.to_string() };
     let mut args: Vec<String> = [
         "-M",
         &machine,
@@ -140,10 +147,17 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
     if boot == FirstBoot::DirectCrashKernelVirtioMem {
         args.extend(["-object", "memory-backend-ram,id=vmem0,size=1G", "-device", "virtio-mem-pci,memdev=vmem0,requested-size=512M"].map(String::from));
     }
+    if boot == FirstBoot::Edk2Gicv3ItsDisk {
+        let disk = dir.join("disk.img");
+        let mut bytes = DISK_MARKER.as_bytes().to_vec();
+        bytes.resize(1 << 20, 0);
+        std::fs::write(&disk, bytes)?;
+        args.extend(["-drive".into(), format!("if=none,id=disk0,format=raw,readonly=on,file={}", disk.display()), "-device".into(), "virtio-blk-pci,drive=disk0".into()]);
+    }
     if boot == FirstBoot::Edk2Emag {
         args.extend(["-smbios".into(), "type=4,version=eMAG".into()]);
     }
-    if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag | FirstBoot::Edk2Gicv3Its | FirstBoot::Edk2CrashKernel) {
+    if matches!(boot, FirstBoot::Edk2 | FirstBoot::Edk2Emag | FirstBoot::Edk2Gicv3Its | FirstBoot::Edk2Gicv3ItsDisk | FirstBoot::Edk2CrashKernel) {
         let vars = match vars {
             Some(v) => v.to_path_buf(),
             None => {

@@ -28,6 +28,12 @@ if [ -f /efivarfs.ko ]; then
     f=/sys/firmware/efi/efivars/StubInfo-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
     if [ -f $f ]; then echo "{p}StubInfo: $(/bin/busybox tail -c +5 $f | /bin/busybox tr -d '\000')"; fi
 fi
+if [ -f /virtio_blk.ko ]; then
+    /bin/busybox insmod /virtio_blk.ko
+    /bin/busybox mount -t devtmpfs devtmpfs /dev
+    echo "{p}disk: $(/bin/busybox head -c 22 /dev/vda)"
+    echo "{p}disk interrupts: $(/bin/busybox grep virtio /proc/interrupts | /bin/busybox grep -c MSI)"
+fi
 echo "{p}memtotal: $(/bin/busybox grep MemTotal /proc/meminfo | /bin/busybox tr -s ' ')"
 echo "{p}cpus: $(/bin/busybox grep -c ^processor /proc/cpuinfo)"
 echo "{p}kaslr: $(/bin/busybox dmesg | /bin/busybox grep -o 'KASLR [a-z]*' | /bin/busybox head -n1)"

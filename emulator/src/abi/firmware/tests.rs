@@ -146,11 +146,13 @@ fn the_system_table_gives_runtime_and_machine_tables() {
     let map = Descriptors::new(&buffer[..8 * 40], 40);
     assert_eq!(virt_to_phys(&map, p.rt_info.runtime), Some(0xbf10_0800));
 
-    // The same, but the vendor (a virtual address, like the other pointers) says efi-emulator:
-    // a kexec chain, whose earlier emulator is not firmware to pass on.
+    // The same, but the vendor says efi-emulator: a kexec chain. An emulator never moves, so its
+    // pointers are physical. Its services are not passed on; the tables it had are (the
+    // memreserve chain above all: the GICv3 LPI tables of every kernel so far).
     let Mem(mut regions) = mem;
     let data = &mut regions[0].1;
-    data[24..32].copy_from_slice(&0x2410_0900u64.to_le_bytes());
+    data[24..32].copy_from_slice(&(systab_pa + 0x900).to_le_bytes());
+    data[112..120].copy_from_slice(&(systab_pa + 0x200).to_le_bytes());
     for (i, u) in "efi-emulator\0".encode_utf16().enumerate() {
         data[0x900 + 2 * i..0x902 + 2 * i].copy_from_slice(&u.to_le_bytes());
     }
@@ -162,7 +164,16 @@ fn the_system_table_gives_runtime_and_machine_tables() {
     buffer.resize(16 * 1024, 0);
     let c = complete(&mut p2, &mut buffer, &fw, &facts, &mem).unwrap();
     assert!(c.previous_emulator);
-    assert_eq!((p2.noefi_boot, p2.rt_info.runtime, p2.rt_info.memmap.map_size), (1, 0, loader.len() as u64), "left as a noefi block");
+    assert_eq!((p2.noefi_boot, p2.rt_info.runtime), (1, 0), "a noefi block");
+    assert_eq!((c.config_tables, c.passed_on, p2.rt_info.systab_nr_tables), (4, 3, 3), "ACPI, memreserve, SMBIOS; not the RT properties");
+    // Its ACPI range joins the map (the tables passed on live there); its runtime ranges and
+    // MMIO do not (the new emulator has its own).
+    let map = merged(&buffer, p2.rt_info.memmap.map_size as usize);
+    assert_eq!(c.firmware_descriptors, 1);
+    assert!(map.iter().any(|d| d.r#type == efi::ACPI_RECLAIM_MEMORY && d.physical_start == 0xbe00_0000));
+    assert!(!map.iter().any(|d| matches!(d.r#type, efi::RUNTIME_SERVICES_CODE | efi::RUNTIME_SERVICES_DATA | efi::MEMORY_MAPPED_IO)));
+    assert_eq!(p2.rt_info.systab_tables[1].guid, memreserve);
+    assert_eq!(p2.rt_info.systab_tables[1].table, 0x4500_0000);
 }
 
 #[test]
