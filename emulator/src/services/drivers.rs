@@ -16,7 +16,7 @@ efiapi! {
         guarded(|| {
             // SAFETY: the payload's NULL-terminated driver handle list, when it gives one.
             let named = unsafe { handle_list(drivers)? };
-            connect(controller as usize, &named, remaining, recursive.into())
+            connect(controller as usize, &named, remaining, recursive.into(), 0)
         })
     }
 
@@ -24,6 +24,9 @@ efiapi! {
         guarded(|| disconnect(controller as usize, (!driver.is_null()).then_some(driver as usize), (!child.is_null()).then_some(child as usize)))
     }
 }
+
+/// How deep a recursive ConnectController goes (real device trees are a few levels).
+const MAX_DEPTH: usize = 16;
 
 /// Most driver handles ConnectController reads from its list (a list longer than the handle
 /// database holds names a handle twice or is not terminated).
@@ -82,9 +85,11 @@ fn candidates(c: &Core, named: &[usize]) -> Vec<Driver> {
 /// ConnectController: asks every candidate whether it supports `controller`, starts those that
 /// do (from the first again after each start, as a started driver may make others apply), then
 /// connects the children when `recursive`. EFI_NOT_FOUND when none started (unless
-/// `remaining` is an End node: nothing was to be made).
+/// `remaining` is an End node: nothing was to be made). `depth` counts the recursion: children
+/// are connected at most [`MAX_DEPTH`] levels down (a payload can make children that name their
+/// parents).
 #[inline(never)]
-fn connect(controller: usize, named: &[usize], remaining: *mut DevicePath, recursive: bool) -> Result<(), EfiError> {
+fn connect(controller: usize, named: &[usize], remaining: *mut DevicePath, recursive: bool, depth: usize) -> Result<(), EfiError> {
     if !with_core(|c| c.handles.is_handle(controller)) || named.iter().any(|h| !with_core(|c| c.handles.is_handle(*h))) {
         return Err(EfiError::InvalidParameter);
     }
@@ -103,9 +108,9 @@ fn connect(controller: usize, named: &[usize], remaining: *mut DevicePath, recur
             None => break,
         }
     }
-    if recursive {
+    if recursive && depth < MAX_DEPTH {
         for child in with_core(|c| c.handles.children_of(controller, None)) {
-            let _ = connect(child, &[], core::ptr::null_mut(), true);
+            let _ = connect(child, &[], core::ptr::null_mut(), true, depth + 1);
         }
     }
     // SAFETY: `remaining` is NULL or the payload's device path.
@@ -165,7 +170,7 @@ pub fn uninstall(handle: usize, guid: &Guid, interface: usize) -> Result<(), Efi
         c.handles.uninstall(handle, guid, interface)
     });
     if result == Err(EfiError::AccessDenied) {
-        let _ = connect(handle, &[], core::ptr::null_mut(), true);
+        let _ = connect(handle, &[], core::ptr::null_mut(), true, 0);
     }
     result
 }

@@ -2001,6 +2001,18 @@ mod driver_model {
             assert_eq!((bs.uninstall_protocol_interface)(controller, &mut G1.clone(), 0x1000 as *mut c_void), Status::SUCCESS);
             assert_eq!(taken(), ["bus stop 1", "device stop 0", "bus stop 0"]);
             assert!(!with_core(|c| c.handles.is_handle(controller as usize)));
+
+            // Two handles that each name the other as a child: a recursive connect ends (it
+            // recursed until the stack ran out before).
+            let (mut a, mut b): (efi::Handle, efi::Handle) = (null_mut(), null_mut());
+            assert_eq!((bs.install_protocol_interface)(&mut a, &mut G2.clone(), efi::NATIVE_INTERFACE, null_mut()), Status::SUCCESS);
+            assert_eq!((bs.install_protocol_interface)(&mut b, &mut G2.clone(), efi::NATIVE_INTERFACE, null_mut()), Status::SUCCESS);
+            let mut i = null_mut();
+            assert_eq!((bs.open_protocol)(a, &mut G2.clone(), &mut i, bus, b, efi::OPEN_PROTOCOL_BY_CHILD_CONTROLLER), Status::SUCCESS);
+            assert_eq!((bs.open_protocol)(b, &mut G2.clone(), &mut i, bus, a, efi::OPEN_PROTOCOL_BY_CHILD_CONTROLLER), Status::SUCCESS);
+            taken();
+            let _ = (bs.connect_controller)(a, null_mut(), null_mut(), efi::Boolean::TRUE);
+            assert_eq!(taken().iter().filter(|l| *l == "device start").count(), 2, "each handle started once");
         }
         drop(m);
     }
