@@ -1524,6 +1524,36 @@ fn the_watchdog_resets_a_payload_that_waits_too_long() {
     assert_eq!(host::state(|s| s.power), Some(PowerAction::Reset));
 }
 
+/// Notify functions that keep queueing each other (a NOTIFY_WAIT function that checks its own
+/// event) run inside services, with the tick masked: CheckEvent serves the watchdog, so the
+/// loop ends in a reset.
+#[test]
+fn the_watchdog_ends_notify_functions_that_queue_each_other() {
+    let (m, _) = machine();
+    let bs = m.bs() as *const efi::BootServices as usize;
+    host::state(|s| s.power = None);
+    extern "efiapi" fn checks_itself(event: efi::Event, context: *mut c_void) {
+        // SAFETY: the test passes the boot services table as the context.
+        unsafe { ((*(context as *const efi::BootServices)).check_event)(event) };
+    }
+    std::thread::spawn(move || {
+        // SAFETY: the boot services table of the machine, which outlives the test's wait.
+        let bs = unsafe { &*(bs as *const efi::BootServices) };
+        let mut e = null_mut();
+        // SAFETY: see the module comment.
+        unsafe {
+            assert_eq!((bs.set_watchdog_timer)(1, 0x10000, 0, null_mut()), Status::SUCCESS);
+            assert_eq!((bs.create_event)(efi::EVT_NOTIFY_WAIT, efi::TPL_CALLBACK, Some(checks_itself), bs as *const _ as *mut c_void, &mut e), Status::SUCCESS);
+            (bs.check_event)(e);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while host::state(|s| s.power.is_none()) && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(host::state(|s| s.power), Some(PowerAction::Reset));
+}
+
 #[test]
 fn reset_system_powers_off_through_the_machine() {
     let (m, _) = machine();
