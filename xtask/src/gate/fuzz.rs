@@ -200,7 +200,8 @@ fn qemu_dtb() -> Result<Vec<u8>> {
     crate::harness::run::dump_dtb(&crate::harness::run::RunOptions::default(), &dir)
 }
 
-/// Runs every target (or one) for `seconds` each; fails on the first crash.
+/// Runs every target (or one) for `seconds` each; fails on the first crash, or on an input that
+/// takes over 30 s (a stall is a finding too).
 pub fn fuzz(p: &Payloads, seconds: u64, only: Option<&str>) -> Result<Vec<(String, String)>> {
     ensure_tools()?;
     let misbehave = crate::build::build_misbehave()?;
@@ -216,7 +217,7 @@ pub fn fuzz(p: &Payloads, seconds: u64, only: Option<&str>) -> Result<Vec<(Strin
             .args(["run", target])
             .arg(&corpus)
             .arg(&seeds)
-            .args(["--", &format!("-max_total_time={seconds}"), "-max_len=262144", "-print_final_stats=1"])
+            .args(["--", &format!("-max_total_time={seconds}"), "-max_len=262144", "-print_final_stats=1", "-timeout=30"])
             .command()
             .output()
             .context("cargo +nightly fuzz run")?;
