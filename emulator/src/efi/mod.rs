@@ -4,6 +4,7 @@ pub mod collation;
 pub mod crc32;
 pub mod decompress;
 pub mod device_path;
+pub mod event_log;
 pub mod events;
 pub mod fat;
 pub mod guids;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use efi_emulator_loader::plan as loader;
 use std::path::{Path, PathBuf};
 
-pub const TARGETS: [&str; 13] = [
+pub const TARGETS: [&str; 14] = [
     "pe_loader",
     "param_validate",
     "dtb_reader",
@@ -22,6 +22,7 @@ pub const TARGETS: [&str; 13] = [
     "image_info",
     "service_calls",
     "firmware_merge",
+    "event_log",
 ];
 
 /// Installs cargo-fuzz when it is missing (from crates.io).
@@ -182,6 +183,17 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             systab[8..12].copy_from_slice(&((2u32 << 16) | 70).to_le_bytes());
             seed.extend(systab);
             write_seed(&dir, "edk2-like", &seed)?;
+        }
+        "event_log" => {
+            // A crypto-agile log with SHA-1 and SHA-256 banks: a separator, an image, the locality.
+            use efi_emulator::efi::event_log::{event_type, Writer};
+            use efi_emulator::efi::secure_boot::hash::{Hash, HashAlg};
+            let mut buf = vec![0u8; 4096];
+            let mut w = Writer::new(&mut buf, &[HashAlg::Sha1, HashAlg::Sha256]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            w.measure(4, event_type::SEPARATOR, &[&[0u8; 4]], &[0u8; 4]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            w.measure(4, event_type::EFI_BOOT_SERVICES_APPLICATION, &[b"an image"], &[0u8; 40]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            w.append(0, event_type::NO_ACTION, &[Hash::new(&[0; 20]), Hash::new(&[0; 32])], b"StartupLocality\0\x03").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            write_seed(&dir, "two-banks", w.bytes())?;
         }
         "decompress" => {
             let data = paths::root().join("emulator/tests/data/decompress");
