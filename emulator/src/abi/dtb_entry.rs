@@ -291,7 +291,7 @@ pub fn write(inputs: &Inputs, plan: &Plan, payload: &[u8], p: &mut EfiEmulatorPa
     }
     *rest.get_mut(m).ok_or(DtbEntryError::TooManyDescriptors(kept + m + 1))? = desc(efi::CONVENTIONAL_MEMORY, plan.mempool);
     let n = kept + m + 1;
-    map[..n].sort_unstable_by_key(|d| d.physical_start);
+    crate::mem::sort_by_key(&mut map[..n], |d| d.physical_start);
 
     // The command line: in the block when it fits, else the boot flow keeps it (see
     // `command_line`) and the block's is empty.
@@ -328,7 +328,7 @@ pub fn write(inputs: &Inputs, plan: &Plan, payload: &[u8], p: &mut EfiEmulatorPa
 /// and overlap, the one that starts first keeps the overlap (nothing is left uncovered).
 /// Returns how many are left at the front.
 fn merge(map: &mut [efi::MemoryDescriptor]) -> usize {
-    map.sort_unstable_by_key(|d| d.physical_start);
+    crate::mem::sort_by_key(map, |d| d.physical_start);
     let mut out = 0;
     for i in 0..map.len() {
         let mut d = map[i];

@@ -80,7 +80,7 @@ pub struct MemoryMap {
 impl MemoryMap {
     /// A map from initial regions (sorted, overlap-free: the validated parameter block's map).
     pub fn new(mut regions: Vec<Region>) -> Self {
-        regions.sort_unstable_by_key(|r| r.start);
+        crate::mem::sort_by_key(&mut regions, |r| r.start);
         let mut map = MemoryMap { regions, key: 1 };
         map.coalesce();
         map

@@ -235,7 +235,7 @@ impl<'a> PeImage<'a> {
         bulk::copy(&mut dest[..h], &self.file[..h]);
         let mut filled = h;
         let mut sections: alloc::vec::Vec<Section> = self.sections().collect();
-        sections.sort_unstable_by_key(|s| s.virtual_address);
+        crate::mem::sort_by_key(&mut sections, |s| u64::from(s.virtual_address));
         for s in &sections {
             let va = s.virtual_address as usize;
             // Raw data may be padded past VirtualSize up to FileAlignment: copy what belongs.

@@ -187,7 +187,7 @@ fn chain_memreserve(new_root: usize, old_root: usize) {
 pub fn initial_map(v: &Validated) -> MemoryMap {
     let mut regions: Vec<Region> = Vec::new();
     let mut descs: Vec<_> = v.map.iter().collect();
-    descs.sort_unstable_by_key(|d| d.physical_start);
+    crate::mem::sort_by_key(&mut descs, |d| d.physical_start);
     for d in descs {
         let e = desc_extent(&d);
         let (mut start, end) = if d.r#type == efi::CONVENTIONAL_MEMORY {
