@@ -16,6 +16,7 @@ pub mod pe;
 pub mod platform;
 pub mod pool;
 pub mod secure_boot;
+pub mod tcg2;
 pub mod time;
 pub mod variables;
 
@@ -41,6 +42,7 @@ pub enum EfiError {
     AlreadyStarted,
     Aborted,
     SecurityViolation,
+    VolumeFull,
 }
 
 impl EfiError {
@@ -53,6 +55,7 @@ impl EfiError {
             Self::BufferTooSmall => Status::BUFFER_TOO_SMALL,
             Self::NotReady => Status::NOT_READY,
             Self::DeviceError => Status::DEVICE_ERROR,
+            Self::VolumeFull => Status::VOLUME_FULL,
             Self::Timeout => Status::TIMEOUT,
             Self::VolumeCorrupted => Status::VOLUME_CORRUPTED,
             Self::MediaChanged => Status::MEDIA_CHANGED,

@@ -134,15 +134,28 @@ fn parse_spec_id(data: &[u8]) -> Result<SpecId, LogError> {
 /// Reads a crypto-agile log: the Spec ID event, then every event up to the end of `log` or to
 /// an all-zero header (the unused rest of a log area).
 pub fn parse(log: &[u8]) -> Result<(SpecId, Vec<Event<'_>>), LogError> {
-    // The first event is in the SHA-1 format: PCR, type, a 20-byte digest, size, data.
+    let (spec, at) = parse_spec_id_event(log)?;
+    let (events, _) = parse_events(log, at, &spec, MAX_EVENTS)?;
+    Ok((spec, events))
+}
+
+/// The first event (in the SHA-1 format: PCR, type, a 20-byte digest, size, data), which must
+/// be the Spec ID event; and where the next event starts.
+pub fn parse_spec_id_event(log: &[u8]) -> Result<(SpecId, usize), LogError> {
     if u32_at(log, 4, "the first event's type")? != event_type::NO_ACTION {
         return Err(LogError::NotCryptoAgile { what: "the first event is not EV_NO_ACTION" });
     }
     let size = u32_at(log, 28, "the first event's size")? as usize;
     let spec = parse_spec_id(bytes_at(log, 32, size, "the Spec ID event")?)?;
-    let mut at = 32 + size;
+    Ok((spec, 32 + size))
+}
+
+/// Reads at most `limit` events of `spec`'s banks from `log[at..]`, stopping at its end or at
+/// an all-zero header; and where the events end (a final-events table counts its events and
+/// has no Spec ID event of its own).
+pub fn parse_events<'a>(log: &'a [u8], mut at: usize, spec: &SpecId, limit: usize) -> Result<(Vec<Event<'a>>, usize), LogError> {
     let mut events = Vec::new();
-    while at < log.len() {
+    while at < log.len() && events.len() < limit {
         let (pcr, ty, count) = (u32_at(log, at, "PCRIndex")?, u32_at(log, at + 4, "EventType")?, u32_at(log, at + 8, "digest count")? as usize);
         if pcr == 0 && ty == 0 && count == 0 {
             break;
@@ -166,7 +179,7 @@ pub fn parse(log: &[u8]) -> Result<(SpecId, Vec<Event<'_>>), LogError> {
         events.push(Event { pcr, event_type: ty, digests, data });
         at = cursor + 4 + size;
     }
-    Ok((spec, events))
+    Ok((events, at))
 }
 
 /// The PCR values `events` extend bank `alg` to: PCRs start at zero (PCR 0 at the locality a
@@ -197,6 +210,10 @@ pub struct Writer<'b> {
     buf: &'b mut [u8],
     len: usize,
     banks: Vec<HashAlg>,
+    /// Where the last event starts (the Spec ID event's 0 while it is the only one).
+    last: usize,
+    /// Events appended since the writer was made.
+    appended: usize,
 }
 
 impl<'b> Writer<'b> {
@@ -215,12 +232,45 @@ impl<'b> Writer<'b> {
             spec.extend_from_slice(&(b.digest_len() as u16).to_le_bytes());
         }
         spec.push(0); // vendorInfoSize
-        let mut w = Writer { buf, len: 0, banks: banks.to_vec() };
+        let mut w = Writer::events_only(buf, banks);
         let mut header = [0u8; 32];
         header[4..8].copy_from_slice(&event_type::NO_ACTION.to_le_bytes());
         header[28..32].copy_from_slice(&(spec.len() as u32).to_le_bytes());
         w.put(&[&header, &spec])?;
         Ok(w)
+    }
+
+    /// A writer of bare events (a final-events table: no Spec ID event) for `banks`.
+    pub fn events_only(buf: &'b mut [u8], banks: &[HashAlg]) -> Self {
+        Writer { buf, len: 0, banks: banks.to_vec(), last: 0, appended: 0 }
+    }
+
+    /// Continues `log`, a whole crypto-agile log (a firmware's, with what its OS added), in
+    /// `buf`: copied as it is, its events checked, and its banks the ones written from now on.
+    /// Refused when a bank is one the emulator cannot hash (its PCR could not be followed).
+    pub fn continuing(buf: &'b mut [u8], log: &[u8]) -> Result<Self, LogError> {
+        let banks = banks_of(log)?;
+        let (spec, first) = parse_spec_id_event(log)?;
+        let (_, end) = parse_events(log, first, &spec, MAX_EVENTS)?;
+        let mut w = Writer::events_only(buf, &banks);
+        w.put(&[&log[..end]])?;
+        w.last = last_event_start(log, first, end, &spec);
+        Ok(w)
+    }
+
+    /// The banks events are written for, in the log's order.
+    pub fn banks(&self) -> &[HashAlg] {
+        &self.banks
+    }
+
+    /// Where the last event starts, from the start of the buffer.
+    pub fn last_event(&self) -> usize {
+        self.last
+    }
+
+    /// How many events were appended since the writer was made.
+    pub fn appended(&self) -> usize {
+        self.appended
     }
 
     fn put(&mut self, parts: &[&[u8]]) -> Result<(), LogError> {
@@ -259,6 +309,8 @@ impl<'b> Writer<'b> {
         if needed > room {
             return Err(LogError::Full { needed, room });
         }
+        self.last = self.len;
+        self.appended += 1;
         self.put(&[&head])?;
         for (i, d) in digests.iter().enumerate() {
             let id = alg_id(self.banks[i]).to_le_bytes();
@@ -271,6 +323,29 @@ impl<'b> Writer<'b> {
     pub fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+}
+
+/// The banks of a whole log, checked: every event readable and every bank one the emulator
+/// hashes (`UnknownBank` otherwise: its PCR could not be followed).
+pub fn banks_of(log: &[u8]) -> Result<Vec<HashAlg>, LogError> {
+    let (spec, first) = parse_spec_id_event(log)?;
+    parse_events(log, first, &spec, MAX_EVENTS)?;
+    spec.banks.iter().map(|b| alg_of(b.alg).filter(|a| a.digest_len() == b.size as usize).ok_or(LogError::UnknownBank { at: 28, alg: b.alg })).collect()
+}
+
+/// Where the last of the events in `log[first..end]` starts (`0`, the Spec ID event, for none).
+fn last_event_start(log: &[u8], first: usize, end: usize, spec: &SpecId) -> usize {
+    let mut at = first;
+    let mut last = 0;
+    while at < end {
+        last = at;
+        let Ok((_, next)) = parse_events(log, at, spec, 1) else { break };
+        if next == at {
+            break;
+        }
+        at = next;
+    }
+    last
 }
 
 #[cfg(test)]

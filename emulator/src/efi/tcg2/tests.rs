@@ -1,0 +1,253 @@
+//! Measurements against a software TPM that parses the commands the emulator sends and keeps
+//! PCRs: whatever is measured, replaying the log gives the PCRs the TPM holds.
+
+use super::*;
+use crate::efi::event_log::{alg_id, parse, replay};
+use alloc::rc::Rc;
+use core::cell::RefCell;
+use std::vec;
+
+/// The software TPM's state, shared with the test that looks at it.
+struct State {
+    started: bool,
+    /// (bank, active, 24 PCRs).
+    banks: Vec<(HashAlg, bool, Vec<Hash>)>,
+    commands: usize,
+    /// Answers this many commands, then times out.
+    dies_after: usize,
+}
+
+struct SoftTpm(Rc<RefCell<State>>);
+
+fn header(code: u32, body: &[u8]) -> Vec<u8> {
+    let mut r = vec![0x80, 0x01];
+    r.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
+    r.extend_from_slice(&code.to_be_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+impl Transport for SoftTpm {
+    fn submit(&mut self, c: &[u8], response: &mut [u8]) -> Result<usize, TisError> {
+        let mut s = self.0.borrow_mut();
+        s.commands += 1;
+        if s.commands > s.dies_after {
+            return Err(TisError::Timeout { waiting_for: "a response", microseconds: 1 });
+        }
+        let be32 = |at: usize| u32::from_be_bytes(c[at..at + 4].try_into().unwrap());
+        let code = be32(6);
+        let r = match code {
+            0x144 if s.started => header(tpm2::RC_INITIALIZE, &[]),
+            0x144 => {
+                s.started = true;
+                header(0, &[])
+            }
+            _ if !s.started => header(tpm2::RC_INITIALIZE, &[]),
+            0x17a if be32(10) == tpm2::CAP_PCRS => {
+                let mut b = vec![0];
+                b.extend_from_slice(&5u32.to_be_bytes());
+                b.extend_from_slice(&(s.banks.len() as u32).to_be_bytes());
+                for (alg, on, _) in &s.banks {
+                    b.extend_from_slice(&alg_id(*alg).to_be_bytes());
+                    b.extend_from_slice(&[3, if *on { 0xff } else { 0 }, if *on { 0xff } else { 0 }, if *on { 0xff } else { 0 }]);
+                }
+                header(0, &b)
+            }
+            0x17a => {
+                let mut b = vec![0];
+                b.extend_from_slice(&6u32.to_be_bytes());
+                b.extend_from_slice(&1u32.to_be_bytes());
+                b.extend_from_slice(&0x105u32.to_be_bytes());
+                b.extend_from_slice(b"IBM\0");
+                header(0, &b)
+            }
+            0x182 => {
+                // Handle, authorization area (size and session), then TPML_DIGEST_VALUES.
+                let pcr = be32(10) as usize;
+                assert_eq!(be32(14), 9, "one password session");
+                assert_eq!(be32(18), 0x4000_0009);
+                let count = be32(27);
+                let mut at = 31;
+                for _ in 0..count {
+                    let alg = u16::from_be_bytes([c[at], c[at + 1]]);
+                    let bank = s.banks.iter_mut().find(|b| alg_id(b.0) == alg).expect("an implemented bank");
+                    let len = bank.0.digest_len();
+                    let digest = &c[at + 2..at + 2 + len];
+                    bank.2[pcr] = bank.0.digest(&[bank.2[pcr].as_bytes(), digest]);
+                    at += 2 + len;
+                }
+                assert_eq!(at, c.len(), "the command's size covers its digests");
+                header(0, &[0, 0, 0, 0])
+            }
+            // The platform hierarchy is locked, as after firmware.
+            0x12b => header(0x185, &[]),
+            other => panic!("unexpected command {other:#x}"),
+        };
+        response[..r.len()].copy_from_slice(&r);
+        Ok(r.len())
+    }
+}
+
+fn tpm(banks: &[(HashAlg, bool)], started: bool) -> (Box<dyn Transport>, Rc<RefCell<State>>) {
+    let banks = banks.iter().map(|&(a, on)| (a, on, (0..24).map(|_| Hash::new(&[0u8; 64][..a.digest_len()])).collect())).collect();
+    let state = Rc::new(RefCell::new(State { started, banks, commands: 0, dies_after: usize::MAX }));
+    (Box::new(SoftTpm(state.clone())), state)
+}
+
+fn area(len: usize) -> &'static mut [u8] {
+    vec![0u8; len].leak()
+}
+
+/// Replays `log` in each active bank of the TPM and compares every PCR.
+fn assert_replays(log: &[u8], state: &State) {
+    let (_, events) = parse(log).unwrap();
+    for (alg, on, pcrs) in &state.banks {
+        if *on {
+            assert_eq!(&replay(&events, alg_id(*alg)).unwrap(), pcrs, "{}", alg.name());
+        }
+    }
+}
+
+#[test]
+fn a_tpm_nobody_started_is_started_and_the_whole_log_replays() {
+    let (t, state) = tpm(&[(HashAlg::Sha1, false), (HashAlg::Sha256, true), (HashAlg::Sha384, true)], false);
+    let mut m = Measurements::start(t, area(8192), 0x1000, area(4096), None, "efi-emulator test").unwrap();
+    assert_eq!(m.history, History::StartedHere);
+    assert_eq!((m.supported, m.active, m.manufacturer), (0b111, 0b110, u32::from_be_bytes(*b"IBM\0")));
+    assert_eq!(m.banks(), [HashAlg::Sha256, HashAlg::Sha384]);
+    m.measure(4, event_type::EFI_BOOT_SERVICES_APPLICATION, &[b"an image"], b"load event").unwrap();
+    m.measure(11, event_type::IPL, &[b".linux"], b".linux\0").unwrap();
+    let file = crate::efi::pe::test_image();
+    let digests = image_digests(m.banks(), &file).unwrap();
+    let pe = crate::efi::pe::PeImage::parse(&file).unwrap();
+    assert_eq!(digests[0], crate::efi::secure_boot::authenticode::digest_with(HashAlg::Sha256, &pe).unwrap(), "a PE image's digest is its Authenticode hash");
+    m.extend_and_log(4, event_type::EFI_BOOT_SERVICES_APPLICATION, &digests, &image_load_event(0x4000_0000, 0x2000, 0, &[]), true).unwrap();
+    assert_eq!(image_digests(m.banks(), b"MZ not a PE image"), Err(EfiError::Unsupported));
+    assert_replays(m.log_bytes(), &state.borrow());
+    let (_, events) = parse(m.log_bytes()).unwrap();
+    assert_eq!(events[0].event_type, event_type::NO_ACTION);
+    assert_eq!(&events[0].data[..17], b"EfiEmulatorStart\x02", "the log says the emulator started the TPM");
+    assert_eq!(&events[0].data[17..], b"efi-emulator test\0");
+}
+
+#[test]
+fn a_running_tpm_without_a_log_says_its_past_is_unknown() {
+    let (t, state) = tpm(&[(HashAlg::Sha256, true)], true);
+    // Something measured before the emulator, with no log to show for it.
+    state.borrow_mut().banks[0].2[0] = HashAlg::Sha256.digest(&[b"firmware"]);
+    let mut m = Measurements::start(t, area(4096), 0, area(4096), None, "x").unwrap();
+    assert_eq!(m.history, History::Unknown);
+    m.measure(4, event_type::EFI_ACTION, &[b"Calling EFI Application from Boot Option"], b"Calling EFI Application from Boot Option").unwrap();
+    let (_, events) = parse(m.log_bytes()).unwrap();
+    let s = state.borrow();
+    let replayed = replay(&events, alg_id(HashAlg::Sha256)).unwrap();
+    assert_eq!(replayed[4], s.banks[0].2[4], "what the emulator measured replays");
+    assert_ne!(replayed[0], s.banks[0].2[0], "what came before is not in this log");
+}
+
+#[test]
+fn a_previous_log_is_continued_and_replays_from_power_on() {
+    // The earlier boot: a log and the PCRs it left.
+    let (t, state) = tpm(&[(HashAlg::Sha1, true), (HashAlg::Sha256, true)], false);
+    let mut first = Measurements::start(t, area(8192), 0, area(4096), None, "first").unwrap();
+    first.measure(0, event_type::S_CRTM_VERSION, &[b"firmware 1.0"], b"firmware 1.0").unwrap();
+    first.measure(7, event_type::SEPARATOR, &[&[0u8; 4]], &[0u8; 4]).unwrap();
+    let old = first.log_bytes().to_vec();
+    drop(first);
+
+    // The kexec'd emulator on the same TPM, which keeps its PCRs.
+    let t = Box::new(SoftTpm(state.clone()));
+    let mut m = Measurements::start(t, area(old.len() + 4096), 0x8000, area(4096), Some(&old), "second").unwrap();
+    assert_eq!(m.history, History::Continued);
+    assert_eq!(m.banks(), [HashAlg::Sha1, HashAlg::Sha256], "the banks as the log lists them");
+    assert_eq!(&m.log_bytes()[..old.len()], &old[..], "the earlier log, as it was");
+    m.measure(4, event_type::EFI_BOOT_SERVICES_APPLICATION, &[b"next"], b"").unwrap();
+    assert_replays(m.log_bytes(), &state.borrow());
+    let (_, events) = parse(m.log_bytes()).unwrap();
+    assert_eq!(events.iter().filter(|e| e.data.starts_with(EMULATOR_SIGNATURE)).count(), 2, "each emulator marks its start");
+    let last = m.event_log().1 - 0x8000;
+    assert_eq!(&m.log_bytes()[last as usize..last as usize + 4], &4u32.to_le_bytes(), "the last event is the PCR 4 one");
+}
+
+#[test]
+fn a_log_with_other_banks_than_the_tpm_is_not_continued() {
+    let (t, _) = tpm(&[(HashAlg::Sha1, true)], true);
+    let old = Measurements::start(t, area(4096), 0, area(4096), None, "sha1 only").unwrap().log_bytes().to_vec();
+    let (t, _) = tpm(&[(HashAlg::Sha256, true)], true);
+    let m = Measurements::start(t, area(8192), 0, area(4096), Some(&old), "x").unwrap();
+    assert_eq!(m.history, History::Unknown);
+    assert_eq!(m.banks(), [HashAlg::Sha256]);
+}
+
+#[test]
+fn events_after_get_event_log_also_go_to_the_final_events_table() {
+    let (t, _) = tpm(&[(HashAlg::Sha256, true)], true);
+    let final_area = area(4096);
+    let final_ptr = final_area.as_ptr();
+    let mut m = Measurements::start(t, area(4096), 0, final_area, None, "x").unwrap();
+    m.measure(9, event_type::IPL, &[b"before"], b"before").unwrap();
+    m.event_log();
+    m.measure(5, event_type::EFI_ACTION, &[b"Exit Boot Services Invocation"], b"Exit Boot Services Invocation").unwrap();
+    m.measure(5, event_type::EFI_ACTION, &[b"Exit Boot Services Returned with Success"], b"Exit Boot Services Returned with Success").unwrap();
+    assert_eq!(m.final_events_count(), 2);
+    // SAFETY: the table's area, alive (leaked); only read here.
+    let table = unsafe { core::slice::from_raw_parts(final_ptr, 4096) };
+    assert_eq!(&table[..16], &[1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0], "Version 1, NumberOfEvents 2");
+    let (spec, _) = parse(m.log_bytes()).unwrap();
+    let (events, _) = event_log::parse_events(table, 16, &spec, 2).unwrap();
+    assert_eq!(events.iter().map(|e| e.data).collect::<Vec<_>>(), [&b"Exit Boot Services Invocation"[..], b"Exit Boot Services Returned with Success"]);
+}
+
+#[test]
+fn a_full_log_still_extends_and_says_volume_full() {
+    let (t, state) = tpm(&[(HashAlg::Sha256, true)], true);
+    let mut m = Measurements::start(t, area(200), 0, area(4096), None, "x").unwrap();
+    assert_eq!(m.measure(8, event_type::IPL, &[b"big"], &[0u8; 300]), Err(EfiError::VolumeFull));
+    assert_eq!(state.borrow().banks[0].2[8], HashAlg::Sha256.digest(&[&[0u8; 32], HashAlg::Sha256.digest(&[b"big"]).as_bytes()]));
+    assert!(m.event_log().2, "the log says it is truncated");
+}
+
+#[test]
+fn a_tpm_that_stops_answering_ends_measuring_and_the_log_stays_true() {
+    let (t, state) = tpm(&[(HashAlg::Sha256, true)], true);
+    let mut m = Measurements::start(t, area(4096), 0, area(4096), None, "x").unwrap();
+    m.measure(4, event_type::IPL, &[b"one"], b"one").unwrap();
+    let sent = state.borrow().commands;
+    state.borrow_mut().dies_after = sent;
+    assert_eq!(m.measure(4, event_type::IPL, &[b"two"], b"two"), Err(EfiError::DeviceError));
+    assert!(m.failed.is_some());
+    assert_eq!(m.measure(4, event_type::IPL, &[b"three"], b"three"), Err(EfiError::DeviceError));
+    assert_eq!(state.borrow().commands, sent + 1, "nothing more is sent to a TPM that stopped");
+    let (_, events) = parse(m.log_bytes()).unwrap();
+    assert_eq!(events.last().unwrap().data, b"one", "unextended events are not logged");
+}
+
+#[test]
+fn a_tpm_that_never_answers_is_not_measured_with() {
+    let (t, state) = tpm(&[(HashAlg::Sha256, true)], true);
+    state.borrow_mut().dies_after = 0;
+    assert!(matches!(Measurements::start(t, area(4096), 0, area(4096), None, "x"), Err(StartError::Tpm(TisError::Timeout { .. }))));
+}
+
+#[test]
+fn bank_changes_go_to_the_tpm_and_its_refusal_is_reported() {
+    let (t, _) = tpm(&[(HashAlg::Sha1, false), (HashAlg::Sha256, true)], true);
+    let mut m = Measurements::start(t, area(4096), 0, area(4096), None, "x").unwrap();
+    assert_eq!(m.set_active_banks(0), Err(EfiError::InvalidParameter));
+    assert_eq!(m.set_active_banks(hash_bit(HashAlg::Sha512)), Err(EfiError::InvalidParameter), "a bank the TPM lacks");
+    assert_eq!(m.set_active_banks(m.active), Ok(()), "the banks already active");
+    assert_eq!(m.set_active_banks(0b11), Err(EfiError::DeviceError));
+    assert_eq!(m.bank_request, Some((0b11, 0x185)));
+}
+
+#[test]
+fn commands_are_encoded_as_the_library_specifies() {
+    // TPM2_Startup(SU_CLEAR): 80 01 | 00 00 00 0c | 00 00 01 44 | 00 00.
+    assert_eq!(tpm2::startup_clear(), [0x80, 0x01, 0, 0, 0, 12, 0, 0, 1, 0x44, 0, 0]);
+    let d = HashAlg::Sha256.digest(&[b"x"]);
+    let c = tpm2::pcr_extend(7, [(HashAlg::Sha256, &d)].into_iter());
+    assert_eq!(c.len(), 10 + 4 + 4 + 9 + 4 + 2 + 32);
+    assert_eq!(&c[..10], &[0x80, 0x02, 0, 0, 0, 65, 0, 0, 1, 0x82]);
+    assert_eq!(&c[10..14], &7u32.to_be_bytes());
+    assert_eq!(&c[27..33], &[0, 0, 0, 1, 0, 0x0b]);
+}
