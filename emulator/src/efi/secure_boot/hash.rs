@@ -38,7 +38,7 @@ impl core::fmt::Debug for Hash {
 
 /// An incremental hash of one of the algorithms.
 pub enum Hasher {
-    Sha1(sha1::Sha1),
+    Sha1(super::sha1::Sha1),
     Sha256(super::sha256::Sha256),
     Sha384(sha2::Sha384),
     Sha512(sha2::Sha512),
@@ -56,7 +56,7 @@ impl Hasher {
 
     pub fn finish(self) -> Hash {
         match self {
-            Hasher::Sha1(h) => Hash::new(&h.finalize()),
+            Hasher::Sha1(h) => Hash::new(&h.finish()),
             Hasher::Sha256(h) => Hash::new(&h.finish()),
             Hasher::Sha384(h) => Hash::new(&h.finalize()),
             Hasher::Sha512(h) => Hash::new(&h.finalize()),
@@ -125,7 +125,7 @@ impl HashAlg {
 
     pub fn hasher(self) -> Hasher {
         match self {
-            HashAlg::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            HashAlg::Sha1 => Hasher::Sha1(Default::default()),
             HashAlg::Sha256 => Hasher::Sha256(Default::default()),
             HashAlg::Sha384 => Hasher::Sha384(sha2::Sha384::new()),
             HashAlg::Sha512 => Hasher::Sha512(sha2::Sha512::new()),

@@ -6,6 +6,7 @@ pub mod der;
 pub mod hash;
 pub mod pkcs7;
 pub mod rsa;
+pub mod sha1;
 pub mod sha256;
 pub mod signature_list;
 pub mod verify;

@@ -33,21 +33,22 @@ fn blocks(state: &mut [u32; 8], data: &[u8]) {
     }
 }
 
+/// A stream of 64-byte blocks into `W` 32-bit state words, padded as SHA-1 and SHA-2's 256-bit
+/// family are (FIPS 180-4 5.1.1: 0x80, zeros, the length in bits, big-endian).
 #[derive(Clone)]
-pub struct Sha256 {
-    state: [u32; 8],
+pub struct BlockStream<const W: usize> {
+    state: [u32; W],
     buffer: [u8; 64],
     buffered: usize,
     length: u64,
+    compress: fn(&mut [u32; W], &[u8]),
 }
 
-impl Default for Sha256 {
-    fn default() -> Self {
-        Sha256 { state: [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19], buffer: [0; 64], buffered: 0, length: 0 }
+impl<const W: usize> BlockStream<W> {
+    pub fn new(state: [u32; W], compress: fn(&mut [u32; W], &[u8])) -> Self {
+        BlockStream { state, buffer: [0; 64], buffered: 0, length: 0, compress }
     }
-}
 
-impl Sha256 {
     pub fn update(&mut self, mut data: &[u8]) {
         self.length += data.len() as u64;
         if self.buffered > 0 {
@@ -58,27 +59,47 @@ impl Sha256 {
             if self.buffered < 64 {
                 return;
             }
-            blocks(&mut self.state, &self.buffer);
+            (self.compress)(&mut self.state, &self.buffer);
             self.buffered = 0;
         }
         let whole = data.len() / 64 * 64;
-        blocks(&mut self.state, &data[..whole]);
+        (self.compress)(&mut self.state, &data[..whole]);
         let rest = &data[whole..];
         self.buffer[..rest.len()].copy_from_slice(rest);
         self.buffered = rest.len();
     }
 
-    pub fn finish(mut self) -> [u8; 32] {
+    /// The digest: the state words, big-endian, into `out` (4 * W bytes).
+    pub fn finish_into(mut self, out: &mut [u8]) {
         let bits = self.length * 8;
         self.update(&[0x80]);
         while self.buffered != 56 {
             self.update(&[0]);
         }
         self.update(&bits.to_be_bytes());
-        let mut out = [0u8; 32];
         for (o, s) in out.chunks_exact_mut(4).zip(self.state) {
             o.copy_from_slice(&s.to_be_bytes());
         }
+    }
+}
+
+#[derive(Clone)]
+pub struct Sha256(BlockStream<8>);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Sha256(BlockStream::new([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19], blocks))
+    }
+}
+
+impl Sha256 {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data)
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        self.0.finish_into(&mut out);
         out
     }
 }
@@ -87,7 +108,7 @@ impl Sha256 {
 /// function is checked before it is trusted with a verdict.
 pub fn block_function_works(f: BlockFunction) -> bool {
     let message: [u8; 128] = core::array::from_fn(|i| (i * 7 + 3) as u8);
-    let mut theirs = Sha256::default().state;
+    let mut theirs = Sha256::default().0.state;
     let mut ours = theirs;
     f(&mut theirs, &message);
     portable_blocks(&mut ours, &message);

@@ -16,6 +16,7 @@
 use super::authenticode::{self, WIN_CERT_REVISION_2_0, WIN_CERT_TYPE_EFI_GUID, WIN_CERT_TYPE_PKCS_SIGNED_DATA};
 use super::hash::{Hash, HashAlg};
 use super::pkcs7::{Authenticode, SignerError};
+use super::rsa::RsaError;
 use super::signature_list::{entries, Entry};
 use super::x509::{Certificate, Name};
 use crate::efi::pe::PeImage;
@@ -77,7 +78,9 @@ impl fmt::Display for Reason {
             Reason::DigestMismatch => f.write_str("digest mismatch: the image is not what was signed"),
             Reason::BadSignature(SignerError::NoCertificate) => f.write_str("bad signature: the signer's certificate is not in it"),
             Reason::BadSignature(SignerError::ContentDigest) => f.write_str("bad signature: its messageDigest does not match what it signs"),
-            Reason::BadSignature(SignerError::Signature(e)) => write!(f, "bad signature: {e:?}"),
+            Reason::BadSignature(SignerError::Signature(RsaError::UnsupportedKey(why))) => write!(f, "bad signature: the signer's key is not one this verifier takes ({why})"),
+            Reason::BadSignature(SignerError::Signature(RsaError::MalformedSignature)) => f.write_str("bad signature: not the size of the key's modulus, or not below it"),
+            Reason::BadSignature(SignerError::Signature(RsaError::Mismatch)) => f.write_str("bad signature: the signer's key does not verify it"),
             Reason::BadSignature(SignerError::Malformed(e)) => write!(f, "bad signature: malformed {}", e.0),
             Reason::UnknownSigner => f.write_str("unknown signer: no certificate in db vouches for it"),
             Reason::Revoked(what) => write!(f, "revoked by dbx: {what}"),
