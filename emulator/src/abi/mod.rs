@@ -16,6 +16,7 @@ pub mod image;
 pub mod options;
 #[cfg(test)]
 pub mod testkit;
+pub mod tpm_log;
 pub mod validate;
 
 /// Size of the fixed part of the parameter block; the memory map's descriptors follow it.

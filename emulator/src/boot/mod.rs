@@ -20,7 +20,7 @@ use setup::{EspInput, Reserved};
 pub mod setup;
 
 /// Physical memory read in place: the MMU is off or RAM is identity-mapped.
-struct RawMemory;
+pub(super) struct RawMemory;
 
 impl PhysMemory for RawMemory {
     fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
@@ -53,6 +53,7 @@ extern "C" fn efi_emulator_main(param_addr: u64, _base: u64, entry_ticks: u64) -
     exceptions::set_known_images((blob.base, blob.base + blob.mem_end), (0, 0));
     if let Some(dtb) = device_tree_at(param_addr) {
         let (param, sp) = enter_from_device_tree(dtb, &blob);
+        KEXEC_FILE_ENTRY.store(true, core::sync::atomic::Ordering::Relaxed);
         // SAFETY: `param` is a block written just now, in RAM the plan keeps for it, with its
         // stack below `sp`; the boot restarts from the top and never returns here.
         unsafe { entry::efi_emulator_restart(param, blob.base, entry_ticks, sp) }
@@ -265,6 +266,14 @@ fn enter_from_device_tree(dtb: Extent, blob: &BlobLayout) -> (u64, u64) {
 /// A command line from a kexec_file_load boot longer than the block holds, kept across the
 /// restart like [`BUNDLE_ESP`].
 static LONG_CMDLINE: crate::cell::BootCell<&'static str> = crate::cell::BootCell::empty();
+
+/// Set when the boot came in through the device-tree entry (kexec_file_load): kept across the
+/// restart like [`BUNDLE_ESP`], for the event log's note of how the emulator was entered.
+static KEXEC_FILE_ENTRY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+pub(super) fn entered_by_kexec_file() -> bool {
+    KEXEC_FILE_ENTRY.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 /// The ESP a kexec_file_load bundle brought, found before the restart and served after it (the
 /// restart keeps `.bss`).

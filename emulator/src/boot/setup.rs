@@ -67,6 +67,7 @@ pub fn build(
         policy.audit = true;
     }
     security::install(&mut c, policy)?;
+    measured_boot(&mut c, v, fdt)?;
     if v.runtime_phys.is_some() {
         let moved = v.map.iter().filter(|d| d.attribute & efi::MEMORY_RUNTIME != 0 && d.virtual_start != 0 && d.virtual_start != d.physical_start);
         if !runtime::record_firmware_ranges(moved.map(|d| runtime::FirmwareRange { phys: d.physical_start, virt: d.virtual_start, size: d.number_of_pages * PAGE_SIZE })) {
@@ -119,6 +120,41 @@ pub fn build(
     let supported = publish_rt_properties(&mut c, firmware_mask)?;
     log::info!("runtime services supported after ExitBootServices: mask {supported:#06x}");
     Ok(c)
+}
+
+/// EFI_TCG2_PROTOCOL on the device tree's TIS TPM, continuing the earlier boot's log when the
+/// configuration tables passed on carry one. A TPM that is absent or does not answer leaves the
+/// boot unmeasured, said on the console.
+fn measured_boot(c: &mut Core, v: &Validated, fdt: &Fdt) -> Result<(), EfiError> {
+    use crate::abi::validate::is_ram;
+    use crate::drivers::tpm_tis::{Mmio, Tis};
+    let Some((base, _)) = fdt.tpm_tis() else { return Ok(()) };
+    let tpm = match Tis::probe(Mmio(base as usize), Machine::micros_since_entry) {
+        Ok(tpm) => tpm,
+        Err(e) => {
+            log::warn!("TPM at {base:#x}: {e}; nothing is measured this boot");
+            return Ok(());
+        }
+    };
+    // Occupied RAM, without a gap, from `at` on: where an earlier log may be read.
+    let kept = |at: u64| {
+        let mut cursor = at;
+        while let Some(e) =
+            v.map.iter().filter(|d| is_ram(d.r#type) && d.r#type != efi::CONVENTIONAL_MEMORY).map(|d| crate::mem::desc_extent(&d)).find(|e| e.start <= cursor && cursor < e.end())
+        {
+            cursor = e.end();
+        }
+        cursor - at
+    };
+    let rt = &v.param.rt_info;
+    let previous = crate::abi::tpm_log::previous_log(&rt.systab_tables[..rt.systab_nr_tables as usize], &kept, &super::RawMemory).unwrap_or_else(|e| {
+        log::warn!("the earlier boot's TPM event log is not continued: {e}");
+        None
+    });
+    let door = if super::entered_by_kexec_file() { "kexec_file_load" } else { "a parameter block (kexec_load)" };
+    let identity = alloc::format!("efi-emulator {} via {door}", crate::VERSION);
+    protocols::tcg2::install(c, alloc::boxed::Box::new(tpm), previous.as_deref(), &identity)?;
+    Ok(())
 }
 
 /// GetTime/SetTime on the PL031 the boot flow claimed (`boot::claim_rtc`), which the memory map

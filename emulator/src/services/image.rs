@@ -58,6 +58,8 @@ fn load_error(e: crate::efi::pe::PeError) -> EfiError {
 /// interface, as EDK2 does for an image loaded from a buffer with no path.
 pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, device: usize, file_path: Option<&[u8]>, full_path: Option<&[u8]>) -> Result<usize, EfiError> {
     let pe = PeImage::parse(file).map_err(load_error)?;
+    // Measured as the file is: loading in place changes it.
+    let digests = super::protocols::tcg2::image_digests(c, file);
     // Each subsystem's memory types: applications are the loader's, drivers stay in boot
     // services (or runtime) memory.
     let (code_type, data_type) = match pe.subsystem {
@@ -109,6 +111,7 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         Some(p) => copy_to_pool(c, p)?,
         None => core::ptr::null_mut(),
     };
+    let device_path = full_path;
     let full_path = match full_path {
         Some(p) => copy_to_pool(c, p)?,
         None => core::ptr::null_mut(),
@@ -151,6 +154,9 @@ pub fn load(c: &mut Core, file: &[u8], placement: Placement, parent: usize, devi
         own_initrd: crate::efi::image_policy::carries_initrd(&pe),
     });
     Machine::image_loaded(base, size, handle);
+    if let Some(d) = digests {
+        super::protocols::tcg2::measure_image(c, &d, base, size, pe.image_base, pe.subsystem, device_path);
+    }
     log::info!(
         "image: {:#x}..{:#x} ({} KiB, {}), entry {:#x}, handle {handle:#x}",
         base,

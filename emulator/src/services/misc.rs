@@ -184,6 +184,7 @@ fn exit_boot_services_body(image: usize, key: usize) -> Result<(), EfiError> {
             return Err(EfiError::InvalidParameter);
         }
         c.events.signal_group(&efi::EVENT_GROUP_EXIT_BOOT_SERVICES);
+        super::protocols::tcg2::measure_exit_boot_services(c);
         Ok(())
     })?;
     dispatch();

@@ -52,6 +52,8 @@ pub struct Core {
     pub esp: EspState,
     pub reset_notifications: ResetNotifications,
     pub security: Policy,
+    /// Measured boot, when the machine has a TPM that answered (`protocols::tcg2`).
+    pub measurements: Option<crate::efi::tcg2::Measurements>,
 }
 
 static CORE: BootCell<Core> = BootCell::empty();

@@ -75,6 +75,7 @@ pub fn new_core(mut memory: MemoryMap, firmware: Option<u64>) -> Result<Core, Ef
         esp: Default::default(),
         reset_notifications: Default::default(),
         security: Default::default(),
+        measurements: None,
     };
     c.tables.boot = boot::table(&mut c)?;
     let store = runtime_pages(&mut c.memory, VARIABLE_STORE)?;

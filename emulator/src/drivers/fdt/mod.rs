@@ -247,6 +247,27 @@ impl<'a> Fdt<'a> {
         Some((rtc, base, size))
     }
 
+    /// The TPM behind a TIS over MMIO (`tcg,tpm-tis-mmio`): a device of the root, or of a bus
+    /// on it whose `ranges` place it (QEMU puts its `tpm-tis-device` on the platform bus). Its
+    /// physical base and size.
+    pub fn tpm_tis(&self) -> Option<(u64, u64)> {
+        const COMPATIBLE: &str = "tcg,tpm-tis-mmio";
+        let root = self.root();
+        let cells = root.cells();
+        for node in root.children().filter(|n| n.is_enabled()) {
+            if node.compatible_with(COMPATIBLE) {
+                return node.reg(cells).next();
+            }
+            if node.property("ranges").is_some() {
+                if let Some(tpm) = node.children().find(|c| c.is_enabled() && c.compatible_with(COMPATIBLE)) {
+                    let (offset, size) = tpm.reg(node.cells()).next()?;
+                    return Some((translate(node, cells, offset, size)?, size));
+                }
+            }
+        }
+        None
+    }
+
     /// Every `/memory` range.
     pub fn memory(&self) -> impl Iterator<Item = (u64, u64)> + 'a {
         let root = self.root();

@@ -149,3 +149,23 @@ fn the_served_pl031_is_hidden_from_the_os() {
     assert!(fdt.pl031().is_none(), "no driver matches it now");
     assert_eq!(fdt.find("/pl031@9010000").unwrap().reg(fdt.root().cells()).next(), Some((0x901_0000, 0x1000)), "still mapped by the memory plan");
 }
+
+/// QEMU's `tpm-tis-device` as `virt` describes it: under the platform bus, at an offset its
+/// `ranges` (one child cell, two parent cells, one size cell) place.
+#[test]
+fn the_tpm_is_found_on_the_platform_bus_at_its_translated_address() {
+    let cells = |v: &[u32]| v.iter().flat_map(|w| w.to_be_bytes()).collect::<std::vec::Vec<u8>>();
+    let mut tree = Tree::parse(&virt_dtb(1 << 30, "hvc")).unwrap();
+    assert_eq!(Fdt::new(&tree.to_blob()).unwrap().tpm_tis(), None, "no TPM on this machine");
+    let bus = tree.root.child_mut("platform-bus@c000000");
+    bus.set_property("compatible", b"qemu,platform\0simple-bus\0".to_vec());
+    bus.set_property("#address-cells", cells(&[1]));
+    bus.set_property("#size-cells", cells(&[1]));
+    bus.set_property("ranges", cells(&[0, 0, 0xc00_0000, 0x200_0000]));
+    let tpm = bus.child_mut("tpm_tis@0");
+    tpm.set_property("compatible", b"tcg,tpm-tis-mmio\0".to_vec());
+    tpm.set_property("reg", cells(&[0, 0x5000]));
+    assert_eq!(Fdt::new(&tree.to_blob()).unwrap().tpm_tis(), Some((0xc00_0000, 0x5000)));
+    tree.root.child_mut("platform-bus@c000000").child_mut("tpm_tis@0").set_property("status", b"disabled\0".to_vec());
+    assert_eq!(Fdt::new(&tree.to_blob()).unwrap().tpm_tis(), None, "a disabled TPM is not used");
+}

@@ -14,6 +14,8 @@ pub mod event_type {
     pub const S_CRTM_VERSION: u32 = 0x0000_0008;
     pub const IPL: u32 = 0x0000_000d;
     pub const EFI_BOOT_SERVICES_APPLICATION: u32 = 0x8000_0003;
+    pub const EFI_BOOT_SERVICES_DRIVER: u32 = 0x8000_0004;
+    pub const EFI_RUNTIME_SERVICES_DRIVER: u32 = 0x8000_0005;
     pub const EFI_ACTION: u32 = 0x8000_0007;
 }
 
@@ -95,6 +97,18 @@ pub enum LogError {
         needed: usize,
         room: usize,
     },
+}
+
+impl core::fmt::Display for LogError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            LogError::Truncated { at, what } => write!(f, "{what} at byte {at} runs past the end"),
+            LogError::NotCryptoAgile { what } => f.write_str(what),
+            LogError::UnknownBank { at, alg } => write!(f, "algorithm {alg:#06x} at byte {at} is not a bank of the log the emulator hashes"),
+            LogError::TooMany { at, what, count } => write!(f, "{count} {what} at byte {at}"),
+            LogError::Full { needed, room } => write!(f, "{needed} bytes needed, {room} left"),
+        }
+    }
 }
 
 fn u16_at(b: &[u8], at: usize, what: &'static str) -> Result<u16, LogError> {
@@ -245,16 +259,15 @@ impl<'b> Writer<'b> {
         Writer { buf, len: 0, banks: banks.to_vec(), last: 0, appended: 0 }
     }
 
-    /// Continues `log`, a whole crypto-agile log (a firmware's, with what its OS added), in
-    /// `buf`: copied as it is, its events checked, and its banks the ones written from now on.
-    /// Refused when a bank is one the emulator cannot hash (its PCR could not be followed).
+    /// Continues `log`, a whole crypto-agile log already read through (a firmware's, with what
+    /// its OS added), in `buf`: copied as it is, its banks the ones written from now on. Refused
+    /// when a bank is one the emulator cannot hash (its PCR could not be followed).
     pub fn continuing(buf: &'b mut [u8], log: &[u8]) -> Result<Self, LogError> {
         let banks = banks_of(log)?;
         let (spec, first) = parse_spec_id_event(log)?;
-        let (_, end) = parse_events(log, first, &spec, MAX_EVENTS)?;
         let mut w = Writer::events_only(buf, &banks);
-        w.put(&[&log[..end]])?;
-        w.last = last_event_start(log, first, end, &spec);
+        w.put(&[log])?;
+        w.last = last_event_start(log, first, log.len(), &spec);
         Ok(w)
     }
 
@@ -325,11 +338,9 @@ impl<'b> Writer<'b> {
     }
 }
 
-/// The banks of a whole log, checked: every event readable and every bank one the emulator
-/// hashes (`UnknownBank` otherwise: its PCR could not be followed).
+/// The banks a log's Spec ID event lists, each one the emulator hashes (`UnknownBank` otherwise).
 pub fn banks_of(log: &[u8]) -> Result<Vec<HashAlg>, LogError> {
-    let (spec, first) = parse_spec_id_event(log)?;
-    parse_events(log, first, &spec, MAX_EVENTS)?;
+    let (spec, _) = parse_spec_id_event(log)?;
     spec.banks.iter().map(|b| alg_of(b.alg).filter(|a| a.digest_len() == b.size as usize).ok_or(LogError::UnknownBank { at: 28, alg: b.alg })).collect()
 }
 

@@ -17,6 +17,12 @@ pub trait Transport {
     fn submit(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TisError>;
 }
 
+impl<B: crate::drivers::tpm_tis::Bus, C: Fn() -> u64> Transport for crate::drivers::tpm_tis::Tis<B, C> {
+    fn submit(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TisError> {
+        crate::drivers::tpm_tis::Tis::submit(self, command, response)
+    }
+}
+
 /// EFI_TCG2_BOOT_HASH_ALG_* of a bank.
 pub fn hash_bit(alg: HashAlg) -> u32 {
     match alg {
@@ -74,7 +80,7 @@ impl core::fmt::Display for StartError {
             StartError::Tpm(e) => write!(f, "{e}"),
             StartError::Refused { command, code } => write!(f, "{command} answered {code:#x}"),
             StartError::NoBank { active } => write!(f, "no active PCR bank is SHA-1/256/384/512 (active: {active:#x})"),
-            StartError::Log(e) => write!(f, "event log: {e:?}"),
+            StartError::Log(e) => write!(f, "event log: {e}"),
         }
     }
 }
@@ -298,7 +304,7 @@ impl Measurements {
         if banks == self.active {
             return Ok(());
         }
-        let command = tpm2::pcr_allocate(HashAlg::ALL.into_iter().filter(|a| self.supported & hash_bit(*a) != 0).map(|a| (a, banks & hash_bit(a) != 0)));
+        let command = tpm2::pcr_allocate(self.supported, banks);
         let mut response = [0u8; 64];
         let code = match self.tpm.submit(&command, &mut response) {
             Ok(n) => tpm2::response_code(&response[..n]),

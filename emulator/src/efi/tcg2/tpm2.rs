@@ -76,19 +76,17 @@ pub fn pcr_extend<'a>(pcr: u32, digests: impl Iterator<Item = (HashAlg, &'a Hash
     command(ST_SESSIONS, CC_PCR_EXTEND, &b)
 }
 
-/// TPM2_PCR_Allocate on the platform hierarchy: each bank with all 24 PCRs or none.
-pub fn pcr_allocate(banks: impl Iterator<Item = (HashAlg, bool)>) -> Vec<u8> {
+/// TPM2_PCR_Allocate on the platform hierarchy: each bank of `supported` (EFI_TCG2_BOOT_HASH_ALG_*
+/// bits) with all 24 PCRs when `active` has it, else none.
+pub fn pcr_allocate(supported: u32, active: u32) -> Vec<u8> {
     let mut b = with_password_session(RH_PLATFORM);
-    let count_at = b.len();
-    b.extend_from_slice(&[0; 4]);
-    let mut count = 0u32;
-    for (alg, on) in banks {
+    let banks = HashAlg::ALL.into_iter().filter(|a| supported & hash_bit(*a) != 0);
+    b.extend_from_slice(&(banks.clone().count() as u32).to_be_bytes());
+    for alg in banks {
         b.extend_from_slice(&alg_id(alg).to_be_bytes());
-        let select = if on { 0xff } else { 0 };
+        let select = if active & hash_bit(alg) != 0 { 0xff } else { 0 };
         b.extend_from_slice(&[3, select, select, select]);
-        count += 1;
     }
-    b[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
     command(ST_SESSIONS, CC_PCR_ALLOCATE, &b)
 }
 

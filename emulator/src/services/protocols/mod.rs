@@ -1,7 +1,7 @@
 //! The protocols the emulator publishes, one file each: consoles and the serial port, the ESP
 //! (BlockIo, DiskIo, SimpleFileSystem), the initrd (LoadFile2), device-path text and utilities,
-//! memory attributes, RNG, decompression, collation, reset notification, and Secure Boot's
-//! Security/Security2 with the policy behind them.
+//! memory attributes, RNG, decompression, collation, reset notification, Secure Boot's
+//! Security/Security2 with the policy behind them, and measured boot's TCG2.
 
 pub mod console;
 pub mod decompress;
@@ -15,4 +15,5 @@ pub mod reset_notification;
 pub mod rng;
 pub mod security;
 pub mod serial_io;
+pub mod tcg2;
 pub mod unicode_collation;

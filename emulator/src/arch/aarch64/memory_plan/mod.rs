@@ -1,7 +1,8 @@
 //! What the emulator maps, and how: the identity map built from the memory map and the DT.
 //!
 //! - RAM descriptors: Normal write-back, read-write-execute (the payload's code lives there);
-//! - MMIO descriptors, the DT's device nodes and the UART: Device-nGnRE, never executable;
+//! - MMIO descriptors, the DT's device nodes, the UART and the TPM: Device-nGnRE, never
+//!   executable;
 //! - the emulator itself: text read-only+executable, rodata read-only, data and .bss
 //!   read-write, never executable (W^X);
 //! - runtime descriptors also at their `virt_addr`, where the first kernel moved them with
@@ -83,6 +84,10 @@ pub fn build<A: FrameAlloc>(pt: &mut PageTables<A>, v: &Validated, fdt: &Fdt, bl
         }
     }
     identity(pt, v.uart, Attributes::DEVICE)?;
+    // The TPM may sit on a bus below the root (QEMU's platform bus), which the loop skips.
+    if let Some(tpm) = fdt.tpm_tis().map(|(base, size)| Extent::new(base, size)).filter(|e| !in_ram(e) && e.end() <= VA_LIMIT) {
+        identity(pt, tpm, Attributes::DEVICE)?;
+    }
 
     let at = |off| blob.base + off;
     pt.map(blob.base, blob.base, blob.text_end, Attributes::CODE)?;
