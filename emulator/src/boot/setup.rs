@@ -114,7 +114,11 @@ pub fn build(
     c.config.push((guids::DEVICE_TREE, v.dtb.start as usize));
     let rt = &v.param.rt_info;
     for t in &rt.systab_tables[..rt.systab_nr_tables as usize] {
-        c.config.push((t.guid, t.table as usize));
+        // With measured boot on, the earlier boot's logs live on in the emulator's own.
+        let continued = [guids::LINUX_EFI_TPM_EVENT_LOG, guids::LINUX_EFI_TPM_FINAL_LOG].contains(&t.guid) && c.measurements.is_some();
+        if !continued {
+            c.config.push((t.guid, t.table as usize));
+        }
     }
     let firmware_mask = v.runtime_phys.map(|_| rt.runtime_supported_mask);
     let supported = publish_rt_properties(&mut c, firmware_mask)?;

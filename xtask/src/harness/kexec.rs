@@ -105,6 +105,21 @@ pub fn boot_first_vars(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
 /// [`boot_first_vars`] with another first kernel than Debian's 6.12, such as
 /// [`crate::payloads::file_kernel`]'s `Image` (a raw arm64 Image with the EFI stub, for EDK2).
 pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs: &[u8], vars: Option<&Path>, timeout: Duration, echo: bool) -> Result<Transcript> {
+    boot_first_kernel_with(kernel, el, boot, initramfs, vars, &[], timeout, echo)
+}
+
+/// [`boot_first_kernel`] with more QEMU arguments (a TPM: [`crate::harness::tpm::Swtpm`]).
+#[allow(clippy::too_many_arguments)]
+pub fn boot_first_kernel_with(
+    kernel: &Path,
+    el: EntryEl,
+    boot: FirstBoot,
+    initramfs: &[u8],
+    vars: Option<&Path>,
+    qemu_args: &[String],
+    timeout: Duration,
+    echo: bool,
+) -> Result<Transcript> {
     let dir = paths::out_dir().join("runs").join(format!("kexec-{}-{:?}-{}", std::process::id(), el, unique()));
     std::fs::create_dir_all(&dir)?;
     let initrd = dir.join("first.cpio");
@@ -168,6 +183,7 @@ pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs:
         };
         args.extend(edk2_flash(&vars));
     }
+    args.extend(qemu_args.iter().cloned());
     let t = qemu::run(&args, timeout, echo);
     let _ = std::fs::remove_dir_all(&dir);
     t

@@ -8,5 +8,6 @@ pub mod qemu;
 pub mod run;
 pub mod secure_boot;
 pub mod setup;
+pub mod tpm;
 pub mod trampoline;
 pub mod uboot;

@@ -10,6 +10,7 @@
 //!   `grub-common`): libdevmapper and liblzma;
 //! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests, and
 //!   its Secure Boot test key) and `sbsigntool` (signs for it);
+//! - `swtpm` (the TPM 2.0 of the measured-boot tests);
 //! - `virt-fw-vars` from PyPI's `virt-firmware` (edits EDK2 variable stores: the Secure Boot
 //!   tests' db and dbx), pinned.
 
@@ -113,6 +114,10 @@ pub fn setup() -> Result<()> {
     }
     if !have("sbsign") {
         packages.push("sbsigntool");
+    }
+    // The measured-boot tests' TPM (QEMU's tpm-tis-device talks to it).
+    if !have("swtpm") {
+        packages.push("swtpm");
     }
     // U-Boot is a peer in `cargo xtask bench`.
     if !Path::new(crate::harness::uboot::U_BOOT).exists() {

@@ -31,8 +31,6 @@ mod sts {
     pub const EXPECT: u32 = 0x08;
     /// Byte 3, bit 0 of TPM 2.0's STS: the command is to be cancelled.
     pub const CANCEL: u32 = 1 << 24;
-    /// Byte 3, bits 2-3: the TPM family (1: TPM 2.0).
-    pub const FAMILY_SHIFT: u32 = 26;
 }
 
 /// The interface's timeouts (TIS: TIMEOUT_A for locality and register changes, TIMEOUT_B for
@@ -85,7 +83,7 @@ impl Bus for Mmio {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TisError {
     /// Nothing answers at the address (reads all ones), or the TPM is not a TPM 2.0.
-    NoTpm { did_vid: u32, family: u32 },
+    NoTpm { did_vid: u32, interface: u32 },
     /// A step did not finish in time: which, and how long it was given.
     Timeout { waiting_for: &'static str, microseconds: u64 },
     /// The command or the response is longer than the buffer, or shorter than a header.
@@ -97,7 +95,7 @@ pub enum TisError {
 impl core::fmt::Display for TisError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            TisError::NoTpm { did_vid, family } => write!(f, "no TPM 2.0 at the address (DID_VID {did_vid:#010x}, interface family {family})"),
+            TisError::NoTpm { did_vid, interface } => write!(f, "no TPM 2.0 at the address (DID_VID {did_vid:#010x}, interface type {interface:#x})"),
             TisError::Timeout { waiting_for, microseconds } => write!(f, "the TPM did not signal {waiting_for} within {} ms", microseconds / 1000),
             TisError::BadLength { what, length } => write!(f, "{what} of {length} bytes (a header is {HEADER}, the most {MAX_BUFFER})"),
             TisError::Protocol { what } => write!(f, "the TPM broke the FIFO protocol: {what}"),
@@ -113,14 +111,14 @@ pub struct Tis<B: Bus, C: Fn() -> u64> {
 }
 
 impl<B: Bus, C: Fn() -> u64> Tis<B, C> {
-    /// Checks that a TPM 2.0 answers (DID_VID not all ones, STS family TPM 2.0).
+    /// Checks that a TPM 2.0 answers: DID_VID not all ones, and TPM_INTERFACE_ID's type the PTP's
+    /// FIFO interface of a TPM 2.0 (0; a TPM 1.2's TIS has no such register and reads 0xF). STS,
+    /// which also names the family, reads all ones until a locality is taken.
     pub fn probe(bus: B, now_us: C) -> Result<Self, TisError> {
         let did_vid = bus.read32(reg::DID_VID);
-        let family = (bus.read32(reg::STS) >> sts::FAMILY_SHIFT) & 0b11;
-        // TPM_INTERFACE_ID's low nibble 0 is the FIFO interface the TIS registers are for.
-        let fifo = bus.read32(reg::INTERFACE_ID) & 0xf == 0;
-        if did_vid == u32::MAX || did_vid == 0 || family != 1 || !fifo {
-            return Err(TisError::NoTpm { did_vid, family });
+        let interface = bus.read32(reg::INTERFACE_ID) & 0xf;
+        if did_vid == u32::MAX || did_vid == 0 || interface != 0 {
+            return Err(TisError::NoTpm { did_vid, interface });
         }
         Ok(Tis { bus, now_us })
     }

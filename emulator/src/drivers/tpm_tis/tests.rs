@@ -71,9 +71,13 @@ impl Bus for SimBus<'_> {
         let s = self.0.borrow();
         match offset {
             reg::DID_VID => s.did_vid,
+            // A TPM 1.2's TIS has no TPM_INTERFACE_ID: type 0xF.
+            reg::INTERFACE_ID if s.family == 0 => u32::MAX,
             reg::INTERFACE_ID => 0,
+            // Registers of a locality not taken read all ones (PTP; QEMU's TIS does so).
+            reg::STS if !s.locality => u32::MAX,
             reg::STS => {
-                let mut v = sts::VALID | s.family << sts::FAMILY_SHIFT;
+                let mut v = sts::VALID | s.family << 26;
                 if s.ready {
                     v |= sts::COMMAND_READY;
                 }
@@ -167,7 +171,7 @@ fn no_tpm_and_not_a_tpm_2_are_said_so() {
     let absent = RefCell::new(Sim { did_vid: u32::MAX, family: 1, ..Sim::default() });
     assert!(matches!(Tis::probe(SimBus(&absent), clock()), Err(TisError::NoTpm { did_vid: u32::MAX, .. })));
     let tpm12 = RefCell::new(Sim { did_vid: 0x1234, family: 0, ..Sim::default() });
-    assert!(matches!(Tis::probe(SimBus(&tpm12), clock()), Err(TisError::NoTpm { family: 0, .. })));
+    assert!(matches!(Tis::probe(SimBus(&tpm12), clock()), Err(TisError::NoTpm { interface: 0xf, .. })));
 }
 
 #[test]

@@ -196,12 +196,13 @@ pub fn parse_events<'a>(log: &'a [u8], mut at: usize, spec: &SpecId, limit: usiz
     Ok((events, at))
 }
 
-/// The PCR values `events` extend bank `alg` to: PCRs start at zero (PCR 0 at the locality a
-/// StartupLocality event names), each digest of the bank extends its PCR, EV_NO_ACTION extends
+/// The PCR values `events` extend bank `alg` to: PCRs start at their reset values (zero, all
+/// ones for PCRs 17-22; PCR 0 at the locality a StartupLocality event names), each digest of the bank extends its PCR, EV_NO_ACTION extends
 /// nothing. `None` for a bank the emulator cannot hash.
 pub fn replay(events: &[Event], alg: u16) -> Option<Vec<Hash>> {
     let hash = alg_of(alg)?;
-    let mut pcrs: Vec<Hash> = (0..PCRS).map(|_| Hash::new(&[0u8; 64][..hash.digest_len()])).collect();
+    // PCRs 17-22 (the dynamic root of trust's) reset to all ones, the others to zero.
+    let mut pcrs: Vec<Hash> = (0..PCRS).map(|n| Hash::new(&[if (17..=22).contains(&n) { 0xff } else { 0 }; 64][..hash.digest_len()])).collect();
     for e in events {
         if e.event_type == event_type::NO_ACTION {
             if let Some(&locality) = e.data.strip_prefix(&STARTUP_LOCALITY_SIGNATURE[..]).and_then(|rest| rest.first()) {

@@ -62,6 +62,10 @@ fn events_are_written_read_back_and_replayed_per_bank() {
         *locality.last_mut().unwrap() = 3;
         assert_eq!(pcrs[0].as_bytes(), &locality[..], "StartupLocality");
         assert_eq!(pcrs[7].as_bytes(), &zero[..]);
+        // The dynamic root of trust's PCRs reset to all ones (PC Client PTP), as swtpm's do.
+        assert!(pcrs[17..=22].iter().all(|p| p.as_bytes().iter().all(|&b| b == 0xff)));
+        assert_eq!(pcrs[16].as_bytes(), &zero[..]);
+        assert_eq!(pcrs[23].as_bytes(), &zero[..]);
     }
     assert!(replay(&events, 0x0012).is_none(), "SM3: read, not replayed");
 }

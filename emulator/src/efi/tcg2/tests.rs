@@ -89,7 +89,9 @@ impl Transport for SoftTpm {
 }
 
 fn tpm(banks: &[(HashAlg, bool)], started: bool) -> (Box<dyn Transport>, Rc<RefCell<State>>) {
-    let banks = banks.iter().map(|&(a, on)| (a, on, (0..24).map(|_| Hash::new(&[0u8; 64][..a.digest_len()])).collect())).collect();
+    // Reset values as the PC Client PTP has them: PCRs 17-22 all ones, the others zero.
+    let reset = |a: HashAlg, n: usize| Hash::new(&[if (17..=22).contains(&n) { 0xff } else { 0 }; 64][..a.digest_len()]);
+    let banks = banks.iter().map(|&(a, on)| (a, on, (0..24).map(|n| reset(a, n)).collect())).collect();
     let state = Rc::new(RefCell::new(State { started, banks, commands: 0, dies_after: usize::MAX }));
     (Box::new(SoftTpm(state.clone())), state)
 }

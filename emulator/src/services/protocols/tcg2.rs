@@ -22,9 +22,10 @@ pub struct Protocol {
     pub get_result_of_set_active_pcr_banks: unsafe extern "efiapi" fn(*mut Protocol, *mut u32, *mut u32) -> Status,
 }
 
-/// Sizes of EFI_TCG2_BOOT_SERVICE_CAPABILITY (packed): 1.1, and 1.0 (TREE) for older callers.
-const CAPABILITY_1_1: usize = 30;
-const CAPABILITY_1_0: usize = 22;
+/// Sizes of EFI_TCG2_BOOT_SERVICE_CAPABILITY, which is not packed (natural alignment, as EDK2
+/// and every caller declare it): 1.1, and 1.0 (TREE) for older callers.
+const CAPABILITY_1_1: usize = 36;
+const CAPABILITY_1_0: usize = 28;
 /// The main log's room beyond a continued one, and the final-events table's (EDK2's defaults).
 const LOG_ROOM: usize = 64 << 10;
 const FINAL_ROOM: usize = 32 << 10;
@@ -36,20 +37,19 @@ fn with_measurements<R>(f: impl FnOnce(&mut Measurements) -> Result<R, EfiError>
     with_core(|c| c.measurements.as_mut().map_or(Err(EfiError::DeviceError), f))
 }
 
-/// EFI_TCG2_BOOT_SERVICE_CAPABILITY, packed, version 1.1.
+/// EFI_TCG2_BOOT_SERVICE_CAPABILITY 1.1: Size, StructureVersion and ProtocolVersion at 0-4,
+/// then the fields at their natural alignment.
 fn capability(m: &Measurements) -> [u8; CAPABILITY_1_1] {
     let mut b = [0u8; CAPABILITY_1_1];
-    b[0] = CAPABILITY_1_1 as u8;
-    b[1..5].copy_from_slice(&[1, 1, 1, 1]); // StructureVersion, ProtocolVersion: 1.1
-    b[5..9].copy_from_slice(&m.supported.to_le_bytes());
-    b[9..13].copy_from_slice(&tcg2::LOG_FORMAT_TCG_2.to_le_bytes());
-    b[13] = u8::from(m.failed.is_none()); // TPMPresentFlag
-    let max = crate::drivers::tpm_tis::MAX_BUFFER as u16;
-    b[14..16].copy_from_slice(&max.to_le_bytes());
-    b[16..18].copy_from_slice(&max.to_le_bytes());
-    b[18..22].copy_from_slice(&m.manufacturer.to_le_bytes());
-    b[22..26].copy_from_slice(&m.supported.count_ones().to_le_bytes());
-    b[26..30].copy_from_slice(&m.active.to_le_bytes());
+    let max = crate::drivers::tpm_tis::MAX_BUFFER as u32;
+    b[..5].copy_from_slice(&[CAPABILITY_1_1 as u8, 1, 1, 1, 1]);
+    b[8..12].copy_from_slice(&m.supported.to_le_bytes()); // HashAlgorithmBitmap
+    b[12..16].copy_from_slice(&tcg2::LOG_FORMAT_TCG_2.to_le_bytes()); // SupportedEventLogs
+    b[16] = u8::from(m.failed.is_none()); // TPMPresentFlag
+    b[18..22].copy_from_slice(&(max | max << 16).to_le_bytes()); // MaxCommandSize, MaxResponseSize
+    b[24..28].copy_from_slice(&m.manufacturer.to_le_bytes());
+    b[28..32].copy_from_slice(&m.supported.count_ones().to_le_bytes()); // NumberOfPcrBanks
+    b[32..36].copy_from_slice(&m.active.to_le_bytes());
     b
 }
 
@@ -232,7 +232,6 @@ pub fn install(c: &mut Core, tpm: alloc::boxed::Box<dyn Transport>, previous: Op
             get_result_of_set_active_pcr_banks: get_result_of_set_active_pcr_banks::entry,
         },
     )?;
-    c.config.retain(|(g, _)| *g != crate::efi::guids::LINUX_EFI_TPM_EVENT_LOG && *g != crate::efi::guids::LINUX_EFI_TPM_FINAL_LOG);
     c.config.push((crate::efi::guids::LINUX_EFI_TPM_FINAL_LOG, final_at as usize));
     Ok(true)
 }
