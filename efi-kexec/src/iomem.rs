@@ -30,6 +30,9 @@ pub struct Iomem {
     pub driver_managed: Vec<Extent>,
     /// Every top-level entry, RAM or not.
     pub top: Vec<Extent>,
+    /// A TPM behind a TIS over MMIO that ACPI described (`MSFT0101`, bound by tpm_tis): the
+    /// device tree of an ACPI machine does not name it, and the emulator measures with it.
+    pub tpm_tis: Option<Extent>,
 }
 
 impl Iomem {
@@ -65,6 +68,9 @@ pub fn parse(text: &str) -> Result<Iomem, IomemError> {
         if extent.start != 0 || extent.size > 1 {
             hidden = false;
         }
+        if out.tpm_tis.is_none() && name.starts_with("MSFT0101") {
+            out.tpm_tis = Some(extent);
+        }
         if depth == 0 {
             out.top.push(extent);
             in_ram = name == "System RAM";
@@ -97,6 +103,8 @@ mod tests {
     const VIRT: &str = "\
 00000000-03ffffff : LNRO0009:00
 09000000-09000fff : pl011@9000000
+0c000000-0c004fff : MSFT0101:00
+  0c000000-0c004fff : MSFT0101:00
   09000000-09000fff : 9000000.pl011 pl011@9000000
 40000000-bfffffff : System RAM
   40210000-4223ffff : Kernel code
@@ -121,6 +129,7 @@ c0000000-c01fffff : reserved
         let names: Vec<_> = m.busy.iter().map(|(_, n)| n.as_str()).collect();
         assert_eq!(names, ["Kernel code", "reserved", "Kernel data", "reserved", "nested deeper", "reserved", "Crash kernel"]);
         assert_eq!(m.busy[0].0, Extent::new(0x4021_0000, 0x4224_0000 - 0x4021_0000), "inclusive ends become exclusive");
+        assert_eq!(m.tpm_tis, Some(Extent::new(0xc00_0000, 0x5000)), "QEMU's tpm-tis-device, as ACPI names it");
         assert!(!m.busy.iter().any(|(e, _)| e.start == 0xc000_0000), "top-level reserved is not RAM at all");
         assert_eq!(
             m.driver_managed,

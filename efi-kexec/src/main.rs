@@ -199,6 +199,19 @@ fn firmware(fdt: &Fdt) -> Option<Firmware> {
     })
 }
 
+/// On an ACPI machine the device tree names no TPM: the TIS ACPI described (`/proc/iomem`)
+/// goes to the emulator in `/chosen` (`efi-emulator,tpm-tis`: base and size, 64-bit each),
+/// which it measures the boot with. A device-tree machine's node speaks for itself.
+fn tpm_chosen(firmware: Option<&Firmware>, iomem: &iomem::Iomem) -> Vec<(String, Vec<u8>)> {
+    match (firmware.filter(|f| f.acpi_only), iomem.tpm_tis) {
+        (Some(_), Some(tpm)) => {
+            say!("efi-kexec: the TPM at {:#x} (ACPI MSFT0101) goes to the emulator for measured boot", tpm.start);
+            vec![(efi_emulator::drivers::fdt::TPM_TIS_CHOSEN.to_string(), [tpm.start.to_be_bytes(), tpm.size.to_be_bytes()].concat())]
+        }
+        _ => Vec::new(),
+    }
+}
+
 const SPCR_PATH: &str = "/sys/firmware/acpi/tables/SPCR";
 
 /// The earlycon: `--earlycon`, else the DTB's `stdout-path`, else ACPI's SPCR.
@@ -302,7 +315,7 @@ fn load(args: &cli::LoadArgs) -> Result<(), String> {
         file_size_only: false,
         firmware: firmware.is_some(),
         seeds: Some(RandomSeeds { kaslr: u64::from_le_bytes(seeds[..8].try_into().unwrap()), rng: seeds[8..].to_vec() }),
-        extra_chosen: Vec::new(),
+        extra_chosen: tpm_chosen(firmware.as_ref(), &iomem),
         crash,
         page_size: system::page_size(),
     };

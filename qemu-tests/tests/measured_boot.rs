@@ -140,3 +140,21 @@ fn a_uki_kexeced_from_a_directly_booted_kernel_is_measured_and_its_log_replays()
     let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
     assert_replays_to(&events, &pcrs, &checked);
 }
+
+#[test]
+fn a_uki_kexeced_from_an_edk2_booted_kernel_continues_the_firmware_log_from_power_on() {
+    let t = kexec_into_measuring_uki(FirstBoot::Edk2);
+    assert!(t.contains("the TPM at 0xc000000 (ACPI MSFT0101) goes to the emulator"), "efi-kexec found the TPM ACPI describes");
+    assert!(t.contains("continuing the earlier boot's log"), "the emulator continued EDK2's log");
+    let (log, pcrs) = measured(&t);
+    let (_, events) = parse(&log).expect("the second kernel's log parses");
+    let start = events.iter().position(|e| e.data.starts_with(EMULATOR_SIGNATURE)).expect("the emulator's start event");
+    assert_eq!(events[start].data[16], 0, "History::Continued");
+    let before = &events[..start];
+    assert!(before.iter().any(|e| e.pcr == 0 && e.event_type == event_type::S_CRTM_VERSION), "EDK2's own events come first");
+    assert!(before.iter().any(|e| e.pcr == 4 && e.event_type == event_type::EFI_BOOT_SERVICES_APPLICATION), "the first kernel's measurement by EDK2");
+    assert!(before.iter().any(|e| e.pcr == 5 && e.data == b"Exit Boot Services Returned with Success"), "the first boot's final events, which Linux had not copied");
+    assert_stub_measured_sections(&events[start..]);
+    let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
+    assert_replays_to(&events, &pcrs, &checked);
+}

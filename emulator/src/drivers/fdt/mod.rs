@@ -248,10 +248,13 @@ impl<'a> Fdt<'a> {
     }
 
     /// The TPM behind a TIS over MMIO (`tcg,tpm-tis-mmio`): a device of the root, or of a bus
-    /// on it whose `ranges` place it (QEMU puts its `tpm-tis-device` on the platform bus). Its
-    /// physical base and size.
+    /// on it whose `ranges` place it (QEMU puts its `tpm-tis-device` on the platform bus), or
+    /// what a loader found in ACPI ([`TPM_TIS_CHOSEN`]). Its physical base and size.
     pub fn tpm_tis(&self) -> Option<(u64, u64)> {
         const COMPATIBLE: &str = "tcg,tpm-tis-mmio";
+        if let Some(v) = self.find("/chosen").and_then(|c| c.property(TPM_TIS_CHOSEN)).filter(|v| v.len() == 16) {
+            return Some((be_uint(&v[..8])?, be_uint(&v[8..])?));
+        }
         let root = self.root();
         let cells = root.cells();
         for node in root.children().filter(|n| n.is_enabled()) {
@@ -275,6 +278,10 @@ impl<'a> Fdt<'a> {
         root.children().filter(|n| n.property_str("device_type") == Some("memory")).flat_map(move |n| n.reg(cells))
     }
 }
+
+/// `/chosen` property of a TIS TPM that ACPI describes (base and size, 64-bit big-endian each),
+/// for the emulator: `efi-kexec` sets it on ACPI machines, whose device tree names no devices.
+pub const TPM_TIS_CHOSEN: &str = "efi-emulator,tpm-tis";
 
 /// How deep a console's node may lie.
 const MAX_DEPTH: usize = 16;

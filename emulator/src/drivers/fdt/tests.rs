@@ -168,4 +168,7 @@ fn the_tpm_is_found_on_the_platform_bus_at_its_translated_address() {
     assert_eq!(Fdt::new(&tree.to_blob()).unwrap().tpm_tis(), Some((0xc00_0000, 0x5000)));
     tree.root.child_mut("platform-bus@c000000").child_mut("tpm_tis@0").set_property("status", b"disabled\0".to_vec());
     assert_eq!(Fdt::new(&tree.to_blob()).unwrap().tpm_tis(), None, "a disabled TPM is not used");
+    // An ACPI machine's, as efi-kexec passes it on.
+    tree.chosen_mut().set_property(TPM_TIS_CHOSEN, [0xc00_0000u64.to_be_bytes(), 0x5000u64.to_be_bytes()].concat());
+    assert_eq!(Fdt::new(&tree.to_blob()).unwrap().tpm_tis(), Some((0xc00_0000, 0x5000)));
 }
