@@ -10,8 +10,8 @@ use efi_emulator::efi::tcg2::EMULATOR_SIGNATURE;
 use efi_emulator_loader::cpio::Cpio;
 use qemu_tests::{efi_kexec, file_kernel, payloads, EntryEl};
 use std::time::Duration;
-use xtask::harness::kexec::{boot_first_kernel_with, stage_report, FirstBoot};
-use xtask::harness::qemu::Transcript;
+use xtask::harness::kexec::{boot_first_kernel_with, stage_report, Extras, FirstBoot};
+use xtask::harness::qemu::{Hook, Transcript};
 use xtask::harness::tpm::Swtpm;
 use xtask::payloads::kexec_stage::{stage_initramfs, NextBoot};
 
@@ -61,13 +61,17 @@ fn measuring_uki() -> std::path::PathBuf {
     path
 }
 
-/// The first kernel, `boot`, on a fresh swtpm kexecs into the measuring UKI.
-fn kexec_into_measuring_uki(boot: FirstBoot) -> Transcript {
+/// The first kernel, `boot`, on a fresh swtpm kexecs into the measuring UKI; with `stop_tpm_after`,
+/// swtpm ends once a console line contains it.
+fn kexec_into_measuring_uki(boot: FirstBoot, stop_tpm_after: Option<&str>) -> Transcript {
     let uki = measuring_uki();
     let next = NextBoot { image: uki.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None, before_exec: None, files: Vec::new() };
     let initramfs = stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
-    let tpm = Swtpm::start().unwrap();
-    let t = boot_first_kernel_with(file_kernel(), EntryEl::El1, boot, &initramfs, None, &tpm.qemu_args(), TIMEOUT, false).expect("starting QEMU");
+    let mut tpm = Swtpm::start().unwrap();
+    let qemu_args = tpm.qemu_args();
+    let mut stop = || tpm.kill();
+    let hook = stop_tpm_after.map(|after| Hook { after, action: &mut stop });
+    let t = boot_first_kernel_with(file_kernel(), EntryEl::El1, boot, &initramfs, None, Extras { qemu_args, hook }, TIMEOUT, false).expect("starting QEMU");
     let _ = std::fs::remove_file(uki);
     eprintln!("$ {}\n{}\n(ended after {:.3} s, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.timed_out);
     t
@@ -126,7 +130,7 @@ fn assert_stub_measured_sections(events: &[Event]) {
 
 #[test]
 fn a_uki_kexeced_from_a_directly_booted_kernel_is_measured_and_its_log_replays() {
-    let t = kexec_into_measuring_uki(FirstBoot::Direct);
+    let t = kexec_into_measuring_uki(FirstBoot::Direct, None);
     assert!(stage_report(&t, "first", "exec at uptime").is_some(), "efi-kexec load succeeded");
     assert!(t.contains("EFI_TCG2_PROTOCOL on the TPM"), "the emulator found the TPM");
     assert!(t.contains("new log: the PCRs did not start from zero"), "the first kernel had started the TPM, without a log");
@@ -143,7 +147,7 @@ fn a_uki_kexeced_from_a_directly_booted_kernel_is_measured_and_its_log_replays()
 
 #[test]
 fn a_uki_kexeced_from_an_edk2_booted_kernel_continues_the_firmware_log_from_power_on() {
-    let t = kexec_into_measuring_uki(FirstBoot::Edk2);
+    let t = kexec_into_measuring_uki(FirstBoot::Edk2, None);
     assert!(t.contains("the TPM at 0xc000000 (ACPI MSFT0101) goes to the emulator"), "efi-kexec found the TPM ACPI describes");
     assert!(t.contains("continuing the earlier boot's log"), "the emulator continued EDK2's log");
     let (log, pcrs) = measured(&t);
@@ -157,4 +161,14 @@ fn a_uki_kexeced_from_an_edk2_booted_kernel_continues_the_firmware_log_from_powe
     assert_stub_measured_sections(&events[start..]);
     let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
     assert_replays_to(&events, &pcrs, &checked);
+}
+
+#[test]
+fn a_tpm_that_stops_answering_mid_boot_leaves_the_boot_unmeasured_and_says_so() {
+    // swtpm ends once the emulator has started measuring: the UKI's own measurement is the
+    // first to meet a TPM that no longer answers.
+    let t = kexec_into_measuring_uki(FirstBoot::Direct, Some("EFI_TCG2_PROTOCOL on the TPM"));
+    assert!(t.contains("nothing more is measured this boot"), "the emulator said the TPM stopped");
+    assert!(t.contains(xtask::payloads::initramfs::MARKER), "the UKI's kernel still reached userspace");
+    assert!(t.contains("EFI stub: Exiting boot services"), "the kernel's stub ran on");
 }

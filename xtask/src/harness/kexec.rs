@@ -105,10 +105,18 @@ pub fn boot_first_vars(payloads: &Payloads, el: EntryEl, boot: FirstBoot, initra
 /// [`boot_first_vars`] with another first kernel than Debian's 6.12, such as
 /// [`crate::payloads::file_kernel`]'s `Image` (a raw arm64 Image with the EFI stub, for EDK2).
 pub fn boot_first_kernel(kernel: &Path, el: EntryEl, boot: FirstBoot, initramfs: &[u8], vars: Option<&Path>, timeout: Duration, echo: bool) -> Result<Transcript> {
-    boot_first_kernel_with(kernel, el, boot, initramfs, vars, &[], timeout, echo)
+    boot_first_kernel_with(kernel, el, boot, initramfs, vars, Extras::default(), timeout, echo)
 }
 
-/// [`boot_first_kernel`] with more QEMU arguments (a TPM: [`crate::harness::tpm::Swtpm`]).
+/// More for [`boot_first_kernel_with`]: QEMU arguments (a TPM: [`crate::harness::tpm::Swtpm`])
+/// and a hook on the console.
+#[derive(Default)]
+pub struct Extras<'a> {
+    pub qemu_args: Vec<String>,
+    pub hook: Option<qemu::Hook<'a>>,
+}
+
+/// [`boot_first_kernel`] with [`Extras`].
 #[allow(clippy::too_many_arguments)]
 pub fn boot_first_kernel_with(
     kernel: &Path,
@@ -116,7 +124,7 @@ pub fn boot_first_kernel_with(
     boot: FirstBoot,
     initramfs: &[u8],
     vars: Option<&Path>,
-    qemu_args: &[String],
+    extras: Extras,
     timeout: Duration,
     echo: bool,
 ) -> Result<Transcript> {
@@ -183,8 +191,11 @@ pub fn boot_first_kernel_with(
         };
         args.extend(edk2_flash(&vars));
     }
-    args.extend(qemu_args.iter().cloned());
-    let t = qemu::run(&args, timeout, echo);
+    args.extend(extras.qemu_args);
+    let t = match extras.hook {
+        Some(hook) => qemu::run_hooked(&args, timeout, echo, hook),
+        None => qemu::run(&args, timeout, echo),
+    };
     let _ = std::fs::remove_dir_all(&dir);
     t
 }

@@ -58,21 +58,33 @@ pub struct Input {
 
 /// Runs QEMU with `args`, streaming its console to stderr when `echo` is set.
 pub fn run(args: &[String], timeout: Duration, echo: bool) -> Result<Transcript> {
-    run_with_input(args, timeout, echo, None)
+    run_inner(args, timeout, echo, None, None, None)
 }
 
 /// [`run`], typing `input` on the console.
 pub fn run_with_input(args: &[String], timeout: Duration, echo: bool, input: Option<&Input>) -> Result<Transcript> {
-    run_inner(args, timeout, echo, input, None)
+    run_inner(args, timeout, echo, input, None, None)
 }
 
 /// [`run`], stopping QEMU once a console line contains `stop` (the transcript then has no
 /// exit status).
 pub fn run_until(args: &[String], timeout: Duration, stop: &str) -> Result<Transcript> {
-    run_inner(args, timeout, false, None, Some(stop))
+    run_inner(args, timeout, false, None, Some(stop), None)
 }
 
-fn run_inner(args: &[String], timeout: Duration, echo: bool, input: Option<&Input>, stop: Option<&str>) -> Result<Transcript> {
+/// Something a test does to the machine's surroundings when a console line first contains
+/// `after` (stop a device's backend, say), while QEMU runs on.
+pub struct Hook<'a> {
+    pub after: &'a str,
+    pub action: &'a mut dyn FnMut(),
+}
+
+/// [`run`] with a [`Hook`].
+pub fn run_hooked(args: &[String], timeout: Duration, echo: bool, hook: Hook) -> Result<Transcript> {
+    run_inner(args, timeout, echo, None, None, Some(hook))
+}
+
+fn run_inner(args: &[String], timeout: Duration, echo: bool, input: Option<&Input>, stop: Option<&str>, mut hook: Option<Hook>) -> Result<Transcript> {
     let command = format!("{QEMU} {}", args.join(" "));
     let start = Instant::now();
     let mut child = Command::new(QEMU)
@@ -135,6 +147,9 @@ fn run_inner(args: &[String], timeout: Duration, echo: bool, input: Option<&Inpu
                 }
                 if let Some(i) = input.filter(|i| stdin.is_some() && type_at.is_none() && line.contains(&i.after)) {
                     type_at = Some(Instant::now() + i.delay);
+                }
+                if hook.as_ref().is_some_and(|h| line.contains(h.after)) {
+                    (hook.take().unwrap().action)();
                 }
                 let stop_here = stop.is_some_and(|s| line.contains(s));
                 lines.push((t, line));

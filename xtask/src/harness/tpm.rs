@@ -45,6 +45,13 @@ impl Swtpm {
             .to_vec()
     }
 
+    /// Ends the TPM now, as a TPM that stops answering: QEMU's backend then fails every
+    /// command.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The installed swtpm's version line.
     pub fn version() -> Result<String> {
         let out = Command::new("swtpm").arg("--version").output().context("running swtpm --version")?;

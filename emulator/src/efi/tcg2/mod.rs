@@ -125,8 +125,8 @@ pub struct Measurements {
     /// TPM_PT_MANUFACTURER.
     pub manufacturer: u32,
     pub history: History,
-    /// The TPM stopped answering: nothing is measured from then on (and the log says why).
-    pub failed: Option<TisError>,
+    /// The TPM stopped answering or failed: nothing is measured from then on.
+    pub failed: bool,
     /// A SetActivePcrBanks this boot: the banks asked for and the TPM's response code.
     pub bank_request: Option<(u32, u32)>,
 }
@@ -199,7 +199,7 @@ impl Measurements {
             active,
             manufacturer,
             history,
-            failed: None,
+            failed: false,
             bank_request: None,
         };
         let mut data = Vec::with_capacity(17 + identity.len() + 1);
@@ -232,20 +232,25 @@ impl Measurements {
     /// records the event. A TPM that fails ends measuring for this boot (DEVICE_ERROR from then
     /// on); a full log is EFI_VOLUME_FULL with the PCR extended, as EDK2 does.
     pub fn extend_and_log(&mut self, pcr: u32, ty: u32, digests: &[Hash], data: &[u8], log: bool) -> Result<(), EfiError> {
-        if self.failed.is_some() {
+        if self.failed {
             return Err(EfiError::DeviceError);
         }
         let command = tpm2::pcr_extend(pcr, self.banks().iter().copied().zip(digests.iter()));
         let mut response = [0u8; 64];
-        match self.tpm.submit(&command, &mut response) {
-            Ok(n) if tpm2::response_code(&response[..n]) == 0 => {}
-            Ok(n) => {
-                log::warn!("TPM2_PCR_Extend of PCR {pcr} answered {:#x}", tpm2::response_code(&response[..n]));
+        let code = self.tpm.submit(&command, &mut response).map(|n| tpm2::response_code(&response[..n]));
+        match code {
+            Ok(0) => {}
+            // A PCR this locality may not extend, say: this event only.
+            Ok(code) if !tpm2::is_failure(code) => {
+                log::warn!("TPM2_PCR_Extend of PCR {pcr} answered {code:#x}");
                 return Err(EfiError::DeviceError);
             }
-            Err(e) => {
-                log::warn!("the TPM stopped answering ({e}): nothing more is measured this boot, and the PCRs no longer match the log");
-                self.failed = Some(e);
+            _ => {
+                match code {
+                    Err(e) => log::warn!("the TPM stopped answering ({e}): nothing more is measured this boot"),
+                    Ok(code) => log::warn!("the TPM failed (response {code:#x}): nothing more is measured this boot"),
+                }
+                self.failed = true;
                 return Err(EfiError::DeviceError);
             }
         }

@@ -15,6 +15,8 @@ struct State {
     commands: usize,
     /// Answers this many commands, then times out.
     dies_after: usize,
+    /// What PCR_Extend answers instead of extending, when set.
+    extend_answers: Option<u32>,
 }
 
 struct SoftTpm(Rc<RefCell<State>>);
@@ -61,6 +63,7 @@ impl Transport for SoftTpm {
                 b.extend_from_slice(b"IBM\0");
                 header(0, &b)
             }
+            0x182 if s.extend_answers.is_some() => header(s.extend_answers.unwrap(), &[]),
             0x182 => {
                 // Handle, authorization area (size and session), then TPML_DIGEST_VALUES.
                 let pcr = be32(10) as usize;
@@ -92,7 +95,7 @@ fn tpm(banks: &[(HashAlg, bool)], started: bool) -> (Box<dyn Transport>, Rc<RefC
     // Reset values as the PC Client PTP has them: PCRs 17-22 all ones, the others zero.
     let reset = |a: HashAlg, n: usize| Hash::new(&[if (17..=22).contains(&n) { 0xff } else { 0 }; 64][..a.digest_len()]);
     let banks = banks.iter().map(|&(a, on)| (a, on, (0..24).map(|n| reset(a, n)).collect())).collect();
-    let state = Rc::new(RefCell::new(State { started, banks, commands: 0, dies_after: usize::MAX }));
+    let state = Rc::new(RefCell::new(State { started, banks, commands: 0, dies_after: usize::MAX, extend_answers: None }));
     (Box::new(SoftTpm(state.clone())), state)
 }
 
@@ -217,7 +220,7 @@ fn a_tpm_that_stops_answering_ends_measuring_and_the_log_stays_true() {
     let sent = state.borrow().commands;
     state.borrow_mut().dies_after = sent;
     assert_eq!(m.measure(4, event_type::IPL, &[b"two"], b"two"), Err(EfiError::DeviceError));
-    assert!(m.failed.is_some());
+    assert!(m.failed);
     assert_eq!(m.measure(4, event_type::IPL, &[b"three"], b"three"), Err(EfiError::DeviceError));
     assert_eq!(state.borrow().commands, sent + 1, "nothing more is sent to a TPM that stopped");
     let (_, events) = parse(m.log_bytes()).unwrap();
@@ -252,4 +255,22 @@ fn commands_are_encoded_as_the_library_specifies() {
     assert_eq!(&c[..10], &[0x80, 0x02, 0, 0, 0, 65, 0, 0, 1, 0x82]);
     assert_eq!(&c[10..14], &7u32.to_be_bytes());
     assert_eq!(&c[27..33], &[0, 0, 0, 1, 0, 0x0b]);
+}
+
+#[test]
+fn a_tpm_in_failure_mode_ends_measuring_a_refused_pcr_does_not() {
+    let (t, state) = tpm(&[(HashAlg::Sha256, true)], true);
+    let mut m = Measurements::start(t, area(4096), 0, area(4096), None, "x").unwrap();
+    // TPM_RC_LOCALITY: a PCR locality 0 may not extend; the next event goes on.
+    state.borrow_mut().extend_answers = Some(0x907);
+    assert_eq!(m.measure(17, event_type::IPL, &[b"drtm"], b""), Err(EfiError::DeviceError));
+    assert!(!m.failed);
+    // TPM_RC_FAILURE, and the TPM_FAIL QEMU's backend answers once swtpm is gone: the end.
+    for code in [0x101, 0x9] {
+        let (t, state) = tpm(&[(HashAlg::Sha256, true)], true);
+        let mut m = Measurements::start(t, area(4096), 0, area(4096), None, "x").unwrap();
+        state.borrow_mut().extend_answers = Some(code);
+        assert_eq!(m.measure(4, event_type::IPL, &[b"x"], b""), Err(EfiError::DeviceError));
+        assert!(m.failed, "{code:#x}");
+    }
 }

@@ -16,6 +16,12 @@ const CC_PCR_EXTEND: u32 = 0x182;
 const RS_PW: u32 = 0x4000_0009;
 const RH_PLATFORM: u32 = 0x4000_000c;
 
+/// Whether a response code says the TPM itself failed: TPM_RC_FAILURE (failure mode), or the
+/// TPM 1.2 TPM_FAIL a broken transport answers with (QEMU's backend when swtpm is gone).
+pub fn is_failure(code: u32) -> bool {
+    code == 0x101 || code == 0x9
+}
+
 /// TPM_RC_INITIALIZE: the TPM waits for TPM2_Startup.
 pub const RC_INITIALIZE: u32 = 0x100;
 pub const CAP_PCRS: u32 = 5;

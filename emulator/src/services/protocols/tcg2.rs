@@ -45,7 +45,7 @@ fn capability(m: &Measurements) -> [u8; CAPABILITY_1_1] {
     b[..5].copy_from_slice(&[CAPABILITY_1_1 as u8, 1, 1, 1, 1]);
     b[8..12].copy_from_slice(&m.supported.to_le_bytes()); // HashAlgorithmBitmap
     b[12..16].copy_from_slice(&tcg2::LOG_FORMAT_TCG_2.to_le_bytes()); // SupportedEventLogs
-    b[16] = u8::from(m.failed.is_none()); // TPMPresentFlag
+    b[16] = u8::from(!m.failed); // TPMPresentFlag
     b[18..22].copy_from_slice(&(max | max << 16).to_le_bytes()); // MaxCommandSize, MaxResponseSize
     b[24..28].copy_from_slice(&m.manufacturer.to_le_bytes());
     b[28..32].copy_from_slice(&m.supported.count_ones().to_le_bytes()); // NumberOfPcrBanks
