@@ -61,11 +61,13 @@ fn measuring_uki() -> std::path::PathBuf {
     path
 }
 
-/// The first kernel, `boot`, on a fresh swtpm kexecs into the measuring UKI; with `stop_tpm_after`,
-/// swtpm ends once a console line contains it.
-fn kexec_into_measuring_uki(boot: FirstBoot, stop_tpm_after: Option<&str>) -> Transcript {
+/// The first kernel, `boot`, on a fresh swtpm kexecs into the measuring UKI through efi-kexec
+/// with `extra` arguments (`-s`: kexec_file_load); with `stop_tpm_after`, swtpm ends once a
+/// console line contains it.
+fn kexec_into_measuring_uki(boot: FirstBoot, extra: &[&str], stop_tpm_after: Option<&str>) -> Transcript {
     let uki = measuring_uki();
-    let next = NextBoot { image: uki.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None, before_exec: None, files: Vec::new() };
+    let extra = extra.iter().map(|s| s.to_string()).collect();
+    let next = NextBoot { image: uki.clone(), initrd: None, append: Some(String::new()), extra, before_load: None, before_exec: None, files: Vec::new() };
     let initramfs = stage_initramfs(&payloads().busybox, efi_kexec(), "first", &next).unwrap();
     let mut tpm = Swtpm::start().unwrap();
     let qemu_args = tpm.qemu_args();
@@ -130,7 +132,7 @@ fn assert_stub_measured_sections(events: &[Event]) {
 
 #[test]
 fn a_uki_kexeced_from_a_directly_booted_kernel_is_measured_and_its_log_replays() {
-    let t = kexec_into_measuring_uki(FirstBoot::Direct, None);
+    let t = kexec_into_measuring_uki(FirstBoot::Direct, &[], None);
     assert!(stage_report(&t, "first", "exec at uptime").is_some(), "efi-kexec load succeeded");
     assert!(t.contains("EFI_TCG2_PROTOCOL on the TPM"), "the emulator found the TPM");
     assert!(t.contains("new log: the PCRs did not start from zero"), "the first kernel had started the TPM, without a log");
@@ -138,6 +140,7 @@ fn a_uki_kexeced_from_a_directly_booted_kernel_is_measured_and_its_log_replays()
     let (_, events) = parse(&log).expect("the second kernel's log parses");
     let start = events.iter().find(|e| e.data.starts_with(EMULATOR_SIGNATURE)).expect("the emulator's start event");
     assert_eq!(start.data[16], 1, "History::Unknown");
+    assert!(start.data.ends_with(b"via a parameter block (kexec_load)\0"), "the log names the door");
     assert!(events.iter().any(|e| e.pcr == 4 && e.event_type == event_type::EFI_BOOT_SERVICES_APPLICATION), "the UKI's image measurement");
     assert_stub_measured_sections(&events);
     // Everything but PCR 10, which the first kernel's IMA extended (its own log, not this one).
@@ -147,7 +150,7 @@ fn a_uki_kexeced_from_a_directly_booted_kernel_is_measured_and_its_log_replays()
 
 #[test]
 fn a_uki_kexeced_from_an_edk2_booted_kernel_continues_the_firmware_log_from_power_on() {
-    let t = kexec_into_measuring_uki(FirstBoot::Edk2, None);
+    let t = kexec_into_measuring_uki(FirstBoot::Edk2, &[], None);
     assert!(t.contains("the TPM at 0xc000000 (ACPI MSFT0101) goes to the emulator"), "efi-kexec found the TPM ACPI describes");
     assert!(t.contains("continuing the earlier boot's log"), "the emulator continued EDK2's log");
     let (log, pcrs) = measured(&t);
@@ -167,8 +170,21 @@ fn a_uki_kexeced_from_an_edk2_booted_kernel_continues_the_firmware_log_from_powe
 fn a_tpm_that_stops_answering_mid_boot_leaves_the_boot_unmeasured_and_says_so() {
     // swtpm ends once the emulator has started measuring: the UKI's own measurement is the
     // first to meet a TPM that no longer answers.
-    let t = kexec_into_measuring_uki(FirstBoot::Direct, Some("EFI_TCG2_PROTOCOL on the TPM"));
+    let t = kexec_into_measuring_uki(FirstBoot::Direct, &[], Some("EFI_TCG2_PROTOCOL on the TPM"));
     assert!(t.contains("nothing more is measured this boot"), "the emulator said the TPM stopped");
     assert!(t.contains(xtask::payloads::initramfs::MARKER), "the UKI's kernel still reached userspace");
     assert!(t.contains("EFI stub: Exiting boot services"), "the kernel's stub ran on");
+}
+
+#[test]
+fn a_uki_kexeced_through_kexec_file_load_is_measured_and_its_log_replays() {
+    let t = kexec_into_measuring_uki(FirstBoot::Direct, &["-s"], None);
+    assert!(t.contains("efi-kexec: loaded through kexec_file_load"), "the kexec_file_load door");
+    let (log, pcrs) = measured(&t);
+    let (_, events) = parse(&log).expect("the second kernel's log parses");
+    let start = events.iter().find(|e| e.data.starts_with(EMULATOR_SIGNATURE)).expect("the emulator's start event");
+    assert!(start.data.ends_with(b"via kexec_file_load\0"), "the log names the door: {:?}", String::from_utf8_lossy(start.data));
+    assert_stub_measured_sections(&events);
+    let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
+    assert_replays_to(&events, &pcrs, &checked);
 }
