@@ -75,6 +75,7 @@ pub enum BenchSuite {
     Icount,
     Kexec,
     SecureBoot,
+    MeasuredBoot,
 }
 
 /// What to boot: shared by `run` and `kexec`.
@@ -160,6 +161,9 @@ pub struct RunArgs {
     /// Have the emulator hash with the portable SHA-256, not the CPU's instructions.
     #[arg(long)]
     pub generic_sha256: bool,
+    /// Give the machine a fresh TPM 2.0 (swtpm behind QEMU's tpm-tis-device): measured boot.
+    #[arg(long)]
+    pub tpm: bool,
     /// Reserve this many 64 KiB ranges in the upper half of RAM (a map of hundreds of
     /// descriptors).
     #[arg(long, default_value_t = 0)]

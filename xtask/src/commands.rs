@@ -60,6 +60,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     eprintln!("{}", blob.report());
     let p = a.payload;
     let payloads = if p.kernel.is_none() || (p.initrd.is_none() && !p.no_initrd) { Some(payloads::ensure()?) } else { None };
+    let swtpm = if a.tpm { Some(xtask::harness::tpm::Swtpm::start()?) } else { None };
     let opts = run::RunOptions {
         kernel: p.kernel,
         initrd: p.initrd,
@@ -88,6 +89,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         kexec_file: a.kexec_file,
         echo: true,
         tweak: None,
+        tpm: swtpm.as_ref().map(|t| t.socket().to_path_buf()),
     };
     let prepared = run::prepare(&opts, &blob, payloads.as_ref())?;
     let door = if opts.kexec_file { "kexec_file_load" } else { "kexec-style" };
@@ -156,6 +158,7 @@ pub fn bench(runs: usize, suite: BenchSuite, out: Option<PathBuf>) -> Result<()>
         icount: standard || suite == BenchSuite::Icount,
         kexec: all || suite == BenchSuite::Kexec,
         secure_boot: standard || suite == BenchSuite::SecureBoot,
+        measured_boot: standard || suite == BenchSuite::MeasuredBoot,
     };
     let efi_kexec = if suites.kexec { Some(build::build_efi_kexec(&blob)?) } else { None };
     let stem = match suite {

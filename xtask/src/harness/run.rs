@@ -80,6 +80,10 @@ pub struct RunOptions {
     pub tweak: Option<Tweak>,
     /// Keys typed on the console during the run (menu tests).
     pub input: Option<qemu::Input>,
+    /// The control socket of a running swtpm: QEMU gets a `tpm-tis-device` on it, and the
+    /// emulator is told where it is (`/chosen/efi-emulator,tpm-tis`), since QEMU's device tree
+    /// is dumped without it.
+    pub tpm: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -112,6 +116,7 @@ impl Default for RunOptions {
             echo: false,
             tweak: None,
             input: None,
+            tpm: None,
         }
     }
 }
@@ -179,6 +184,9 @@ pub fn machine_args(o: &RunOptions) -> Vec<String> {
         args.extend(ICOUNT.iter().map(|s| s.to_string()));
     }
     args.extend(["-serial".into(), "stdio".into(), "-monitor".into(), "none".into()]);
+    if let Some(socket) = &o.tpm {
+        args.extend(crate::harness::tpm::qemu_args(socket));
+    }
     args
 }
 
@@ -343,6 +351,10 @@ fn hook_properties(o: &RunOptions) -> Vec<(String, Vec<u8>)> {
         if on {
             extra.push((format!("efi-emulator,{name}"), Vec::new()));
         }
+    }
+    if o.tpm.is_some() {
+        let (base, size) = crate::harness::tpm::VIRT_TIS;
+        extra.push((efi_emulator::drivers::fdt::TPM_TIS_CHOSEN.to_string(), [base.to_be_bytes(), size.to_be_bytes()].concat()));
     }
     extra
 }

@@ -10,7 +10,8 @@
 //!   `grub-common`): libdevmapper and liblzma;
 //! - `qemu-efi-aarch64` (EDK2, the firmware of the UEFI-booted first kernel in the kexec tests, and
 //!   its Secure Boot test key) and `sbsigntool` (signs for it);
-//! - `swtpm` (the TPM 2.0 of the measured-boot tests);
+//! - `swtpm` and `swtpm-tools` (the TPM 2.0 of the measured-boot tests and bench, and its
+//!   manufacturing with chosen PCR banks);
 //! - `virt-fw-vars` from PyPI's `virt-firmware` (edits EDK2 variable stores: the Secure Boot
 //!   tests' db and dbx), pinned.
 
@@ -118,6 +119,9 @@ pub fn setup() -> Result<()> {
     // The measured-boot tests' TPM (QEMU's tpm-tis-device talks to it).
     if !have("swtpm") {
         packages.push("swtpm");
+    }
+    if !have("swtpm_setup") {
+        packages.push("swtpm-tools");
     }
     // U-Boot is a peer in `cargo xtask bench`.
     if !Path::new(crate::harness::uboot::U_BOOT).exists() {

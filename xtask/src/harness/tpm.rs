@@ -5,7 +5,7 @@
 
 use crate::paths;
 use anyhow::{ensure, Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,19 @@ pub struct Swtpm {
 impl Swtpm {
     /// Starts swtpm with a fresh state; it ends when QEMU closes its control socket.
     pub fn start() -> Result<Swtpm> {
+        Self::start_with_banks(None)
+    }
+
+    /// [`Swtpm::start`], with only `banks` (`sha256`, `sha1,sha256`, ...) active: manufactured
+    /// first by `swtpm_setup`. Without, libtpms's default: all four banks.
+    pub fn start_with_banks(banks: Option<&str>) -> Result<Swtpm> {
         let dir = paths::out_dir().join("runs").join(format!("swtpm-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir)?;
+        if let Some(banks) = banks {
+            let mut setup = Command::new("swtpm_setup");
+            setup.args(["--tpm2", "--overwrite", "--pcr-banks", banks, "--tpmstate"]).arg(&dir);
+            crate::process::output_checked(&mut setup).context("swtpm_setup (install swtpm-tools: `cargo xtask setup`)")?;
+        }
         let socket = dir.join("ctrl.sock");
         let child = Command::new("swtpm")
             .args(["socket", "--tpm2", "--terminate", "--tpmstate"])
@@ -40,9 +51,12 @@ impl Swtpm {
 
     /// QEMU's arguments for this TPM.
     pub fn qemu_args(&self) -> Vec<String> {
-        ["-chardev", &format!("socket,id=tpmchar,path={}", self.socket.display()), "-tpmdev", "emulator,id=tpm0,chardev=tpmchar", "-device", "tpm-tis-device,tpmdev=tpm0"]
-            .map(String::from)
-            .to_vec()
+        qemu_args(&self.socket)
+    }
+
+    /// Its control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Ends the TPM now, as a TPM that stops answering: QEMU's backend then fails every
@@ -66,6 +80,16 @@ impl Drop for Swtpm {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// QEMU's arguments for a `tpm-tis-device` on the swtpm whose control socket is `socket`.
+pub fn qemu_args(socket: &Path) -> Vec<String> {
+    ["-chardev", &format!("socket,id=tpmchar,path={}", socket.display()), "-tpmdev", "emulator,id=tpm0,chardev=tpmchar", "-device", "tpm-tis-device,tpmdev=tpm0"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Where QEMU's `virt` puts the TIS: the first device on its platform bus, 5 localities.
+pub const VIRT_TIS: (u64, u64) = (0x0c00_0000, 0x5000);
 
 fn unique() -> usize {
     use std::sync::atomic::{AtomicUsize, Ordering};
