@@ -193,7 +193,24 @@ fn seeds(p: &Payloads, misbehave: &Path, target: &str) -> Result<PathBuf> {
             w.measure(4, event_type::SEPARATOR, &[&[0u8; 4]], &[0u8; 4]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
             w.measure(4, event_type::EFI_BOOT_SERVICES_APPLICATION, &[b"an image"], &[0u8; 40]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
             w.append(0, event_type::NO_ACTION, &[Hash::new(&[0; 20]), Hash::new(&[0; 32])], b"StartupLocality\0\x03").map_err(|e| anyhow::anyhow!("{e:?}"))?;
-            write_seed(&dir, "two-banks", w.bytes())?;
+            let log = w.bytes().to_vec();
+            write_seed(&dir, "two-banks", &log)?;
+            // An earlier boot's memory: Linux's copy (size, preboot 0, version 2, the log), then
+            // a final-events table of one event, its offset in the last two bytes.
+            let mut fin = vec![0u8; 512];
+            let mut f = Writer::events_only(&mut fin, &[HashAlg::Sha1, HashAlg::Sha256]);
+            f.measure(5, event_type::EFI_ACTION, &[b"Exit Boot Services Invocation"], b"Exit Boot Services Invocation").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let mut memory = Vec::new();
+            memory.extend_from_slice(&(log.len() as u32).to_le_bytes());
+            memory.extend_from_slice(&0u32.to_le_bytes());
+            memory.push(2);
+            memory.extend_from_slice(&log);
+            let table_at = memory.len() as u16;
+            memory.extend_from_slice(&1u64.to_le_bytes());
+            memory.extend_from_slice(&1u64.to_le_bytes());
+            memory.extend_from_slice(f.bytes());
+            memory.extend_from_slice(&table_at.to_le_bytes());
+            write_seed(&dir, "earlier-boot", &memory)?;
         }
         "decompress" => {
             let data = paths::root().join("emulator/tests/data/decompress");
