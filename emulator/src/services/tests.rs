@@ -2047,3 +2047,89 @@ mod driver_model {
         drop(m);
     }
 }
+
+/// EFI_TCG2_PROTOCOL through its table, on a software TPM: the capability structure's layout
+/// (natural alignment: systemd reads TPMPresentFlag at byte 16), the event header checks, PE
+/// images by their Authenticode digest, the log handed out and the final-events table after it.
+#[test]
+fn tcg2_through_its_table() {
+    use crate::efi::secure_boot::hash::HashAlg;
+    use crate::efi::tcg2::soft_tpm;
+    use tcg2::Protocol;
+    let (m, _) = machine();
+    let (tpm, _) = soft_tpm::tpm(&[(HashAlg::Sha256, true), (HashAlg::Sha384, false)], false);
+    assert_eq!(with_core(|c| tcg2::install(c, tpm, None, "efi-emulator test")), Ok(true));
+    let final_table = with_core(|c| c.config.iter().find(|(g, _)| *g == crate::efi::guids::LINUX_EFI_TPM_FINAL_LOG).map(|(_, t)| *t)).expect("the final-events table installed");
+    // SAFETY: see the module comment.
+    unsafe {
+        let bs = &*(*m.systab).boot_services;
+        let mut p: *mut c_void = null_mut();
+        assert_eq!((bs.locate_protocol)(&mut tcg2::PROTOCOL_GUID.clone(), null_mut(), &mut p), Status::SUCCESS);
+        let t = p as *mut Protocol;
+        let proto = &*t;
+
+        let mut cap = [0u8; 40];
+        cap[0] = 36;
+        assert_eq!((proto.get_capability)(t, cap.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!(&cap[..5], &[36, 1, 1, 1, 1], "Size, StructureVersion 1.1, ProtocolVersion 1.1");
+        assert_eq!(u32::from_le_bytes(cap[8..12].try_into().unwrap()), 0b110, "HashAlgorithmBitmap: SHA-256, SHA-384");
+        assert_eq!(u32::from_le_bytes(cap[12..16].try_into().unwrap()), 2, "SupportedEventLogs: TCG_2");
+        assert_eq!(cap[16], 1, "TPMPresentFlag at byte 16");
+        assert_eq!(u16::from_le_bytes([cap[18], cap[19]]), 4096, "MaxCommandSize at byte 18");
+        assert_eq!(u32::from_le_bytes(cap[28..32].try_into().unwrap()), 2, "NumberOfPcrBanks");
+        assert_eq!(u32::from_le_bytes(cap[32..36].try_into().unwrap()), 0b10, "ActivePcrBanks: SHA-256");
+        let mut old = [0u8; 28];
+        old[0] = 28;
+        assert_eq!((proto.get_capability)(t, old.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!(&old[..5], &[28, 1, 0, 1, 0], "a 1.0 caller gets the 1.0 structure");
+        let mut small = [10u8; 10];
+        assert_eq!((proto.get_capability)(t, small.as_mut_ptr()), Status::BUFFER_TOO_SMALL);
+        assert_eq!(small[0], 36, "the size it takes");
+        assert_eq!((proto.get_capability)(t, null_mut()), Status::INVALID_PARAMETER);
+
+        // EFI_TCG2_EVENT: Size, HeaderSize 14, HeaderVersion 1, PCRIndex, EventType, data.
+        let event = |pcr: u32, header_size: u32, version: u16, data: &[u8]| {
+            let mut e = Vec::new();
+            e.extend_from_slice(&((18 + data.len()) as u32).to_le_bytes());
+            e.extend_from_slice(&header_size.to_le_bytes());
+            e.extend_from_slice(&version.to_le_bytes());
+            e.extend_from_slice(&pcr.to_le_bytes());
+            e.extend_from_slice(&0xdu32.to_le_bytes());
+            e.extend_from_slice(data);
+            e
+        };
+        let text = b"measured";
+        let data = text.as_ptr() as u64;
+        let mut good = event(8, 14, 1, b"desc");
+        assert_eq!((proto.hash_log_extend_event)(t, 0, data, 8, good.as_mut_ptr()), Status::SUCCESS);
+        for mut bad in [event(24, 14, 1, b""), event(8, 12, 1, b""), event(8, 14, 2, b"")] {
+            assert_eq!((proto.hash_log_extend_event)(t, 0, data, 8, bad.as_mut_ptr()), Status::INVALID_PARAMETER);
+        }
+        assert_eq!((proto.hash_log_extend_event)(t, 0, 0, 8, good.as_mut_ptr()), Status::INVALID_PARAMETER, "no data, a length");
+        assert_eq!((proto.hash_log_extend_event)(t, crate::efi::tcg2::PE_COFF_IMAGE, data, 8, good.as_mut_ptr()), Status::UNSUPPORTED, "not a PE image");
+        let pe = crate::efi::pe::test_image();
+        assert_eq!((proto.hash_log_extend_event)(t, crate::efi::tcg2::PE_COFF_IMAGE, pe.as_ptr() as u64, pe.len() as u64, good.as_mut_ptr()), Status::SUCCESS);
+
+        let (mut at, mut last, mut cut) = (0u64, 0u64, 9u8);
+        assert_eq!((proto.get_event_log)(t, 1, &mut at, &mut last, &mut cut), Status::INVALID_PARAMETER, "TCG 1.2 format");
+        assert_eq!((proto.get_event_log)(t, 2, &mut at, &mut last, &mut cut), Status::SUCCESS);
+        assert_eq!(cut, 0);
+        let log = core::slice::from_raw_parts(at as *const u8, (last - at) as usize + 200);
+        let (_, events) = crate::efi::event_log::parse(log).unwrap();
+        assert_eq!(events.last().unwrap().data, b"desc", "the last entry is the PE image's");
+        assert_eq!(events.iter().filter(|e| e.pcr == 8).count(), 2);
+        // Logged after GetEventLog: in the final-events table too.
+        assert_eq!((proto.hash_log_extend_event)(t, 0, data, 8, good.as_mut_ptr()), Status::SUCCESS);
+        assert_eq!(*((final_table + 8) as *const u64), 1, "NumberOfEvents");
+
+        let mut banks = 0u32;
+        assert_eq!((proto.get_active_pcr_banks)(t, &mut banks), Status::SUCCESS);
+        assert_eq!(banks, 0b10);
+        assert_eq!((proto.set_active_pcr_banks)(t, 0b10), Status::SUCCESS, "already active");
+        assert_eq!((proto.set_active_pcr_banks)(t, 0b1000), Status::INVALID_PARAMETER, "SHA-512: not implemented by this TPM");
+        let (mut present, mut response) = (9u32, 9u32);
+        assert_eq!((proto.get_result_of_set_active_pcr_banks)(t, &mut present, &mut response), Status::SUCCESS);
+        assert_eq!((present, response), (0, 0));
+        assert_eq!((proto.submit_command)(t, 0, null_mut(), 10, null_mut()), Status::INVALID_PARAMETER);
+    }
+}

@@ -342,4 +342,6 @@ pub fn image_load_event(location: u64, length: u64, link_address: u64, device_pa
 }
 
 #[cfg(test)]
+pub mod soft_tpm;
+#[cfg(test)]
 mod tests;
