@@ -3,7 +3,7 @@
 //! TPM's extend), with swtpm's banks as a machine might have them: SHA-256 alone (most machines
 //! now) and all four (swtpm's default).
 
-use crate::bench::stats::stats;
+use crate::bench::stats::{reported_ms, stats};
 use crate::build::Blob;
 use crate::harness::qemu;
 use crate::harness::run::{self, RunOptions};
@@ -36,8 +36,7 @@ pub fn measured_boot_suite(blob: &Blob, payloads: &Payloads, runs: usize) -> Res
             };
             let prepared = run::prepare(&options, blob, Some(payloads))?;
             let t = qemu::run_until(&prepared.qemu_args, options.timeout, MEASURED)?;
-            let line = t.find(MEASURED).map(|(_, l)| l.clone()).with_context(|| format!("{name}: the UKI was not measured:\n{}", t.text()))?;
-            let v: f64 = line.split("measured in ").nth(1).and_then(|r| r.split(" ms").next()).and_then(|v| v.parse().ok()).with_context(|| format!("unreadable: {line}"))?;
+            let v = reported_ms(&t, MEASURED, "measured in ").with_context(|| format!("{name}: the UKI was not measured"))?;
             eprintln!("measured-boot {round}/{runs}: {name:<36} {v:10.3} ms");
             ms.push(v);
         }

@@ -1,7 +1,7 @@
 //! The Secure Boot suite of `cargo xtask bench`: what verifying the signed 46 MB UKI costs the
 //! emulator in guest time, with the CPU's SHA-256 instructions and with the portable code.
 
-use crate::bench::stats::stats;
+use crate::bench::stats::{reported_ms, stats};
 use crate::build::Blob;
 use crate::harness::qemu;
 use crate::harness::run::{self, RunOptions};
@@ -39,8 +39,7 @@ pub fn secure_boot_suite(blob: &Blob, payloads: &Payloads, runs: usize, dir: &Pa
         for round in 1..=runs {
             let prepared = run::prepare(&options, blob, Some(payloads))?;
             let t = qemu::run_until(&prepared.qemu_args, options.timeout, "(verified in ")?;
-            let line = t.find("(verified in ").map(|(_, l)| l.clone()).with_context(|| format!("{name}: no verdict:\n{}", t.text()))?;
-            let v: f64 = line.split("(verified in ").nth(1).and_then(|r| r.split(" ms").next()).and_then(|v| v.parse().ok()).with_context(|| format!("unreadable: {line}"))?;
+            let v = reported_ms(&t, "(verified in ", "(verified in ").with_context(|| format!("{name}: no verdict"))?;
             eprintln!("secure-boot {round}/{runs}: {name:<50} {v:10.3} ms");
             ms.push(v);
         }

@@ -36,6 +36,15 @@ pub fn cell(values: &[f64], runs: usize) -> String {
     s
 }
 
+/// The milliseconds the emulator reported in the first console line containing `marker`: the
+/// number between `before` and " ms" (guest time under `-icount`, in the suites that boot until
+/// one such line).
+pub fn reported_ms(t: &crate::harness::qemu::Transcript, marker: &str, before: &str) -> anyhow::Result<f64> {
+    use anyhow::Context;
+    let line = t.find(marker).map(|(_, l)| l.clone()).with_context(|| format!("no line with {marker:?}:\n{}", t.text()))?;
+    line.split(before).nth(1).and_then(|r| r.split(" ms").next()).and_then(|v| v.parse().ok()).with_context(|| format!("unreadable: {line}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
