@@ -188,3 +188,42 @@ fn a_uki_kexeced_through_kexec_file_load_is_measured_and_its_log_replays() {
     let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
     assert_replays_to(&events, &pcrs, &checked);
 }
+
+#[test]
+fn a_chain_of_two_kexecs_keeps_one_log_that_replays() {
+    // first (direct) -> efi-kexec -> the TIS-capable 6.12 with a stage initramfs -> efi-kexec ->
+    // the measuring UKI: the second emulator continues the log the first one began (its
+    // final-events table and the stub's copy pass on through the chain).
+    let p = payloads();
+    let uki = measuring_uki();
+    let third = NextBoot { image: uki.clone(), initrd: None, append: Some(String::new()), extra: vec![], before_load: None, before_exec: None, files: Vec::new() };
+    let second = NextBoot {
+        image: file_kernel().clone(),
+        initrd: Some(stage_initramfs(&p.busybox, efi_kexec(), "second", &third).unwrap()),
+        append: Some("console=ttyAMA0 panic=-1 second=1".into()),
+        extra: vec![],
+        before_load: None,
+        before_exec: None,
+        files: Vec::new(),
+    };
+    let initramfs = stage_initramfs(&p.busybox, efi_kexec(), "first", &second).unwrap();
+    let tpm = Swtpm::start().unwrap();
+    let extras = Extras { qemu_args: tpm.qemu_args(), hook: None };
+    let t = boot_first_kernel_with(file_kernel(), EntryEl::El1, FirstBoot::Direct, &initramfs, None, extras, TIMEOUT, false).expect("starting QEMU");
+    let _ = std::fs::remove_file(uki);
+    eprintln!("$ {}\n{}\n(ended after {:.3} s, timed out: {})", t.command, t.text(), t.elapsed.as_secs_f64(), t.timed_out);
+    assert!(stage_report(&t, "second", "exec at uptime").is_some(), "the second kernel kexeced again");
+    assert!(t.contains("continuing the earlier boot's log"), "the second emulator continued the first one's log");
+    let (log, pcrs) = measured(&t);
+    let (_, events) = parse(&log).expect("the third kernel's log parses");
+    let starts: Vec<u8> = events.iter().filter(|e| e.data.starts_with(EMULATOR_SIGNATURE)).map(|e| e.data[16]).collect();
+    assert_eq!(starts, [1, 0], "a new log, then its continuation");
+    assert_eq!(
+        events.iter().filter(|e| e.pcr == 5 && e.data == b"Exit Boot Services Returned with Success").count(),
+        2,
+        "both ExitBootServices, the first from the final-events table"
+    );
+    assert_stub_measured_sections(&events);
+    let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
+    assert_replays_to(&events, &pcrs, &checked);
+}
