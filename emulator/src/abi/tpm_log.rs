@@ -88,6 +88,12 @@ pub fn previous_log(tables: &[ConfigTableEntry], kept: &dyn Fn(u64) -> u64, mem:
         let events = &bytes[..end];
         let after = events.get(preboot..).ok_or(PreviousLogError::Format { what: "final_events_preboot_size is past the final events", value: preboot as u64 })?;
         whole.extend_from_slice(after);
+        // What follows the copy must be whole events: a preboot size inside an event would
+        // splice half an event onto the log.
+        let (_, read_to) = event_log::parse_events(&whole, first, &spec, MAX_EVENTS).map_err(PreviousLogError::Log)?;
+        if read_to != whole.len() {
+            return Err(PreviousLogError::Format { what: "final_events_preboot_size does not end an event", value: preboot as u64 });
+        }
     }
     Ok(Some(whole))
 }
@@ -162,5 +168,11 @@ mod tests {
         let (mut mem, tables, _) = earlier_boot(2);
         mem.regions[0].1[4..8].copy_from_slice(&4096u32.to_le_bytes()); // preboot past the final events
         assert!(matches!(previous_log(&tables, &kept(&mem), &mem), Err(PreviousLogError::Format { .. })));
+        // Found by the event_log fuzz target: a preboot size inside an event spliced half of it
+        // onto the log, which then did not read back.
+        let (mut mem, tables, _) = earlier_boot(2);
+        let preboot = u32::from_le_bytes(mem.regions[0].1[4..8].try_into().unwrap());
+        mem.regions[0].1[4..8].copy_from_slice(&(preboot - 3).to_le_bytes());
+        assert!(previous_log(&tables, &kept(&mem), &mem).is_err());
     }
 }
