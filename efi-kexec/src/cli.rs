@@ -47,6 +47,19 @@ pub enum Command {
     },
     /// Tell what IMAGE is: Image with EFI stub, zboot and its compression, UKI and its sections.
     Info { image: PathBuf },
+    /// Replay the running kernel's TPM event log and compare every PCR with the TPM's: exits 0
+    /// when each replays (measured boot through the emulator keeps one log that does).
+    TpmLog {
+        /// The log (default: /sys/kernel/security/tpm0/binary_bios_measurements).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Where the TPM's PCRs are read (default: /sys/class/tpm/tpm0, `pcr-<bank>/<n>`).
+        #[arg(long)]
+        pcrs: Option<PathBuf>,
+        /// List every event.
+        #[arg(long)]
+        events: bool,
+    },
 }
 
 #[derive(Args, Debug, PartialEq, Default)]

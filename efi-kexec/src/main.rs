@@ -22,6 +22,7 @@ mod cmdline;
 mod crash;
 mod iomem;
 mod system;
+mod tpm_log;
 
 use efi_emulator::drivers::fdt::Fdt;
 use efi_emulator::efi::image_info::{self, ImageKind};
@@ -64,6 +65,19 @@ fn exec(e: &cli::ExecArgs) -> Result<(), String> {
 fn run(command: cli::Command) -> Result<(), String> {
     match command {
         cli::Command::Info { image } => info(&image),
+        cli::Command::TpmLog { log, pcrs, events } => {
+            let log_path = log.unwrap_or_else(|| PathBuf::from(tpm_log::LOG_PATH));
+            let bytes = std::fs::read(&log_path).map_err(|e| format!("cannot read {}: {e} (is securityfs mounted, is there a TPM?)", log_path.display()))?;
+            let dir = pcrs.unwrap_or_else(|| PathBuf::from(tpm_log::PCRS_PATH));
+            let report = tpm_log::check(&bytes, &|bank, n| tpm_log::read_pcr(&dir, bank, n), events)?;
+            for line in &report.lines {
+                say!("efi-kexec: {line}");
+            }
+            match report.mismatches {
+                0 => Ok(()),
+                n => Err(format!("{n} PCRs do not replay from {}", log_path.display())),
+            }
+        }
         cli::Command::Load(args) => {
             load(&args)?;
             if args.force {

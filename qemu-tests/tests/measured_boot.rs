@@ -33,6 +33,7 @@ if [ -r $log ]; then echo "{REPORT}log $(od -An -v -tx1 $log | tr -d ' \n')"; el
 for bank in /sys/class/tpm/tpm0/pcr-*; do
   for n in $(seq 0 23); do echo "{REPORT}pcr ${{bank##*pcr-}} $n $(cat $bank/$n)"; done
 done
+/efi-kexec tpm-log && echo "{REPORT}efi-kexec tpm-log agrees"
 echo "{}"
 poweroff -f
 "#,
@@ -50,6 +51,8 @@ fn measuring_uki() -> std::path::PathBuf {
     c.char_device("dev/console", 5, 1);
     c.file("bin/busybox", 0o755, &std::fs::read(&p.busybox).unwrap());
     c.file("init", 0o755, init_script().as_bytes());
+    // The user's check, on the machine itself.
+    c.file("efi-kexec", 0o755, &std::fs::read(efi_kexec()).unwrap());
     let initrd = c.finish();
     let linux = std::fs::read(file_kernel()).unwrap();
     let cmdline = "console=ttyAMA0 earlycon panic=-1 efi_emulator_measured=1";
@@ -146,6 +149,7 @@ fn a_uki_kexeced_from_a_directly_booted_kernel_is_measured_and_its_log_replays()
     // Everything but PCR 10, which the first kernel's IMA extended (its own log, not this one).
     let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
     assert_replays_to(&events, &pcrs, &checked);
+    assert!(t.contains("efi-kexec: every PCR compared (92) replays from the log") && t.contains("efi-kexec tpm-log agrees"), "efi-kexec tpm-log on the machine agrees");
 }
 
 #[test]
@@ -164,6 +168,7 @@ fn a_uki_kexeced_from_an_edk2_booted_kernel_continues_the_firmware_log_from_powe
     assert_stub_measured_sections(&events[start..]);
     let checked: Vec<usize> = (0..24).filter(|n| *n != 10).collect();
     assert_replays_to(&events, &pcrs, &checked);
+    assert!(t.contains("efi-kexec tpm-log agrees"), "efi-kexec tpm-log on the machine agrees");
 }
 
 #[test]
