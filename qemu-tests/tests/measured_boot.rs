@@ -59,7 +59,11 @@ fn measuring_uki() -> std::path::PathBuf {
     let osrel = xtask::payloads::uki::os_release("measured");
     let sections: Vec<(&str, &[u8])> = vec![(".osrel", osrel.as_bytes()), (".cmdline", cmdline.as_bytes()), (".initrd", &initrd), (".linux", &linux)];
     let uki = xtask::payloads::uki::build(&std::fs::read(&p.stub("254").unwrap().path).unwrap(), &sections).unwrap();
-    let path = xtask::paths::out_dir().join(format!("uki-measured-{}.efi", std::process::id()));
+    // A file of its own per call: the tests run in parallel threads of one process, and one
+    // rewriting a shared file under another's stage initramfs truncated the UKI there.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = xtask::paths::out_dir().join(format!("uki-measured-{}-{call}.efi", std::process::id()));
     std::fs::write(&path, uki).unwrap();
     path
 }
