@@ -89,8 +89,7 @@ pub fn check(log: &[u8], live: &dyn Fn(&str, usize) -> Option<Vec<u8>>, events: 
 /// The value sysfs shows for a PCR: hex, one line.
 pub fn read_pcr(dir: &std::path::Path, bank: &str, pcr: usize) -> Option<Vec<u8>> {
     let text = std::fs::read_to_string(dir.join(format!("pcr-{bank}")).join(pcr.to_string())).ok()?;
-    let t = text.trim();
-    (t.len() % 2 == 0).then(|| (0..t.len() / 2).map(|i| u8::from_str_radix(&t[2 * i..2 * i + 2], 16).ok()).collect::<Option<Vec<u8>>>()).flatten()
+    efi_emulator::mem::hex_bytes(text.trim())
 }
 
 #[cfg(test)]

@@ -133,6 +133,17 @@ pub fn split<'h, H: Iterator<Item = Extent> + 'h>(whole: Extent, holes: impl Fn(
     })
 }
 
+/// Pairs of hex digits, either case, as bytes (none for empty text; `None` for an odd count or
+/// a non-digit): device-path text, PCR values as sysfs shows them.
+pub fn hex_bytes(text: &str) -> Option<alloc::vec::Vec<u8>> {
+    let nibble = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let text = text.as_bytes();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks_exact(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
+}
+
 /// The physical range a descriptor covers.
 pub fn desc_extent(d: &efi::MemoryDescriptor) -> Extent {
     Extent::new(d.physical_start, d.number_of_pages.saturating_mul(PAGE_SIZE))

@@ -87,7 +87,7 @@ fn kexec_into_measuring_uki(boot: FirstBoot, extra: &[&str], stop_tpm_after: Opt
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()).collect()
+    efi_emulator::mem::hex_bytes(s).unwrap_or_else(|| panic!("not hex: {s}"))
 }
 
 /// A PCR the second kernel printed: its bank's name, its number, its value.

@@ -10,6 +10,7 @@
 //! this table does not know. Parsing never panics and refuses what it cannot read exactly.
 
 use super::{file_path, node, node_len, SUBTYPE_END_ENTIRE, SUBTYPE_END_INSTANCE, SUBTYPE_FILE_PATH, TYPE_ACPI, TYPE_BBS, TYPE_END, TYPE_HARDWARE, TYPE_MEDIA, TYPE_MESSAGING};
+use crate::mem::hex_bytes;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -1064,16 +1065,6 @@ fn number(text: &str) -> Option<u64> {
 fn hex_number(text: &str) -> Option<u64> {
     let t = text.trim();
     digits(t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t), 16)
-}
-
-/// Pairs of hex digits as bytes (none for empty text).
-fn hex_bytes(text: &str) -> Option<Vec<u8>> {
-    let nibble = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
-    let text = text.as_bytes();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    text.chunks_exact(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
 }
 
 fn guid_from_text(text: &str) -> Option<[u8; 16]> {
