@@ -236,8 +236,7 @@ impl Measurements {
             return Err(EfiError::DeviceError);
         }
         let command = tpm2::pcr_extend(pcr, self.banks().iter().copied().zip(digests.iter()));
-        let mut response = [0u8; 64];
-        let code = self.tpm.submit(&command, &mut response).map(|n| tpm2::response_code(&response[..n]));
+        let code = self.response_code(&command);
         match code {
             Ok(0) => {}
             // A PCR this locality may not extend, say: this event only.
@@ -258,6 +257,13 @@ impl Measurements {
             self.record(pcr, ty, digests, data)?;
         }
         Ok(())
+    }
+
+    /// Sends a command whose response is its header and little more (PCR_Extend, PCR_Allocate):
+    /// the TPM's response code.
+    fn response_code(&mut self, command: &[u8]) -> Result<u32, TisError> {
+        let mut response = [0u8; 64];
+        self.tpm.submit(command, &mut response).map(|n| tpm2::response_code(&response[..n]))
     }
 
     /// Writes an event to the log, and to the final-events table once the log was handed out.
@@ -309,12 +315,7 @@ impl Measurements {
         if banks == self.active {
             return Ok(());
         }
-        let command = tpm2::pcr_allocate(self.supported, banks);
-        let mut response = [0u8; 64];
-        let code = match self.tpm.submit(&command, &mut response) {
-            Ok(n) => tpm2::response_code(&response[..n]),
-            Err(_) => return Err(EfiError::DeviceError),
-        };
+        let code = self.response_code(&tpm2::pcr_allocate(self.supported, banks)).map_err(|_| EfiError::DeviceError)?;
         self.bank_request = Some((banks, code));
         if code != 0 {
             log::warn!("SetActivePcrBanks({banks:#x}): TPM2_PCR_Allocate answered {code:#x} (the platform hierarchy is locked after firmware hands over)");

@@ -273,7 +273,7 @@ pub fn measure_image(c: &mut Core, d: &ImageDigests, base: u64, size: u64, link_
     };
     let event = tcg2::image_load_event(base, size, link_address, device_path.unwrap_or(&[]));
     if m.extend_and_log(pcr, ty, &d.digests, &event, true).is_ok() {
-        let us = Machine::micros_since_entry() - d.started_us;
+        let us = Machine::micros_since_entry().saturating_sub(d.started_us);
         log::info!("image at {base:#x} measured into PCR {pcr} ({} banks, measured in {}.{:03} ms)", d.digests.len(), us / 1000, us % 1000);
     }
 }
